@@ -1,0 +1,208 @@
+"""Every error viewfinder raises, under one root.
+
+```
+ViewfinderError
+├── UserError                    you misused it: fails at once, never retried
+│   ├── ConfigurationError         no model endpoint configured, or conflicting settings
+│   ├── InvalidOptionError         unknown feature, aspect ratio out of range, bad setting
+│   ├── SchemaError                a custom schema viewfinder cannot map (raised when built)
+│   └── ImageError                 the image cannot be used
+│       ├── ImageFormatError         not an image, corrupt, or a format Azure does not accept
+│       ├── ImageSizeError           file too large, or a side outside 50-16,000 px
+│       ├── DecompressionBombError   more pixels than any legitimate photo
+│       └── ImageFetchError          an image URL could not be fetched
+├── ProviderError                the model endpoint failed (after retries where retried)
+│   ├── AuthenticationError        401 / 403
+│   ├── BadRequestError            400 / 404 / 422 and other non-retried statuses
+│   ├── RateLimitError             429, attempts exhausted
+│   ├── ServerError                5xx / 408 / 409, attempts exhausted
+│   └── TransportError             timeouts, connection failures, blocked network, cassette miss
+└── ModelBehaviorError           the endpoint answered, but not with a usable answer
+    ├── InvalidAnswerError         still failing validation after the bounded re-asks
+    ├── ContentFilterError         refused, or stopped by a content filter (never re-asked)
+    └── OutputTruncatedError       finish_reason == "length" (never re-asked)
+```
+
+Errors carry context as attributes, never only in the message: `ProviderError` has
+`status_code`, `request_id`, `attempts` and `usage`; `ModelBehaviorError` has
+`raw_answer`, `attempts` and `usage`. Messages never contain API keys or URL query
+strings (SAS tokens).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from viewfinder.schemas.result import Usage
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ContentFilterError",
+    "DecompressionBombError",
+    "ImageError",
+    "ImageFetchError",
+    "ImageFormatError",
+    "ImageSizeError",
+    "InvalidAnswerError",
+    "InvalidOptionError",
+    "ModelBehaviorError",
+    "OutputTruncatedError",
+    "ProviderError",
+    "RateLimitError",
+    "SchemaError",
+    "ServerError",
+    "TransportError",
+    "UserError",
+    "ViewfinderError",
+]
+
+
+class ViewfinderError(Exception):
+    """Root of every error viewfinder raises."""
+
+
+# --- you misused it -------------------------------------------------------------------
+
+
+class UserError(ViewfinderError):
+    """A mistake in how viewfinder was called: fails at once and is never retried."""
+
+
+class ConfigurationError(UserError):
+    """No model endpoint is configured, or the settings contradict each other."""
+
+
+class InvalidOptionError(UserError, ValueError):
+    """An option is out of range or unknown (feature name, aspect ratio, detail...)."""
+
+
+class SchemaError(UserError, TypeError):
+    """A custom schema uses `BoundingBox` or `Polygon` where viewfinder cannot map it."""
+
+
+class ImageError(UserError):
+    """The image cannot be analysed.
+
+    Attributes:
+        source: A printable description of the input (a path, `<bytes>`, or a URL
+            with its query string removed). Never contains secrets.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None) -> None:
+        super().__init__(f"{message} ({source})" if source else message)
+        self.source = source
+
+
+class ImageFormatError(ImageError):
+    """Not an image, a corrupt image, or a format outside Azure's list."""
+
+
+class ImageSizeError(ImageError):
+    """The file is too large, or a side is outside the accepted pixel range."""
+
+
+class DecompressionBombError(ImageError):
+    """The header declares more pixels than any legitimate photograph has."""
+
+
+class ImageFetchError(ImageError):
+    """An http(s) image URL could not be fetched."""
+
+
+# --- the endpoint failed --------------------------------------------------------------
+
+
+class ProviderError(ViewfinderError):
+    """The model endpoint failed.
+
+    Attributes:
+        status_code: HTTP status of the last response, `None` when there was none.
+        request_id: The provider's `x-request-id` of the last response, if any.
+        attempts: HTTP attempts made for the request that failed (retries included).
+        usage: Tokens and requests spent on the call before it failed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        attempts: int = 1,
+        usage: Usage | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.request_id = request_id
+        self.attempts = attempts
+        self.usage = usage
+
+    def __str__(self) -> str:
+        parts = [super().__str__()]
+        if self.status_code is not None:
+            parts.append(f"status={self.status_code}")
+        if self.request_id:
+            parts.append(f"request_id={self.request_id}")
+        parts.append(f"attempts={self.attempts}")
+        return " | ".join(parts)
+
+
+class AuthenticationError(ProviderError):
+    """The endpoint rejected the credentials (401) or the permission (403)."""
+
+
+class BadRequestError(ProviderError):
+    """The endpoint rejected the request (400, 404, 422...); retrying cannot help."""
+
+
+class RateLimitError(ProviderError):
+    """429 Too Many Requests, still failing after the bounded retries."""
+
+
+class ServerError(ProviderError):
+    """5xx (or 408 / 409), still failing after the bounded retries."""
+
+
+class TransportError(ProviderError):
+    """No HTTP response: a timeout, a refused connection, a blocked network or a cassette miss."""
+
+
+# --- the model misbehaved -------------------------------------------------------------
+
+
+class ModelBehaviorError(ViewfinderError):
+    """The endpoint answered, but the answer cannot be used.
+
+    Attributes:
+        raw_answer: The last text (or tool arguments) the model returned, if any.
+        attempts: Completions received, re-asks included.
+        usage: Tokens and requests spent, re-asks included.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        raw_answer: str | None = None,
+        attempts: int = 1,
+        usage: Usage | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.raw_answer = raw_answer
+        self.attempts = attempts
+        self.usage = usage
+
+
+class InvalidAnswerError(ModelBehaviorError):
+    """The answer still failed validation after the bounded re-asks."""
+
+
+class ContentFilterError(ModelBehaviorError):
+    """The model refused, or a content filter stopped the answer. Never re-asked."""
+
+
+class OutputTruncatedError(ModelBehaviorError):
+    """The answer hit the output-token cap (`finish_reason == "length"`). Never re-asked."""

@@ -1,0 +1,108 @@
+"""The result of an analysis, its image metadata and what it cost."""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from viewfinder.schemas.features import (
+    Caption,
+    CropRegion,
+    DenseCaption,
+    DetectedObject,
+    DetectedPerson,
+    ReadResult,
+    Tag,
+)
+
+__all__ = ["AnalysisRun", "ImageAnalysisResult", "ImageMetadata", "Usage"]
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class Usage(BaseModel):
+    """What one analysis spent. Cache hits spend nothing."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = 0
+    """Prompt tokens billed, image included, summed over every completion (re-asks too)."""
+    cached_input_tokens: int = 0
+    """Part of `input_tokens` the provider served from its prompt cache."""
+    output_tokens: int = 0
+    """Completion tokens billed, summed over every completion."""
+    requests: int = 0
+    """HTTP requests sent: first attempt, transport retries and re-asks."""
+    reasks: int = 0
+    """Validation re-asks: completions after the first."""
+    cache_hit: bool = False
+    """True when the answer came from viewfinder's cache and no request was sent."""
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            requests=self.requests + other.requests,
+            reasks=self.reasks + other.reasks,
+            cache_hit=self.cache_hit and other.cache_hit,
+        )
+
+
+class ImageMetadata(BaseModel):
+    """Size of the analysed image, in pixels, after EXIF orientation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    width: int = Field(ge=1)
+    """Width in pixels."""
+    height: int = Field(ge=1)
+    """Height in pixels."""
+
+
+class ImageAnalysisResult(BaseModel):
+    """Everything one `ImageAnalyzer.analyze` call found. Features not requested are `None`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_version: str
+    """`<model>+<hash of the prompt templates and schemas>`."""
+    metadata: ImageMetadata
+    """Size of the analysed image."""
+    caption: Caption | None = None
+    """One sentence for the whole image."""
+    dense_captions: list[DenseCaption] | None = None
+    """Up to 10 region captions; the first covers the whole image."""
+    tags: list[Tag] | None = None
+    """Tags, best first."""
+    objects: list[DetectedObject] | None = None
+    """Objects with boxes."""
+    people: list[DetectedPerson] | None = None
+    """People with boxes."""
+    smart_crops: list[CropRegion] | None = None
+    """One crop per requested aspect ratio, in request order."""
+    read: ReadResult | None = None
+    """Text in the image."""
+    usage: Usage = Field(default_factory=Usage)
+    """What this analysis spent."""
+
+
+class AnalysisRun(BaseModel, Generic[T]):
+    """A custom analysis with what it cost: returned by `Analyzer.analyze_detailed`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    output: T
+    """The filled schema, boxes in pixels of the original image."""
+    usage: Usage
+    """What the analysis spent."""
+    model_version: str
+    """`<model>+<hash of the prompt template and schema>`."""
+    metadata: ImageMetadata
+    """Size of the analysed image."""
