@@ -1,1 +1,182 @@
-"""viewfinder."""
+"""viewfinder: Azure AI Vision Image Analysis 4.0 features from GPT vision models.
+
+```python
+import viewfinder as vf
+
+result = vf.analyze("photo.jpg", features=["caption", "tags", "objects"])
+print(result.caption.text, [t.name for t in result.tags])
+```
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from viewfinder.analyzers import ALL_FEATURES, Analyzer, Feature, ImageAnalyzer
+from viewfinder.analyzers.image_analysis import FeatureArg
+from viewfinder.cache import ResponseCache
+from viewfinder.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ContentFilterError,
+    DecompressionBombError,
+    ImageError,
+    ImageFetchError,
+    ImageFormatError,
+    ImageSizeError,
+    InvalidAnswerError,
+    InvalidOptionError,
+    ModelBehaviorError,
+    OutputTruncatedError,
+    ProviderError,
+    RateLimitError,
+    SchemaError,
+    ServerError,
+    TransportError,
+    UserError,
+    ViewfinderError,
+)
+from viewfinder.images import ImageInput, ImageLimits, PreparedImage
+from viewfinder.retry import RetryPolicy
+from viewfinder.schemas import (
+    AnalysisRun,
+    BoundingBox,
+    Caption,
+    CropRegion,
+    DenseCaption,
+    DetectedObject,
+    DetectedPerson,
+    ImageAnalysisResult,
+    ImageMetadata,
+    Point,
+    Polygon,
+    ReadBlock,
+    ReadLine,
+    ReadResult,
+    ReadWord,
+    Tag,
+    Usage,
+)
+from viewfinder.templates import PromptTemplate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ALL_FEATURES",
+    "AnalysisRun",
+    "Analyzer",
+    "AuthenticationError",
+    "BadRequestError",
+    "BoundingBox",
+    "Caption",
+    "ConfigurationError",
+    "ContentFilterError",
+    "CropRegion",
+    "DecompressionBombError",
+    "DenseCaption",
+    "DetectedObject",
+    "DetectedPerson",
+    "Feature",
+    "ImageAnalysisResult",
+    "ImageAnalyzer",
+    "ImageError",
+    "ImageFetchError",
+    "ImageFormatError",
+    "ImageInput",
+    "ImageLimits",
+    "ImageMetadata",
+    "ImageSizeError",
+    "InvalidAnswerError",
+    "InvalidOptionError",
+    "ModelBehaviorError",
+    "OutputTruncatedError",
+    "Point",
+    "Polygon",
+    "PreparedImage",
+    "PromptTemplate",
+    "ProviderError",
+    "RateLimitError",
+    "ReadBlock",
+    "ReadLine",
+    "ReadResult",
+    "ReadWord",
+    "ResponseCache",
+    "RetryPolicy",
+    "SchemaError",
+    "ServerError",
+    "Tag",
+    "TransportError",
+    "Usage",
+    "UserError",
+    "ViewfinderError",
+    "__version__",
+    "aanalyze",
+    "analyze",
+]
+
+_ENV_KEYS = (
+    "VIEWFINDER_MODEL",
+    "VIEWFINDER_MODE",
+    "VIEWFINDER_CACHE_DIR",
+    "OPENAI_BASE_URL",
+    "OPENAI_API_KEY",
+    "AZURE_OPENAI_ENDPOINT",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_DEPLOYMENT",
+    "OPENAI_API_VERSION",
+    "AZURE_OPENAI_API_VERSION",
+)
+_defaults: dict[tuple[Any, ...], ImageAnalyzer] = {}
+
+
+def _default_analyzer(model: str | None) -> ImageAnalyzer:
+    """One `ImageAnalyzer` per model and environment, made on first use."""
+    key = (model, *(os.environ.get(name) for name in _ENV_KEYS))
+    if key not in _defaults:
+        _defaults.clear()
+        _defaults[key] = ImageAnalyzer(model=model)
+    return _defaults[key]
+
+
+def analyze(
+    image: ImageInput,
+    features: FeatureArg = ALL_FEATURES,
+    *,
+    model: str | None = None,
+    smart_crops_aspect_ratios: Sequence[float] | None = None,
+    gender_neutral_caption: bool = False,
+    language: str = "en",
+) -> ImageAnalysisResult:
+    """Analyse one image with a default `ImageAnalyzer` configured from the environment.
+
+    See `ImageAnalyzer.analyze` for the arguments.
+    """
+    return _default_analyzer(model).analyze(
+        image,
+        features,
+        smart_crops_aspect_ratios=smart_crops_aspect_ratios,
+        gender_neutral_caption=gender_neutral_caption,
+        language=language,
+    )
+
+
+async def aanalyze(
+    image: ImageInput,
+    features: FeatureArg = ALL_FEATURES,
+    *,
+    model: str | None = None,
+    smart_crops_aspect_ratios: Sequence[float] | None = None,
+    gender_neutral_caption: bool = False,
+    language: str = "en",
+) -> ImageAnalysisResult:
+    """Async twin of `analyze`."""
+    return await _default_analyzer(model).aanalyze(
+        image,
+        features,
+        smart_crops_aspect_ratios=smart_crops_aspect_ratios,
+        gender_neutral_caption=gender_neutral_caption,
+        language=language,
+    )

@@ -66,7 +66,6 @@ class Polygon(BaseModel):
     points: list[Point] = Field(min_length=4, max_length=4)
     """The four corners, clockwise from the top-left one."""
 
-
     def __iter__(self) -> Iterator[Point]:  # type: ignore[override]
         return iter(self.points)
 

@@ -1,0 +1,206 @@
+"""What every analyzer shares: settings, provider, cache, engine, messages, version.
+
+`Analyzer` (custom schemas) and `ImageAnalyzer` (the seven features) both build on
+`BaseAnalyzer`. Building a request and finishing a result are pure; only the engine
+does I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import instructor
+import openai
+
+from viewfinder.cache import DEFAULT_SIZE_LIMIT, ResponseCache
+from viewfinder.engine import Engine
+from viewfinder.errors import InvalidOptionError
+from viewfinder.images import DEFAULT_MAX_SIDE, ImageInput, PreparedImage, prepare_image
+from viewfinder.providers import Provider, resolve_provider, sampling_params
+from viewfinder.retry import RetryPolicy
+from viewfinder.templates import PromptTemplate, builtin_template, load_template
+
+__all__ = ["DEFAULT_MAX_OUTPUT_TOKENS", "DEFAULT_MAX_REASKS", "BaseAnalyzer", "Detail"]
+
+Detail = Literal["low", "high", "auto"]
+DEFAULT_MAX_REASKS = 2
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
+_DETAILS = ("low", "high", "auto")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
+
+CacheSetting = bool | str | os.PathLike[str] | ResponseCache | None
+
+
+def _make_cache(cache: CacheSetting, ttl: float | None, size_limit: int) -> ResponseCache | None:
+    if cache is None or cache is False:
+        return None
+    if isinstance(cache, ResponseCache):
+        return cache
+    if cache is True:
+        return ResponseCache(ttl=ttl, size_limit=size_limit)
+    return ResponseCache(cache, ttl=ttl, size_limit=size_limit)
+
+
+def check_language(language: str) -> str:
+    """Validate a language code such as `en` or `pt-BR`."""
+    if not isinstance(language, str) or not _LANGUAGE.match(language):
+        raise InvalidOptionError(f"language {language!r} is not a language code such as 'en'")
+    return language
+
+
+def version_hash(*parts: str) -> str:
+    """Short digest of template sources and schemas, for `model_version`."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:10]
+
+
+def schema_text(annotation: Any) -> str:
+    """Canonical JSON of a pydantic model's schema."""
+    return json.dumps(annotation.model_json_schema(), sort_keys=True)
+
+
+class BaseAnalyzer:
+    """Settings shared by `Analyzer` and `ImageAnalyzer`.
+
+    Args:
+        model: Model (OpenAI) or deployment (Azure) name; default `VIEWFINDER_MODEL`,
+            else `gpt-4.1-mini`.
+        client: An `openai.OpenAI` / `AzureOpenAI` (or async) client to use. Its own
+            retries are turned off; viewfinder retries each HTTP attempt itself.
+        async_client: The async twin; derived from `client` when not given.
+        base_url: An OpenAI-compatible endpoint (Ollama, vLLM, LM Studio, llama.cpp).
+        api_key: Key for `base_url` or OpenAI; not needed for local servers.
+        azure_endpoint: Azure OpenAI resource endpoint.
+        azure_deployment: Azure OpenAI deployment name.
+        api_version: Azure OpenAI api-version.
+        azure_ad_token_provider: Entra ID token provider for Azure OpenAI.
+        mode: instructor structured-output mode; default per provider.
+        cache: `True` (per-user cache dir), `False`, a directory, or a `ResponseCache`.
+        cache_ttl: Seconds a cached answer lives (default: until evicted).
+        cache_size_limit: Bytes on disk for the cache.
+        detail: OpenAI image `detail`: `high` (default), `low` or `auto`.
+        max_side: Long side, in pixels, of the copy sent to the model (default 1024).
+        retry: Policy for transient HTTP failures.
+        max_reasks: Validation re-asks after the first answer (default 2).
+        max_output_tokens: Output cap for every request (default 4096).
+        system_prompt: A replacement for the shared system template.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        client: openai.OpenAI | openai.AsyncOpenAI | None = None,
+        async_client: openai.AsyncOpenAI | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        azure_endpoint: str | None = None,
+        azure_deployment: str | None = None,
+        api_version: str | None = None,
+        azure_ad_token_provider: Callable[[], str] | None = None,
+        mode: instructor.Mode | str | None = None,
+        cache: CacheSetting = True,
+        cache_ttl: float | None = None,
+        cache_size_limit: int = DEFAULT_SIZE_LIMIT,
+        detail: Detail = "high",
+        max_side: int = DEFAULT_MAX_SIDE,
+        retry: RetryPolicy | None = None,
+        max_reasks: int = DEFAULT_MAX_REASKS,
+        max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
+        system_prompt: str | Path | PromptTemplate | None = None,
+    ) -> None:
+        if detail not in _DETAILS:
+            raise InvalidOptionError(f"detail must be one of {_DETAILS}, not {detail!r}")
+        if max_reasks < 0:
+            raise InvalidOptionError("max_reasks must be >= 0")
+        if max_output_tokens < 1:
+            raise InvalidOptionError("max_output_tokens must be >= 1")
+        self.provider: Provider = resolve_provider(
+            client=client,
+            async_client=async_client,
+            model=model,
+            base_url=base_url,
+            api_key=api_key,
+            azure_endpoint=azure_endpoint,
+            azure_deployment=azure_deployment,
+            api_version=api_version,
+            azure_ad_token_provider=azure_ad_token_provider,
+            mode=mode,
+        )
+        self.detail: Detail = detail
+        self.max_side = max_side
+        self.system_template = (
+            builtin_template("system")
+            if system_prompt is None
+            else load_template(system_prompt, name="system prompt")
+        )
+        self.engine = Engine(
+            self.provider,
+            cache=_make_cache(cache, cache_ttl, cache_size_limit),
+            retry=retry or RetryPolicy(),
+            max_reasks=max_reasks,
+            sampling=sampling_params(self.provider.model, max_output_tokens=max_output_tokens),
+        )
+
+    @property
+    def model(self) -> str:
+        """The model (or Azure deployment) this analyzer asks."""
+        return self.provider.model
+
+    def prepare(self, image: ImageInput) -> PreparedImage:
+        """Check, orient, downscale and encode `image` for the model."""
+        return prepare_image(image, max_side=self.max_side)
+
+    async def aprepare(self, image: ImageInput) -> PreparedImage:
+        """`prepare` in a worker thread (decoding is CPU-bound, URL fetching blocks)."""
+        return await asyncio.to_thread(prepare_image, image, max_side=self.max_side)
+
+    def messages(
+        self, system_text: str, user_text: str, image: PreparedImage
+    ) -> list[dict[str, Any]]:
+        """The chat messages: system text, then the user's text and the image part.
+
+        The image part is built here, not by instructor, so that `detail` is set.
+        """
+        return [
+            {"role": "system", "content": system_text},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": user_text},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": image.data_url(), "detail": self.detail},
+                    },
+                ],
+            },
+        ]
+
+    def render_system(self, language: str = "en") -> str:
+        """The system message for `language`."""
+        return self.system_template.render({"language": language})
+
+    def model_version_for(self, parts: Iterable[str]) -> str:
+        """`<model>+<short hash>` of the given template sources and schemas."""
+        return f"{self.provider.model}+{version_hash(self.system_template.source, *parts)}"
+
+    def close(self) -> None:
+        """Close the cache files (clients belong to whoever made them)."""
+        if self.engine.cache is not None:
+            self.engine.cache.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(model={self.provider.model!r}, "
+            f"provider={self.provider.kind.value!r}, detail={self.detail!r})"
+        )

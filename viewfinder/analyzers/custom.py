@@ -1,0 +1,98 @@
+"""`Analyzer`: any pydantic schema, one prompt template, boxes back in pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from viewfinder.analyzers.base import BaseAnalyzer, check_language, schema_text
+from viewfinder.engine import Completed, Request
+from viewfinder.errors import SchemaError
+from viewfinder.grid import Frame, model_facing
+from viewfinder.images import ImageInput, PreparedImage
+from viewfinder.schemas.result import AnalysisRun, ImageMetadata
+from viewfinder.templates import PromptTemplate, load_template
+
+__all__ = ["Analyzer"]
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class Analyzer(BaseAnalyzer, Generic[T]):
+    """Fill a custom schema from an image.
+
+    `BoundingBox` and `Polygon` fields may sit at any depth of `schema`; the model
+    answers them on a 0-1000 grid and you get pixels of the original image back. A
+    position viewfinder cannot map raises `SchemaError` here, when the analyzer is built.
+
+    Args:
+        schema: The pydantic model to fill. Its validators run on every answer, and a
+            failing answer is re-asked with the error (bounded by `max_reasks`).
+        prompt: Jinja2 template text, or a file (`Path`, or a one-line `str` ending in
+            `.j2`, `.jinja`, `.txt` or `.md`). Keyword arguments of `analyze` are its
+            variables.
+        **options: Shared settings; see `BaseAnalyzer`.
+
+    Example:
+        >>> audit = Analyzer(schema=Shelf, prompt="List every product on the shelf.")
+        >>> shelf = audit.analyze("shelf.jpg")
+    """
+
+    def __init__(self, schema: type[T], prompt: str | Path | PromptTemplate, **options: Any):
+        if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+            raise SchemaError(f"schema must be a pydantic BaseModel subclass, not {schema!r}")
+        facing = model_facing(schema, where=schema.__name__)
+        super().__init__(**options)
+        self.schema: type[T] = schema
+        self.prompt = load_template(prompt, name=f"prompt of {schema.__name__}")
+        self._response_model: type[BaseModel] = facing.annotation
+        self._convert = facing.convert
+        self.model_version = self.model_version_for(
+            [self.prompt.source, schema_text(self._response_model)]
+        )
+
+    # --- pure: build and finish ------------------------------------------------------
+
+    def build(self, image: PreparedImage, variables: dict[str, Any]) -> Request[BaseModel]:
+        """The request for `image`, with the template rendered from `variables`."""
+        language = check_language(variables.get("language", "en"))
+        return Request(
+            messages=self.messages(
+                self.render_system(language), self.prompt.render(variables), image
+            ),
+            response_model=self._response_model,
+            model_version=self.model_version,
+        )
+
+    def finish(self, done: Completed[BaseModel], image: PreparedImage) -> AnalysisRun[T]:
+        """Boxes to pixels of the original image; usage and version attached."""
+        frame = Frame(image.width, image.height)
+        output = done.answer if self._convert is None else self._convert(done.answer, frame)
+        return AnalysisRun[self.schema](  # type: ignore[name-defined]
+            output=output,
+            usage=done.usage,
+            model_version=self.model_version,
+            metadata=ImageMetadata(width=image.width, height=image.height),
+        )
+
+    # --- the calls ----------------------------------------------------------------------
+
+    def analyze_detailed(self, image: ImageInput, **variables: Any) -> AnalysisRun[T]:
+        """Fill the schema from `image`; with usage, `model_version` and image size."""
+        prepared = self.prepare(image)
+        return self.finish(self.engine.run(self.build(prepared, variables)), prepared)
+
+    def analyze(self, image: ImageInput, **variables: Any) -> T:
+        """Fill the schema from `image` (boxes in pixels of the original image)."""
+        return self.analyze_detailed(image, **variables).output
+
+    async def aanalyze_detailed(self, image: ImageInput, **variables: Any) -> AnalysisRun[T]:
+        """Async twin of `analyze_detailed`."""
+        prepared = await self.aprepare(image)
+        return self.finish(await self.engine.arun(self.build(prepared, variables)), prepared)
+
+    async def aanalyze(self, image: ImageInput, **variables: Any) -> T:
+        """Async twin of `analyze`."""
+        return (await self.aanalyze_detailed(image, **variables)).output

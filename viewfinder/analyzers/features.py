@@ -1,0 +1,301 @@
+"""The seven Image Analysis 4.0 features as data: what the model answers, and `finish`.
+
+Each feature is one row of `FEATURES`: its prompt template, its model-facing answer
+type (grid coordinates) and a pure `finish` that turns a validated answer into the
+result schema in pixels of the original image.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from viewfinder.crops import smart_crops
+from viewfinder.errors import InvalidOptionError
+from viewfinder.grid import Frame, GridBox, box_to_pixels
+from viewfinder.schemas.features import (
+    Caption,
+    CropRegion,
+    DenseCaption,
+    DetectedObject,
+    DetectedPerson,
+    ReadBlock,
+    ReadLine,
+    ReadResult,
+    ReadWord,
+    Tag,
+)
+from viewfinder.schemas.geometry import BoundingBox
+
+__all__ = ["ALL_FEATURES", "FEATURES", "Feature", "FeatureSpec", "FinishContext", "parse_features"]
+
+
+class Feature(StrEnum):
+    """The seven visual features of Image Analysis 4.0."""
+
+    CAPTION = "caption"
+    DENSE_CAPTIONS = "dense_captions"
+    TAGS = "tags"
+    OBJECTS = "objects"
+    PEOPLE = "people"
+    SMART_CROPS = "smart_crops"
+    READ = "read"
+
+    @property
+    def azure_name(self) -> str:
+        """The spelling Azure uses in `features=` (`denseCaptions`, `smartCrops`, ...)."""
+        head, *rest = self.value.split("_")
+        return head + "".join(part.title() for part in rest)
+
+
+ALL_FEATURES: tuple[Feature, ...] = tuple(Feature)
+"""Every feature, in the order results list them."""
+
+_ALIASES = {
+    re.sub(r"[_\-\s]", "", feature.value): feature for feature in Feature
+}  # "densecaptions" -> DENSE_CAPTIONS
+
+
+def parse_features(features: Iterable[Feature | str] | Feature | str) -> tuple[Feature, ...]:
+    """Normalise feature names: enum members, snake_case or Azure's spelling.
+
+    Returns them de-duplicated, in `ALL_FEATURES` order.
+
+    Raises:
+        InvalidOptionError: A name is unknown, or none was given.
+    """
+    items: Iterable[Feature | str] = (
+        [features] if isinstance(features, (str, Feature)) else features
+    )
+    chosen: set[Feature] = set()
+    for item in items:
+        key = re.sub(r"[_\-\s]", "", str(item)).lower()
+        if key not in _ALIASES:
+            known = ", ".join(f.value for f in Feature)
+            raise InvalidOptionError(f"unknown feature {item!r}; choose from {known}")
+        chosen.add(_ALIASES[key])
+    if not chosen:
+        raise InvalidOptionError("at least one feature is required")
+    return tuple(f for f in ALL_FEATURES if f in chosen)
+
+
+# --- what the model answers (grid coordinates) ----------------------------------------
+
+_Confidence = Field(ge=0.0, le=1.0, description="your confidence, 0 to 1")
+
+
+class CaptionAnswer(BaseModel):
+    text: str
+    confidence: float = _Confidence
+
+
+class RegionCaptionAnswer(BaseModel):
+    text: str
+    confidence: float = _Confidence
+    box: GridBox
+
+
+class TagAnswer(BaseModel):
+    name: str
+    confidence: float = _Confidence
+
+
+class ObjectAnswer(BaseModel):
+    name: str
+    confidence: float = _Confidence
+    box: GridBox
+
+
+class PersonAnswer(BaseModel):
+    box: GridBox
+    confidence: float = _Confidence
+
+
+class RegionOfInterestAnswer(BaseModel):
+    box: GridBox
+
+
+class WordAnswer(BaseModel):
+    text: str
+    box: GridBox | None = None
+    confidence: float = _Confidence
+
+
+class LineAnswer(BaseModel):
+    text: str
+    box: GridBox
+    confidence: float = _Confidence
+    words: list[WordAnswer] | None = None
+
+
+# --- finishing: grid -> pixels of the original image ----------------------------------
+
+
+@dataclass(frozen=True)
+class FinishContext:
+    """What `finish` needs besides the answer: the image size and the call's options."""
+
+    frame: Frame
+    smart_crops_aspect_ratios: tuple[float, ...] = ()
+    gender_neutral_caption: bool = False
+
+
+_GENDERED = {
+    "man": "person",
+    "woman": "person",
+    "men": "people",
+    "women": "people",
+    "boy": "child",
+    "girl": "child",
+    "boys": "children",
+    "girls": "children",
+    "gentleman": "person",
+    "lady": "person",
+}
+_GENDERED_RE = re.compile(r"\b(" + "|".join(_GENDERED) + r")\b", re.IGNORECASE)
+
+
+def _neutral(text: str, ctx: FinishContext) -> str:
+    """Azure's gender-neutral rewording (man/woman -> person, boy/girl -> child)."""
+    if not ctx.gender_neutral_caption:
+        return text
+    return _GENDERED_RE.sub(lambda m: _GENDERED[m.group(0).lower()], text)
+
+
+def _finish_caption(answer: CaptionAnswer, ctx: FinishContext) -> Caption:
+    return Caption(text=_neutral(answer.text.strip(), ctx), confidence=answer.confidence)
+
+
+_MAX_DENSE_CAPTIONS = 10
+
+
+def _finish_dense(answers: list[RegionCaptionAnswer], ctx: FinishContext) -> list[DenseCaption]:
+    whole = BoundingBox(x=0, y=0, width=ctx.frame.width, height=ctx.frame.height)
+    result = [
+        DenseCaption(
+            text=_neutral(answer.text.strip(), ctx),
+            confidence=answer.confidence,
+            box=whole if index == 0 else box_to_pixels(answer.box, ctx.frame),
+        )
+        for index, answer in enumerate(answers[:_MAX_DENSE_CAPTIONS])
+    ]
+    return result
+
+
+def _finish_tags(answers: list[TagAnswer], ctx: FinishContext) -> list[Tag]:
+    best: dict[str, float] = {}
+    for answer in answers:
+        name = " ".join(answer.name.lower().split())
+        if name:
+            best[name] = max(best.get(name, 0.0), answer.confidence)
+    ranked = sorted(best.items(), key=lambda item: -item[1])  # stable: ties keep answer order
+    return [Tag(name=name, confidence=confidence) for name, confidence in ranked]
+
+
+def _finish_objects(answers: list[ObjectAnswer], ctx: FinishContext) -> list[DetectedObject]:
+    return [
+        DetectedObject(
+            name=answer.name.strip(),
+            confidence=answer.confidence,
+            box=box_to_pixels(answer.box, ctx.frame),
+        )
+        for answer in answers
+    ]
+
+
+def _finish_people(answers: list[PersonAnswer], ctx: FinishContext) -> list[DetectedPerson]:
+    return [
+        DetectedPerson(box=box_to_pixels(answer.box, ctx.frame), confidence=answer.confidence)
+        for answer in answers
+    ]
+
+
+def _finish_smart_crops(answer: RegionOfInterestAnswer, ctx: FinishContext) -> list[CropRegion]:
+    roi = box_to_pixels(answer.box, ctx.frame)
+    return smart_crops(roi, ctx.frame.width, ctx.frame.height, ctx.smart_crops_aspect_ratios)
+
+
+def split_words(text: str, box: BoundingBox) -> list[tuple[str, BoundingBox]]:
+    """Estimate word boxes by splitting a line's box in proportion to character counts.
+
+    Spaces count as characters, so the gaps between words are kept.
+    """
+    words = text.split()
+    if not words:
+        return []
+    total = len(" ".join(words))
+    result = []
+    offset = 0
+    for word in words:
+        left = box.x + round(box.width * offset / total)
+        right = box.x + round(box.width * (offset + len(word)) / total)
+        result.append((word, BoundingBox(x=left, y=box.y, width=right - left, height=box.height)))
+        offset += len(word) + 1
+    return result
+
+
+def _finish_line(answer: LineAnswer, ctx: FinishContext) -> ReadLine:
+    line_box = box_to_pixels(answer.box, ctx.frame)
+    given = answer.words or []
+    if given and all(word.box is not None for word in given):
+        words = [
+            ReadWord(
+                text=word.text,
+                polygon=box_to_pixels(word.box, ctx.frame).to_polygon(),  # type: ignore[arg-type]
+                confidence=word.confidence,
+            )
+            for word in given
+        ]
+    else:
+        text = " ".join(word.text for word in given) if given else answer.text
+        words = [
+            ReadWord(
+                text=word,
+                polygon=box.to_polygon(),
+                confidence=answer.confidence,
+                estimated=True,
+            )
+            for word, box in split_words(text, line_box)
+        ]
+    return ReadLine(text=answer.text, polygon=line_box.to_polygon(), words=words)
+
+
+def _finish_read(answers: list[LineAnswer], ctx: FinishContext) -> ReadResult:
+    lines = [_finish_line(answer, ctx) for answer in answers if answer.text.strip()]
+    return ReadResult(blocks=[ReadBlock(lines=lines)] if lines else [])
+
+
+# --- the table -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One feature: its template, its model-facing answer type, and its finish step."""
+
+    feature: Feature
+    answer_type: Any
+    finish: Callable[[Any, FinishContext], Any]
+
+    @property
+    def template_name(self) -> str:
+        """Name of its template in `viewfinder/prompts/`."""
+        return self.feature.value
+
+
+FEATURES: dict[Feature, FeatureSpec] = {
+    spec.feature: spec
+    for spec in (
+        FeatureSpec(Feature.CAPTION, CaptionAnswer, _finish_caption),
+        FeatureSpec(Feature.DENSE_CAPTIONS, list[RegionCaptionAnswer], _finish_dense),
+        FeatureSpec(Feature.TAGS, list[TagAnswer], _finish_tags),
+        FeatureSpec(Feature.OBJECTS, list[ObjectAnswer], _finish_objects),
+        FeatureSpec(Feature.PEOPLE, list[PersonAnswer], _finish_people),
+        FeatureSpec(Feature.SMART_CROPS, RegionOfInterestAnswer, _finish_smart_crops),
+        FeatureSpec(Feature.READ, list[LineAnswer], _finish_read),
+    )
+}

@@ -1,0 +1,180 @@
+"""`ImageAnalyzer`: any subset of the seven features in ONE request per image."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, create_model
+
+from viewfinder.analyzers.base import BaseAnalyzer, check_language, schema_text
+from viewfinder.analyzers.features import (
+    ALL_FEATURES,
+    FEATURES,
+    Feature,
+    FinishContext,
+    parse_features,
+)
+from viewfinder.crops import validate_aspect_ratios
+from viewfinder.engine import Completed, Request
+from viewfinder.errors import InvalidOptionError
+from viewfinder.grid import Frame
+from viewfinder.images import ImageInput, PreparedImage
+from viewfinder.schemas.result import ImageAnalysisResult, ImageMetadata
+from viewfinder.templates import PromptTemplate, builtin_template, load_template
+
+__all__ = ["ImageAnalyzer", "answer_model"]
+
+FeatureArg = Iterable[Feature | str] | Feature | str
+
+_INSTRUCTIONS = (
+    "Analyse the image and fill every field of the JSON object, following these "
+    "instructions for each field:"
+)
+
+
+@cache
+def answer_model(features: tuple[Feature, ...]) -> type[BaseModel]:
+    """The combined model-facing schema for a set of features (one request per image)."""
+    fields: dict[str, Any] = {f.value: (FEATURES[f].answer_type, ...) for f in features}
+    model: type[BaseModel] = create_model("ImageAnalysis", **fields)
+    return model
+
+
+class ImageAnalyzer(BaseAnalyzer):
+    """Image Analysis 4.0 features from a GPT vision model.
+
+    Whatever subset of features is asked, one request goes out per image: the
+    features' schemas are combined into one response model and one prompt.
+
+    Args:
+        templates: Replacements for feature templates, keyed by feature name
+            (`"caption"`, `"read"`, ...): template text, a `Path`, or a `PromptTemplate`.
+        **options: Shared settings; see `BaseAnalyzer`.
+    """
+
+    def __init__(
+        self,
+        *,
+        templates: Mapping[str, str | Path | PromptTemplate] | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        overrides = dict(templates or {})
+        self.templates: dict[Feature, PromptTemplate] = {}
+        for feature in ALL_FEATURES:
+            given = overrides.pop(feature.value, None)
+            self.templates[feature] = (
+                builtin_template(feature.value)
+                if given is None
+                else load_template(given, name=f"{feature.value} template")
+            )
+        if overrides:
+            raise InvalidOptionError(f"no feature named {sorted(overrides)} to override")
+        self.model_version = self.model_version_for(
+            [self.templates[f].source for f in ALL_FEATURES]
+            + [schema_text(answer_model((f,))) for f in ALL_FEATURES]
+        )
+
+    # --- pure: build and finish ------------------------------------------------------
+
+    def build(
+        self,
+        image: PreparedImage,
+        features: tuple[Feature, ...],
+        *,
+        gender_neutral_caption: bool = False,
+        language: str = "en",
+    ) -> Request[BaseModel]:
+        """The one request for `image` and `features`."""
+        variables = {"gender_neutral_caption": gender_neutral_caption, "language": language}
+        sections = [self.templates[f].render(variables) for f in features]
+        user_text = "\n\n".join([_INSTRUCTIONS, *sections])
+        return Request(
+            messages=self.messages(self.render_system(language), user_text, image),
+            response_model=answer_model(features),
+            model_version=self.model_version,
+        )
+
+    def finish(
+        self,
+        done: Completed[BaseModel],
+        image: PreparedImage,
+        features: tuple[Feature, ...],
+        *,
+        smart_crops_aspect_ratios: tuple[float, ...] = (),
+        gender_neutral_caption: bool = False,
+    ) -> ImageAnalysisResult:
+        """Grid answers to pixels of the original image, per feature."""
+        ctx = FinishContext(
+            frame=Frame(image.width, image.height),
+            smart_crops_aspect_ratios=smart_crops_aspect_ratios,
+            gender_neutral_caption=gender_neutral_caption,
+        )
+        parts = {f.value: FEATURES[f].finish(getattr(done.answer, f.value), ctx) for f in features}
+        return ImageAnalysisResult(
+            model_version=self.model_version,
+            metadata=ImageMetadata(width=image.width, height=image.height),
+            usage=done.usage,
+            **parts,
+        )
+
+    # --- the calls ----------------------------------------------------------------------
+
+    def analyze(
+        self,
+        image: ImageInput,
+        features: FeatureArg = ALL_FEATURES,
+        *,
+        smart_crops_aspect_ratios: Sequence[float] | None = None,
+        gender_neutral_caption: bool = False,
+        language: str = "en",
+    ) -> ImageAnalysisResult:
+        """Analyse `image` for `features` (default: all seven) in one request.
+
+        Args:
+            image: A path, bytes, a binary file object, a PIL image, or an http(s) URL.
+            features: `Feature` members or names (`"dense_captions"` or `"denseCaptions"`).
+            smart_crops_aspect_ratios: Width/height ratios in 0.75-1.8, one crop each.
+            gender_neutral_caption: "person" / "child" instead of gendered words.
+            language: Language of generated text (captions, tags, names).
+        """
+        chosen, ratios = parse_features(features), validate_aspect_ratios(smart_crops_aspect_ratios)
+        check_language(language)
+        prepared = self.prepare(image)
+        request = self.build(
+            prepared, chosen, gender_neutral_caption=gender_neutral_caption, language=language
+        )
+        return self.finish(
+            self.engine.run(request),
+            prepared,
+            chosen,
+            smart_crops_aspect_ratios=ratios,
+            gender_neutral_caption=gender_neutral_caption,
+        )
+
+    async def aanalyze(
+        self,
+        image: ImageInput,
+        features: FeatureArg = ALL_FEATURES,
+        *,
+        smart_crops_aspect_ratios: Sequence[float] | None = None,
+        gender_neutral_caption: bool = False,
+        language: str = "en",
+    ) -> ImageAnalysisResult:
+        """Async twin of `analyze`."""
+        chosen, ratios = parse_features(features), validate_aspect_ratios(smart_crops_aspect_ratios)
+        check_language(language)
+        prepared = await self.aprepare(image)
+        request = self.build(
+            prepared, chosen, gender_neutral_caption=gender_neutral_caption, language=language
+        )
+        return self.finish(
+            await self.engine.arun(request),
+            prepared,
+            chosen,
+            smart_crops_aspect_ratios=ratios,
+            gender_neutral_caption=gender_neutral_caption,
+        )

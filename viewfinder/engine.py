@@ -1,0 +1,308 @@
+"""Run one request: cache -> instructor + openai (retried per HTTP attempt) -> usage.
+
+Only this module does model I/O, and only the send differs between `run` and `arun`:
+looking up and storing the cache, counting usage and translating errors are shared.
+
+Two loops, never nested the wrong way round:
+- tenacity (`viewfinder.retry`) wraps each single HTTP attempt and sees its headers,
+  so a 429 during a re-ask repeats that one request, not the conversation;
+- instructor's validation re-asks wrap whole completions (bounded by `max_reasks`).
+The openai SDK's own retries are off on every client (`Provider` guarantees it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import openai
+from instructor.core.exceptions import InstructorRetryException, ResponseParsingError
+from instructor.v2.core.patch import patch_v2
+from instructor.v2.core.providers import Provider as InstructorProvider
+from openai.types.chat import ChatCompletion
+from pydantic import BaseModel, ValidationError
+
+from viewfinder.cache import ResponseCache, request_key
+from viewfinder.errors import (
+    ContentFilterError,
+    InvalidAnswerError,
+    ModelBehaviorError,
+    OutputTruncatedError,
+    ProviderError,
+    ViewfinderError,
+)
+from viewfinder.providers import Provider
+from viewfinder.retry import RetryPolicy, async_retrying, sync_retrying, to_viewfinder_error
+from viewfinder.schemas.result import Usage
+
+__all__ = ["Completed", "Engine", "Request"]
+
+logger = logging.getLogger("viewfinder")
+
+A = TypeVar("A", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Request(Generic[A]):
+    """Everything one model call needs; built by an analyzer, pure data."""
+
+    messages: list[dict[str, Any]]
+    """Chat messages, the image part included."""
+    response_model: type[A]
+    """The model-facing schema (grid coordinates)."""
+    model_version: str
+    """`<model>+<hash>`; part of the cache key."""
+
+
+@dataclass(frozen=True)
+class Completed(Generic[A]):
+    """A validated model-facing answer and what it cost."""
+
+    answer: A
+    usage: Usage
+    request_id: str | None = None
+
+
+@dataclass
+class _Tally:
+    """Usage of one call, counted per HTTP response (re-asks and failures included)."""
+
+    requests: int = 0
+    completions: int = 0
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    attempts: int = 0
+    request_id: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def start_request(self) -> None:
+        self.attempts = 0
+
+    def attempt(self) -> None:
+        self.requests += 1
+        self.attempts += 1
+
+    def record(self, completion: ChatCompletion, headers: dict[str, str]) -> None:
+        self.completions += 1
+        self.headers = headers
+        self.request_id = headers.get("x-request-id") or self.request_id
+        usage = completion.usage
+        if usage is not None:
+            self.input_tokens += usage.prompt_tokens
+            self.output_tokens += usage.completion_tokens
+            details = usage.prompt_tokens_details
+            if details is not None and details.cached_tokens:
+                self.cached_input_tokens += details.cached_tokens
+
+    def usage(self) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens,
+            cached_input_tokens=self.cached_input_tokens,
+            output_tokens=self.output_tokens,
+            requests=self.requests,
+            reasks=max(self.completions - 1, 0),
+        )
+
+
+def _check_completion(completion: ChatCompletion, tally: _Tally) -> None:
+    """Typed errors for answers that must never be re-asked."""
+    choice = completion.choices[0] if completion.choices else None
+    if choice is None:
+        raise InvalidAnswerError("the endpoint answered with no choices", usage=tally.usage())
+    message = choice.message
+    raw = message.content
+    if choice.finish_reason == "content_filter" or getattr(message, "refusal", None):
+        reason = getattr(message, "refusal", None) or "stopped by the content filter"
+        raise ContentFilterError(
+            f"the model refused to answer: {reason}",
+            raw_answer=raw,
+            attempts=tally.completions,
+            usage=tally.usage(),
+        )
+    if choice.finish_reason == "length":
+        raise OutputTruncatedError(
+            "the answer hit the output-token cap (finish_reason=length); "
+            "raise max_output_tokens or ask for fewer features",
+            raw_answer=raw,
+            attempts=tally.completions,
+            usage=tally.usage(),
+        )
+
+
+def _provider_error(exc: BaseException, tally: _Tally) -> ViewfinderError:
+    if isinstance(exc, openai.BadRequestError) and exc.code == "content_filter":
+        return ContentFilterError(
+            f"the prompt or image was stopped by the content filter: {exc.message}",
+            attempts=tally.completions,
+            usage=tally.usage(),
+        )
+    return to_viewfinder_error(exc, attempts=tally.attempts, usage=tally.usage())
+
+
+def _raw_answer(exc: InstructorRetryException) -> str | None:
+    completion = getattr(exc, "last_completion", None)
+    if not isinstance(completion, ChatCompletion) or not completion.choices:
+        return None
+    message = completion.choices[0].message
+    if message.content:
+        return message.content
+    calls = message.tool_calls or []
+    for call in calls:
+        function = getattr(call, "function", None)
+        if function is not None:
+            return str(function.arguments)
+    return None
+
+
+_PARSE_ERRORS = (ValidationError, ValueError, ResponseParsingError, AssertionError)
+"""What instructor re-asks on (JSONDecodeError is a ValueError; a refusal in a handler is
+an AssertionError): after the last re-ask these become `InvalidAnswerError`."""
+
+
+def _translate(exc: Exception, tally: _Tally) -> BaseException:
+    """Map whatever instructor raised to viewfinder's error tree, usage attached."""
+    cause: BaseException = exc
+    if isinstance(exc, InstructorRetryException) and exc.__cause__ is not None:
+        cause = exc.__cause__
+    if isinstance(cause, ViewfinderError):
+        if isinstance(cause, (ModelBehaviorError, ProviderError)):
+            cause.usage = tally.usage()
+        return cause
+    if isinstance(cause, openai.OpenAIError):
+        return _provider_error(cause, tally)
+    if isinstance(exc, InstructorRetryException) and isinstance(cause, _PARSE_ERRORS):
+        return InvalidAnswerError(
+            f"the answer still failed validation after {tally.completions} completion(s): {cause}",
+            raw_answer=_raw_answer(exc),
+            attempts=tally.completions,
+            usage=tally.usage(),
+        )
+    return cause  # not ours to classify (a bug, KeyboardInterrupt...): surface it as it is
+
+
+class Engine:
+    """Sends requests for one provider, with one cache and one retry policy.
+
+    Args:
+        provider: The resolved endpoint, clients, model and mode.
+        cache: Where answers are kept; `None` disables caching.
+        retry: Policy for transient HTTP failures, per attempt.
+        max_reasks: Validation re-asks after the first completion.
+        sampling: Sampling parameters sent with every request.
+    """
+
+    def __init__(
+        self,
+        provider: Provider,
+        *,
+        cache: ResponseCache | None,
+        retry: RetryPolicy,
+        max_reasks: int,
+        sampling: dict[str, Any],
+    ) -> None:
+        self.provider = provider
+        self.cache = cache
+        self.retry = retry
+        self.max_reasks = max_reasks
+        self.sampling = dict(sampling)
+
+    # --- shared, no I/O but the cache --------------------------------------------------
+
+    def _key(self, request: Request[A]) -> str:
+        return request_key(
+            endpoint=self.provider.endpoint,
+            model=self.provider.model,
+            mode=str(self.provider.mode.value),
+            messages=request.messages,
+            schema=request.response_model.model_json_schema(),
+            sampling=self.sampling,
+            model_version=request.model_version,
+        )
+
+    def _lookup(self, request: Request[A]) -> tuple[str | None, Completed[A] | None]:
+        if self.cache is None:
+            return None, None
+        key = self._key(request)
+        stored = self.cache.get(key)
+        if stored is None:
+            return key, None
+        try:
+            answer = request.response_model.model_validate_json(stored)
+        except ValueError:
+            logger.warning("ignoring a cache entry that no longer validates (key %s)", key[:12])
+            return key, None
+        return key, Completed(answer, Usage(cache_hit=True))
+
+    def _store(self, key: str | None, answer: A) -> None:
+        if self.cache is not None and key is not None:
+            self.cache.set(key, answer.model_dump_json())
+
+    def _call_kwargs(self, request: Request[A]) -> dict[str, Any]:
+        return {
+            "response_model": request.response_model,
+            "messages": request.messages,
+            "model": self.provider.model,
+            "max_retries": self.max_reasks,
+            **self.sampling,
+        }
+
+    # --- the I/O twins -------------------------------------------------------------------
+
+    def run(self, request: Request[A]) -> Completed[A]:
+        """Answer `request`: from the cache, else from the model."""
+        key, hit = self._lookup(request)
+        if hit is not None:
+            return hit
+        tally = _Tally()
+        raw_create = self.provider.client.chat.completions.with_raw_response.create
+
+        def send(*args: Any, **kwargs: Any) -> ChatCompletion:
+            tally.start_request()
+            for attempt in sync_retrying(self.retry):
+                with attempt:
+                    tally.attempt()
+                    raw = raw_create(*args, **kwargs)
+            completion: ChatCompletion = raw.parse()
+            tally.record(completion, dict(raw.headers))
+            _check_completion(completion, tally)
+            return completion
+
+        create = patch_v2(func=send, provider=InstructorProvider.OPENAI, mode=self.provider.mode)
+        try:
+            answer: A = create(**self._call_kwargs(request))
+        except Exception as exc:
+            raise _translate(exc, tally) from exc
+        self._store(key, answer)
+        return Completed(answer, tally.usage(), tally.request_id)
+
+    async def arun(self, request: Request[A]) -> Completed[A]:
+        """Async twin of `run`."""
+        key, hit = self._lookup(request)
+        if hit is not None:
+            return hit
+        tally = _Tally()
+        raw_create = self.provider.async_client.chat.completions.with_raw_response.create
+
+        async def send(*args: Any, **kwargs: Any) -> ChatCompletion:
+            tally.start_request()
+            async for attempt in async_retrying(self.retry):
+                with attempt:
+                    tally.attempt()
+                    raw = await raw_create(*args, **kwargs)
+            completion: ChatCompletion = raw.parse()  # the legacy raw response parses sync
+            tally.record(completion, dict(raw.headers))
+            _check_completion(completion, tally)
+            return completion
+
+        create: Callable[..., Awaitable[A]] = patch_v2(
+            func=send, provider=InstructorProvider.OPENAI, mode=self.provider.mode
+        )
+        try:
+            answer = await create(**self._call_kwargs(request))
+        except Exception as exc:
+            raise _translate(exc, tally) from exc
+        self._store(key, answer)
+        return Completed(answer, tally.usage(), tally.request_id)

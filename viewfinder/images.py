@@ -1,0 +1,471 @@
+"""Load, validate and shrink an input image into the copy sent to the model.
+
+Every check Azure AI Vision makes on an input image (file size, format, pixel size)
+runs here, from the header, before a single pixel is decoded; a bad input is a typed
+`ImageError`, never a crash. The copy sent to the model is an RGB JPEG whose long
+side is at most `max_side`, encoded deterministically: the same image always gives
+the same bytes, which the result cache and the recorded cassettes rely on.
+
+Geometry in results is expressed in the pixels of the *original* image as a viewer
+shows it, that is after its EXIF orientation: `PreparedImage.width` and `.height`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextvars
+import hashlib
+import io
+import logging
+import os
+import re
+import stat
+import struct
+import warnings
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import BinaryIO, Final, TypeAlias
+from urllib.parse import urlsplit
+
+import httpx2
+from PIL import Image, ImageOps
+
+from viewfinder.errors import (
+    DecompressionBombError,
+    ImageFetchError,
+    ImageFormatError,
+    ImageSizeError,
+    InvalidOptionError,
+)
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_MAX_SIDE",
+    "ImageInput",
+    "ImageLimits",
+    "PreparedImage",
+    "prepare_image",
+    "redact_url",
+]
+
+logger = logging.getLogger(__name__)
+
+ImageInput: TypeAlias = str | os.PathLike[str] | bytes | bytearray | BinaryIO | Image.Image
+"""What `prepare_image` accepts. A `str` is a filesystem path or an http(s) URL."""
+
+DEFAULT_MAX_SIDE: Final = 1024
+"""Long side, in pixels, of the copy sent to the model."""
+
+_MIN_MAX_SIDE: Final = 64
+_MAX_REDIRECTS: Final = 5
+_CHUNK: Final = 1024 * 1024
+_MODEL_MEDIA_TYPE: Final = "image/jpeg"
+_JPEG_OPTIONS: Final = {"quality": 90, "subsampling": 0, "optimize": False, "progressive": False}
+# Modes Pillow can write as PNG; anything else is converted before encoding a PIL input.
+_PNG_MODES: Final = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I;16B"})
+# Errors Pillow raises on malformed data, besides its own `UnidentifiedImageError`.
+_PIL_ERRORS: Final = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    TypeError,
+    IndexError,
+    EOFError,
+    struct.error,
+)
+# "c:" is a Windows drive, not a scheme: a scheme has two characters or more.
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What Azure AI Vision accepts; an image outside these limits is refused.
+
+    Attributes:
+        max_bytes: Files of this many bytes or more are refused (Azure: under 20 MB).
+        min_side: Smallest accepted width and height, in pixels.
+        max_side: Largest accepted width and height, in pixels.
+        formats: Accepted Pillow format names.
+        max_pixels: Decompression-bomb ceiling on width x height, read from the header.
+            Pillow's own process-wide hard limit (`2 * PIL.Image.MAX_IMAGE_PIXELS`,
+            about 179 megapixels by default) still applies on top of it.
+    """
+
+    max_bytes: int = 20 * 1024 * 1024
+    min_side: int = 50
+    max_side: int = 16_000
+    formats: frozenset[str] = frozenset({"JPEG", "PNG", "GIF", "BMP", "WEBP", "ICO", "TIFF", "MPO"})
+    max_pixels: int = 16_000 * 16_000
+
+
+DEFAULT_LIMITS: Final = ImageLimits()
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """A validated image and the copy of it sent to the model.
+
+    Attributes:
+        width: Width of the original image after its EXIF orientation, in pixels.
+            All result geometry is expressed in these pixels.
+        height: Height of the original image after its EXIF orientation, in pixels.
+        format: Pillow format of the input, e.g. `"JPEG"`.
+        sha256: Hex SHA-256 of the original input bytes (for a PIL image: of its
+            deterministic PNG encoding).
+        model_bytes: The encoded copy sent to the model.
+        model_media_type: Media type of `model_bytes`.
+        model_width: Width of the model copy, in pixels.
+        model_height: Height of the model copy, in pixels.
+        source: Printable description of the input: the path, `"<bytes>"`,
+            `"<file object>"`, `"<PIL image>"`, or the URL without its query string.
+    """
+
+    width: int
+    height: int
+    format: str
+    sha256: str
+    model_bytes: bytes = field(repr=False)
+    model_media_type: str
+    model_width: int
+    model_height: int
+    source: str
+
+    def data_url(self) -> str:
+        """Return the model copy as a `data:` URL, ready for a chat message."""
+        encoded = base64.b64encode(self.model_bytes).decode("ascii")
+        return f"data:{self.model_media_type};base64,{encoded}"
+
+    @cached_property
+    def model_sha256(self) -> str:
+        """Hex SHA-256 of `model_bytes`."""
+        return hashlib.sha256(self.model_bytes).hexdigest()
+
+
+def redact_url(url: str) -> str:
+    """Strip a URL down to `scheme://host[:port]/path`.
+
+    Drops the user info, the query string (where SAS tokens live) and the fragment,
+    so the result is safe for messages and logs.
+
+    Args:
+        url: Any URL.
+
+    Returns:
+        The URL without user info, query or fragment.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return "<invalid URL>"
+    host = parts.netloc.rpartition("@")[2]
+    if parts.scheme or host:
+        return f"{parts.scheme}://{host}{parts.path}"
+    return parts.path
+
+
+def prepare_image(
+    source: ImageInput,
+    *,
+    max_side: int = DEFAULT_MAX_SIDE,
+    limits: ImageLimits = DEFAULT_LIMITS,
+    fetch_timeout: float = 30.0,
+) -> PreparedImage:
+    """Load and validate an image, and build the copy sent to the model.
+
+    Args:
+        source: A path (`str` or path-like), an http(s) URL, the file's bytes, a
+            binary file object, or a PIL image.
+        max_side: Long side of the model copy in pixels (at least 64); smaller
+            images are never upscaled.
+        limits: What is accepted; Azure AI Vision's limits by default.
+        fetch_timeout: Timeout in seconds for fetching an http(s) URL.
+
+    Returns:
+        The validated image and its model copy.
+
+    Raises:
+        InvalidOptionError: A bad `max_side`, an unsupported input type, a text-mode
+            file object, or a URL scheme other than http(s).
+        ImageFetchError: The file does not exist or cannot be read, or the URL
+            cannot be fetched.
+        ImageSizeError: The file is empty or too large, or a side is out of range.
+        ImageFormatError: Not an image, a corrupt image, or a refused format.
+        DecompressionBombError: The header declares too many pixels.
+    """
+    if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < _MIN_MAX_SIDE:
+        raise InvalidOptionError(
+            f"max_side must be an integer >= {_MIN_MAX_SIDE}, got {max_side!r}"
+        )
+    data, label = _load(source, limits, fetch_timeout)
+    image = _open_checked(data, label, limits)
+    fmt = str(image.format)
+    image = _decode(image, label)
+    model = _model_copy(image, max_side, label)
+    buffer = io.BytesIO()
+    model.save(buffer, format="JPEG", **_JPEG_OPTIONS)
+    return PreparedImage(
+        width=image.width,
+        height=image.height,
+        format=fmt,
+        sha256=hashlib.sha256(data).hexdigest(),
+        model_bytes=buffer.getvalue(),
+        model_media_type=_MODEL_MEDIA_TYPE,
+        model_width=model.width,
+        model_height=model.height,
+        source=label,
+    )
+
+
+# --- loading --------------------------------------------------------------------------
+
+
+def _load(source: ImageInput, limits: ImageLimits, timeout: float) -> tuple[bytes, str]:
+    """Return the input's bytes and its printable label."""
+    if isinstance(source, Image.Image):
+        return _encode_pil(source), "<PIL image>"
+    if isinstance(source, bytes | bytearray):
+        _check_byte_count(len(source), limits, "<bytes>")
+        return bytes(source), "<bytes>"
+    if isinstance(source, str):
+        scheme = _SCHEME.match(source)
+        if scheme and scheme.group(1).lower() in ("http", "https"):
+            return _fetch(source, limits, timeout), redact_url(source)
+        if scheme and not _exists(source):
+            name = scheme.group(1).lower()
+            raise InvalidOptionError(f"unsupported URL scheme {name!r}: use http(s) or a path")
+        return _read_path(source, limits)
+    if isinstance(source, os.PathLike):
+        return _read_path(source, limits)
+    if isinstance(source, io.TextIOBase):
+        raise InvalidOptionError("the file object is in text mode: open it with 'rb'")
+    if callable(getattr(source, "read", None)):
+        return _read_stream(source, limits, "<file object>"), "<file object>"
+    raise InvalidOptionError(f"unsupported image input type: {type(source).__name__}")
+
+
+def _exists(path: str) -> bool:
+    try:
+        return os.path.exists(path)
+    except (OSError, ValueError):  # name too long, embedded NUL...
+        return False
+
+
+def _read_path(path: str | os.PathLike[str], limits: ImageLimits) -> tuple[bytes, str]:
+    label = os.fsdecode(os.fspath(path))
+    try:
+        with open(path, "rb") as stream:
+            status = os.fstat(stream.fileno())
+            if stat.S_ISREG(status.st_mode) and status.st_size >= limits.max_bytes:
+                _check_byte_count(status.st_size, limits, label)  # refused without reading
+            return _read_stream(stream, limits, label), label
+    except FileNotFoundError:
+        raise ImageFetchError("no such file", source=label) from None
+    except OSError as exc:
+        raise ImageFetchError(f"cannot read image file: {exc.strerror}", source=label) from None
+
+
+def _read_stream(stream: BinaryIO, limits: ImageLimits, label: str) -> bytes:
+    """Read to the end, refusing as soon as `limits.max_bytes` is reached."""
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        try:
+            chunk = stream.read(_CHUNK)
+        except (OSError, ValueError) as exc:  # closed, not readable...
+            raise ImageFetchError(f"cannot read the image: {exc}", source=label) from None
+        if not chunk:
+            break
+        if not isinstance(chunk, bytes | bytearray):
+            raise InvalidOptionError("the file object is in text mode: open it with 'rb'")
+        chunks.append(bytes(chunk))
+        total += len(chunk)
+        if total >= limits.max_bytes:
+            _check_byte_count(total, limits, label)
+    _check_byte_count(total, limits, label)
+    return b"".join(chunks)
+
+
+def _check_byte_count(count: int, limits: ImageLimits, label: str) -> None:
+    if count == 0:
+        raise ImageSizeError("the image file is empty", source=label)
+    if count >= limits.max_bytes:
+        raise ImageSizeError(
+            f"the image file must be smaller than {limits.max_bytes} bytes", source=label
+        )
+
+
+# httpx2 logs each request URL at INFO, query string included, and httpcore2's DEBUG
+# trace logs redirect `Location` headers. While this module fetches an image the flag
+# below is set, and the filter scrubs query strings and user info from those records.
+_FETCHING: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "viewfinder_fetching_image", default=False
+)
+_HTTP_LOGGERS: Final = (
+    "httpx2",
+    *(f"httpcore2.{n}" for n in ("connection", "http11", "http2", "proxy", "socks")),
+)
+_QUERY = re.compile(r"\?[^\s'\"]*")
+_USERINFO = re.compile(r"(?<=//)[^/\s'\"@]*@")
+
+
+class _ScrubFetchLogs(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _FETCHING.get():
+            message = _QUERY.sub("?<redacted>", record.getMessage())
+            record.msg, record.args = _USERINFO.sub("", message), None
+        return True
+
+
+for _name in _HTTP_LOGGERS:
+    logging.getLogger(_name).addFilter(_ScrubFetchLogs())
+
+
+def _fetch(url: str, limits: ImageLimits, timeout: float) -> bytes:
+    """GET an http(s) URL, following up to five redirects, reading at most max_bytes."""
+    label = redact_url(url)
+    logger.debug("fetching image %s", label)
+    token = _FETCHING.set(True)
+    try:
+        with (
+            httpx2.Client(
+                follow_redirects=True, max_redirects=_MAX_REDIRECTS, timeout=timeout
+            ) as client,
+            client.stream("GET", url) as response,
+        ):
+            if not response.is_success:
+                raise ImageFetchError(
+                    f"fetching the image failed with HTTP status {response.status_code}",
+                    source=label,
+                )
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and "content-encoding" not in response.headers:
+                _check_byte_count(int(declared), limits, label)
+            chunks: list[bytes] = []
+            total = 0
+            for chunk in response.iter_bytes(_CHUNK):
+                chunks.append(chunk)
+                total += len(chunk)
+                if total >= limits.max_bytes:
+                    _check_byte_count(total, limits, label)
+    except httpx2.InvalidURL:
+        raise InvalidOptionError(f"not a valid URL: {label}") from None
+    except httpx2.TooManyRedirects:
+        raise ImageFetchError(
+            f"fetching the image failed: more than {_MAX_REDIRECTS} redirects", source=label
+        ) from None
+    except httpx2.HTTPError as exc:
+        # Not chained: httpx2 messages and requests can carry the full URL.
+        raise ImageFetchError(
+            f"fetching the image failed: {type(exc).__name__}", source=label
+        ) from None
+    finally:
+        _FETCHING.reset(token)
+    _check_byte_count(total, limits, label)
+    return b"".join(chunks)
+
+
+def _encode_pil(image: Image.Image) -> bytes:
+    """Encode a PIL image, as a viewer shows it, losslessly and deterministically to PNG.
+
+    There is no file, so `limits.max_bytes` does not apply to the encoding.
+    """
+    try:
+        image = ImageOps.exif_transpose(image)
+        if image.mode not in _PNG_MODES:
+            image = image.convert("RGBA") if image.has_transparency_data else _to_rgb(image)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", compress_level=1)  # fast; still deterministic
+    except _PIL_ERRORS:
+        raise ImageFormatError("cannot encode the PIL image", source="<PIL image>") from None
+    return buffer.getvalue()
+
+
+# --- checking and converting ----------------------------------------------------------
+
+
+def _open_checked(data: bytes, label: str, limits: ImageLimits) -> Image.Image:
+    """Open the image lazily and check it from its header alone."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow's soft ceiling is process-wide; `limits.max_pixels` replaces it below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise DecompressionBombError(
+            "the image declares too many pixels (decompression bomb)", source=label
+        ) from None
+    except _PIL_ERRORS:
+        raise ImageFormatError("not a recognised image", source=label) from None
+    if image.format not in limits.formats:
+        accepted = ", ".join(sorted(limits.formats))
+        raise ImageFormatError(
+            f"image format {image.format} is not accepted (accepted: {accepted})", source=label
+        )
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise DecompressionBombError(
+            f"the image declares {width}x{height} pixels, more than {limits.max_pixels}",
+            source=label,
+        )
+    if not (limits.min_side <= width <= limits.max_side) or not (
+        limits.min_side <= height <= limits.max_side
+    ):
+        raise ImageSizeError(
+            f"the image is {width}x{height} pixels; each side must be between "
+            f"{limits.min_side} and {limits.max_side}",
+            source=label,
+        )
+    return image
+
+
+def _decode(image: Image.Image, label: str) -> Image.Image:
+    """Decode the first frame and apply the EXIF orientation."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image.load()
+            return ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError:
+        raise DecompressionBombError(
+            "a frame declares too many pixels (decompression bomb)", source=label
+        ) from None
+    except _PIL_ERRORS:
+        raise ImageFormatError("corrupt or truncated image", source=label) from None
+
+
+def _model_copy(image: Image.Image, max_side: int, label: str) -> Image.Image:
+    """Return an RGB copy, without metadata, whose long side is at most `max_side`."""
+    try:
+        model = _to_rgb(image)
+    except _PIL_ERRORS:
+        raise ImageFormatError(f"unsupported colour mode {image.mode}", source=label) from None
+    long_side = max(model.size)
+    if long_side > max_side:
+        scale = max_side / long_side
+        size = (max(1, round(model.width * scale)), max(1, round(model.height * scale)))
+        model = model.resize(size, Image.Resampling.LANCZOS)
+    model.info = {}  # no EXIF, ICC profile or comment in the copy
+    return model
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any mode to RGB: alpha flattened onto white, deep greys scaled to 8 bits."""
+    if image.mode.startswith("I") or image.mode == "F":
+        image = _to_grey(image)
+    if image.has_transparency_data:
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        flat.alpha_composite(rgba)
+        return flat.convert("RGB")
+    return image.convert("RGB")
+
+
+def _to_grey(image: Image.Image) -> Image.Image:
+    """Scale a 16-bit, 32-bit or float grey image to 8-bit "L"."""
+    top = 65535.0
+    if not image.mode.startswith("I;16"):
+        high = image.getextrema()[1]
+        assert isinstance(high, int | float)  # one band: (low, high)
+        top = 255.0 if high <= 255 else 65535.0 if high <= 65535 else float(high)
+    factor = 255.0 / top
+    return image.convert("F").point(lambda value: value * factor).convert("L")
