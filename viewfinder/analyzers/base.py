@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import instructor
 import openai
@@ -121,6 +121,8 @@ class BaseAnalyzer:
     ) -> None:
         if detail not in _DETAILS:
             raise InvalidOptionError(f"detail must be one of {_DETAILS}, not {detail!r}")
+        if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 64:
+            raise InvalidOptionError(f"max_side must be an int >= 64, not {max_side!r}")
         if max_reasks < 0:
             raise InvalidOptionError("max_reasks must be >= 0")
         if max_output_tokens < 1:
@@ -136,6 +138,10 @@ class BaseAnalyzer:
             api_version=api_version,
             azure_ad_token_provider=azure_ad_token_provider,
             mode=mode,
+        )
+        self._owns_client = client is None or isinstance(client, openai.AsyncOpenAI)
+        self._owns_async_client = async_client is None and not isinstance(
+            client, openai.AsyncOpenAI
         )
         self.detail: Detail = detail
         self.max_side = max_side
@@ -195,9 +201,29 @@ class BaseAnalyzer:
         return f"{self.provider.model}+{version_hash(self.system_template.source, *parts)}"
 
     def close(self) -> None:
-        """Close the cache files (clients belong to whoever made them)."""
+        """Close the cache and the sync client this analyzer made (yours stay open)."""
         if self.engine.cache is not None:
             self.engine.cache.close()
+        if self._owns_client:
+            self.provider.client.close()
+
+    async def aclose(self) -> None:
+        """Close the cache and both clients this analyzer made (yours stay open)."""
+        self.close()
+        if self._owns_async_client:
+            await self.provider.async_client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,62 @@
+"""Shared fixtures: the cassette configuration, a scripted local server, test images."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from viewfinder import ImageAnalyzer, RetryPolicy
+from viewfinder.simulator import Simulator
+from viewfinder.testing import pytest_recording_configure  # noqa: F401 - registers the hook
+from viewfinder.testing import vcr_config as viewfinder_vcr_config
+
+ASSETS = Path(__file__).parent / "assets"
+FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.05)
+"""Retries for stack tests: real waits, but short unless the server says otherwise."""
+
+
+@pytest.fixture(scope="session")
+def vcr_config() -> dict[str, Any]:
+    return viewfinder_vcr_config()
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    """A scripted OpenAI-compatible server on 127.0.0.1 (NOT a model).
+
+    Cassettes are recorded against it; on replay it is started but never contacted.
+    """
+    with Simulator() as server:
+        yield server
+
+
+@pytest.fixture
+def make_analyzer(sim: Simulator, tmp_path: Path) -> Iterator[Callable[..., ImageAnalyzer]]:
+    """Build `ImageAnalyzer`s wired to the simulator, with a cache in a temp dir."""
+    made: list[ImageAnalyzer] = []
+
+    def make(**options: Any) -> ImageAnalyzer:
+        settings: dict[str, Any] = {
+            "base_url": sim.base_url,
+            "api_key": "sk-test-placeholder-not-a-real-key",
+            "model": "gpt-4.1-mini",
+            "cache": tmp_path / "cache",
+            "retry": FAST_RETRY,
+        }
+        settings.update(options)
+        analyzer = ImageAnalyzer(**settings)
+        made.append(analyzer)
+        return analyzer
+
+    yield make
+    for analyzer in made:
+        analyzer.close()
+
+
+@pytest.fixture
+def cat_image() -> Path:
+    """chelsea.png, 451x300, a cat (CC0, scikit-image)."""
+    return ASSETS / "chelsea.png"

@@ -1,0 +1,430 @@
+"""The `viewfinder` command line.
+
+```
+viewfinder analyze photo.jpg https://example.com/cat.png -f caption,objects
+viewfinder analyze scans/*.png --json > results.jsonl
+viewfinder --version
+```
+
+Exit codes: 0 when every image was analysed, 1 when any image failed (the others are
+still analysed and reported), 2 for usage errors and when no model endpoint is
+configured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from viewfinder import __version__
+from viewfinder.analyzers import ALL_FEATURES, Feature, ImageAnalyzer
+from viewfinder.analyzers.base import Detail, check_language
+from viewfinder.analyzers.features import parse_features
+from viewfinder.crops import validate_aspect_ratios
+from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
+from viewfinder.images import DEFAULT_MAX_SIDE, redact_url
+from viewfinder.schemas.geometry import BoundingBox
+from viewfinder.schemas.result import ImageAnalysisResult, Usage
+
+__all__ = ["app", "main"]
+
+EXIT_OK = 0
+"""Every image was analysed."""
+EXIT_IMAGE_FAILED = 1
+"""At least one image failed; the others were still analysed."""
+EXIT_USAGE = 2
+"""Bad command line, or no model endpoint configured."""
+
+_MIN_MAX_SIDE = 64
+
+app = typer.Typer(
+    name="viewfinder",
+    help="Azure AI Vision Image Analysis 4.0 features from GPT vision models.",
+    no_args_is_help=True,
+    add_completion=False,
+    # Locals of a crashing frame may hold API keys: never show them.
+    pretty_exceptions_show_locals=False,
+)
+
+
+class DetailChoice(StrEnum):
+    """OpenAI image `detail` levels, as offered on the command line."""
+
+    HIGH = "high"
+    LOW = "low"
+    AUTO = "auto"
+
+
+_DETAILS: dict[DetailChoice, Detail] = {
+    DetailChoice.HIGH: "high",
+    DetailChoice.LOW: "low",
+    DetailChoice.AUTO: "auto",
+}
+
+
+# --- option parsing -------------------------------------------------------------------
+
+
+def _split_commas(values: Sequence[str]) -> list[str]:
+    """Flatten repeated and comma-separated option values, dropping empty items."""
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+def _features_callback(values: list[str] | None) -> list[str] | None:
+    """Fail fast (exit 2) on an unknown feature name."""
+    if values:
+        try:
+            parse_features(_split_commas(values))
+        except InvalidOptionError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return values
+
+
+def _parse_ratios(values: Sequence[str]) -> list[float]:
+    """Parse aspect ratios given as comma-separated or repeated option values.
+
+    Raises:
+        InvalidOptionError: An item is not a number, or is outside Azure's range.
+    """
+    ratios: list[float] = []
+    for item in _split_commas(values):
+        try:
+            ratios.append(float(item))
+        except ValueError:
+            raise InvalidOptionError(f"aspect ratio {item!r} is not a number") from None
+    return list(validate_aspect_ratios(ratios))
+
+
+def _ratios_callback(values: list[str] | None) -> list[str] | None:
+    """Fail fast (exit 2) on aspect ratios that are not numbers or out of range."""
+    if values:
+        try:
+            _parse_ratios(values)
+        except InvalidOptionError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return values
+
+
+def _language_callback(value: str) -> str:
+    """Fail fast (exit 2) on something that is not a language code."""
+    try:
+        return check_language(value)
+    except InvalidOptionError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"viewfinder {__version__}")
+        raise typer.Exit()
+
+
+def _is_url(source: str) -> bool:
+    return source.lower().startswith(("http://", "https://"))
+
+
+def display_name(source: str) -> str:
+    """How an image argument is shown: as given, or redacted when it is a URL.
+
+    Args:
+        source: A path or an http(s) URL, as given on the command line.
+
+    Returns:
+        `source`, with user info, query string and fragment removed from URLs.
+    """
+    return redact_url(source) if _is_url(source) else source
+
+
+# --- human rendering ------------------------------------------------------------------
+
+
+def _box_text(box: BoundingBox) -> str:
+    return f"{box.x}, {box.y}, {box.width}, {box.height}"
+
+
+def _box_table(title: str, first: str | None) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold", show_edge=False)
+    if first is not None:
+        table.add_column(first)
+    table.add_column("confidence", justify="right")
+    table.add_column("box (x, y, w, h)", no_wrap=True)
+    return table
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def usage_text(usage: Usage) -> str:
+    """One line of what an analysis (or a run) spent.
+
+    Args:
+        usage: Tokens, requests and cache use.
+
+    Returns:
+        E.g. `usage: 1200 input tokens (0 cached), 80 output tokens, 1 request, 0 re-asks`.
+    """
+    return (
+        f"usage: {usage.input_tokens} input tokens ({usage.cached_input_tokens} cached), "
+        f"{usage.output_tokens} output tokens, {_plural(usage.requests, 'request')}, "
+        f"{_plural(usage.reasks, 're-ask')}, cache {'hit' if usage.cache_hit else 'miss'}"
+    )
+
+
+def render_result(name: str, result: ImageAnalysisResult) -> RenderableType:
+    """A readable rendering of one result, features in `ALL_FEATURES` order.
+
+    Args:
+        name: The image as shown to the user (URLs already redacted).
+        result: What the analysis found.
+
+    Returns:
+        A rich renderable.
+    """
+    parts: list[RenderableType] = []
+    header = Text(name, style="bold cyan")
+    header.append(
+        f"  {result.metadata.width}x{result.metadata.height}  {result.model_version}",
+        style="dim",
+    )
+    parts.append(header)
+
+    if result.caption is not None:
+        line = Text("caption: ", style="bold")
+        line.append(result.caption.text)
+        line.append(f" ({result.caption.confidence:.2f})", style="dim")
+        parts.append(line)
+
+    if result.dense_captions is not None:
+        if result.dense_captions:
+            table = _box_table("dense captions", "text")
+            for dense in result.dense_captions:
+                table.add_row(dense.text, f"{dense.confidence:.2f}", _box_text(dense.box))
+            parts.append(table)
+        else:
+            parts.append(Text.assemble(("dense captions: ", "bold"), "none"))
+
+    if result.tags is not None:
+        line = Text("tags: ", style="bold")
+        line.append(", ".join(f"{tag.name} {tag.confidence:.2f}" for tag in result.tags) or "none")
+        parts.append(line)
+
+    if result.objects is not None:
+        if result.objects:
+            table = _box_table("objects", "name")
+            for obj in result.objects:
+                table.add_row(obj.name, f"{obj.confidence:.2f}", _box_text(obj.box))
+            parts.append(table)
+        else:
+            parts.append(Text.assemble(("objects: ", "bold"), "none"))
+
+    if result.people is not None:
+        if result.people:
+            table = _box_table("people", None)
+            for person in result.people:
+                table.add_row(f"{person.confidence:.2f}", _box_text(person.box))
+            parts.append(table)
+        else:
+            parts.append(Text.assemble(("people: ", "bold"), "none"))
+
+    if result.smart_crops is not None:
+        table = Table(
+            title="smart crops", title_justify="left", title_style="bold", show_edge=False
+        )
+        table.add_column("aspect ratio", justify="right")
+        table.add_column("box (x, y, w, h)", no_wrap=True)
+        for crop in result.smart_crops:
+            table.add_row(f"{crop.aspect_ratio:.2f}", _box_text(crop.box))
+        parts.append(table)
+
+    if result.read is not None:
+        lines = result.read.lines
+        if lines:
+            parts.append(Text("read:", style="bold"))
+            parts.extend(Text(f"  {line.text}") for line in lines)
+        else:
+            parts.append(Text.assemble(("read: ", "bold"), "no text"))
+
+    parts.append(Text(usage_text(result.usage), style="dim"))
+    return Group(*parts)
+
+
+# --- the commands ---------------------------------------------------------------------
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            callback=_version_callback,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """Azure AI Vision Image Analysis 4.0 features from GPT vision models."""
+
+
+@contextlib.contextmanager
+def _progress(console: Console, message: str) -> Iterator[None]:
+    """A spinner on stderr, only when stderr is a terminal."""
+    if console.is_terminal:
+        with console.status(message):
+            yield
+    else:
+        yield
+
+
+@app.command()
+def analyze(
+    images: Annotated[
+        list[str],
+        typer.Argument(help="Image paths or http(s) URLs.", metavar="IMAGE", show_default=False),
+    ],
+    features: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--features",
+            "-f",
+            help=(
+                "Features to extract, comma-separated or repeated: caption, dense_captions, "
+                "tags, objects, people, smart_crops, read (Azure spellings such as "
+                "denseCaptions work too). Default: all seven."
+            ),
+            callback=_features_callback,
+            metavar="LIST",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model (or Azure deployment); default VIEWFINDER_MODEL or gpt-4.1-mini.",
+            metavar="NAME",
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per image (JSON Lines).")
+    ] = False,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="OpenAI-compatible endpoint; default OPENAI_BASE_URL.", metavar="URL"),
+    ] = None,
+    detail: Annotated[
+        DetailChoice, typer.Option(help="Image detail sent to the model.", case_sensitive=False)
+    ] = DetailChoice.HIGH,
+    max_side: Annotated[
+        int,
+        typer.Option(
+            help="Long side, in pixels, of the copy sent.", metavar="PIXELS", min=_MIN_MAX_SIDE
+        ),
+    ] = DEFAULT_MAX_SIDE,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")
+    ] = False,
+    gender_neutral_caption: Annotated[
+        bool,
+        typer.Option(
+            "--gender-neutral-caption", help="'person' / 'child' instead of gendered words."
+        ),
+    ] = False,
+    language: Annotated[
+        str,
+        typer.Option(
+            help="Language of generated text.", metavar="CODE", callback=_language_callback
+        ),
+    ] = "en",
+    smart_crops_aspect_ratios: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Width/height ratios in 0.75-1.8, comma-separated or repeated.",
+            callback=_ratios_callback,
+            metavar="LIST",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Analyse images: caption, dense captions, tags, objects, people, smart crops, read."""
+    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    chosen: tuple[Feature, ...] = (
+        parse_features(_split_commas(features)) if features else ALL_FEATURES
+    )
+    ratios = _parse_ratios(smart_crops_aspect_ratios) if smart_crops_aspect_ratios else None
+
+    try:
+        analyzer = ImageAnalyzer(
+            model=model,
+            base_url=base_url,
+            detail=_DETAILS[detail],
+            max_side=max_side,
+            cache=not no_cache,
+        )
+    except UserError as exc:  # ConfigurationError above all: nothing configured
+        err.print(Text(f"error: {exc}"), soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
+
+    failed = 0
+    total: Usage | None = None
+    try:
+        for source in images:
+            name = display_name(source)
+            try:
+                with _progress(err, f"analysing {name}"):
+                    result = analyzer.analyze(
+                        source,
+                        chosen,
+                        smart_crops_aspect_ratios=ratios,
+                        gender_neutral_caption=gender_neutral_caption,
+                        language=language,
+                    )
+            except ViewfinderError as exc:
+                failed += 1
+                if json_output:
+                    _emit(
+                        {"image": name, "error": {"type": type(exc).__name__, "message": str(exc)}}
+                    )
+                else:
+                    err.print(
+                        Text(f"error: {name}: {type(exc).__name__}: {exc}", style="red"),
+                        soft_wrap=True,
+                    )
+                continue
+            total = result.usage if total is None else total + result.usage
+            if json_output:
+                _emit({"image": name, "result": result.model_dump(mode="json")})
+            else:
+                out.print(render_result(name, result))
+                out.print()
+    finally:
+        analyzer.close()
+
+    if not json_output and len(images) > 1:
+        done = len(images) - failed
+        summary = f"{done} of {len(images)} images analysed"
+        if total is not None:
+            summary += f"; total {usage_text(total)}"
+        out.print(Text(summary, style="bold"))
+    raise typer.Exit(EXIT_IMAGE_FAILED if failed else EXIT_OK)
+
+
+def _emit(record: dict[str, Any]) -> None:
+    """Write one JSON Lines record to stdout and flush it, so pipes see it at once."""
+    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    """Entry point of the `viewfinder` console script."""
+    app()
