@@ -10,6 +10,7 @@ print(result.caption.text, [t.name for t in result.tags])
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -63,6 +64,8 @@ from viewfinder.schemas import (
 from viewfinder.templates import PromptTemplate
 
 __version__ = "0.1.0"
+
+logging.getLogger("viewfinder").addHandler(logging.NullHandler())
 
 __all__ = [
     "ALL_FEATURES",

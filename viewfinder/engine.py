@@ -40,6 +40,10 @@ from viewfinder.schemas.result import Usage
 __all__ = ["Completed", "Engine", "Request"]
 
 logger = logging.getLogger("viewfinder")
+# instructor logs every failed attempt at ERROR before viewfinder raises its own typed
+# error. A NullHandler keeps Python's last-resort handler from printing those lines to
+# stderr when the application configured no logging; configured logging still sees them.
+logging.getLogger("instructor").addHandler(logging.NullHandler())
 
 A = TypeVar("A", bound=BaseModel)
 

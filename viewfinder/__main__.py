@@ -1,0 +1,5 @@
+"""`python -m viewfinder`: the command-line interface."""
+
+from viewfinder.cli import main
+
+main()
