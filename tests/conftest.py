@@ -1,4 +1,7 @@
-"""Shared fixtures: the cassette configuration, a scripted local server, test images."""
+"""Shared fixtures: a scripted local server, analyzers wired to it, test images.
+
+The cassette configuration comes from viewfinder's own pytest plugin, as users get it.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +13,12 @@ import pytest
 
 from viewfinder import ImageAnalyzer, RetryPolicy
 from viewfinder.simulator import Simulator
-from viewfinder.testing import pytest_recording_configure  # noqa: F401 - registers the hook
-from viewfinder.testing import vcr_config as viewfinder_vcr_config
+
+pytest_plugins = ["viewfinder.testing"]
 
 ASSETS = Path(__file__).parent / "assets"
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.05)
 """Retries for stack tests: real waits, but short unless the server says otherwise."""
-
-
-@pytest.fixture(scope="session")
-def vcr_config() -> dict[str, Any]:
-    return viewfinder_vcr_config()
 
 
 @pytest.fixture
@@ -41,7 +39,7 @@ def make_analyzer(sim: Simulator, tmp_path: Path) -> Iterator[Callable[..., Imag
     def make(**options: Any) -> ImageAnalyzer:
         settings: dict[str, Any] = {
             "base_url": sim.base_url,
-            "api_key": "sk-test-placeholder-not-a-real-key",
+            "api_key": "test-key-placeholder",
             "model": "gpt-4.1-mini",
             "cache": tmp_path / "cache",
             "retry": FAST_RETRY,

@@ -129,7 +129,7 @@ def test_key_ignores_the_api_key_and_the_cache_dir(tmp_path: Path) -> None:
 
     image = Image.new("RGB", (120, 80), "red")
     keys = []
-    for secret in ("sk-one-aaaaaaaaaaaaaaaaaaaa", "sk-two-bbbbbbbbbbbbbbbbbbbb"):
+    for secret in ("key-one", "key-two"):
         with ImageAnalyzer(
             base_url="http://127.0.0.1:9/v1", api_key=secret, cache=tmp_path / secret
         ) as analyzer:

@@ -159,7 +159,7 @@ def test_custom_schema_with_nested_boxes_in_tools_mode(
         schema=Shelf,
         prompt="List every product in the {{ aisle_count }} aisles.",
         base_url=sim.base_url,
-        api_key="sk-test-placeholder-not-a-real-key",
+        api_key="test-key-placeholder",
         mode="tools",
         cache=False,
     )
@@ -252,7 +252,7 @@ def test_fail_fast_on_client_errors(
     assert caught.value.status_code == status and caught.value.attempts == 1
     assert caught.value.request_id and caught.value.request_id.startswith("req_sim_")
     assert f"scripted {status}" in str(caught.value)
-    assert "sk-test" not in str(caught.value)
+    assert "test-key-placeholder" not in str(caught.value)
 
 
 def test_refusal_and_truncation_are_typed_and_never_reasked(

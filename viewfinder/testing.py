@@ -1,4 +1,25 @@
-"""Cassette configuration for recorded tests of viewfinder analyzers (pytest-recording).
+"""A pytest plugin for recorded-cassette tests of viewfinder analyzers (pytest-recording).
+
+Enable it in your `conftest.py`:
+
+```python
+pytest_plugins = ["viewfinder.testing"]
+```
+
+It provides:
+- a session-scoped `vcr_config` fixture (extend it: return
+  `viewfinder.testing.cassette_config(ignore_hosts=[...])` from your own);
+- the `viewfinder_body` matcher, which explains a miss in terms of model, prompt,
+  image digest, schema or sampling;
+- `viewfinder_analyzer`, a factory fixture of analyzers wired for replay (one attempt,
+  a throwaway key when none is set, the cache in a temp dir);
+- for every test marked `vcr`, `VIEWFINDER_CACHE_DIR` pointed at a fresh temp dir, so
+  no test hits another's cache or writes to your real one;
+- `find_secrets(paths)`, to fail CI when a cassette holds something key-shaped.
+
+Record once with a key (`pytest --record-mode=once`), commit the cassettes, and run CI
+with `--record-mode=none --block-network` (plus `--allowed-hosts=127.0.0.1,localhost`
+if your suite runs local servers: the flag blocks loopback too).
 
 Cassettes stay small and safe:
 - request headers that carry secrets are dropped before anything is written;
@@ -18,22 +39,34 @@ override pytest-recording's `--record-mode` flag.
 from __future__ import annotations
 
 import json
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import pytest
+
+from viewfinder.analyzers.custom import Analyzer
+from viewfinder.analyzers.image_analysis import ImageAnalyzer
 from viewfinder.payloads import redact_image_text
+from viewfinder.retry import RetryPolicy
 
 __all__ = [
     "BODY_MATCHER",
     "KEPT_RESPONSE_HEADERS",
     "SECRET_REQUEST_HEADERS",
     "body_difference",
+    "cassette_config",
+    "find_secrets",
     "pytest_recording_configure",
     "scrub_request",
     "scrub_response",
     "vcr_config",
+    "viewfinder_analyzer",
+    "viewfinder_body",
 ]
 
 SECRET_REQUEST_HEADERS: tuple[str, ...] = (
@@ -118,51 +151,114 @@ def _canonical(body: Any) -> Any:
         return text
 
 
-def _first_difference(a: Any, b: Any, path: str = "body") -> str | None:
+_SAMPLING_KEYS = frozenset(
+    {"temperature", "seed", "top_p", "max_tokens", "max_completion_tokens", "reasoning_effort"}
+)
+_SCHEMA_KEYS = frozenset({"response_format", "tools", "tool_choice", "functions"})
+
+
+def _what(path: list[Any], recorded: Any, live: Any) -> str:
+    """Name the part of a chat request that differs, in a user's terms."""
+    head = path[0] if path else None
+    if head == "model":
+        return "the model"
+    if head in _SAMPLING_KEYS:
+        return f"the sampling parameters ({head})"
+    if head in _SCHEMA_KEYS:
+        return "the schema (response format / tools)"
+    if head == "messages":
+        if "image_url" in path:
+            return "the image (its sha256 digest or detail: a different image or encoder)"
+        if len(path) == 1:
+            return "the number of messages (a re-ask happened in only one of them?)"
+        if isinstance(recorded, str) and isinstance(live, str):
+            prefix = len(_common_prefix(recorded, live))
+            if "json_schema" in recorded[:prefix] or '"properties"' in recorded[:prefix]:
+                return "the schema (as instructor embeds it in the prompt)"
+        return "the prompt text"
+    return f"the request field {head!r}"
+
+
+def _common_prefix(a: str, b: str) -> str:
+    return os.path.commonprefix([a, b])  # noqa: RUF071 - character prefix intended
+
+
+def _excerpt(a: str, b: str, width: int = 60) -> str:
+    start = len(_common_prefix(a, b))
+    left = max(start - 20, 0)
+    return (
+        f"at character {start}: recorded {a[left : start + width]!r} "
+        f"vs now {b[left : start + width]!r}"
+    )
+
+
+def _first_difference(a: Any, b: Any, path: list[Any]) -> tuple[list[Any], Any, Any] | None:
     if type(a) is not type(b):
-        return f"{path}: {type(a).__name__} vs {type(b).__name__}"
+        return path, a, b
     if isinstance(a, dict):
         for key in sorted(set(a) | set(b)):
             if key not in a or key not in b:
-                return f"{path}.{key}: present in only one request"
-            found = _first_difference(a[key], b[key], f"{path}.{key}")
+                return [*path, key], a.get(key), b.get(key)
+            found = _first_difference(a[key], b[key], [*path, key])
             if found:
                 return found
         return None
     if isinstance(a, list):
         if len(a) != len(b):
-            return f"{path}: {len(a)} items vs {len(b)}"
+            return path, a, b
         for index, (x, y) in enumerate(zip(a, b, strict=True)):
-            found = _first_difference(x, y, f"{path}[{index}]")
+            found = _first_difference(x, y, [*path, index])
             if found:
                 return found
         return None
-    if a != b:
-        return f"{path}: {_short(a)} vs {_short(b)}"
-    return None
+    return None if a == b else (path, a, b)
 
 
-def _short(value: Any, limit: int = 120) -> str:
+def _short(value: Any, limit: int = 100) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def body_difference(recorded_body: Any, live_body: Any) -> str | None:
-    """Where two request bodies differ, after canonicalisation; `None` when equal."""
-    return _first_difference(_canonical(recorded_body), _canonical(live_body))
+    """Explain how two request bodies differ, after canonicalisation; `None` when equal.
+
+    The explanation names what changed (model, prompt, image digest, schema, sampling),
+    where (`messages[1].content[0].text`), and shows both sides around the first
+    differing character, so a miss says what to re-record.
+    """
+    found = _first_difference(_canonical(recorded_body), _canonical(live_body), [])
+    if found is None:
+        return None
+    path, recorded, live = found
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+    what = _what(path, recorded, live)
+    if isinstance(recorded, str) and isinstance(live, str):
+        detail = _excerpt(recorded, live)
+    elif isinstance(recorded, list) and isinstance(live, list):
+        detail = f"{len(recorded)} items recorded vs {len(live)} now"
+    else:
+        detail = f"recorded {_short(recorded)} vs now {_short(live)}"
+    return (
+        f"{what} changed ({where or 'body'}: {detail}); if that change is intended, "
+        "re-record the cassette with --record-mode=rewrite"
+    )
 
 
-def _match_body(r1: Any, r2: Any) -> None:
+def viewfinder_body(r1: Any, r2: Any) -> None:
+    """vcrpy matcher: equal canonical JSON bodies, or an AssertionError saying how not."""
     difference = body_difference(r1.body, r2.body)
     if difference is not None:
         raise AssertionError(difference)
 
 
-def vcr_config(**overrides: Any) -> dict[str, Any]:
-    """Keyword arguments for `vcr.use_cassette`; return it from a `vcr_config` fixture.
+def cassette_config(**overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for `vcr.use_cassette`, as the `vcr_config` fixture returns them.
 
-    Extend it by passing overrides (e.g. `ignore_hosts=[...]`).
+    Extend it by passing overrides (e.g. `ignore_hosts=[...]`); never pass `record_mode`
+    (it would override `--record-mode`).
     """
+    if "record_mode" in overrides:
+        raise ValueError("keep record_mode out of vcr_config: use pytest's --record-mode")
     config: dict[str, Any] = {
         "filter_headers": [(name, None) for name in SECRET_REQUEST_HEADERS],
         "before_record_request": scrub_request,
@@ -178,4 +274,122 @@ def vcr_config(**overrides: Any) -> dict[str, Any]:
 def pytest_recording_configure(config: Any, vcr: Any) -> None:
     """pytest-recording hook: register the canonical-body matcher."""
     register: Callable[[str, Callable[[Any, Any], None]], None] = vcr.register_matcher
-    register(BODY_MATCHER, _match_body)
+    register(BODY_MATCHER, viewfinder_body)
+
+
+# --- fixtures -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def vcr_config() -> dict[str, Any]:
+    """pytest-recording's cassette settings: viewfinder's `cassette_config()`."""
+    return cassette_config()
+
+
+@pytest.fixture(autouse=True)
+def _viewfinder_isolated_cache(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tests marked `vcr` get a fresh `VIEWFINDER_CACHE_DIR`; other tests are untouched."""
+    if request.node.get_closest_marker("vcr") is not None:
+        monkeypatch.setenv("VIEWFINDER_CACHE_DIR", str(tmp_path_factory.mktemp("viewfinder-cache")))
+
+
+REPLAY_RETRY = RetryPolicy(max_attempts=1)
+"""One attempt: on replay a retry can only hide a cassette miss."""
+PLACEHOLDER_KEY = "viewfinder-test-placeholder"
+"""The key used when none is set: enough to replay, useless anywhere else."""
+
+
+@pytest.fixture
+def viewfinder_analyzer(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """A factory of analyzers wired for recorded tests.
+
+    `viewfinder_analyzer(**options)` gives an `ImageAnalyzer`;
+    `viewfinder_analyzer(schema=..., prompt=..., **options)` gives an `Analyzer`. Unless
+    the options say otherwise: one attempt per request, the cache in this test's temp
+    dir, and a placeholder key when neither `OPENAI_API_KEY` nor a base URL or Azure
+    endpoint is set (so replays need no key; recording uses your real one).
+    """
+    made: list[ImageAnalyzer | Analyzer[Any]] = []
+
+    def make(**options: Any) -> ImageAnalyzer | Analyzer[Any]:
+        settings: dict[str, Any] = {"retry": REPLAY_RETRY, "cache": tmp_path / "viewfinder-cache"}
+        configured = any(
+            os.environ.get(name)
+            for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT")
+        )
+        if not configured and not {"client", "async_client", "api_key"} & set(options):
+            settings["api_key"] = PLACEHOLDER_KEY
+        settings.update(options)
+        analyzer: ImageAnalyzer | Analyzer[Any] = (
+            Analyzer(**settings) if "schema" in settings else ImageAnalyzer(**settings)
+        )
+        made.append(analyzer)
+        return analyzer
+
+    yield make
+    for analyzer in made:
+        analyzer.close()
+
+
+# --- secrets in cassettes -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecretFinding:
+    """Something key-shaped in a file."""
+
+    path: Path
+    line: int
+    kind: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.kind}"
+
+
+_SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("OpenAI-style key", re.compile(r"\bsk-[A-Za-z0-9_-]{20,}")),
+    ("bearer token", re.compile(r"\bbearer\s+[A-Za-z0-9._~+/=-]{16,}", re.I)),
+    (
+        "key header",
+        re.compile(
+            r"^\s*-?\s*['\"]?(authorization|api-key|x-api-key|ocp-apim-subscription-key|cookie)"
+            r"['\"]?\s*:",
+            re.I | re.M,
+        ),
+    ),
+    ("SAS signature", re.compile(r"[?&]sig=[A-Za-z0-9%+/=]{8,}", re.I)),
+    ("storage account key", re.compile(r"AccountKey=[A-Za-z0-9+/=]{20,}", re.I)),
+    ("JWT", re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")),
+    (
+        "key in a query string",
+        re.compile(
+            r"[?&](api[-_]?key|subscription-key|access_token)=(?!REDACTED)[^&\s'\"]{8,}", re.I
+        ),
+    ),
+)
+
+
+def find_secrets(paths: Iterable[str | os.PathLike[str]]) -> list[SecretFinding]:
+    """Scan files (directories recursively, `*.yaml`/`*.yml`/`*.json`) for secrets.
+
+    Looks for OpenAI-style keys, bearer tokens, authorization / api-key headers, SAS
+    signatures, storage keys, JWTs and keys in query strings.
+    """
+    findings: list[SecretFinding] = []
+    for root in map(Path, paths):
+        files = (
+            sorted(p for ext in ("*.yaml", "*.yml", "*.json") for p in root.rglob(ext))
+            if root.is_dir()
+            else [root]
+        )
+        for file in files:
+            text = file.read_text(encoding="utf-8", errors="replace")
+            for kind, pattern in _SECRET_PATTERNS:
+                for match in pattern.finditer(text):
+                    line = text.count("\n", 0, match.start()) + 1
+                    findings.append(SecretFinding(file, line, kind))
+    return findings
