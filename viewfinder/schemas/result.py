@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -91,6 +91,12 @@ class ImageAnalysisResult(BaseModel):
     """Text in the image."""
     usage: Usage = Field(default_factory=Usage)
     """What this analysis spent."""
+
+    def to_azure_json(self) -> dict[str, Any]:
+        """Exactly the JSON Azure's REST API answers, for the requested features."""
+        from viewfinder.azure_rest import to_azure_json
+
+        return to_azure_json(self)
 
 
 class AnalysisRun(BaseModel, Generic[T]):
