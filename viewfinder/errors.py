@@ -31,7 +31,7 @@ strings (SAS tokens).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from viewfinder.schemas.result import Usage
@@ -101,7 +101,21 @@ class ImageFormatError(ImageError):
 
 
 class ImageSizeError(ImageError):
-    """The file is too large, or a side is outside the accepted pixel range."""
+    """The file is too large (or empty), or a side is outside the accepted pixel range.
+
+    Attributes:
+        limit: `"bytes"` for the file size, `"dimensions"` for the pixel size.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        limit: Literal["bytes", "dimensions"] = "bytes",
+    ) -> None:
+        super().__init__(message, source=source)
+        self.limit = limit
 
 
 class DecompressionBombError(ImageError):

@@ -414,6 +414,7 @@ def _open_checked(data: bytes, label: str, limits: ImageLimits) -> Image.Image:
             f"the image is {width}x{height} pixels; each side must be between "
             f"{limits.min_side} and {limits.max_side}",
             source=label,
+            limit="dimensions",
         )
     return image
 

@@ -1,0 +1,265 @@
+"""The Image Analysis 4.0 service's rules: option checks and error bodies.
+
+Shared by the SDK look-alike (`viewfinder.azure`) and the compatible server
+(`viewfinder serve`), so both refuse the same requests with the same errors, shaped as
+the service shapes them: `{"error": {"code", "message", "innererror": {"code",
+"message"}}}` plus an `x-ms-error-code` header. Needs no Azure package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from viewfinder.analyzers.features import Feature
+from viewfinder.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    DecompressionBombError,
+    ImageFetchError,
+    ImageFormatError,
+    ImageSizeError,
+    InvalidOptionError,
+    ModelBehaviorError,
+    ProviderError,
+    RateLimitError,
+    ViewfinderError,
+)
+
+__all__ = [
+    "API_VERSIONS",
+    "LANGUAGES",
+    "MAX_IMAGE_BYTES",
+    "AnalyzeOptions",
+    "ServiceError",
+    "check_options",
+    "service_error_for",
+    "unauthorized",
+]
+
+API_VERSIONS = ("2023-10-01", "2024-02-01")
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+"""The service refuses bodies of this size or more ("larger than 20971520 bytes")."""
+
+LANGUAGES = frozenset(
+    [
+        "ar",
+        "az",
+        "bg",
+        "bs",
+        "ca",
+        "cs",
+        "cy",
+        "da",
+        "de",
+        "el",
+        "en",
+        "es",
+        "et",
+        "eu",
+        "fi",
+        "fr",
+        "ga",
+        "gl",
+        "he",
+        "hi",
+        "hr",
+        "hu",
+        "id",
+        "it",
+        "ja",
+        "kk",
+        "ko",
+        "lt",
+        "lv",
+        "mk",
+        "ms",
+        "nb",
+        "nl",
+        "pl",
+        "prs",
+        "pt-BR",
+        "pt",
+        "pt-PT",
+        "ro",
+        "ru",
+        "sk",
+        "sl",
+        "sr-Cryl",
+        "sr-Latn",
+        "sv",
+        "th",
+        "tr",
+        "uk",
+        "vi",
+        "zh",
+        "zh-Hans",
+        "zh-Hant",
+    ]
+)
+"""Language codes the service accepts (its tags list, the widest). Unlike the service,
+viewfinder also writes captions and object names in these languages."""
+
+_FEATURES_BY_WIRE_NAME = {f.azure_name.lower(): f for f in Feature}
+
+
+@dataclass(frozen=True)
+class ServiceError(Exception):
+    """An error answer exactly as the service shapes it."""
+
+    status: int
+    code: str
+    message: str
+    inner_code: str | None = None
+    inner_message: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body: `{"error": {"code", "message"[, "innererror"]}}`."""
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.inner_code is not None:
+            error["innererror"] = {"code": self.inner_code, "message": self.inner_message}
+        return {"error": error}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers the service adds to errors."""
+        return {"x-ms-error-code": self.code}
+
+    def __str__(self) -> str:
+        inner = f" ({self.inner_code}: {self.inner_message})" if self.inner_code else ""
+        return f"({self.code}) {self.message}{inner}"
+
+
+def _invalid_query(inner_code: str, inner_message: str) -> ServiceError:
+    return ServiceError(
+        400, "InvalidRequest", "Analyze query is invalid.", inner_code, inner_message
+    )
+
+
+def unauthorized() -> ServiceError:
+    """The service's 401 body for a wrong or missing key."""
+    return ServiceError(
+        401,
+        "401",
+        "Access denied due to invalid subscription key or wrong API endpoint. Make sure to "
+        "provide a valid key for an active subscription and use a correct regional API "
+        "endpoint for your resource.",
+    )
+
+
+@dataclass(frozen=True)
+class AnalyzeOptions:
+    """One analyze call's options, checked."""
+
+    features: tuple[Feature, ...]
+    language: str = "en"
+    gender_neutral_caption: bool = False
+    smart_crops_aspect_ratios: tuple[float, ...] = ()
+
+
+def check_options(
+    features: Iterable[str],
+    *,
+    language: str | None = None,
+    gender_neutral_caption: bool | None = None,
+    smart_crops_aspect_ratios: Sequence[float] | None = None,
+    model_version: str | None = None,
+) -> AnalyzeOptions:
+    """Check options as the service does.
+
+    Raises:
+        ServiceError: 400 with the service's codes: no features, an unknown feature
+            (`NotSupportedVisualFeature`), an unknown language (`NotSupportedLanguage`),
+            a ratio outside 0.75-1.8 (`BadArgument`), a model version other than
+            `latest` (`InvalidModelVersion`).
+    """
+    names = [str(getattr(f, "value", f)).strip() for f in features]
+    names = [n for n in names if n]
+    if not names:
+        raise ServiceError(
+            400,
+            "InvalidRequest",
+            "Either 'features' or 'model-name' needs to be specified in the query parameter.",
+        )
+    chosen: list[Feature] = []
+    for name in names:
+        feature = _FEATURES_BY_WIRE_NAME.get(name.replace("_", "").lower())
+        if feature is None:
+            raise _invalid_query("NotSupportedVisualFeature", "Specified feature type is not valid")
+        if feature not in chosen:
+            chosen.append(feature)
+    if language is not None and language not in LANGUAGES:
+        raise _invalid_query("NotSupportedLanguage", "The input language is not supported")
+    ratios = tuple(float(r) for r in smart_crops_aspect_ratios or ())
+    if any(not 0.75 <= r <= 1.8 for r in ratios):
+        raise _invalid_query(
+            "BadArgument",
+            "'smartcrops-aspect-ratios' aspect ratio is not in allowed range [0.75 to 1.8]",
+        )
+    if model_version not in (None, "latest"):
+        raise _invalid_query(
+            "InvalidModelVersion",
+            f"The model version '{model_version}' is not supported; use 'latest'.",
+        )
+    return AnalyzeOptions(
+        features=tuple(f for f in Feature if f in chosen),
+        language=language or "en",
+        gender_neutral_caption=bool(gender_neutral_caption),
+        smart_crops_aspect_ratios=ratios,
+    )
+
+
+def service_error_for(exc: ViewfinderError) -> ServiceError:
+    """The service-shaped error for a viewfinder error (messages carry no secrets)."""
+    if isinstance(exc, ImageSizeError):
+        if exc.limit == "bytes":
+            return ServiceError(
+                400,
+                "InvalidRequest",
+                "The image size is not allowed to be zero or larger than 20971520 bytes",
+            )
+        return ServiceError(
+            400,
+            "InvalidRequest",
+            "Image size is not valid",
+            "InvalidImageSize",
+            "The image dimensions are not allowed to be smaller than 50 x 50 or larger "
+            "than 16000 x 16000 pixels",
+        )
+    if isinstance(exc, (ImageFormatError, DecompressionBombError)):
+        return ServiceError(
+            400,
+            "InvalidRequest",
+            "Image format is not valid",
+            "InvalidImageFormat",
+            "Image format is not valid",
+        )
+    if isinstance(exc, ImageFetchError):
+        return ServiceError(400, "InvalidRequest", "The provided image url is not accessible.")
+    if isinstance(exc, InvalidOptionError):
+        return _invalid_query("BadArgument", str(exc))
+    if isinstance(exc, RateLimitError):
+        return ServiceError(
+            429, "429", "Too many requests: the model endpoint behind viewfinder is rate limited."
+        )
+    if isinstance(exc, (ConfigurationError, AuthenticationError, BadRequestError)):
+        return ServiceError(
+            500,
+            "InternalServerError",
+            "The model endpoint behind this server is misconfigured or refused the request.",
+        )
+    if isinstance(exc, ProviderError):
+        return ServiceError(
+            503, "ServiceUnavailable", "The model endpoint behind this server is unavailable."
+        )
+    if isinstance(exc, ModelBehaviorError):
+        return ServiceError(
+            500,
+            "InternalServerError",
+            "The image could not be analysed.",
+            "FailedToProcess",
+            type(exc).__name__,
+        )
+    return ServiceError(500, "InternalServerError", "Internal server error.")
