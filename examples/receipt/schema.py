@@ -10,22 +10,32 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
 TOLERANCE = Decimal("0.01")
 """How far the total may be from the sum of the items (rounding on the till)."""
 EARLIEST = dt.date(2000, 1, 1)
 """Receipts older than this are taken as a misread year."""
+CENT = Decimal("0.01")
+
+
+def _in_cents(value: Decimal) -> Decimal:
+    """Write an amount with exactly two decimals (`8.9` becomes `8.90`)."""
+    return value.quantize(CENT)
+
+
+Money = Annotated[Decimal, Field(decimal_places=2), AfterValidator(_in_cents)]
+"""An amount with at most two decimals (more is an error, re-asked), kept as `x.yy`."""
 
 
 class LineItem(BaseModel):
     """One purchased line of the receipt."""
 
     description: str = Field(description="The line's text as printed, without the price.")
-    amount: Decimal = Field(
+    amount: Money = Field(
         gt=0,
-        decimal_places=2,
         description="The price of the line (quantity included), as printed, e.g. 3.60.",
     )
 
@@ -42,9 +52,7 @@ class Receipt(BaseModel):
     items: list[LineItem] = Field(
         min_length=1, description="Every purchased line, top to bottom; not the total."
     )
-    total: Decimal = Field(
-        ge=0, decimal_places=2, description="The total to pay, as printed next to TOTAL."
-    )
+    total: Money = Field(ge=0, description="The total to pay, as printed next to TOTAL.")
 
     @field_validator("date")
     @classmethod
