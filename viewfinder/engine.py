@@ -240,9 +240,19 @@ class Engine:
             return key, None
         return key, Completed(answer, Usage(cache_hit=True))
 
-    def _store(self, key: str | None, answer: A) -> None:
+    def _completed(
+        self, key: str | None, request: Request[A], answer: A, tally: _Tally
+    ) -> Completed[A]:
+        """Store the answer and return it exactly as a cache hit would.
+
+        Round-tripping through JSON drops what instructor attaches to the answer (the
+        raw completion), so a fresh answer and a cached one compare equal.
+        """
+        answer_json = answer.model_dump_json()
         if self.cache is not None and key is not None:
-            self.cache.set(key, answer.model_dump_json())
+            self.cache.set(key, answer_json)
+        clean = request.response_model.model_validate_json(answer_json)
+        return Completed(clean, tally.usage(), tally.request_id)
 
     def _call_kwargs(self, request: Request[A]) -> dict[str, Any]:
         return {
@@ -279,8 +289,7 @@ class Engine:
             answer: A = create(**self._call_kwargs(request))
         except Exception as exc:
             raise _translate(exc, tally) from exc
-        self._store(key, answer)
-        return Completed(answer, tally.usage(), tally.request_id)
+        return self._completed(key, request, answer, tally)
 
     async def arun(self, request: Request[A]) -> Completed[A]:
         """Async twin of `run`."""
@@ -308,5 +317,4 @@ class Engine:
             answer = await create(**self._call_kwargs(request))
         except Exception as exc:
             raise _translate(exc, tally) from exc
-        self._store(key, answer)
-        return Completed(answer, tally.usage(), tally.request_id)
+        return self._completed(key, request, answer, tally)

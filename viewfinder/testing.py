@@ -117,12 +117,24 @@ def _body_text(body: Any) -> str | None:
     return str(body)
 
 
+_PYDANTIC_DOCS = re.compile(r"https://errors\.pydantic\.dev/[0-9.]+/")
+
+
+def _normalize(text: str) -> str:
+    """Images to digests; pydantic's versioned docs links (in re-asks) made version-free."""
+    return _PYDANTIC_DOCS.sub("https://errors.pydantic.dev/latest/", redact_image_text(text))
+
+
 def scrub_request(request: Any) -> Any:
-    """vcrpy `before_record_request`: secrets out of the URI, images out of the body."""
+    """vcrpy `before_record_request`: secrets out of the URI, images out of the body.
+
+    Also drops the pydantic version from the docs links in re-ask messages, so a
+    pydantic minor upgrade does not turn every re-ask cassette into a miss.
+    """
     request.uri = _scrub_uri(request.uri)
     text = _body_text(request.body)
-    if text is not None and "base64," in text:
-        request.body = redact_image_text(text).encode("utf-8")
+    if text is not None:
+        request.body = _normalize(text).encode("utf-8")
     for name in list(request.headers):
         if name.lower() in SECRET_REQUEST_HEADERS:
             del request.headers[name]
@@ -144,7 +156,7 @@ def _canonical(body: Any) -> Any:
     text = _body_text(body)
     if text is None:
         return body
-    text = redact_image_text(text)
+    text = _normalize(text)
     try:
         return json.loads(text)
     except ValueError:
