@@ -23,24 +23,33 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 WIDTH, HEIGHT = 600, 400
-SLOT_LEFT, SLOT_PITCH, SLOT_WIDTH, SLOTS = 30, 90, 80, 6
+SLOT_LEFT, SLOT_PITCH, SLOT_WIDTH = 30, 90, 80
 WALL = (236, 232, 224)
 WOOD = (139, 94, 60)
 WOOD_EDGE = (101, 67, 42)
 
 Color = tuple[int, int, int]
+Slot = tuple[str, Color, Color] | None
+"""(label, body colour, label colour) of the product in a slot; None for an empty slot."""
+WHITE: Color = (255, 255, 255)
+
+
+def units(label: str, body: Color, ink: Color, count: int) -> list[Slot]:
+    """`count` side-by-side units of one product."""
+    return [(label, body, ink)] * count
+
+
+EMPTY: list[Slot] = [None]
 
 # (top, bottom) of the products of each row; the board sits right under them.
 ROWS: list[tuple[int, int]] = [(50, 120), (160, 240), (275, 360)]
-# One entry per slot: (label, body colour, label colour), or None for an empty slot.
-STOCK: list[list[tuple[str, Color, Color] | None]] = [
-    [("COLA", (200, 30, 40), (255, 255, 255))] * 3
-    + [("LIME", (60, 160, 60), (255, 255, 255))] * 2
-    + [None],
-    [("CHIPS", (240, 190, 40), (120, 40, 20))] * 2
-    + [None]
-    + [("SOAP", (40, 90, 200), (255, 255, 255))] * 3,
-    [("MILK", (245, 245, 245), (30, 80, 170))] * 4 + [("JAM", (120, 40, 120), (255, 230, 120))] * 2,
+STOCK: list[list[Slot]] = [
+    units("COLA", (200, 30, 40), WHITE, 3) + units("LIME", (60, 160, 60), WHITE, 2) + EMPTY,
+    units("CHIPS", (240, 190, 40), (120, 40, 20), 2)
+    + EMPTY
+    + units("SOAP", (40, 90, 200), WHITE, 3),
+    units("MILK", (245, 245, 245), (30, 80, 170), 4)
+    + units("JAM", (120, 40, 120), (255, 230, 120), 2),
 ]
 
 

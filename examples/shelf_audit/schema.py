@@ -18,9 +18,12 @@ class Product(BaseModel):
     """One product on a shelf row, with all its side-by-side facings."""
 
     name: str = Field(description="The product name as printed on its label, e.g. 'COLA'.")
-    box: vf.BoundingBox = Field(
-        description="One box around all the facings of this product in this row."
-    )
+    box: vf.BoundingBox
+    """Around all the facings of this product in this row, in pixels of the original image.
+
+    No `description` on purpose: the model then sees viewfinder's own one for the field
+    ("[x_min, y_min, x_max, y_max] as integers on the 0-1000 grid of the image").
+    """
     facings: int = Field(
         ge=1, description="How many units of the product stand side by side, front row only."
     )
