@@ -441,9 +441,10 @@ def test_an_unsupported_api_version_fails_every_call(
         pytest.raises(HttpResponseError) as caught,
     ):
         client.analyze(image_data, [VisualFeatures.CAPTION])
-    assert caught.value.status_code == 400 and caught.value.error is not None
-    assert caught.value.error.code == "InvalidRequest"
-    assert "Unsupported api-version" in str(caught.value.error.message)
+    # as the service answers an unknown api-version (and as the server does)
+    assert isinstance(caught.value, ResourceNotFoundError)
+    assert caught.value.status_code == 404 and caught.value.error is not None
+    assert caught.value.error.code == "404" and caught.value.error.message == "Resource not found"
 
 
 def test_a_local_path_is_not_an_image_url(client: ImageAnalysisClient, cat_image: Path) -> None:

@@ -32,8 +32,10 @@ __all__ = [
     "API_VERSIONS",
     "LANGUAGES",
     "MAX_IMAGE_BYTES",
+    "RESOURCE_NOT_FOUND",
     "AnalyzeOptions",
     "ServiceError",
+    "check_api_version",
     "check_options",
     "service_error_for",
     "unauthorized",
@@ -87,6 +89,21 @@ def _invalid_query(inner_code: str, inner_message: str) -> ServiceError:
     return ServiceError(
         400, "InvalidRequest", "Analyze query is invalid.", inner_code, inner_message
     )
+
+
+RESOURCE_NOT_FOUND = ServiceError(404, "404", "Resource not found")
+"""What the service answers for an unknown path, method or api-version."""
+
+
+def check_api_version(version: str | None) -> str:
+    """The api-version if the service knows it.
+
+    Raises:
+        ServiceError: 404 "Resource not found", as the service answers an unknown version.
+    """
+    if version not in API_VERSIONS:
+        raise RESOURCE_NOT_FOUND
+    return version
 
 
 def unauthorized() -> ServiceError:

@@ -3,21 +3,26 @@
 ```
 viewfinder analyze photo.jpg https://example.com/cat.png -f caption,objects
 viewfinder analyze scans/*.png --json > results.jsonl
+VIEWFINDER_API_KEYS=my-key viewfinder serve --port 8080
 viewfinder --version
 ```
 
 Exit codes: 0 when every image was analysed, 1 when any image failed (the others are
 still analysed and reported), 2 for usage errors and when no model endpoint is
-configured.
+configured. `serve` exits 2 when it would start without keys (and without
+`--no-auth`) or without a model endpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -417,6 +422,114 @@ def analyze(
             summary += f"; total {usage_text(total)}"
         out.print(Text(summary, style="bold"))
     raise typer.Exit(EXIT_IMAGE_FAILED if failed else EXIT_OK)
+
+
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (loopback by default).", metavar="HOST")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", min=0, max=65535)] = 8080,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-key",
+            help=(
+                "Accepted key (Ocp-Apim-Subscription-Key or Authorization: Bearer), "
+                "repeatable. Default: VIEWFINDER_API_KEYS, comma-separated."
+            ),
+            metavar="KEY",
+            show_default=False,
+        ),
+    ] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Serve without keys (trusted networks only).")
+    ] = False,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="Internal host image URLs may point at (repeatable); others are refused.",
+            metavar="HOST",
+            show_default=False,
+        ),
+    ] = None,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(help="PEM certificate: serve HTTPS.", metavar="FILE", dir_okay=False),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None,
+        typer.Option(help="PEM private key of --ssl-certfile.", metavar="FILE", dir_okay=False),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model (or Azure deployment); default VIEWFINDER_MODEL or gpt-4.1-mini.",
+            metavar="NAME",
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="OpenAI-compatible endpoint; default OPENAI_BASE_URL.", metavar="URL"),
+    ] = None,
+) -> None:
+    """Serve the Image Analysis 4.0 REST API (POST /computervision/imageanalysis:analyze).
+
+    Point Microsoft's SDK at http://HOST:PORT with one of the keys. Image URLs may
+    only point at public addresses, plus the --allow-host hosts.
+    """
+    err = Console(stderr=True, highlight=False)
+
+    def fail(message: str) -> typer.Exit:
+        err.print(Text(f"error: {message}"), soft_wrap=True)
+        return typer.Exit(EXIT_USAGE)
+
+    try:
+        from viewfinder import server
+    except ImportError as exc:
+        raise fail(str(exc)) from None
+
+    keys = [key.strip() for key in api_key or () if key.strip()]
+    if not api_key:
+        keys = _split_commas([os.environ.get("VIEWFINDER_API_KEYS", "")])
+    if ssl_keyfile is not None and ssl_certfile is None:
+        raise fail("--ssl-keyfile needs --ssl-certfile")
+    settings = server.ServerSettings(
+        api_keys=tuple(keys), no_auth=no_auth, allow_hosts=tuple(allow_host or ())
+    )
+    try:
+        settings.validate()  # before the analyzer: an open server is refused first
+        analyzer = ImageAnalyzer(model=model, base_url=base_url)
+    except UserError as exc:
+        raise fail(str(exc)) from None
+    settings = dataclasses.replace(settings, analyzer=analyzer)
+
+    scheme = "https" if ssl_certfile else "http"
+    if scheme == "http" and host not in _LOOPBACK_HOSTS:
+        err.print(
+            Text(
+                f"warning: plain HTTP on {host}: keys and images cross the network "
+                "unencrypted; use --ssl-certfile/--ssl-keyfile or a TLS proxy",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
+    auth = "no key (--no-auth)" if no_auth else _plural(len(keys), "key")
+    err.print(
+        Text(f"viewfinder serve: {scheme}://{host}:{port}, {auth}, model {analyzer.model}"),
+        soft_wrap=True,
+    )
+    server.run(
+        settings,
+        host=host,
+        port=port,
+        ssl_certfile=None if ssl_certfile is None else str(ssl_certfile),
+        ssl_keyfile=None if ssl_keyfile is None else str(ssl_keyfile),
+    )
 
 
 def _emit(record: dict[str, Any]) -> None:

@@ -39,9 +39,9 @@ from azure.core.utils import case_insensitive_dict
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
 from viewfinder.azure_rest import to_azure_json
 from viewfinder.azure_service import (
-    API_VERSIONS,
     AnalyzeOptions,
     ServiceError,
+    check_api_version,
     check_options,
     service_error_for,
 )
@@ -460,13 +460,7 @@ class _ClientBase:
             content_type=content_type,
         )
         try:
-            if self._api_version not in API_VERSIONS:
-                raise ServiceError(
-                    400,
-                    "InvalidRequest",
-                    f"Unsupported api-version '{self._api_version}'. "
-                    f"Supported versions: {', '.join(API_VERSIONS)}.",
-                )
+            check_api_version(self._api_version)
             options = check_options(
                 names,
                 language=language,

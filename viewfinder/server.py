@@ -1,0 +1,508 @@
+"""An Image Analysis 4.0 compatible HTTP server, answered by a GPT vision model.
+
+Point Microsoft's own SDK (or any REST client of the service) at it and change nothing
+else: `ImageAnalysisClient(endpoint="http://localhost:8080", credential=AzureKeyCredential(key))`.
+
+```bash
+VIEWFINDER_API_KEYS=my-key viewfinder serve --port 8080
+```
+
+What it serves:
+
+- `POST /computervision/imageanalysis:analyze`: the service's query parameters
+  (`api-version` `2023-10-01` or `2024-02-01`, `features`, `language`,
+  `gender-neutral-caption`, `smartcrops-aspect-ratios`, `model-version`; unknown
+  extra parameters are ignored), a raw image body (`application/octet-stream` or
+  `image/*`) or `application/json` `{"url": "..."}`, and the service's JSON answer
+  (`viewfinder.azure_rest.to_azure_json`) or its error bodies
+  (`viewfinder.azure_service`), with `apim-request-id` / `request-id` headers.
+- `GET /health`: `{"status": "ok"}`, without a key.
+
+Security:
+
+- Keys: `Ocp-Apim-Subscription-Key: <key>` or `Authorization: Bearer <key>`, compared
+  in constant time (SHA-256 digests, against every configured key). Microsoft Entra ID
+  tokens are NOT validated: a bearer token is accepted only when it equals a key.
+  An app without keys is refused unless `no_auth=True` is asked for explicitly.
+- Image URLs are fetched with `viewfinder.safe_fetch.afetch_image`: internal
+  addresses (loopback, private, link-local, cloud metadata...) are refused before
+  any connection, unless allow-listed in `ServerSettings.allow_hosts`.
+- Request bodies are limited before they are read whole: a `Content-Length` over the
+  limit is refused at once, and a chunked body is counted while it streams.
+- The access log (logger `viewfinder.server.access`, one JSON object per line) holds
+  no headers, keys, query strings, image URLs (only the host of a URL input) nor image
+  bytes. `run` turns uvicorn's own access log off: it prints full query strings.
+- Plain HTTP sends keys in clear text: off loopback, serve TLS (`ssl_certfile`,
+  `ssl_keyfile`) or put the server behind a TLS-terminating proxy.
+
+Needs the `server` extra: `pip install 'viewfinder[server]'`.
+"""
+
+from __future__ import annotations
+
+try:
+    import uvicorn
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, Response
+    from starlette.datastructures import QueryParams
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+except ImportError as _missing:
+    raise ImportError(
+        "viewfinder's server needs FastAPI and uvicorn: pip install 'viewfinder[server]'"
+    ) from _missing
+
+import hashlib
+import hmac
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from viewfinder.analyzers.image_analysis import ImageAnalyzer
+from viewfinder.azure_rest import to_azure_json
+from viewfinder.azure_service import (
+    API_VERSIONS,
+    MAX_IMAGE_BYTES,
+    RESOURCE_NOT_FOUND,
+    AnalyzeOptions,
+    ServiceError,
+    check_options,
+    service_error_for,
+    unauthorized,
+)
+from viewfinder.errors import (
+    ConfigurationError,
+    ImageSizeError,
+    InvalidOptionError,
+    ViewfinderError,
+)
+from viewfinder.safe_fetch import afetch_image
+
+__all__ = ["ANALYZE_PATH", "ServerSettings", "create_app", "run"]
+
+ANALYZE_PATH: Final = "/computervision/imageanalysis:analyze"
+"""The service's analyze route, under the endpoint."""
+
+MAX_JSON_BYTES: Final = 64 * 1024
+"""Largest `application/json` body (`{"url": ...}`) read."""
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("viewfinder.server.access")
+
+_OPEN_SERVER: Final = (
+    "refusing to start an open server: set --api-key / VIEWFINDER_API_KEYS or pass --no-auth"
+)
+_RECORD: Final = "viewfinder.access"  # scope key of the access-log record
+_INTERNAL: Final = service_error_for(ViewfinderError("unexpected"))
+_UNSUPPORTED_TYPE: Final = ServiceError(
+    400, "InvalidRequest", "The provided image content type is not supported."
+)
+_BAD_JSON: Final = ServiceError(
+    400, "InvalidRequest", "The request body must be a JSON object with the image 'url'."
+)
+_IMAGE_TOO_LARGE: Final = service_error_for(ImageSizeError("too large", limit="bytes"))
+_JSON_TOO_LARGE: Final = ServiceError(
+    400, "InvalidRequest", f"The JSON request body must be smaller than {MAX_JSON_BYTES} bytes."
+)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How the server authenticates, fetches and analyses.
+
+    Attributes:
+        api_keys: Accepted keys (never shown in `repr`). Required unless `no_auth`.
+        no_auth: Serve without keys. Only for trusted networks; contradicts `api_keys`.
+        allow_hosts: Internal hosts (names or IPs) image URLs may point at; every
+            other non-public address is refused (see `viewfinder.safe_fetch`).
+        max_body_bytes: Images (uploaded or fetched) of this many bytes or more are
+            refused, as the service refuses 20971520 bytes or more. JSON bodies are
+            limited to `MAX_JSON_BYTES` on their own.
+        fetch_timeout: Seconds allowed to fetch an image URL, redirects included.
+        analyzer: The analyzer answering requests. The server closes it when it
+            stops (its async client belongs to the server's event loop).
+        analyzer_options: Keyword arguments for `ImageAnalyzer(...)` when `analyzer`
+            is `None`; it is then built from them (and the environment) at startup.
+    """
+
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    no_auth: bool = False
+    allow_hosts: tuple[str, ...] = ()
+    max_body_bytes: int = MAX_IMAGE_BYTES
+    fetch_timeout: float = 10.0
+    analyzer: ImageAnalyzer | None = None
+    analyzer_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Refuse settings that would serve unsafely or cannot work.
+
+        Raises:
+            ConfigurationError: No key and no `no_auth`, keys and `no_auth` both, an
+                empty key, or a non-positive limit.
+        """
+        if any(not key.strip() for key in self.api_keys):
+            raise ConfigurationError("an API key is empty")
+        if not self.api_keys and not self.no_auth:
+            raise ConfigurationError(_OPEN_SERVER)
+        if self.api_keys and self.no_auth:
+            raise ConfigurationError("pass API keys or no_auth (--no-auth), not both")
+        if self.max_body_bytes < 1 or self.fetch_timeout <= 0:
+            raise ConfigurationError("max_body_bytes and fetch_timeout must be positive")
+
+
+class _ServiceJSON(JSONResponse):
+    """JSON with the service's content type."""
+
+    media_type = "application/json; charset=utf-8"
+
+
+def _error_response(error: ServiceError, record: dict[str, Any]) -> Response:
+    record["error"] = error.inner_code or error.code
+    return _ServiceJSON(error.body(), status_code=error.status, headers=error.headers)
+
+
+# --- the access log -------------------------------------------------------------------
+
+
+class _AccessLog:
+    """ASGI middleware: request ids on every response, one JSON log line per request.
+
+    The handler adds what it learnt (api-version, features, body size, URL host, error
+    code) to the record under `scope["viewfinder.access"]`; nothing else is logged.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = str(uuid.uuid4())
+        client = scope.get("client")
+        record: dict[str, Any] = {
+            "method": scope["method"],
+            "path": str(scope["path"])[:256],
+            "status": 500,
+            "duration_ms": 0.0,
+            "request_id": request_id,
+            "body_bytes": 0,
+            "client": f"{client[0]}:{client[1]}" if client else None,
+        }
+        scope[_RECORD] = record
+        ids = [(b"apim-request-id", request_id.encode()), (b"request-id", request_id.encode())]
+
+        async def send_with_ids(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                record["status"] = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), *ids]}
+            await send(message)
+
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_with_ids)
+        finally:
+            record["duration_ms"] = round((time.perf_counter() - start) * 1000, 1)
+            access_logger.info(json.dumps(record, separators=(",", ":")))
+
+
+def _record(request: Request) -> dict[str, Any]:
+    record = request.scope.get(_RECORD)
+    return record if isinstance(record, dict) else {}
+
+
+# --- request parsing ------------------------------------------------------------------
+
+
+def _csv(values: Sequence[str]) -> list[str]:
+    """Repeated and comma-separated values, flattened, empty items dropped."""
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+def _bool_param(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    if value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise service_error_for(
+        InvalidOptionError("'gender-neutral-caption' must be 'true' or 'false'")
+    )
+
+
+def _ratios_param(values: Sequence[str]) -> list[float] | None:
+    items = _csv(values)
+    try:
+        return [float(item) for item in items] or None
+    except ValueError:
+        raise service_error_for(
+            InvalidOptionError("'smartcrops-aspect-ratios' must be comma-separated numbers")
+        ) from None
+
+
+def _options(params: QueryParams, record: dict[str, Any]) -> AnalyzeOptions:
+    """The analyze options, checked as the service checks them (before the body)."""
+    version = params.get("api-version")
+    if version not in API_VERSIONS:
+        record["api_version"] = "unsupported"  # the value itself may be anything
+        raise RESOURCE_NOT_FOUND
+    record["api_version"] = version
+    options = check_options(
+        _csv(params.getlist("features")),
+        language=params.get("language"),
+        gender_neutral_caption=_bool_param(params.get("gender-neutral-caption")),
+        smart_crops_aspect_ratios=_ratios_param(params.getlist("smartcrops-aspect-ratios")),
+        model_version=params.get("model-version"),
+    )
+    record["features"] = [feature.azure_name for feature in options.features]
+    return options
+
+
+async def _read_body(
+    request: Request, limit: int, too_large: ServiceError, record: dict[str, Any]
+) -> bytes:
+    """The whole body, refused with `too_large` once it reaches `limit` bytes.
+
+    A declared `Content-Length` is refused before anything is read; a chunked body is
+    counted while it streams and refused at the chunk that reaches the limit.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) >= limit:
+        raise too_large
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        record["body_bytes"] = total
+        if total >= limit:
+            raise too_large
+        chunks.append(chunk)
+    if total == 0:
+        raise service_error_for(ImageSizeError("the request body is empty", limit="bytes"))
+    return b"".join(chunks)
+
+
+def _image_url(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:  # UnicodeDecodeError included
+        raise _BAD_JSON from None
+    url = data.get("url") if isinstance(data, dict) else None
+    if not isinstance(url, str) or not url.strip():
+        raise _BAD_JSON
+    return url.strip()
+
+
+def _url_host(url: str) -> str | None:
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return host[:255] if host else None
+
+
+# --- keys -----------------------------------------------------------------------------
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def _presented_key(request: Request) -> str | None:
+    key = request.headers.get("ocp-apim-subscription-key")
+    if key is not None:
+        return key.strip()
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def _key_matches(presented: str | None, digests: Sequence[bytes]) -> bool:
+    """Constant-time: equal-length digests, every key compared, no early exit."""
+    given = _digest(presented or "")
+    matched = False
+    for digest in digests:
+        matched |= hmac.compare_digest(given, digest)
+    return matched and presented is not None
+
+
+# --- the app --------------------------------------------------------------------------
+
+
+class _Analyzers:
+    """The analyzer given in the settings, or one built from its options on first use."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self._analyzer = settings.analyzer
+        self._options = dict(settings.analyzer_options)
+
+    def get(self) -> ImageAnalyzer:
+        if self._analyzer is None:
+            self._analyzer = ImageAnalyzer(**self._options)
+        return self._analyzer
+
+    async def aclose(self) -> None:
+        if self._analyzer is not None:
+            await self._analyzer.aclose()
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    """The FastAPI application serving Image Analysis 4.0 requests.
+
+    Args:
+        settings: Keys, URL allow-list, limits and the analyzer.
+
+    Returns:
+        An ASGI app; serve it with `run` or any ASGI server (turn its access log off:
+        uvicorn's prints query strings).
+
+    Raises:
+        ConfigurationError: The settings would serve without keys without `no_auth`,
+            or are otherwise invalid (see `ServerSettings.validate`).
+    """
+    settings.validate()
+    digests = tuple(_digest(key.strip()) for key in settings.api_keys)
+    analyzers = _Analyzers(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        analyzers.get()  # a misconfigured model endpoint fails the startup
+        try:
+            yield
+        finally:
+            await analyzers.aclose()
+
+    app = FastAPI(
+        title="viewfinder",
+        summary="Image Analysis 4.0 compatible server answered by a GPT vision model",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.add_middleware(_AccessLog)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """Unknown paths and methods, answered in the service's error shape."""
+        status = exc.status_code if isinstance(exc, StarletteHTTPException) else 500
+        known = {404: RESOURCE_NOT_FOUND, 405: ServiceError(405, "405", "Method not allowed")}
+        error = known.get(status) or ServiceError(status, str(status), "Request failed")
+        return _error_response(error, _record(request))
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+    async def read_image(request: Request, record: dict[str, Any]) -> bytes:
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media == "application/octet-stream" or media.startswith("image/"):
+            record["source"] = "bytes"
+            return await _read_body(request, settings.max_body_bytes, _IMAGE_TOO_LARGE, record)
+        if media != "application/json":
+            raise _UNSUPPORTED_TYPE
+        record["source"] = "url"
+        url = _image_url(await _read_body(request, MAX_JSON_BYTES, _JSON_TOO_LARGE, record))
+        record["url_host"] = _url_host(url)
+        return await afetch_image(
+            url,
+            allow_hosts=settings.allow_hosts,
+            max_bytes=settings.max_body_bytes,
+            timeout=settings.fetch_timeout,
+        )
+
+    @app.post(ANALYZE_PATH, response_model=None)
+    async def analyze(request: Request) -> Response:
+        """Image Analysis 4.0 `analyze`: octet-stream / image body, or JSON `{"url"}`."""
+        record = _record(request)
+        try:
+            if not settings.no_auth and not _key_matches(_presented_key(request), digests):
+                raise unauthorized()
+            options = _options(request.query_params, record)
+            image = await read_image(request, record)
+            result = await analyzers.get().aanalyze(
+                image,
+                features=options.features,
+                smart_crops_aspect_ratios=options.smart_crops_aspect_ratios or None,
+                gender_neutral_caption=options.gender_neutral_caption,
+                language=options.language,
+            )
+        except ServiceError as refused:
+            return _error_response(refused, record)
+        except ViewfinderError as exc:
+            error = service_error_for(exc)
+            if error.status >= 500:
+                logger.warning(
+                    "request %s: analysis failed: %s: %s",
+                    record.get("request_id"),
+                    type(exc).__name__,
+                    exc,
+                )
+            return _error_response(error, record)
+        except Exception:
+            logger.exception("request %s: unexpected error", record.get("request_id"))
+            return _error_response(_INTERNAL, record)
+        return _ServiceJSON(to_azure_json(result))
+
+    @app.get("/health", response_model=None)
+    async def health() -> Response:
+        """Liveness: no key needed, touches nothing."""
+        return _ServiceJSON({"status": "ok"})
+
+    return app
+
+
+def _configure_logging() -> None:
+    """Print the server's logs on stderr, unless the process already set handlers."""
+    root = logging.getLogger()
+    mine = logging.getLogger("viewfinder")
+    if root.handlers or any(not isinstance(h, logging.NullHandler) for h in mine.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    mine.addHandler(handler)
+    mine.setLevel(logging.INFO)
+    access = logging.StreamHandler(sys.stderr)
+    access.setFormatter(logging.Formatter("%(message)s"))
+    access_logger.addHandler(access)
+    access_logger.propagate = False
+
+
+def run(
+    settings: ServerSettings,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+) -> None:
+    """Serve `create_app(settings)` with uvicorn until interrupted.
+
+    uvicorn's access log is turned off (it prints full query strings); the server's
+    own JSON access log goes to stderr unless logging is already configured.
+
+    Args:
+        settings: See `ServerSettings`.
+        host: Address to listen on; loopback by default.
+        port: TCP port.
+        ssl_certfile: PEM certificate (chain) to serve HTTPS.
+        ssl_keyfile: PEM private key for `ssl_certfile`.
+
+    Raises:
+        ConfigurationError: See `create_app`.
+    """
+    app = create_app(settings)
+    _configure_logging()
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        access_log=False,
+        ws="none",
+        lifespan="on",
+    )
