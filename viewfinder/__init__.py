@@ -17,10 +17,12 @@ from typing import Any
 
 from viewfinder.analyzers import ALL_FEATURES, Analyzer, Feature, ImageAnalyzer
 from viewfinder.analyzers.image_analysis import FeatureArg
+from viewfinder.budget import Budget
 from viewfinder.cache import ResponseCache
 from viewfinder.errors import (
     AuthenticationError,
     BadRequestError,
+    BudgetExceededError,
     ConfigurationError,
     ContentFilterError,
     DecompressionBombError,
@@ -74,6 +76,8 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BoundingBox",
+    "Budget",
+    "BudgetExceededError",
     "Caption",
     "ConfigurationError",
     "ContentFilterError",

@@ -13,9 +13,9 @@ The openai SDK's own retries are off on every client (`Provider` guarantees it).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import openai
 from instructor.core.exceptions import InstructorRetryException, ResponseParsingError
@@ -24,8 +24,10 @@ from instructor.v2.core.providers import Provider as InstructorProvider
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 
+from viewfinder.budget import Budget
 from viewfinder.cache import ResponseCache, request_key
 from viewfinder.errors import (
+    BudgetExceededError,
     ContentFilterError,
     InvalidAnswerError,
     ModelBehaviorError,
@@ -37,7 +39,7 @@ from viewfinder.providers import Provider
 from viewfinder.retry import RetryPolicy, async_retrying, sync_retrying, to_viewfinder_error
 from viewfinder.schemas.result import Usage
 
-__all__ = ["Completed", "Engine", "Request"]
+__all__ = ["Completed", "Engine", "Gate", "Request"]
 
 logger = logging.getLogger("viewfinder")
 # instructor logs every failed attempt at ERROR before viewfinder raises its own typed
@@ -60,6 +62,19 @@ class Request(Generic[A]):
     """`<model>+<hash>`; part of the cache key."""
 
 
+class Gate(Protocol):
+    """Paces HTTP attempts (a rate limiter): asked before each one, told how it went."""
+
+    def acquire(self, tokens: int) -> None:
+        """Block until an attempt expected to use `tokens` may go out."""
+
+    async def aacquire(self, tokens: int) -> None:
+        """Async twin of `acquire`."""
+
+    def observe(self, status: int | None, headers: Mapping[str, str]) -> None:
+        """What an attempt got back: its HTTP status (None: no response) and headers."""
+
+
 @dataclass(frozen=True)
 class Completed(Generic[A]):
     """A validated model-facing answer and what it cost."""
@@ -79,6 +94,7 @@ class _Tally:
     cached_input_tokens: int = 0
     output_tokens: int = 0
     attempts: int = 0
+    last_input_tokens: int = 0
     request_id: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -89,17 +105,25 @@ class _Tally:
         self.requests += 1
         self.attempts += 1
 
-    def record(self, completion: ChatCompletion, headers: dict[str, str]) -> None:
+    def record(self, completion: ChatCompletion, headers: dict[str, str]) -> Usage:
+        """Count one completion; returns what it alone cost."""
         self.completions += 1
         self.headers = headers
         self.request_id = headers.get("x-request-id") or self.request_id
         usage = completion.usage
-        if usage is not None:
-            self.input_tokens += usage.prompt_tokens
-            self.output_tokens += usage.completion_tokens
-            details = usage.prompt_tokens_details
-            if details is not None and details.cached_tokens:
-                self.cached_input_tokens += details.cached_tokens
+        if usage is None:
+            return Usage()
+        details = usage.prompt_tokens_details
+        cached = details.cached_tokens or 0 if details is not None else 0
+        self.input_tokens += usage.prompt_tokens
+        self.output_tokens += usage.completion_tokens
+        self.cached_input_tokens += cached
+        self.last_input_tokens = usage.prompt_tokens
+        return Usage(
+            input_tokens=usage.prompt_tokens,
+            cached_input_tokens=cached,
+            output_tokens=usage.completion_tokens,
+        )
 
     def usage(self) -> Usage:
         return Usage(
@@ -172,7 +196,7 @@ def _translate(exc: Exception, tally: _Tally) -> BaseException:
     if isinstance(exc, InstructorRetryException) and exc.__cause__ is not None:
         cause = exc.__cause__
     if isinstance(cause, ViewfinderError):
-        if isinstance(cause, (ModelBehaviorError, ProviderError)):
+        if isinstance(cause, (ModelBehaviorError, ProviderError, BudgetExceededError)):
             cause.usage = tally.usage()
         return cause
     if isinstance(cause, openai.OpenAIError):
@@ -196,6 +220,8 @@ class Engine:
         retry: Policy for transient HTTP failures, per attempt.
         max_reasks: Validation re-asks after the first completion.
         sampling: Sampling parameters sent with every request.
+        gate: Paces every HTTP attempt (e.g. a shared rate limiter); `None` for none.
+        budget: Caps for each call (copied fresh per call); `None` for none.
     """
 
     def __init__(
@@ -206,8 +232,12 @@ class Engine:
         retry: RetryPolicy,
         max_reasks: int,
         sampling: dict[str, Any],
+        gate: Gate | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.provider = provider
+        self.gate = gate
+        self.budget = budget
         self.cache = cache
         self.retry = retry
         self.max_reasks = max_reasks
@@ -254,6 +284,27 @@ class Engine:
         clean = request.response_model.model_validate_json(answer_json)
         return Completed(clean, tally.usage(), tally.request_id)
 
+    def _budgets(self, extra: Budget | None) -> list[Budget]:
+        call = [self.budget.copy_fresh()] if self.budget is not None else []
+        return call + ([extra] if extra is not None else [])
+
+    @staticmethod
+    def _before_attempt(budgets: Sequence[Budget], tally: _Tally) -> None:
+        for budget in budgets:
+            budget.check(tally.last_input_tokens)
+
+    def _after_attempt(self, status: int | None, headers: Mapping[str, str]) -> None:
+        if self.gate is not None:
+            self.gate.observe(status, headers)
+
+    def _after_completion(
+        self, budgets: Sequence[Budget], tally: _Tally, completion: ChatCompletion, headers: Any
+    ) -> None:
+        spent = tally.record(completion, dict(headers))
+        for budget in budgets:
+            budget.charge(spent)
+        _check_completion(completion, tally)
+
     def _call_kwargs(self, request: Request[A]) -> dict[str, Any]:
         return {
             "response_model": request.response_model,
@@ -265,23 +316,42 @@ class Engine:
 
     # --- the I/O twins -------------------------------------------------------------------
 
-    def run(self, request: Request[A]) -> Completed[A]:
-        """Answer `request`: from the cache, else from the model."""
+    def run(self, request: Request[A], *, budget: Budget | None = None) -> Completed[A]:
+        """Answer `request`: from the cache, else from the model.
+
+        Args:
+            request: What to send.
+            budget: A shared cap (e.g. a batch's) charged besides the per-call one.
+        """
         key, hit = self._lookup(request)
         if hit is not None:
             return hit
-        tally = _Tally()
+        tally, budgets = _Tally(), self._budgets(budget)
         raw_create = self.provider.client.chat.completions.with_raw_response.create
+
+        def attempt_once(*args: Any, **kwargs: Any) -> Any:
+            self._before_attempt(budgets, tally)
+            if self.gate is not None:
+                self.gate.acquire(tally.last_input_tokens)
+            tally.attempt()
+            try:
+                raw = raw_create(*args, **kwargs)
+            except openai.APIStatusError as exc:
+                self._after_attempt(exc.status_code, exc.response.headers)
+                raise
+            except openai.APIError:
+                self._after_attempt(None, {})
+                raise
+            self._after_attempt(raw.status_code, raw.headers)
+            return raw
 
         def send(*args: Any, **kwargs: Any) -> ChatCompletion:
             tally.start_request()
             for attempt in sync_retrying(self.retry):
                 with attempt:
-                    tally.attempt()
-                    raw = raw_create(*args, **kwargs)
+                    raw = attempt_once(*args, **kwargs)
             completion: ChatCompletion = raw.parse()
-            tally.record(completion, dict(raw.headers))
-            _check_completion(completion, tally)
+            self._after_completion(budgets, tally, completion, raw.headers)
             return completion
 
         create = patch_v2(func=send, provider=InstructorProvider.OPENAI, mode=self.provider.mode)
@@ -291,23 +361,37 @@ class Engine:
             raise _translate(exc, tally) from exc
         return self._completed(key, request, answer, tally)
 
-    async def arun(self, request: Request[A]) -> Completed[A]:
+    async def arun(self, request: Request[A], *, budget: Budget | None = None) -> Completed[A]:
         """Async twin of `run`."""
         key, hit = self._lookup(request)
         if hit is not None:
             return hit
-        tally = _Tally()
+        tally, budgets = _Tally(), self._budgets(budget)
         raw_create = self.provider.async_client.chat.completions.with_raw_response.create
+
+        async def attempt_once(*args: Any, **kwargs: Any) -> Any:
+            self._before_attempt(budgets, tally)
+            if self.gate is not None:
+                await self.gate.aacquire(tally.last_input_tokens)
+            tally.attempt()
+            try:
+                raw = await raw_create(*args, **kwargs)
+            except openai.APIStatusError as exc:
+                self._after_attempt(exc.status_code, exc.response.headers)
+                raise
+            except openai.APIError:
+                self._after_attempt(None, {})
+                raise
+            self._after_attempt(raw.status_code, raw.headers)
+            return raw
 
         async def send(*args: Any, **kwargs: Any) -> ChatCompletion:
             tally.start_request()
             async for attempt in async_retrying(self.retry):
                 with attempt:
-                    tally.attempt()
-                    raw = await raw_create(*args, **kwargs)
+                    raw = await attempt_once(*args, **kwargs)
             completion: ChatCompletion = raw.parse()  # the legacy raw response parses sync
-            tally.record(completion, dict(raw.headers))
-            _check_completion(completion, tally)
+            self._after_completion(budgets, tally, completion, raw.headers)
             return completion
 
         create: Callable[..., Awaitable[A]] = patch_v2(

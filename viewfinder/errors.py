@@ -17,10 +17,11 @@ ViewfinderError
 │   ├── RateLimitError             429, attempts exhausted
 │   ├── ServerError                5xx / 408 / 409, attempts exhausted
 │   └── TransportError             timeouts, connection failures, blocked network, cassette miss
-└── ModelBehaviorError           the endpoint answered, but not with a usable answer
-    ├── InvalidAnswerError         still failing validation after the bounded re-asks
-    ├── ContentFilterError         refused, or stopped by a content filter (never re-asked)
-    └── OutputTruncatedError       finish_reason == "length" (never re-asked)
+├── ModelBehaviorError           the endpoint answered, but not with a usable answer
+│   ├── InvalidAnswerError         still failing validation after the bounded re-asks
+│   ├── ContentFilterError         refused, or stopped by a content filter (never re-asked)
+│   └── OutputTruncatedError       finish_reason == "length" (never re-asked)
+└── BudgetExceededError          a token or dollar cap was reached; nothing more was sent
 ```
 
 Errors carry context as attributes, never only in the message: `ProviderError` has
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "ConfigurationError",
     "ContentFilterError",
     "DecompressionBombError",
@@ -220,3 +222,20 @@ class ContentFilterError(ModelBehaviorError):
 
 class OutputTruncatedError(ModelBehaviorError):
     """The answer hit the output-token cap (`finish_reason == "length"`). Never re-asked."""
+
+
+# --- a cap was reached --------------------------------------------------------------------
+
+
+class BudgetExceededError(ViewfinderError):
+    """A token or dollar cap (per call or per batch) was reached; no further request went out.
+
+    Attributes:
+        usage: What the call had spent when it stopped (retries and re-asks included).
+        limit: Which cap, e.g. `"1000 tokens per call"` or `"$5.00 per batch"`.
+    """
+
+    def __init__(self, message: str, *, limit: str, usage: Usage | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.usage = usage

@@ -19,8 +19,9 @@ from typing import Any, Literal, Self
 import instructor
 import openai
 
+from viewfinder.budget import Budget
 from viewfinder.cache import DEFAULT_SIZE_LIMIT, ResponseCache
-from viewfinder.engine import Engine
+from viewfinder.engine import Engine, Gate
 from viewfinder.errors import InvalidOptionError
 from viewfinder.images import DEFAULT_MAX_SIDE, ImageInput, PreparedImage, prepare_image
 from viewfinder.providers import Provider, resolve_provider, sampling_params
@@ -94,6 +95,11 @@ class BaseAnalyzer:
         max_reasks: Validation re-asks after the first answer (default 2).
         max_output_tokens: Output cap for every request (default 4096).
         system_prompt: A replacement for the shared system template.
+        max_tokens_per_call: Cap on input + output tokens of one call, re-asks and
+            retries included; reaching it raises `BudgetExceededError`.
+        max_dollars_per_call: The same cap in dollars, at the model's price.
+        rate_limiter: Paces every HTTP attempt; share one between analyzers that use
+            the same deployment (see `viewfinder.ratelimit`).
     """
 
     def __init__(
@@ -118,6 +124,9 @@ class BaseAnalyzer:
         max_reasks: int = DEFAULT_MAX_REASKS,
         max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
         system_prompt: str | Path | PromptTemplate | None = None,
+        max_tokens_per_call: int | None = None,
+        max_dollars_per_call: float | None = None,
+        rate_limiter: Gate | None = None,
     ) -> None:
         if detail not in _DETAILS:
             raise InvalidOptionError(f"detail must be one of {_DETAILS}, not {detail!r}")
@@ -156,6 +165,15 @@ class BaseAnalyzer:
             retry=retry or RetryPolicy(),
             max_reasks=max_reasks,
             sampling=sampling_params(self.provider.model, max_output_tokens=max_output_tokens),
+            gate=rate_limiter,
+            budget=None
+            if max_tokens_per_call is None and max_dollars_per_call is None
+            else Budget(
+                max_tokens=max_tokens_per_call,
+                max_dollars=max_dollars_per_call,
+                model=self.provider.model,
+                scope="per call",
+            ),
         )
 
     @property

@@ -8,6 +8,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from viewfinder.analyzers.base import BaseAnalyzer, check_language, schema_text
+from viewfinder.budget import Budget
 from viewfinder.engine import Completed, Request
 from viewfinder.errors import SchemaError
 from viewfinder.grid import Frame, model_facing
@@ -79,19 +80,28 @@ class Analyzer(BaseAnalyzer, Generic[T]):
 
     # --- the calls ----------------------------------------------------------------------
 
-    def analyze_detailed(self, image: ImageInput, **variables: Any) -> AnalysisRun[T]:
-        """Fill the schema from `image`; with usage, `model_version` and image size."""
+    def analyze_detailed(
+        self, image: ImageInput, *, budget: Budget | None = None, **variables: Any
+    ) -> AnalysisRun[T]:
+        """Fill the schema from `image`; with usage, `model_version` and image size.
+
+        `budget` (a shared cap, e.g. a batch's) is not a template variable.
+        """
         prepared = self.prepare(image)
-        return self.finish(self.engine.run(self.build(prepared, variables)), prepared)
+        done = self.engine.run(self.build(prepared, variables), budget=budget)
+        return self.finish(done, prepared)
 
     def analyze(self, image: ImageInput, **variables: Any) -> T:
         """Fill the schema from `image` (boxes in pixels of the original image)."""
         return self.analyze_detailed(image, **variables).output
 
-    async def aanalyze_detailed(self, image: ImageInput, **variables: Any) -> AnalysisRun[T]:
+    async def aanalyze_detailed(
+        self, image: ImageInput, *, budget: Budget | None = None, **variables: Any
+    ) -> AnalysisRun[T]:
         """Async twin of `analyze_detailed`."""
         prepared = await self.aprepare(image)
-        return self.finish(await self.engine.arun(self.build(prepared, variables)), prepared)
+        done = await self.engine.arun(self.build(prepared, variables), budget=budget)
+        return self.finish(done, prepared)
 
     async def aanalyze(self, image: ImageInput, **variables: Any) -> T:
         """Async twin of `analyze`."""

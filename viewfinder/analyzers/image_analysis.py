@@ -17,6 +17,7 @@ from viewfinder.analyzers.features import (
     FinishContext,
     parse_features,
 )
+from viewfinder.budget import Budget
 from viewfinder.crops import validate_aspect_ratios
 from viewfinder.engine import Completed, Request
 from viewfinder.errors import InvalidOptionError
@@ -131,6 +132,7 @@ class ImageAnalyzer(BaseAnalyzer):
         smart_crops_aspect_ratios: Sequence[float] | None = None,
         gender_neutral_caption: bool = False,
         language: str = "en",
+        budget: Budget | None = None,
     ) -> ImageAnalysisResult:
         """Analyse `image` for `features` (default: all seven) in one request.
 
@@ -140,6 +142,7 @@ class ImageAnalyzer(BaseAnalyzer):
             smart_crops_aspect_ratios: Width/height ratios in 0.75-1.8, one crop each.
             gender_neutral_caption: "person" / "child" instead of gendered words.
             language: Language of generated text (captions, tags, names).
+            budget: A shared cap (e.g. a batch's) charged besides the per-call one.
         """
         chosen, ratios = parse_features(features), validate_aspect_ratios(smart_crops_aspect_ratios)
         check_language(language)
@@ -148,7 +151,7 @@ class ImageAnalyzer(BaseAnalyzer):
             prepared, chosen, gender_neutral_caption=gender_neutral_caption, language=language
         )
         return self.finish(
-            self.engine.run(request),
+            self.engine.run(request, budget=budget),
             prepared,
             chosen,
             smart_crops_aspect_ratios=ratios,
@@ -163,6 +166,7 @@ class ImageAnalyzer(BaseAnalyzer):
         smart_crops_aspect_ratios: Sequence[float] | None = None,
         gender_neutral_caption: bool = False,
         language: str = "en",
+        budget: Budget | None = None,
     ) -> ImageAnalysisResult:
         """Async twin of `analyze`."""
         chosen, ratios = parse_features(features), validate_aspect_ratios(smart_crops_aspect_ratios)
@@ -172,7 +176,7 @@ class ImageAnalyzer(BaseAnalyzer):
             prepared, chosen, gender_neutral_caption=gender_neutral_caption, language=language
         )
         return self.finish(
-            await self.engine.arun(request),
+            await self.engine.arun(request, budget=budget),
             prepared,
             chosen,
             smart_crops_aspect_ratios=ratios,
