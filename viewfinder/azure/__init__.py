@@ -73,7 +73,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
-from viewfinder.azure._client import DEFAULT_API_VERSION, _ClientBase, image_bytes, url_image
+from viewfinder.azure._client import (
+    DEFAULT_API_VERSION,
+    _Call,
+    _ClientBase,
+    image_bytes,
+    url_image,
+)
 from viewfinder.errors import ViewfinderError
 
 if TYPE_CHECKING:
@@ -124,6 +130,17 @@ class ImageAnalysisClient(_ClientBase):
             endpoint, credential, api_version=api_version, analyzer=analyzer, **options
         )
 
+    def _complete(self, image: Any, call: _Call, *, url: bool = False) -> ImageAnalysisResult:
+        """Run the analysis; raise the service-shaped error outside the `except` block
+        (as the SDK raises its own), chained to viewfinder's."""
+        try:
+            result = self._analyzer.analyze(url_image(image) if url else image, **call.arguments())
+        except ViewfinderError as exc:
+            failure = exc
+        else:
+            return call.finish(result)
+        raise call.failure(failure) from failure
+
     def analyze_from_url(
         self,
         image_url: str,
@@ -162,13 +179,7 @@ class ImageAnalysisClient(_ClientBase):
             model_version=model_version,
             content_type="application/json",
         )
-        try:
-            result = self._analyzer.analyze(url_image(image_url), **call.arguments())
-        except ViewfinderError as exc:
-            failure = exc
-        else:
-            return call.finish(result)
-        raise call.failure(failure) from failure
+        return self._complete(image_url, call, url=True)
 
     def analyze(
         self,
@@ -209,13 +220,7 @@ class ImageAnalysisClient(_ClientBase):
             model_version=model_version,
             content_type="application/octet-stream",
         )
-        try:
-            result = self._analyzer.analyze(data, **call.arguments())
-        except ViewfinderError as exc:
-            failure = exc
-        else:
-            return call.finish(result)
-        raise call.failure(failure) from failure
+        return self._complete(data, call)
 
     def close(self) -> None:
         """Close the analyzer this client built (one passed as `analyzer=` stays open)."""

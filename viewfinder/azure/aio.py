@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING, Any, Self
 from azure.ai.vision.imageanalysis.models import ImageAnalysisResult, VisualFeatures
 
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
-from viewfinder.azure._client import DEFAULT_API_VERSION, _ClientBase, image_bytes, url_image
+from viewfinder.azure._client import (
+    DEFAULT_API_VERSION,
+    _Call,
+    _ClientBase,
+    image_bytes,
+    url_image,
+)
 from viewfinder.errors import ViewfinderError
 
 if TYPE_CHECKING:
@@ -71,6 +77,18 @@ class ImageAnalysisClient(_ClientBase):
             endpoint, credential, api_version=api_version, analyzer=analyzer, **options
         )
 
+    async def _complete(self, image: Any, call: _Call, *, url: bool = False) -> ImageAnalysisResult:
+        """Run the analysis; raise the service-shaped error outside the `except` block
+        (as the SDK raises its own), chained to viewfinder's."""
+        try:
+            source = url_image(image) if url else image
+            result = await self._analyzer.aanalyze(source, **call.arguments())
+        except ViewfinderError as exc:
+            failure = exc
+        else:
+            return call.finish(result)
+        raise call.failure(failure) from failure
+
     async def analyze_from_url(
         self,
         image_url: str,
@@ -108,13 +126,7 @@ class ImageAnalysisClient(_ClientBase):
             model_version=model_version,
             content_type="application/json",
         )
-        try:
-            result = await self._analyzer.aanalyze(url_image(image_url), **call.arguments())
-        except ViewfinderError as exc:
-            failure = exc
-        else:
-            return call.finish(result)
-        raise call.failure(failure) from failure
+        return await self._complete(image_url, call, url=True)
 
     async def analyze(
         self,
@@ -155,13 +167,7 @@ class ImageAnalysisClient(_ClientBase):
             model_version=model_version,
             content_type="application/octet-stream",
         )
-        try:
-            result = await self._analyzer.aanalyze(data, **call.arguments())
-        except ViewfinderError as exc:
-            failure = exc
-        else:
-            return call.finish(result)
-        raise call.failure(failure) from failure
+        return await self._complete(data, call)
 
     async def close(self) -> None:
         """Close the analyzer this client built (one passed as `analyzer=` stays open)."""
