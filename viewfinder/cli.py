@@ -34,6 +34,7 @@ from viewfinder import __version__
 from viewfinder.analyzers import ALL_FEATURES, Feature, ImageAnalyzer
 from viewfinder.analyzers.base import Detail, check_language
 from viewfinder.analyzers.features import parse_features
+from viewfinder.commands import cost as cost_command
 from viewfinder.crops import validate_aspect_ratios
 from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
 from viewfinder.images import DEFAULT_MAX_SIDE, redact_url
@@ -536,6 +537,9 @@ def _emit(record: dict[str, Any]) -> None:
     """Write one JSON Lines record to stdout and flush it, so pipes see it at once."""
     sys.stdout.write(json.dumps(record) + "\n")
     sys.stdout.flush()
+
+
+cost_command.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,331 @@
+"""`viewfinder cost`: estimate tokens and dollars before any model call.
+
+```
+viewfinder cost photos/ --model gpt-4.1-mini
+viewfinder cost 'scans/*.png' --model gpt-4o --detail low -f caption,tags
+viewfinder cost photo.jpg --model gpt-4.1-nano --json
+```
+
+Every figure is an estimate made offline (`viewfinder.estimate`): no endpoint needs to
+be configured and no request is sent to a model. Exit codes: 0 when every image was
+estimated, 1 when any image could not be read (the others are still estimated), 2 for
+usage errors.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from viewfinder.analyzers.base import Detail
+from viewfinder.analyzers.features import ALL_FEATURES, Feature, parse_features
+from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
+from viewfinder.estimate import Estimate, EstimateSummary, estimate_many, estimate_request
+from viewfinder.estimate import offline_analyzer as _offline_analyzer
+from viewfinder.images import DEFAULT_MAX_SIDE, redact_url
+from viewfinder.pricing import load_prices
+
+__all__ = ["IMAGE_SUFFIXES", "NOTICE", "expand_images", "register"]
+
+# The same codes as `viewfinder.cli` (not imported from there: cli imports this module).
+_EXIT_OK: Final = 0
+_EXIT_IMAGE_FAILED: Final = 1
+_EXIT_USAGE: Final = 2
+_MIN_MAX_SIDE: Final = 64
+
+NOTICE: Final = (
+    "Estimates only: no request is sent to a model. Image tokens follow OpenAI's "
+    "published rules for the model family, text tokens are counted on the exact "
+    "prompts and schema, output tokens are typical sizes per feature (assumptions), "
+    "and prices come from viewfinder's price table (VIEWFINDER_PRICES overrides it). "
+    "Real usage varies: re-asks, retries and reasoning tokens are not included."
+)
+"""Shown before any figure, and in the JSON output."""
+
+IMAGE_SUFFIXES: Final = frozenset(
+    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".ico", ".tif", ".tiff", ".mpo"}
+)
+"""Files of a directory argument that are estimated (the formats Azure accepts)."""
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+class _DetailChoice(StrEnum):
+    HIGH = "high"
+    LOW = "low"
+    AUTO = "auto"
+
+
+_DETAILS: Final[dict[_DetailChoice, Detail]] = {
+    _DetailChoice.HIGH: "high",
+    _DetailChoice.LOW: "low",
+    _DetailChoice.AUTO: "auto",
+}
+
+
+def _is_url(source: str) -> bool:
+    return source.lower().startswith(("http://", "https://"))
+
+
+def expand_images(items: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Turn image arguments into image sources.
+
+    A directory gives its image files (by suffix, sorted, not recursive); a glob
+    pattern that names no existing file gives its matching files, sorted (`**` recurses);
+    an http(s) URL or any other path is kept as given (a missing file is reported when
+    it is read). Duplicates are dropped, first occurrence kept.
+
+    Args:
+        items: Arguments as given on the command line.
+
+    Returns:
+        The sources, and one message per argument that gave no image.
+    """
+    sources: list[str] = []
+    problems: list[str] = []
+    for item in items:
+        path = Path(item)
+        if _is_url(item) or (path.exists() and not path.is_dir()):
+            sources.append(item)
+        elif path.is_dir():
+            found = sorted(
+                str(child)
+                for child in path.iterdir()
+                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES
+            )
+            sources.extend(found)
+            if not found:
+                problems.append(f"{item}: no image files in this directory")
+        elif _GLOB_CHARS.search(item):
+            found = sorted(
+                match for match in glob.glob(item, recursive=True) if Path(match).is_file()
+            )
+            sources.extend(found)
+            if not found:
+                problems.append(f"{item}: no file matches this pattern")
+        else:
+            sources.append(item)
+    return list(dict.fromkeys(sources)), problems
+
+
+def _split_commas(values: Sequence[str]) -> list[str]:
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+def _features_callback(values: list[str] | None) -> list[str] | None:
+    """Fail fast (exit 2) on an unknown feature name."""
+    if values:
+        try:
+            parse_features(_split_commas(values))
+        except InvalidOptionError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return values
+
+
+# --- rendering -------------------------------------------------------------------------
+
+
+def _dollars(value: float | None) -> str:
+    """Dollars to three significant digits (at least cents); `unknown` for `None`."""
+    if value is None:
+        return "unknown"
+    if value <= 0:
+        return "$0.00"
+    digits = max(2, 2 - math.floor(math.log10(value)))
+    return f"${value:,.{digits}f}"
+
+
+def _tokens(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:,.0f}"
+
+
+def _table(rows: Sequence[tuple[str, Estimate]]) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("image")
+    table.add_column("sent (px)", justify="right")
+    for name in ("prompt", "schema", "image", "input", "output"):
+        table.add_column(f"{name} tok", justify="right")
+    table.add_column("cost", justify="right")
+    table.add_column("batch", justify="right")
+    for name, est in rows:
+        table.add_row(
+            name,
+            f"{est.model_width}x{est.model_height}",
+            _tokens(est.prompt_tokens),
+            _tokens(est.schema_tokens),
+            _tokens(est.image_tokens),
+            _tokens(est.input_tokens),
+            _tokens(est.output_tokens),
+            _dollars(est.cost_usd),
+            _dollars(est.batch_cost_usd),
+        )
+    return table
+
+
+def _summary_lines(summary: EstimateSummary, batch_discount: float) -> list[str]:
+    images = f"{summary.images} image" + ("" if summary.images == 1 else "s")
+    off = f"{(1 - batch_discount) * 100:.0f}% off"
+    return [
+        f"total ({images}): {_tokens(summary.input_tokens)} input tokens, "
+        f"{_tokens(summary.output_tokens)} output tokens, {_dollars(summary.cost_usd)}; "
+        f"batch {_dollars(summary.batch_cost_usd)}",
+        f"per 1,000 images: {_dollars(summary.cost_per_1000_images_usd)}; "
+        f"with the Batch API ({off}): {_dollars(summary.batch_cost_per_1000_images_usd)}",
+    ]
+
+
+# --- the command -----------------------------------------------------------------------
+
+
+def _estimates(
+    sources: Sequence[str],
+    *,
+    model: str | None,
+    features: tuple[Feature, ...],
+    detail: Detail,
+    max_side: int,
+) -> Iterator[tuple[str, Estimate | ViewfinderError]]:
+    analyzer = _offline_analyzer(model, detail=detail, max_side=max_side)
+    try:
+        for source in sources:
+            name = redact_url(source) if _is_url(source) else source
+            try:
+                yield name, estimate_request(analyzer, source, features)
+            except ViewfinderError as exc:
+                yield name, exc
+    finally:
+        analyzer.close()
+
+
+def cost(
+    images: Annotated[
+        list[str],
+        typer.Argument(
+            help="Image paths, directories (their image files), glob patterns, or URLs.",
+            metavar="IMAGE",
+            show_default=False,
+        ),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help=(
+                "Model whose token rules and prices to use (a model name, not an Azure "
+                "deployment name); default VIEWFINDER_MODEL or gpt-4.1-mini."
+            ),
+            metavar="NAME",
+        ),
+    ] = None,
+    features: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--features",
+            "-f",
+            help=(
+                "Features to request, comma-separated or repeated: caption, dense_captions, "
+                "tags, objects, people, smart_crops, read. Default: all seven."
+            ),
+            callback=_features_callback,
+            metavar="LIST",
+            show_default=False,
+        ),
+    ] = None,
+    detail: Annotated[
+        _DetailChoice, typer.Option(help="Image detail sent to the model.", case_sensitive=False)
+    ] = _DetailChoice.HIGH,
+    max_side: Annotated[
+        int,
+        typer.Option(
+            help="Long side, in pixels, of the copy sent.", metavar="PIXELS", min=_MIN_MAX_SIDE
+        ),
+    ] = DEFAULT_MAX_SIDE,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document instead of a table.")
+    ] = False,
+) -> None:
+    """Estimate tokens and dollars per image, in total and per 1,000 images; sends nothing."""
+    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    chosen = parse_features(_split_commas(features)) if features else ALL_FEATURES
+    sources, problems = expand_images(images)
+
+    if not json_output:
+        out.print(Text(NOTICE, style="bold yellow"), soft_wrap=True)
+
+    rows: list[tuple[str, Estimate]] = []
+    errors: list[dict[str, str]] = [{"image": p, "type": "NoImage", "message": p} for p in problems]
+    try:
+        for name, outcome in _estimates(
+            sources, model=model, features=chosen, detail=_DETAILS[detail], max_side=max_side
+        ):
+            if isinstance(outcome, Estimate):
+                rows.append((name, outcome))
+            else:
+                errors.append(
+                    {"image": name, "type": type(outcome).__name__, "message": str(outcome)}
+                )
+    except UserError as exc:  # an option the analyzer refuses
+        err.print(Text(f"error: {exc}"), soft_wrap=True)
+        raise typer.Exit(_EXIT_USAGE) from None
+
+    summary = estimate_many(estimate for _, estimate in rows)
+    batch_discount = load_prices().batch_discount
+    if json_output:
+        document: dict[str, Any] = {
+            "estimate": True,
+            "note": NOTICE,
+            "features": [f.value for f in chosen],
+            "detail": _DETAILS[detail],
+            "max_side": max_side,
+            "images": [estimate.model_dump(mode="json") for _, estimate in rows],
+            "errors": errors,
+            "summary": summary.model_dump(mode="json"),
+            "batch_discount": batch_discount,
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        sys.stdout.flush()
+    else:
+        for error in errors:
+            err.print(
+                Text(f"error: {error['image']}: {error['type']}: {error['message']}", style="red"),
+                soft_wrap=True,
+            )
+        if rows:
+            first = rows[0][1]
+            out.print(
+                Text(
+                    f"model {first.model}, detail {first.detail}, "
+                    f"features {', '.join(f.value for f in chosen)}",
+                    style="bold",
+                ),
+                soft_wrap=True,
+            )
+            out.print(_table(rows))
+            for line in _summary_lines(summary, batch_discount):
+                out.print(Text(line, style="bold"), soft_wrap=True)
+            for note in dict.fromkeys(note for _, estimate in rows for note in estimate.notes):
+                out.print(Text(f"note: {note}", style="yellow"), soft_wrap=True)
+    raise typer.Exit(_EXIT_IMAGE_FAILED if errors else _EXIT_OK)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `cost` command to `app`.
+
+    Args:
+        app: The Typer application (`viewfinder.cli.app`, or one a test builds).
+    """
+    app.command("cost")(cost)
