@@ -562,7 +562,9 @@ def test_a_chunked_body_over_the_limit_is_refused(
     assert response.request.headers["transfer-encoding"] == "chunked"
     assert response.status_code == 400 and response.json() == SIZE_ERROR
     (record,) = [json.loads(r.getMessage()) for r in caplog.records if r.name.endswith("access")]
-    assert 1000 <= record["body_bytes"] < 3200  # stopped at the chunk that reached the limit
+    # reading stops at the first received piece that crosses the limit; TCP may deliver
+    # all eight chunks as one piece on a busy machine, so at most the whole body is counted
+    assert 1000 <= record["body_bytes"] <= 3200
 
 
 def test_an_empty_body_is_the_size_error(offline: Callable[..., str]) -> None:
