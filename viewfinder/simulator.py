@@ -18,7 +18,14 @@ What it does simulate, honestly labelled:
 * ``429`` rate limiting (concurrency cap, requests-per-minute and
   tokens-per-minute over a sliding window) with ``retry-after``,
   ``retry-after-ms`` and ``x-ratelimit-*`` headers;
-* latency, via a sleep in the handler thread.
+* latency, via a sleep in the handler thread;
+* the Files and Batches APIs a Batch API client needs (``POST /v1/files``
+  multipart upload, ``GET /v1/files/{id}[/content]``, ``POST /v1/batches``,
+  ``GET /v1/batches[/{id}]``, also under Azure's ``/openai/files`` and
+  ``/openai/batches``): a batch moves ``validating -> in_progress -> completed``
+  one step per retrieve, and its output file answers every input line through
+  the SAME script as chat completions (see :class:`BatchScript`). Files live in
+  memory; nothing is processed in the background.
 
 The ``usage`` token counts are **not real usage**: unless the scripted
 :class:`Reply` sets them, ``prompt_tokens`` is a deterministic estimate of
@@ -55,15 +62,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from email.parser import HeaderParser
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, cast
-from urllib.parse import urlsplit
+from typing import Any, Literal, cast
+from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
     "CREATED",
     "SYSTEM_FINGERPRINT",
+    "BatchScript",
     "Reply",
     "ReplyLike",
     "Simulator",
@@ -85,6 +94,10 @@ _AZURE_PATH = re.compile(r"^/openai/deployments/(?P<name>[^/]+)/chat/completions
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 _MODELS_PATHS = frozenset({"/v1/models", "/models"})
 _MAX_BODY_BYTES = 256 * 1024 * 1024
+_FILES_API_PATH = re.compile(
+    r"^(?:/v1|/openai)?/(?P<kind>files|batches)(?:/(?P<id>[^/]+))?(?:/(?P<action>content))?/?$"
+)
+_TERMINAL_BATCH = frozenset({"completed", "failed", "expired", "cancelled"})
 
 _ERROR_KINDS: dict[int, tuple[str, str | None]] = {
     400: ("invalid_request_error", None),
@@ -143,6 +156,93 @@ class Reply:
 
 ReplyLike = Reply | dict[str, Any] | list[Any] | str
 """What :meth:`Simulator.script` and ``default`` accept; non-Replies become ``Reply(content=x)``."""
+
+
+BatchStatus = Literal["completed", "failed", "expired", "cancelled"]
+
+
+@dataclass
+class BatchScript:
+    """How the next created batch ends (queue with :meth:`Simulator.script_batch`).
+
+    Unscripted batches complete after :attr:`Simulator.batch_polls` retrieves.
+
+    Attributes:
+        status: Final status. ``completed`` answers every line; ``expired`` and
+            ``cancelled`` answer the first ``answered`` lines and put the rest in
+            the error file (codes ``batch_expired`` / ``batch_cancelled``);
+            ``failed`` answers nothing and sets the batch's ``errors``.
+        polls: Retrieves before the final status (default
+            :attr:`Simulator.batch_polls`).
+        answered: Lines answered before an ``expired`` / ``cancelled`` batch stops.
+        error_message: ``errors.data[0].message`` of a ``failed`` batch.
+    """
+
+    status: BatchStatus = "completed"
+    polls: int | None = None
+    answered: int = 0
+    error_message: str = "simulator: scripted batch failure"
+
+
+@dataclass
+class _StoredFile:
+    meta: dict[str, Any]
+    data: bytes = field(repr=False)
+
+
+@dataclass
+class _StoredBatch:
+    batch: dict[str, Any]
+    script: BatchScript
+    polls_seen: int = 0
+
+
+def _multipart_fields(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """Parse a ``multipart/form-data`` body into ``{name: (filename, bytes)}``."""
+    header = HeaderParser().parsestr(f"Content-Type: {content_type}\r\n\r\n")
+    boundary = header.get_param("boundary")
+    if not isinstance(boundary, str) or not boundary:
+        raise ValueError("multipart body without a boundary")
+    fields: dict[str, tuple[str | None, bytes]] = {}
+    for chunk in body.split(b"--" + boundary.encode("latin-1"))[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, sep, content = chunk.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        if not sep:
+            raise ValueError("multipart part without headers")
+        part = HeaderParser().parsestr(head.decode("latin-1") + "\r\n\r\n")
+        name = part.get_param("name", header="content-disposition")
+        if isinstance(name, str):
+            fields[name] = (part.get_filename(), content.removesuffix(b"\r\n"))
+    return fields
+
+
+def _batch_line_problem(
+    number: int, line: bytes, endpoint: str, seen: set[str]
+) -> dict[str, Any] | None:
+    """The batch-validation error of one input line (1-based ``number``), or None."""
+    try:
+        request = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        request = None
+    problem: tuple[str, str] | None = None
+    if not isinstance(request, dict) or not isinstance(request.get("body"), dict):
+        problem = ("invalid_json_line", "the line is not a JSON object with a 'body' object")
+    elif not isinstance(request.get("custom_id"), str) or not request["custom_id"]:
+        problem = ("missing_required_parameter", "'custom_id' must be a non-empty string")
+    elif request["custom_id"] in seen:
+        problem = ("duplicate_custom_id", f"duplicate custom_id {request['custom_id']!r}")
+    elif request.get("method") != "POST":
+        problem = ("invalid_method", "'method' must be POST")
+    elif request.get("url") != endpoint:
+        problem = ("invalid_url", f"'url' must be the batch endpoint {endpoint!r}")
+    elif not isinstance(request["body"].get("messages"), list):
+        problem = ("invalid_request", "'body.messages' must be a list")
+    if problem is None:
+        seen.add(request["custom_id"])
+        return None
+    code, message = problem
+    return {"code": code, "message": message, "param": None, "line": number}
 
 
 @dataclass
@@ -339,22 +439,36 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def do_GET(self) -> None:
-        path = urlsplit(self.path).path
+        url = urlsplit(self.path)
+        path = url.path
         if path == "/health":
             self._send(_Response(200, b'{"status":"ok"}'))
         elif path in _MODELS_PATHS:
             self._send(_Response(200, self._sim._models_body()))
+        elif _FILES_API_PATH.match(path):
+            self._send(self._sim._handle_files_api("GET", path, url.query, b"", ""))
         else:
             self._send(
                 _Response(404, _error_body(404, f"simulator: no route GET {path}", None, None))
             )
 
     def do_POST(self) -> None:
-        path = urlsplit(self.path).path
+        url = urlsplit(self.path)
+        path = url.path
         deployment: str | None = None
         azure = _AZURE_PATH.match(path)
         if azure:
             deployment = azure.group("name")
+        elif _FILES_API_PATH.match(path):
+            try:
+                raw_body = self._read_body()
+            except (OSError, ValueError):
+                self.close_connection = True
+                self._send(_Response(400, _error_body(400, "simulator: bad body", None, None)))
+                return
+            content_type = self.headers.get("content-type", "")
+            self._send(self._sim._handle_files_api("POST", path, url.query, raw_body, content_type))
+            return
         elif path not in _CHAT_PATHS:
             try:
                 self._read_body()
@@ -396,12 +510,18 @@ class Simulator:
             ``model`` (or the Azure deployment name).
         rate_window: Length in seconds of the rate-limit window (60 like the
             real service; shorter values let tests watch slots free up).
+        batch_polls: Retrieves of a batch before it reaches its final status
+            (the first one moves it to ``in_progress``); at least 1.
 
     Attributes:
         requests: Every chat-completion request body that parsed as a JSON
             object, in arrival order (including ones then rate limited).
         headers_seen: The request headers (lower-cased names) of those same
             requests, index-aligned with :attr:`requests`.
+        api_calls: ``"<METHOD> <path>"`` of every Files / Batches API request, in
+            arrival order (e.g. ``"POST /v1/files"``), to count uploads and creates.
+        batch_requests: The ``body`` of every batch input line answered, in the
+            order answered (batch lines are not in :attr:`requests` or :attr:`stats`).
     """
 
     def __init__(
@@ -416,6 +536,7 @@ class Simulator:
         default: Callable[[dict[str, Any]], ReplyLike] | None = None,
         model_name: str | None = None,
         rate_window: float = 60.0,
+        batch_polls: int = 2,
     ) -> None:
         for name, limit in (
             ("max_concurrency", max_concurrency),
@@ -426,6 +547,8 @@ class Simulator:
                 raise ValueError(f"{name} must be at least 1, got {limit}")
         if latency < 0 or rate_window <= 0:
             raise ValueError("latency must be >= 0 and rate_window > 0")
+        if batch_polls < 1:
+            raise ValueError(f"batch_polls must be at least 1, got {batch_polls}")
         self.host = host
         self.latency = latency
         self.max_concurrency = max_concurrency
@@ -434,8 +557,16 @@ class Simulator:
         self.default = default
         self.model_name = model_name
         self.rate_window = rate_window
+        self.batch_polls = batch_polls
         self.requests: list[dict[str, Any]] = []
         self.headers_seen: list[dict[str, str]] = []
+        self.api_calls: list[str] = []
+        self.batch_requests: list[dict[str, Any]] = []
+        self._files: dict[str, _StoredFile] = {}
+        self._batches: dict[str, _StoredBatch] = {}
+        self._batch_scripts: deque[BatchScript] = deque()
+        self._file_counter = 0
+        self._batch_counter = 0
         self._requested_port = port
         self._lock = threading.Lock()
         self._queue: deque[Reply] = deque()
@@ -541,6 +672,15 @@ class Simulator:
         with self._lock:
             self._queue.extend(_to_reply(item) for item in replies)
 
+    def script_batch(self, *scripts: BatchScript) -> None:
+        """Queue how successive created batches end (FIFO); unscripted ones complete.
+
+        Args:
+            *scripts: One :class:`BatchScript` per batch to be created.
+        """
+        with self._lock:
+            self._batch_scripts.extend(scripts)
+
     @property
     def pending(self) -> int:
         """Number of scripted replies not consumed yet."""
@@ -554,7 +694,7 @@ class Simulator:
             return replace(self._stats)
 
     def reset(self) -> None:
-        """Forget the script, recorded requests, counters, ids and rate windows."""
+        """Forget the scripts, recorded requests, counters, ids, rate windows, files and batches."""
         with self._lock:
             self._queue.clear()
             self.requests.clear()
@@ -563,6 +703,13 @@ class Simulator:
             self._counter = 0
             self._window.clear()
             self._window_tokens = 0
+            self.api_calls.clear()
+            self.batch_requests.clear()
+            self._files.clear()
+            self._batches.clear()
+            self._batch_scripts.clear()
+            self._file_counter = 0
+            self._batch_counter = 0
 
     # ------------------------------------------------------------------ internals
 
@@ -870,3 +1017,260 @@ class Simulator:
         events = [f"data: {json.dumps(item)}\n\n" for item in chunks]
         events.append("data: [DONE]\n\n")
         return "".join(events).encode()
+
+    # ------------------------------------------------------------ files and batches
+
+    def _handle_files_api(
+        self, method: str, path: str, query: str, raw: bytes, content_type: str
+    ) -> _Response:
+        """Answer one Files / Batches API request (runs in a handler thread)."""
+        match = _FILES_API_PATH.match(path)
+        assert match is not None
+        kind, object_id, action = match.group("kind", "id", "action")
+        with self._lock:
+            self.api_calls.append(f"{method} {path}")
+        if kind == "files":
+            if method == "POST" and object_id is None:
+                return self._upload_file(raw, content_type)
+            if method == "GET" and object_id is not None:
+                return self._get_file(object_id, content=action == "content")
+        elif action is None:
+            if method == "POST" and object_id is None:
+                return self._create_batch(raw)
+            if method == "GET" and object_id is None:
+                return self._list_batches(query)
+            if method == "GET" and object_id is not None:
+                return self._retrieve_batch(object_id)
+        message = f"simulator: no route {method} {path}"
+        return _Response(404, _error_body(404, message, None, None))
+
+    @staticmethod
+    def _json(data: Any, status: int = 200) -> _Response:
+        return _Response(status, json.dumps(data).encode())
+
+    @staticmethod
+    def _client_error(status: int, message: str) -> _Response:
+        return _Response(status, _error_body(status, f"simulator: {message}", None, None))
+
+    def _store_file(self, filename: str, purpose: str, data: bytes) -> dict[str, Any]:
+        """Keep `data` as a new file; caller holds the lock."""
+        self._file_counter += 1
+        file_id = f"file-sim-{self._file_counter}"
+        meta: dict[str, Any] = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": CREATED,
+            "filename": filename,
+            "purpose": purpose,
+            "status": "processed",
+            "expires_at": None,
+            "status_details": None,
+        }
+        self._files[file_id] = _StoredFile(meta, data)
+        return meta
+
+    def _upload_file(self, raw: bytes, content_type: str) -> _Response:
+        try:
+            fields = _multipart_fields(content_type, raw)
+        except ValueError as exc:
+            return self._client_error(400, f"the upload is not multipart/form-data: {exc}")
+        filename, data = fields.get("file", (None, b""))
+        purpose = fields.get("purpose", (None, b""))[1].decode("utf-8", "replace")
+        if filename is None or not purpose:
+            return self._client_error(400, "an upload needs a 'file' part and a 'purpose'")
+        with self._lock:
+            meta = self._store_file(filename, purpose, data)
+        return self._json(meta)
+
+    def _get_file(self, file_id: str, *, content: bool) -> _Response:
+        with self._lock:
+            stored = self._files.get(file_id)
+        if stored is None:
+            return self._client_error(404, f"no such file {file_id!r}")
+        if content:
+            return _Response(200, stored.data, content_type="application/octet-stream")
+        return self._json(stored.meta)
+
+    def _create_batch(self, raw: bytes) -> _Response:
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("endpoint"), str):
+            return self._client_error(400, "a batch needs 'input_file_id' and 'endpoint'")
+        if body.get("completion_window") != "24h":
+            return self._client_error(400, "'completion_window' must be '24h'")
+        with self._lock:
+            input_file_id = body.get("input_file_id")
+            if not isinstance(input_file_id, str) or input_file_id not in self._files:
+                return self._client_error(404, f"no such file {input_file_id!r}")
+            self._batch_counter += 1
+            batch: dict[str, Any] = {
+                "id": f"batch_sim_{self._batch_counter}",
+                "object": "batch",
+                "endpoint": body["endpoint"],
+                "errors": None,
+                "input_file_id": input_file_id,
+                "completion_window": "24h",
+                "status": "validating",
+                "output_file_id": None,
+                "error_file_id": None,
+                "created_at": CREATED,
+                "in_progress_at": None,
+                "expires_at": CREATED + 86_400,
+                "finalizing_at": None,
+                "completed_at": None,
+                "failed_at": None,
+                "expired_at": None,
+                "cancelling_at": None,
+                "cancelled_at": None,
+                "request_counts": {"total": 0, "completed": 0, "failed": 0},
+                "metadata": body.get("metadata"),
+            }
+            script = self._batch_scripts.popleft() if self._batch_scripts else BatchScript()
+            self._batches[batch["id"]] = _StoredBatch(batch, script)
+            return self._json(batch)
+
+    def _list_batches(self, query: str) -> _Response:
+        params = parse_qs(query)
+        after = params.get("after", [None])[0]
+        try:
+            limit = max(1, min(100, int(params.get("limit", ["20"])[0])))
+        except ValueError:
+            return self._client_error(400, "'limit' must be an integer")
+        with self._lock:
+            newest_first = [stored.batch for stored in reversed(self._batches.values())]
+            ids = [batch["id"] for batch in newest_first]
+            start = ids.index(after) + 1 if after in ids else 0
+            page = [dict(batch) for batch in newest_first[start : start + limit]]
+        return self._json(
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": start + limit < len(newest_first),
+            }
+        )
+
+    def _retrieve_batch(self, batch_id: str) -> _Response:
+        """Return the batch, advancing it one step (answering its lines when it finishes)."""
+        with self._lock:
+            stored = self._batches.get(batch_id)
+            if stored is None:
+                return self._client_error(404, f"no such batch {batch_id!r}")
+            batch = stored.batch
+            if batch["status"] in _TERMINAL_BATCH or batch["status"] == "finalizing":
+                return self._json(batch)
+            stored.polls_seen += 1
+            data = self._files[batch["input_file_id"]].data
+            if batch["status"] == "validating":
+                problems = self._validate_batch(batch, data)
+                if problems:
+                    self._fail_batch(batch, problems)
+                    return self._json(batch)
+                batch["status"], batch["in_progress_at"] = "in_progress", CREATED
+            polls = stored.script.polls if stored.script.polls is not None else self.batch_polls
+            if stored.polls_seen < polls:
+                return self._json(batch)
+            if stored.script.status == "failed":
+                problem = {"code": "scripted_failure", "message": stored.script.error_message}
+                self._fail_batch(batch, [{**problem, "param": None, "line": None}])
+                return self._json(batch)
+            batch["status"], batch["finalizing_at"] = "finalizing", CREATED
+        self._run_batch(stored, data)
+        with self._lock:
+            return self._json(batch)
+
+    @staticmethod
+    def _validate_batch(batch: dict[str, Any], data: bytes) -> list[dict[str, Any]]:
+        """Validation errors of the input file (empty when valid); sets the total count."""
+        lines = [line for line in data.splitlines() if line.strip()]
+        seen: set[str] = set()
+        problems = [
+            problem
+            for number, line in enumerate(lines, start=1)
+            if (problem := _batch_line_problem(number, line, batch["endpoint"], seen)) is not None
+        ]
+        if not lines:
+            problems.append({"code": "empty_file", "message": "no requests", "param": None})
+        batch["request_counts"] = {"total": len(lines), "completed": 0, "failed": 0}
+        return problems
+
+    @staticmethod
+    def _fail_batch(batch: dict[str, Any], problems: list[dict[str, Any]]) -> None:
+        batch["status"], batch["failed_at"] = "failed", CREATED
+        batch["errors"] = {"object": "list", "data": problems}
+
+    def _run_batch(self, stored: _StoredBatch, data: bytes) -> None:
+        """Answer every input line through the script; write the output and error files."""
+        script, batch = stored.script, stored.batch
+        outputs: list[bytes] = []
+        errors: list[bytes] = []
+        lines = [json.loads(line) for line in data.splitlines() if line.strip()]
+        for index, request in enumerate(lines):
+            if script.status in ("expired", "cancelled") and index >= script.answered:
+                code = f"batch_{script.status}"
+                error = {"code": code, "message": f"simulator: the batch was {script.status}"}
+                record = {"id": None, "custom_id": request["custom_id"], "response": None}
+                errors.append(json.dumps({**record, "error": error}).encode())
+                continue
+            record = self._answer_batch_line(request)
+            ok = record["response"]["status_code"] == 200
+            (outputs if ok else errors).append(json.dumps(record).encode())
+        with self._lock:
+            stem = batch["id"]
+            if outputs:
+                output = self._store_file(f"{stem}_output.jsonl", "batch_output", _jsonl(outputs))
+                batch["output_file_id"] = output["id"]
+            if errors:
+                error_file = self._store_file(f"{stem}_error.jsonl", "batch_output", _jsonl(errors))
+                batch["error_file_id"] = error_file["id"]
+            total = len(lines)
+            batch["request_counts"] = {
+                "total": total,
+                "completed": len(outputs),
+                "failed": len(errors),
+            }
+            batch["status"], batch[f"{script.status}_at"] = script.status, CREATED
+
+    def _answer_batch_line(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One output-file record: the scripted reply to `request["body"]`."""
+        body = request["body"]
+        with self._lock:
+            self._counter += 1
+            n = self._counter
+            self.batch_requests.append(body)
+            reply = self._queue.popleft() if self._queue else None
+        response: _Response | None = None
+        if reply is None and self.default is not None:
+            try:
+                reply = _to_reply(self.default(body))
+            except Exception as exc:
+                message = f"simulator: default raised {exc!r}"
+                response = _Response(500, _error_body(500, message, None, None))
+        if response is None and reply is None:
+            message = "simulator: no scripted reply left"
+            response = _Response(500, _error_body(500, message, None, None))
+        if response is None and reply is not None:
+            try:
+                response = self._build(reply, {**body, "stream": False}, n, None)
+            except Exception as exc:
+                message = f"simulator: could not render the scripted reply: {exc!r}"
+                response = _Response(500, _error_body(500, message, None, None))
+        assert response is not None
+        return {
+            "id": f"batch_req_sim_{n}",
+            "custom_id": request["custom_id"],
+            "response": {
+                "status_code": response.status,
+                "request_id": response.headers.get("x-request-id", f"req_sim_{n}"),
+                "body": json.loads(response.body),
+            },
+            "error": None,
+        }
+
+
+def _jsonl(lines: list[bytes]) -> bytes:
+    return b"".join(line + b"\n" for line in lines)

@@ -1,0 +1,1478 @@
+"""Analyse many images through the OpenAI Batch API: half the price, answers within 24 h.
+
+The steps, each resumable from the state file (`<work_dir>/state.json`):
+
+1. **write**: one JSONL line per image, `{"custom_id", "method": "POST", "url", "body"}`,
+   where `body` is exactly the chat-completions body the online path sends (built by
+   instructor's request handler for the analyzer's mode), streamed into shards of at
+   most `max_requests_per_file` lines and `max_bytes_per_file` bytes;
+2. **submit**: each shard through the Files API (`purpose="batch"`) and the Batches API
+   (`completion_window="24h"`), recording the file and batch ids in the state file
+   before anything waits on them;
+3. **wait**: poll every batch until it is `completed`, `failed`, `expired` or `cancelled`,
+   within a total timeout;
+4. **download** the output and error files next to the state file;
+5. **results**: one `BatchItemResult` per input image, in input order. An answer goes
+   through the same checks as online (refusal, content filter, truncation, then the
+   mode's response parser and the analyzer's `finish()`), so it becomes the same result
+   type with the same pixel boxes. A batch cannot re-ask: an invalid answer is an
+   `InvalidAnswerError` result, which `rerun="online"` (re-asks allowed) or
+   `rerun="batch"` (a follow-up batch) can fix.
+
+Resumption never pays twice: a shard with a batch id is never uploaded or submitted again,
+and a shard whose file was uploaded but whose batch id was not recorded (the process died
+between `batches.create` and the state write) is first looked up among the account's
+batches by its input file id.
+
+```python
+import viewfinder as vf
+from viewfinder.batch_api import run_batch
+
+analyzer = vf.ImageAnalyzer(model="gpt-4.1-mini")
+for item in run_batch(analyzer, paths, work_dir="runs/2025-06", timeout=26 * 3600,
+                      features=["caption", "tags"], rerun="online"):
+    print(item.source, item.result.caption if item.result else item.error)
+```
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any, Literal, TypedDict, cast
+
+import httpx2
+import instructor
+import openai
+from instructor.core.exceptions import IncompleteOutputException, ResponseParsingError
+from instructor.v2.core.providers import Provider as InstructorProvider
+from instructor.v2.core.registry import mode_registry
+from instructor.v2.core.response_model import prepare_response_model
+from openai.types import Batch
+from openai.types.chat import ChatCompletion
+from pydantic import BaseModel, ValidationError
+
+from viewfinder import errors as _errors
+from viewfinder.analyzers.base import check_language
+from viewfinder.analyzers.custom import Analyzer
+from viewfinder.analyzers.features import ALL_FEATURES, parse_features
+from viewfinder.analyzers.image_analysis import FeatureArg, ImageAnalyzer
+from viewfinder.crops import validate_aspect_ratios
+from viewfinder.engine import Completed, Request, _check_completion, _Tally
+from viewfinder.errors import (
+    ConfigurationError,
+    ContentFilterError,
+    InvalidAnswerError,
+    InvalidOptionError,
+    ModelBehaviorError,
+    ProviderError,
+    UserError,
+    ViewfinderError,
+)
+from viewfinder.images import ImageInput, PreparedImage, redact_url
+from viewfinder.pricing import cost_of
+from viewfinder.providers import Provider, ProviderKind
+from viewfinder.retry import sync_retrying, to_viewfinder_error
+from viewfinder.schemas.result import AnalysisRun, ImageAnalysisResult, Usage
+
+__all__ = [
+    "AZURE_BATCH_URL",
+    "MAX_BYTES_PER_FILE",
+    "MAX_REQUESTS_PER_FILE",
+    "OPENAI_BATCH_URL",
+    "RERUN_ERRORS",
+    "BatchFailedError",
+    "BatchInput",
+    "BatchItemResult",
+    "BatchJob",
+    "BatchResult",
+    "BatchState",
+    "BatchTimeoutError",
+    "ShardState",
+    "is_rerunnable",
+    "request_body",
+    "run_batch",
+]
+
+logger = logging.getLogger("viewfinder")
+
+MAX_REQUESTS_PER_FILE = 50_000
+"""OpenAI's cap on requests in one batch input file."""
+MAX_BYTES_PER_FILE = 200_000_000
+"""OpenAI's cap on a batch input file (200 MB, read as decimal megabytes to be safe)."""
+OPENAI_BATCH_URL = "/v1/chat/completions"
+"""`url` of every line and `endpoint` of every batch, on OpenAI and compatible servers."""
+AZURE_BATCH_URL = "/chat/completions"
+"""`url` and `endpoint` on Azure OpenAI Global Batch."""
+TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
+"""Batch statuses that never change again."""
+RERUN_ERRORS = frozenset(
+    {
+        "InvalidAnswerError",
+        "ProviderError",
+        "ServerError",
+        "RateLimitError",
+        "TransportError",
+        "BatchFailedError",
+    }
+)
+"""Error types `is_rerunnable` accepts: ones another attempt (or a re-ask) can fix."""
+
+_STATE_VERSION = 1
+_STATE_FILE = "state.json"
+_MANIFEST_FILE = "manifest.jsonl"
+_PARSE_ERRORS = (
+    ValidationError,
+    ValueError,
+    ResponseParsingError,
+    AssertionError,
+    IncompleteOutputException,
+)
+"""What the response parser raises on an answer that does not validate."""
+
+BatchResult = ImageAnalysisResult | AnalysisRun[Any]
+"""What one item yields: `ImageAnalyzer` gives `ImageAnalysisResult`, `Analyzer` gives
+`AnalysisRun`, exactly as their online `analyze` / `analyze_detailed`."""
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+class BatchFailedError(ProviderError):
+    """A batch ended `failed`, `expired` or `cancelled` before answering this request.
+
+    Attributes:
+        batch_id: The batch.
+        batch_status: Its final status.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        batch_id: str | None = None,
+        batch_status: str | None = None,
+        usage: Usage | None = None,
+    ) -> None:
+        super().__init__(message, usage=usage)
+        self.batch_id = batch_id
+        self.batch_status = batch_status
+
+
+class BatchTimeoutError(ViewfinderError, TimeoutError):
+    """The batches did not finish within the total timeout. Nothing is lost: run again
+    with the same work directory to keep waiting on the same batches.
+
+    Attributes:
+        statuses: The last status seen, by batch id.
+    """
+
+    def __init__(self, message: str, *, statuses: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.statuses = dict(statuses or {})
+
+
+_ERROR_TYPES: dict[str, type[ViewfinderError]] = {
+    name: value
+    for name, value in vars(_errors).items()
+    if isinstance(value, type) and issubclass(value, ViewfinderError)
+} | {"BatchFailedError": BatchFailedError, "BatchTimeoutError": BatchTimeoutError}
+
+
+def _error_record(exc: ViewfinderError) -> dict[str, Any]:
+    """A JSON-able view of `exc`: its type name, message and typed attributes."""
+    record: dict[str, Any] = {
+        "type": type(exc).__name__,
+        "message": str(exc.args[0]) if exc.args else str(exc),
+    }
+    for name in ("status_code", "request_id", "raw_answer", "batch_id", "batch_status"):
+        value = getattr(exc, name, None)
+        if value is not None:
+            record[name] = value
+    return record
+
+
+def _rebuild_error(record: Mapping[str, Any], usage: Usage | None) -> ViewfinderError:
+    """The typed exception an error record describes (the inverse of `_error_record`)."""
+    cls = _ERROR_TYPES.get(str(record.get("type")), ViewfinderError)
+    message = str(record.get("message", ""))
+    if issubclass(cls, BatchFailedError):
+        return cls(
+            message,
+            batch_id=record.get("batch_id"),
+            batch_status=record.get("batch_status"),
+            usage=usage,
+        )
+    if issubclass(cls, ProviderError):
+        return cls(
+            message,
+            status_code=record.get("status_code"),
+            request_id=record.get("request_id"),
+            usage=usage,
+        )
+    if issubclass(cls, ModelBehaviorError):
+        return cls(message, raw_answer=record.get("raw_answer"), usage=usage)
+    try:
+        return cls(message)
+    except TypeError:  # a class with required keyword arguments
+        return ViewfinderError(message)
+
+
+# --- records --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchInput:
+    """An image with your own id for it (the `custom_id` starts with it).
+
+    Attributes:
+        image: Anything `analyze` accepts.
+        id: Your id; default the path for path inputs, else `item-<index>`.
+    """
+
+    image: ImageInput
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchItemResult:
+    """What became of one input image.
+
+    Attributes:
+        index: Position of the image in the input.
+        custom_id: The line's `custom_id`: your id (or the path) + `#` + 12 hex of sha256.
+        source: Printable description of the input (path, `<bytes>`, URL without query).
+        sha256: Hex SHA-256 of the input bytes; `None` when the image could not be read.
+        result: The analysis, as the online path returns it; `None` on error.
+        error: `{"type": <error class name>, "message", ...typed attributes}`; `None` on
+            success. `exception` gives the typed exception.
+        usage: Tokens of the answer (one request, no re-asks). A batch bills only
+            answered requests.
+        batch_priced: True when the answer came from a batch (Batch API prices), False
+            when it came from an online re-run.
+        cost: Dollars at the matching price, `None` when the model has no price.
+    """
+
+    index: int
+    custom_id: str
+    source: str
+    sha256: str | None
+    result: BatchResult | None
+    error: dict[str, Any] | None
+    usage: Usage = field(default_factory=Usage)
+    batch_priced: bool = True
+    cost: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when there is a result."""
+        return self.error is None
+
+    @property
+    def exception(self) -> ViewfinderError | None:
+        """The typed error (`InvalidAnswerError`, `ContentFilterError`, ...), or `None`."""
+        return None if self.error is None else _rebuild_error(self.error, self.usage)
+
+
+def is_rerunnable(item: BatchItemResult) -> bool:
+    """Whether another attempt can fix `item`: an invalid answer (online re-runs re-ask),
+    a server or rate-limit error, or a batch that ended without answering it."""
+    return item.error is not None and item.error.get("type") in RERUN_ERRORS
+
+
+class ShardState(TypedDict):
+    """One batch input file and what became of it (an entry of `BatchState.shards`)."""
+
+    index: int
+    file: str
+    """Name of the JSONL input file, in the work directory."""
+    requests: int
+    bytes: int
+    sha256: str
+    input_file_id: str | None
+    file_created_at: int | None
+    batch_id: str | None
+    status: str | None
+    output_file_id: str | None
+    error_file_id: str | None
+    errors: list[dict[str, Any]]
+    """Batch-level errors (a `failed` batch says why here)."""
+    downloaded: bool
+
+
+@dataclass
+class BatchState:
+    """Everything a killed run needs to resume: written to `state.json` atomically.
+
+    Attributes:
+        fingerprint: Digest of the endpoint, model, mode, prompt version and options;
+            a work directory only resumes the job that made it.
+        url: `url` of every line and `endpoint` of every batch.
+        model: `model` of every line (the Azure deployment on Azure).
+        items: Input images (manifest lines).
+        shards: The input files, their ids and statuses.
+        version: Format version of this file.
+    """
+
+    fingerprint: str
+    url: str
+    model: str
+    items: int
+    shards: list[ShardState]
+    version: int = _STATE_VERSION
+
+    @classmethod
+    def load(cls, path: Path) -> BatchState | None:
+        """The state at `path`, or `None` when there is none.
+
+        Raises:
+            ConfigurationError: The file exists but is not a state file of this version.
+        """
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"cannot read the batch state {path}: {exc}") from exc
+        if not isinstance(data, dict) or data.get("version") != _STATE_VERSION:
+            raise ConfigurationError(f"{path} is not a version {_STATE_VERSION} batch state")
+        return cls(**data)
+
+    def save(self, path: Path) -> None:
+        """Write the state atomically: temp file, fsync, rename, fsync of the directory."""
+        _atomic_write(path, json.dumps(asdict(self), indent=1, sort_keys=True).encode())
+
+    @property
+    def batch_ids(self) -> list[str]:
+        """Ids of the submitted batches."""
+        return [s["batch_id"] for s in self.shards if s["batch_id"]]
+
+
+# --- the request body -----------------------------------------------------------------------
+
+
+def _instructor_request(
+    response_model: type[BaseModel], kwargs: dict[str, Any], mode: instructor.Mode
+) -> tuple[type[BaseModel], dict[str, Any]]:
+    """What instructor's patched `create` does before sending (templating is a no-op
+    without a context): the prepared response model and the request kwargs."""
+    handlers = mode_registry.get_handlers(InstructorProvider.OPENAI, mode)
+    prepared, new_kwargs = handlers.request_handler(
+        response_model=prepare_response_model(response_model), kwargs=kwargs
+    )
+    new_kwargs.pop("autodetect_images", None)
+    if handlers.message_converter is not None and "messages" in new_kwargs:
+        new_kwargs["messages"] = handlers.message_converter(
+            new_kwargs["messages"], autodetect_images=False
+        )
+    return cast(type[BaseModel], prepared), new_kwargs
+
+
+def request_body(
+    request: Request[Any], *, model: str, sampling: Mapping[str, Any], mode: instructor.Mode
+) -> dict[str, Any]:
+    """The chat-completions body the online path sends for `request` (first attempt).
+
+    Args:
+        request: What an analyzer's `build()` made.
+        model: `model` of the body.
+        sampling: Sampling parameters (`temperature`, `seed`, `max_tokens`...).
+        mode: instructor's structured-output mode.
+
+    Returns:
+        The JSON body: messages, model, sampling and the mode's schema parameters.
+    """
+    kwargs = {"messages": request.messages, "model": model, **sampling}
+    return _instructor_request(request.response_model, kwargs, mode)[1]
+
+
+# --- what to ask and how to finish, per analyzer kind ---------------------------------------
+
+
+class _Plan:
+    """Builds requests and finishes answers for one analyzer and one set of options."""
+
+    def build(self, image: PreparedImage) -> Request[BaseModel]:
+        raise NotImplementedError
+
+    def finish(self, done: Completed[BaseModel], image: PreparedImage) -> BatchResult:
+        raise NotImplementedError
+
+    def analyze(self, image: ImageInput) -> BatchResult:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """The options, canonically, for the job's fingerprint."""
+        raise NotImplementedError
+
+
+class _FeaturesPlan(_Plan):
+    def __init__(
+        self,
+        analyzer: ImageAnalyzer,
+        features: FeatureArg = ALL_FEATURES,
+        *,
+        smart_crops_aspect_ratios: Sequence[float] | None = None,
+        gender_neutral_caption: bool = False,
+        language: str = "en",
+    ) -> None:
+        self.analyzer = analyzer
+        self.features = parse_features(features)
+        self.raw_ratios = smart_crops_aspect_ratios
+        self.ratios = validate_aspect_ratios(smart_crops_aspect_ratios)
+        self.gender_neutral = gender_neutral_caption
+        self.language = check_language(language)
+
+    def build(self, image: PreparedImage) -> Request[BaseModel]:
+        return self.analyzer.build(
+            image, self.features, gender_neutral_caption=self.gender_neutral, language=self.language
+        )
+
+    def finish(self, done: Completed[BaseModel], image: PreparedImage) -> BatchResult:
+        return self.analyzer.finish(
+            done,
+            image,
+            self.features,
+            smart_crops_aspect_ratios=self.ratios,
+            gender_neutral_caption=self.gender_neutral,
+        )
+
+    def analyze(self, image: ImageInput) -> BatchResult:
+        return self.analyzer.analyze(
+            image,
+            self.features,
+            smart_crops_aspect_ratios=self.raw_ratios,
+            gender_neutral_caption=self.gender_neutral,
+            language=self.language,
+        )
+
+    def describe(self) -> str:
+        return json.dumps(
+            [[f.value for f in self.features], self.ratios, self.gender_neutral, self.language]
+        )
+
+
+class _SchemaPlan(_Plan):
+    def __init__(self, analyzer: Analyzer[Any], variables: dict[str, Any]) -> None:
+        self.analyzer = analyzer
+        self.variables = variables
+
+    def build(self, image: PreparedImage) -> Request[BaseModel]:
+        return self.analyzer.build(image, self.variables)
+
+    def finish(self, done: Completed[BaseModel], image: PreparedImage) -> BatchResult:
+        return self.analyzer.finish(done, image)
+
+    def analyze(self, image: ImageInput) -> BatchResult:
+        return self.analyzer.analyze_detailed(image, **self.variables)
+
+    def describe(self) -> str:
+        return json.dumps(self.variables, sort_keys=True, default=repr)
+
+
+def _plan_for(analyzer: ImageAnalyzer | Analyzer[Any], options: dict[str, Any]) -> _Plan:
+    if isinstance(analyzer, ImageAnalyzer):
+        try:
+            return _FeaturesPlan(analyzer, **options)
+        except TypeError as exc:
+            raise InvalidOptionError(f"not an ImageAnalyzer.analyze option: {exc}") from None
+    if isinstance(analyzer, Analyzer):
+        return _SchemaPlan(analyzer, options)
+    raise InvalidOptionError(f"analyzer must be an ImageAnalyzer or an Analyzer, not {analyzer!r}")
+
+
+# --- writing the input files ----------------------------------------------------------------
+
+
+class _ShardWriter:
+    """Streams lines into numbered JSONL files, each within the request and byte caps."""
+
+    def __init__(self, directory: Path, max_requests: int, max_bytes: int) -> None:
+        self.directory = directory
+        self.max_requests = max_requests
+        self.max_bytes = max_bytes
+        self.shards: list[ShardState] = []
+        self._stream: IO[bytes] | None = None
+        self._digest = hashlib.sha256()
+
+    def add(self, line: bytes) -> int | None:
+        """Append `line` (newline included); its shard index, or None if it can never fit."""
+        if len(line) > self.max_bytes:
+            return None
+        current = self.shards[-1] if self._stream is not None else None
+        if (
+            current is None
+            or current["requests"] >= self.max_requests
+            or current["bytes"] + len(line) > self.max_bytes
+        ):
+            current = self._open_next()
+        assert self._stream is not None
+        self._stream.write(line)
+        self._stream.flush()
+        self._digest.update(line)
+        current["requests"] += 1
+        current["bytes"] += len(line)
+        return current["index"]
+
+    def _open_next(self) -> ShardState:
+        self._close_current()
+        index = len(self.shards)
+        name = f"shard-{index:04d}.jsonl"
+        path = self.directory / f"{name}.part"
+        self._stream = open(path, "wb")  # noqa: SIM115 - closed by _close_current
+        self._digest = hashlib.sha256()
+        shard = _new_shard(index, name)
+        self.shards.append(shard)
+        return shard
+
+    def _close_current(self) -> None:
+        if self._stream is None:
+            return
+        stream, self._stream = self._stream, None
+        with stream:
+            os.fsync(stream.fileno())
+        shard = self.shards[-1]
+        shard["sha256"] = self._digest.hexdigest()
+        os.replace(self.directory / f"{shard['file']}.part", self.directory / shard["file"])
+
+    def close(self) -> list[ShardState]:
+        """Finish the last file; the shards written."""
+        self._close_current()
+        return self.shards
+
+    def abort(self) -> None:
+        """Close the open file without publishing it."""
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+
+def _new_shard(index: int, name: str) -> ShardState:
+    return ShardState(
+        index=index,
+        file=name,
+        requests=0,
+        bytes=0,
+        sha256="",
+        input_file_id=None,
+        file_created_at=None,
+        batch_id=None,
+        status=None,
+        output_file_id=None,
+        error_file_id=None,
+        errors=[],
+        downloaded=False,
+    )
+
+
+def _reopenable(image: ImageInput) -> str | None:
+    """The input as a path a later re-run can open again, or None (bytes, URLs...)."""
+    if isinstance(image, os.PathLike):
+        return os.fsdecode(os.fspath(image))
+    if isinstance(image, str) and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", image):
+        return image
+    return None
+
+
+def _label(image: ImageInput) -> str:
+    """A printable description of an input that could not be prepared."""
+    path = _reopenable(image)
+    if path is not None:
+        return path
+    if isinstance(image, str):
+        return redact_url(image)
+    return "<bytes>" if isinstance(image, bytes | bytearray) else f"<{type(image).__name__}>"
+
+
+def _geometry(prepared: PreparedImage) -> dict[str, Any]:
+    """What a manifest entry keeps of a prepared image (all `finish()` needs)."""
+    return {
+        "source": prepared.source,
+        "sha256": prepared.sha256,
+        "width": prepared.width,
+        "height": prepared.height,
+        "format": prepared.format,
+        "media_type": prepared.model_media_type,
+        "model_width": prepared.model_width,
+        "model_height": prepared.model_height,
+        "error": None,
+    }
+
+
+def _stub_image(entry: Mapping[str, Any]) -> PreparedImage:
+    """The geometry of a prepared image, from its manifest entry (finish() needs no pixels)."""
+    return PreparedImage(
+        width=entry["width"],
+        height=entry["height"],
+        format=entry["format"],
+        sha256=entry["sha256"],
+        model_bytes=b"",
+        model_media_type=entry["media_type"],
+        model_width=entry["model_width"],
+        model_height=entry["model_height"],
+        source=entry["source"],
+    )
+
+
+class _ShardAnswers:
+    """The downloaded output and error lines of one shard, by custom_id (offsets only)."""
+
+    def __init__(self, index: int, paths: Iterable[Path]) -> None:
+        self.index = index
+        self._stack = contextlib.ExitStack()
+        self._offsets: dict[str, tuple[IO[bytes], int]] = {}
+        for path in paths:
+            if path.exists():
+                stream = open(path, "rb")  # noqa: SIM115 - closed by close()
+                self._stack.callback(stream.close)
+                self._scan(stream)
+
+    def _scan(self, stream: IO[bytes]) -> None:
+        offset = 0
+        for raw in stream:
+            if raw.strip():
+                custom_id = str(json.loads(raw).get("custom_id"))
+                self._offsets.setdefault(custom_id, (stream, offset))
+            offset += len(raw)
+
+    def get(self, custom_id: str) -> dict[str, Any] | None:
+        """The output or error line of `custom_id`, or None when the batch gave none."""
+        found = self._offsets.get(custom_id)
+        if found is None:
+            return None
+        stream, offset = found
+        stream.seek(offset)
+        record: dict[str, Any] = json.loads(stream.readline())
+        return record
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+# --- the job ----------------------------------------------------------------------------------
+
+
+class BatchJob:
+    """One batch run of an analyzer over many images, kept in a work directory.
+
+    Every step can be called again, by this process or a later one with the same work
+    directory and options: it resumes from `state.json` and never repeats a paid step.
+
+    Args:
+        analyzer: An `ImageAnalyzer` or an `Analyzer`; its client, model, mode, sampling
+            and prompts make the requests, and its retry policy covers the Files and
+            Batches API calls (batch creation excepted: see `submit`).
+        work_dir: Where the state, manifest, input shards and downloaded outputs live.
+        max_requests_per_file: Cap on lines per input file (OpenAI: 50,000).
+        max_bytes_per_file: Cap on bytes per input file (OpenAI: 200 MB).
+        batch_model: `model` of every line. Default: the analyzer's model; on Azure, the
+            deployment of the analyzer's client (Global Batch needs a GlobalBatch
+            deployment: name it here if the online one is not).
+        **options: What `analyze` takes besides the image: `features`,
+            `smart_crops_aspect_ratios`, `gender_neutral_caption`, `language` for an
+            `ImageAnalyzer`; template variables for an `Analyzer`.
+
+    Raises:
+        InvalidOptionError: A cap below 1, or an option `analyze` would refuse.
+        ConfigurationError: The work directory holds a different job's state.
+    """
+
+    def __init__(
+        self,
+        analyzer: ImageAnalyzer | Analyzer[Any],
+        work_dir: str | os.PathLike[str],
+        *,
+        max_requests_per_file: int = MAX_REQUESTS_PER_FILE,
+        max_bytes_per_file: int = MAX_BYTES_PER_FILE,
+        batch_model: str | None = None,
+        **options: Any,
+    ) -> None:
+        if max_requests_per_file < 1 or max_bytes_per_file < 1:
+            raise InvalidOptionError("max_requests_per_file and max_bytes_per_file must be >= 1")
+        self.analyzer = analyzer
+        self.work_dir = Path(work_dir)
+        self.max_requests_per_file = max_requests_per_file
+        self.max_bytes_per_file = max_bytes_per_file
+        self.options = dict(options)
+        self._plan = _plan_for(analyzer, self.options)
+        provider: Provider = analyzer.provider
+        self.url = AZURE_BATCH_URL if provider.kind is ProviderKind.AZURE else OPENAI_BATCH_URL
+        self.model = batch_model or _default_batch_model(provider)
+        self.fingerprint = _digest(
+            provider.kind.value,
+            provider.endpoint,
+            self.model,
+            str(provider.mode.value),
+            analyzer.model_version,
+            self._plan.describe(),
+        )
+        self._parse_model: type[BaseModel] | None = None
+        self.state = BatchState.load(self.state_path)
+        if self.state is not None and self.state.fingerprint != self.fingerprint:
+            raise ConfigurationError(
+                f"{self.work_dir} holds a batch job with another endpoint, model, prompt or "
+                "options; use a new work directory"
+            )
+
+    @property
+    def state_path(self) -> Path:
+        """`<work_dir>/state.json`."""
+        return self.work_dir / _STATE_FILE
+
+    @property
+    def manifest_path(self) -> Path:
+        """`<work_dir>/manifest.jsonl`: one line per input image, in input order."""
+        return self.work_dir / _MANIFEST_FILE
+
+    @property
+    def _client(self) -> openai.OpenAI:
+        return self.analyzer.provider.client
+
+    def _save(self) -> None:
+        assert self.state is not None
+        self.state.save(self.state_path)
+
+    # --- 1. write ---------------------------------------------------------------------------
+
+    def write(self, images: Iterable[ImageInput | BatchInput]) -> BatchState:
+        """Prepare every image and stream its request line into the input shards.
+
+        Does nothing when the work directory already has its shards (a resumed run does
+        not read `images` again). An image that cannot be used (unreadable, too large, a
+        line over `max_bytes_per_file`) is not sent: its result is its typed error.
+
+        Args:
+            images: Images, or `BatchInput(image, id)` for your own ids; read lazily, once.
+
+        Returns:
+            The state, shards listed, nothing submitted.
+        """
+        if self.state is not None:
+            return self.state
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        writer = _ShardWriter(self.work_dir, self.max_requests_per_file, self.max_bytes_per_file)
+        manifest_part = self.manifest_path.with_name(f"{_MANIFEST_FILE}.part")
+        count = 0
+        try:
+            with open(manifest_part, "wb") as manifest:
+                seen: set[str] = set()
+                for count, item in enumerate(images, start=1):
+                    entry = self._write_one(count - 1, item, writer, seen)
+                    manifest.write(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
+                manifest.flush()
+                os.fsync(manifest.fileno())
+            shards = writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        os.replace(manifest_part, self.manifest_path)
+        self.state = BatchState(self.fingerprint, self.url, self.model, count, shards)
+        self._save()
+        logger.info(
+            "batch: wrote %d request(s) in %d file(s) to %s", count, len(shards), self.work_dir
+        )
+        return self.state
+
+    def _write_one(
+        self, index: int, item: ImageInput | BatchInput, writer: _ShardWriter, seen: set[str]
+    ) -> dict[str, Any]:
+        """Prepare one image and write its line; its manifest entry."""
+        image, given_id = (item.image, item.id) if isinstance(item, BatchInput) else (item, None)
+        path = _reopenable(image)
+        base_id = given_id or path or f"item-{index}"
+        entry: dict[str, Any] = {"index": index, "base_id": base_id, "path": path, "shard": None}
+        try:
+            prepared = self.analyzer.prepare(image)
+        except ViewfinderError as exc:
+            entry["custom_id"] = _unique(f"{base_id}#unreadable", seen)
+            entry |= {"source": _label(image), "sha256": None, "error": _error_record(exc)}
+            return entry
+        entry["custom_id"] = _unique(f"{base_id}#{prepared.sha256[:12]}", seen)
+        entry |= _geometry(prepared)
+        line = self._line(entry["custom_id"], self._plan.build(prepared))
+        entry["shard"] = writer.add(line)
+        if entry["shard"] is None:
+            too_big = InvalidOptionError(
+                f"the request is {len(line)} bytes, over max_bytes_per_file="
+                f"{self.max_bytes_per_file}; lower max_side or raise the cap"
+            )
+            entry["error"] = _error_record(too_big)
+        return entry
+
+    def _line(self, custom_id: str, request: Request[BaseModel]) -> bytes:
+        body = request_body(
+            request,
+            model=self.model,
+            sampling=self.analyzer.engine.sampling,
+            mode=self.analyzer.provider.mode,
+        )
+        line = {"custom_id": custom_id, "method": "POST", "url": self.url, "body": body}
+        return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+    # --- 2. submit --------------------------------------------------------------------------
+
+    def submit(self) -> BatchState:
+        """Upload each shard and create its batch, recording every id as soon as it exists.
+
+        A shard with a batch id is skipped. A shard uploaded by an earlier run but
+        without a batch id is first looked up among the account's batches (by input
+        file id), so a run killed right after `batches.create` does not submit twice.
+        `batches.create` itself is never retried blindly: after a failure the batch is
+        looked up the same way, and the typed error is raised when it is not found (run
+        again later to resume).
+
+        Returns:
+            The state, every shard with a batch id.
+
+        Raises:
+            ProviderError: An upload or a batch creation failed (after retries for uploads).
+        """
+        state = self._require_state()
+        for shard in state.shards:
+            if shard["batch_id"] is not None:
+                continue
+            uploaded_before = shard["input_file_id"] is not None
+            if not uploaded_before:
+                self._upload(shard)
+            found = self._find_batch(shard) if uploaded_before else None
+            if found is not None:
+                logger.info("batch: shard %d already has batch %s", shard["index"], found.id)
+                self._record(shard, found)
+            else:
+                self._create(shard)
+        return state
+
+    def _upload(self, shard: ShardState) -> None:
+        path = self.work_dir / shard["file"]
+
+        def upload() -> Any:
+            with open(path, "rb") as stream:
+                return self._client.files.create(file=(shard["file"], stream), purpose="batch")
+
+        uploaded = self._call(upload)
+        shard["input_file_id"], shard["file_created_at"] = uploaded.id, uploaded.created_at
+        self._save()
+
+    def _create(self, shard: ShardState) -> None:
+        assert shard["input_file_id"] is not None
+        try:
+            batch = self._client.batches.create(
+                input_file_id=shard["input_file_id"],
+                endpoint=cast(Any, self.url),
+                completion_window="24h",
+            )
+        except openai.OpenAIError as exc:
+            found = self._find_batch(shard, quiet=True)
+            if found is None:
+                raise to_viewfinder_error(exc, attempts=1) from exc
+            batch = found
+        self._record(shard, batch)
+        logger.info("batch: shard %d submitted as %s", shard["index"], batch.id)
+
+    def _find_batch(self, shard: ShardState, *, quiet: bool = False) -> Batch | None:
+        """The account's batch made from this shard's input file, if any (newest first)."""
+        try:
+            for batch in self._client.batches.list(limit=100):
+                if batch.input_file_id == shard["input_file_id"]:
+                    return batch
+                if batch.created_at < (shard["file_created_at"] or 0):
+                    return None  # listed newest first: older batches cannot use our file
+        except openai.OpenAIError as exc:
+            if quiet:
+                return None
+            raise to_viewfinder_error(exc, attempts=1) from exc
+        return None
+
+    def _record(self, shard: ShardState, batch: Batch) -> None:
+        """Copy what matters of `batch` into the shard and save the state."""
+        shard["batch_id"] = batch.id
+        shard["status"] = batch.status
+        shard["output_file_id"] = batch.output_file_id
+        shard["error_file_id"] = batch.error_file_id
+        if batch.errors is not None and batch.errors.data:
+            shard["errors"] = [error.model_dump(exclude_none=True) for error in batch.errors.data]
+        self._save()
+
+    # --- 3. wait ------------------------------------------------------------------------------
+
+    def wait(
+        self,
+        *,
+        timeout: float,
+        poll_interval: float = 60.0,
+        on_poll: Callable[[BatchState], None] | None = None,
+    ) -> BatchState:
+        """Poll every unfinished batch until all are `completed`, `failed`, `expired` or
+        `cancelled`.
+
+        Args:
+            timeout: Seconds to wait in all (required: a batch may take 24 hours).
+            poll_interval: Seconds between polling rounds.
+            on_poll: Called with the state after each round (saved before the call).
+
+        Returns:
+            The state, every shard in a final status.
+
+        Raises:
+            BatchTimeoutError: Still unfinished after `timeout`; run again to resume.
+            ProviderError: Polling failed after the analyzer's retries.
+        """
+        if not timeout > 0 or not poll_interval > 0:
+            raise InvalidOptionError("timeout and poll_interval must be positive")
+        state = self._require_state(submitted=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            for shard in state.shards:
+                if shard["status"] not in TERMINAL_STATUSES:
+                    self._refresh(shard)
+            if on_poll is not None:
+                on_poll(state)
+            pending = {
+                s["batch_id"] or "": s["status"] or ""
+                for s in state.shards
+                if s["status"] not in TERMINAL_STATUSES
+            }
+            if not pending:
+                return state
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BatchTimeoutError(
+                    f"{len(pending)} batch(es) still unfinished after {timeout:g} s: {pending}; "
+                    f"run again with the work directory {self.work_dir} to keep waiting",
+                    statuses=pending,
+                )
+            time.sleep(min(poll_interval, remaining))
+
+    def _refresh(self, shard: ShardState) -> None:
+        batch_id = shard["batch_id"]
+        assert batch_id is not None
+        batch: Batch = self._call(lambda: self._client.batches.retrieve(batch_id))
+        if (batch.status, batch.output_file_id, batch.error_file_id) != (
+            shard["status"],
+            shard["output_file_id"],
+            shard["error_file_id"],
+        ):
+            self._record(shard, batch)
+
+    # --- 4. download ----------------------------------------------------------------------
+
+    def download(self) -> BatchState:
+        """Download the output and error files of every finished batch, once.
+
+        Returns:
+            The state.
+
+        Raises:
+            ProviderError: A download failed after the analyzer's retries.
+        """
+        state = self._require_state(submitted=True)
+        for shard in state.shards:
+            if shard["status"] in TERMINAL_STATUSES and not shard["downloaded"]:
+                files = {"output": shard["output_file_id"], "errors": shard["error_file_id"]}
+                for suffix, file_id in files.items():
+                    if file_id is not None:
+                        self._download(file_id, self._result_path(shard, suffix))
+                shard["downloaded"] = True
+                self._save()
+        return state
+
+    def _result_path(self, shard: ShardState, suffix: str) -> Path:
+        return self.work_dir / shard["file"].replace(".jsonl", f".{suffix}.jsonl")
+
+    def _download(self, file_id: str, destination: Path) -> None:
+        def fetch() -> None:
+            with (
+                self._client.files.with_streaming_response.content(file_id) as response,
+                _atomic_stream(destination) as out,
+            ):
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+
+        self._call(fetch)
+
+    # --- 5. results -------------------------------------------------------------------------
+
+    def results(self) -> Iterator[BatchItemResult]:
+        """One result per input image, in input order (finished batches only).
+
+        Yields:
+            `BatchItemResult`s; answers checked and finished as online, errors typed.
+
+        Raises:
+            UserError: A batch is not finished yet (call `wait` first).
+        """
+        state = self.download()
+        unfinished = [s["batch_id"] for s in state.shards if s["status"] not in TERMINAL_STATUSES]
+        if unfinished:
+            raise UserError(f"batches {unfinished} are not finished: call wait() first")
+        return self._results(state)
+
+    def _results(self, state: BatchState) -> Iterator[BatchItemResult]:
+        """Walk the manifest; shards fill in input order, so one shard is indexed at a time."""
+        answers: _ShardAnswers | None = None
+        try:
+            for entry in _read_jsonl(self.manifest_path):
+                shard = entry["shard"]
+                if shard is not None and (answers is None or answers.index != shard):
+                    if answers is not None:
+                        answers.close()
+                    answers = _ShardAnswers(shard, self._answer_paths(state.shards[shard]))
+                found = answers.get(entry["custom_id"]) if answers and shard is not None else None
+                yield self._item(entry, found, state)
+        finally:
+            if answers is not None:
+                answers.close()
+
+    def _answer_paths(self, shard: ShardState) -> list[Path]:
+        return [self._result_path(shard, suffix) for suffix in ("output", "errors")]
+
+    def _item(
+        self, entry: dict[str, Any], record: dict[str, Any] | None, state: BatchState
+    ) -> BatchItemResult:
+        """The result of one manifest entry, from its output or error line if any."""
+        if entry["error"] is not None:
+            return self._failure(entry, entry["error"], Usage())
+        if record is None:
+            return self._failure(entry, _error_record(_missing(state.shards[entry["shard"]])))
+        response = record.get("response") or {}
+        if record.get("error") or response.get("status_code") != 200:
+            batch_id = state.shards[entry["shard"]]["batch_id"]
+            error = _error_record(_line_error(record, batch_id))
+            return self._failure(entry, error, Usage(requests=1 if response else 0))
+        return self._answer(entry, response)
+
+    def _answer(self, entry: dict[str, Any], response: dict[str, Any]) -> BatchItemResult:
+        """Check, parse and finish one answered line exactly as the online path does."""
+        tally = _Tally()
+        tally.attempt()
+        request_id = response.get("request_id")
+        try:
+            completion = ChatCompletion.model_validate(response.get("body"))
+        except ValidationError as exc:
+            error = InvalidAnswerError(f"the batch answer is not a chat completion: {exc}")
+            return self._failure(entry, _error_record(error), tally.usage())
+        tally.record(completion, {"x-request-id": request_id} if request_id else {})
+        usage = tally.usage()
+        model = self._response_model()
+        try:
+            _check_completion(completion, tally)
+            handlers = mode_registry.get_handlers(
+                InstructorProvider.OPENAI, self.analyzer.provider.mode
+            )
+            parsed = handlers.response_parser(
+                response=completion,
+                response_model=model,
+                validation_context=None,
+                strict=True,
+                stream=False,
+                is_async=False,
+            )
+        except ViewfinderError as exc:
+            return self._failure(entry, _error_record(exc), usage)
+        except _PARSE_ERRORS as exc:
+            error = InvalidAnswerError(
+                f"the answer failed validation (a batch cannot re-ask): {exc}",
+                raw_answer=_raw_answer(completion),
+                usage=usage,
+            )
+            return self._failure(entry, _error_record(error), usage)
+        clean = model.model_validate_json(parsed.model_dump_json())  # as Engine._completed
+        result = self._plan.finish(Completed(clean, usage, request_id), _stub_image(entry))
+        return self._item_result(entry, result, None, usage, batch=True)
+
+    def _response_model(self) -> type[BaseModel]:
+        """The prepared model-facing schema answers are parsed with (same for every image)."""
+        if self._parse_model is None:
+            request = self._plan.build(_stub_image(_STUB_ENTRY))
+            kwargs = {"messages": request.messages, "model": self.model}
+            self._parse_model = _instructor_request(
+                request.response_model, kwargs, self.analyzer.provider.mode
+            )[0]
+        return self._parse_model
+
+    def _failure(
+        self, entry: dict[str, Any], error: dict[str, Any], usage: Usage | None = None
+    ) -> BatchItemResult:
+        return self._item_result(entry, None, error, usage or Usage(), batch=True)
+
+    def _item_result(
+        self,
+        entry: Mapping[str, Any],
+        result: BatchResult | None,
+        error: dict[str, Any] | None,
+        usage: Usage,
+        *,
+        batch: bool,
+    ) -> BatchItemResult:
+        return BatchItemResult(
+            index=entry["index"],
+            custom_id=entry["custom_id"],
+            source=entry["source"],
+            sha256=entry["sha256"],
+            result=result,
+            error=error,
+            usage=usage,
+            batch_priced=batch,
+            cost=cost_of(usage, self.analyzer.provider.model, batch=batch),
+        )
+
+    # --- 6. re-run failures -------------------------------------------------------------------
+
+    def rerun_failed(
+        self,
+        items: Iterable[BatchItemResult],
+        *,
+        via: Literal["online", "batch"] = "online",
+        rerun_if: Callable[[BatchItemResult], bool] = is_rerunnable,
+        resolve: Callable[[BatchItemResult], ImageInput | None] | None = None,
+        timeout: float | None = None,
+        poll_interval: float = 60.0,
+    ) -> Iterator[BatchItemResult]:
+        """Run the failed items again; every item comes back, failed ones replaced, in order.
+
+        Args:
+            items: Results of this job (`results()`). `via="batch"` keeps them in memory.
+            via: `"online"`: `analyze` each image as it comes (full price, re-asks
+                allowed); `"batch"`: one follow-up batch in `<work_dir>/rerun`, run
+                before this returns (batch price, no re-ask; resumable like this one).
+            rerun_if: Which failures to re-run (default: `is_rerunnable`).
+            resolve: The image of an item; default: the path it was given as. Items
+                given as bytes, file objects, PIL images or URLs need it (URLs are not
+                stored: their query strings may hold secrets). Items it cannot resolve
+                keep their error.
+            timeout: Total wait of the follow-up batch (required with `via="batch"`).
+            poll_interval: Polling interval of the follow-up batch.
+
+        Returns:
+            Every item of `items`; a re-run one with its new outcome.
+        """
+        if via == "online":
+            return self._rerun_online(items, rerun_if, resolve)
+        if timeout is None:
+            raise InvalidOptionError("rerun_failed(via='batch') needs a timeout")
+        kept = list(items)
+        redone = self._follow_up(kept, rerun_if, resolve, timeout, poll_interval)
+        return iter([redone.get(item.index, item) for item in kept])
+
+    def _rerun_online(
+        self,
+        items: Iterable[BatchItemResult],
+        rerun_if: Callable[[BatchItemResult], bool],
+        resolve: Callable[[BatchItemResult], ImageInput | None] | None,
+    ) -> Iterator[BatchItemResult]:
+        inputs: dict[int, tuple[str | None, str]] | None = None
+        for item in items:
+            if not rerun_if(item):
+                yield item
+                continue
+            inputs = inputs if inputs is not None else self._inputs()
+            image = resolve(item) if resolve is not None else inputs[item.index][0]
+            yield item if image is None else self._analyze_online(item, image)
+
+    def _analyze_online(self, item: BatchItemResult, image: ImageInput) -> BatchItemResult:
+        entry = {
+            "index": item.index,
+            "custom_id": item.custom_id,
+            "source": item.source,
+            "sha256": item.sha256,
+        }
+        try:
+            result = self._plan.analyze(image)
+        except ViewfinderError as exc:
+            usage = getattr(exc, "usage", None) or Usage()
+            return self._item_result(entry, None, _error_record(exc), usage, batch=False)
+        return self._item_result(entry, result, None, result.usage, batch=False)
+
+    def _follow_up(
+        self,
+        items: Iterable[BatchItemResult],
+        rerun_if: Callable[[BatchItemResult], bool],
+        resolve: Callable[[BatchItemResult], ImageInput | None] | None,
+        timeout: float,
+        poll_interval: float,
+    ) -> dict[int, BatchItemResult]:
+        """Re-run the failed `items` in one follow-up batch; their new results by index."""
+        inputs = self._inputs()
+        retry: list[tuple[int, BatchInput]] = []
+        for item in items:
+            if rerun_if(item):
+                path, base_id = inputs[item.index]
+                image = resolve(item) if resolve is not None else path
+                if image is not None:
+                    retry.append((item.index, BatchInput(image, base_id)))
+        if not retry:
+            return {}
+        follow_up = BatchJob(
+            self.analyzer,
+            self.work_dir / "rerun",
+            max_requests_per_file=self.max_requests_per_file,
+            max_bytes_per_file=self.max_bytes_per_file,
+            batch_model=self.model,
+            **self.options,
+        )
+        redone = follow_up.run(
+            [given for _, given in retry], timeout=timeout, poll_interval=poll_interval
+        )
+        return {
+            index: replace(new, index=index) for (index, _), new in zip(retry, redone, strict=True)
+        }
+
+    def _inputs(self) -> dict[int, tuple[str | None, str]]:
+        """`index -> (re-openable path, base id)` of every input, from the manifest."""
+        return {e["index"]: (e["path"], e["base_id"]) for e in _read_jsonl(self.manifest_path)}
+
+    # --- all at once --------------------------------------------------------------------------
+
+    def run(
+        self,
+        images: Iterable[ImageInput | BatchInput],
+        *,
+        timeout: float,
+        poll_interval: float = 60.0,
+        on_poll: Callable[[BatchState], None] | None = None,
+        rerun: Literal["online", "batch"] | None = None,
+        rerun_if: Callable[[BatchItemResult], bool] = is_rerunnable,
+        resolve: Callable[[BatchItemResult], ImageInput | None] | None = None,
+    ) -> Iterator[BatchItemResult]:
+        """Write, submit, wait and download now; then iterate over the results.
+
+        Args:
+            images: The images (not read again when resuming).
+            timeout: Seconds to wait for the batches (and again for a follow-up batch).
+            poll_interval: Seconds between polling rounds.
+            on_poll: Called with the state after each polling round.
+            rerun: Re-run failed items `"online"` or in a follow-up `"batch"`; None: don't.
+            rerun_if: Which failures to re-run.
+            resolve: The image of a failed item when it was not given as a path.
+
+        Returns:
+            The results in input order (failed ones replaced by their re-run).
+        """
+        self.write(images)
+        self.submit()
+        self.wait(timeout=timeout, poll_interval=poll_interval, on_poll=on_poll)
+        if rerun is None:
+            return self.results()
+        if rerun == "online":
+            return self.rerun_failed(self.results(), rerun_if=rerun_if, resolve=resolve)
+        # Two passes over the downloaded files: only the failed items stay in memory.
+        redone = self._follow_up(self.results(), rerun_if, resolve, timeout, poll_interval)
+        return (redone.get(item.index, item) for item in self.results())
+
+    # --- shared -----------------------------------------------------------------------------
+
+    def _require_state(self, *, submitted: bool = False) -> BatchState:
+        if self.state is None:
+            raise UserError("nothing written yet: call write(images) first")
+        if submitted and any(s["batch_id"] is None for s in self.state.shards):
+            raise UserError("not every shard is submitted: call submit() first")
+        return self.state
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        """`fn()` under the analyzer's retry policy, failures as typed errors."""
+        attempts = 0
+        try:
+            for attempt in sync_retrying(self.analyzer.engine.retry):
+                with attempt:
+                    attempts += 1
+                    return fn()
+        except openai.OpenAIError as exc:
+            raise to_viewfinder_error(exc, attempts=attempts) from exc
+        raise AssertionError("unreachable: the retry loop returns or raises")  # pragma: no cover
+
+
+def run_batch(
+    analyzer: ImageAnalyzer | Analyzer[Any],
+    images: Iterable[ImageInput | BatchInput],
+    *,
+    work_dir: str | os.PathLike[str],
+    timeout: float,
+    poll_interval: float = 60.0,
+    on_poll: Callable[[BatchState], None] | None = None,
+    rerun: Literal["online", "batch"] | None = None,
+    max_requests_per_file: int = MAX_REQUESTS_PER_FILE,
+    max_bytes_per_file: int = MAX_BYTES_PER_FILE,
+    batch_model: str | None = None,
+    **options: Any,
+) -> Iterator[BatchItemResult]:
+    """Analyse `images` through the Batch API; see `BatchJob` and `BatchJob.run`.
+
+    Everything up to the download happens before this returns; the results are then
+    read lazily, in input order. Run it again with the same `work_dir` to resume.
+
+    Returns:
+        One `BatchItemResult` per image, in input order.
+    """
+    job = BatchJob(
+        analyzer,
+        work_dir,
+        max_requests_per_file=max_requests_per_file,
+        max_bytes_per_file=max_bytes_per_file,
+        batch_model=batch_model,
+        **options,
+    )
+    return job.run(
+        images, timeout=timeout, poll_interval=poll_interval, on_poll=on_poll, rerun=rerun
+    )
+
+
+# --- line helpers ---------------------------------------------------------------------------------
+
+_STUB_ENTRY: dict[str, Any] = {
+    "width": 1000,
+    "height": 1000,
+    "format": "PNG",
+    "sha256": "",
+    "media_type": "image/jpeg",
+    "model_width": 1000,
+    "model_height": 1000,
+    "source": "<stub>",
+}
+"""A geometry for building the one request whose response model every item shares."""
+
+
+def _missing(shard: ShardState) -> ViewfinderError:
+    """Why a submitted request has no output or error line."""
+    status = shard["status"] or "unknown"
+    if status == "completed":
+        return ProviderError(f"batch {shard['batch_id']} completed without answering this request")
+    reasons = "; ".join(str(e.get("message", e)) for e in shard["errors"]) or "no reason given"
+    return BatchFailedError(
+        f"batch {shard['batch_id']} ended {status} before answering: {reasons}",
+        batch_id=shard["batch_id"],
+        batch_status=status,
+    )
+
+
+def _line_error(record: Mapping[str, Any], batch_id: str | None) -> ViewfinderError:
+    """The typed error of an error-file line: a non-200 response, or no response."""
+    response = record.get("response")
+    if not response:
+        return _not_run_error(record.get("error") or {}, batch_id)
+    return _response_error(response)
+
+
+def _not_run_error(error: Mapping[str, Any], batch_id: str | None) -> ViewfinderError:
+    """A request the batch never ran (it expired or was cancelled first)."""
+    code = str(error.get("code") or "")
+    message = str(error.get("message") or code or "the batch did not run this request")
+    if code in ("batch_expired", "batch_cancelled"):
+        status = code.removeprefix("batch_")
+        return BatchFailedError(message, batch_id=batch_id, batch_status=status)
+    return ProviderError(f"the batch did not run this request: {message}")
+
+
+def _response_error(response: Mapping[str, Any]) -> ViewfinderError:
+    """A non-200 answer, mapped exactly as the online path maps the same HTTP error."""
+    status_code = int(response.get("status_code") or 500)
+    body = response.get("body")
+    detail = body.get("error") if isinstance(body, dict) else None
+    if isinstance(detail, dict) and status_code == 400 and detail.get("code") == "content_filter":
+        return ContentFilterError(
+            f"the prompt or image was stopped by the content filter: {detail.get('message')}"
+        )
+    request_id = response.get("request_id")
+    http_response = httpx2.Response(
+        status_code,
+        headers={"x-request-id": request_id} if request_id else {},
+        request=httpx2.Request("POST", "https://batch.invalid/chat/completions"),
+    )
+    message = str(detail.get("message")) if isinstance(detail, dict) else f"HTTP {status_code}"
+    api_error = openai.APIStatusError(message, response=http_response, body=detail)
+    return to_viewfinder_error(api_error, attempts=1)
+
+
+def _raw_answer(completion: ChatCompletion) -> str | None:
+    if not completion.choices:
+        return None
+    message = completion.choices[0].message
+    if message.content:
+        return message.content
+    for call in message.tool_calls or []:
+        function = getattr(call, "function", None)
+        if function is not None:
+            return str(function.arguments)
+    return None
+
+
+def _default_batch_model(provider: Provider) -> str:
+    """The model (OpenAI) or deployment (Azure, from the client's URL) of every line."""
+    if provider.kind is ProviderKind.AZURE:
+        found = re.search(r"/deployments/([^/]+)", provider.endpoint)
+        if found:
+            return found.group(1)
+    return provider.model
+
+
+def _unique(custom_id: str, seen: set[str]) -> str:
+    """`custom_id`, suffixed when an earlier line of the job already uses it."""
+    candidate, n = custom_id, 1
+    while candidate in seen:
+        n += 1
+        candidate = f"{custom_id}~{n}"
+    seen.add(candidate)
+    return candidate
+
+
+def _digest(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, "rb") as stream:
+        for raw in stream:
+            if raw.strip():
+                yield json.loads(raw)
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _atomic_stream(path: Path) -> Iterator[IO[bytes]]:
+    """A temp file next to `path` that replaces it, fsynced, only if the block succeeds."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that a crash leaves the old or the new file, whole."""
+    with _atomic_stream(path) as stream:
+        stream.write(data)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
