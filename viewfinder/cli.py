@@ -34,6 +34,7 @@ from viewfinder import __version__
 from viewfinder.analyzers import ALL_FEATURES, Feature, ImageAnalyzer
 from viewfinder.analyzers.base import Detail, check_language
 from viewfinder.analyzers.features import parse_features
+from viewfinder.commands import batch as batch_command
 from viewfinder.commands import cost as cost_command
 from viewfinder.crops import validate_aspect_ratios
 from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
@@ -539,6 +540,7 @@ def _emit(record: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+batch_command.register(app)
 cost_command.register(app)
 
 

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable, Iterable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from viewfinder.analyzers.base import BaseAnalyzer, check_language, schema_text
+from viewfinder.batch import (
+    DEFAULT_CONCURRENCY,
+    AsyncBatchRun,
+    BatchCall,
+    BatchInput,
+    BatchRun,
+    arun_many,
+    run_many,
+)
 from viewfinder.budget import Budget
-from viewfinder.engine import Completed, Request
+from viewfinder.engine import Completed, Engine, Gate, Request
 from viewfinder.errors import SchemaError
 from viewfinder.grid import Frame, model_facing
 from viewfinder.images import ImageInput, PreparedImage
@@ -106,3 +116,69 @@ class Analyzer(BaseAnalyzer, Generic[T]):
     async def aanalyze(self, image: ImageInput, **variables: Any) -> T:
         """Async twin of `analyze`."""
         return (await self.aanalyze_detailed(image, **variables)).output
+
+    # --- many images ----------------------------------------------------------------------
+
+    def _batch_call(self, variables: dict[str, Any]) -> BatchCall[AnalysisRun[T]]:
+        """`aanalyze_detailed` for one prepared image, the language checked once."""
+        check_language(variables.get("language", "en"))
+
+        async def call(
+            prepared: PreparedImage, engine: Engine, budget: Budget | None
+        ) -> AnalysisRun[T]:
+            done = await engine.arun(self.build(prepared, variables), budget=budget)
+            return self.finish(done, prepared)
+
+        return call
+
+    def analyze_many(
+        self,
+        images: Iterable[BatchInput],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        rate_limiter: Gate | None = None,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        budget: Budget | None = None,
+        **variables: Any,
+    ) -> BatchRun[AnalysisRun[T]]:
+        """Fill the schema from a stream of images, yielding `BatchItem`s as they complete.
+
+        Each item's `result` is an `AnalysisRun` (output, usage, version, image size).
+        `concurrency`, `rate_limiter`, `rpm`, `tpm` and `budget` are the batch's options
+        (see `ImageAnalyzer.analyze_many`), not template variables; every other keyword
+        is a template variable, the same for every image.
+        """
+        return run_many(
+            self,
+            images,
+            self._batch_call(variables),
+            concurrency=concurrency,
+            rate_limiter=rate_limiter,
+            rpm=rpm,
+            tpm=tpm,
+            budget=budget,
+        )
+
+    def aanalyze_many(
+        self,
+        images: Iterable[BatchInput] | AsyncIterable[BatchInput],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        rate_limiter: Gate | None = None,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        budget: Budget | None = None,
+        **variables: Any,
+    ) -> AsyncBatchRun[AnalysisRun[T]]:
+        """Async twin of `analyze_many`; `images` may also be an async iterable."""
+        return arun_many(
+            self,
+            images,
+            self._batch_call(variables),
+            concurrency=concurrency,
+            rate_limiter=rate_limiter,
+            rpm=rpm,
+            tpm=tpm,
+            budget=budget,
+        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,18 @@ from viewfinder.analyzers.features import (
     FinishContext,
     parse_features,
 )
+from viewfinder.batch import (
+    DEFAULT_CONCURRENCY,
+    AsyncBatchRun,
+    BatchCall,
+    BatchInput,
+    BatchRun,
+    arun_many,
+    run_many,
+)
 from viewfinder.budget import Budget
 from viewfinder.crops import validate_aspect_ratios
-from viewfinder.engine import Completed, Request
+from viewfinder.engine import Completed, Engine, Gate, Request
 from viewfinder.errors import InvalidOptionError
 from viewfinder.grid import Frame
 from viewfinder.images import ImageInput, PreparedImage
@@ -181,4 +190,118 @@ class ImageAnalyzer(BaseAnalyzer):
             chosen,
             smart_crops_aspect_ratios=ratios,
             gender_neutral_caption=gender_neutral_caption,
+        )
+
+    # --- many images ----------------------------------------------------------------------
+
+    def _batch_call(
+        self,
+        features: FeatureArg,
+        smart_crops_aspect_ratios: Sequence[float] | None,
+        gender_neutral_caption: bool,
+        language: str,
+    ) -> BatchCall[ImageAnalysisResult]:
+        """`aanalyze` for one prepared image, options checked once for the whole batch."""
+        chosen, ratios = parse_features(features), validate_aspect_ratios(smart_crops_aspect_ratios)
+        check_language(language)
+
+        async def call(
+            prepared: PreparedImage, engine: Engine, budget: Budget | None
+        ) -> ImageAnalysisResult:
+            request = self.build(
+                prepared, chosen, gender_neutral_caption=gender_neutral_caption, language=language
+            )
+            return self.finish(
+                await engine.arun(request, budget=budget),
+                prepared,
+                chosen,
+                smart_crops_aspect_ratios=ratios,
+                gender_neutral_caption=gender_neutral_caption,
+            )
+
+        return call
+
+    def analyze_many(
+        self,
+        images: Iterable[BatchInput],
+        features: FeatureArg = ALL_FEATURES,
+        *,
+        smart_crops_aspect_ratios: Sequence[float] | None = None,
+        gender_neutral_caption: bool = False,
+        language: str = "en",
+        concurrency: int = DEFAULT_CONCURRENCY,
+        rate_limiter: Gate | None = None,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        budget: Budget | None = None,
+    ) -> BatchRun[ImageAnalysisResult]:
+        """Analyse a stream of images, `concurrency` at a time, yielding as each completes.
+
+        `images` is read lazily: paths, URLs, bytes, PIL images, or `(id, image)` pairs.
+        Each input gives one `viewfinder.batch.BatchItem` (result or typed error, usage,
+        cost); a failing image never stops the batch. The work runs on a background
+        event loop (`viewfinder.batch`); break out or `close()` to cancel it.
+
+        Args:
+            images: Any iterable of images or `(id, image)` pairs; never materialised.
+            features: As for `analyze`, for every image.
+            smart_crops_aspect_ratios: As for `analyze`.
+            gender_neutral_caption: As for `analyze`.
+            language: As for `analyze`.
+            concurrency: Images worked on at the same time.
+            rate_limiter: Paces the batch's requests (default: `RateLimiter(rpm, tpm)`
+                when either is given, else this analyzer's `rate_limiter`, else an
+                adaptive `RateLimiter()`).
+            rpm: Requests per minute for the default limiter.
+            tpm: Tokens per minute for the default limiter.
+            budget: A cap for the whole batch (e.g. `Budget(max_dollars=5, model=...,
+                scope="per batch")`): once reached, no further image starts.
+
+        Returns:
+            An iterator of `BatchItem`s with a live `summary`.
+        """
+        call = self._batch_call(
+            features, smart_crops_aspect_ratios, gender_neutral_caption, language
+        )
+        return run_many(
+            self,
+            images,
+            call,
+            concurrency=concurrency,
+            rate_limiter=rate_limiter,
+            rpm=rpm,
+            tpm=tpm,
+            budget=budget,
+        )
+
+    def aanalyze_many(
+        self,
+        images: Iterable[BatchInput] | AsyncIterable[BatchInput],
+        features: FeatureArg = ALL_FEATURES,
+        *,
+        smart_crops_aspect_ratios: Sequence[float] | None = None,
+        gender_neutral_caption: bool = False,
+        language: str = "en",
+        concurrency: int = DEFAULT_CONCURRENCY,
+        rate_limiter: Gate | None = None,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        budget: Budget | None = None,
+    ) -> AsyncBatchRun[ImageAnalysisResult]:
+        """Async twin of `analyze_many`: `async for item in analyzer.aanalyze_many(...)`.
+
+        `images` may also be an async iterable; a sync one is pulled on the event loop.
+        """
+        call = self._batch_call(
+            features, smart_crops_aspect_ratios, gender_neutral_caption, language
+        )
+        return arun_many(
+            self,
+            images,
+            call,
+            concurrency=concurrency,
+            rate_limiter=rate_limiter,
+            rpm=rpm,
+            tpm=tpm,
+            budget=budget,
         )

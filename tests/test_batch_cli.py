@@ -1,0 +1,196 @@
+"""`viewfinder batch` through click's runner, against the scripted simulator (NOT a model)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+from viewfinder.commands.batch import register
+from viewfinder.simulator import Reply, Simulator
+
+_ENV_VARS = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "AZURE_OPENAI_ENDPOINT",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_DEPLOYMENT",
+    "VIEWFINDER_MODEL",
+    "VIEWFINDER_MODE",
+)
+CAPTION = {"caption": {"text": "a square", "confidence": 0.9}}
+
+
+@pytest.fixture(autouse=True)
+def _no_endpoint_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    application = typer.Typer()
+
+    @application.callback()
+    def main() -> None:
+        """A root, so that `batch` stays a sub-command as in `viewfinder.cli`."""
+
+    register(application)
+    return application
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    reply = Reply(CAPTION, prompt_tokens=1000, completion_tokens=100)
+    with Simulator(default=lambda body: reply) as simulator:
+        yield simulator
+
+
+def save(path: Path, shade: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (80, 60), (shade, 40, 90)).save(path)
+    return path
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """Six images, two of them in a sub-directory, and a file that is not an image."""
+    root = tmp_path / "photos"
+    for i in range(4):
+        save(root / f"p{i}.png", 20 * i)
+    for i in range(2):
+        save(root / "sub" / f"q{i}.jpg", 200 + 20 * i)
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def args(sim: Simulator, source: Path | str, out: Path) -> list[str]:
+    return [
+        *("batch", str(source), "--out", str(out)),
+        *("--base-url", sim.base_url, "--no-cache", "-f", "caption"),
+    ]
+
+
+def lines(out: Path) -> list[dict[str, Any]]:
+    text = out.read_text()
+    assert text.endswith("\n")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_a_directory_gives_one_ok_line_per_image_and_a_rerun_sends_nothing(
+    runner: CliRunner, app: typer.Typer, sim: Simulator, photos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.jsonl"
+    result = runner.invoke(app, args(sim, photos, out))
+    assert result.exit_code == 0, result.output
+    records = lines(out)
+    assert len(records) == 6 and sim.stats.total == 6
+    assert {Path(r["id"]).name for r in records} == {"p0.png", "p1.png", "p2.png", "p3.png"} | {
+        "q0.jpg",
+        "q1.jpg",
+    }
+    for record in records:
+        assert list(record) == ["id", "source", "sha256", "status", "result", "usage", "cost"]
+        assert record["status"] == "ok" and record["source"] == record["id"]
+        assert record["sha256"] == hashlib.sha256(Path(record["id"]).read_bytes()).hexdigest()
+        assert record["result"]["caption"]["text"] == "a square"
+        assert record["usage"]["input_tokens"] == 1000 and record["cost"] > 0
+    assert "6 ok, 0 failed" in result.stderr
+
+    again = runner.invoke(app, args(sim, photos, out))
+    assert again.exit_code == 0, again.output
+    assert sim.stats.total == 6 and len(lines(out)) == 6
+    assert "0 ok, 0 failed, 0 cached, 6 skipped (already done)" in again.stderr
+
+
+def test_a_corrupt_image_is_an_error_line_and_only_it_is_retried(
+    runner: CliRunner, app: typer.Typer, sim: Simulator, photos: Path, tmp_path: Path
+) -> None:
+    broken = photos / "broken.png"
+    broken.write_bytes(b"not a png at all")
+    out = tmp_path / "results.jsonl"
+    result = runner.invoke(app, args(sim, photos, out))
+    assert result.exit_code == 1, result.output
+    records = lines(out)
+    assert len(records) == 7 and sim.stats.total == 6
+    (error,) = [r for r in records if r["status"] == "error"]
+    assert error["id"] == str(broken) and error["error"]["type"] == "ImageFormatError"
+    assert error["sha256"] == hashlib.sha256(b"not a png at all").hexdigest()
+    assert "result" not in error and "6 ok, 1 failed" in result.stderr
+
+    still = runner.invoke(app, args(sim, photos, out))  # only the failed one is tried again
+    assert still.exit_code == 1 and len(lines(out)) == 8 and sim.stats.total == 6
+
+    save(broken, 123)
+    fixed = runner.invoke(app, args(sim, photos, out))
+    assert fixed.exit_code == 0, fixed.output
+    records = lines(out)
+    assert len(records) == 9 and sim.stats.total == 7
+    assert records[-1]["id"] == str(broken) and records[-1]["status"] == "ok"  # latest wins
+    assert "1 ok, 0 failed, 0 cached, 6 skipped" in fixed.stderr
+
+
+def test_a_torn_last_line_is_cut_off_and_its_image_redone(
+    runner: CliRunner, app: typer.Typer, sim: Simulator, photos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.jsonl"
+    assert runner.invoke(app, args(sim, photos, out)).exit_code == 0
+    text = out.read_text()
+    last = text.splitlines(keepends=True)[-1]
+    out.write_text(text[: len(text) - len(last)] + last[: len(last) // 2])  # killed mid-write
+
+    result = runner.invoke(app, args(sim, photos, out))
+    assert result.exit_code == 0, result.output
+    records = lines(out)  # every line parses again
+    assert len(records) == 6 and sim.stats.total == 7
+    assert records[-1]["id"] == json.loads(last)["id"]
+    assert "repaired a torn last line" in result.stderr
+
+
+def test_max_tokens_stops_the_batch_with_a_summary(
+    runner: CliRunner, app: typer.Typer, sim: Simulator, photos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.jsonl"
+    result = runner.invoke(
+        app, [*args(sim, photos, out), "--max-tokens", "2500", "--concurrency", "1"]
+    )
+    # 2 x 1,100 tokens spent; the next request (1,000 input tokens expected) would cross 2,500
+    assert result.exit_code == 1, result.output
+    assert len(lines(out)) == 2 and sim.stats.total == 2
+    assert "2 ok, 0 failed, 0 cached, 0 skipped (already done), 4 not started" in result.stderr
+    assert "stopped: token budget reached" in result.stderr
+
+
+def test_a_list_from_stdin_and_usage_errors(
+    runner: CliRunner, app: typer.Typer, sim: Simulator, photos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.jsonl"
+    listing = f"# two of them\n{photos / 'p0.png'}\n\n{photos / 'sub' / 'q1.jpg'}\n"
+    result = runner.invoke(app, [*args(sim, "-", out), "--progress"], input=listing)
+    assert result.exit_code == 0, result.output
+    assert sorted(r["id"] for r in lines(out)) == [
+        str(photos / "p0.png"),
+        str(photos / "sub" / "q1.jpg"),
+    ]
+
+    missing = runner.invoke(app, args(sim, tmp_path / "nowhere", out))
+    assert missing.exit_code == 2 and "no such file" in missing.stderr
+    via = runner.invoke(app, [*args(sim, photos, out), "--via", "batch-api"])
+    assert via.exit_code == 2
+    unpriced = runner.invoke(
+        app, [*args(sim, photos, out), "--model", "my-local-llava", "--max-dollars", "1"]
+    )
+    assert unpriced.exit_code == 2 and "needs a price" in unpriced.stderr
+    assert sim.stats.total == 2

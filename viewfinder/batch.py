@@ -1,0 +1,734 @@
+"""Many images through one analyzer: streamed, bounded, paced, budgeted.
+
+`ImageAnalyzer.analyze_many` / `aanalyze_many` (and `Analyzer`'s) are thin wrappers
+around this module. There is one implementation, the async core (`_Core.run`):
+
+- inputs are pulled from the caller's iterable one at a time, only when a slot is free,
+  so at most `concurrency` inputs are being worked on and a generator of ten million
+  paths is never materialised;
+- each input is prepared and analysed in its own asyncio task; results are yielded as
+  they complete, as `BatchItem`s (a failing image is an item with a typed `error`, and
+  never stops the batch);
+- before starting an image the batch budget is checked with the expected size of the
+  next request (the mean input tokens so far); once it is reached nothing more starts,
+  in-flight images finish, and the inputs never started are counted in the summary.
+
+`aanalyze_many` runs the core in the caller's event loop. `analyze_many` runs it on an
+event loop of its own in a background thread and hands items over through a bounded
+queue (`queue_size`); closing the sync iterator (or breaking out of a `for` loop over it
+and dropping it) cancels the in-flight work and joins the thread. The sync run uses a
+copy of the analyzer's async client with its own connection pool, closed at the end,
+because connections belong to the event loop that opened them.
+
+Pacing: the batch never changes the analyzer. It sends through a shallow copy of the
+analyzer's engine whose gate is the batch's limiter: `rate_limiter=` if given, else a
+`RateLimiter(rpm, tpm)` when `rpm=` / `tpm=` are given, else the analyzer's own
+`rate_limiter`, else a fresh adaptive `RateLimiter()` that learns from the headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import os
+import queue
+import stat
+import threading
+import time
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+)
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeAlias, TypeVar
+
+import openai
+from openai._base_client import AsyncHttpxClientWrapper
+
+from viewfinder.budget import Budget
+from viewfinder.engine import Engine, Gate
+from viewfinder.errors import (
+    BudgetExceededError,
+    ConfigurationError,
+    InvalidOptionError,
+    ViewfinderError,
+)
+from viewfinder.images import ImageInput, PreparedImage, redact_url
+from viewfinder.pricing import cost_of
+from viewfinder.ratelimit import RateLimiter
+from viewfinder.schemas.result import Usage
+
+if TYPE_CHECKING:
+    from viewfinder.analyzers.base import BaseAnalyzer
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "AsyncBatchRun",
+    "BatchCall",
+    "BatchInput",
+    "BatchItem",
+    "BatchRun",
+    "BatchSummary",
+    "arun_many",
+    "run_many",
+]
+
+DEFAULT_CONCURRENCY = 8
+"""Images analysed at the same time unless told otherwise."""
+
+
+class _Result(Protocol):
+    """What an analysis returns: `ImageAnalysisResult` or `AnalysisRun`."""
+
+    @property
+    def usage(self) -> Usage: ...
+
+    def model_dump(self, *, mode: str = ...) -> dict[str, Any]: ...
+
+
+R = TypeVar("R", bound=_Result)
+
+BatchInput: TypeAlias = ImageInput | tuple[Any, ImageInput]
+"""An image, or an `(id, image)` pair where `id` is the caller's own identity."""
+
+BatchCall: TypeAlias = Callable[[PreparedImage, Engine, Budget | None], Awaitable[R]]
+"""Analyse one prepared image through `engine`, charging `budget`; built by the analyzer."""
+
+
+@dataclass(frozen=True)
+class BatchItem(Generic[R]):
+    """The outcome of one input: a result or a typed error, with what it cost.
+
+    Attributes:
+        id: The caller's id (from an `(id, image)` pair), else the path or redacted
+            URL, else `index`.
+        index: Position of the input in the iterable, from 0.
+        source: Printable input: the path, the URL without query string, `<bytes>`...
+        sha256: Hex SHA-256 of the input bytes; None when they could not be read.
+        result: The analysis, when it succeeded.
+        error: Why it failed (a `ViewfinderError`), when it did.
+        usage: Tokens and requests spent on it (failed attempts included).
+        cost: Dollars spent on it (`viewfinder.pricing.cost_of`); None if unpriced.
+    """
+
+    id: Any
+    index: int
+    source: str
+    sha256: str | None
+    result: R | None = None
+    error: ViewfinderError | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the image was analysed."""
+        return self.error is None
+
+    @property
+    def error_info(self) -> dict[str, str] | None:
+        """The error as JSON-able `{"type", "message"}`; None when it succeeded."""
+        if self.error is None:
+            return None
+        return {"type": type(self.error).__name__, "message": str(self.error)}
+
+    def to_record(self) -> dict[str, Any]:
+        """One JSON-able record: id, source, sha256, status, result or error, usage, cost."""
+        record: dict[str, Any] = {
+            "id": self.id,
+            "source": self.source,
+            "sha256": self.sha256,
+            "status": "ok" if self.ok else "error",
+        }
+        if self.result is not None and self.ok:
+            record["result"] = self.result.model_dump(mode="json")
+        else:
+            record["error"] = self.error_info
+        record["usage"] = self.usage.model_dump(mode="json")
+        record["cost"] = self.cost
+        return record
+
+
+@dataclass
+class BatchSummary:
+    """Running totals of a batch, updated as items are yielded.
+
+    Attributes:
+        ok: Images analysed.
+        failed: Images that failed (each yielded with its error).
+        cached: Analysed images answered from the cache (no request sent).
+        usage: Everything spent, failures included.
+        dollars: Dollars spent on the priced part of `usage`.
+        unpriced: Items that spent tokens on a model with no price.
+        not_started: Inputs never started because the batch budget was reached.
+        budget_error: The error that stopped the batch, if its budget was reached.
+        started_at: `time.monotonic()` when the batch started.
+        finished_at: `time.monotonic()` when it ended; None while it runs.
+    """
+
+    ok: int = 0
+    failed: int = 0
+    cached: int = 0
+    usage: Usage = field(default_factory=Usage)
+    dollars: float = 0.0
+    unpriced: int = 0
+    not_started: int = 0
+    budget_error: BudgetExceededError | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    finished_at: float | None = None
+
+    @property
+    def done(self) -> int:
+        """Items yielded so far (analysed or failed)."""
+        return self.ok + self.failed
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the start (until the end, once finished)."""
+        return (self.finished_at or time.monotonic()) - self.started_at
+
+    @property
+    def per_minute(self) -> float:
+        """Items yielded per minute so far."""
+        return self.done * 60.0 / self.elapsed if self.elapsed > 0 else 0.0
+
+    def record(self, item: BatchItem[Any]) -> None:
+        """Count one yielded item."""
+        if item.ok:
+            self.ok += 1
+            self.cached += item.usage.cache_hit
+        else:
+            self.failed += 1
+        self.usage = self.usage + item.usage
+        if item.cost is not None:
+            self.dollars += item.cost
+        elif item.usage.total_tokens:
+            self.unpriced += 1
+
+
+# --- inputs -----------------------------------------------------------------------------
+
+_END = object()
+"""Returned by a source when the inputs are exhausted."""
+
+
+class _Source(Protocol):
+    async def next(self) -> object:
+        """The next input, or `_END`."""
+
+    async def count_rest(self) -> int:
+        """Consume what is left, counting it (nothing is kept)."""
+
+
+class _InlineSource:
+    """A sync iterable pulled on the event loop (`aanalyze_many` with a list or generator)."""
+
+    def __init__(self, items: Iterable[object]) -> None:
+        self._items = iter(items)
+
+    async def next(self) -> object:
+        return next(self._items, _END)
+
+    async def count_rest(self) -> int:
+        return sum(1 for _ in self._items)
+
+
+class _AsyncSource:
+    """An async iterable."""
+
+    def __init__(self, items: AsyncIterable[object]) -> None:
+        self._items = aiter(items)
+
+    async def next(self) -> object:
+        return await anext(self._items, _END)
+
+    async def count_rest(self) -> int:
+        count = 0
+        async for _ in self._items:
+            count += 1
+        return count
+
+
+class _ThreadedSource:
+    """A sync iterable pulled in worker threads (`analyze_many`): it may block (stdin)."""
+
+    def __init__(self, items: Iterable[object]) -> None:
+        self._items = items
+        self._iterator: Iterator[object] | None = None
+        self._stop = threading.Event()
+
+    def _next(self) -> object:
+        if self._iterator is None:
+            self._iterator = iter(self._items)
+        return next(self._iterator, _END)
+
+    def _count(self) -> int:
+        count = 0
+        while not self._stop.is_set() and self._next() is not _END:
+            count += 1
+        return count
+
+    async def next(self) -> object:
+        return await asyncio.to_thread(self._next)
+
+    async def count_rest(self) -> int:
+        try:
+            return await asyncio.to_thread(self._count)
+        except asyncio.CancelledError:
+            self._stop.set()  # the counting thread stops at its next item
+            raise
+
+
+def _split(raw: object) -> tuple[Any, ImageInput]:
+    """`(id, image)` pairs apart from bare images; the id is None for a bare image."""
+    if isinstance(raw, tuple) and len(raw) == 2:
+        return raw[0], raw[1]
+    return None, raw  # type: ignore[return-value]  # checked by prepare_image
+
+
+def _describe(image: object) -> str:
+    """A printable source: the path, the redacted URL, or what kind of input it is."""
+    if isinstance(image, str):
+        return redact_url(image) if image.lower().startswith(("http://", "https://")) else image
+    if isinstance(image, os.PathLike):
+        return os.fsdecode(os.fspath(image))
+    if isinstance(image, bytes | bytearray):
+        return "<bytes>"
+    if callable(getattr(image, "read", None)):
+        return "<file object>"
+    if hasattr(image, "getbbox"):
+        return "<PIL image>"
+    return f"<{type(image).__name__}>"
+
+
+def _digest_of(image: object) -> str | None:
+    """SHA-256 of an input that could not be prepared, if its bytes can still be read."""
+    if isinstance(image, bytes | bytearray):
+        return hashlib.sha256(image).hexdigest()
+    if isinstance(image, str) and image.lower().startswith(("http://", "https://")):
+        return None
+    if not isinstance(image, str | os.PathLike):
+        return None
+    try:
+        with open(image, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                return None
+            return hashlib.file_digest(stream, "sha256").hexdigest()
+    except (OSError, ValueError):
+        return None
+
+
+# --- the core ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Core(Generic[R]):
+    """Runs one batch: pulls inputs, keeps `concurrency` tasks busy, yields as they end."""
+
+    prepare: Callable[[ImageInput], Awaitable[PreparedImage]]
+    call: BatchCall[R]
+    engine: Engine
+    budget: Budget | None
+    gate: Gate
+    concurrency: int
+    model: str
+    summary: BatchSummary
+    output_cap: int = 0
+    _input_tokens: int = 0
+    _completions: int = 0
+
+    async def run(self, source: _Source) -> AsyncGenerator[BatchItem[R], None]:
+        """Yield one `BatchItem` per input started, as each completes."""
+        summary = self.summary
+        summary.started_at = time.monotonic()
+        pending: set[asyncio.Task[BatchItem[R]]] = set()
+        index = 0
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) < self.concurrency and self._may_start():
+                    raw = await source.next()
+                    if raw is _END:
+                        exhausted = True
+                        break
+                    pending.add(asyncio.create_task(self._one(index, raw)))
+                    index += 1
+                if not pending:
+                    break
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for item in sorted((task.result() for task in done), key=lambda i: i.index):
+                    summary.record(item)
+                    yield item
+            if summary.budget_error is not None and not exhausted:
+                summary.not_started += await source.count_rest()
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+            summary.finished_at = time.monotonic()
+
+    def _may_start(self) -> bool:
+        """False once the batch budget cannot afford the next request."""
+        if self.summary.budget_error is not None:
+            return False
+        if self.budget is None:
+            return True
+        expected = self._input_tokens // self._completions if self._completions else 0
+        try:
+            self.budget.check(expected)
+        except BudgetExceededError as exc:
+            self.summary.budget_error = exc
+            return False
+        return True
+
+    async def _one(self, index: int, raw: object) -> BatchItem[R]:
+        given, image = _split(raw)
+        source = _describe(image)
+        ident = given
+        if ident is None:
+            ident = source if isinstance(image, str | os.PathLike) else index
+        try:
+            prepared = await self.prepare(image)
+        except ViewfinderError as exc:
+            digest = await asyncio.to_thread(_digest_of, image)
+            return BatchItem(ident, index, source, digest, error=exc)
+        try:
+            result = await self.call(prepared, self.engine, self.budget)
+        except ViewfinderError as exc:
+            usage = getattr(exc, "usage", None) or Usage()
+            self._learn(usage)
+            return BatchItem(
+                ident,
+                index,
+                source,
+                prepared.sha256,
+                error=exc,
+                usage=usage,
+                cost=self._cost(usage),
+            )
+        self._learn(result.usage)
+        return BatchItem(
+            ident,
+            index,
+            source,
+            prepared.sha256,
+            result=result,
+            usage=result.usage,
+            cost=self._cost(result.usage),
+        )
+
+    def _learn(self, usage: Usage) -> None:
+        """Request sizes, for the budget's expectation and the limiter's token pacing."""
+        if usage.cache_hit or not usage.input_tokens:
+            return
+        completions = usage.reasks + 1
+        self._input_tokens += usage.input_tokens
+        self._completions += completions
+        if isinstance(self.gate, RateLimiter):
+            # Providers count a request as its prompt plus its output cap when admitting it.
+            self.gate.record_request_tokens(usage.input_tokens / completions + self.output_cap)
+
+    def _cost(self, usage: Usage) -> float | None:
+        return cost_of(usage, self.model)
+
+
+# --- set-up shared by both front ends -----------------------------------------------------
+
+
+def _check_images(images: object) -> None:
+    if isinstance(images, str | bytes | bytearray | os.PathLike) or hasattr(images, "read"):
+        raise InvalidOptionError(
+            "images must be an iterable of images (or of (id, image) pairs), not one image"
+        )
+    if not isinstance(images, Iterable | AsyncIterable):
+        raise InvalidOptionError(f"images must be an iterable, not {type(images).__name__}")
+
+
+def _core(
+    analyzer: BaseAnalyzer,
+    call: BatchCall[R],
+    *,
+    concurrency: int,
+    rate_limiter: Gate | None,
+    rpm: float | None,
+    tpm: float | None,
+    budget: Budget | None,
+) -> _Core[R]:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise InvalidOptionError(f"concurrency must be an int >= 1, not {concurrency!r}")
+    if rate_limiter is not None and (rpm is not None or tpm is not None):
+        raise InvalidOptionError("give rpm/tpm to the RateLimiter you pass, not to the batch")
+    gate: Gate
+    if rate_limiter is not None:
+        gate = rate_limiter
+    elif rpm is not None or tpm is not None:
+        gate = RateLimiter(rpm, tpm)
+    else:
+        gate = analyzer.engine.gate or RateLimiter()
+    engine = copy.copy(analyzer.engine)  # the analyzer itself is never changed
+    engine.gate = gate
+    sampling = engine.sampling
+    cap = sampling.get("max_tokens") or sampling.get("max_completion_tokens") or 0
+    return _Core(
+        prepare=analyzer.aprepare,
+        call=call,
+        engine=engine,
+        budget=budget,
+        gate=gate,
+        concurrency=concurrency,
+        model=analyzer.model,
+        summary=BatchSummary(),
+        output_cap=int(cap),
+    )
+
+
+# --- async front end ----------------------------------------------------------------------
+
+
+class AsyncBatchRun(AsyncIterator[BatchItem[R]]):
+    """The items of an `aanalyze_many` batch, as they complete, and its running summary.
+
+    Use `async for item in run`; `await run.aclose()` (or `async with`) cancels what is
+    still in flight when you stop early.
+
+    Attributes:
+        summary: Running totals; final once the iteration ends.
+        rate_limiter: The gate pacing this batch's requests.
+    """
+
+    def __init__(self, core: _Core[R], source: _Source) -> None:
+        self.summary = core.summary
+        self.rate_limiter = core.gate
+        self.concurrency = core.concurrency
+        self._items = core.run(source)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> BatchItem[R]:
+        return await anext(self._items)
+
+    async def aclose(self) -> None:
+        """Stop: cancel the in-flight images and wait for them to wind down."""
+        await self._items.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def arun_many(
+    analyzer: BaseAnalyzer,
+    images: Iterable[BatchInput] | AsyncIterable[BatchInput],
+    call: BatchCall[R],
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    rate_limiter: Gate | None = None,
+    rpm: float | None = None,
+    tpm: float | None = None,
+    budget: Budget | None = None,
+) -> AsyncBatchRun[R]:
+    """The async batch: see the module docstring. A sync iterable is pulled on the loop.
+
+    Raises:
+        InvalidOptionError: Bad options (checked here, before anything runs).
+    """
+    _check_images(images)
+    core = _core(
+        analyzer,
+        call,
+        concurrency=concurrency,
+        rate_limiter=rate_limiter,
+        rpm=rpm,
+        tpm=tpm,
+        budget=budget,
+    )
+    source: _Source = (
+        _AsyncSource(images) if isinstance(images, AsyncIterable) else _InlineSource(images)
+    )
+    return AsyncBatchRun(core, source)
+
+
+# --- sync front end -----------------------------------------------------------------------
+
+
+class BatchRun(Iterator[BatchItem[R]]):
+    """The items of an `analyze_many` batch, as they complete, and its running summary.
+
+    Use `for item in run`. Breaking out and dropping the run, `run.close()`, or leaving a
+    `with` block cancels the in-flight images and stops the background thread.
+
+    Attributes:
+        summary: Running totals; final once the iteration ends.
+        rate_limiter: The gate pacing this batch's requests.
+        concurrency: Images worked on at once.
+        queue_size: Finished items the background thread may hold for you; with
+            `concurrency`, it bounds how far the input is read ahead of what you got.
+    """
+
+    def __init__(self, items: Generator[BatchItem[R], None, None], core: _Core[R]) -> None:
+        self.summary = core.summary
+        self.rate_limiter = core.gate
+        self.concurrency = core.concurrency
+        self.queue_size = core.concurrency
+        self._items = items
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> BatchItem[R]:
+        return next(self._items)
+
+    def close(self) -> None:
+        """Stop: cancel the in-flight images and join the background thread."""
+        self._items.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _own_pool(client: openai.AsyncOpenAI) -> openai.AsyncOpenAI:
+    """A copy of `client` with a connection pool of its own (for another event loop)."""
+    fresh = client.copy(
+        http_client=AsyncHttpxClientWrapper(base_url=client.base_url, timeout=client.timeout)
+    )
+    if isinstance(client, openai.AsyncAzureOpenAI) and isinstance(fresh, openai.AsyncAzureOpenAI):
+        # `copy` rebuilds Azure clients from base_url and drops these two (see providers).
+        fresh._azure_endpoint = client._azure_endpoint
+        fresh._azure_deployment = client._azure_deployment
+    return fresh
+
+
+async def _on_own_loop(core: _Core[R], source: _Source) -> AsyncGenerator[BatchItem[R], None]:
+    """`core.run` with a private async client, closed when the batch ends."""
+    provider = core.engine.provider
+    client = _own_pool(provider.async_client)
+    core.engine.provider = dataclasses.replace(provider, async_client=client)
+    try:
+        async with contextlib.aclosing(core.run(source)) as items:
+            async for item in items:
+                yield item
+    finally:
+        await client.close()
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop already closed: nothing to do
+        loop.call_soon_threadsafe(callback)
+
+
+def _in_thread(
+    produce: Callable[[], AsyncGenerator[BatchItem[R], None]], queue_size: int
+) -> Generator[BatchItem[R], None, None]:
+    """Run an async generator on an event loop of its own thread; yield its items here.
+
+    The thread may be at most `queue_size` items ahead of this generator. Closing this
+    generator cancels the async one and joins the thread.
+    """
+    out: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+    ready = threading.Event()
+    handle: dict[str, Any] = {}
+
+    async def pump() -> None:
+        credits = asyncio.Semaphore(queue_size)
+        handle.update(loop=asyncio.get_running_loop(), task=asyncio.current_task(), credits=credits)
+        ready.set()
+        try:
+            async with contextlib.aclosing(produce()) as items:
+                async for item in items:
+                    await credits.acquire()
+                    out.put(("item", item))
+        except asyncio.CancelledError:
+            out.put(("end", None))
+            raise
+        except BaseException as exc:  # handed to the consumer, raised in its thread
+            out.put(("error", exc))
+        else:
+            out.put(("end", None))
+
+    def main() -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            asyncio.run(pump())
+
+    thread = threading.Thread(target=main, name="viewfinder-batch", daemon=True)
+    thread.start()
+    ready.wait()
+    loop: asyncio.AbstractEventLoop = handle["loop"]
+    finished = False
+    try:
+        while True:
+            kind, value = out.get()
+            if kind == "item":
+                _call_soon(loop, handle["credits"].release)
+                yield value
+            elif kind == "error":
+                finished = True
+                raise value
+            else:
+                finished = True
+                return
+    finally:
+        if not finished:
+            _call_soon(loop, handle["task"].cancel)
+        thread.join()
+
+
+def run_many(
+    analyzer: BaseAnalyzer,
+    images: Iterable[BatchInput],
+    call: BatchCall[R],
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    rate_limiter: Gate | None = None,
+    rpm: float | None = None,
+    tpm: float | None = None,
+    budget: Budget | None = None,
+) -> BatchRun[R]:
+    """The sync batch: the async core on a background event loop; see the module docstring.
+
+    Raises:
+        InvalidOptionError: Bad options (checked here, before anything runs).
+        ConfigurationError: The analyzer's async client has an HTTP client of its own,
+            which cannot be copied onto the batch's event loop: use `aanalyze_many`.
+    """
+    _check_images(images)
+    if isinstance(images, AsyncIterable):
+        raise InvalidOptionError("analyze_many takes a sync iterable; use aanalyze_many")
+    if not isinstance(analyzer.provider.async_client._client, AsyncHttpxClientWrapper):
+        raise ConfigurationError(
+            "analyze_many runs on an event loop of its own and needs its own connection "
+            "pool, but this analyzer's async client has a custom http_client it cannot "
+            "copy: use aanalyze_many in your event loop instead"
+        )
+    core = _core(
+        analyzer,
+        call,
+        concurrency=concurrency,
+        rate_limiter=rate_limiter,
+        rpm=rpm,
+        tpm=tpm,
+        budget=budget,
+    )
+    source = _ThreadedSource(images)
+    return BatchRun(_in_thread(lambda: _on_own_loop(core, source), core.concurrency), core)

@@ -1,0 +1,442 @@
+"""`viewfinder batch`: many images into a JSON Lines file, resumable after any kill.
+
+```
+viewfinder batch photos/ --out results.jsonl -f caption,tags --concurrency 16
+viewfinder batch 'scans/**/*.png' --out scans.jsonl --rpm 500 --max-dollars 20
+find /data -name '*.jpg' | viewfinder batch - --out results.jsonl
+```
+
+Inputs are a directory (walked recursively for image files), a glob, a single image,
+or a text file listing one path or http(s) URL per line (`-` reads the list from
+stdin). They are streamed, never listed whole.
+
+Each image gives one line `{"id", "source", "sha256", "status": "ok"|"error",
+"result" | "error": {"type", "message"}, "usage", "cost"}`, written whole, flushed and
+fsynced: a kill loses at most the requests in flight and never leaves a torn line
+behind (a torn last line from a crash mid-write is cut off on the next start). On a
+re-run the images whose latest line is "ok" are skipped, and the others are tried again
+(the new line is appended; the latest line wins).
+
+Exit codes: 0 when every image is analysed (now or before), 1 when any failed or the
+budget stopped the batch before every image was started, 2 for usage and
+configuration errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn
+from rich.text import Text
+
+from viewfinder.analyzers import ALL_FEATURES, Feature, ImageAnalyzer
+from viewfinder.analyzers.features import parse_features
+from viewfinder.batch import DEFAULT_CONCURRENCY, BatchRun, BatchSummary
+from viewfinder.budget import Budget
+from viewfinder.errors import InvalidOptionError, UserError
+from viewfinder.images import redact_url
+from viewfinder.ratelimit import RateLimiter
+from viewfinder.schemas.result import ImageAnalysisResult
+
+__all__ = ["IMAGE_SUFFIXES", "iter_sources", "read_done_ids", "register"]
+
+# The same codes as `viewfinder.cli` (not imported from there: cli imports this module).
+_EXIT_OK: Final = 0
+_EXIT_FAILED: Final = 1
+_EXIT_USAGE: Final = 2
+
+IMAGE_SUFFIXES: Final = frozenset(
+    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".ico", ".tif", ".tiff", ".mpo"}
+)
+"""Files of a directory argument that are analysed (the formats Azure accepts)."""
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+class Via(StrEnum):
+    """How requests are sent. Only "online" (one chat completion per image) for now."""
+
+    ONLINE = "online"
+
+
+# --- inputs -----------------------------------------------------------------------------
+
+
+def _is_url(source: str) -> bool:
+    return source.lower().startswith(("http://", "https://"))
+
+
+def _entry(line: str) -> tuple[str, str]:
+    """`(id, image)` for a path or URL: URLs are identified without their query string."""
+    return (redact_url(line), line) if _is_url(line) else (os.path.normpath(line), line)
+
+
+def _walk(directory: str) -> Iterator[tuple[str, str]]:
+    """Image files under `directory`, depth first, one `os.scandir` at a time."""
+    pending = [directory]  # directories still to read: memory grows with depth x breadth
+    while pending:
+        try:
+            entries = os.scandir(pending.pop())
+        except OSError:
+            continue  # unreadable directory: nothing to analyse in it
+        with entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+                    yield _entry(entry.path)
+
+
+def _lines(stream: Iterator[str]) -> Iterator[tuple[str, str]]:
+    for raw in stream:
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            yield _entry(line)
+
+
+def _list_file(path: str) -> Iterator[tuple[str, str]]:
+    with open(path, encoding="utf-8") as stream:
+        yield from _lines(stream)
+
+
+def _globbed(pattern: str) -> Iterator[tuple[str, str]]:
+    for match in glob.iglob(pattern, recursive=True):
+        if os.path.isfile(match):
+            yield _entry(match)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One command-line argument: what it is, and how many images it holds if cheap."""
+
+    argument: str
+    kind: str  # "stdin", "directory", "image", "list", "glob"
+
+    def items(self) -> Iterator[tuple[str, str]]:
+        if self.kind == "stdin":
+            return _lines(iter(sys.stdin))
+        if self.kind == "directory":
+            return _walk(self.argument)
+        if self.kind == "image":
+            return iter([_entry(self.argument)])
+        if self.kind == "list":
+            return _list_file(self.argument)
+        return _globbed(self.argument)
+
+    def count(self) -> int | None:
+        """Images in it when that is cheap (a single image, a list file), else None."""
+        if self.kind == "image":
+            return 1
+        if self.kind == "list":
+            return sum(1 for _ in _list_file(self.argument))
+        return None
+
+
+def _classify(argument: str) -> _Source:
+    """Raises `InvalidOptionError` for an argument that names nothing."""
+    if argument == "-":
+        return _Source(argument, "stdin")
+    if _is_url(argument):
+        return _Source(argument, "image")
+    if os.path.isdir(argument):
+        return _Source(argument, "directory")
+    if os.path.isfile(argument):
+        suffix = os.path.splitext(argument)[1].lower()
+        return _Source(argument, "image" if suffix in IMAGE_SUFFIXES else "list")
+    if _GLOB_CHARS.search(argument):
+        return _Source(argument, "glob")
+    raise InvalidOptionError(f"{argument}: no such file, directory or list")
+
+
+def iter_sources(arguments: Sequence[str]) -> Iterator[tuple[str, str]]:
+    """`(id, image)` for every image the arguments name, lazily, in argument order.
+
+    Raises:
+        InvalidOptionError: An argument names nothing (checked before anything is read).
+    """
+    sources = [_classify(argument) for argument in arguments]
+    return (item for source in sources for item in source.items())
+
+
+# --- the output file --------------------------------------------------------------------
+
+
+def read_done_ids(path: Path) -> tuple[set[str], bool]:
+    """Ids whose latest line in `path` is "ok", read streaming; cuts off a torn last line.
+
+    Memory: one string per finished image (about 100 bytes with the set's overhead for
+    a short path, so some 1 GB for ten million images); the lines themselves are not kept.
+
+    Returns:
+        The ids to skip, and whether a torn last line was cut off.
+    """
+    done: set[str] = set()
+    if not path.exists():
+        return done, False
+    good_end = 0
+    torn = False
+    with path.open("rb") as stream:
+        for line in stream:
+            if not line.endswith(b"\n"):
+                torn = True  # a write cut short: only ever the last line
+                break
+            good_end += len(line)
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(record, dict) or "id" not in record:
+                continue
+            if record.get("status") == "ok":
+                done.add(str(record["id"]))
+            else:
+                done.discard(str(record["id"]))
+    if torn:
+        os.truncate(path, good_end)
+    return done, torn
+
+
+class _Writer:
+    """Appends whole lines, each flushed and fsynced before the next is written."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("ab", buffering=0)
+
+    def write(self, record: dict[str, Any]) -> None:
+        view = memoryview((json.dumps(record, ensure_ascii=False) + "\n").encode())
+        while view:
+            written = self._file.write(view) or 0
+            view = view[written:]
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+# --- progress and summary ---------------------------------------------------------------
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+@dataclass
+class _Counts:
+    skipped: int = 0
+
+
+def _status(run: BatchRun[ImageAnalysisResult], counts: _Counts, total: int | None) -> str:
+    """One progress line: done, failed, cached, rate, ETA, spend, limiter."""
+    summary = run.summary
+    parts = [
+        f"{summary.ok} done",
+        f"{summary.failed} failed",
+        f"{summary.cached} cached",
+        f"{counts.skipped} skipped",
+        f"{summary.per_minute:.0f} images/min",
+    ]
+    if total is not None and summary.done and summary.elapsed > 0:
+        left = max(total - counts.skipped - summary.done, 0)
+        parts.append(f"ETA {_duration(left * summary.elapsed / summary.done)}")
+    parts.append(f"${summary.dollars:.4f}")
+    limiter = run.rate_limiter
+    if isinstance(limiter, RateLimiter):
+        stats = limiter.stats
+        pace = "unpaced" if stats.rpm is None else f"{stats.rpm:.0f} rpm"
+        parts.append(f"{pace}, {stats.rate_limited} x 429")
+    return " · ".join(parts)
+
+
+def _summary_text(summary: BatchSummary, counts: _Counts, torn: bool) -> str:
+    text = (
+        f"batch: {summary.ok} ok, {summary.failed} failed, {summary.cached} cached, "
+        f"{counts.skipped} skipped (already done), {summary.not_started} not started "
+        f"(budget); {summary.usage.total_tokens} tokens "
+        f"({summary.usage.input_tokens} in, {summary.usage.output_tokens} out, "
+        f"{summary.usage.requests} requests), ${summary.dollars:.4f}"
+    )
+    if summary.unpriced:
+        text += f" (+{summary.unpriced} unpriced)"
+    text += f", {summary.elapsed:.1f} s"
+    if torn:
+        text += "; repaired a torn last line of the output"
+    if summary.budget_error is not None and summary.not_started:
+        text += f"\nstopped: {summary.budget_error}"
+    return text
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+def _features(values: list[str] | None) -> tuple[Feature, ...]:
+    names = [item.strip() for value in values or () for item in value.split(",") if item.strip()]
+    return parse_features(names) if names else ALL_FEATURES
+
+
+def _features_callback(values: list[str] | None) -> list[str] | None:
+    try:
+        _features(values)
+    except InvalidOptionError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return values
+
+
+def batch(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Directories, globs, image files, or list files of paths/URLs ('-': stdin).",
+            metavar="DIR|GLOB|LIST",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="JSON Lines file to append to; re-runs skip what it holds as ok.",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ],
+    concurrency: Annotated[
+        int, typer.Option(help="Images analysed at the same time.", min=1)
+    ] = DEFAULT_CONCURRENCY,
+    features: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--features",
+            "-f",
+            help="Features, comma-separated or repeated (default: all seven).",
+            callback=_features_callback,
+            metavar="LIST",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model (or Azure deployment); default VIEWFINDER_MODEL or gpt-4.1-mini.",
+            metavar="NAME",
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="OpenAI-compatible endpoint; default OPENAI_BASE_URL.", metavar="URL"),
+    ] = None,
+    rpm: Annotated[
+        int | None,
+        typer.Option(help="Requests per minute (default: learned from the headers).", min=1),
+    ] = None,
+    tpm: Annotated[
+        int | None,
+        typer.Option(help="Tokens per minute (default: learned from the headers).", min=1),
+    ] = None,
+    max_dollars: Annotated[
+        float | None,
+        typer.Option(help="Stop starting images once this many dollars are spent."),
+    ] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(help="Stop starting images once this many tokens are spent.", min=1),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")
+    ] = False,
+    via: Annotated[
+        Via, typer.Option(help="How requests are sent.", case_sensitive=False)
+    ] = Via.ONLINE,
+    progress: Annotated[
+        bool,
+        typer.Option("--progress", help="Show progress even when stderr is not a terminal."),
+    ] = False,
+) -> None:
+    """Analyse many images into a JSON Lines file; re-run to resume or retry failures."""
+    err = Console(stderr=True, highlight=False)
+
+    def fail(message: str) -> typer.Exit:
+        err.print(Text(f"error: {message}"), soft_wrap=True)
+        return typer.Exit(_EXIT_USAGE)
+
+    try:
+        sources = [_classify(argument) for argument in inputs]
+        analyzer = ImageAnalyzer(model=model, base_url=base_url, cache=not no_cache)
+    except UserError as exc:
+        raise fail(str(exc)) from None
+    try:
+        budget = None
+        if max_dollars is not None or max_tokens is not None:
+            budget = Budget(
+                max_tokens=max_tokens,
+                max_dollars=max_dollars,
+                model=analyzer.model,
+                scope="per batch",
+            )
+        done_ids, torn = read_done_ids(out)
+        writer = _Writer(out)
+    except (UserError, OSError) as exc:
+        analyzer.close()
+        raise fail(str(exc)) from None
+
+    counts = _Counts()
+    counted = [source.count() for source in sources]
+    total = None if None in counted else sum(c for c in counted if c is not None)
+
+    def pending() -> Iterator[tuple[str, str]]:
+        for source in sources:
+            for ident, image in source.items():
+                if ident in done_ids:
+                    counts.skipped += 1
+                else:
+                    yield ident, image
+
+    show = progress or err.is_terminal
+    try:
+        with contextlib.ExitStack() as stack:
+            run = stack.enter_context(
+                analyzer.analyze_many(
+                    pending(),
+                    _features(features),
+                    concurrency=concurrency,
+                    rate_limiter=RateLimiter(rpm, tpm),
+                    budget=budget,
+                )
+            )
+            bar = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
+            )
+            task = stack.enter_context(bar).add_task("starting", total=None) if show else None
+            shown = 0.0
+            for item in run:
+                writer.write(item.to_record())
+                if task is not None and time.monotonic() - shown > 0.1:
+                    shown = time.monotonic()
+                    bar.update(task, description=_status(run, counts, total))
+            summary = run.summary
+    finally:
+        writer.close()
+        analyzer.close()
+    err.print(Text(_summary_text(summary, counts, torn)), soft_wrap=True)
+    raise typer.Exit(_EXIT_FAILED if summary.failed or summary.not_started else _EXIT_OK)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `batch` command to `app`."""
+    app.command("batch")(batch)

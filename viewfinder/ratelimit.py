@@ -1,0 +1,398 @@
+"""`RateLimiter`: paces HTTP attempts to a requests- and tokens-per-minute budget.
+
+It implements the engine's `Gate` (`acquire` / `aacquire` before every HTTP attempt,
+`observe` after it), so one limiter shared by analyzers, threads and tasks keeps all of
+them under the same limits.
+
+The algorithm, in short:
+
+- **Pacing** (GCRA, a token bucket without burst): each budget keeps the time its next
+  slot frees. A request takes the earliest time at or after now, the end of any pause
+  and both budgets' next slots, then pushes the request slot by `60 / rpm` seconds and
+  the token slot by `tokens * 60 / tpm` seconds. Requests are spaced evenly at the bound,
+  never in bursts. Each caller sleeps once, until its own slot; there is no polling.
+- **Limits** are the configured `rpm=` / `tpm=`, or learned from the provider's
+  `x-ratelimit-limit-requests` / `-tokens` headers (the lower one wins when both exist).
+  When `x-ratelimit-remaining-*` reaches zero, everyone holds until the slot frees
+  (`x-ratelimit-reset-*`, at most one slot's interval).
+- **AIMD** on 429: every caller pauses (for `retry-after-ms` / `retry-after`, else an
+  exponential backoff) and the rate is multiplied by `decrease` (at most once per
+  `cooldown_seconds`, so one burst of 429s is one cut). With no limit known, the cut
+  applies to the request rate measured over the last minute. Each quiet
+  `recovery_seconds` with no 429 adds `increase` (a fraction of the limit) back, up to
+  the limit; a measured limit is dropped once fully recovered.
+
+Token sizes: `acquire(tokens)` counts `tokens` when given, else the running mean of the
+request sizes observed so far (`record_request_tokens`, and the non-zero values passed
+to `acquire`). Before any observation, requests are paced on the request budget only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from viewfinder.errors import InvalidOptionError
+
+__all__ = ["RateLimiter", "RateLimiterStats", "parse_duration"]
+
+_MINUTE = 60.0
+_RECENT = 4096
+"""Acquisition times kept to measure the request rate when no limit is known."""
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+def parse_duration(text: str | None) -> float | None:
+    """Seconds in an `x-ratelimit-reset-*` value: `"1s"`, `"6m0s"`, `"20ms"`, `"1h2m3.5s"`.
+
+    A bare number counts as seconds. Returns None for anything else.
+    """
+    if text is None:
+        return None
+    text = text.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        parts = _DURATION_PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            return None
+        scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+        value = sum(float(number) * scale[unit] for number, unit in parts)
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """The delay a 429 asks for: `retry-after-ms`, else `retry-after` (seconds or a date)."""
+    millis = parse_duration(headers.get("retry-after-ms"))
+    if millis is not None:
+        return millis / 1000.0
+    raw = headers.get("retry-after")
+    seconds = parse_duration(raw)
+    if seconds is not None or not raw:
+        return seconds
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return None if when.tzinfo is None else max(0.0, when.timestamp() - time.time())
+
+
+def _number(headers: Mapping[str, str], name: str) -> float | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+@dataclass(frozen=True)
+class RateLimiterStats:
+    """A snapshot of a `RateLimiter`, for progress bars and tests.
+
+    Attributes:
+        rpm: Requests per minute currently paced at (limit x factor); None: unpaced.
+        tpm: Tokens per minute currently paced at; None: unpaced.
+        rpm_limit: The request limit in force (configured, learned or measured).
+        tpm_limit: The token limit in force (configured or learned).
+        factor: The AIMD multiplier, in `[min_factor, 1]`.
+        acquired: Attempts let through.
+        rate_limited: 429 answers observed.
+        pauses: Times every caller was held (a 429, or a budget reported exhausted).
+        decreases: Rate cuts made.
+        waited_seconds: Total time callers slept in `acquire` / `aacquire`.
+        paused_until: Clock time the current pause ends (in the limiter's clock).
+    """
+
+    rpm: float | None
+    tpm: float | None
+    rpm_limit: float | None
+    tpm_limit: float | None
+    factor: float
+    acquired: int
+    rate_limited: int
+    pauses: int
+    decreases: int
+    waited_seconds: float
+    paused_until: float
+
+
+class RateLimiter:
+    """Paces HTTP attempts to requests- and tokens-per-minute limits, and adapts on 429.
+
+    Thread-safe, and usable from any number of event loops at once: `acquire` sleeps
+    the calling thread, `aacquire` awaits, and both only hold an internal lock for a few
+    arithmetic operations.
+
+    Args:
+        rpm: Requests per minute allowed (default: learned from headers, else unpaced).
+        tpm: Tokens per minute allowed (default: learned from headers, else unpaced).
+        decrease: Rate multiplier applied on a 429 (multiplicative decrease).
+        increase: Fraction of the limit added back per quiet period (additive increase).
+        recovery_seconds: Quiet time (no 429) before each increase.
+        cooldown_seconds: Minimum time between two cuts: 429s of requests already in
+            flight when the rate was cut do not cut it again.
+        min_factor: The lowest the multiplier goes.
+        initial_backoff: Pause after a 429 that names no delay; doubles while 429s
+            continue, back to this after a success.
+        max_pause: Cap on one pause, in seconds (server-given delays included).
+        clock: Monotonic clock, in seconds.
+        sleep: Blocking sleep used by `acquire`.
+        async_sleep: Awaitable sleep used by `aacquire`.
+
+    Raises:
+        InvalidOptionError: A setting is out of range.
+    """
+
+    def __init__(
+        self,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        *,
+        decrease: float = 0.5,
+        increase: float = 0.1,
+        recovery_seconds: float = 10.0,
+        cooldown_seconds: float = 5.0,
+        min_factor: float = 0.05,
+        initial_backoff: float = 1.0,
+        max_pause: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        for name, value in (("rpm", rpm), ("tpm", tpm)):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise InvalidOptionError(f"{name} must be a positive number, not {value!r}")
+        if not 0 < decrease < 1:
+            raise InvalidOptionError(f"decrease must be between 0 and 1, not {decrease}")
+        if not 0 < min_factor <= 1:
+            raise InvalidOptionError(f"min_factor must be in (0, 1], not {min_factor}")
+        for name, value in (
+            ("increase", increase),
+            ("recovery_seconds", recovery_seconds),
+            ("initial_backoff", initial_backoff),
+            ("max_pause", max_pause),
+        ):
+            if not (math.isfinite(value) and value > 0):
+                raise InvalidOptionError(f"{name} must be a positive number, not {value!r}")
+        if not (math.isfinite(cooldown_seconds) and cooldown_seconds >= 0):
+            raise InvalidOptionError(f"cooldown_seconds must be >= 0, not {cooldown_seconds}")
+        self._rpm, self._tpm = rpm, tpm
+        self._decrease, self._increase, self._min_factor = decrease, increase, min_factor
+        self._recovery, self._cooldown = recovery_seconds, cooldown_seconds
+        self._initial_backoff, self._max_pause = initial_backoff, max_pause
+        self._clock, self._sleep, self._async_sleep = clock, sleep, async_sleep
+        self._lock = threading.Lock()
+
+        self._learned_rpm: float | None = None
+        self._learned_tpm: float | None = None
+        self._measured_rpm: float | None = None
+        self._factor = 1.0
+        self._next_request = -math.inf  # when the request budget's next slot frees
+        self._next_tokens = -math.inf  # when the token budget's next slot frees
+        self._paused_until = -math.inf
+        self._epoch = 0  # bumped by each pause: callers that slept through one re-queue
+        self._last_cut = -math.inf
+        self._quiet_since = clock()
+        self._backoff = initial_backoff
+        self._recent: deque[float] = deque(maxlen=_RECENT)
+        self._token_total = 0
+        self._token_count = 0
+        self._acquired = self._rate_limited = self._pauses = self._decreases = 0
+        self._waited = 0.0
+
+    # --- the Gate protocol ---------------------------------------------------------------
+
+    def acquire(self, tokens: int = 0) -> None:
+        """Block the calling thread until an attempt of `tokens` tokens may go out."""
+        while True:
+            at, epoch = self._reserve(tokens)
+            delay = at - self._clock()
+            if delay > 0:
+                self._sleep(delay)
+            if self._granted(epoch, delay):
+                return
+
+    async def aacquire(self, tokens: int = 0) -> None:
+        """Await until an attempt of `tokens` tokens may go out; never blocks the loop."""
+        while True:
+            at, epoch = self._reserve(tokens)
+            delay = at - self._clock()
+            if delay > 0:
+                await self._async_sleep(delay)
+            if self._granted(epoch, delay):
+                return
+
+    def observe(self, status: int | None, headers: Mapping[str, str]) -> None:
+        """Learn from what an attempt got back: limits, remaining budget, 429s."""
+        lowered = {name.lower(): value for name, value in headers.items()}
+        with self._lock:
+            now = self._clock()
+            self._learn(lowered, now)
+            if status == 429:
+                self._on_rate_limited(lowered, now)
+            elif status is not None and status < 400:
+                self._backoff = self._initial_backoff
+            self._recover(now)
+
+    # --- extras --------------------------------------------------------------------------
+
+    def record_request_tokens(self, tokens: float) -> None:
+        """Tell the limiter how many tokens a request counted (for the running mean)."""
+        if tokens > 0:
+            with self._lock:
+                self._token_total += round(tokens)
+                self._token_count += 1
+
+    @property
+    def stats(self) -> RateLimiterStats:
+        """A consistent snapshot of the current rates and counters."""
+        with self._lock:
+            self._recover(self._clock())
+            rpm_limit, tpm_limit = self._limits()
+            return RateLimiterStats(
+                rpm=None if rpm_limit is None else rpm_limit * self._factor,
+                tpm=None if tpm_limit is None else tpm_limit * self._factor,
+                rpm_limit=rpm_limit,
+                tpm_limit=tpm_limit,
+                factor=self._factor,
+                acquired=self._acquired,
+                rate_limited=self._rate_limited,
+                pauses=self._pauses,
+                decreases=self._decreases,
+                waited_seconds=self._waited,
+                paused_until=self._paused_until,
+            )
+
+    def __repr__(self) -> str:
+        s = self.stats
+        return f"RateLimiter(rpm={s.rpm}, tpm={s.tpm}, factor={s.factor:.2f})"
+
+    # --- internals (callers hold the lock where noted) -------------------------------------
+
+    def _reserve(self, tokens: int) -> tuple[float, int]:
+        """Book the earliest slot for one request; returns its time and the pause epoch."""
+        with self._lock:
+            now = self._clock()
+            self._recover(now)
+            if tokens > 0:
+                self._token_total += tokens
+                self._token_count += 1
+            cost = tokens if tokens > 0 else self._mean_tokens()
+            rpm_limit, tpm_limit = self._limits()
+            paced_tokens = tpm_limit is not None and cost > 0
+            at = max(now, self._paused_until)
+            if rpm_limit is not None:
+                at = max(at, self._next_request)
+            if paced_tokens:
+                at = max(at, self._next_tokens)
+            if rpm_limit is not None:
+                self._next_request = at + _MINUTE / (rpm_limit * self._factor)
+            if tpm_limit is not None and paced_tokens:
+                self._next_tokens = at + cost * _MINUTE / (tpm_limit * self._factor)
+            return at, self._epoch
+
+    def _granted(self, epoch: int, slept: float) -> bool:
+        """After waiting: go, unless a pause began meanwhile (it erased the booking)."""
+        with self._lock:
+            self._waited += max(slept, 0.0)
+            if self._epoch != epoch:
+                return False
+            self._acquired += 1
+            self._recent.append(self._clock())
+            return True
+
+    def _mean_tokens(self) -> float:
+        return self._token_total / self._token_count if self._token_count else 0.0
+
+    def _limits(self) -> tuple[float | None, float | None]:
+        """The request and token limits in force (lock held)."""
+        rpm = _lowest(self._rpm, self._learned_rpm)
+        if rpm is None and self._tpm is None and self._learned_tpm is None:
+            rpm = self._measured_rpm
+        return rpm, _lowest(self._tpm, self._learned_tpm)
+
+    def _learn(self, headers: Mapping[str, str], now: float) -> None:
+        """Limits and exhausted budgets from `x-ratelimit-*` headers (lock held)."""
+        limit_requests = _number(headers, "x-ratelimit-limit-requests")
+        limit_tokens = _number(headers, "x-ratelimit-limit-tokens")
+        if limit_requests:
+            self._learned_rpm, self._measured_rpm = limit_requests, None
+        if limit_tokens:
+            self._learned_tpm, self._measured_rpm = limit_tokens, None
+        rpm_limit, tpm_limit = self._limits()
+        remaining = _number(headers, "x-ratelimit-remaining-requests")
+        if remaining is not None and remaining < 1:
+            slot = None if rpm_limit is None else _MINUTE / rpm_limit
+            self._hold(now, parse_duration(headers.get("x-ratelimit-reset-requests")), slot)
+        remaining = _number(headers, "x-ratelimit-remaining-tokens")
+        if remaining is not None and remaining < max(1.0, self._mean_tokens()):
+            needed = max(1.0, self._mean_tokens())
+            slot = None if tpm_limit is None else needed * _MINUTE / tpm_limit
+            self._hold(now, parse_duration(headers.get("x-ratelimit-reset-tokens")), slot)
+
+    def _hold(self, now: float, reset: float | None, slot: float | None) -> None:
+        """A budget is exhausted: hold until it frees (reset, at most one slot)."""
+        candidates = [d for d in (reset, slot) if d is not None]
+        delay = min(candidates) if candidates else self._initial_backoff
+        self._pause(now + min(delay, self._max_pause))
+
+    def _on_rate_limited(self, headers: Mapping[str, str], now: float) -> None:
+        """A 429: pause everyone and cut the rate (lock held)."""
+        self._rate_limited += 1
+        delay = _retry_after(headers)
+        if delay is None:
+            delay = self._backoff
+            self._backoff = min(self._backoff * 2, self._max_pause)
+        self._pause(now + min(delay, self._max_pause))
+        self._quiet_since = now
+        if now - self._last_cut < self._cooldown:
+            return
+        self._last_cut = now
+        if self._limits() == (None, None):
+            self._measured_rpm = self._measure(now)
+        self._factor = max(self._min_factor, self._factor * self._decrease)
+        self._decreases += 1
+
+    def _measure(self, now: float) -> float | None:
+        """Requests per minute let through over the last minute (lock held)."""
+        while self._recent and self._recent[0] < now - _MINUTE:
+            self._recent.popleft()
+        if len(self._recent) < 2:
+            return None
+        span = max(now - self._recent[0], 1e-3)
+        return len(self._recent) * _MINUTE / span
+
+    def _pause(self, until: float) -> None:
+        """Hold every caller until `until` (lock held). Bookings restart from there."""
+        if until <= self._paused_until:
+            return
+        self._paused_until = until
+        self._epoch += 1
+        self._pauses += 1
+        self._next_request = self._next_tokens = until
+
+    def _recover(self, now: float) -> None:
+        """Additive increase: one step per quiet period since the last 429 (lock held)."""
+        steps = math.floor((now - self._quiet_since) / self._recovery)
+        if steps < 1:
+            return
+        self._quiet_since += steps * self._recovery
+        needed = math.ceil(round((1.0 - self._factor) / self._increase, 9))
+        if steps > needed:
+            self._measured_rpm = None  # fully recovered: stop pacing at a guess
+        self._factor = min(1.0, self._factor + steps * self._increase)
+
+
+def _lowest(*values: float | None) -> float | None:
+    given = [value for value in values if value is not None]
+    return min(given) if given else None
