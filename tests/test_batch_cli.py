@@ -187,10 +187,32 @@ def test_a_list_from_stdin_and_usage_errors(
 
     missing = runner.invoke(app, args(sim, tmp_path / "nowhere", out))
     assert missing.exit_code == 2 and "no such file" in missing.stderr
-    via = runner.invoke(app, [*args(sim, photos, out), "--via", "batch-api"])
+    via = runner.invoke(app, [*args(sim, photos, out), "--via", "carrier-pigeon"])
     assert via.exit_code == 2
     unpriced = runner.invoke(
         app, [*args(sim, photos, out), "--model", "my-local-llava", "--max-dollars", "1"]
     )
     assert unpriced.exit_code == 2 and "needs a price" in unpriced.stderr
     assert sim.stats.total == 2
+
+
+def test_via_batch_api_writes_the_same_lines_and_resumes_without_paying_twice(
+    runner: CliRunner, app: typer.Typer, sim: Simulator, photos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.jsonl"
+    batch_args = [*args(sim, photos, out), "--via", "batch-api", "--poll-interval", "0.01"]
+    result = runner.invoke(app, batch_args)
+    assert result.exit_code == 0, result.output
+    records = lines(out)
+    assert len(records) == 6 and all(r["status"] == "ok" for r in records)
+    assert all(r["batch_priced"] and r["result"]["caption"]["text"] == "a square" for r in records)
+    assert {Path(r["id"]).name for r in records} >= {"p0.png", "q1.jpg"}
+    assert sim.stats.total == 0  # no online request: the answers came from the batch
+    assert sim.api_calls.count("POST /v1/files") == 1
+    assert sim.api_calls.count("POST /v1/batches") == 1
+    assert (tmp_path / "results.jsonl.batch").is_dir()
+
+    again = runner.invoke(app, batch_args)  # everything is done: nothing is sent again
+    assert again.exit_code == 0, again.output
+    assert len(lines(out)) == 6
+    assert sim.api_calls.count("POST /v1/files") == 1

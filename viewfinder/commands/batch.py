@@ -45,8 +45,10 @@ from rich.text import Text
 from viewfinder.analyzers import ALL_FEATURES, Feature, ImageAnalyzer
 from viewfinder.analyzers.features import parse_features
 from viewfinder.batch import DEFAULT_CONCURRENCY, BatchRun, BatchSummary
+from viewfinder.batch_api import BatchInput, BatchJob
 from viewfinder.budget import Budget
-from viewfinder.errors import InvalidOptionError, UserError
+from viewfinder.commands.batch_api import progress_text
+from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
 from viewfinder.images import redact_url
 from viewfinder.ratelimit import RateLimiter
 from viewfinder.schemas.result import ImageAnalysisResult
@@ -67,9 +69,18 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
 class Via(StrEnum):
-    """How requests are sent. Only "online" (one chat completion per image) for now."""
+    """How requests are sent: one chat completion per image, or the provider's Batch API."""
 
     ONLINE = "online"
+    BATCH_API = "batch-api"
+
+
+class Rerun(StrEnum):
+    """What `--via batch-api` does with items the batch could not answer."""
+
+    ONLINE = "online"
+    BATCH = "batch"
+    NONE = "none"
 
 
 # --- inputs -----------------------------------------------------------------------------
@@ -361,8 +372,37 @@ def batch(
         bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")
     ] = False,
     via: Annotated[
-        Via, typer.Option(help="How requests are sent.", case_sensitive=False)
+        Via,
+        typer.Option(
+            help="online: one request per image now; batch-api: the provider's Batch API "
+            "(half price, results within 24 h).",
+            case_sensitive=False,
+        ),
     ] = Via.ONLINE,
+    work_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="--via batch-api: where shards and the job state live; re-run with the same "
+            "one to resume without paying twice (default: OUT.batch).",
+            file_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    timeout: Annotated[
+        float,
+        typer.Option(help="--via batch-api: seconds to wait for the batches.", min=1),
+    ] = 26 * 3600.0,
+    poll_interval: Annotated[
+        float, typer.Option(help="--via batch-api: seconds between status checks.", min=0.001)
+    ] = 60.0,
+    rerun: Annotated[
+        Rerun,
+        typer.Option(
+            help="--via batch-api: re-run items the batch could not answer online (with "
+            "re-asks), in a follow-up batch, or not at all.",
+            case_sensitive=False,
+        ),
+    ] = Rerun.ONLINE,
     progress: Annotated[
         bool,
         typer.Option("--progress", help="Show progress even when stderr is not a terminal."),
@@ -407,6 +447,28 @@ def batch(
                 else:
                     yield ident, image
 
+    if via is Via.BATCH_API:
+        try:
+            failed = _run_batch_api(
+                analyzer,
+                pending(),
+                writer,
+                work_dir=work_dir or out.with_name(out.name + ".batch"),
+                features=_features(features),
+                timeout=timeout,
+                poll_interval=poll_interval,
+                rerun=None if rerun is Rerun.NONE else rerun.value,
+                err=err,
+                done=done_ids,
+            )
+        except ViewfinderError as exc:
+            err.print(Text(f"error: {type(exc).__name__}: {exc}"), soft_wrap=True)
+            failed = -1
+        finally:
+            writer.close()
+            analyzer.close()
+        raise typer.Exit(_EXIT_FAILED if failed else _EXIT_OK)
+
     show = progress or err.is_terminal
     try:
         with contextlib.ExitStack() as stack:
@@ -435,6 +497,53 @@ def batch(
         analyzer.close()
     err.print(Text(_summary_text(summary, counts, torn)), soft_wrap=True)
     raise typer.Exit(_EXIT_FAILED if summary.failed or summary.not_started else _EXIT_OK)
+
+
+def _run_batch_api(
+    analyzer: ImageAnalyzer,
+    pending: Iterator[tuple[str, str]],
+    writer: _Writer,
+    *,
+    work_dir: Path,
+    features: tuple[Feature, ...],
+    timeout: float,
+    poll_interval: float,
+    rerun: str | None,
+    err: Console,
+    done: set[str],
+) -> int:
+    """`--via batch-api`: the job in `work_dir`, one output line per image; failures count."""
+    job = BatchJob(analyzer, work_dir, features=features)
+    failed = 0
+    for item in job.run(
+        (BatchInput(image, id=ident) for ident, image in pending),
+        timeout=timeout,
+        poll_interval=poll_interval,
+        on_poll=lambda state: err.print(Text(progress_text(state)), soft_wrap=True),
+        rerun=rerun,  # type: ignore[arg-type]
+    ):
+        ident = item.custom_id.rsplit("#", 1)[0]  # "<id>#<12 hex of the sha256>"
+        if ident in done:
+            continue  # a resumed job replays what an earlier run already wrote
+        failed += 0 if item.ok else 1
+        record: dict[str, Any] = {
+            "id": ident,
+            "source": item.source,
+            "sha256": item.sha256,
+            "status": "ok" if item.ok else "error",
+        }
+        if item.result is not None and item.ok:
+            record["result"] = item.result.model_dump(mode="json")
+        else:
+            record["error"] = item.error
+        record |= {
+            "usage": item.usage.model_dump(mode="json"),
+            "cost": item.cost,
+            "batch_priced": item.batch_priced,
+            "custom_id": item.custom_id,
+        }
+        writer.write(record)
+    return failed
 
 
 def register(app: typer.Typer) -> None:
