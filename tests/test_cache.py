@@ -136,3 +136,30 @@ def test_key_ignores_the_api_key_and_the_cache_dir(tmp_path: Path) -> None:
             request = analyzer.build(analyzer.prepare(image), parse_features(["caption"]))
             keys.append(analyzer.engine._key(request))
     assert keys[0] == keys[1]
+
+
+def test_a_cache_hit_needs_no_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    import viewfinder.analyzers.base as base
+    from viewfinder import ImageAnalyzer
+    from viewfinder.simulator import Simulator
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (300, 200), "navy").save(photo)
+    answer = {"caption": {"text": "a navy rectangle", "confidence": 0.9}}
+    with (
+        Simulator(default=lambda body: answer) as sim,
+        ImageAnalyzer(base_url=sim.base_url, cache=tmp_path / "cache") as analyzer,
+    ):
+        first = analyzer.analyze(photo, features=["caption"])
+
+        def no_decoding(*args: object, **kwargs: object) -> None:
+            raise AssertionError("a cache hit must not decode the image")
+
+        monkeypatch.setattr(base, "prepare_image", no_decoding)
+        second = analyzer.analyze(photo, features=["caption"])
+        assert sim.stats.total == 1
+    assert second.usage.cache_hit and second.usage.input_tokens == 0
+    assert second.model_dump(exclude={"usage"}) == first.model_dump(exclude={"usage"})
+    assert second.metadata.width == 300 and second.metadata.height == 200

@@ -12,6 +12,7 @@ The openai SDK's own retries are off on every client (`Provider` guarantees it).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from viewfinder.errors import (
 )
 from viewfinder.providers import Provider
 from viewfinder.retry import RetryPolicy, async_retrying, sync_retrying, to_viewfinder_error
-from viewfinder.schemas.result import Usage
+from viewfinder.schemas.result import ImageMetadata, Usage
 
 __all__ = ["Completed", "Engine", "Gate", "Request"]
 
@@ -269,6 +270,38 @@ class Engine:
             logger.warning("ignoring a cache entry that no longer validates (key %s)", key[:12])
             return key, None
         return key, Completed(answer, Usage(cache_hit=True))
+
+    # --- the source cache: answers found from the original bytes, before decoding ---------
+
+    def lookup_source(self, request: Request[A]) -> tuple[Completed[A], ImageMetadata] | None:
+        """A cached answer for a request whose image part names the original bytes.
+
+        `request` is built with a `SourceRef` instead of the encoded copy, so a hit costs
+        a read and a hash of the file, not a decode, resize and encode.
+        """
+        if self.cache is None:
+            return None
+        stored = self.cache.get(self._key(request))
+        if stored is None:
+            return None
+        try:
+            entry = json.loads(stored)
+            answer = request.response_model.model_validate_json(entry["answer"])
+            size = ImageMetadata(width=entry["width"], height=entry["height"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        return Completed(answer, Usage(cache_hit=True)), size
+
+    def remember_source(self, request: Request[A], done: Completed[A], size: ImageMetadata) -> None:
+        """Store `done` for `lookup_source`, with the image size `finish` needs."""
+        if self.cache is None:
+            return
+        entry = {
+            "answer": done.answer.model_dump_json(),
+            "width": size.width,
+            "height": size.height,
+        }
+        self.cache.set(self._key(request), json.dumps(entry))
 
     def _completed(
         self, key: str | None, request: Request[A], answer: A, tally: _Tally

@@ -43,7 +43,9 @@ __all__ = [
     "DEFAULT_MAX_SIDE",
     "ImageInput",
     "ImageLimits",
+    "LoadedImage",
     "PreparedImage",
+    "load_image",
     "prepare_image",
     "redact_url",
 ]
@@ -141,6 +143,37 @@ class PreparedImage:
         return hashlib.sha256(self.model_bytes).hexdigest()
 
 
+@dataclass(frozen=True)
+class LoadedImage:
+    """An image's bytes, read but not decoded: enough to find a cached answer.
+
+    Attributes:
+        data: The input's bytes (for a PIL image: its deterministic PNG encoding).
+        sha256: Hex SHA-256 of `data`.
+        source: Printable description of the input (no URL query string).
+    """
+
+    data: bytes = field(repr=False)
+    sha256: str
+    source: str
+
+
+def load_image(
+    source: ImageInput | LoadedImage,
+    *,
+    limits: ImageLimits = DEFAULT_LIMITS,
+    fetch_timeout: float = 30.0,
+) -> LoadedImage:
+    """Read an image's bytes (path, URL, file object, bytes, PIL image) and hash them.
+
+    Only the byte count is checked here; `prepare_image` checks and decodes the rest.
+    """
+    if isinstance(source, LoadedImage):
+        return source
+    data, label = _load(source, limits, fetch_timeout)
+    return LoadedImage(data=data, sha256=hashlib.sha256(data).hexdigest(), source=label)
+
+
 def redact_url(url: str) -> str:
     """Strip a URL down to `scheme://host[:port]/path`.
 
@@ -164,7 +197,7 @@ def redact_url(url: str) -> str:
 
 
 def prepare_image(
-    source: ImageInput,
+    source: ImageInput | LoadedImage,
     *,
     max_side: int = DEFAULT_MAX_SIDE,
     limits: ImageLimits = DEFAULT_LIMITS,
@@ -174,7 +207,7 @@ def prepare_image(
 
     Args:
         source: A path (`str` or path-like), an http(s) URL, the file's bytes, a
-            binary file object, or a PIL image.
+            binary file object, a PIL image, or a `LoadedImage` (not read again).
         max_side: Long side of the model copy in pixels (at least 64); smaller
             images are never upscaled.
         limits: What is accepted; Azure AI Vision's limits by default.
@@ -196,7 +229,8 @@ def prepare_image(
         raise InvalidOptionError(
             f"max_side must be an integer >= {_MIN_MAX_SIDE}, got {max_side!r}"
         )
-    data, label = _load(source, limits, fetch_timeout)
+    loaded = load_image(source, limits=limits, fetch_timeout=fetch_timeout)
+    data, label = loaded.data, loaded.source
     image = _open_checked(data, label, limits)
     fmt = str(image.format)
     image = _decode(image, label)
@@ -207,7 +241,7 @@ def prepare_image(
         width=image.width,
         height=image.height,
         format=fmt,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=loaded.sha256,
         model_bytes=buffer.getvalue(),
         model_media_type=_MODEL_MEDIA_TYPE,
         model_width=model.width,

@@ -13,22 +13,41 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, Protocol, Self, TypeVar
 
 import instructor
 import openai
+from pydantic import BaseModel
 
 from viewfinder.budget import Budget
 from viewfinder.cache import DEFAULT_SIZE_LIMIT, ResponseCache
-from viewfinder.engine import Engine, Gate
+from viewfinder.engine import Completed, Engine, Gate, Request
 from viewfinder.errors import InvalidOptionError
-from viewfinder.images import DEFAULT_MAX_SIDE, ImageInput, PreparedImage, prepare_image
+from viewfinder.images import (
+    DEFAULT_MAX_SIDE,
+    ImageInput,
+    LoadedImage,
+    PreparedImage,
+    load_image,
+    prepare_image,
+)
 from viewfinder.providers import Provider, resolve_provider, sampling_params
 from viewfinder.retry import RetryPolicy
+from viewfinder.schemas.result import ImageMetadata
 from viewfinder.templates import PromptTemplate, builtin_template, load_template
 
-__all__ = ["DEFAULT_MAX_OUTPUT_TOKENS", "DEFAULT_MAX_REASKS", "BaseAnalyzer", "Detail"]
+__all__ = [
+    "DEFAULT_MAX_OUTPUT_TOKENS",
+    "DEFAULT_MAX_REASKS",
+    "BaseAnalyzer",
+    "Detail",
+    "ImagePart",
+    "SourceRef",
+]
+
+A = TypeVar("A", bound=BaseModel)
 
 Detail = Literal["low", "high", "auto"]
 DEFAULT_MAX_REASKS = 2
@@ -37,6 +56,28 @@ _DETAILS = ("low", "high", "auto")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
 
 CacheSetting = bool | str | os.PathLike[str] | ResponseCache | None
+
+
+class ImagePart(Protocol):
+    """What `messages` needs of an image: the URL of its image part."""
+
+    def data_url(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """Stands for an image in the source cache's key: its original bytes, not its copy.
+
+    The copy sent to the model is a deterministic function of the original bytes and
+    `max_side`, so the two identify it; a cache hit then needs no decoding.
+    """
+
+    sha256: str
+    max_side: int
+
+    def data_url(self) -> str:
+        """Not a data URL: a stable name for the copy that would be sent."""
+        return f"viewfinder-source:sha256={self.sha256};max_side={self.max_side}"
 
 
 def _make_cache(cache: CacheSetting, ttl: float | None, size_limit: int) -> ResponseCache | None:
@@ -181,16 +222,50 @@ class BaseAnalyzer:
         """The model (or Azure deployment) this analyzer asks."""
         return self.provider.model
 
-    def prepare(self, image: ImageInput) -> PreparedImage:
+    def prepare(self, image: ImageInput | LoadedImage) -> PreparedImage:
         """Check, orient, downscale and encode `image` for the model."""
         return prepare_image(image, max_side=self.max_side)
 
-    async def aprepare(self, image: ImageInput) -> PreparedImage:
+    async def aprepare(self, image: ImageInput | LoadedImage) -> PreparedImage:
         """`prepare` in a worker thread (decoding is CPU-bound, URL fetching blocks)."""
         return await asyncio.to_thread(prepare_image, image, max_side=self.max_side)
 
+    def _answer(
+        self, image: ImageInput, build: Callable[[ImagePart], Request[A]], budget: Budget | None
+    ) -> tuple[Completed[A], ImageMetadata]:
+        """The answer for `image`: from the source cache without decoding, else the model.
+
+        `build` makes the request around an image part; it is called with a `SourceRef`
+        for the source-cache key, and with the prepared copy on a miss.
+        """
+        loaded = load_image(image)
+        by_source = build(SourceRef(loaded.sha256, self.max_side))
+        hit = self.engine.lookup_source(by_source)
+        if hit is not None:
+            return hit
+        prepared = self.prepare(loaded)
+        done = self.engine.run(build(prepared), budget=budget)
+        size = ImageMetadata(width=prepared.width, height=prepared.height)
+        self.engine.remember_source(by_source, done, size)
+        return done, size
+
+    async def _aanswer(
+        self, image: ImageInput, build: Callable[[ImagePart], Request[A]], budget: Budget | None
+    ) -> tuple[Completed[A], ImageMetadata]:
+        """Async twin of `_answer`."""
+        loaded = await asyncio.to_thread(load_image, image)
+        by_source = build(SourceRef(loaded.sha256, self.max_side))
+        hit = self.engine.lookup_source(by_source)
+        if hit is not None:
+            return hit
+        prepared = await self.aprepare(loaded)
+        done = await self.engine.arun(build(prepared), budget=budget)
+        size = ImageMetadata(width=prepared.width, height=prepared.height)
+        self.engine.remember_source(by_source, done, size)
+        return done, size
+
     def messages(
-        self, system_text: str, user_text: str, image: PreparedImage
+        self, system_text: str, user_text: str, image: ImagePart
     ) -> list[dict[str, Any]]:
         """The chat messages: system text, then the user's text and the image part.
 

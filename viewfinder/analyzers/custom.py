@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from viewfinder.analyzers.base import BaseAnalyzer, check_language, schema_text
+from viewfinder.analyzers.base import BaseAnalyzer, ImagePart, check_language, schema_text
 from viewfinder.batch import (
     DEFAULT_CONCURRENCY,
     AsyncBatchRun,
@@ -66,7 +66,7 @@ class Analyzer(BaseAnalyzer, Generic[T]):
 
     # --- pure: build and finish ------------------------------------------------------
 
-    def build(self, image: PreparedImage, variables: dict[str, Any]) -> Request[BaseModel]:
+    def build(self, image: ImagePart, variables: dict[str, Any]) -> Request[BaseModel]:
         """The request for `image`, with the template rendered from `variables`."""
         language = check_language(variables.get("language", "en"))
         return Request(
@@ -77,7 +77,9 @@ class Analyzer(BaseAnalyzer, Generic[T]):
             model_version=self.model_version,
         )
 
-    def finish(self, done: Completed[BaseModel], image: PreparedImage) -> AnalysisRun[T]:
+    def finish(
+        self, done: Completed[BaseModel], image: PreparedImage | ImageMetadata
+    ) -> AnalysisRun[T]:
         """Boxes to pixels of the original image; usage and version attached."""
         frame = Frame(image.width, image.height)
         output = done.answer if self._convert is None else self._convert(done.answer, frame)
@@ -97,9 +99,8 @@ class Analyzer(BaseAnalyzer, Generic[T]):
 
         `budget` (a shared cap, e.g. a batch's) is not a template variable.
         """
-        prepared = self.prepare(image)
-        done = self.engine.run(self.build(prepared, variables), budget=budget)
-        return self.finish(done, prepared)
+        done, size = self._answer(image, lambda part: self.build(part, variables), budget)
+        return self.finish(done, size)
 
     def analyze(self, image: ImageInput, **variables: Any) -> T:
         """Fill the schema from `image` (boxes in pixels of the original image)."""
@@ -109,9 +110,8 @@ class Analyzer(BaseAnalyzer, Generic[T]):
         self, image: ImageInput, *, budget: Budget | None = None, **variables: Any
     ) -> AnalysisRun[T]:
         """Async twin of `analyze_detailed`."""
-        prepared = await self.aprepare(image)
-        done = await self.engine.arun(self.build(prepared, variables), budget=budget)
-        return self.finish(done, prepared)
+        done, size = await self._aanswer(image, lambda part: self.build(part, variables), budget)
+        return self.finish(done, size)
 
     async def aanalyze(self, image: ImageInput, **variables: Any) -> T:
         """Async twin of `analyze`."""

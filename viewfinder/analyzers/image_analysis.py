@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, create_model
 
-from viewfinder.analyzers.base import BaseAnalyzer, check_language, schema_text
+from viewfinder.analyzers.base import BaseAnalyzer, ImagePart, check_language, schema_text
 from viewfinder.analyzers.features import (
     ALL_FEATURES,
     FEATURES,
@@ -92,7 +92,7 @@ class ImageAnalyzer(BaseAnalyzer):
 
     def build(
         self,
-        image: PreparedImage,
+        image: ImagePart,
         features: tuple[Feature, ...],
         *,
         gender_neutral_caption: bool = False,
@@ -111,7 +111,7 @@ class ImageAnalyzer(BaseAnalyzer):
     def finish(
         self,
         done: Completed[BaseModel],
-        image: PreparedImage,
+        image: PreparedImage | ImageMetadata,
         features: tuple[Feature, ...],
         *,
         smart_crops_aspect_ratios: tuple[float, ...] = (),
@@ -155,13 +155,16 @@ class ImageAnalyzer(BaseAnalyzer):
         """
         chosen, ratios = parse_features(features), validate_aspect_ratios(smart_crops_aspect_ratios)
         check_language(language)
-        prepared = self.prepare(image)
-        request = self.build(
-            prepared, chosen, gender_neutral_caption=gender_neutral_caption, language=language
+        done, size = self._answer(
+            image,
+            lambda part: self.build(
+                part, chosen, gender_neutral_caption=gender_neutral_caption, language=language
+            ),
+            budget,
         )
         return self.finish(
-            self.engine.run(request, budget=budget),
-            prepared,
+            done,
+            size,
             chosen,
             smart_crops_aspect_ratios=ratios,
             gender_neutral_caption=gender_neutral_caption,
@@ -180,13 +183,16 @@ class ImageAnalyzer(BaseAnalyzer):
         """Async twin of `analyze`."""
         chosen, ratios = parse_features(features), validate_aspect_ratios(smart_crops_aspect_ratios)
         check_language(language)
-        prepared = await self.aprepare(image)
-        request = self.build(
-            prepared, chosen, gender_neutral_caption=gender_neutral_caption, language=language
+        done, size = await self._aanswer(
+            image,
+            lambda part: self.build(
+                part, chosen, gender_neutral_caption=gender_neutral_caption, language=language
+            ),
+            budget,
         )
         return self.finish(
-            await self.engine.arun(request, budget=budget),
-            prepared,
+            done,
+            size,
             chosen,
             smart_crops_aspect_ratios=ratios,
             gender_neutral_caption=gender_neutral_caption,
