@@ -78,17 +78,27 @@ def main() -> None:
         analyzer.close()
         cached.close()
 
-    print(f"12-megapixel JPEG ({len(photo) / 1e6:.1f} MB), all seven features, median of {args.repeat}")
+    print(
+        f"12-megapixel JPEG ({len(photo) / 1e6:.1f} MB), all seven features, median of {args.repeat}"
+    )
     print(f"  raw openai client, same request body:        {raw_s * 1000:8.1f} ms")
-    print(f"  viewfinder analyze (cache off):              {full_s * 1000:8.1f} ms"
-          f"   = {full_s / raw_s:5.1f} x the raw client")
-    print(f"    of which decode+orient+resize+encode:      {prepare_s * 1000:8.1f} ms"
-          f"   = {prepare_s / full_s:5.0%} of it")
+    print(
+        f"  viewfinder analyze (cache off):              {full_s * 1000:8.1f} ms"
+        f"   = {full_s / raw_s:5.1f} x the raw client"
+    )
+    print(
+        f"    of which decode+orient+resize+encode:      {prepare_s * 1000:8.1f} ms"
+        f"   = {prepare_s / full_s:5.0%} of it"
+    )
     print(f"    of which building the request:             {build_s * 1000:8.1f} ms")
-    print(f"    the rest (validate, finish, HTTP):         "
-          f"{(full_s - prepare_s - build_s) * 1000:8.1f} ms")
-    print(f"  viewfinder analyze, cache hit:               {hit_s * 1000:8.1f} ms"
-          f"   = {hit_s / raw_s:5.1f} x the raw client")
+    print(
+        f"    the rest (validate, finish, HTTP):         "
+        f"{(full_s - prepare_s - build_s) * 1000:8.1f} ms"
+    )
+    print(
+        f"  viewfinder analyze, cache hit:               {hit_s * 1000:8.1f} ms"
+        f"   = {hit_s / raw_s:5.1f} x the raw client"
+    )
 
 
 if __name__ == "__main__":

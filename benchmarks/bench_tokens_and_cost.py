@@ -22,8 +22,15 @@ from viewfinder.pricing import load_prices
 # "Comparators"): ~$1.00 for group-1 features (tags, ...), ~$1.50 for group-2 (OCR, objects...).
 # Whether a 7-feature call bills as one transaction or one per feature is also unverified.
 AZURE_PER_CALL = 1.50
-AZURE_PER_FEATURE = {"tags": 1.00, "smart_crops": 1.00, "caption": 1.50, "dense_captions": 1.50,
-                     "objects": 1.50, "people": 1.50, "read": 1.50}
+AZURE_PER_FEATURE = {
+    "tags": 1.00,
+    "smart_crops": 1.00,
+    "caption": 1.50,
+    "dense_captions": 1.50,
+    "objects": 1.50,
+    "people": 1.50,
+    "read": 1.50,
+}
 
 
 def main() -> None:
@@ -34,13 +41,17 @@ def main() -> None:
     separate_input = sum(e.input_tokens or 0 for e in per_feature)
     print(f"{image} on gpt-4.1-mini, all seven features (estimates, no request sent)")
     print(f"  one combined request:   1 request,  {combined.input_tokens:>6,} input tokens")
-    print(f"  one request per feature: {len(per_feature)} requests, {separate_input:>6,} input tokens"
-          f"  = {separate_input / (combined.input_tokens or 1):.1f} x the combined request")
+    print(
+        f"  one request per feature: {len(per_feature)} requests, {separate_input:>6,} input tokens"
+        f"  = {separate_input / (combined.input_tokens or 1):.1f} x the combined request"
+    )
     analyzer.close()
 
     print("\ncost per 1,000 images, all seven features, default detail (high), max side 1024")
-    print(f"  {'model':<14}{'input tok':>10}{'output tok':>11}{'list $':>9}{'batch $':>9}"
-          f"{'vs Azure/call':>15}")
+    print(
+        f"  {'model':<14}{'input tok':>10}{'output tok':>11}{'list $':>9}{'batch $':>9}"
+        f"{'vs Azure/call':>15}"
+    )
     azure_per_feature = sum(AZURE_PER_FEATURE.values())
     for model in sorted(load_prices().models):
         model_analyzer = offline_analyzer(model)
@@ -49,11 +60,15 @@ def main() -> None:
         if estimate.cost_usd is None:
             continue
         per_1000 = estimate.cost_usd * 1000
-        print(f"  {model:<14}{estimate.input_tokens or 0:>10,}{estimate.output_tokens:>11,}"
-              f"{per_1000:>9.2f}{(estimate.batch_cost_usd or 0) * 1000:>9.2f}"
-              f"{per_1000 / AZURE_PER_CALL:>14.2f}x")
-    print(f"  Azure AI Vision (UNVERIFIED list price): ${AZURE_PER_CALL:.2f} per 1,000 calls if a "
-          f"call bills once; ${azure_per_feature:.2f} if each of the 7 features bills")
+        print(
+            f"  {model:<14}{estimate.input_tokens or 0:>10,}{estimate.output_tokens:>11,}"
+            f"{per_1000:>9.2f}{(estimate.batch_cost_usd or 0) * 1000:>9.2f}"
+            f"{per_1000 / AZURE_PER_CALL:>14.2f}x"
+        )
+    print(
+        f"  Azure AI Vision (UNVERIFIED list price): ${AZURE_PER_CALL:.2f} per 1,000 calls if a "
+        f"call bills once; ${azure_per_feature:.2f} if each of the 7 features bills"
+    )
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ class FakeClock:
 
 
 def fake(clock: FakeClock, **options: Any) -> RateLimiter:
+    """A limiter on the fake clock, pacing at exactly its limit unless told otherwise."""
+    options.setdefault("headroom", 1.0)
     return RateLimiter(clock=clock, sleep=clock.sleep, async_sleep=clock.asleep, **options)
 
 
@@ -133,7 +135,7 @@ def test_a_429_pauses_for_retry_after_else_backs_off() -> None:
 
 
 async def test_a_429_pauses_everyone_including_callers_already_waiting() -> None:
-    limiter = RateLimiter(rpm=2400, cooldown_seconds=0)  # a slot every 25 ms
+    limiter = RateLimiter(rpm=2400, cooldown_seconds=0, headroom=1.0)  # a slot every 25 ms
     start = time.monotonic()
     await limiter.aacquire()  # goes at once
     times: list[float] = []
@@ -232,3 +234,22 @@ def test_bad_settings_are_refused_and_transport_failures_ignored() -> None:
     limiter = RateLimiter()
     limiter.observe(None, {})
     assert limiter.stats.pauses == 0 and limiter.stats.rpm is None
+
+
+def test_a_known_limit_is_paced_with_headroom() -> None:
+    clock = FakeClock()
+    limiter = fake(clock, rpm=600, headroom=0.95)  # 600 rpm paced at 570: a slot every 105 ms
+    times = times_of(limiter, clock, 5)
+    assert times == pytest.approx([i * 60 / 570 for i in range(5)], abs=1e-5)
+    assert limiter.stats.rpm_limit == 600 and limiter.stats.rpm == pytest.approx(570)
+
+
+def test_a_429_with_budget_left_pauses_but_does_not_cut_the_rate() -> None:
+    clock = FakeClock()
+    limiter = fake(clock, rpm=600)
+    limiter.observe(429, {"retry-after-ms": "50", "x-ratelimit-remaining-requests": "40"})
+    stats = limiter.stats
+    assert stats.rate_limited == 1 and stats.pauses == 1 and stats.decreases == 0
+    assert stats.factor == 1.0
+    limiter.observe(429, {"retry-after-ms": "50", "x-ratelimit-remaining-requests": "0"})
+    assert limiter.stats.decreases == 1 and limiter.stats.factor == 0.5

@@ -15,9 +15,13 @@ The algorithm, in short:
   `x-ratelimit-limit-requests` / `-tokens` headers (the lower one wins when both exist).
   When `x-ratelimit-remaining-*` reaches zero, everyone holds until the slot frees
   (`x-ratelimit-reset-*`, at most one slot's interval).
+- **Headroom**: a known limit is paced at `headroom` (95%) of itself, so a server
+  counting over a strict sliding window never sees a request a hair too early.
 - **AIMD** on 429: every caller pauses (for `retry-after-ms` / `retry-after`, else an
   exponential backoff) and the rate is multiplied by `decrease` (at most once per
-  `cooldown_seconds`, so one burst of 429s is one cut). With no limit known, the cut
+  `cooldown_seconds`, so one burst of 429s is one cut). A 429 whose headers show budget
+  left (`x-ratelimit-remaining-*` above zero) is a transient refusal, not a sign of
+  pacing too fast: it pauses, but does not cut the rate. With no limit known, the cut
   applies to the request rate measured over the last minute. Each quiet
   `recovery_seconds` with no 429 adds `increase` (a fraction of the limit) back, up to
   the limit; a measured limit is dropped once fully recovered.
@@ -136,6 +140,7 @@ class RateLimiter:
     Args:
         rpm: Requests per minute allowed (default: learned from headers, else unpaced).
         tpm: Tokens per minute allowed (default: learned from headers, else unpaced).
+        headroom: Fraction of a known limit to pace at (a margin against edge effects).
         decrease: Rate multiplier applied on a 429 (multiplicative decrease).
         increase: Fraction of the limit added back per quiet period (additive increase).
         recovery_seconds: Quiet time (no 429) before each increase.
@@ -158,6 +163,7 @@ class RateLimiter:
         rpm: float | None = None,
         tpm: float | None = None,
         *,
+        headroom: float = 0.95,
         decrease: float = 0.5,
         increase: float = 0.1,
         recovery_seconds: float = 10.0,
@@ -172,6 +178,8 @@ class RateLimiter:
         for name, value in (("rpm", rpm), ("tpm", tpm)):
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise InvalidOptionError(f"{name} must be a positive number, not {value!r}")
+        if not 0 < headroom <= 1:
+            raise InvalidOptionError(f"headroom must be in (0, 1], not {headroom}")
         if not 0 < decrease < 1:
             raise InvalidOptionError(f"decrease must be between 0 and 1, not {decrease}")
         if not 0 < min_factor <= 1:
@@ -187,6 +195,7 @@ class RateLimiter:
         if not (math.isfinite(cooldown_seconds) and cooldown_seconds >= 0):
             raise InvalidOptionError(f"cooldown_seconds must be >= 0, not {cooldown_seconds}")
         self._rpm, self._tpm = rpm, tpm
+        self._headroom = headroom
         self._decrease, self._increase, self._min_factor = decrease, increase, min_factor
         self._recovery, self._cooldown = recovery_seconds, cooldown_seconds
         self._initial_backoff, self._max_pause = initial_backoff, max_pause
@@ -258,11 +267,12 @@ class RateLimiter:
         """A consistent snapshot of the current rates and counters."""
         with self._lock:
             self._recover(self._clock())
-            rpm_limit, tpm_limit = self._limits()
+            rpm_pace, tpm_pace = self._limits()
+            rpm_limit, tpm_limit = self._known_limits()
             return RateLimiterStats(
-                rpm=None if rpm_limit is None else rpm_limit * self._factor,
-                tpm=None if tpm_limit is None else tpm_limit * self._factor,
-                rpm_limit=rpm_limit,
+                rpm=None if rpm_pace is None else rpm_pace * self._factor,
+                tpm=None if tpm_pace is None else tpm_pace * self._factor,
+                rpm_limit=rpm_limit if rpm_limit is not None else rpm_pace,
                 tpm_limit=tpm_limit,
                 factor=self._factor,
                 acquired=self._acquired,
@@ -314,12 +324,16 @@ class RateLimiter:
     def _mean_tokens(self) -> float:
         return self._token_total / self._token_count if self._token_count else 0.0
 
+    def _known_limits(self) -> tuple[float | None, float | None]:
+        """The request and token limits, configured or learned (lock held)."""
+        return _lowest(self._rpm, self._learned_rpm), _lowest(self._tpm, self._learned_tpm)
+
     def _limits(self) -> tuple[float | None, float | None]:
-        """The request and token limits in force (lock held)."""
-        rpm = _lowest(self._rpm, self._learned_rpm)
-        if rpm is None and self._tpm is None and self._learned_tpm is None:
-            rpm = self._measured_rpm
-        return rpm, _lowest(self._tpm, self._learned_tpm)
+        """The request and token rates to pace at, headroom included (lock held)."""
+        rpm, tpm = self._known_limits()
+        if rpm is None and tpm is None:
+            return self._measured_rpm, None  # a measurement, not a limit: no headroom
+        return _scaled(rpm, self._headroom), _scaled(tpm, self._headroom)
 
     def _learn(self, headers: Mapping[str, str], now: float) -> None:
         """Limits and exhausted budgets from `x-ratelimit-*` headers (lock held)."""
@@ -354,6 +368,8 @@ class RateLimiter:
             delay = self._backoff
             self._backoff = min(self._backoff * 2, self._max_pause)
         self._pause(now + min(delay, self._max_pause))
+        if _budget_left(headers):
+            return  # refused for another reason than our pace: pause, but keep the rate
         self._quiet_since = now
         if now - self._last_cut < self._cooldown:
             return
@@ -391,6 +407,20 @@ class RateLimiter:
         if steps > needed:
             self._measured_rpm = None  # fully recovered: stop pacing at a guess
         self._factor = min(1.0, self._factor + steps * self._increase)
+
+
+def _scaled(value: float | None, factor: float) -> float | None:
+    return None if value is None else value * factor
+
+
+def _budget_left(headers: Mapping[str, str]) -> bool:
+    """Whether a 429's headers say both budgets still had room (absent: unknown, no)."""
+    left = [
+        _number(headers, "x-ratelimit-remaining-requests"),
+        _number(headers, "x-ratelimit-remaining-tokens"),
+    ]
+    known = [value for value in left if value is not None]
+    return bool(known) and all(value >= 1 for value in known)
 
 
 def _lowest(*values: float | None) -> float | None:
