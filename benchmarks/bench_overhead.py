@@ -79,7 +79,8 @@ def main() -> None:
         cached.close()
 
     print(
-        f"12-megapixel JPEG ({len(photo) / 1e6:.1f} MB), all seven features, median of {args.repeat}"
+        f"12-megapixel JPEG ({len(photo) / 1e6:.1f} MB), all seven features, "
+        f"median of {args.repeat}"
     )
     print(f"  raw openai client, same request body:        {raw_s * 1000:8.1f} ms")
     print(
