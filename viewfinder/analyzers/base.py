@@ -264,9 +264,7 @@ class BaseAnalyzer:
         self.engine.remember_source(by_source, done, size)
         return done, size
 
-    def messages(
-        self, system_text: str, user_text: str, image: ImagePart
-    ) -> list[dict[str, Any]]:
+    def messages(self, system_text: str, user_text: str, image: ImagePart) -> list[dict[str, Any]]:
         """The chat messages: system text, then the user's text and the image part.
 
         The image part is built here, not by instructor, so that `detail` is set.
