@@ -95,7 +95,7 @@ def test_fifty_images_one_item_each_with_429s_and_failures(
         url = image_url(body)
         if url == rejected:
             return Reply(status=400, error_message="scripted: this image is refused")
-        return Reply(CAPTION, delay=0.05 if url == slow else 0.0)
+        return Reply(CAPTION, delay=0.3 if url == slow else 0.0)  # finishes after others
 
     sim = answer_all(default, rpm_limit=60_000)  # sends x-ratelimit-* headers to learn from
     inputs = [(f"img-{i}", CORRUPT if i == 7 else data) for i, data in enumerate(IMAGES)]
