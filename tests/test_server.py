@@ -507,7 +507,7 @@ def test_good_options_reach_the_model(
     # the offline analyzer's model endpoint is a closed port: the service's 503
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "ServiceUnavailable"
-    (record,) = [json.loads(r.getMessage()) for r in caplog.records if r.name.endswith("access")]
+    (record,) = [json.loads(line) for line in _access_lines(caplog, 1)]
     assert record["features"] == ["caption", "denseCaptions", "tags"]
     assert record["api_version"] == "2024-02-01" and record["body_bytes"] == len(CAT)
 
@@ -561,7 +561,7 @@ def test_a_chunked_body_over_the_limit_is_refused(
         response = _post(offline(max_body_bytes=1000), content=chunks())
     assert response.request.headers["transfer-encoding"] == "chunked"
     assert response.status_code == 400 and response.json() == SIZE_ERROR
-    (record,) = [json.loads(r.getMessage()) for r in caplog.records if r.name.endswith("access")]
+    (record,) = [json.loads(line) for line in _access_lines(caplog, 1)]
     # reading stops at the first received piece that crosses the limit; TCP may deliver
     # all eight chunks as one piece on a busy machine, so at most the whole body is counted
     assert 1000 <= record["body_bytes"] <= 3200
@@ -624,6 +624,17 @@ def test_an_unexpected_error_is_a_logged_500(
     assert all(KEY not in r.getMessage() for r in caplog.records)
 
 
+def _access_lines(caplog: pytest.LogCaptureFixture, count: int) -> list[str]:
+    """The access-log lines, waiting (up to 2 s) for `count` of them: the server logs a
+    request after its response has gone out, so the client can be a moment ahead."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        lines = [r.getMessage() for r in caplog.records if r.name == "viewfinder.server.access"]
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.01)
+
+
 def test_the_access_log_is_json_without_secrets(
     offline: Callable[..., str], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -637,7 +648,7 @@ def test_the_access_log_is_json_without_secrets(
             json={"url": "http://10.0.0.1/private/cat.png?sv=1&sig=URL-SECRET"},
         )
         _post(endpoint, "api-version=SECRET-VERSION&features=caption")
-    lines = [r.getMessage() for r in caplog.records if r.name == "viewfinder.server.access"]
+    lines = _access_lines(caplog, 3)
     assert len(lines) == 3
     records = [json.loads(line) for line in lines]
     assert records[0]["path"] == ANALYZE_PATH and records[0]["method"] == "POST"
