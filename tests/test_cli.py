@@ -201,7 +201,8 @@ def test_aspect_ratio_out_of_range_is_a_usage_error(
 
 
 def test_nothing_configured_exits_2_and_says_what_to_set(runner: CliRunner, image: Path) -> None:
-    result = runner.invoke(app, ["analyze", str(image), "--no-cache"])
+    # --engine model: the default (auto) would answer locally; tests/test_local_engine.py
+    result = runner.invoke(app, ["analyze", str(image), "--no-cache", "--engine", "model"])
 
     assert result.exit_code == 2
     assert "OPENAI_API_KEY" in result.stderr

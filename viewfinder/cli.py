@@ -3,13 +3,19 @@
 ```
 viewfinder analyze photo.jpg https://example.com/cat.png -f caption,objects
 viewfinder analyze scans/*.png --json > results.jsonl
+viewfinder analyze photo.jpg --engine local     # no model endpoint: people, smart crops, read
 VIEWFINDER_API_KEYS=my-key viewfinder serve --port 8080
 viewfinder --version
 ```
 
-Exit codes: 0 when every image was analysed, 1 when any image failed (the others are
-still analysed and reported), 2 for usage errors and when no model endpoint is
-configured. `serve` exits 2 when it would start without keys (and without
+`analyze --engine auto` (the default) uses the model endpoint when one is configured
+and the local engine otherwise; it says on stderr which requested features were not
+served, and why. `--engine model` insists on the endpoint.
+
+Exit codes: 0 when every image was analysed (features not served locally do not count
+as failures), 1 when any image failed (the others are still analysed and reported), 2
+for usage errors and when `--engine model` finds no model endpoint configured (or a
+half-configured one, with any engine). `serve` exits 2 when it would start without keys (and without
 `--no-auth`) or without a model endpoint.
 """
 
@@ -34,6 +40,7 @@ from viewfinder import __version__
 from viewfinder.analyzers import ALL_FEATURES, Feature, ImageAnalyzer
 from viewfinder.analyzers.base import Detail, check_language
 from viewfinder.analyzers.features import parse_features
+from viewfinder.analyzers.image_analysis import EngineChoice
 from viewfinder.commands import batch as batch_command
 from viewfinder.commands import cost as cost_command
 from viewfinder.crops import validate_aspect_ratios
@@ -75,6 +82,21 @@ _DETAILS: dict[DetailChoice, Detail] = {
     DetailChoice.HIGH: "high",
     DetailChoice.LOW: "low",
     DetailChoice.AUTO: "auto",
+}
+
+
+class EngineOption(StrEnum):
+    """Who computes the features, as offered on the command line."""
+
+    AUTO = "auto"
+    MODEL = "model"
+    LOCAL = "local"
+
+
+_ENGINES: dict[EngineOption, EngineChoice] = {
+    EngineOption.AUTO: "auto",
+    EngineOption.MODEL: "model",
+    EngineOption.LOCAL: "local",
 }
 
 
@@ -187,6 +209,21 @@ def usage_text(usage: Usage) -> str:
     )
 
 
+def unserved_lines(unserved: dict[str, str]) -> list[str]:
+    """Features not served, grouped by reason, one line per reason.
+
+    Args:
+        unserved: Feature name -> reason, as in `ImageAnalysisResult.unserved`.
+
+    Returns:
+        E.g. `["caption, tags: needs a model endpoint: set OPENAI_API_KEY, ..."]`.
+    """
+    by_reason: dict[str, list[str]] = {}
+    for feature, reason in unserved.items():
+        by_reason.setdefault(reason, []).append(feature)
+    return [f"{', '.join(features)}: {reason}" for reason, features in by_reason.items()]
+
+
 def render_result(name: str, result: ImageAnalysisResult) -> RenderableType:
     """A readable rendering of one result, features in `ALL_FEATURES` order.
 
@@ -260,6 +297,9 @@ def render_result(name: str, result: ImageAnalysisResult) -> RenderableType:
             parts.extend(Text(f"  {line.text}") for line in lines)
         else:
             parts.append(Text.assemble(("read: ", "bold"), "no text"))
+
+    for reason_line in unserved_lines(result.unserved or {}):
+        parts.append(Text.assemble(("not served: ", "bold yellow"), reason_line))
 
     parts.append(Text(usage_text(result.usage), style="dim"))
     return Group(*parts)
@@ -361,6 +401,18 @@ def analyze(
             show_default=False,
         ),
     ] = None,
+    engine: Annotated[
+        EngineOption,
+        typer.Option(
+            help=(
+                "Who computes the features: 'model' (the endpoint; fails when none is "
+                "configured), 'local' (this machine: people, smart crops, read; needs the "
+                "'local' extra), or 'auto' (the model when an endpoint is configured, "
+                "else local)."
+            ),
+            case_sensitive=False,
+        ),
+    ] = EngineOption.AUTO,
 ) -> None:
     """Analyse images: caption, dense captions, tags, objects, people, smart crops, read."""
     out = Console(highlight=False)
@@ -377,11 +429,23 @@ def analyze(
             detail=_DETAILS[detail],
             max_side=max_side,
             cache=not no_cache,
+            engine=_ENGINES[engine],
         )
     except UserError as exc:  # ConfigurationError above all: nothing configured
         err.print(Text(f"error: {exc}"), soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
+    if engine is EngineOption.AUTO and analyzer.engine_name == "local":
+        err.print(
+            Text(
+                "note: no model endpoint is configured: using the local engine "
+                "(people, smart crops, read; caption, dense captions, tags and objects "
+                "need a model)",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
 
+    told: set[tuple[str, str]] = set()  # (feature, reason) pairs already on stderr
     failed = 0
     total: Usage | None = None
     try:
@@ -409,6 +473,10 @@ def analyze(
                     )
                 continue
             total = result.usage if total is None else total + result.usage
+            news = {f: r for f, r in (result.unserved or {}).items() if (f, r) not in told}
+            for line in unserved_lines(news):
+                err.print(Text(f"not served: {line}", style="yellow"), soft_wrap=True)
+            told.update(news.items())
             if json_output:
                 _emit({"image": name, "result": result.model_dump(mode="json")})
             else:

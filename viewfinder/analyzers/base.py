@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, Self, TypeVar
@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from viewfinder.budget import Budget
 from viewfinder.cache import DEFAULT_SIZE_LIMIT, ResponseCache
 from viewfinder.engine import Completed, Engine, Gate, Request
-from viewfinder.errors import InvalidOptionError
+from viewfinder.errors import ConfigurationError, InvalidOptionError
 from viewfinder.images import (
     DEFAULT_MAX_SIDE,
     ImageInput,
@@ -41,10 +41,12 @@ from viewfinder.templates import PromptTemplate, builtin_template, load_template
 __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
     "DEFAULT_MAX_REASKS",
+    "ENDPOINT_ENV_VARS",
     "BaseAnalyzer",
     "Detail",
     "ImagePart",
     "SourceRef",
+    "endpoint_configured",
 ]
 
 A = TypeVar("A", bound=BaseModel)
@@ -56,6 +58,51 @@ _DETAILS = ("low", "high", "auto")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
 
 CacheSetting = bool | str | os.PathLike[str] | ResponseCache | None
+
+ENDPOINT_ENV_VARS = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "AZURE_OPENAI_ENDPOINT",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_DEPLOYMENT",
+)
+"""Environment variables any one of which means a model endpoint is meant to be used."""
+_ENDPOINT_OPTIONS = (
+    "client",
+    "async_client",
+    "base_url",
+    "api_key",
+    "azure_endpoint",
+    "azure_deployment",
+    "azure_ad_token_provider",
+)
+_NO_ENDPOINT = (
+    "This analyzer has no model endpoint: it runs the local engine. Configure one "
+    "(OPENAI_API_KEY, OPENAI_BASE_URL, or AZURE_OPENAI_ENDPOINT + AZURE_OPENAI_API_KEY + "
+    "AZURE_OPENAI_DEPLOYMENT; or client=, base_url=, azure_endpoint=) and build it with "
+    "engine='model' or engine='auto'."
+)
+
+
+def endpoint_configured(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> bool:
+    """Tell whether any model endpoint setting is given, in `options` or the environment.
+
+    Only whether something is set counts, not whether it is complete or valid: a half
+    configuration (a key without its endpoint) is meant for the model, and resolving it
+    then fails loudly with a `ConfigurationError` instead of quietly running locally.
+
+    Args:
+        options: `ImageAnalyzer` keyword arguments (`client`, `base_url`, `api_key`,
+            `azure_endpoint`, ...).
+        env: Environment variables (default `os.environ`).
+
+    Returns:
+        True when an endpoint setting is present (see `ENDPOINT_ENV_VARS`).
+    """
+    environ: Mapping[str, str] = os.environ if env is None else env
+    if any(options.get(name) not in (None, "") for name in _ENDPOINT_OPTIONS):
+        return True
+    return any(environ.get(name, "").strip() for name in ENDPOINT_ENV_VARS)
 
 
 class ImagePart(Protocol):
@@ -141,6 +188,9 @@ class BaseAnalyzer:
         max_dollars_per_call: The same cap in dollars, at the model's price.
         rate_limiter: Paces every HTTP attempt; share one between analyzers that use
             the same deployment (see `viewfinder.ratelimit`).
+        with_endpoint: False builds the analyzer without resolving a model endpoint
+            (for the local engine): nothing needs to be configured, no cache is
+            opened, and `provider` and `engine` raise `ConfigurationError` when used.
     """
 
     def __init__(
@@ -168,6 +218,7 @@ class BaseAnalyzer:
         max_tokens_per_call: int | None = None,
         max_dollars_per_call: float | None = None,
         rate_limiter: Gate | None = None,
+        with_endpoint: bool = True,
     ) -> None:
         if detail not in _DETAILS:
             raise InvalidOptionError(f"detail must be one of {_DETAILS}, not {detail!r}")
@@ -177,7 +228,22 @@ class BaseAnalyzer:
             raise InvalidOptionError("max_reasks must be >= 0")
         if max_output_tokens < 1:
             raise InvalidOptionError("max_output_tokens must be >= 1")
-        self.provider: Provider = resolve_provider(
+        self.detail: Detail = detail
+        self.max_side = max_side
+        self.system_template = (
+            builtin_template("system")
+            if system_prompt is None
+            else load_template(system_prompt, name="system prompt")
+        )
+        self._owns_client = client is None or isinstance(client, openai.AsyncOpenAI)
+        self._owns_async_client = async_client is None and not isinstance(
+            client, openai.AsyncOpenAI
+        )
+        self._provider: Provider | None = None
+        self._engine: Engine | None = None
+        if not with_endpoint:
+            return
+        self._provider = provider = resolve_provider(
             client=client,
             async_client=async_client,
             model=model,
@@ -189,38 +255,54 @@ class BaseAnalyzer:
             azure_ad_token_provider=azure_ad_token_provider,
             mode=mode,
         )
-        self._owns_client = client is None or isinstance(client, openai.AsyncOpenAI)
-        self._owns_async_client = async_client is None and not isinstance(
-            client, openai.AsyncOpenAI
-        )
-        self.detail: Detail = detail
-        self.max_side = max_side
-        self.system_template = (
-            builtin_template("system")
-            if system_prompt is None
-            else load_template(system_prompt, name="system prompt")
-        )
-        self.engine = Engine(
-            self.provider,
+        self._engine = Engine(
+            provider,
             cache=_make_cache(cache, cache_ttl, cache_size_limit),
             retry=retry or RetryPolicy(),
             max_reasks=max_reasks,
-            sampling=sampling_params(self.provider.model, max_output_tokens=max_output_tokens),
+            sampling=sampling_params(provider.model, max_output_tokens=max_output_tokens),
             gate=rate_limiter,
             budget=None
             if max_tokens_per_call is None and max_dollars_per_call is None
             else Budget(
                 max_tokens=max_tokens_per_call,
                 max_dollars=max_dollars_per_call,
-                model=self.provider.model,
+                model=provider.model,
                 scope="per call",
             ),
         )
 
     @property
+    def has_endpoint(self) -> bool:
+        """Whether this analyzer was built with a model endpoint."""
+        return self._provider is not None
+
+    @property
+    def provider(self) -> Provider:
+        """The resolved model endpoint.
+
+        Raises:
+            ConfigurationError: The analyzer was built without one (local engine).
+        """
+        if self._provider is None:
+            raise ConfigurationError(_NO_ENDPOINT)
+        return self._provider
+
+    @property
+    def engine(self) -> Engine:
+        """The model engine: requests, cache, retries, re-asks.
+
+        Raises:
+            ConfigurationError: The analyzer was built without an endpoint (local engine).
+        """
+        if self._engine is None:
+            raise ConfigurationError(_NO_ENDPOINT)
+        return self._engine
+
+    @property
     def model(self) -> str:
-        """The model (or Azure deployment) this analyzer asks."""
-        return self.provider.model
+        """The model (or Azure deployment) this analyzer asks; `"local"` without one."""
+        return self._provider.model if self._provider is not None else "local"
 
     def prepare(self, image: ImageInput | LoadedImage) -> PreparedImage:
         """Check, orient, downscale and encode `image` for the model."""
@@ -231,7 +313,10 @@ class BaseAnalyzer:
         return await asyncio.to_thread(prepare_image, image, max_side=self.max_side)
 
     def _answer(
-        self, image: ImageInput, build: Callable[[ImagePart], Request[A]], budget: Budget | None
+        self,
+        image: ImageInput | LoadedImage,
+        build: Callable[[ImagePart], Request[A]],
+        budget: Budget | None,
     ) -> tuple[Completed[A], ImageMetadata]:
         """The answer for `image`: from the source cache without decoding, else the model.
 
@@ -250,7 +335,10 @@ class BaseAnalyzer:
         return done, size
 
     async def _aanswer(
-        self, image: ImageInput, build: Callable[[ImagePart], Request[A]], budget: Budget | None
+        self,
+        image: ImageInput | LoadedImage,
+        build: Callable[[ImagePart], Request[A]],
+        budget: Budget | None,
     ) -> tuple[Completed[A], ImageMetadata]:
         """Async twin of `_answer`."""
         loaded = await asyncio.to_thread(load_image, image)
@@ -293,16 +381,16 @@ class BaseAnalyzer:
 
     def close(self) -> None:
         """Close the cache and the sync client this analyzer made (yours stay open)."""
-        if self.engine.cache is not None:
-            self.engine.cache.close()
-        if self._owns_client:
-            self.provider.client.close()
+        if self._engine is not None and self._engine.cache is not None:
+            self._engine.cache.close()
+        if self._provider is not None and self._owns_client:
+            self._provider.client.close()
 
     async def aclose(self) -> None:
         """Close the cache and both clients this analyzer made (yours stay open)."""
         self.close()
-        if self._owns_async_client:
-            await self.provider.async_client.close()
+        if self._provider is not None and self._owns_async_client:
+            await self._provider.async_client.close()
 
     def __enter__(self) -> Self:
         return self
@@ -317,7 +405,9 @@ class BaseAnalyzer:
         await self.aclose()
 
     def __repr__(self) -> str:
+        if self._provider is None:
+            return f"{type(self).__name__}(engine='local')"
         return (
-            f"{type(self).__name__}(model={self.provider.model!r}, "
-            f"provider={self.provider.kind.value!r}, detail={self.detail!r})"
+            f"{type(self).__name__}(model={self._provider.model!r}, "
+            f"provider={self._provider.kind.value!r}, detail={self.detail!r})"
         )

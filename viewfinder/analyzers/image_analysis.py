@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, create_model
 
-from viewfinder.analyzers.base import BaseAnalyzer, ImagePart, check_language, schema_text
+from viewfinder.analyzers.base import (
+    BaseAnalyzer,
+    ImagePart,
+    check_language,
+    endpoint_configured,
+    schema_text,
+)
 from viewfinder.analyzers.features import (
     ALL_FEATURES,
     FEATURES,
@@ -29,15 +37,40 @@ from viewfinder.batch import (
 from viewfinder.budget import Budget
 from viewfinder.crops import validate_aspect_ratios
 from viewfinder.engine import Completed, Engine, Gate, Request
-from viewfinder.errors import InvalidOptionError
+from viewfinder.errors import (
+    ConfigurationError,
+    InvalidOptionError,
+    ProviderError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+)
 from viewfinder.grid import Frame
-from viewfinder.images import ImageInput, PreparedImage
+from viewfinder.images import ImageInput, LoadedImage, PreparedImage, load_image
 from viewfinder.schemas.result import ImageAnalysisResult, ImageMetadata
 from viewfinder.templates import PromptTemplate, builtin_template, load_template
 
-__all__ = ["ImageAnalyzer", "answer_model"]
+if TYPE_CHECKING:
+    from viewfinder.local.engine import LocalEngine
+
+__all__ = ["EngineChoice", "FallbackChoice", "ImageAnalyzer", "answer_model"]
+
+logger = logging.getLogger("viewfinder")
 
 FeatureArg = Iterable[Feature | str] | Feature | str
+
+EngineChoice = Literal["model", "local", "auto"]
+"""Who computes the features: the model endpoint, this machine, or either by configuration."""
+FallbackChoice = Literal["local"]
+"""Where to turn when the model endpoint fails at run time."""
+
+_FALLBACK_ERRORS = (TransportError, ServerError, RateLimitError)
+"""Run-time failures `fallback="local"` answers: the endpoint, not the request, failed."""
+_NOT_CONFIGURED = (
+    "needs a model endpoint: set OPENAI_API_KEY, OPENAI_BASE_URL or AZURE_OPENAI_ENDPOINT"
+)
+_LOCAL_CHOSEN = "needs a model endpoint (engine='local' was chosen)"
+_MODEL_FAILED = "needs the model endpoint"
 
 _INSTRUCTIONS = (
     "Analyse the image and fill every field of the JSON object, following these "
@@ -59,19 +92,56 @@ class ImageAnalyzer(BaseAnalyzer):
     Whatever subset of features is asked, one request goes out per image: the
     features' schemas are combined into one response model and one prompt.
 
+    Without a model, the local engine (`viewfinder.local`, the `local` extra) serves
+    metadata, people, smart crops and read on this machine; the other features are
+    *unserved*: `None` in the result and named, with the reason, in
+    `ImageAnalysisResult.unserved`.
+
     Args:
         templates: Replacements for feature templates, keyed by feature name
             (`"caption"`, `"read"`, ...): template text, a `Path`, or a `PromptTemplate`.
+        engine: Who computes the features, decided once, here. `"model"` (the
+            default): the model endpoint; with none configured, `ConfigurationError`,
+            so a production pipeline missing its secret fails loudly. `"local"`: this
+            machine only; never needs nor resolves an endpoint. `"auto"`: the model
+            when any endpoint setting is given (in `options` or the environment, see
+            `viewfinder.analyzers.base.ENDPOINT_ENV_VARS`), else the local engine. It
+            looks at the configuration only, never at a failure at run time.
+        fallback: `"local"` answers from the local engine when the model endpoint
+            fails at run time with a transport, server (5xx, 408, 409) or rate-limit
+            error, after its retries; the result's `unserved` reasons say it fell back
+            and its `model_version` is the local engine's. Authentication, bad-request,
+            model-behaviour and budget errors still raise. Default None: every failure
+            raises. Not used by `analyze_many`.
         **options: Shared settings; see `BaseAnalyzer`.
+
+    Raises:
+        ConfigurationError: The model is to be used and its endpoint is not (fully)
+            configured.
+        InvalidOptionError: An unknown `engine` or `fallback`, or a bad shared setting.
     """
 
     def __init__(
         self,
         *,
         templates: Mapping[str, str | Path | PromptTemplate] | None = None,
+        engine: EngineChoice = "model",
+        fallback: FallbackChoice | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(**options)
+        if engine not in get_args(EngineChoice):
+            raise InvalidOptionError(
+                f"engine must be one of {get_args(EngineChoice)}, not {engine!r}"
+            )
+        if fallback is not None and fallback not in get_args(FallbackChoice):
+            raise InvalidOptionError(f"fallback must be None or 'local', not {fallback!r}")
+        use_model = engine == "model" or (engine == "auto" and endpoint_configured(options))
+        super().__init__(with_endpoint=use_model, **options)
+        self.engine_name: Literal["model", "local"] = "model" if use_model else "local"
+        """The engine that serves this analyzer's calls (`"auto"` resolved)."""
+        self.fallback: FallbackChoice | None = fallback
+        self._local_engine: LocalEngine | None = None
+        self._local_reason = _LOCAL_CHOSEN if engine == "local" else _NOT_CONFIGURED
         overrides = dict(templates or {})
         self.templates: dict[Feature, PromptTemplate] = {}
         for feature in ALL_FEATURES:
@@ -83,9 +153,47 @@ class ImageAnalyzer(BaseAnalyzer):
             )
         if overrides:
             raise InvalidOptionError(f"no feature named {sorted(overrides)} to override")
-        self.model_version = self.model_version_for(
-            [self.templates[f].source for f in ALL_FEATURES]
-            + [schema_text(answer_model((f,))) for f in ALL_FEATURES]
+        self.model_version = (
+            self.model_version_for(
+                [self.templates[f].source for f in ALL_FEATURES]
+                + [schema_text(answer_model((f,))) for f in ALL_FEATURES]
+            )
+            if use_model
+            else self.local_engine.version
+        )
+
+    @property
+    def local_engine(self) -> LocalEngine:
+        """The local engine, made on first use (`import viewfinder` does not load it)."""
+        if self._local_engine is None:
+            from viewfinder.local.engine import LocalEngine
+
+            self._local_engine = LocalEngine()
+        return self._local_engine
+
+    def _falls_back(self, error: ProviderError) -> bool:
+        return self.fallback == "local" and isinstance(error, _FALLBACK_ERRORS)
+
+    def _fall_back(
+        self,
+        loaded: LoadedImage,
+        features: tuple[Feature, ...],
+        ratios: tuple[float, ...],
+        error: ProviderError,
+    ) -> ImageAnalysisResult:
+        """The local engine's answer after the model endpoint failed with `error`."""
+        what = type(error).__name__
+        if error.status_code is not None:
+            what += f", status {error.status_code}"
+        what += f", {error.attempts} attempt{'s' if error.attempts != 1 else ''}"
+        logger.warning("The model endpoint failed (%s): answering from the local engine", what)
+        return self.local_engine.analyze(
+            loaded,
+            features,
+            smart_crops_aspect_ratios=ratios,
+            model_reason=_MODEL_FAILED,
+            prefix=f"fell back to the local engine after the model endpoint failed ({what}): ",
+            usage=error.usage,
         )
 
     # --- pure: build and finish ------------------------------------------------------
@@ -152,16 +260,31 @@ class ImageAnalyzer(BaseAnalyzer):
             gender_neutral_caption: "person" / "child" instead of gendered words.
             language: Language of generated text (captions, tags, names).
             budget: A shared cap (e.g. a batch's) charged besides the per-call one.
+
+        Returns:
+            The result. From the local engine, `unserved` names the requested features
+            it could not serve, with the reasons.
         """
         chosen, ratios = parse_features(features), validate_aspect_ratios(smart_crops_aspect_ratios)
         check_language(language)
-        done, size = self._answer(
-            image,
-            lambda part: self.build(
-                part, chosen, gender_neutral_caption=gender_neutral_caption, language=language
-            ),
-            budget,
-        )
+        if self.engine_name == "local":
+            return self.local_engine.analyze(
+                image, chosen, smart_crops_aspect_ratios=ratios, model_reason=self._local_reason
+            )
+        # Read once: a fallback needs the bytes again (a file object cannot be re-read).
+        source = load_image(image) if self.fallback else image
+        try:
+            done, size = self._answer(
+                source,
+                lambda part: self.build(
+                    part, chosen, gender_neutral_caption=gender_neutral_caption, language=language
+                ),
+                budget,
+            )
+        except ProviderError as error:
+            if not self._falls_back(error):
+                raise
+            return self._fall_back(load_image(source), chosen, ratios, error)
         return self.finish(
             done,
             size,
@@ -180,16 +303,31 @@ class ImageAnalyzer(BaseAnalyzer):
         language: str = "en",
         budget: Budget | None = None,
     ) -> ImageAnalysisResult:
-        """Async twin of `analyze`."""
+        """Async twin of `analyze` (the local engine runs in a worker thread)."""
         chosen, ratios = parse_features(features), validate_aspect_ratios(smart_crops_aspect_ratios)
         check_language(language)
-        done, size = await self._aanswer(
-            image,
-            lambda part: self.build(
-                part, chosen, gender_neutral_caption=gender_neutral_caption, language=language
-            ),
-            budget,
-        )
+        if self.engine_name == "local":
+            return await asyncio.to_thread(
+                self.local_engine.analyze,
+                image,
+                chosen,
+                smart_crops_aspect_ratios=ratios,
+                model_reason=self._local_reason,
+            )
+        source = await asyncio.to_thread(load_image, image) if self.fallback else image
+        try:
+            done, size = await self._aanswer(
+                source,
+                lambda part: self.build(
+                    part, chosen, gender_neutral_caption=gender_neutral_caption, language=language
+                ),
+                budget,
+            )
+        except ProviderError as error:
+            if not self._falls_back(error):
+                raise
+            loaded = await asyncio.to_thread(load_image, source)
+            return await asyncio.to_thread(self._fall_back, loaded, chosen, ratios, error)
         return self.finish(
             done,
             size,
@@ -208,6 +346,11 @@ class ImageAnalyzer(BaseAnalyzer):
         language: str,
     ) -> BatchCall[ImageAnalysisResult]:
         """`aanalyze` for one prepared image, options checked once for the whole batch."""
+        if not self.has_endpoint:
+            raise ConfigurationError(
+                "analyze_many needs a model endpoint; this analyzer runs the local engine: "
+                "call analyze() for each image instead"
+            )
         chosen, ratios = parse_features(features), validate_aspect_ratios(smart_crops_aspect_ratios)
         check_language(language)
 

@@ -72,7 +72,8 @@ class ImageAnalysisResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     model_version: str
-    """`<model>+<hash of the prompt templates and schemas>`."""
+    """`<model>+<hash of the prompt templates and schemas>`, or `local+<hash of the local
+    engine's libraries and settings>` when the local engine produced it."""
     metadata: ImageMetadata
     """Size of the analysed image."""
     caption: Caption | None = None
@@ -91,6 +92,10 @@ class ImageAnalysisResult(BaseModel):
     """Text in the image."""
     usage: Usage = Field(default_factory=Usage)
     """What this analysis spent."""
+    unserved: dict[str, str] | None = None
+    """Requested features that were not served, by name, with the reason; they are `None`
+    above (a served feature that found nothing is an empty list). `None` when the model
+    served every requested feature; a dict, possibly empty, from the local engine."""
 
     def to_azure_json(self) -> dict[str, Any]:
         """Exactly the JSON Azure's REST API answers, for the requested features."""
