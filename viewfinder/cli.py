@@ -37,12 +37,12 @@ from rich.table import Table
 from rich.text import Text
 
 from viewfinder import __version__
-from viewfinder.analyzers import ALL_FEATURES, Feature, ImageAnalyzer
+from viewfinder.analyzers import Feature, ImageAnalyzer
 from viewfinder.analyzers.base import Detail, check_language
-from viewfinder.analyzers.features import parse_features
 from viewfinder.analyzers.image_analysis import EngineChoice
 from viewfinder.commands import batch as batch_command
 from viewfinder.commands import cost as cost_command
+from viewfinder.commands.options import features_callback, features_of, split_commas
 from viewfinder.crops import validate_aspect_ratios
 from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
 from viewfinder.images import DEFAULT_MAX_SIDE, redact_url
@@ -103,21 +103,6 @@ _ENGINES: dict[EngineOption, EngineChoice] = {
 # --- option parsing -------------------------------------------------------------------
 
 
-def _split_commas(values: Sequence[str]) -> list[str]:
-    """Flatten repeated and comma-separated option values, dropping empty items."""
-    return [item.strip() for value in values for item in value.split(",") if item.strip()]
-
-
-def _features_callback(values: list[str] | None) -> list[str] | None:
-    """Fail fast (exit 2) on an unknown feature name."""
-    if values:
-        try:
-            parse_features(_split_commas(values))
-        except InvalidOptionError as exc:
-            raise typer.BadParameter(str(exc)) from None
-    return values
-
-
 def _parse_ratios(values: Sequence[str]) -> list[float]:
     """Parse aspect ratios given as comma-separated or repeated option values.
 
@@ -125,7 +110,7 @@ def _parse_ratios(values: Sequence[str]) -> list[float]:
         InvalidOptionError: An item is not a number, or is outside Azure's range.
     """
     ratios: list[float] = []
-    for item in _split_commas(values):
+    for item in split_commas(values):
         try:
             ratios.append(float(item))
         except ValueError:
@@ -349,7 +334,7 @@ def analyze(
                 "tags, objects, people, smart_crops, read (Azure spellings such as "
                 "denseCaptions work too). Default: all seven."
             ),
-            callback=_features_callback,
+            callback=features_callback,
             metavar="LIST",
             show_default=False,
         ),
@@ -417,9 +402,7 @@ def analyze(
     """Analyse images: caption, dense captions, tags, objects, people, smart crops, read."""
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
-    chosen: tuple[Feature, ...] = (
-        parse_features(_split_commas(features)) if features else ALL_FEATURES
-    )
+    chosen: tuple[Feature, ...] = features_of(features)
     ratios = _parse_ratios(smart_crops_aspect_ratios) if smart_crops_aspect_ratios else None
 
     try:
@@ -565,7 +548,7 @@ def serve(
 
     keys = [key.strip() for key in api_key or () if key.strip()]
     if not api_key:
-        keys = _split_commas([os.environ.get("VIEWFINDER_API_KEYS", "")])
+        keys = split_commas([os.environ.get("VIEWFINDER_API_KEYS", "")])
     if ssl_keyfile is not None and ssl_certfile is None:
         raise fail("--ssl-keyfile needs --ssl-certfile")
     settings = server.ServerSettings(

@@ -42,12 +42,12 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.text import Text
 
-from viewfinder.analyzers import ALL_FEATURES, Feature, ImageAnalyzer
-from viewfinder.analyzers.features import parse_features
+from viewfinder.analyzers import Feature, ImageAnalyzer
 from viewfinder.batch import DEFAULT_CONCURRENCY, BatchRun, BatchSummary
 from viewfinder.batch_api import BatchInput, BatchJob
 from viewfinder.budget import Budget
 from viewfinder.commands.batch_api import progress_text
+from viewfinder.commands.options import features_callback, features_of
 from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
 from viewfinder.images import redact_url
 from viewfinder.ratelimit import RateLimiter
@@ -295,19 +295,6 @@ def _summary_text(summary: BatchSummary, counts: _Counts, torn: bool) -> str:
 # --- the command --------------------------------------------------------------------------
 
 
-def _features(values: list[str] | None) -> tuple[Feature, ...]:
-    names = [item.strip() for value in values or () for item in value.split(",") if item.strip()]
-    return parse_features(names) if names else ALL_FEATURES
-
-
-def _features_callback(values: list[str] | None) -> list[str] | None:
-    try:
-        _features(values)
-    except InvalidOptionError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    return values
-
-
 def batch(
     inputs: Annotated[
         list[str],
@@ -336,7 +323,7 @@ def batch(
             "--features",
             "-f",
             help="Features, comma-separated or repeated (default: all seven).",
-            callback=_features_callback,
+            callback=features_callback,
             metavar="LIST",
             show_default=False,
         ),
@@ -454,7 +441,7 @@ def batch(
                 pending(),
                 writer,
                 work_dir=work_dir or out.with_name(out.name + ".batch"),
-                features=_features(features),
+                features=features_of(features),
                 timeout=timeout,
                 poll_interval=poll_interval,
                 rerun=None if rerun is Rerun.NONE else rerun.value,
@@ -475,7 +462,7 @@ def batch(
             run = stack.enter_context(
                 analyzer.analyze_many(
                     pending(),
-                    _features(features),
+                    features_of(features),
                     concurrency=concurrency,
                     rate_limiter=RateLimiter(rpm, tpm),
                     budget=budget,

@@ -30,8 +30,9 @@ from rich.table import Table
 from rich.text import Text
 
 from viewfinder.analyzers.base import Detail
-from viewfinder.analyzers.features import ALL_FEATURES, Feature, parse_features
-from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
+from viewfinder.analyzers.features import Feature
+from viewfinder.commands.options import features_callback, features_of
+from viewfinder.errors import UserError, ViewfinderError
 from viewfinder.estimate import Estimate, EstimateSummary, estimate_many, estimate_request
 from viewfinder.estimate import offline_analyzer as _offline_analyzer
 from viewfinder.images import DEFAULT_MAX_SIDE, redact_url
@@ -118,20 +119,6 @@ def expand_images(items: Sequence[str]) -> tuple[list[str], list[str]]:
         else:
             sources.append(item)
     return list(dict.fromkeys(sources)), problems
-
-
-def _split_commas(values: Sequence[str]) -> list[str]:
-    return [item.strip() for value in values for item in value.split(",") if item.strip()]
-
-
-def _features_callback(values: list[str] | None) -> list[str] | None:
-    """Fail fast (exit 2) on an unknown feature name."""
-    if values:
-        try:
-            parse_features(_split_commas(values))
-        except InvalidOptionError as exc:
-            raise typer.BadParameter(str(exc)) from None
-    return values
 
 
 # --- rendering -------------------------------------------------------------------------
@@ -239,7 +226,7 @@ def cost(
                 "Features to request, comma-separated or repeated: caption, dense_captions, "
                 "tags, objects, people, smart_crops, read. Default: all seven."
             ),
-            callback=_features_callback,
+            callback=features_callback,
             metavar="LIST",
             show_default=False,
         ),
@@ -260,7 +247,7 @@ def cost(
     """Estimate tokens and dollars per image, in total and per 1,000 images; sends nothing."""
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
-    chosen = parse_features(_split_commas(features)) if features else ALL_FEATURES
+    chosen = features_of(features)
     sources, problems = expand_images(images)
 
     if not json_output:
