@@ -1,0 +1,617 @@
+"""Score a viewfinder result against a stored Azure result, feature by feature.
+
+Pure functions, no I/O and no network: both sides are `ImageAnalysisResult` (read the
+Azure side with `viewfinder.azure_rest.from_azure_json`). The viewfinder result plays
+the prediction and the Azure result the reference, so *precision* is the share of
+viewfinder's items Azure also has and *recall* the share of Azure's items viewfinder
+found.
+
+Conventions, so every score is a plain float:
+
+* A ratio whose denominator is zero (no predictions, no references, no matches) is
+  `1.0` when both sides are empty and `0.0` otherwise.
+* Names (tags, object names) are compared lower-cased and stripped, then mapped through
+  the optional synonym map (`{"sofa": "couch"}`) on both sides.
+* Boxes match at IoU >= 0.5, one-to-one, greedily: predictions in descending
+  confidence (ties keep their order) each take the unmatched reference of highest IoU.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from viewfinder.schemas.features import CropRegion, ReadResult
+from viewfinder.schemas.geometry import BoundingBox
+from viewfinder.schemas.result import ImageAnalysisResult
+
+__all__ = [
+    "CaptionScores",
+    "CropScore",
+    "DenseCaptionScores",
+    "DetectionScores",
+    "FeatureScores",
+    "ImageComparison",
+    "ReadScores",
+    "SmartCropScores",
+    "TagScores",
+    "average_precision",
+    "caption_char_ratio",
+    "caption_token_f1",
+    "compare_results",
+    "error_rate",
+    "iou",
+    "levenshtein",
+    "summarize",
+]
+
+IOU_THRESHOLD = 0.5
+"""Minimum IoU for two boxes to match."""
+
+_H = TypeVar("_H", bound=Hashable)
+
+
+# --- score models ---------------------------------------------------------------------------
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class TagScores(_Frozen):
+    """Tags compared as sets of names."""
+
+    precision: float
+    """Share of viewfinder's tags that Azure also gives."""
+    recall: float
+    """Share of Azure's tags that viewfinder also gives."""
+    f1: float
+    """Harmonic mean of precision and recall."""
+    predicted: int
+    """Distinct viewfinder tag names (after normalising and synonyms)."""
+    reference: int
+    """Distinct Azure tag names (after normalising and synonyms)."""
+    matched: int
+    """Names on both sides."""
+    missing: tuple[str, ...]
+    """Azure's names viewfinder lacks, sorted."""
+    extra: tuple[str, ...]
+    """viewfinder's names Azure lacks, sorted."""
+
+
+class DetectionScores(_Frozen):
+    """Boxes (objects, people, dense captions) matched one-to-one at IoU >= 0.5."""
+
+    precision: float
+    """Matched predictions over predictions."""
+    recall: float
+    """Matched references over references."""
+    mean_iou: float
+    """Mean IoU of the matched pairs."""
+    ap: float | None
+    """Average precision (VOC all-points interpolation, predictions ranked by
+    confidence); `None` when Azure has no boxes, where it is undefined."""
+    predicted: int
+    """Boxes viewfinder gives."""
+    reference: int
+    """Boxes Azure gives."""
+    matched: int
+    """One-to-one matches."""
+
+
+class DenseCaptionScores(DetectionScores):
+    """Dense captions: box scores, plus how alike the texts of matched regions are."""
+
+    mean_text_f1: float
+    """Mean caption token F1 (see `caption_token_f1`) of the matched pairs."""
+
+
+class ReadScores(_Frozen):
+    """OCR: text error rates and line-box matching."""
+
+    cer: float
+    """Character error rate: Levenshtein distance over Azure's character count, on the
+    lines joined with newlines (may exceed 1)."""
+    wer: float
+    """Word error rate: the same over whitespace-separated words."""
+    line_precision: float
+    """Matched viewfinder lines over viewfinder lines (polygon bounds, IoU >= 0.5)."""
+    line_recall: float
+    """Matched Azure lines over Azure lines."""
+    line_mean_iou: float
+    """Mean IoU of the matched lines."""
+    predicted_lines: int
+    """Lines viewfinder gives."""
+    reference_lines: int
+    """Lines Azure gives."""
+    viewfinder_text: str
+    """viewfinder's text, one line per line."""
+    azure_text: str
+    """Azure's text, one line per line."""
+
+
+class CropScore(_Frozen):
+    """One Azure crop and the viewfinder crop paired with it."""
+
+    aspect_ratio: float
+    """Azure's aspect ratio of the crop."""
+    iou: float
+    """IoU of the two crops; 0 when viewfinder has no crop to pair."""
+
+
+class SmartCropScores(_Frozen):
+    """Smart crops paired by aspect ratio, in order."""
+
+    crops: tuple[CropScore, ...]
+    """One entry per Azure crop, in Azure's order."""
+    mean_iou: float
+    """Mean IoU over Azure's crops."""
+
+
+class CaptionScores(_Frozen):
+    """Caption text similarity, computed offline.
+
+    `token_f1` is the F1 of the two sets of word tokens (lower-cased, punctuation
+    dropped); `char_ratio` is `difflib.SequenceMatcher.ratio()` on the lower-cased,
+    stripped texts. Neither is semantic: paraphrases score low.
+    """
+
+    token_f1: float
+    """Token-set F1, 0-1."""
+    char_ratio: float
+    """Character-level similarity ratio, 0-1."""
+    viewfinder_text: str
+    """viewfinder's caption."""
+    azure_text: str
+    """Azure's caption."""
+
+
+class FeatureScores(_Frozen):
+    """Scores per feature; `None` where a feature is missing from either side."""
+
+    caption: CaptionScores | None = None
+    """Caption similarity."""
+    dense_captions: DenseCaptionScores | None = None
+    """Dense caption regions."""
+    tags: TagScores | None = None
+    """Tag names."""
+    objects: DetectionScores | None = None
+    """Object boxes (and names, unless ignored)."""
+    people: DetectionScores | None = None
+    """Person boxes."""
+    smart_crops: SmartCropScores | None = None
+    """Crop boxes."""
+    read: ReadScores | None = None
+    """OCR text and lines."""
+
+
+class ImageComparison(_Frozen):
+    """One image: viewfinder's result scored against Azure's."""
+
+    viewfinder_model_version: str
+    """`model_version` of the viewfinder result."""
+    azure_model_version: str
+    """`model_version` of the Azure result."""
+    features: tuple[str, ...]
+    """Features present in both results, and so scored."""
+    scores: FeatureScores
+    """The scores."""
+
+
+# --- primitives -----------------------------------------------------------------------------
+
+
+def _ratio(numerator: float, denominator: float, *, both_empty: bool) -> float:
+    if denominator == 0:
+        return 1.0 if both_empty else 0.0
+    return numerator / denominator
+
+
+def _f1(precision: float, recall: float) -> float:
+    total = precision + recall
+    return 0.0 if total == 0 else 2 * precision * recall / total
+
+
+def iou(a: BoundingBox, b: BoundingBox) -> float:
+    """Intersection over union of two boxes.
+
+    Args:
+        a: One box.
+        b: The other box.
+
+    Returns:
+        Area of the intersection over area of the union, 0-1; 1.0 for two equal empty
+        boxes and 0.0 when the union is otherwise empty.
+    """
+    ax0, ay0, ax1, ay1 = a.xyxy
+    bx0, by0, bx1, by1 = b.xyxy
+    inter = max(0, min(ax1, bx1) - max(ax0, bx0)) * max(0, min(ay1, by1) - max(ay0, by0))
+    union = a.area + b.area - inter
+    if union == 0:
+        return 1.0 if a == b else 0.0
+    return inter / union
+
+
+def levenshtein(a: Sequence[_H], b: Sequence[_H]) -> int:
+    """Edit distance (insertions, deletions, substitutions, each costing 1).
+
+    Args:
+        a: One sequence (a string, or a list of words).
+        b: The other sequence.
+
+    Returns:
+        The smallest number of edits turning `a` into `b`.
+    """
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, item_a in enumerate(a, start=1):
+        current = [i]
+        for j, item_b in enumerate(b, start=1):
+            current.append(
+                min(
+                    previous[j] + 1,
+                    current[j - 1] + 1,
+                    previous[j - 1] + (item_a != item_b),
+                )
+            )
+        previous = current
+    return previous[-1]
+
+
+def error_rate(predicted: Sequence[_H], reference: Sequence[_H]) -> float:
+    """Levenshtein distance over the reference's length (CER on strings, WER on words).
+
+    Args:
+        predicted: The hypothesis.
+        reference: The ground truth.
+
+    Returns:
+        The error rate (may exceed 1); for an empty reference, 0.0 when the
+        prediction is empty too and 1.0 otherwise.
+    """
+    if not reference:
+        return 0.0 if not predicted else 1.0
+    return levenshtein(predicted, reference) / len(reference)
+
+
+def average_precision(hits: Sequence[bool], n_reference: int) -> float:
+    """VOC-style average precision with all-points interpolation.
+
+    Args:
+        hits: Whether each prediction, in descending confidence, is a true positive.
+        n_reference: Number of reference items (true positives possible).
+
+    Returns:
+        Area under the interpolated precision/recall curve, 0-1.
+
+    Raises:
+        ValueError: If `n_reference` is not positive.
+    """
+    if n_reference <= 0:
+        raise ValueError("average precision needs at least one reference item")
+    recalls: list[float] = []
+    precisions: list[float] = []
+    tp = 0
+    for rank, hit in enumerate(hits, start=1):
+        tp += hit
+        recalls.append(tp / n_reference)
+        precisions.append(tp / rank)
+    mrec = [0.0, *recalls, 1.0]
+    mpre = [0.0, *precisions, 0.0]
+    for i in range(len(mpre) - 2, -1, -1):
+        mpre[i] = max(mpre[i], mpre[i + 1])
+    return sum(
+        (mrec[i] - mrec[i - 1]) * mpre[i] for i in range(1, len(mrec)) if mrec[i] != mrec[i - 1]
+    )
+
+
+_TOKEN = re.compile(r"[^\W_]+")
+
+
+def _tokens(text: str) -> set[str]:
+    return set(_TOKEN.findall(text.lower()))
+
+
+def caption_token_f1(predicted: str, reference: str) -> float:
+    """F1 of the two texts' word-token sets (lower-cased, punctuation dropped).
+
+    Args:
+        predicted: viewfinder's text.
+        reference: Azure's text.
+
+    Returns:
+        Token-set F1, 0-1; 1.0 when both texts have no tokens.
+    """
+    p, r = _tokens(predicted), _tokens(reference)
+    both_empty = not p and not r
+    common = len(p & r)
+    return _f1(
+        _ratio(common, len(p), both_empty=both_empty),
+        _ratio(common, len(r), both_empty=both_empty),
+    )
+
+
+def caption_char_ratio(predicted: str, reference: str) -> float:
+    """`difflib.SequenceMatcher` ratio of the lower-cased, stripped texts.
+
+    Args:
+        predicted: viewfinder's text.
+        reference: Azure's text.
+
+    Returns:
+        Character-level similarity, 0-1 (1.0 for two empty texts).
+    """
+    return difflib.SequenceMatcher(
+        None, predicted.strip().lower(), reference.strip().lower(), autojunk=False
+    ).ratio()
+
+
+def _canonical(synonyms: Mapping[str, str] | None) -> Callable[[str], str]:
+    table = {k.strip().lower(): v.strip().lower() for k, v in (synonyms or {}).items()}
+
+    def canon(name: str) -> str:
+        key = name.strip().lower()
+        return table.get(key, key)
+
+    return canon
+
+
+# --- matching -------------------------------------------------------------------------------
+
+
+def _match_ranked(
+    predicted: Sequence[tuple[BoundingBox, float, str]],
+    reference: Sequence[tuple[BoundingBox, str]],
+    threshold: float,
+) -> tuple[list[bool], list[tuple[int, int, float]]]:
+    """Greedy by confidence: (hits in rank order, [(pred index, ref index, iou)])."""
+    order = sorted(range(len(predicted)), key=lambda i: -predicted[i][1])
+    taken: set[int] = set()
+    hits: list[bool] = []
+    pairs: list[tuple[int, int, float]] = []
+    for i in order:
+        box, _, label = predicted[i]
+        best, best_iou = -1, threshold
+        for j, (ref_box, ref_label) in enumerate(reference):
+            if j in taken or ref_label != label:
+                continue
+            overlap = iou(box, ref_box)
+            if overlap >= best_iou and (best < 0 or overlap > best_iou):
+                best, best_iou = j, overlap
+        hits.append(best >= 0)
+        if best >= 0:
+            taken.add(best)
+            pairs.append((i, best, best_iou))
+    return hits, pairs
+
+
+def _match_by_iou(
+    predicted: Sequence[BoundingBox], reference: Sequence[BoundingBox], threshold: float
+) -> list[tuple[int, int, float]]:
+    """Greedy by IoU over all pairs (for items without confidences)."""
+    candidates = sorted(
+        ((iou(p, r), i, j) for i, p in enumerate(predicted) for j, r in enumerate(reference)),
+        key=lambda c: (-c[0], c[1], c[2]),
+    )
+    used_p: set[int] = set()
+    used_r: set[int] = set()
+    pairs: list[tuple[int, int, float]] = []
+    for overlap, i, j in candidates:
+        if overlap < threshold:
+            break
+        if i in used_p or j in used_r:
+            continue
+        used_p.add(i)
+        used_r.add(j)
+        pairs.append((i, j, overlap))
+    return pairs
+
+
+def _detection_fields(
+    n_pred: int, n_ref: int, pairs: Sequence[tuple[int, int, float]], hits: Sequence[bool]
+) -> dict[str, Any]:
+    both_empty = n_pred == 0 and n_ref == 0
+    matched = len(pairs)
+    return {
+        "precision": _ratio(matched, n_pred, both_empty=both_empty),
+        "recall": _ratio(matched, n_ref, both_empty=both_empty),
+        "mean_iou": _ratio(sum(p[2] for p in pairs), matched, both_empty=both_empty),
+        "ap": average_precision(hits, n_ref) if n_ref else None,
+        "predicted": n_pred,
+        "reference": n_ref,
+        "matched": matched,
+    }
+
+
+def _score_boxes(
+    predicted: Sequence[tuple[BoundingBox, float, str]],
+    reference: Sequence[tuple[BoundingBox, str]],
+    threshold: float,
+) -> DetectionScores:
+    hits, pairs = _match_ranked(predicted, reference, threshold)
+    return DetectionScores(**_detection_fields(len(predicted), len(reference), pairs, hits))
+
+
+# --- per feature ----------------------------------------------------------------------------
+
+
+def _score_tags(
+    predicted: Sequence[str], reference: Sequence[str], canon: Callable[[str], str]
+) -> TagScores:
+    p = {canon(name) for name in predicted}
+    r = {canon(name) for name in reference}
+    both_empty = not p and not r
+    common = p & r
+    precision = _ratio(len(common), len(p), both_empty=both_empty)
+    recall = _ratio(len(common), len(r), both_empty=both_empty)
+    return TagScores(
+        precision=precision,
+        recall=recall,
+        f1=_f1(precision, recall),
+        predicted=len(p),
+        reference=len(r),
+        matched=len(common),
+        missing=tuple(sorted(r - p)),
+        extra=tuple(sorted(p - r)),
+    )
+
+
+def _score_read(predicted: ReadResult, reference: ReadResult, threshold: float) -> ReadScores:
+    p_text, r_text = predicted.text, reference.text
+    p_lines, r_lines = predicted.lines, reference.lines
+    pairs = _match_by_iou(
+        [line.polygon.bounds for line in p_lines],
+        [line.polygon.bounds for line in r_lines],
+        threshold,
+    )
+    both_empty = not p_lines and not r_lines
+    return ReadScores(
+        cer=error_rate(p_text, r_text),
+        wer=error_rate(p_text.split(), r_text.split()),
+        line_precision=_ratio(len(pairs), len(p_lines), both_empty=both_empty),
+        line_recall=_ratio(len(pairs), len(r_lines), both_empty=both_empty),
+        line_mean_iou=_ratio(sum(p[2] for p in pairs), len(pairs), both_empty=both_empty),
+        predicted_lines=len(p_lines),
+        reference_lines=len(r_lines),
+        viewfinder_text=p_text,
+        azure_text=r_text,
+    )
+
+
+def _score_crops(
+    predicted: Sequence[CropRegion], reference: Sequence[CropRegion], tolerance: float = 0.01
+) -> SmartCropScores:
+    free = list(range(len(predicted)))
+    paired: list[int | None] = []
+    for ref in reference:
+        match = next(
+            (i for i in free if abs(predicted[i].aspect_ratio - ref.aspect_ratio) <= tolerance),
+            None,
+        )
+        if match is not None:
+            free.remove(match)
+        paired.append(match)
+    # Crops whose ratios differ (none requested: each side reports its own) pair in order.
+    for k, match in enumerate(paired):
+        if match is None and free:
+            paired[k] = free.pop(0)
+    crops = tuple(
+        CropScore(
+            aspect_ratio=ref.aspect_ratio,
+            iou=0.0 if match is None else iou(predicted[match].box, ref.box),
+        )
+        for ref, match in zip(reference, paired, strict=True)
+    )
+    mean = _ratio(sum(c.iou for c in crops), len(crops), both_empty=not predicted and not reference)
+    return SmartCropScores(crops=crops, mean_iou=mean)
+
+
+def compare_results(
+    viewfinder_result: ImageAnalysisResult,
+    azure_result: ImageAnalysisResult,
+    *,
+    synonyms: Mapping[str, str] | None = None,
+    ignore_object_names: bool = False,
+    iou_threshold: float = IOU_THRESHOLD,
+) -> ImageComparison:
+    """Score every feature present in both results.
+
+    Args:
+        viewfinder_result: The prediction.
+        azure_result: The reference (e.g. stored Azure JSON read by `from_azure_json`).
+        synonyms: Name -> canonical name, applied to tags and object names on both
+            sides (keys and values are lower-cased and stripped).
+        ignore_object_names: Match objects on boxes alone.
+        iou_threshold: Minimum IoU for boxes (and read lines) to match.
+
+    Returns:
+        The per-feature scores, and which features were scored.
+    """
+    canon = _canonical(synonyms)
+    vf, az = viewfinder_result, azure_result
+    scores: dict[str, Any] = {}
+
+    if vf.caption is not None and az.caption is not None:
+        scores["caption"] = CaptionScores(
+            token_f1=caption_token_f1(vf.caption.text, az.caption.text),
+            char_ratio=caption_char_ratio(vf.caption.text, az.caption.text),
+            viewfinder_text=vf.caption.text,
+            azure_text=az.caption.text,
+        )
+    if vf.dense_captions is not None and az.dense_captions is not None:
+        p_dense, r_dense = vf.dense_captions, az.dense_captions
+        hits, pairs = _match_ranked(
+            [(d.box, d.confidence, "") for d in p_dense],
+            [(d.box, "") for d in r_dense],
+            iou_threshold,
+        )
+        fields = _detection_fields(len(p_dense), len(r_dense), pairs, hits)
+        text_f1 = [caption_token_f1(p_dense[i].text, r_dense[j].text) for i, j, _ in pairs]
+        fields["mean_text_f1"] = _ratio(
+            sum(text_f1), len(text_f1), both_empty=not p_dense and not r_dense
+        )
+        scores["dense_captions"] = DenseCaptionScores(**fields)
+    if vf.tags is not None and az.tags is not None:
+        scores["tags"] = _score_tags([t.name for t in vf.tags], [t.name for t in az.tags], canon)
+    if vf.objects is not None and az.objects is not None:
+
+        def label(name: str) -> str:
+            return "" if ignore_object_names else canon(name)
+
+        scores["objects"] = _score_boxes(
+            [(o.box, o.confidence, label(o.name)) for o in vf.objects],
+            [(o.box, label(o.name)) for o in az.objects],
+            iou_threshold,
+        )
+    if vf.people is not None and az.people is not None:
+        scores["people"] = _score_boxes(
+            [(p.box, p.confidence, "") for p in vf.people],
+            [(p.box, "") for p in az.people],
+            iou_threshold,
+        )
+    if vf.smart_crops is not None and az.smart_crops is not None:
+        scores["smart_crops"] = _score_crops(vf.smart_crops, az.smart_crops)
+    if vf.read is not None and az.read is not None:
+        scores["read"] = _score_read(vf.read, az.read, iou_threshold)
+
+    order = [name for name in FeatureScores.model_fields if name in scores]
+    return ImageComparison(
+        viewfinder_model_version=vf.model_version,
+        azure_model_version=az.model_version,
+        features=tuple(order),
+        scores=FeatureScores(**scores),
+    )
+
+
+def summarize(comparisons: Sequence[ImageComparison]) -> dict[str, Any]:
+    """Mean of every numeric metric, per feature, over the images that have it.
+
+    Args:
+        comparisons: One comparison per image.
+
+    Returns:
+        `{"images": n, "features": {feature: {"images": k, metric: mean, ...}}}`;
+        a metric that is `None` for some images (AP with no Azure boxes) is averaged
+        over the others and left out when it is `None` everywhere.
+    """
+    features: dict[str, dict[str, Any]] = {}
+    for name in FeatureScores.model_fields:
+        present = [s for c in comparisons if (s := getattr(c.scores, name)) is not None]
+        if not present:
+            continue
+        values: dict[str, list[float]] = {}
+        for score in present:
+            for metric, value in score.model_dump().items():
+                if isinstance(value, bool) or value is None:
+                    continue
+                if isinstance(value, int | float):
+                    values.setdefault(metric, []).append(float(value))
+        summary: dict[str, Any] = {"images": len(present)}
+        summary.update({m: sum(v) / len(v) for m, v in values.items()})
+        features[name] = summary
+    return {"images": len(comparisons), "features": features}
