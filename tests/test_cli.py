@@ -228,3 +228,18 @@ def test_version(runner: CliRunner) -> None:
 
     assert result.exit_code == 0
     assert __version__ in result.stdout
+
+
+def test_draw_saves_the_annotated_image(
+    runner: CliRunner, sim: Simulator, image: Path, tmp_path: Path
+) -> None:
+    sim.script(CAPTION_AND_OBJECTS)
+    drawing = tmp_path / "drawn.png"
+    result = runner.invoke(
+        app, [*analyze_args(sim, str(image), "-f", "caption,objects"), "--draw", str(drawing)]
+    )
+    assert result.exit_code == 0, result.output
+    with Image.open(drawing) as drawn, Image.open(image) as original:
+        assert drawn.size == original.size
+        assert drawn.convert("RGB").tobytes() != original.convert("RGB").tobytes()
+    assert len(sim.requests) == 1

@@ -19,6 +19,7 @@ from viewfinder.analyzers import ALL_FEATURES, Analyzer, Feature, ImageAnalyzer
 from viewfinder.analyzers.image_analysis import FeatureArg
 from viewfinder.budget import Budget
 from viewfinder.cache import ResponseCache
+from viewfinder.draw import draw
 from viewfinder.errors import (
     AuthenticationError,
     BadRequestError,
@@ -122,6 +123,7 @@ __all__ = [
     "__version__",
     "aanalyze",
     "analyze",
+    "draw",
 ]
 
 _ENV_KEYS = (

@@ -44,8 +44,9 @@ from viewfinder.commands import batch as batch_command
 from viewfinder.commands import cost as cost_command
 from viewfinder.commands.options import features_callback, features_of, split_commas
 from viewfinder.crops import validate_aspect_ratios
+from viewfinder.draw import draw
 from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
-from viewfinder.images import DEFAULT_MAX_SIDE, redact_url
+from viewfinder.images import DEFAULT_MAX_SIDE, load_image, redact_url
 from viewfinder.schemas.geometry import BoundingBox
 from viewfinder.schemas.result import ImageAnalysisResult, Usage
 
@@ -349,6 +350,15 @@ def analyze(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object per image (JSON Lines).")
     ] = False,
+    draw_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--draw",
+            help="Save an annotated copy of the image here (several images: OUT-<n>.png).",
+            metavar="PNG",
+            dir_okay=False,
+        ),
+    ] = None,
     base_url: Annotated[
         str | None,
         typer.Option(help="OpenAI-compatible endpoint; default OPENAI_BASE_URL.", metavar="URL"),
@@ -432,18 +442,24 @@ def analyze(
     failed = 0
     total: Usage | None = None
     try:
-        for source in images:
+        for index, source in enumerate(images, 1):
             name = display_name(source)
             try:
                 with _progress(err, f"analysing {name}"):
+                    loaded = load_image(source)  # read once, for the analysis and the drawing
                     result = analyzer.analyze(
-                        source,
+                        loaded,
                         chosen,
                         smart_crops_aspect_ratios=ratios,
                         gender_neutral_caption=gender_neutral_caption,
                         language=language,
                     )
-            except ViewfinderError as exc:
+                    if draw_path is not None:
+                        target = draw_path
+                        if len(images) > 1:
+                            target = draw_path.with_stem(f"{draw_path.stem}-{index}")
+                        draw(result, loaded).save(target)
+            except (ViewfinderError, OSError) as exc:
                 failed += 1
                 if json_output:
                     _emit(

@@ -22,7 +22,7 @@ from viewfinder.budget import Budget
 from viewfinder.engine import Completed, Engine, Gate, Request
 from viewfinder.errors import SchemaError
 from viewfinder.grid import Frame, model_facing
-from viewfinder.images import ImageInput, PreparedImage
+from viewfinder.images import ImageInput, LoadedImage, PreparedImage
 from viewfinder.schemas.result import AnalysisRun, ImageMetadata
 from viewfinder.templates import PromptTemplate, load_template
 
@@ -93,7 +93,7 @@ class Analyzer(BaseAnalyzer, Generic[T]):
     # --- the calls ----------------------------------------------------------------------
 
     def analyze_detailed(
-        self, image: ImageInput, *, budget: Budget | None = None, **variables: Any
+        self, image: ImageInput | LoadedImage, *, budget: Budget | None = None, **variables: Any
     ) -> AnalysisRun[T]:
         """Fill the schema from `image`; with usage, `model_version` and image size.
 
@@ -102,18 +102,18 @@ class Analyzer(BaseAnalyzer, Generic[T]):
         done, size = self._answer(image, lambda part: self.build(part, variables), budget)
         return self.finish(done, size)
 
-    def analyze(self, image: ImageInput, **variables: Any) -> T:
+    def analyze(self, image: ImageInput | LoadedImage, **variables: Any) -> T:
         """Fill the schema from `image` (boxes in pixels of the original image)."""
         return self.analyze_detailed(image, **variables).output
 
     async def aanalyze_detailed(
-        self, image: ImageInput, *, budget: Budget | None = None, **variables: Any
+        self, image: ImageInput | LoadedImage, *, budget: Budget | None = None, **variables: Any
     ) -> AnalysisRun[T]:
         """Async twin of `analyze_detailed`."""
         done, size = await self._aanswer(image, lambda part: self.build(part, variables), budget)
         return self.finish(done, size)
 
-    async def aanalyze(self, image: ImageInput, **variables: Any) -> T:
+    async def aanalyze(self, image: ImageInput | LoadedImage, **variables: Any) -> T:
         """Async twin of `analyze`."""
         return (await self.aanalyze_detailed(image, **variables)).output
 

@@ -7,13 +7,16 @@ result schema in pixels of the original image.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from viewfinder.crops import smart_crops
 from viewfinder.errors import InvalidOptionError
@@ -32,7 +35,20 @@ from viewfinder.schemas.features import (
 )
 from viewfinder.schemas.geometry import BoundingBox
 
-__all__ = ["ALL_FEATURES", "FEATURES", "Feature", "FeatureSpec", "FinishContext", "parse_features"]
+__all__ = [
+    "ALL_FEATURES",
+    "FEATURES",
+    "Feature",
+    "FeatureSpec",
+    "FinishContext",
+    "VocabularyArg",
+    "answer_type",
+    "load_vocabulary",
+    "object_answer_type",
+    "parse_features",
+    "tag_answer_type",
+    "vocabulary_prompt",
+]
 
 
 class Feature(StrEnum):
@@ -133,6 +149,120 @@ class LineAnswer(BaseModel):
     words: list[WordAnswer] | None = None
 
 
+# --- vocabulary control: names constrained in the model-facing schema ------------------
+
+VocabularyArg = Iterable[str] | str | os.PathLike[str]
+"""Allowed names: an iterable of names, or a path to a text file with one name per line."""
+
+
+def load_vocabulary(
+    vocabulary: VocabularyArg | None, *, what: str = "vocabulary"
+) -> tuple[str, ...]:
+    """Normalise a vocabulary: names as given, stripped, blanks and duplicates dropped.
+
+    Args:
+        vocabulary: None (no constraint), an iterable of names, or a `str` / `PathLike`
+            path to a UTF-8 text file with one name per line (blank lines and lines
+            starting with `#` are skipped).
+        what: What the vocabulary is for, in error messages.
+
+    Returns:
+        The names in their first order; `()` means "no constraint".
+
+    Raises:
+        InvalidOptionError: The file cannot be read, a name is not a string, or a
+            vocabulary was given but holds no name.
+    """
+    if vocabulary is None:
+        return ()
+    if isinstance(vocabulary, (str, os.PathLike)):
+        path = Path(vocabulary)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidOptionError(f"cannot read the {what} file {str(path)!r}: {exc}") from None
+        items: list[str] = [line for line in lines if not line.strip().startswith("#")]
+    else:
+        items = list(vocabulary)
+    names: dict[str, None] = {}
+    for item in items:
+        if not isinstance(item, str):
+            raise InvalidOptionError(f"{what} names must be strings, not {item!r}")
+        name = " ".join(item.split())
+        if name:
+            names[name] = None
+    if not names:
+        raise InvalidOptionError(f"the {what} holds no name")
+    return tuple(names)
+
+
+def _name_field(names: tuple[str, ...]) -> Any:
+    """`(Literal[names...], Field)`: JSON schema `{"enum": [...], "type": "string"}`.
+
+    The explicit `enum` keeps it an enum for a one-name vocabulary too (pydantic would
+    otherwise write only `const`).
+    """
+    literal = Literal.__getitem__(names)
+    return (literal, Field(json_schema_extra={"enum": list(names)}))
+
+
+@cache
+def tag_answer_type(names: tuple[str, ...] = ()) -> type[TagAnswer]:
+    """`TagAnswer`, or a subclass whose `name` is `Literal[names]` (cached per vocabulary)."""
+    if not names:
+        return TagAnswer
+    model: type[TagAnswer] = create_model("TagAnswer", __base__=TagAnswer, name=_name_field(names))
+    return model
+
+
+@cache
+def object_answer_type(names: tuple[str, ...] = ()) -> type[ObjectAnswer]:
+    """`ObjectAnswer`, or a subclass whose `name` is `Literal[names]` (cached per vocabulary)."""
+    if not names:
+        return ObjectAnswer
+    model: type[ObjectAnswer] = create_model(
+        "ObjectAnswer", __base__=ObjectAnswer, name=_name_field(names)
+    )
+    return model
+
+
+def answer_type(
+    feature: Feature, *, tag_vocabulary: tuple[str, ...] = (), object_names: tuple[str, ...] = ()
+) -> Any:
+    """A feature's model-facing answer type under the given vocabularies.
+
+    With empty vocabularies it is exactly `FEATURES[feature].answer_type`.
+    """
+    if feature is Feature.TAGS and tag_vocabulary:
+        return list[tag_answer_type(tag_vocabulary)]  # type: ignore[misc]
+    if feature is Feature.OBJECTS and object_names:
+        return list[object_answer_type(object_names)]  # type: ignore[misc]
+    return FEATURES[feature].answer_type
+
+
+def vocabulary_prompt(
+    features: Iterable[Feature],
+    *,
+    tag_vocabulary: tuple[str, ...] = (),
+    object_names: tuple[str, ...] = (),
+) -> str | None:
+    """The prompt section telling the model its allowed names, or None when unconstrained."""
+    chosen = set(features)
+    rules = []
+    if Feature.TAGS in chosen and tag_vocabulary:
+        rules.append(
+            "tags: every tag name must be exactly one of these names (no other name is "
+            "accepted; leave out what none of them fits): " + ", ".join(map(repr, tag_vocabulary))
+        )
+    if Feature.OBJECTS in chosen and object_names:
+        rules.append(
+            "objects: every object name must be exactly one of these names (no other name "
+            "is accepted; leave out objects none of them fits): "
+            + ", ".join(map(repr, object_names))
+        )
+    return "\n".join(["Allowed names:", *rules]) if rules else None
+
+
 # --- finishing: grid -> pixels of the original image ----------------------------------
 
 
@@ -190,7 +320,9 @@ def _finish_dense(answers: list[RegionCaptionAnswer], ctx: FinishContext) -> lis
 def _finish_tags(answers: list[TagAnswer], ctx: FinishContext) -> list[Tag]:
     best: dict[str, float] = {}
     for answer in answers:
-        name = " ".join(answer.name.lower().split())
+        # A vocabulary's names are kept as spelled there; free names are normalised.
+        constrained = type(answer) is not TagAnswer
+        name = answer.name if constrained else " ".join(answer.name.lower().split())
         if name:
             best[name] = max(best.get(name, 0.0), answer.confidence)
     ranked = sorted(best.items(), key=lambda item: -item[1])  # stable: ties keep answer order

@@ -23,7 +23,11 @@ from viewfinder.analyzers.features import (
     FEATURES,
     Feature,
     FinishContext,
+    VocabularyArg,
+    answer_type,
+    load_vocabulary,
     parse_features,
+    vocabulary_prompt,
 )
 from viewfinder.batch import (
     DEFAULT_CONCURRENCY,
@@ -78,10 +82,37 @@ _INSTRUCTIONS = (
 )
 
 
+def answer_model(
+    features: tuple[Feature, ...],
+    *,
+    tag_vocabulary: tuple[str, ...] = (),
+    object_names: tuple[str, ...] = (),
+) -> type[BaseModel]:
+    """The combined model-facing schema for a set of features (one request per image).
+
+    Args:
+        features: The features answered, in `ALL_FEATURES` order.
+        tag_vocabulary: Allowed tag names (see `load_vocabulary`); `()`: any name.
+        object_names: Allowed object names; `()`: any name.
+
+    Returns:
+        The response model, cached per arguments. With both vocabularies empty it is
+        exactly the unconstrained model (same class, same JSON schema).
+    """
+    return _answer_model(features, tag_vocabulary, object_names)
+
+
 @cache
-def answer_model(features: tuple[Feature, ...]) -> type[BaseModel]:
-    """The combined model-facing schema for a set of features (one request per image)."""
-    fields: dict[str, Any] = {f.value: (FEATURES[f].answer_type, ...) for f in features}
+def _answer_model(
+    features: tuple[Feature, ...], tag_vocabulary: tuple[str, ...], object_names: tuple[str, ...]
+) -> type[BaseModel]:
+    fields: dict[str, Any] = {
+        f.value: (
+            answer_type(f, tag_vocabulary=tag_vocabulary, object_names=object_names),
+            ...,
+        )
+        for f in features
+    }
     model: type[BaseModel] = create_model("ImageAnalysis", **fields)
     return model
 
@@ -113,12 +144,19 @@ class ImageAnalyzer(BaseAnalyzer):
             and its `model_version` is the local engine's. Authentication, bad-request,
             model-behaviour and budget errors still raise. Default None: every failure
             raises. Not used by `analyze_many`.
+        tag_vocabulary: Allowed tag names: a list of names, or a path (`str` or
+            `Path`) to a text file with one name per line. The model-facing schema's
+            tag `name` becomes an enum of them, so any other name fails validation and
+            is re-asked; names are returned as spelled in the list. Default None: any
+            name. Changes `model_version`.
+        object_names: Allowed object names, as for `tag_vocabulary`.
         **options: Shared settings; see `BaseAnalyzer`.
 
     Raises:
         ConfigurationError: The model is to be used and its endpoint is not (fully)
             configured.
-        InvalidOptionError: An unknown `engine` or `fallback`, or a bad shared setting.
+        InvalidOptionError: An unknown `engine` or `fallback`, an unreadable or empty
+            vocabulary, or a bad shared setting.
     """
 
     def __init__(
@@ -127,6 +165,8 @@ class ImageAnalyzer(BaseAnalyzer):
         templates: Mapping[str, str | Path | PromptTemplate] | None = None,
         engine: EngineChoice = "model",
         fallback: FallbackChoice | None = None,
+        tag_vocabulary: VocabularyArg | None = None,
+        object_names: VocabularyArg | None = None,
         **options: Any,
     ) -> None:
         if engine not in get_args(EngineChoice):
@@ -135,6 +175,12 @@ class ImageAnalyzer(BaseAnalyzer):
             )
         if fallback is not None and fallback not in get_args(FallbackChoice):
             raise InvalidOptionError(f"fallback must be None or 'local', not {fallback!r}")
+        self.tag_vocabulary: tuple[str, ...] = load_vocabulary(
+            tag_vocabulary, what="tag vocabulary"
+        )
+        """Allowed tag names; `()`: any name."""
+        self.object_names: tuple[str, ...] = load_vocabulary(object_names, what="object names")
+        """Allowed object names; `()`: any name."""
         use_model = engine == "model" or (engine == "auto" and endpoint_configured(options))
         super().__init__(with_endpoint=use_model, **options)
         self.engine_name: Literal["model", "local"] = "model" if use_model else "local"
@@ -156,7 +202,16 @@ class ImageAnalyzer(BaseAnalyzer):
         self.model_version = (
             self.model_version_for(
                 [self.templates[f].source for f in ALL_FEATURES]
-                + [schema_text(answer_model((f,))) for f in ALL_FEATURES]
+                + [
+                    schema_text(
+                        answer_model(
+                            (f,),
+                            tag_vocabulary=self.tag_vocabulary,
+                            object_names=self.object_names,
+                        )
+                    )
+                    for f in ALL_FEATURES
+                ]
             )
             if use_model
             else self.local_engine.version
@@ -209,10 +264,17 @@ class ImageAnalyzer(BaseAnalyzer):
         """The one request for `image` and `features`."""
         variables = {"gender_neutral_caption": gender_neutral_caption, "language": language}
         sections = [self.templates[f].render(variables) for f in features]
+        allowed = vocabulary_prompt(
+            features, tag_vocabulary=self.tag_vocabulary, object_names=self.object_names
+        )
+        if allowed is not None:
+            sections.append(allowed)
         user_text = "\n\n".join([_INSTRUCTIONS, *sections])
         return Request(
             messages=self.messages(self.render_system(language), user_text, image),
-            response_model=answer_model(features),
+            response_model=answer_model(
+                features, tag_vocabulary=self.tag_vocabulary, object_names=self.object_names
+            ),
             model_version=self.model_version,
         )
 
@@ -243,7 +305,7 @@ class ImageAnalyzer(BaseAnalyzer):
 
     def analyze(
         self,
-        image: ImageInput,
+        image: ImageInput | LoadedImage,
         features: FeatureArg = ALL_FEATURES,
         *,
         smart_crops_aspect_ratios: Sequence[float] | None = None,
@@ -295,7 +357,7 @@ class ImageAnalyzer(BaseAnalyzer):
 
     async def aanalyze(
         self,
-        image: ImageInput,
+        image: ImageInput | LoadedImage,
         features: FeatureArg = ALL_FEATURES,
         *,
         smart_crops_aspect_ratios: Sequence[float] | None = None,
