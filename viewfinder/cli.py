@@ -41,6 +41,7 @@ from viewfinder.analyzers import Feature, ImageAnalyzer
 from viewfinder.analyzers.base import Detail, check_language
 from viewfinder.analyzers.image_analysis import EngineChoice
 from viewfinder.commands import batch as batch_command
+from viewfinder.commands import compare as compare_command
 from viewfinder.commands import cost as cost_command
 from viewfinder.commands.options import features_callback, features_of, split_commas
 from viewfinder.crops import validate_aspect_ratios
@@ -608,6 +609,7 @@ def _emit(record: dict[str, Any]) -> None:
 
 
 batch_command.register(app)
+compare_command.register(app)
 cost_command.register(app)
 
 
