@@ -221,3 +221,28 @@ def test_cli(
         app, ["compare", "--azure", str(tmp_path / "nope"), "--images", str(images_dir)]
     )
     assert result.exit_code == 2
+
+
+def test_scores_a_viewfinder_batch_output_without_analysing(tmp_path: Path) -> None:
+    from viewfinder.azure_rest import from_azure_json
+    from viewfinder.report import compare_images, load_viewfinder_batch
+
+    sample = json.loads(SAMPLE.read_text())
+    azure = from_azure_json(sample)
+    batch = tmp_path / "results.jsonl"
+    ok = {
+        "id": "photos/sample.jpg",
+        "status": "ok",
+        "result": azure.model_dump(mode="json"),
+        "cost": 0.002,
+    }
+    failed = {"id": "photos/other.jpg", "status": "error", "error": {"type": "X", "message": "y"}}
+    batch.write_text(json.dumps(ok) + "\n" + json.dumps(failed) + "\n" + '{"id": "torn')
+    stored = load_viewfinder_batch(batch)
+    reports = list(
+        compare_images(None, [("sample", azure), ("other", azure)], tmp_path, stored=stored)
+    )
+    assert reports[0].error is None and reports[0].cost == 0.002
+    assert reports[0].scores is not None and reports[0].scores.scores.tags is not None
+    assert reports[0].scores.scores.tags.f1 == 1.0 and reports[0].latency_s is None
+    assert reports[1].error is not None and "no successful result" in reports[1].error

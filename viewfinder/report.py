@@ -177,6 +177,48 @@ def _features_of(result: ImageAnalysisResult) -> tuple[Feature, ...]:
 # --- comparing -----------------------------------------------------------------------------
 
 
+def load_viewfinder_batch(path: str | Path) -> dict[str, tuple[ImageAnalysisResult, float | None]]:
+    """Successful results of a `viewfinder batch` output file, by image file name and stem.
+
+    Later lines win (a re-run's success replaces an earlier failure).
+    """
+    found: dict[str, tuple[ImageAnalysisResult, float | None]] = {}
+    with Path(path).open(encoding="utf-8") as lines:
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a torn last line from a killed run
+            if record.get("status") != "ok" or "result" not in record:
+                continue
+            entry = (ImageAnalysisResult.model_validate(record["result"]), record.get("cost"))
+            ident = Path(str(record.get("id", "")))
+            found[ident.name] = found[ident.stem] = entry
+    return found
+
+
+def _compare_stored(
+    name: str,
+    azure: ImageAnalysisResult,
+    stored: Mapping[str, tuple[ImageAnalysisResult, float | None]],
+    synonyms: Mapping[str, str] | None,
+) -> ImageReport:
+    entry = stored.get(name) or stored.get(Path(name).stem)
+    if entry is None:
+        raise LookupError(f"no successful result for {name!r} in the viewfinder batch output")
+    result, cost = entry
+    return ImageReport(
+        image=name,
+        scores=compare_results(result, azure, synonyms=synonyms),
+        cost=cost,
+        usage=result.usage,
+        azure=azure,
+        viewfinder=result,
+    )
+
+
 def _compare_one(
     analyzer: ImageAnalyzer,
     name: str,
@@ -212,11 +254,12 @@ def _compare_one(
 
 
 def compare_images(
-    analyzer: ImageAnalyzer,
+    analyzer: ImageAnalyzer | None,
     azure_items: Iterable[tuple[str, ImageAnalysisResult]],
     images_dir: str | Path,
     *,
     synonyms: Mapping[str, str] | None = None,
+    stored: Mapping[str, tuple[ImageAnalysisResult, float | None]] | None = None,
 ) -> Iterator[ImageReport]:
     """Analyse each image with viewfinder and score it against Azure's result.
 
@@ -230,13 +273,20 @@ def compare_images(
         images_dir: The directory holding the images (found by `find_image`).
         synonyms: Name -> canonical name for tags and object names (see
             `compare_results`).
+        stored: viewfinder results already made (`load_viewfinder_batch`): used instead
+            of analysing, so `analyzer` may be `None`. Latency is then unknown.
 
     Yields:
         One report per Azure item, in order.
     """
     for name, azure in azure_items:
         try:
-            yield _compare_one(analyzer, name, azure, images_dir, synonyms)
+            if stored is not None:
+                yield _compare_stored(name, azure, stored, synonyms)
+            elif analyzer is None:
+                raise ValueError("compare_images needs an analyzer or stored results")
+            else:
+                yield _compare_one(analyzer, name, azure, images_dir, synonyms)
         except Exception as exc:  # an entry, never a stop
             yield ImageReport(image=name, error=f"{type(exc).__name__}: {exc}", azure=azure)
 

@@ -22,7 +22,13 @@ from rich.text import Text
 
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
 from viewfinder.errors import ViewfinderError
-from viewfinder.report import AzureInputError, compare_images, load_azure, write_report
+from viewfinder.report import (
+    AzureInputError,
+    compare_images,
+    load_azure,
+    load_viewfinder_batch,
+    write_report,
+)
 
 __all__ = ["register"]
 
@@ -75,6 +81,15 @@ def compare(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Do not read or write the response cache.")
     ] = False,
+    viewfinder_results: Annotated[
+        Path | None,
+        typer.Option(
+            "--viewfinder",
+            help="A `viewfinder batch` output file to score instead of analysing again.",
+            metavar="JSONL",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Compare viewfinder with stored Azure results and write an HTML and JSON report."""
     out_console = Console(highlight=False)
@@ -85,14 +100,20 @@ def compare(
     try:
         synonym_map = None if synonyms is None else _load_synonyms(synonyms)
         items = list(load_azure(azure))
-        analyzer = ImageAnalyzer(model=model, base_url=base_url, cache=not no_cache)
-    except (AzureInputError, ViewfinderError) as exc:
+        stored = None if viewfinder_results is None else load_viewfinder_batch(viewfinder_results)
+        analyzer = (
+            None
+            if stored is not None
+            else ImageAnalyzer(model=model, base_url=base_url, cache=not no_cache)
+        )
+    except (AzureInputError, ViewfinderError, OSError) as exc:
         err.print(Text(f"error: {exc}"), soft_wrap=True)
         raise typer.Exit(_EXIT_USAGE) from None
     try:
-        reports = list(compare_images(analyzer, items, images, synonyms=synonym_map))
+        reports = list(compare_images(analyzer, items, images, synonyms=synonym_map, stored=stored))
     finally:
-        analyzer.close()
+        if analyzer is not None:
+            analyzer.close()
     json_path, html_path = write_report(reports, out, images)
 
     document = json.loads(json_path.read_text(encoding="utf-8"))
