@@ -507,7 +507,7 @@ def test_good_options_reach_the_model(
     # the offline analyzer's model endpoint is a closed port: the service's 503
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "ServiceUnavailable"
-    (record,) = [json.loads(line) for line in _access_lines(caplog, 1)]
+    record = _access_record(caplog, response.headers["request-id"])
     assert record["features"] == ["caption", "denseCaptions", "tags"]
     assert record["api_version"] == "2024-02-01" and record["body_bytes"] == len(CAT)
 
@@ -561,7 +561,7 @@ def test_a_chunked_body_over_the_limit_is_refused(
         response = _post(offline(max_body_bytes=1000), content=chunks())
     assert response.request.headers["transfer-encoding"] == "chunked"
     assert response.status_code == 400 and response.json() == SIZE_ERROR
-    (record,) = [json.loads(line) for line in _access_lines(caplog, 1)]
+    record = _access_record(caplog, response.headers["request-id"])
     # reading stops at the first received piece that crosses the limit; TCP may deliver
     # all eight chunks as one piece on a busy machine, so at most the whole body is counted
     assert 1000 <= record["body_bytes"] <= 3200
@@ -635,22 +635,33 @@ def _access_lines(caplog: pytest.LogCaptureFixture, count: int) -> list[str]:
         time.sleep(0.01)
 
 
+def _access_record(caplog: pytest.LogCaptureFixture, request_id: str) -> dict[str, Any]:
+    """This request's access-log record (an earlier test's late line may also be there)."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        for line in _access_lines(caplog, 0):
+            record: dict[str, Any] = json.loads(line)
+            if record.get("request_id") == request_id:
+                return record
+        assert time.monotonic() < deadline, f"no access-log line for request {request_id}"
+        time.sleep(0.01)
+
+
 def test_the_access_log_is_json_without_secrets(
     offline: Callable[..., str], caplog: pytest.LogCaptureFixture
 ) -> None:
     endpoint = offline()
     with caplog.at_level(logging.INFO, logger="viewfinder.server.access"):
-        _post(endpoint, f"{QUERY}&sig=QUERY-SECRET&subscription-key=QUERY-KEY")
-        _post(
+        first = _post(endpoint, f"{QUERY}&sig=QUERY-SECRET&subscription-key=QUERY-KEY")
+        second = _post(
             endpoint,
             f"{QUERY}&api-key=QUERY-KEY",
             headers={"Authorization": f"Bearer {KEY}"},
             json={"url": "http://10.0.0.1/private/cat.png?sv=1&sig=URL-SECRET"},
         )
-        _post(endpoint, "api-version=SECRET-VERSION&features=caption")
-    lines = _access_lines(caplog, 3)
-    assert len(lines) == 3
-    records = [json.loads(line) for line in lines]
+        third = _post(endpoint, "api-version=SECRET-VERSION&features=caption")
+    records = [_access_record(caplog, r.headers["request-id"]) for r in (first, second, third)]
+    lines = [json.dumps(record) for record in records]
     assert records[0]["path"] == ANALYZE_PATH and records[0]["method"] == "POST"
     assert records[0]["source"] == "bytes" and records[0]["body_bytes"] == len(CAT)
     assert records[1]["source"] == "url" and records[1]["url_host"] == "10.0.0.1"
