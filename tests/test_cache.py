@@ -163,3 +163,37 @@ def test_a_cache_hit_needs_no_decoding(tmp_path: Path, monkeypatch: pytest.Monke
     assert second.usage.cache_hit and second.usage.input_tokens == 0
     assert second.model_dump(exclude={"usage"}) == first.model_dump(exclude={"usage"})
     assert second.metadata.width == 300 and second.metadata.height == 200
+
+
+def test_batch_cache_hits_need_no_decoding_either(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from PIL import Image
+
+    import viewfinder.analyzers.base as base
+    from viewfinder import ImageAnalyzer
+    from viewfinder.simulator import Simulator
+
+    images = []
+    for shade in (10, 90, 170):
+        buffer = io.BytesIO()
+        Image.new("RGB", (120, 80), (shade, 0, 0)).save(buffer, "PNG")
+        images.append(buffer.getvalue())
+    answer = {"caption": {"text": "a red rectangle", "confidence": 0.9}}
+    with (
+        Simulator(default=lambda body: answer) as sim,
+        ImageAnalyzer(base_url=sim.base_url, cache=tmp_path / "cache") as analyzer,
+    ):
+        first = list(analyzer.analyze_many(images, features=["caption"]))
+        assert all(item.ok for item in first) and sim.stats.total == 3
+
+        def no_decoding(*args: object, **kwargs: object) -> None:
+            raise AssertionError("a cache hit must not decode the image")
+
+        monkeypatch.setattr(base, "prepare_image", no_decoding)
+        again = list(analyzer.analyze_many(images, features=["caption"]))
+    assert all(item.ok and item.usage.cache_hit for item in again)
+    assert sim.stats.total == 3
+    assert {item.sha256 for item in again} == {item.sha256 for item in first}

@@ -63,7 +63,7 @@ from viewfinder.errors import (
     InvalidOptionError,
     ViewfinderError,
 )
-from viewfinder.images import ImageInput, PreparedImage, redact_url
+from viewfinder.images import ImageInput, LoadedImage, load_image, redact_url
 from viewfinder.pricing import cost_of
 from viewfinder.ratelimit import RateLimiter
 from viewfinder.schemas.result import Usage
@@ -101,8 +101,8 @@ R = TypeVar("R", bound=_Result)
 BatchInput: TypeAlias = ImageInput | tuple[Any, ImageInput]
 """An image, or an `(id, image)` pair where `id` is the caller's own identity."""
 
-BatchCall: TypeAlias = Callable[[PreparedImage, Engine, Budget | None], Awaitable[R]]
-"""Analyse one prepared image through `engine`, charging `budget`; built by the analyzer."""
+BatchCall: TypeAlias = Callable[[LoadedImage, Engine, Budget | None], Awaitable[R]]
+"""Analyse one read image through `engine`, charging `budget`; built by the analyzer."""
 
 
 @dataclass(frozen=True)
@@ -311,6 +311,11 @@ def _describe(image: object) -> str:
     return f"<{type(image).__name__}>"
 
 
+async def _aload(image: ImageInput) -> LoadedImage:
+    """Read an input's bytes off the event loop (decoding waits for a cache miss)."""
+    return await asyncio.to_thread(load_image, image)
+
+
 def _digest_of(image: object) -> str | None:
     """SHA-256 of an input that could not be prepared, if its bytes can still be read."""
     if isinstance(image, bytes | bytearray):
@@ -335,7 +340,7 @@ def _digest_of(image: object) -> str | None:
 class _Core(Generic[R]):
     """Runs one batch: pulls inputs, keeps `concurrency` tasks busy, yields as they end."""
 
-    prepare: Callable[[ImageInput], Awaitable[PreparedImage]]
+    load: Callable[[ImageInput], Awaitable[LoadedImage]]
     call: BatchCall[R]
     engine: Engine
     budget: Budget | None
@@ -399,12 +404,12 @@ class _Core(Generic[R]):
         if ident is None:
             ident = source if isinstance(image, str | os.PathLike) else index
         try:
-            prepared = await self.prepare(image)
+            loaded = await self.load(image)
         except ViewfinderError as exc:
             digest = await asyncio.to_thread(_digest_of, image)
             return BatchItem(ident, index, source, digest, error=exc)
         try:
-            result = await self.call(prepared, self.engine, self.budget)
+            result = await self.call(loaded, self.engine, self.budget)
         except ViewfinderError as exc:
             usage = getattr(exc, "usage", None) or Usage()
             self._learn(usage)
@@ -412,7 +417,7 @@ class _Core(Generic[R]):
                 ident,
                 index,
                 source,
-                prepared.sha256,
+                loaded.sha256,
                 error=exc,
                 usage=usage,
                 cost=self._cost(usage),
@@ -422,7 +427,7 @@ class _Core(Generic[R]):
             ident,
             index,
             source,
-            prepared.sha256,
+            loaded.sha256,
             result=result,
             usage=result.usage,
             cost=self._cost(result.usage),
@@ -481,7 +486,7 @@ def _core(
     sampling = engine.sampling
     cap = sampling.get("max_tokens") or sampling.get("max_completion_tokens") or 0
     return _Core(
-        prepare=analyzer.aprepare,
+        load=_aload,
         call=call,
         engine=engine,
         budget=budget,

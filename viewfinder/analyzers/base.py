@@ -339,17 +339,19 @@ class BaseAnalyzer:
         image: ImageInput | LoadedImage,
         build: Callable[[ImagePart], Request[A]],
         budget: Budget | None,
+        engine: Engine | None = None,
     ) -> tuple[Completed[A], ImageMetadata]:
-        """Async twin of `_answer`."""
+        """Async twin of `_answer`; `engine` replaces this analyzer's (a batch's pacing)."""
+        engine = engine or self.engine
         loaded = await asyncio.to_thread(load_image, image)
         by_source = build(SourceRef(loaded.sha256, self.max_side))
-        hit = self.engine.lookup_source(by_source)
+        hit = engine.lookup_source(by_source)
         if hit is not None:
             return hit
         prepared = await self.aprepare(loaded)
-        done = await self.engine.arun(build(prepared), budget=budget)
+        done = await engine.arun(build(prepared), budget=budget)
         size = ImageMetadata(width=prepared.width, height=prepared.height)
-        self.engine.remember_source(by_source, done, size)
+        engine.remember_source(by_source, done, size)
         return done, size
 
     def messages(self, system_text: str, user_text: str, image: ImagePart) -> list[dict[str, Any]]:

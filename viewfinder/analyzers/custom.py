@@ -120,14 +120,15 @@ class Analyzer(BaseAnalyzer, Generic[T]):
     # --- many images ----------------------------------------------------------------------
 
     def _batch_call(self, variables: dict[str, Any]) -> BatchCall[AnalysisRun[T]]:
-        """`aanalyze_detailed` for one prepared image, the language checked once."""
+        """`aanalyze_detailed` for one read image, the language checked once."""
         check_language(variables.get("language", "en"))
 
         async def call(
-            prepared: PreparedImage, engine: Engine, budget: Budget | None
+            loaded: LoadedImage, engine: Engine, budget: Budget | None
         ) -> AnalysisRun[T]:
-            done = await engine.arun(self.build(prepared, variables), budget=budget)
-            return self.finish(done, prepared)
+            build = lambda part: self.build(part, variables)  # noqa: E731
+            done, size = await self._aanswer(loaded, build, budget, engine)
+            return self.finish(done, size)
 
         return call
 

@@ -407,7 +407,7 @@ class ImageAnalyzer(BaseAnalyzer):
         gender_neutral_caption: bool,
         language: str,
     ) -> BatchCall[ImageAnalysisResult]:
-        """`aanalyze` for one prepared image, options checked once for the whole batch."""
+        """`aanalyze` for one read image, options checked once for the whole batch."""
         if not self.has_endpoint:
             raise ConfigurationError(
                 "analyze_many needs a model endpoint; this analyzer runs the local engine: "
@@ -417,14 +417,19 @@ class ImageAnalyzer(BaseAnalyzer):
         check_language(language)
 
         async def call(
-            prepared: PreparedImage, engine: Engine, budget: Budget | None
+            loaded: LoadedImage, engine: Engine, budget: Budget | None
         ) -> ImageAnalysisResult:
-            request = self.build(
-                prepared, chosen, gender_neutral_caption=gender_neutral_caption, language=language
+            done, size = await self._aanswer(
+                loaded,
+                lambda part: self.build(
+                    part, chosen, gender_neutral_caption=gender_neutral_caption, language=language
+                ),
+                budget,
+                engine,
             )
             return self.finish(
-                await engine.arun(request, budget=budget),
-                prepared,
+                done,
+                size,
                 chosen,
                 smart_crops_aspect_ratios=ratios,
                 gender_neutral_caption=gender_neutral_caption,
