@@ -38,8 +38,7 @@ from rich.text import Text
 
 from viewfinder import __version__
 from viewfinder.analyzers import Feature, ImageAnalyzer
-from viewfinder.analyzers.base import Detail, check_language
-from viewfinder.analyzers.image_analysis import EngineChoice
+from viewfinder.analyzers.base import check_language
 from viewfinder.commands import batch as batch_command
 from viewfinder.commands import compare as compare_command
 from viewfinder.commands import cost as cost_command
@@ -80,26 +79,12 @@ class DetailChoice(StrEnum):
     AUTO = "auto"
 
 
-_DETAILS: dict[DetailChoice, Detail] = {
-    DetailChoice.HIGH: "high",
-    DetailChoice.LOW: "low",
-    DetailChoice.AUTO: "auto",
-}
-
-
 class EngineOption(StrEnum):
     """Who computes the features, as offered on the command line."""
 
     AUTO = "auto"
     MODEL = "model"
     LOCAL = "local"
-
-
-_ENGINES: dict[EngineOption, EngineChoice] = {
-    EngineOption.AUTO: "auto",
-    EngineOption.MODEL: "model",
-    EngineOption.LOCAL: "local",
-}
 
 
 # --- option parsing -------------------------------------------------------------------
@@ -420,10 +405,10 @@ def analyze(
         analyzer = ImageAnalyzer(
             model=model,
             base_url=base_url,
-            detail=_DETAILS[detail],
+            detail=detail.value,
             max_side=max_side,
             cache=not no_cache,
-            engine=_ENGINES[engine],
+            engine=engine.value,
         )
     except UserError as exc:  # ConfigurationError above all: nothing configured
         err.print(Text(f"error: {exc}"), soft_wrap=True)
