@@ -15,13 +15,17 @@ from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from filelock import FileLock
 from PIL import Image
+from typer.testing import CliRunner
 
 import viewfinder.cache
+from viewfinder import ImageAnalyzer
 from viewfinder.cache import ResponseCache, default_cache_dir, request_key
 from viewfinder.payloads import redact_image_payloads
+from viewfinder.simulator import Simulator
 
 BASE: dict[str, Any] = {
     "endpoint": "http://127.0.0.1:8000/v1",
@@ -473,3 +477,90 @@ def test_two_processes_repairing_at_once_move_it_aside_once_and_share_the_fresh_
     assert len(_damaged_copies(directory)) == 1
     said = [line for _, lines in seen.values() for line in lines]
     assert len(said) == 1 and "moved it aside" in said[0], said
+
+
+# --- end to end: the CLI, the server and a batch on a damaged cache ----------------------
+
+_ENDPOINT_ENV_VARS = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "AZURE_OPENAI_ENDPOINT",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_DEPLOYMENT",
+    "VIEWFINDER_MODEL",
+    "VIEWFINDER_MODE",
+)
+
+
+def test_cli_analyze_on_a_truncated_cache_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from viewfinder.cli import app
+
+    for name in _ENDPOINT_ENV_VARS:  # only the command line configures the endpoint
+        monkeypatch.delenv(name, raising=False)
+    directory = tmp_path / "answers"
+    _filled(directory)
+    _truncate(directory)
+    photo = tmp_path / "x.png"
+    photo.write_bytes(_png(10))
+    runner = CliRunner(env={"VIEWFINDER_CACHE_DIR": str(directory), "COLUMNS": "200"})
+
+    with Simulator(default=lambda body: CAPTION) as sim:
+        arguments = ["analyze", str(photo), "-f", "caption", "--base-url", sim.base_url]
+        result = runner.invoke(app, arguments)
+        again = runner.invoke(app, arguments)
+        assert sim.stats.total == 1  # the second run was answered by the fresh store
+
+    assert result.exit_code == 0, result.output
+    assert result.exception is None and "Traceback" not in result.output
+    assert "a coloured rectangle" in result.stdout
+    assert again.exit_code == 0 and "cache hit" in again.stdout
+    assert len(_damaged_copies(directory)) == 1
+
+
+async def test_the_server_starts_and_answers_on_a_truncated_cache(tmp_path: Path) -> None:
+    from viewfinder.server import ANALYZE_PATH, ServerSettings, create_app
+
+    directory = tmp_path / "answers"
+    _filled(directory)
+    _truncate(directory)
+    key = "cache-test-key"
+    with Simulator(default=lambda body: CAPTION) as sim:
+        options = {"base_url": sim.base_url, "api_key": "test-key-placeholder", "cache": directory}
+        app = create_app(ServerSettings(api_keys=(key,), analyzer_options=options))
+        async with (
+            app.router.lifespan_context(app),
+            httpx2.AsyncClient(
+                transport=httpx2.ASGITransport(app=app), base_url="http://testserver"
+            ) as client,
+        ):
+            response = await client.post(
+                ANALYZE_PATH,
+                params={"api-version": "2023-10-01", "features": "caption"},
+                headers={"Ocp-Apim-Subscription-Key": key, "Content-Type": "image/png"},
+                content=_png(20),
+            )
+    assert response.status_code == 200, response.text
+    assert response.json()["captionResult"]["text"] == "a coloured rectangle"
+    assert len(_damaged_copies(directory)) == 1
+
+
+def test_a_batch_over_a_cache_damaged_mid_use_yields_every_item(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = tmp_path / "answers"
+    images = [_png(shade) for shade in range(0, 200, 10)]
+    with Simulator(default=lambda body: CAPTION) as sim:
+        options = {"base_url": sim.base_url, "api_key": "test-key-placeholder", "cache": directory}
+        with ImageAnalyzer(**options) as analyzer:
+            assert all(item.ok for item in analyzer.analyze_many(images[:5], features=["caption"]))
+        _damage_entries(directory)
+
+        with ImageAnalyzer(**options) as analyzer:
+            items = list(analyzer.analyze_many(images, features=["caption"], concurrency=4))
+
+    assert len(items) == len(images) == 20
+    assert all(item.ok for item in items), [item.error for item in items if not item.ok]
+    assert len(_damaged_copies(directory)) == 1
+    assert len(_warnings(caplog)) == 1
