@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import re
 import sqlite3
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
@@ -517,6 +518,35 @@ def test_cli_analyze_on_a_truncated_cache_succeeds(
     assert "a coloured rectangle" in result.stdout
     assert again.exit_code == 0 and "cache hit" in again.stdout
     assert len(_damaged_copies(directory)) == 1
+
+
+def test_the_console_script_shows_the_repair_as_one_warning_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from viewfinder.cli import main
+
+    for name in _ENDPOINT_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    directory = tmp_path / "answers"
+    _filled(directory)
+    _truncate(directory)
+    monkeypatch.setenv("VIEWFINDER_CACHE_DIR", str(directory))
+    photo = tmp_path / "x.png"
+    photo.write_bytes(_png(30))
+    handlers = list(logging.getLogger("viewfinder.cache").handlers)
+
+    with Simulator(default=lambda body: CAPTION) as sim:
+        arguments = ["viewfinder", "analyze", str(photo), "-f", "caption", "--base-url"]
+        monkeypatch.setattr(sys, "argv", [*arguments, sim.base_url])
+        with pytest.raises(SystemExit) as exited:
+            main()
+
+    assert exited.value.code == 0
+    (aside,) = _damaged_copies(directory)
+    err = capsys.readouterr().err
+    (line,) = err.splitlines()
+    assert line.startswith("warning: the answer cache at ") and str(aside) in line
+    assert logging.getLogger("viewfinder.cache").handlers == handlers  # removed again
 
 
 async def test_the_server_starts_and_answers_on_a_truncated_cache(tmp_path: Path) -> None:
