@@ -111,6 +111,7 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 def _describe(exc: BaseException) -> str:
+    """`DatabaseError: database disk image is malformed`: what failed, for a log line."""
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -150,6 +151,7 @@ class ResponseCache:
         # What diskcache would open (it expands ~ and $VARS), made absolute so that
         # every thread's connection and every identity check see the same file.
         self._path = Path(os.path.expandvars(os.path.expanduser(self.directory))).absolute()
+        self._database = self._path / diskcache.core.DBNAME
         self._lock = threading.Lock()
         self._off = False
         self._warned = False  # about a failed write
@@ -238,21 +240,20 @@ class ResponseCache:
 
     def _open(self) -> _Store:
         """Open (creating if needed) the store at the path; raises what diskcache raises."""
-        database = self._path / diskcache.core.DBNAME
-        before = _identity(database)
+        before = _identity(self._database)
         cache = diskcache.Cache(
             str(self._path), size_limit=self._size_limit, eviction_policy="least-recently-stored"
         )
         # Recorded before opening: if another process swapped the file meanwhile, the
         # mismatch only costs a re-open; it can never make us move a healthy store aside.
-        return _Store(cache, before if before is not None else _identity(database))
+        return _Store(cache, before if before is not None else _identity(self._database))
 
     def _current(self) -> _Store | None:
         """The store to use: re-opened first when another process replaced the file."""
         store = self._store
         if store is None or self._off:
             return None
-        if _identity(self._path / diskcache.core.DBNAME) != store.identity:
+        if _identity(self._database) != store.identity:
             return self._recover(store, None)
         return store
 
@@ -285,15 +286,18 @@ class ResponseCache:
 
     def _reopen_or_replace(self, broken: _Store | None, damage: BaseException | None) -> _Store:
         """Holding the lock: the store at the path, moving a damaged one aside first."""
-        here = _identity(self._path / diskcache.core.DBNAME)
+        here = _identity(self._database)
         same_file = broken is not None and here is not None and here == broken.identity
         if damage is None or not same_file:
             try:
-                return self._open()
+                store = self._open()
             except Exception as exc:
                 if not _is_damage(exc):
                     raise
                 damage = exc
+            else:
+                logger.debug("re-opened the cache at %s (its store was replaced)", self._path)
+                return store
         aside = self._move_aside()
         store = self._open()
         logger.warning(
