@@ -299,7 +299,7 @@ class ResponseCache:
                 logger.debug("re-opened the cache at %s (its store was replaced)", self._path)
                 return store
         aside = self._move_aside()
-        store = self._open()
+        # Said before the fresh store opens, so the moved copy is named even if that fails.
         logger.warning(
             "the answer cache at %s is damaged (%s): moved it aside to %s and started a "
             "fresh one; analyses continue without the old entries",
@@ -307,7 +307,7 @@ class ResponseCache:
             _describe(damage),
             aside,
         )
-        return store
+        return self._open()
 
     def _move_aside(self) -> Path:
         """Rename the directory to `<dir>.damaged-<UTC time>-<pid>[-n]` beside it."""
