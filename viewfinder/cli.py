@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -598,6 +599,34 @@ compare_command.register(app)
 cost_command.register(app)
 
 
+class _CacheWarnings(logging.Handler):
+    """The answer cache's warnings (a damaged store moved aside, the cache turned off) on
+    stderr.
+
+    The library only logs them, and its NullHandler keeps them silent where no logging is
+    configured; someone at a terminal should still see the line that says where their
+    damaged cache went. Silent when viewfinder's logging is configured (`serve` does
+    that), so nothing is printed twice.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        handlers = logging.getLogger("viewfinder").handlers
+        if any(not isinstance(handler, logging.NullHandler) for handler in handlers):
+            return
+        Console(stderr=True, highlight=False).print(
+            Text(f"warning: {record.getMessage()}", style="yellow"), soft_wrap=True
+        )
+
+
 def main() -> None:
     """Entry point of the `viewfinder` console script."""
-    app()
+    cache_log = logging.getLogger("viewfinder.cache")
+    warnings = _CacheWarnings()
+    cache_log.addHandler(warnings)
+    try:
+        app()
+    finally:
+        cache_log.removeHandler(warnings)
