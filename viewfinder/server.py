@@ -289,9 +289,14 @@ async def _read_body(
 
 
 def _image_url(body: bytes) -> str:
+    """The `url` of a JSON body; any body that does not parse is the service's 400.
+
+    A deeply nested body (`[[[[...`) makes `json.loads` raise `RecursionError` rather
+    than `ValueError`; it is a bad request like any other, not a server error.
+    """
     try:
         data = json.loads(body)
-    except ValueError:  # UnicodeDecodeError included
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise _BAD_JSON from None
     url = data.get("url") if isinstance(data, dict) else None
     if not isinstance(url, str) or not url.strip():
