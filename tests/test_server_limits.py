@@ -8,9 +8,12 @@ live on 127.0.0.1 with scripted statuses: no cassette, nothing reaches a real mo
 
 from __future__ import annotations
 
+import io
 import socket
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -19,8 +22,12 @@ from typing import Any
 import httpx2
 import pytest
 import uvicorn
+from azure.core.credentials import AzureKeyCredential
+from azure.core.exceptions import HttpResponseError
+from PIL import Image
 
-from viewfinder import ImageAnalyzer, RetryPolicy
+from viewfinder import DecompressionBombError, ImageAnalyzer, ImageSizeError, RetryPolicy
+from viewfinder.azure import ImageAnalysisClient as LookAlikeClient
 from viewfinder.server import ANALYZE_PATH, ServerSettings, create_app
 
 KEY = "limits-test-key-0b7d41"
@@ -117,3 +124,69 @@ def test_deeply_nested_json_is_the_services_400(offline: str, body: bytes) -> No
         }
     }
     assert response.headers["x-ms-error-code"] == "InvalidRequest"
+
+
+# --- image dimensions -----------------------------------------------------------------
+
+
+def _png_with_declared_size(width: int, height: int) -> bytes:
+    """A valid tiny PNG whose IHDR is patched to declare `width` x `height`."""
+    buffer = io.BytesIO()
+    Image.new("1", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return bytes(data)
+
+
+SIZE_BODY = {
+    "error": {
+        "code": "InvalidRequest",
+        "message": "Image size is not valid",
+        "innererror": {
+            "code": "InvalidImageSize",
+            "message": "The image dimensions are not allowed to be smaller than 50 x 50 or "
+            "larger than 16000 x 16000 pixels",
+        },
+    }
+}
+
+
+@pytest.mark.parametrize(("width", "height"), [(30_000, 30_000), (16_001, 60), (40, 40)], ids=str)
+def test_a_side_out_of_range_is_invalid_image_size_everywhere(
+    offline: str, width: int, height: int
+) -> None:
+    """Library, SDK look-alike and server give the same answer, even for a 30000x30000
+    PNG that Pillow refuses as a decompression bomb before its size is known."""
+    image = _png_with_declared_size(width, height)
+    with ImageAnalyzer(base_url="http://127.0.0.1:9/v1", api_key="unused", cache=False) as library:
+        with pytest.raises(ImageSizeError) as caught:
+            library.analyze(image, features=["caption"])
+        assert caught.value.limit == "dimensions"
+
+        lookalike = LookAlikeClient(
+            "https://unused.example", AzureKeyCredential(KEY), analyzer=library
+        )
+        with lookalike, pytest.raises(HttpResponseError) as refused:
+            lookalike.analyze(image, ["caption"])
+    assert refused.value.status_code == 400 and refused.value.error is not None
+    assert refused.value.error.innererror == SIZE_BODY["error"]["innererror"]
+
+    response = _post(offline, content=image)
+    assert response.status_code == 400
+    assert response.json() == SIZE_BODY
+
+
+def test_too_many_pixels_within_the_side_limits_is_invalid_image_size(offline: str) -> None:
+    """Over the pixel ceiling, within the sides: still a size problem, not a format one."""
+    image = _png_with_declared_size(16_000, 15_000)
+    with (
+        ImageAnalyzer(base_url="http://127.0.0.1:9/v1", api_key="unused", cache=False) as library,
+        pytest.raises(DecompressionBombError),
+    ):
+        library.analyze(image, features=["caption"])
+    response = _post(offline, content=image)
+    assert response.status_code == 400
+    inner = response.json()["error"]["innererror"]
+    assert inner["code"] == "InvalidImageSize" and "smaller image" in inner["message"]

@@ -196,7 +196,17 @@ def service_error_for(exc: ViewfinderError) -> ServiceError:
             "The image dimensions are not allowed to be smaller than 50 x 50 or larger "
             "than 16000 x 16000 pixels",
         )
-    if isinstance(exc, (ImageFormatError, DecompressionBombError)):
+    if isinstance(exc, DecompressionBombError):
+        # Within the side limits but over the pixel ceiling: the remedy is the one for a
+        # size error (send a smaller image), which is what clients key on the inner code.
+        return ServiceError(
+            400,
+            "InvalidRequest",
+            "Image size is not valid",
+            "InvalidImageSize",
+            "The image has more pixels than this server decodes; send a smaller image",
+        )
+    if isinstance(exc, ImageFormatError):
         return ServiceError(
             400,
             "InvalidRequest",
