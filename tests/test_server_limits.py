@@ -15,6 +15,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,25 @@ from typing import Any
 import httpx2
 import pytest
 import uvicorn
+from azure.ai.vision.imageanalysis import ImageAnalysisClient
+from azure.ai.vision.imageanalysis.models import VisualFeatures
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import HttpResponseError
+from azure.core.pipeline.transport import RequestsTransport
 from PIL import Image
 
+import viewfinder as vf
 from viewfinder import DecompressionBombError, ImageAnalyzer, ImageSizeError, RetryPolicy
 from viewfinder.azure import ImageAnalysisClient as LookAlikeClient
-from viewfinder.server import ANALYZE_PATH, ServerSettings, create_app
+from viewfinder.ratelimit import RateLimiter
+from viewfinder.server import (
+    ANALYZE_PATH,
+    MAX_QUEUE_SECONDS,
+    SERVER_RETRY,
+    ServerSettings,
+    create_app,
+)
+from viewfinder.simulator import Reply, Simulator
 
 KEY = "limits-test-key-0b7d41"
 CAT = (Path(__file__).parent / "assets" / "chelsea.png").read_bytes()
@@ -190,3 +203,130 @@ def test_too_many_pixels_within_the_side_limits_is_invalid_image_size(offline: s
     assert response.status_code == 400
     inner = response.json()["error"]["innererror"]
     assert inner["code"] == "InvalidImageSize" and "smaller image" in inner["message"]
+
+
+# --- model-side throttling ------------------------------------------------------------
+
+
+class _RecordedSleeps(RequestsTransport):
+    """The SDK's default transport, except that its retry sleeps are recorded, not slept:
+    the SDK's own retry policy (defaults: 3 retries, `Retry-After` honoured) runs as is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slept: list[float] = []
+
+    def sleep(self, duration: float) -> None:
+        self.slept.append(duration)
+
+
+def _throttled(reply: Reply) -> Simulator:
+    """A model endpoint answering every request with `reply`."""
+    return Simulator(default=lambda body: reply)
+
+
+def _eager_analyzer(sim: Simulator) -> ImageAnalyzer:
+    """An analyzer that would retry 6 times on its own (no real waits, for speed)."""
+    return ImageAnalyzer(
+        base_url=sim.base_url,
+        api_key="test-key-placeholder",
+        model="gpt-4.1-mini",
+        cache=False,
+        retry=RetryPolicy(
+            max_attempts=6, initial_backoff=0.001, max_backoff=0.001, max_retry_after=0.001
+        ),
+    )
+
+
+def _sdk_analyze(endpoint: str) -> tuple[HttpResponseError, list[float]]:
+    """One call of Microsoft's SDK, default retry policy; its error and retry sleeps."""
+    transport = _RecordedSleeps()
+    client = ImageAnalysisClient(endpoint, AzureKeyCredential(KEY), transport=transport)
+    with client, pytest.raises(HttpResponseError) as caught:
+        client.analyze(CAT, [VisualFeatures.CAPTION])
+    return caught.value, transport.slept
+
+
+def test_a_model_side_503_costs_one_model_call_per_sdk_attempt(
+    serve: Callable[[ServerSettings], str],
+) -> None:
+    """The issue's case: the SDK's 4 attempts times the server's own retries made 24
+    model calls. The server now answers 503 + Retry-After after one call each time."""
+    with _throttled(Reply(status=503, error_message="overloaded")) as sim:
+        with _eager_analyzer(sim) as analyzer:
+            endpoint = serve(ServerSettings(api_keys=(KEY,), analyzer=analyzer))
+            error, slept = _sdk_analyze(endpoint)
+        assert error.status_code == 503 and error.error is not None
+        assert error.error.code == "ServiceUnavailable"
+        assert error.response is not None and error.response.headers["Retry-After"] == "1"
+        assert slept == [1.0, 1.0, 1.0]  # the SDK retried 3 times, as told by Retry-After
+        assert sim.stats.total == 4  # 4 SDK attempts x 1 model call
+
+
+def test_an_unreachable_model_endpoint_is_a_503_with_retry_after(offline: str) -> None:
+    response = _post(offline)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("upstream", "expected"),
+    [({"retry-after": "7"}, "7"), ({"retry-after-ms": "2500"}, "3"), ({}, "1")],
+    ids=["retry-after", "retry-after-ms", "unsaid"],
+)
+def test_a_model_side_429_is_a_429_with_retry_after(
+    serve: Callable[[ServerSettings], str], upstream: dict[str, str], expected: str
+) -> None:
+    with _throttled(Reply(status=429, headers=upstream)) as sim, _eager_analyzer(sim) as analyzer:
+        endpoint = serve(ServerSettings(api_keys=(KEY,), analyzer=analyzer))
+        response = _post(endpoint)
+        assert response.status_code == 429
+        assert response.json()["error"]["code"] == "429"
+        # the endpoint's delay, else the shared limiter's own pause (1 s after a first 429)
+        assert response.headers["Retry-After"] == expected
+        assert sim.stats.total == 1  # not retried by the server
+
+
+def test_during_a_model_side_pause_requests_are_answered_429_without_model_calls(
+    serve: Callable[[ServerSettings], str],
+) -> None:
+    """One upstream 429 pauses every request of the server: the others are refused at
+    once (the limiter's pause is longer than `max_queue_seconds`), never queued for 30 s,
+    and the SDK's retries during the pause cost no model call either."""
+    limited = Reply(status=429, headers={"retry-after": "30"}, error_message="slow down")
+    with _throttled(limited) as sim, _eager_analyzer(sim) as analyzer:
+        endpoint = serve(ServerSettings(api_keys=(KEY,), analyzer=analyzer))
+        first = _post(endpoint)
+        assert (first.status_code, first.headers["Retry-After"]) == (429, "30")
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            answers = list(pool.map(lambda _: _post(endpoint), range(6)))
+        error, slept = _sdk_analyze(endpoint)
+        elapsed = time.monotonic() - started
+
+        assert [a.status_code for a in answers] == [429] * 6
+        assert all(a.headers["Retry-After"] in ("29", "30") for a in answers)
+        assert error.status_code == 429
+        assert len(slept) == 3 and all(29 <= s <= 30 for s in slept)  # told to wait it out
+        assert sim.stats.total == 1  # only the first request reached the model
+        assert elapsed < 10  # queued behind the pause, they would have taken 30 s
+
+
+def test_the_server_gives_its_analyzer_one_attempt_and_a_shared_limiter() -> None:
+    options: dict[str, Any] = {"base_url": "http://127.0.0.1:9/v1", "api_key": "x", "cache": False}
+    with ImageAnalyzer(retry=RetryPolicy(max_attempts=6), **options) as analyzer:
+        create_app(ServerSettings(api_keys=(KEY,), analyzer=analyzer))
+        assert analyzer.engine.retry == SERVER_RETRY and SERVER_RETRY.max_attempts == 1
+        limiter = analyzer.engine.gate
+        assert isinstance(limiter, RateLimiter)
+        limiter.observe(429, {"retry-after": "30"})  # a pause longer than the queue allows
+        with pytest.raises(vf.RateLimitError):
+            limiter.acquire()
+    assert MAX_QUEUE_SECONDS < 30
+
+    own = RateLimiter(rpm=100)
+    own_policy = RetryPolicy(max_attempts=3)
+    with ImageAnalyzer(rate_limiter=own, retry=own_policy, **options) as analyzer:
+        create_app(ServerSettings(api_keys=(KEY,), analyzer=analyzer, retry=None))
+        assert analyzer.engine.gate is own and analyzer.engine.retry is own_policy
