@@ -29,10 +29,13 @@ from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import HttpResponseError
 from azure.core.pipeline.transport import RequestsTransport
 from PIL import Image
+from typer.testing import CliRunner
 
 import viewfinder as vf
+import viewfinder.server as server_module
 from viewfinder import DecompressionBombError, ImageAnalyzer, ImageSizeError, RetryPolicy
 from viewfinder.azure import ImageAnalysisClient as LookAlikeClient
+from viewfinder.cli import app as cli_app
 from viewfinder.ratelimit import RateLimiter
 from viewfinder.server import (
     ANALYZE_PATH,
@@ -330,3 +333,57 @@ def test_the_server_gives_its_analyzer_one_attempt_and_a_shared_limiter() -> Non
     with ImageAnalyzer(rate_limiter=own, retry=own_policy, **options) as analyzer:
         create_app(ServerSettings(api_keys=(KEY,), analyzer=analyzer, retry=None))
         assert analyzer.engine.gate is own and analyzer.engine.retry is own_policy
+
+
+# --- keys on the command line ---------------------------------------------------------
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[ServerSettings]]:
+    """What `viewfinder serve` would serve with (the server itself is not started)."""
+    seen: list[ServerSettings] = []
+    monkeypatch.delenv("VIEWFINDER_API_KEYS", raising=False)
+    monkeypatch.setenv("VIEWFINDER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(server_module, "run", lambda settings, **_: seen.append(settings))
+    yield seen
+    for settings in seen:
+        assert settings.analyzer is not None
+        settings.analyzer.close()
+
+
+def _serve(*args: str) -> Any:
+    return CliRunner().invoke(cli_app, ["serve", "--base-url", "http://127.0.0.1:9/v1", *args])
+
+
+def test_a_key_on_the_command_line_is_warned_about(served: list[ServerSettings]) -> None:
+    result = _serve("--api-key", KEY)
+    assert result.exit_code == 0, result.output
+    assert served[0].api_keys == (KEY,)
+    assert "visible in ps" in result.stderr
+    assert "VIEWFINDER_API_KEYS or --api-key-file" in result.stderr
+    assert KEY not in result.output
+
+
+def test_keys_from_a_file_one_per_line(served: list[ServerSettings], tmp_path: Path) -> None:
+    key_file = tmp_path / "keys"
+    key_file.write_text("# rotated monthly\nfirst-key-123\n\n  second-key-456  \n")
+    result = _serve("--api-key-file", str(key_file))
+    assert result.exit_code == 0, result.output
+    assert served[0].api_keys == ("first-key-123", "second-key-456")
+    assert "warning" not in result.stderr and "first-key-123" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "cannot read --api-key-file"), ("# none yet\n\n", "holds no key")],
+    ids=["missing", "empty"],
+)
+def test_a_key_file_without_keys_refuses_to_start(
+    served: list[ServerSettings], tmp_path: Path, content: str | None, message: str
+) -> None:
+    key_file = tmp_path / "keys"
+    if content is not None:
+        key_file.write_text(content)
+    result = _serve("--api-key-file", str(key_file))
+    assert result.exit_code == 2 and message in result.output
+    assert served == []

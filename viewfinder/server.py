@@ -126,7 +126,8 @@ logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("viewfinder.server.access")
 
 _OPEN_SERVER: Final = (
-    "refusing to start an open server: set --api-key / VIEWFINDER_API_KEYS or pass --no-auth"
+    "refusing to start an open server: set VIEWFINDER_API_KEYS (or --api-key-file) "
+    "or pass --no-auth"
 )
 _RECORD: Final = "viewfinder.access"  # scope key of the access-log record
 _INTERNAL: Final = service_error_for(ViewfinderError("unexpected"))
