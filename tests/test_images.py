@@ -351,13 +351,37 @@ def test_empty_input() -> None:
 
 
 def test_decompression_bomb_fails_fast() -> None:
-    data = png_with_declared_size(30_000, 30_000)
+    # Within the side limits, over Pillow's own ceiling (2 * MAX_IMAGE_PIXELS, ~179 MP).
+    data = png_with_declared_size(16_000, 15_000)
     assert len(data) < 100
 
     started = time.perf_counter()
-    with pytest.raises(DecompressionBombError):
+    with pytest.raises(DecompressionBombError, match="16000x15000"):
         prepare_image(data)
     assert time.perf_counter() - started < 0.5
+
+
+@pytest.mark.parametrize(("width", "height"), [(30_000, 30_000), (16_001, 60), (60, 65_000)])
+def test_a_side_out_of_range_is_a_size_error_even_past_pillows_ceiling(
+    width: int, height: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pillow refuses 30000x30000 at Image.open, before viewfinder sees the size.
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded"))
+    with pytest.raises(ImageSizeError, match=f"{width}x{height}") as caught:
+        prepare_image(png_with_declared_size(width, height))
+    assert caught.value.limit == "dimensions"
+
+
+def test_sides_are_checked_before_the_pixel_ceiling() -> None:
+    data = png_with_declared_size(17_000, 4_000)  # 68 MP: over this ceiling, and too wide
+    with pytest.raises(ImageSizeError, match="17000x4000"):
+        prepare_image(data, limits=ImageLimits(max_pixels=50_000_000))
+
+
+def test_an_unaccepted_format_past_pillows_ceiling_is_a_format_error() -> None:
+    ppm = b"P5\n30000 30000\n255\n" + bytes(64)  # refused by Pillow at Image.open
+    with pytest.raises(ImageFormatError, match="format PPM is not accepted"):
+        prepare_image(ppm)
 
 
 def test_own_pixel_ceiling_is_checked_from_the_header(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -253,3 +253,38 @@ def test_a_429_with_budget_left_pauses_but_does_not_cut_the_rate() -> None:
     assert stats.factor == 1.0
     limiter.observe(429, {"retry-after-ms": "50", "x-ratelimit-remaining-requests": "0"})
     assert limiter.stats.decreases == 1 and limiter.stats.factor == 0.5
+
+
+def test_max_wait_refuses_a_far_slot_at_once_and_books_nothing() -> None:
+    clock = FakeClock()
+    limiter = fake(clock, rpm=60, max_wait=2.0)
+    assert times_of(limiter, clock, 3) == [0.0, 1.0, 2.0]  # slots within 2 s: waited for
+    limiter.observe(429, {"retry-after": "30"})
+    before = clock.now
+    for _ in range(5):  # every caller during the pause: refused, none of them queued
+        with pytest.raises(vf.RateLimitError) as refused:
+            limiter.acquire()
+        assert refused.value.retry_after == pytest.approx(30.0)
+        assert refused.value.attempts == 0
+    assert clock.now == before  # nobody slept
+    assert limiter.paused_for == pytest.approx(30.0)
+    stats = limiter.stats
+    assert stats.refused == 5 and stats.acquired == 3
+    clock.now += 30.0  # the pause is over: the next caller goes at once, not after 5 phantoms
+    assert times_of(limiter, clock, 1) == [0.0]
+    assert limiter.paused_for == 0.0
+
+
+async def test_max_wait_applies_to_async_callers_too() -> None:
+    clock = FakeClock()
+    limiter = fake(clock, rpm=60, max_wait=1.5)
+    await limiter.aacquire()
+    limiter.observe(429, {"retry-after": "0.5"})
+    await limiter.aacquire()  # 0.5 s away: waited for
+    assert clock.now == pytest.approx(1000.5)
+    limiter.observe(429, {"retry-after": "10"})
+    with pytest.raises(vf.RateLimitError) as refused:
+        await limiter.aacquire()
+    assert refused.value.retry_after == pytest.approx(10.0)
+    with pytest.raises(vf.InvalidOptionError):
+        RateLimiter(max_wait=-1)

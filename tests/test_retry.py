@@ -635,3 +635,12 @@ def test_provider_message_is_preferred_over_raw_body() -> None:
     err = to_viewfinder_error(exc, attempts=1)
     assert str(err).startswith("The model endpoint rejected the request (HTTP 400): Invalid image.")
     assert "Error code" not in str(err)
+
+
+def test_a_status_error_keeps_the_endpoints_retry_after() -> None:
+    limited = to_viewfinder_error(status_error(429, **{"retry-after": "7"}), attempts=1)
+    assert isinstance(limited, RateLimitError) and limited.retry_after == 7.0
+    busy = to_viewfinder_error(status_error(503, **{"retry-after-ms": "1500"}), attempts=1)
+    assert isinstance(busy, ServerError) and busy.retry_after == 1.5
+    unsaid = to_viewfinder_error(status_error(503), attempts=1)
+    assert isinstance(unsaid, ServerError) and unsaid.retry_after is None

@@ -8,6 +8,7 @@ the service shapes them: `{"error": {"code", "message", "innererror": {"code",
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from viewfinder.errors import (
 
 __all__ = [
     "API_VERSIONS",
+    "DEFAULT_RETRY_AFTER",
     "LANGUAGES",
     "MAX_IMAGE_BYTES",
     "RESOURCE_NOT_FOUND",
@@ -37,6 +39,7 @@ __all__ = [
     "ServiceError",
     "check_api_version",
     "check_options",
+    "retry_after_header",
     "service_error_for",
     "unauthorized",
 ]
@@ -44,6 +47,8 @@ __all__ = [
 API_VERSIONS = ("2023-10-01", "2024-02-01")
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 """The service refuses bodies of this size or more ("larger than 20971520 bytes")."""
+DEFAULT_RETRY_AFTER = 1
+"""`Retry-After` seconds of a 429 / 503 when nobody said how long to wait."""
 
 LANGUAGES = frozenset(
     (  # noqa: SIM905 - a word list reads better than 52 quoted items
@@ -60,13 +65,18 @@ _FEATURES_BY_WIRE_NAME = {f.azure_name.lower(): f for f in Feature}
 
 @dataclass(frozen=True)
 class ServiceError(Exception):
-    """An error answer exactly as the service shapes it."""
+    """An error answer exactly as the service shapes it.
+
+    `retry_after` (whole seconds) becomes a `Retry-After` header: 429 and 503 answers
+    carry one, so a client's retry policy (the SDK's honours it) knows when to return.
+    """
 
     status: int
     code: str
     message: str
     inner_code: str | None = None
     inner_message: str | None = None
+    retry_after: int | None = None
 
     def body(self) -> dict[str, Any]:
         """The JSON body: `{"error": {"code", "message"[, "innererror"]}}`."""
@@ -77,8 +87,11 @@ class ServiceError(Exception):
 
     @property
     def headers(self) -> dict[str, str]:
-        """Response headers the service adds to errors."""
-        return {"x-ms-error-code": self.code}
+        """Response headers the service adds to errors (`Retry-After` when known)."""
+        headers = {"x-ms-error-code": self.code}
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(self.retry_after)
+        return headers
 
     def __str__(self) -> str:
         inner = f" ({self.inner_code}: {self.inner_message})" if self.inner_code else ""
@@ -179,8 +192,19 @@ def check_options(
     )
 
 
+def retry_after_header(seconds: float | None) -> int:
+    """`Retry-After` seconds for a wait: rounded up, at least 1; unknown: the default."""
+    if seconds is None or not math.isfinite(seconds):
+        return DEFAULT_RETRY_AFTER
+    return max(1, math.ceil(seconds))
+
+
 def service_error_for(exc: ViewfinderError) -> ServiceError:
-    """The service-shaped error for a viewfinder error (messages carry no secrets)."""
+    """The service-shaped error for a viewfinder error (messages carry no secrets).
+
+    A rate-limited model endpoint is a 429 and an unavailable one a 503, both with
+    `retry_after` from the endpoint's own `retry-after` (else `DEFAULT_RETRY_AFTER`).
+    """
     if isinstance(exc, ImageSizeError):
         if exc.limit == "bytes":
             return ServiceError(
@@ -196,7 +220,17 @@ def service_error_for(exc: ViewfinderError) -> ServiceError:
             "The image dimensions are not allowed to be smaller than 50 x 50 or larger "
             "than 16000 x 16000 pixels",
         )
-    if isinstance(exc, (ImageFormatError, DecompressionBombError)):
+    if isinstance(exc, DecompressionBombError):
+        # Within the side limits but over the pixel ceiling: the remedy is the one for a
+        # size error (send a smaller image), which is what clients key on the inner code.
+        return ServiceError(
+            400,
+            "InvalidRequest",
+            "Image size is not valid",
+            "InvalidImageSize",
+            "The image has more pixels than this server decodes; send a smaller image",
+        )
+    if isinstance(exc, ImageFormatError):
         return ServiceError(
             400,
             "InvalidRequest",
@@ -210,7 +244,10 @@ def service_error_for(exc: ViewfinderError) -> ServiceError:
         return _invalid_query("BadArgument", str(exc))
     if isinstance(exc, RateLimitError):
         return ServiceError(
-            429, "429", "Too many requests: the model endpoint behind viewfinder is rate limited."
+            429,
+            "429",
+            "Too many requests: the model endpoint behind viewfinder is rate limited.",
+            retry_after=retry_after_header(exc.retry_after),
         )
     if isinstance(exc, (ConfigurationError, AuthenticationError, BadRequestError)):
         return ServiceError(
@@ -220,7 +257,10 @@ def service_error_for(exc: ViewfinderError) -> ServiceError:
         )
     if isinstance(exc, ProviderError):
         return ServiceError(
-            503, "ServiceUnavailable", "The model endpoint behind this server is unavailable."
+            503,
+            "ServiceUnavailable",
+            "The model endpoint behind this server is unavailable.",
+            retry_after=retry_after_header(exc.retry_after),
         )
     if isinstance(exc, ModelBehaviorError):
         return ServiceError(

@@ -46,7 +46,7 @@ from viewfinder.commands import cost as cost_command
 from viewfinder.commands.options import features_callback, features_of, split_commas
 from viewfinder.crops import validate_aspect_ratios
 from viewfinder.draw import draw
-from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
+from viewfinder.errors import ConfigurationError, InvalidOptionError, UserError, ViewfinderError
 from viewfinder.images import DEFAULT_MAX_SIDE, load_image, redact_url
 from viewfinder.schemas.geometry import BoundingBox
 from viewfinder.schemas.result import ImageAnalysisResult, Usage
@@ -495,9 +495,20 @@ def serve(
             "--api-key",
             help=(
                 "Accepted key (Ocp-Apim-Subscription-Key or Authorization: Bearer), "
-                "repeatable. Default: VIEWFINDER_API_KEYS, comma-separated."
+                "repeatable. Visible to every user in `ps`: prefer VIEWFINDER_API_KEYS "
+                "(comma-separated, the default) or --api-key-file."
             ),
             metavar="KEY",
+            show_default=False,
+        ),
+    ] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--api-key-file",
+            help="File of accepted keys, one per line (blank and # lines ignored).",
+            metavar="FILE",
+            dir_okay=False,
             show_default=False,
         ),
     ] = None,
@@ -536,7 +547,8 @@ def serve(
     """Serve the Image Analysis 4.0 REST API (POST /computervision/imageanalysis:analyze).
 
     Point Microsoft's SDK at http://HOST:PORT with one of the keys. Image URLs may
-    only point at public addresses, plus the --allow-host hosts.
+    only point at public addresses, plus the --allow-host hosts. Give keys in
+    VIEWFINDER_API_KEYS or --api-key-file: other users can read --api-key in `ps`.
     """
     err = Console(stderr=True, highlight=False)
 
@@ -550,7 +562,21 @@ def serve(
         raise fail(str(exc)) from None
 
     keys = [key.strip() for key in api_key or () if key.strip()]
-    if not api_key:
+    if api_key:
+        err.print(
+            Text(
+                "warning: --api-key is visible in ps to every user of this machine; "
+                "use VIEWFINDER_API_KEYS or --api-key-file",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
+    if api_key_file is not None:
+        try:
+            keys += _read_key_file(api_key_file)
+        except UserError as exc:
+            raise fail(str(exc)) from None
+    if not api_key and api_key_file is None:
         keys = split_commas([os.environ.get("VIEWFINDER_API_KEYS", "")])
     if ssl_keyfile is not None and ssl_certfile is None:
         raise fail("--ssl-keyfile needs --ssl-certfile")
@@ -586,6 +612,24 @@ def serve(
         ssl_certfile=None if ssl_certfile is None else str(ssl_certfile),
         ssl_keyfile=None if ssl_keyfile is None else str(ssl_keyfile),
     )
+
+
+def _read_key_file(path: Path) -> list[str]:
+    """The keys in `path`, one per line; blank lines and `#` comments are skipped.
+
+    Raises:
+        ConfigurationError: The file cannot be read or holds no key (never quoted).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        raise ConfigurationError(f"cannot read --api-key-file {path}: {reason}") from None
+    keys = [line.strip() for line in text.splitlines()]
+    keys = [key for key in keys if key and not key.startswith("#")]
+    if not keys:
+        raise ConfigurationError(f"--api-key-file {path} holds no key")
+    return keys
 
 
 def _emit(record: dict[str, Any]) -> None:

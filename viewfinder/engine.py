@@ -67,7 +67,11 @@ class Gate(Protocol):
     """Paces HTTP attempts (a rate limiter): asked before each one, told how it went."""
 
     def acquire(self, tokens: int) -> None:
-        """Block until an attempt expected to use `tokens` may go out."""
+        """Block until an attempt expected to use `tokens` may go out.
+
+        A gate may refuse instead of waiting (`RateLimiter(max_wait=...)`): the
+        `RateLimitError` it raises ends the call, with no HTTP attempt made.
+        """
 
     async def aacquire(self, tokens: int) -> None:
         """Async twin of `acquire`."""

@@ -25,7 +25,7 @@ ViewfinderError
 ```
 
 Errors carry context as attributes, never only in the message: `ProviderError` has
-`status_code`, `request_id`, `attempts` and `usage`; `ModelBehaviorError` has
+`status_code`, `request_id`, `attempts`, `retry_after` and `usage`; `ModelBehaviorError` has
 `raw_answer`, `attempts` and `usage`. Messages never contain API keys or URL query
 strings (SAS tokens).
 """
@@ -137,7 +137,10 @@ class ProviderError(ViewfinderError):
     Attributes:
         status_code: HTTP status of the last response, `None` when there was none.
         request_id: The provider's `x-request-id` of the last response, if any.
-        attempts: HTTP attempts made for the request that failed (retries included).
+        attempts: HTTP attempts made for the request that failed (retries included);
+            0 when a rate limiter refused to send it.
+        retry_after: Seconds the endpoint (`retry-after` / `retry-after-ms` of the last
+            answer) or the rate limiter asked to wait before trying again; None: unsaid.
         usage: Tokens and requests spent on the call before it failed.
     """
 
@@ -148,12 +151,14 @@ class ProviderError(ViewfinderError):
         status_code: int | None = None,
         request_id: str | None = None,
         attempts: int = 1,
+        retry_after: float | None = None,
         usage: Usage | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.request_id = request_id
         self.attempts = attempts
+        self.retry_after = retry_after
         self.usage = usage
 
     def __str__(self) -> str:
@@ -175,7 +180,8 @@ class BadRequestError(ProviderError):
 
 
 class RateLimitError(ProviderError):
-    """429 Too Many Requests, still failing after the bounded retries."""
+    """429 Too Many Requests, still failing after the bounded retries, or a request that
+    a rate limiter with `max_wait` refused to queue (`attempts == 0`)."""
 
 
 class ServerError(ProviderError):

@@ -418,28 +418,44 @@ def _encode_pil(image: Image.Image) -> bytes:
 
 
 def _open_checked(data: bytes, label: str, limits: ImageLimits) -> Image.Image:
-    """Open the image lazily and check it from its header alone."""
+    """Open the image lazily and check it from its header alone.
+
+    The checks run in the service's order: format, then each side (`ImageSizeError`
+    with `limit="dimensions"`), then the pixel ceiling (`DecompressionBombError`), so
+    a 30000x30000 image is a size error wherever it is refused.
+    """
     try:
         with warnings.catch_warnings():
             # Pillow's soft ceiling is process-wide; `limits.max_pixels` replaces it below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:
+        # Pillow refuses more than 2 * MAX_IMAGE_PIXELS before it returns the image:
+        # read the header past that ceiling to say what is wrong, then refuse anyway.
+        declared = _declared_header(data)
+        if declared is None:
+            raise DecompressionBombError(
+                "the image declares too many pixels (decompression bomb)", source=label
+            ) from None
+        fmt, width, height = declared
+        _check_header(fmt, width, height, label, limits)
         raise DecompressionBombError(
-            "the image declares too many pixels (decompression bomb)", source=label
+            f"the image declares {width}x{height} pixels, more than Pillow's "
+            "decompression-bomb ceiling (2 * PIL.Image.MAX_IMAGE_PIXELS)",
+            source=label,
         ) from None
     except _PIL_ERRORS:
         raise ImageFormatError("not a recognised image", source=label) from None
-    if image.format not in limits.formats:
+    _check_header(str(image.format), *image.size, label, limits)
+    return image
+
+
+def _check_header(fmt: str, width: int, height: int, label: str, limits: ImageLimits) -> None:
+    """Refuse a format outside `limits.formats`, a side out of range, then too many pixels."""
+    if fmt not in limits.formats:
         accepted = ", ".join(sorted(limits.formats))
         raise ImageFormatError(
-            f"image format {image.format} is not accepted (accepted: {accepted})", source=label
-        )
-    width, height = image.size
-    if width * height > limits.max_pixels:
-        raise DecompressionBombError(
-            f"the image declares {width}x{height} pixels, more than {limits.max_pixels}",
-            source=label,
+            f"image format {fmt} is not accepted (accepted: {accepted})", source=label
         )
     if not (limits.min_side <= width <= limits.max_side) or not (
         limits.min_side <= height <= limits.max_side
@@ -450,7 +466,39 @@ def _open_checked(data: bytes, label: str, limits: ImageLimits) -> Image.Image:
             source=label,
             limit="dimensions",
         )
-    return image
+    if width * height > limits.max_pixels:
+        raise DecompressionBombError(
+            f"the image declares {width}x{height} pixels, more than {limits.max_pixels}",
+            source=label,
+        )
+
+
+def _declared_header(data: bytes) -> tuple[str, int, int] | None:
+    """The format and size a header declares, read past Pillow's pixel ceiling.
+
+    `Image.open` asks each registered format plugin, in order, to parse the header,
+    then refuses the image when it has more than `2 * Image.MAX_IMAGE_PIXELS`. Lifting
+    that process-wide ceiling would race with other threads opening images, so this
+    asks the same plugins in the same order without it. Nothing is decoded.
+
+    Returns:
+        `(format, width, height)`, or None when no plugin reads the header.
+    """
+    prefix = data[:16]
+    for name in list(Image.ID):
+        factory, accept = Image.OPEN[name]
+        accepted = accept(prefix) if accept is not None else True
+        if not accepted or isinstance(accepted, str):  # a str: "recognised, unsupported"
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                image = factory(io.BytesIO(data), "")
+        except (*_PIL_ERRORS, Image.DecompressionBombError):
+            continue  # not this format, or a frame beyond the ceiling: keep looking
+        with image:
+            return str(image.format), *image.size
+    return None
 
 
 def _decode(image: Image.Image, label: str) -> Image.Image:

@@ -29,6 +29,12 @@ The algorithm, in short:
 Token sizes: `acquire(tokens)` counts `tokens` when given, else the running mean of the
 request sizes observed so far (`record_request_tokens`, and the non-zero values passed
 to `acquire`). Before any observation, requests are paced on the request budget only.
+
+Waiting is unbounded by default. With `max_wait`, a caller whose slot is further away
+than that (a long pause after a 429, a deep queue) is refused at once with a
+`RateLimitError` whose `retry_after` says when to come back, and books nothing: the
+callers behind it do not wait for a slot nobody will use. A server answers such a
+refusal with its own 429 instead of holding the connection.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from viewfinder.errors import InvalidOptionError
+from viewfinder.errors import InvalidOptionError, RateLimitError
 
 __all__ = ["RateLimiter", "RateLimiterStats", "parse_duration"]
 
@@ -115,6 +121,7 @@ class RateLimiterStats:
         decreases: Rate cuts made.
         waited_seconds: Total time callers slept in `acquire` / `aacquire`.
         paused_until: Clock time the current pause ends (in the limiter's clock).
+        refused: Callers turned away because their slot was beyond `max_wait`.
     """
 
     rpm: float | None
@@ -128,6 +135,7 @@ class RateLimiterStats:
     decreases: int
     waited_seconds: float
     paused_until: float
+    refused: int = 0
 
 
 class RateLimiter:
@@ -150,6 +158,9 @@ class RateLimiter:
         initial_backoff: Pause after a 429 that names no delay; doubles while 429s
             continue, back to this after a success.
         max_pause: Cap on one pause, in seconds (server-given delays included).
+        max_wait: Longest one `acquire` / `aacquire` waits, in seconds. A caller whose
+            slot is further away raises `RateLimitError` (with `retry_after`) at once
+            and books nothing. None: wait as long as the pacing and pauses need.
         clock: Monotonic clock, in seconds.
         sleep: Blocking sleep used by `acquire`.
         async_sleep: Awaitable sleep used by `aacquire`.
@@ -171,6 +182,7 @@ class RateLimiter:
         min_factor: float = 0.05,
         initial_backoff: float = 1.0,
         max_pause: float = 60.0,
+        max_wait: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -194,11 +206,14 @@ class RateLimiter:
                 raise InvalidOptionError(f"{name} must be a positive number, not {value!r}")
         if not (math.isfinite(cooldown_seconds) and cooldown_seconds >= 0):
             raise InvalidOptionError(f"cooldown_seconds must be >= 0, not {cooldown_seconds}")
+        if max_wait is not None and not (math.isfinite(max_wait) and max_wait >= 0):
+            raise InvalidOptionError(f"max_wait must be None or >= 0, not {max_wait!r}")
         self._rpm, self._tpm = rpm, tpm
         self._headroom = headroom
         self._decrease, self._increase, self._min_factor = decrease, increase, min_factor
         self._recovery, self._cooldown = recovery_seconds, cooldown_seconds
         self._initial_backoff, self._max_pause = initial_backoff, max_pause
+        self._max_wait = max_wait
         self._clock, self._sleep, self._async_sleep = clock, sleep, async_sleep
         self._lock = threading.Lock()
 
@@ -217,14 +232,20 @@ class RateLimiter:
         self._token_total = 0
         self._token_count = 0
         self._acquired = self._rate_limited = self._pauses = self._decreases = 0
+        self._refused = 0
         self._waited = 0.0
 
     # --- the Gate protocol ---------------------------------------------------------------
 
     def acquire(self, tokens: int = 0) -> None:
-        """Block the calling thread until an attempt of `tokens` tokens may go out."""
+        """Block the calling thread until an attempt of `tokens` tokens may go out.
+
+        Raises:
+            RateLimitError: The slot is more than `max_wait` away (nothing is booked).
+        """
+        deadline = self._deadline()
         while True:
-            at, epoch = self._reserve(tokens)
+            at, epoch = self._reserve(tokens, deadline)
             delay = at - self._clock()
             if delay > 0:
                 self._sleep(delay)
@@ -232,9 +253,14 @@ class RateLimiter:
                 return
 
     async def aacquire(self, tokens: int = 0) -> None:
-        """Await until an attempt of `tokens` tokens may go out; never blocks the loop."""
+        """Await until an attempt of `tokens` tokens may go out; never blocks the loop.
+
+        Raises:
+            RateLimitError: The slot is more than `max_wait` away (nothing is booked).
+        """
+        deadline = self._deadline()
         while True:
-            at, epoch = self._reserve(tokens)
+            at, epoch = self._reserve(tokens, deadline)
             delay = at - self._clock()
             if delay > 0:
                 await self._async_sleep(delay)
@@ -263,6 +289,12 @@ class RateLimiter:
                 self._token_count += 1
 
     @property
+    def paused_for(self) -> float:
+        """Seconds until the current pause (after a 429 or an exhausted budget) ends; 0: none."""
+        with self._lock:
+            return max(0.0, self._paused_until - self._clock())
+
+    @property
     def stats(self) -> RateLimiterStats:
         """A consistent snapshot of the current rates and counters."""
         with self._lock:
@@ -281,6 +313,7 @@ class RateLimiter:
                 decreases=self._decreases,
                 waited_seconds=self._waited,
                 paused_until=self._paused_until,
+                refused=self._refused,
             )
 
     def __repr__(self) -> str:
@@ -289,14 +322,19 @@ class RateLimiter:
 
     # --- internals (callers hold the lock where noted) -------------------------------------
 
-    def _reserve(self, tokens: int) -> tuple[float, int]:
-        """Book the earliest slot for one request; returns its time and the pause epoch."""
+    def _deadline(self) -> float | None:
+        """The clock time past which a caller entering now is refused (`max_wait`)."""
+        return None if self._max_wait is None else self._clock() + self._max_wait
+
+    def _reserve(self, tokens: int, deadline: float | None) -> tuple[float, int]:
+        """Book the earliest slot for one request; returns its time and the pause epoch.
+
+        Raises:
+            RateLimitError: The slot is past `deadline`; nothing was booked or counted.
+        """
         with self._lock:
             now = self._clock()
             self._recover(now)
-            if tokens > 0:
-                self._token_total += tokens
-                self._token_count += 1
             cost = tokens if tokens > 0 else self._mean_tokens()
             rpm_limit, tpm_limit = self._limits()
             paced_tokens = tpm_limit is not None and cost > 0
@@ -305,6 +343,17 @@ class RateLimiter:
                 at = max(at, self._next_request)
             if paced_tokens:
                 at = max(at, self._next_tokens)
+            if deadline is not None and at > deadline:
+                self._refused += 1
+                raise RateLimitError(
+                    f"the rate limiter would hold this request {at - now:.2f} s, longer than "
+                    f"max_wait ({self._max_wait} s): not sent",
+                    attempts=0,
+                    retry_after=at - now,
+                )
+            if tokens > 0:
+                self._token_total += tokens
+                self._token_count += 1
             if rpm_limit is not None:
                 self._next_request = at + _MINUTE / (rpm_limit * self._factor)
             if tpm_limit is not None and paced_tokens:

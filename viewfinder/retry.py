@@ -441,9 +441,10 @@ def to_viewfinder_error(
 
     401/403 give `AuthenticationError`, 429 `RateLimitError`, 5xx/408/409
     `ServerError`, other statuses `BadRequestError`, and connection errors or timeouts
-    `TransportError` (with the root cause in the message). A `ViewfinderError` is
-    returned unchanged. Messages quote the provider's error message, redacted, and
-    never the request's headers.
+    `TransportError` (with the root cause in the message). A status error keeps the
+    answer's `retry-after` as `retry_after`. A `ViewfinderError` is returned unchanged.
+    Messages quote the provider's error message, redacted, and never the request's
+    headers.
 
     Args:
         exc: The exception that ended the request.
@@ -464,6 +465,7 @@ def to_viewfinder_error(
             status_code=status,
             request_id=request_id,
             attempts=attempts,
+            retry_after=retry_after_seconds(exc),
             usage=usage,
         )
     if isinstance(exc, openai.APITimeoutError):

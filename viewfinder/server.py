@@ -18,6 +18,16 @@ What it serves:
   (`viewfinder.azure_service`), with `apim-request-id` / `request-id` headers.
 - `GET /health`: `{"status": "ok"}`, without a key.
 
+Throttling: all requests share one `viewfinder.ratelimit.RateLimiter`, so a 429 from
+the model endpoint pauses every request of the process. The server does not sit in
+retries: each model request gets one attempt (`SERVER_RETRY`), a throttled endpoint
+is answered 429 and an unavailable one 503, both with `Retry-After`, and a request
+that would wait longer than `ServerSettings.max_queue_seconds` for the limiter is
+answered 429 at once, without a model call. The client's own retry policy waits (the
+SDK retries up to 3 times, honouring `Retry-After`), so retries never multiply: one
+SDK call costs at most 4 model calls when the endpoint throttles or fails, and at most
+4 x (1 + 2 re-asks) = 12 in all with the defaults.
+
 Security:
 
 - Keys: `Ocp-Apim-Subscription-Key: <key>` or `Authorization: Bearer <key>`, compared
@@ -56,12 +66,13 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -74,6 +85,7 @@ from viewfinder.azure_service import (
     AnalyzeOptions,
     ServiceError,
     check_options,
+    retry_after_header,
     service_error_for,
     unauthorized,
 )
@@ -81,11 +93,21 @@ from viewfinder.errors import (
     ConfigurationError,
     ImageSizeError,
     InvalidOptionError,
+    RateLimitError,
     ViewfinderError,
 )
+from viewfinder.ratelimit import RateLimiter
+from viewfinder.retry import RetryPolicy
 from viewfinder.safe_fetch import afetch_image
 
-__all__ = ["ANALYZE_PATH", "ServerSettings", "create_app", "run"]
+__all__ = [
+    "ANALYZE_PATH",
+    "MAX_QUEUE_SECONDS",
+    "SERVER_RETRY",
+    "ServerSettings",
+    "create_app",
+    "run",
+]
 
 ANALYZE_PATH: Final = "/computervision/imageanalysis:analyze"
 """The service's analyze route, under the endpoint."""
@@ -93,11 +115,19 @@ ANALYZE_PATH: Final = "/computervision/imageanalysis:analyze"
 MAX_JSON_BYTES: Final = 64 * 1024
 """Largest `application/json` body (`{"url": ...}`) read."""
 
+SERVER_RETRY: Final = RetryPolicy(max_attempts=1)
+"""The server's model calls: one attempt each. A 429 or 5xx is answered at once (429 /
+503 + `Retry-After`) and the client's retry policy waits, instead of both retrying."""
+
+MAX_QUEUE_SECONDS: Final = 2.0
+"""Longest a request waits for the shared rate limiter before it is answered 429."""
+
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("viewfinder.server.access")
 
 _OPEN_SERVER: Final = (
-    "refusing to start an open server: set --api-key / VIEWFINDER_API_KEYS or pass --no-auth"
+    "refusing to start an open server: set VIEWFINDER_API_KEYS (or --api-key-file) "
+    "or pass --no-auth"
 )
 _RECORD: Final = "viewfinder.access"  # scope key of the access-log record
 _INTERNAL: Final = service_error_for(ViewfinderError("unexpected"))
@@ -127,9 +157,15 @@ class ServerSettings:
             limited to `MAX_JSON_BYTES` on their own.
         fetch_timeout: Seconds allowed to fetch an image URL, redirects included.
         analyzer: The analyzer answering requests. The server closes it when it
-            stops (its async client belongs to the server's event loop).
+            stops (its async client belongs to the server's event loop), sets its
+            `retry` policy, and gives it a `RateLimiter` when it has none.
         analyzer_options: Keyword arguments for `ImageAnalyzer(...)` when `analyzer`
             is `None`; it is then built from them (and the environment) at startup.
+        retry: Retry policy of the model calls, set on the analyzer; `None` keeps the
+            analyzer's own. The default, one attempt, leaves retrying to the client.
+        max_queue_seconds: Longest a request waits for the rate limiter the server
+            gives the analyzer (its `max_wait`) before it is answered 429 +
+            `Retry-After`. An analyzer's own rate limiter is used as it is.
     """
 
     api_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -139,6 +175,8 @@ class ServerSettings:
     fetch_timeout: float = 10.0
     analyzer: ImageAnalyzer | None = None
     analyzer_options: Mapping[str, Any] = field(default_factory=dict)
+    retry: RetryPolicy | None = SERVER_RETRY
+    max_queue_seconds: float = MAX_QUEUE_SECONDS
 
     def validate(self) -> None:
         """Refuse settings that would serve unsafely or cannot work.
@@ -155,6 +193,8 @@ class ServerSettings:
             raise ConfigurationError("pass API keys or no_auth (--no-auth), not both")
         if self.max_body_bytes < 1 or self.fetch_timeout <= 0:
             raise ConfigurationError("max_body_bytes and fetch_timeout must be positive")
+        if not (math.isfinite(self.max_queue_seconds) and self.max_queue_seconds >= 0):
+            raise ConfigurationError("max_queue_seconds must be a number >= 0")
 
 
 class _ServiceJSON(JSONResponse):
@@ -289,9 +329,14 @@ async def _read_body(
 
 
 def _image_url(body: bytes) -> str:
+    """The `url` of a JSON body; any body that does not parse is the service's 400.
+
+    A deeply nested body (`[[[[...`) makes `json.loads` raise `RecursionError` rather
+    than `ValueError`; it is a bad request like any other, not a server error.
+    """
     try:
         data = json.loads(body)
-    except ValueError:  # UnicodeDecodeError included
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise _BAD_JSON from None
     url = data.get("url") if isinstance(data, dict) else None
     if not isinstance(url, str) or not url.strip():
@@ -337,16 +382,42 @@ def _key_matches(presented: str | None, digests: Sequence[bytes]) -> bool:
 
 
 class _Analyzers:
-    """The analyzer given in the settings, or one built from its options on first use."""
+    """The analyzer given in the settings, or one built from its options on first use,
+    set up to serve: the server's retry policy and one rate limiter for all requests."""
 
     def __init__(self, settings: ServerSettings) -> None:
-        self._analyzer = settings.analyzer
         self._options = dict(settings.analyzer_options)
+        self._retry = settings.retry
+        self._max_wait = settings.max_queue_seconds
+        self.limiter: RateLimiter | None = None
+        """The analyzer's rate limiter, when it is a `RateLimiter` (for `Retry-After`)."""
+        self._analyzer = None if settings.analyzer is None else self._adopt(settings.analyzer)
 
     def get(self) -> ImageAnalyzer:
         if self._analyzer is None:
-            self._analyzer = ImageAnalyzer(**self._options)
+            self._analyzer = self._adopt(ImageAnalyzer(**self._options))
         return self._analyzer
+
+    def _adopt(self, analyzer: ImageAnalyzer) -> ImageAnalyzer:
+        """Set the retry policy, and a shared `RateLimiter` unless it has a gate."""
+        if not analyzer.has_endpoint:
+            return analyzer  # the local engine: no model calls to pace
+        engine = analyzer.engine
+        if self._retry is not None:
+            engine.retry = self._retry
+        if engine.gate is None:
+            engine.gate = RateLimiter(max_wait=self._max_wait)
+        if isinstance(engine.gate, RateLimiter):
+            self.limiter = engine.gate
+        return analyzer
+
+    def service_error(self, exc: ViewfinderError) -> ServiceError:
+        """`service_error_for(exc)`; a 429's `Retry-After` also covers the limiter's pause."""
+        error = service_error_for(exc)
+        if isinstance(exc, RateLimitError) and self.limiter is not None:
+            pause = retry_after_header(max(exc.retry_after or 0.0, self.limiter.paused_for))
+            error = replace(error, retry_after=max(error.retry_after or 0, pause))
+        return error
 
     async def aclose(self) -> None:
         if self._analyzer is not None:
@@ -434,7 +505,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         except ServiceError as refused:
             return _error_response(refused, record)
         except ViewfinderError as exc:
-            error = service_error_for(exc)
+            error = analyzers.service_error(exc)
             if error.status >= 500:
                 logger.warning(
                     "request %s: analysis failed: %s: %s",
