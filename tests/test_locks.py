@@ -84,3 +84,9 @@ def test_the_recorded_command_carries_no_secret() -> None:
     assert "--api-key '***'" in command and "--token=***" in command
     assert command.endswith("--out o.jsonl")
     assert len(printable_command(["viewfinder", *(["photo.jpg"] * 500)])) == 300
+
+
+def test_a_missing_directory_is_a_typed_error_and_is_not_created(tmp_path: Path) -> None:
+    with pytest.raises(vf.ConfigurationError, match="no such directory"):
+        WriterLock(tmp_path / "nowhere" / "o.jsonl", hint=HINT).acquire()
+    assert not (tmp_path / "nowhere").exists()

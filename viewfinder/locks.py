@@ -168,7 +168,8 @@ class WriterLock:
 
         Raises:
             BatchLockedError: Another process (or another `WriterLock` object) holds it.
-            ConfigurationError: The lock file cannot be created (e.g. a read-only directory).
+            ConfigurationError: The lock file cannot be created (a missing or read-only
+                directory); directories are never created here.
         """
         if self._depth == 0:
             self._take()
@@ -197,8 +198,11 @@ class WriterLock:
         self.release()
 
     def _take(self) -> None:
+        if not self.lock_path.parent.is_dir():  # some filelock versions would create it
+            raise ConfigurationError(
+                f"cannot lock {self.path}: no such directory {self.lock_path.parent}"
+            )
         try:
-            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
             self._lock.acquire()
         except filelock.Timeout:
             raise self._refusal() from None
