@@ -284,6 +284,7 @@ def test_a_second_batch_on_the_same_output_is_refused_at_once_naming_the_first(
             assert refused.returncode == 2, refused.stderr
             assert "is being written by another viewfinder batch" in refused.stderr
             assert f"(pid {holder.pid} on {socket.gethostname()}, since " in refused.stderr
+            assert f": python -m viewfinder batch - --out {out} " in refused.stderr
             assert "wait for it or choose another --out" in refused.stderr
             assert sim.stats.total == sent  # the refused run sent no request at all
         finally:

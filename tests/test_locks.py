@@ -84,6 +84,8 @@ def test_the_recorded_command_carries_no_secret() -> None:
     assert "--api-key '***'" in command and "--token=***" in command
     assert command.endswith("--out o.jsonl")
     assert len(printable_command(["viewfinder", *(["photo.jpg"] * 500)])) == 300
+    main = "/venv/lib/python3.11/site-packages/viewfinder/__main__.py"
+    assert printable_command([main, "batch", "-"]) == "python -m viewfinder batch -"
 
 
 def test_a_missing_directory_is_a_typed_error_and_is_not_created(tmp_path: Path) -> None:

@@ -114,14 +114,18 @@ def printable_command(argv: list[str]) -> str:
     """`argv` as a shell line without secrets: URLs through `safe_url`, the value of any
     secret-looking option (`--api-key X`, `--token=X`) masked, cut at 300 characters."""
     shown: list[str] = []
+    if argv:
+        program, *argv = argv
+        if os.path.basename(program) == "__main__.py":  # python -m viewfinder
+            shown += ["python", "-m", os.path.basename(os.path.dirname(program))]
+        else:
+            shown.append(os.path.basename(program))
     mask_next = False
-    for i, arg in enumerate(argv):
+    for arg in argv:
         if mask_next:
             shown.append("***")
             mask_next = False
             continue
-        if i == 0:
-            arg = os.path.basename(arg)
         name, equals, _ = arg.partition("=")
         if arg.startswith("-") and is_secret_name(name.lstrip("-")):
             if equals:
