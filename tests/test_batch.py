@@ -11,12 +11,15 @@ import asyncio
 import hashlib
 import io
 import itertools
+import json
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from local_images import serve_images
 from PIL import Image
 from pydantic import BaseModel
 
@@ -311,3 +314,34 @@ def test_the_analyzer_is_left_unchanged_and_its_limiter_is_used(
         assert shared.stats.acquired == 5
         # the analyzer still works synchronously after a batch ran on another loop
         assert analyzer.analyze(IMAGES[0], ["caption"]).caption is not None
+
+
+def test_url_ids_keep_the_query_string_but_never_a_secret(
+    answer_all: Callable[..., Simulator],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    caplog.set_level(logging.DEBUG)
+    secret = "SECRETSIG0123456789"
+    sim = answer_all()
+    with serve_images({"/img.png": IMAGES[0]}) as base, analyzer_for(sim) as analyzer:
+        urls = [
+            f"{base}/img.png?id=1&sv=2024-05-04&sig={secret}",
+            f"{base}/img.png?id=2&sv=2024-05-04&sig={secret}",
+            f"{base}/gone.png?id=1&X-Amz-Signature={secret}",
+        ]
+        items = sorted(analyzer.analyze_many(urls, ["caption"]), key=lambda item: item.index)
+
+    sig = "~" + hashlib.sha256(secret.encode()).hexdigest()[:8]
+    assert [item.id for item in items] == [
+        f"{base}/img.png?id=1&sv=2024-05-04&sig={sig}",
+        f"{base}/img.png?id=2&sv=2024-05-04&sig={sig}",
+        f"{base}/gone.png?id=1&X-Amz-Signature={sig}",
+    ]
+    assert [item.source for item in items] == [item.id for item in items]
+    assert [item.ok for item in items] == [True, True, False]
+    assert isinstance(items[2].error, vf.ImageFetchError)
+    shown = json.dumps([item.to_record() for item in items]) + caplog.text + str(items[2].error)
+    assert secret not in shown

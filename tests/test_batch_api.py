@@ -8,14 +8,19 @@ that a batch answer becomes the same typed result (or typed error) as online.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import logging
+import os
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
+from local_images import serve_images
 from PIL import Image
 from pydantic import BaseModel
 
@@ -33,6 +38,7 @@ from viewfinder.batch_api import (
 )
 from viewfinder.pricing import cost_of
 from viewfinder.simulator import BatchScript, Reply, ReplyLike, Simulator
+from viewfinder.urls import safe_url
 
 FEATURES = ["caption", "objects", "tags"]
 MODEL = "gpt-4.1-mini"
@@ -374,6 +380,39 @@ def test_a_work_dir_resumes_only_its_own_job(
         BatchJob(analyzer, tmp_path / "job", features=["caption"])
 
 
+def test_one_process_at_a_time_per_work_dir_and_the_next_resumes(
+    analyzer: vf.ImageAnalyzer, sim: Simulator, images: list[Path], tmp_path: Path
+) -> None:
+    work = tmp_path / "job"
+    early = BatchJob(analyzer, work, features=FEATURES)  # made before anything was written
+    refusals: list[vf.BatchLockedError] = []
+
+    def meanwhile(state: BatchState) -> None:  # another job, while the first one waits
+        with pytest.raises(vf.BatchLockedError) as caught:
+            BatchJob(analyzer, work, features=FEATURES).run(images, **FAST)
+        refusals.append(caught.value)
+
+    sim.script(*(answer(i) for i in range(5)))
+    first = BatchJob(analyzer, work, features=FEATURES).run(images, on_poll=meanwhile, **FAST)
+    with pytest.raises(vf.BatchLockedError):  # still held: its results are not read yet
+        early.submit()
+    items = list(first)
+    again = list(early.run(images, **FAST))  # free now, and it resumes the first one's job
+    unread = early.run(images, **FAST)
+    del unread  # dropped without reading a single item: the lock goes with it
+    BatchJob(analyzer, work, features=FEATURES).download()
+
+    assert refusals and all(e.pid == os.getpid() for e in refusals)
+    assert str(refusals[0]) == (
+        f"{work / 'state.json'} is in use by another viewfinder batch job (pid {os.getpid()} "
+        f"on {socket.gethostname()}, since {refusals[0].since}: {refusals[0].command}): "
+        "wait for it or use another work directory"
+    )
+    assert calls(sim, "POST /v1/files") == 1 and calls(sim, "POST /v1/batches") == 1
+    assert [item.result for item in again] == [item.result for item in items]
+    assert all(item.ok for item in items)
+
+
 # --- typed errors per line, and re-runs ----------------------------------------------------
 
 
@@ -525,6 +564,41 @@ def test_ids_bytes_duplicates_and_unreadable_images(
     assert [item.ok for item in items] == [True, True, True, True, False]
     assert isinstance(items[4].exception, vf.ImageFetchError) and items[4].sha256 is None
     assert len(sim.batch_requests) == 4
+
+
+def test_url_inputs_get_distinct_ids_and_sources_without_secrets(
+    analyzer: vf.ImageAnalyzer,
+    sim: Simulator,
+    images: list[Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    caplog.set_level(logging.DEBUG)
+    secret = "SECRETSIG0123456789"
+    work = tmp_path / "job"
+    sim.script(answer(0), answer(1))
+    with serve_images({"/img.png": images[0].read_bytes()}) as base:
+        urls = [
+            f"{base}/img.png?id=1&sv=2024-05-04&sig={secret}",
+            f"{base}/img.png?id=2&sv=2024-05-04&sig={secret}",
+            f"{base}/gone.png?id=1&token={secret}",
+        ]
+        items = list(run_batch(analyzer, urls, work_dir=work, features=FEATURES, **FAST))
+
+    sig = "~" + hashlib.sha256(secret.encode()).hexdigest()[:8]
+    assert [item.source for item in items] == [
+        f"{base}/img.png?id=1&sv=2024-05-04&sig={sig}",
+        f"{base}/img.png?id=2&sv=2024-05-04&sig={sig}",
+        f"{base}/gone.png?id=1&token={sig}",
+    ]
+    assert [item.custom_id.rsplit("#", 1)[0] for item in items] == [safe_url(u) for u in urls]
+    assert [item.ok for item in items] == [True, True, False]
+    shown = "".join(p.read_text() for p in work.iterdir() if p.is_file())
+    shown += caplog.text + json.dumps([item.error for item in items])
+    assert secret not in shown
 
 
 def test_azure_global_batch_uses_the_deployment_and_azure_paths(

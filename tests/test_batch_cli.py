@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
+from local_images import serve_images
 from PIL import Image
 from typer.testing import CliRunner
 
 from viewfinder.commands.batch import register
 from viewfinder.simulator import Reply, Simulator
+from viewfinder.urls import safe_url
 
 _ENV_VARS = (
     "OPENAI_API_KEY",
@@ -102,7 +110,10 @@ def test_a_directory_gives_one_ok_line_per_image_and_a_rerun_sends_nothing(
         "q1.jpg",
     }
     for record in records:
-        assert list(record) == ["id", "source", "sha256", "status", "result", "usage", "cost"]
+        assert list(record) == [
+            *("id", "source", "sha256", "status", "result", "usage", "cost", "id_version")
+        ]
+        assert record["id_version"] == 2
         assert record["status"] == "ok" and record["source"] == record["id"]
         assert record["sha256"] == hashlib.sha256(Path(record["id"]).read_bytes()).hexdigest()
         assert record["result"]["caption"]["text"] == "a square"
@@ -216,3 +227,183 @@ def test_via_batch_api_writes_the_same_lines_and_resumes_without_paying_twice(
     assert again.exit_code == 0, again.output
     assert len(lines(out)) == 6
     assert sim.api_calls.count("POST /v1/files") == 1
+
+
+# --- one writer per output file -------------------------------------------------------------
+
+
+def command_env() -> dict[str, str]:
+    """This environment for a `python -m viewfinder` child: no endpoint, no proxy."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in _ENV_VARS and "proxy" not in name.lower()
+    }
+    return env | {"NO_COLOR": "1", "COLUMNS": "200"}
+
+
+def test_a_second_batch_on_the_same_output_is_refused_at_once_naming_the_first(
+    runner: CliRunner, app: typer.Typer, photos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.jsonl"
+    first_request = threading.Event()
+
+    def answer(body: dict[str, Any]) -> Reply:
+        first_request.set()
+        return Reply(CAPTION, prompt_tokens=1000, completion_tokens=100)
+
+    with Simulator(default=answer) as sim:
+        viewfinder = [sys.executable, "-m", "viewfinder"]
+        env = command_env()
+        # The holder reads its image list from a stdin kept open: it analyses one image,
+        # then waits for more, holding the lock, until it is killed.
+        holder = subprocess.Popen(
+            [*viewfinder, *args(sim, "-", out)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        try:
+            assert holder.stdin is not None
+            holder.stdin.write(f"{photos / 'p0.png'}\n".encode())
+            holder.stdin.flush()
+            assert first_request.wait(timeout=60), "the holder never sent its request"
+            sent = sim.stats.total
+
+            refused = subprocess.run(
+                [*viewfinder, *args(sim, photos, out)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+                check=False,
+            )
+
+            assert holder.poll() is None  # the first one still runs, still holds the lock
+            assert refused.returncode == 2, refused.stderr
+            assert "is being written by another viewfinder batch" in refused.stderr
+            assert f"(pid {holder.pid} on {socket.gethostname()}, since " in refused.stderr
+            assert f": python -m viewfinder batch - --out {out} " in refused.stderr
+            assert "wait for it or choose another --out" in refused.stderr
+            assert sim.stats.total == sent  # the refused run sent no request at all
+        finally:
+            holder.kill()  # SIGKILL: no clean-up code runs in the holder
+            holder.communicate()
+
+        third = runner.invoke(app, args(sim, photos, out))  # the kernel freed the lock
+
+    assert third.exit_code == 0, third.output
+    records = lines(out)
+    assert {Path(r["id"]).name for r in records} == {f"p{i}.png" for i in range(4)} | {
+        "q0.jpg",
+        "q1.jpg",
+    }
+    assert sim.stats.total >= sent + 5
+    assert not (tmp_path / "results.jsonl.lock.json").exists()  # removed by the third on exit
+
+
+# --- URL ids ------------------------------------------------------------------------------------
+
+SECRET = "SECRETSIG0123456789"
+
+
+def url_list(path: Path, urls: list[str]) -> Path:
+    path.write_text("".join(f"{url}\n" for url in urls))
+    return path
+
+
+def test_urls_differing_in_their_query_are_two_images_and_no_secret_is_shown(
+    runner: CliRunner,
+    app: typer.Typer,
+    sim: Simulator,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    caplog.set_level(logging.DEBUG)
+    out = tmp_path / "results.jsonl"
+    served = {"/img.png": save(tmp_path / "img.png", 10).read_bytes()}
+    with serve_images(served) as base:
+        urls = [
+            f"{base}/img.png?id=1&sv=2024-05-04&sig={SECRET}",
+            f"{base}/img.png?id=2&sv=2024-05-04&sig={SECRET}",
+            f"{base}/gone.png?X-Amz-Credential={SECRET}&X-Amz-Signature={SECRET}",
+        ]
+        first = runner.invoke(app, args(sim, url_list(tmp_path / "a.txt", urls), out))
+        later = [*urls, f"{base}/img.png?id=3&sv=2024-05-04&sig={SECRET}"]
+        second = runner.invoke(app, args(sim, url_list(tmp_path / "b.txt", later), out))
+
+    assert first.exit_code == 1 and second.exit_code == 1  # gone.png is a 404 both times
+    records = lines(out)
+    ok = [r["id"] for r in records if r["status"] == "ok"]
+    # id=3 was added later: analysed, not skipped as done
+    assert sorted(ok) == sorted(safe_url(later[i]) for i in (0, 1, 3))
+    assert all(r["source"] == r["id"] for r in records)
+    assert sim.stats.total == 3
+    assert "1 ok, 1 failed, 0 cached, 2 skipped" in second.stderr
+    errors = [r for r in records if r["status"] == "error"]
+    assert len(errors) == 2 and errors[0]["error"]["type"] == "ImageFetchError"
+    shown = out.read_text() + first.output + second.output + caplog.text
+    assert SECRET not in shown
+    assert "sig=~" in out.read_text()  # the digest stands in for the secret
+
+
+def old_line(ident: str, status: str = "ok") -> str:
+    """A line as viewfinder batch wrote it before URL ids kept their query string."""
+    record: dict[str, Any] = {"id": ident, "source": ident, "sha256": "0" * 64, "status": status}
+    if status == "ok":
+        record["result"] = {"caption": {"text": "old", "confidence": 0.5}}
+    else:
+        record["error"] = {"type": "ImageFetchError", "message": "HTTP 503"}
+    record |= {"usage": {}, "cost": 0.001}
+    return json.dumps(record) + "\n"
+
+
+def test_an_old_output_file_resumes_without_analysing_twice(
+    runner: CliRunner,
+    app: typer.Typer,
+    sim: Simulator,
+    photos: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    served = {
+        f"/{name}.png": save(tmp_path / f"{name}.png", i).read_bytes()
+        for i, name in enumerate(["img", "b", "c", "d"])
+    }
+    with serve_images(served) as base:
+        out = tmp_path / "results.jsonl"
+        new_d = json.dumps({"id": f"{base}/d.png", "status": "ok", "id_version": 2}) + "\n"
+        out.write_text(
+            old_line(str(photos / "p0.png"))
+            + old_line(f"{base}/img.png")  # one query variant of img.png, which one unknown
+            + old_line(f"{base}/b.png", status="error")
+            + new_d  # written since: the query-less d.png itself, not a variant
+        )
+        urls = [
+            f"{base}/img.png?id=1&sig={SECRET}",  # done by the old run, or its twin was
+            f"{base}/img.png?id=2&sig={SECRET}",
+            f"{base}/b.png?sig={SECRET}",  # failed then: tried again
+            f"{base}/c.png?id=1",  # never seen
+            f"{base}/d.png?v=2",  # a variant of a version 2 line: a different image
+            str(photos / "p0.png"),
+        ]
+        result = runner.invoke(app, args(sim, url_list(tmp_path / "list.txt", urls), out))
+        again = runner.invoke(app, args(sim, url_list(tmp_path / "list.txt", urls), out))
+
+    assert result.exit_code == 0, result.output
+    new = lines(out)[4:]
+    assert sorted(r["id"] for r in new) == sorted(safe_url(u) for u in urls[2:5])
+    assert all(r["status"] == "ok" and r["id_version"] == 2 for r in new)
+    assert sim.stats.total == 3
+    assert "3 ok, 0 failed, 0 cached, 3 skipped (already done)" in result.stderr
+    assert "2 of the skipped URLs matched a line written without the query string" in (
+        result.stderr
+    )
+    assert again.exit_code == 0 and sim.stats.total == 3  # nothing twice
+    assert "0 ok, 0 failed, 0 cached, 6 skipped" in again.stderr

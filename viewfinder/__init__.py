@@ -23,6 +23,7 @@ from viewfinder.draw import draw
 from viewfinder.errors import (
     AuthenticationError,
     BadRequestError,
+    BatchLockedError,
     BudgetExceededError,
     ConfigurationError,
     ContentFilterError,
@@ -76,6 +77,7 @@ __all__ = [
     "Analyzer",
     "AuthenticationError",
     "BadRequestError",
+    "BatchLockedError",
     "BoundingBox",
     "Budget",
     "BudgetExceededError",

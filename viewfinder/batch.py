@@ -63,10 +63,11 @@ from viewfinder.errors import (
     InvalidOptionError,
     ViewfinderError,
 )
-from viewfinder.images import ImageInput, LoadedImage, load_image, redact_url
+from viewfinder.images import ImageInput, LoadedImage, load_image
 from viewfinder.pricing import cost_of
 from viewfinder.ratelimit import RateLimiter
 from viewfinder.schemas.result import Usage
+from viewfinder.urls import safe_url
 
 if TYPE_CHECKING:
     from viewfinder.analyzers.base import BaseAnalyzer
@@ -110,10 +111,10 @@ class BatchItem(Generic[R]):
     """The outcome of one input: a result or a typed error, with what it cost.
 
     Attributes:
-        id: The caller's id (from an `(id, image)` pair), else the path or redacted
-            URL, else `index`.
+        id: The caller's id (from an `(id, image)` pair), else the path or the URL
+            (`viewfinder.urls.safe_url`: query kept, secret values digested), else `index`.
         index: Position of the input in the iterable, from 0.
-        source: Printable input: the path, the URL without query string, `<bytes>`...
+        source: Printable input: the path, the URL as `safe_url` gives it, `<bytes>`...
         sha256: Hex SHA-256 of the input bytes; None when they could not be read.
         result: The analysis, when it succeeded.
         error: Why it failed (a `ViewfinderError`), when it did.
@@ -297,9 +298,9 @@ def _split(raw: object) -> tuple[Any, ImageInput]:
 
 
 def _describe(image: object) -> str:
-    """A printable source: the path, the redacted URL, or what kind of input it is."""
+    """A printable source: the path, the URL (`safe_url`), or what kind of input it is."""
     if isinstance(image, str):
-        return redact_url(image) if image.lower().startswith(("http://", "https://")) else image
+        return safe_url(image) if image.lower().startswith(("http://", "https://")) else image
     if isinstance(image, os.PathLike):
         return os.fsdecode(os.fspath(image))
     if isinstance(image, bytes | bytearray):

@@ -24,6 +24,12 @@ and a shard whose file was uploaded but whose batch id was not recorded (the pro
 between `batches.create` and the state write) is first looked up among the account's
 batches by its input file id.
 
+One process at a time per work directory: every step, and `run` from start to the last
+item, holds an OS lock on `state.json.lock` (`viewfinder.locks.WriterLock`, dropped by
+the kernel however the process ends). A second process on the same work directory gets
+a `BatchLockedError` naming the first before it sends anything, and the state is read
+again whenever the lock is taken, so a later process resumes where another one stopped.
+
 ```python
 import viewfinder as vf
 from viewfinder.batch_api import run_batch
@@ -38,6 +44,7 @@ for item in run_batch(analyzer, paths, work_dir="runs/2025-06", timeout=26 * 360
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -48,7 +55,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any, Literal, TypedDict, cast
+from typing import IO, Any, Concatenate, Literal, ParamSpec, TypedDict, TypeVar, cast
 
 import httpx2
 import instructor
@@ -78,11 +85,13 @@ from viewfinder.errors import (
     UserError,
     ViewfinderError,
 )
-from viewfinder.images import ImageInput, PreparedImage, redact_url
+from viewfinder.images import ImageInput, PreparedImage
+from viewfinder.locks import WriterLock
 from viewfinder.pricing import cost_of
 from viewfinder.providers import Provider, ProviderKind
 from viewfinder.retry import sync_retrying, to_viewfinder_error
 from viewfinder.schemas.result import AnalysisRun, ImageAnalysisResult, Usage
+from viewfinder.urls import safe_url
 
 __all__ = [
     "AZURE_BATCH_URL",
@@ -236,7 +245,9 @@ class BatchInput:
 
     Attributes:
         image: Anything `analyze` accepts.
-        id: Your id; default the path for path inputs, else `item-<index>`.
+        id: Your id; default the path for path inputs, the URL as
+            `viewfinder.urls.safe_url` prints it (query kept, secret values digested)
+            for URL inputs, else `item-<index>`.
     """
 
     image: ImageInput
@@ -250,7 +261,7 @@ class BatchItemResult:
     Attributes:
         index: Position of the image in the input.
         custom_id: The line's `custom_id`: your id (or the path) + `#` + 12 hex of sha256.
-        source: Printable description of the input (path, `<bytes>`, URL without query).
+        source: Printable description of the input (path, `<bytes>`, `safe_url` of a URL).
         sha256: Hex SHA-256 of the input bytes; `None` when the image could not be read.
         result: The analysis, as the online path returns it; `None` on error.
         error: `{"type": <error class name>, "message", ...typed attributes}`; `None` on
@@ -589,7 +600,7 @@ def _label(image: ImageInput) -> str:
     if path is not None:
         return path
     if isinstance(image, str):
-        return redact_url(image)
+        return safe_url(image)
     return "<bytes>" if isinstance(image, bytes | bytearray) else f"<{type(image).__name__}>"
 
 
@@ -660,6 +671,28 @@ class _ShardAnswers:
 
 # --- the job ----------------------------------------------------------------------------------
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _locked(
+    method: Callable[Concatenate[BatchJob, _P], _T],
+) -> Callable[Concatenate[BatchJob, _P], _T]:
+    """`method`, run holding the work directory's lock (`BatchJob._hold`)."""
+
+    def locked(self: BatchJob, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        with self._hold():
+            return method(self, *args, **kwargs)
+
+    functools.update_wrapper(locked, method)  # name and docstring, for help()
+    return locked
+
+
+def _release_after(items: Iterator[_T], hold: contextlib.ExitStack) -> Iterator[_T]:
+    """`items`, closing `hold` once they run out or the iterator is closed (or dropped)."""
+    with hold:
+        yield from items
+
 
 class BatchJob:
     """One batch run of an analyzer over many images, kept in a work directory.
@@ -680,6 +713,10 @@ class BatchJob:
         **options: What `analyze` takes besides the image: `features`,
             `smart_crops_aspect_ratios`, `gender_neutral_caption`, `language` for an
             `ImageAnalyzer`; template variables for an `Analyzer`.
+
+    Only one process at a time may work on a work directory: each step holds its lock
+    (`run` holds it until its last item), and a step of a second process raises
+    `BatchLockedError`, naming the first, before it sends anything.
 
     Raises:
         InvalidOptionError: A cap below 1, or an option `analyze` would refuse.
@@ -716,12 +753,37 @@ class BatchJob:
             self._plan.describe(),
         )
         self._parse_model: type[BaseModel] | None = None
-        self.state = BatchState.load(self.state_path)
-        if self.state is not None and self.state.fingerprint != self.fingerprint:
+        self._lock = WriterLock(
+            self.state_path,
+            hint="wait for it or use another work directory",
+            doing="in use by another viewfinder batch job",
+        )
+        self.state = self._load_state()
+
+    def _load_state(self) -> BatchState | None:
+        state = BatchState.load(self.state_path)
+        if state is not None and state.fingerprint != self.fingerprint:
             raise ConfigurationError(
                 f"{self.work_dir} holds a batch job with another endpoint, model, prompt or "
                 "options; use a new work directory"
             )
+        return state
+
+    @contextlib.contextmanager
+    def _hold(self) -> Iterator[None]:
+        """Hold the work directory's lock (reentrant). On taking it, read the state again:
+        another process may have moved the job on since this object last read it.
+
+        Raises:
+            BatchLockedError: Another process (or `BatchJob`) is working on the directory.
+        """
+        first = not self._lock.held
+        if first:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            if first:
+                self.state = self._load_state()
+            yield
 
     @property
     def state_path(self) -> Path:
@@ -743,6 +805,7 @@ class BatchJob:
 
     # --- 1. write ---------------------------------------------------------------------------
 
+    @_locked
     def write(self, images: Iterable[ImageInput | BatchInput]) -> BatchState:
         """Prepare every image and stream its request line into the input shards.
 
@@ -788,7 +851,8 @@ class BatchJob:
         """Prepare one image and write its line; its manifest entry."""
         image, given_id = (item.image, item.id) if isinstance(item, BatchInput) else (item, None)
         path = _reopenable(image)
-        base_id = given_id or path or f"item-{index}"
+        url = safe_url(image) if isinstance(image, str) and path is None else None
+        base_id = given_id or path or url or f"item-{index}"
         entry: dict[str, Any] = {"index": index, "base_id": base_id, "path": path, "shard": None}
         try:
             prepared = self.analyzer.prepare(image)
@@ -798,6 +862,8 @@ class BatchJob:
             return entry
         entry["custom_id"] = _unique(f"{base_id}#{prepared.sha256[:12]}", seen)
         entry |= _geometry(prepared)
+        if url is not None:
+            entry["source"] = url  # the prepared image's source has no query string at all
         line = self._line(entry["custom_id"], self._plan.build(prepared))
         entry["shard"] = writer.add(line)
         if entry["shard"] is None:
@@ -820,6 +886,7 @@ class BatchJob:
 
     # --- 2. submit --------------------------------------------------------------------------
 
+    @_locked
     def submit(self) -> BatchState:
         """Upload each shard and create its batch, recording every id as soon as it exists.
 
@@ -904,6 +971,7 @@ class BatchJob:
 
     # --- 3. wait ------------------------------------------------------------------------------
 
+    @_locked
     def wait(
         self,
         *,
@@ -965,6 +1033,7 @@ class BatchJob:
 
     # --- 4. download ----------------------------------------------------------------------
 
+    @_locked
     def download(self) -> BatchState:
         """Download the output and error files of every finished batch, once.
 
@@ -1170,13 +1239,14 @@ class BatchJob:
         resolve: Callable[[BatchItemResult], ImageInput | None] | None,
     ) -> Iterator[BatchItemResult]:
         inputs: dict[int, tuple[str | None, str]] | None = None
-        for item in items:
-            if not rerun_if(item):
-                yield item
-                continue
-            inputs = inputs if inputs is not None else self._inputs()
-            image = resolve(item) if resolve is not None else inputs[item.index][0]
-            yield item if image is None else self._analyze_online(item, image)
+        with self._hold():  # two processes re-running the same items would pay twice
+            for item in items:
+                if not rerun_if(item):
+                    yield item
+                    continue
+                inputs = inputs if inputs is not None else self._inputs()
+                image = resolve(item) if resolve is not None else inputs[item.index][0]
+                yield item if image is None else self._analyze_online(item, image)
 
     def _analyze_online(self, item: BatchItemResult, image: ImageInput) -> BatchItemResult:
         entry = {
@@ -1255,18 +1325,28 @@ class BatchJob:
             resolve: The image of a failed item when it was not given as a path.
 
         Returns:
-            The results in input order (failed ones replaced by their re-run).
+            The results in input order (failed ones replaced by their re-run). The work
+            directory stays locked until they run out or the iterator is closed.
+
+        Raises:
+            BatchLockedError: Another process is working on this work directory.
         """
-        self.write(images)
-        self.submit()
-        self.wait(timeout=timeout, poll_interval=poll_interval, on_poll=on_poll)
-        if rerun is None:
-            return self.results()
-        if rerun == "online":
-            return self.rerun_failed(self.results(), rerun_if=rerun_if, resolve=resolve)
-        # Two passes over the downloaded files: only the failed items stay in memory.
-        redone = self._follow_up(self.results(), rerun_if, resolve, timeout, poll_interval)
-        return (redone.get(item.index, item) for item in self.results())
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self._hold())
+            self.write(images)
+            self.submit()
+            self.wait(timeout=timeout, poll_interval=poll_interval, on_poll=on_poll)
+            items: Iterator[BatchItemResult]
+            if rerun is None:
+                items = self.results()
+            elif rerun == "online":
+                items = self.rerun_failed(self.results(), rerun_if=rerun_if, resolve=resolve)
+            else:
+                # Two passes over the downloaded files: only the failed items stay in memory.
+                redone = self._follow_up(self.results(), rerun_if, resolve, timeout, poll_interval)
+                items = (redone.get(item.index, item) for item in self.results())
+            hold = stack.pop_all()  # handed over: released after the last item
+        return _release_after(items, hold)
 
     # --- shared -----------------------------------------------------------------------------
 

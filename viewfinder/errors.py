@@ -6,6 +6,7 @@ ViewfinderError
 │   ├── ConfigurationError         no model endpoint configured, or conflicting settings
 │   ├── InvalidOptionError         unknown feature, aspect ratio out of range, bad setting
 │   ├── SchemaError                a custom schema viewfinder cannot map (raised when built)
+│   ├── BatchLockedError           another process is writing the same batch output or job
 │   └── ImageError                 the image cannot be used
 │       ├── ImageFormatError         not an image, corrupt, or a format Azure does not accept
 │       ├── ImageSizeError           file too large, or a side outside 50-16,000 px
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
+    "BatchLockedError",
     "BudgetExceededError",
     "ConfigurationError",
     "ContentFilterError",
@@ -83,6 +85,36 @@ class InvalidOptionError(UserError, ValueError):
 
 class SchemaError(UserError, TypeError):
     """A custom schema uses `BoundingBox` or `Polygon` where viewfinder cannot map it."""
+
+
+class BatchLockedError(UserError):
+    """Another process is writing the same batch output (or Batch API job): refused at once.
+
+    Attributes:
+        path: The file it is writing: the `--out` file, or the job's `state.json`.
+        pid: The other process's id, when it recorded one.
+        host: The host it runs on.
+        since: When it took the lock (ISO 8601, local time with offset).
+        command: Its command line, URLs shown as `viewfinder.urls.safe_url` prints them.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        pid: int | None = None,
+        host: str | None = None,
+        since: str | None = None,
+        command: str | None = None,
+    ) -> None:
+        # Keyword arguments with defaults: pickle rebuilds it as cls(message) + __dict__.
+        super().__init__(message)
+        self.path = path
+        self.pid = pid
+        self.host = host
+        self.since = since
+        self.command = command
 
 
 class ImageError(UserError):

@@ -11,11 +11,24 @@ or a text file listing one path or http(s) URL per line (`-` reads the list from
 stdin). They are streamed, never listed whole.
 
 Each image gives one line `{"id", "source", "sha256", "status": "ok"|"error",
-"result" | "error": {"type", "message"}, "usage", "cost"}`, written whole, flushed and
-fsynced: a kill loses at most the requests in flight and never leaves a torn line
-behind (a torn last line from a crash mid-write is cut off on the next start). On a
-re-run the images whose latest line is "ok" are skipped, and the others are tried again
-(the new line is appended; the latest line wins).
+"result" | "error": {"type", "message"}, "usage", "cost", "id_version": 2}`, written
+whole, flushed and fsynced: a kill loses at most the requests in flight and never leaves
+a torn line behind (a torn last line from a crash mid-write is cut off on the next
+start). On a re-run the images whose latest line is "ok" are skipped, and the others are
+tried again (the new line is appended; the latest line wins).
+
+Ids: a path (normalised), or a URL as `viewfinder.urls.safe_url` prints it: the query
+string is kept, so `img?id=1` and `img?id=2` are two images, but the values of
+signature-like parameters (`sig`, `token`, `X-Amz-Signature`...) are replaced by a short
+digest, so no secret reaches the file. Lines without `"id_version"` were written when URL
+ids had no query string at all; on resuming such a file, a URL whose query-less id is
+"ok" there counts as done (that run could not tell its query variants apart), and the
+summary says how many were skipped that way.
+
+One run at a time per output file: the run holds an OS lock on `OUT.lock` (dropped by the
+kernel however the process ends, kill -9 included) and records itself in
+`OUT.lock.json`; a second run on the same `--out` exits at once with code 2, naming the
+first (its pid, host, start time and command).
 
 Exit codes: 0 when every image is analysed (now or before), 1 when any failed or the
 budget stopped the batch before every image was started, 2 for usage and
@@ -49,9 +62,10 @@ from viewfinder.budget import Budget
 from viewfinder.commands.batch_api import progress_text
 from viewfinder.commands.options import features_callback, features_of
 from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
-from viewfinder.images import redact_url
+from viewfinder.locks import WriterLock
 from viewfinder.ratelimit import RateLimiter
 from viewfinder.schemas.result import ImageAnalysisResult
+from viewfinder.urls import legacy_url_id, safe_url
 
 __all__ = ["IMAGE_SUFFIXES", "iter_sources", "read_done_ids", "register"]
 
@@ -66,6 +80,10 @@ IMAGE_SUFFIXES: Final = frozenset(
 """Files of a directory argument that are analysed (the formats Azure accepts)."""
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
+
+ID_VERSION: Final = 2
+"""`"id_version"` of every line written now: URL ids keep their query (`safe_url`).
+Lines without it (version 1) gave a URL the id `legacy_url_id`, without its query."""
 
 
 class Via(StrEnum):
@@ -91,8 +109,8 @@ def _is_url(source: str) -> bool:
 
 
 def _entry(line: str) -> tuple[str, str]:
-    """`(id, image)` for a path or URL: URLs are identified without their query string."""
-    return (redact_url(line), line) if _is_url(line) else (os.path.normpath(line), line)
+    """`(id, image)` for a path or URL: a URL's id keeps its query, secrets digested."""
+    return (safe_url(line), line) if _is_url(line) else (os.path.normpath(line), line)
 
 
 def _walk(directory: str) -> Iterator[tuple[str, str]]:
@@ -185,11 +203,16 @@ def iter_sources(arguments: Sequence[str]) -> Iterator[tuple[str, str]]:
 # --- the output file --------------------------------------------------------------------
 
 
-def read_done_ids(path: Path) -> tuple[set[str], bool]:
+def read_done_ids(path: Path, legacy: set[str] | None = None) -> tuple[set[str], bool]:
     """Ids whose latest line in `path` is "ok", read streaming; cuts off a torn last line.
 
     Memory: one string per finished image (about 100 bytes with the set's overhead for
     a short path, so some 1 GB for ten million images); the lines themselves are not kept.
+
+    Args:
+        path: The output file.
+        legacy: If given, receives the URL ids among them whose latest line has no
+            `"id_version"` (written when URL ids had no query string).
 
     Returns:
         The ids to skip, and whether a torn last line was cut off.
@@ -211,10 +234,16 @@ def read_done_ids(path: Path) -> tuple[set[str], bool]:
                 continue
             if not isinstance(record, dict) or "id" not in record:
                 continue
+            ident = str(record["id"])
             if record.get("status") == "ok":
-                done.add(str(record["id"]))
+                done.add(ident)
             else:
-                done.discard(str(record["id"]))
+                done.discard(ident)
+            if legacy is not None:
+                if record.get("status") == "ok" and "id_version" not in record and _is_url(ident):
+                    legacy.add(ident)
+                else:
+                    legacy.discard(ident)
     if torn:
         os.truncate(path, good_end)
     return done, torn
@@ -227,6 +256,8 @@ class _Writer:
         self._file = path.open("ab", buffering=0)
 
     def write(self, record: dict[str, Any]) -> None:
+        """Append `record`, stamped with the `"id_version"` its id follows."""
+        record = {**record, "id_version": ID_VERSION}
         view = memoryview((json.dumps(record, ensure_ascii=False) + "\n").encode())
         while view:
             written = self._file.write(view) or 0
@@ -250,6 +281,7 @@ def _duration(seconds: float) -> str:
 @dataclass
 class _Counts:
     skipped: int = 0
+    legacy: int = 0  # of `skipped`: URLs done according to a version 1 (query-less) id
 
 
 def _status(run: BatchRun[ImageAnalysisResult], counts: _Counts, total: int | None) -> str:
@@ -285,6 +317,12 @@ def _summary_text(summary: BatchSummary, counts: _Counts, torn: bool) -> str:
     if summary.unpriced:
         text += f" (+{summary.unpriced} unpriced)"
     text += f", {summary.elapsed:.1f} s"
+    if counts.legacy:
+        text += (
+            f"; {counts.legacy} of the skipped URLs matched a line written without the "
+            "query string (an older version), so their query variants count as done: "
+            "use a new --out to analyse them"
+        )
     if torn:
         text += "; repaired a torn last line of the output"
     if summary.budget_error is not None and summary.not_started:
@@ -407,6 +445,8 @@ def batch(
         analyzer = ImageAnalyzer(model=model, base_url=base_url, cache=not no_cache)
     except UserError as exc:
         raise fail(str(exc)) from None
+    lock = WriterLock(out, hint="wait for it or choose another --out")
+    legacy: set[str] = set()
     try:
         budget = None
         if max_dollars is not None or max_tokens is not None:
@@ -416,9 +456,11 @@ def batch(
                 model=analyzer.model,
                 scope="per batch",
             )
-        done_ids, torn = read_done_ids(out)
+        lock.acquire()  # before reading: a torn line is only cut off by the one writer
+        done_ids, torn = read_done_ids(out, legacy)
         writer = _Writer(out)
     except (UserError, OSError) as exc:
+        lock.release()
         analyzer.close()
         raise fail(str(exc)) from None
 
@@ -431,6 +473,9 @@ def batch(
             for ident, image in source.items():
                 if ident in done_ids:
                     counts.skipped += 1
+                elif legacy and _is_url(image) and legacy_url_id(image) in legacy:
+                    counts.skipped += 1  # an older run analysed it or a query variant of it
+                    counts.legacy += 1
                 else:
                     yield ident, image
 
@@ -454,6 +499,7 @@ def batch(
         finally:
             writer.close()
             analyzer.close()
+            lock.release()
         raise typer.Exit(_EXIT_FAILED if failed else _EXIT_OK)
 
     show = progress or err.is_terminal
@@ -482,6 +528,7 @@ def batch(
     finally:
         writer.close()
         analyzer.close()
+        lock.release()
     err.print(Text(_summary_text(summary, counts, torn)), soft_wrap=True)
     raise typer.Exit(_EXIT_FAILED if summary.failed or summary.not_started else _EXIT_OK)
 
