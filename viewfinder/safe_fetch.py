@@ -29,10 +29,9 @@ them BEFORE any connection is attempted:
 5. Redirects are followed by hand, at most `max_redirects`, each `Location` going
    through steps 1-4 before anything is sent to it.
 6. The body is streamed and refused once it reaches `max_bytes` (a `Content-Length`
-   of `max_bytes` or more is refused before reading); `timeout` bounds the whole
-   fetch, redirects included (strictly for `afetch_image`; for `fetch_image` each
-   network wait is bounded by the time left, and DNS resolution by the system's
-   resolver timeout).
+   of `max_bytes` or more is refused before reading); `timeout` strictly bounds the
+   whole fetch, name resolution, redirects and body included, for both functions:
+   `fetch_image` runs `afetch_image` on an event loop of its own (see there why).
 
 Errors are `ImageFetchError` (refused, unreachable, HTTP error status, too many
 redirects, timed out) or `ImageSizeError` (`limit="bytes"`: empty, or too large).
@@ -43,13 +42,23 @@ user info.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import functools
 import ipaddress
 import re
 import socket
 import ssl
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import (
+    Callable,
+    Collection,
+    Coroutine,
+    Iterable,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -260,43 +269,8 @@ def _pinned(
     return addresses
 
 
-class _PinnedBackend(httpcore2.NetworkBackend):
-    """Connects only to the validated addresses of a validated `(host, port)`."""
-
-    def __init__(self, pins: Mapping[tuple[str, int], tuple[str, ...]]) -> None:
-        self._pins = pins
-        self._inner = httpcore2.SyncBackend()
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore2.NetworkStream:
-        failure: httpcore2.ConnectError | None = None
-        for address in _pinned(self._pins, host, port):
-            try:
-                return self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except httpcore2.ConnectError as exc:  # try the next validated address
-                failure = exc
-        assert failure is not None
-        raise failure
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore2.NetworkStream:
-        raise httpcore2.ConnectError("refused: unix sockets are not fetched from")
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
 class _AsyncPinnedBackend(httpcore2.AsyncNetworkBackend):
-    """Async twin of `_PinnedBackend`."""
+    """Connects only to the validated addresses of a validated `(host, port)`."""
 
     def __init__(self, pins: Mapping[tuple[str, int], tuple[str, ...]]) -> None:
         self._pins = pins
@@ -316,7 +290,7 @@ class _AsyncPinnedBackend(httpcore2.AsyncNetworkBackend):
                 return await self._inner.connect_tcp(
                     address, port, timeout, local_address, socket_options
                 )
-            except httpcore2.ConnectError as exc:
+            except httpcore2.ConnectError as exc:  # try the next validated address
                 failure = exc
         assert failure is not None
         raise failure
@@ -336,19 +310,9 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx2.create_ssl_context(trust_env=False)
 
 
-# httpx2's transports are subclassed, not rewritten, so that request/response mapping,
-# error mapping and test tooling that patches `handle_request` (vcrpy) keep working;
-# only the connection pool is replaced by one whose network backend is pinned.
-
-
-class _PinnedTransport(httpx2.HTTPTransport):
-    def __init__(self, pins: Pins) -> None:
-        super().__init__(verify=_ssl_context(), trust_env=False)
-        if not isinstance(getattr(self, "_pool", None), httpcore2.ConnectionPool):
-            raise RuntimeError("unexpected httpx2 transport layout: refusing to fetch unpinned")
-        self._pool = httpcore2.ConnectionPool(
-            ssl_context=_ssl_context(), network_backend=_PinnedBackend(pins)
-        )
+# httpx2's transport is subclassed, not rewritten, so that request/response mapping,
+# error mapping and test tooling that patches `handle_async_request` (vcrpy) keep
+# working; only the connection pool is replaced by one whose network backend is pinned.
 
 
 class _AsyncPinnedTransport(httpx2.AsyncHTTPTransport):
@@ -475,7 +439,12 @@ def fetch_image(
 ) -> bytes:
     """GET an image from a user-supplied http(s) URL, refusing internal addresses.
 
-    See the module docstring for the rules.
+    See the module docstring for the rules. This is `afetch_image` run to completion
+    on a private event loop (on a thread of its own when the calling thread already
+    runs one, as in a notebook). A blocking client can only bound each network wait,
+    so a server that answers slowly, or a resolver that hangs, could hold it well past
+    `timeout`; the event loop abandons them at the deadline. One fetch loop also
+    means one set of rules for the sync and async callers.
 
     Args:
         url: The http(s) URL.
@@ -483,7 +452,7 @@ def fetch_image(
             case-insensitive, no ports), e.g. `("images.internal", "10.0.0.5")`.
         max_bytes: Bodies of this many bytes or more are refused (the service's rule:
             "zero or larger than 20971520 bytes").
-        timeout: Seconds for the whole fetch, redirects included.
+        timeout: Seconds for the whole fetch, name resolution and redirects included.
         max_redirects: Redirects followed at most.
         resolver: Name resolution, `socket.getaddrinfo` by default (tests inject one).
 
@@ -496,27 +465,45 @@ def fetch_image(
         ImageSizeError: The body is empty, or `max_bytes` or more (`limit="bytes"`).
         ValueError: `max_bytes` or `timeout` is not positive, or `max_redirects` < 0.
     """
-    fetch = _Fetch(url, allow_hosts, resolver, max_bytes, timeout, max_redirects)
-    token = _FETCHING.set(True)  # scrubs query strings from httpx2's own log records
+    fetch = functools.partial(
+        afetch_image,
+        url,
+        allow_hosts=allow_hosts,
+        max_bytes=max_bytes,
+        timeout=timeout,
+        max_redirects=max_redirects,
+        resolver=resolver,
+    )
     try:
-        with httpx2.Client(
-            transport=_PinnedTransport(fetch.pins),
-            trust_env=False,
-            follow_redirects=False,
-            headers=_HEADERS,
-        ) as client:
-            while True:
-                target = fetch.vet()
-                with client.stream("GET", target.url, timeout=fetch.remaining()) as response:
-                    if fetch.follow(response):
-                        continue
-                    for chunk in response.iter_bytes():
-                        fetch.feed(chunk)
-                    return fetch.body()
-    except httpx2.HTTPError as exc:
-        raise fetch.failed(exc) from None
+        asyncio.get_running_loop()
+    except RuntimeError:  # the usual case: no event loop in this thread
+        return _run_on_private_loop(fetch)
+    # This thread runs an event loop, which cannot be nested: use a thread of its own.
+    with concurrent.futures.ThreadPoolExecutor(1, "viewfinder-fetch") as pool:
+        context = contextvars.copy_context()
+        return pool.submit(context.run, _run_on_private_loop, fetch).result()
+
+
+def _run_on_private_loop(make: Callable[[], Coroutine[Any, Any, bytes]]) -> bytes:
+    """Run the coroutine `make()` on a new event loop, then close the loop.
+
+    Unlike `asyncio.run`, closing does not wait for the loop's worker threads: a name
+    resolution abandoned at the deadline finishes in the background instead of
+    holding the caller until the system resolver gives up.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(make())
     finally:
-        _FETCHING.reset(token)
+        try:
+            pending = asyncio.all_tasks(loop)
+            if pending:  # only after an interrupt (Ctrl+C)
+                for task in pending:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
 
 
 async def afetch_image(
@@ -530,8 +517,8 @@ async def afetch_image(
 ) -> bytes:
     """Async twin of `fetch_image` (asyncio); `timeout` is a strict overall deadline.
 
-    Name resolution runs in a worker thread. Same arguments, result and errors as
-    `fetch_image`.
+    Name resolution runs in a worker thread, abandoned at the deadline. Same
+    arguments, result and errors as `fetch_image`.
     """
     fetch = _Fetch(url, allow_hosts, resolver, max_bytes, timeout, max_redirects)
     token = _FETCHING.set(True)
