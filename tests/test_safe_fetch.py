@@ -20,12 +20,14 @@ from typing import Any
 import httpcore2
 import pytest
 
+from viewfinder import azure_service, safe_fetch
 from viewfinder.errors import ImageFetchError, ImageSizeError
 from viewfinder.safe_fetch import (
     _AsyncPinnedBackend,
     address_problem,
     afetch_image,
     fetch_image,
+    trusted_hosts,
 )
 
 CAT = (Path(__file__).parent / "assets" / "chelsea.png").read_bytes()
@@ -461,3 +463,24 @@ async def test_the_sync_fetch_works_inside_a_running_event_loop(
 ) -> None:
     # A notebook, or sync code called from async code: the loop cannot be nested.
     assert fetch_image(f"{image_server.base}/cat.png", allow_hosts=["127.0.0.1"]) == CAT
+
+
+def test_the_server_fetch_ignores_the_proxy_environment(
+    fetch: Fetch, image_server: ImageServer, connections: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A proxy would resolve the name itself: the server's fetches never use one.
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    assert fetch(f"{image_server.base}/cat.png", allow_hosts=["127.0.0.1"]) == CAT
+    assert [path for path, _ in image_server.requests] == ["/cat.png"]
+
+
+def test_trusted_hosts_argument_or_environment() -> None:
+    env = {"VIEWFINDER_ALLOW_HOSTS": " images.internal, ,10.0.0.5 "}
+    assert trusted_hosts(env=env) == ("images.internal", "10.0.0.5")
+    assert trusted_hosts([], env=env) == ()  # an argument replaces the environment
+    assert trusted_hosts("nas.local", env=env) == ("nas.local",)
+    assert trusted_hosts(env={}) == ()
+
+
+def test_the_default_size_limit_is_the_services() -> None:
+    assert safe_fetch.MAX_IMAGE_BYTES == azure_service.MAX_IMAGE_BYTES

@@ -19,13 +19,18 @@ them BEFORE any connection is attempted:
    resolves to one public and one private address is refused.
 3. Trusted internal hosts are opted in with `allow_hosts`: a host name matching an
    entry (case-insensitive, exact) skips the address check; an IP entry also admits a
-   name that resolves to that address.
+   name that resolves to that address. `trusted_hosts` reads the library's setting:
+   an `allow_hosts=` argument, else the `VIEWFINDER_ALLOW_HOSTS` environment variable.
 4. The connection goes to an address validated in step 2 and nowhere else: the
    transport's network backend is pinned to the validated addresses of each
    `(host, port)`, so a second DNS answer (DNS rebinding) is never consulted, and a
    connection to any host that was not validated is refused. The URL keeps its host
    name, so the `Host` header, TLS SNI and certificate verification use the name as
-   usual. No proxy is used (`trust_env=False`): a proxy would resolve the name itself.
+   usual. By default no proxy is used: a proxy resolves the name itself. With
+   `trust_env=True` (the library's fetches) the `HTTP(S)_PROXY` / `ALL_PROXY` /
+   `NO_PROXY` environment is honoured as httpx2 reads it: the URL is still vetted by
+   local resolution, but a proxied connection goes to the proxy, which resolves the
+   name again, so the check cannot see where the proxy connects.
 5. Redirects are followed by hand, at most `max_redirects`, each `Location` going
    through steps 1-4 before anything is sent to it.
 6. The body is streamed and refused once it reaches `max_bytes` (a `Content-Length`
@@ -36,7 +41,11 @@ them BEFORE any connection is attempted:
 Errors are `ImageFetchError` (refused, unreachable, HTTP error status, too many
 redirects, timed out) or `ImageSizeError` (`limit="bytes"`: empty, or too large).
 Messages name the URL through `redact_url`: never its query string (SAS tokens) nor
-user info.
+user info; while a fetch runs, httpx2's and httpcore2's own log records are scrubbed
+of both too.
+
+This module is the one image fetcher: the library (`viewfinder.images`), the CLI,
+batches and the server all fetch through it.
 """
 
 from __future__ import annotations
@@ -46,6 +55,8 @@ import concurrent.futures
 import contextvars
 import functools
 import ipaddress
+import logging
+import os
 import re
 import socket
 import ssl
@@ -61,20 +72,23 @@ from collections.abc import (
 )
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
+from urllib.parse import urlsplit
 
 import httpcore2
 import httpx2
+from httpx2._utils import get_environment_proxies
 
-from viewfinder.azure_service import MAX_IMAGE_BYTES
 from viewfinder.errors import ImageFetchError, ImageSizeError
-from viewfinder.images import _FETCHING, redact_url
 
 __all__ = [
+    "ALLOW_HOSTS_ENV",
     "METADATA_ADDRESSES",
     "Resolver",
     "address_problem",
     "afetch_image",
     "fetch_image",
+    "redact_url",
+    "trusted_hosts",
 ]
 
 Resolver: TypeAlias = Callable[..., Iterable[Sequence[Any]]]
@@ -98,6 +112,13 @@ METADATA_ADDRESSES: Final[frozenset[IPAddress]] = frozenset(
 )
 """Cloud metadata and platform addresses, refused even if a range check missed them."""
 
+ALLOW_HOSTS_ENV: Final = "VIEWFINDER_ALLOW_HOSTS"
+"""Environment variable naming trusted internal hosts, comma-separated."""
+
+# Azure's limit, `viewfinder.azure_service.MAX_IMAGE_BYTES` (not imported: that module
+# imports the analyzers, which import this one through `viewfinder.images`).
+MAX_IMAGE_BYTES: Final = 20 * 1024 * 1024
+
 _SHARED = ipaddress.IPv4Network("100.64.0.0/10")
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")  # no DNS name ends in a number
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
@@ -113,7 +134,82 @@ Pins: TypeAlias = MutableMapping[tuple[str, int], tuple[str, ...]]
 """`(host, port)` -> the validated addresses a connection to it may use."""
 
 
+# --- secrets out of messages and logs -------------------------------------------------
+
+
+def redact_url(url: str) -> str:
+    """Strip a URL down to `scheme://host[:port]/path`.
+
+    Drops the user info, the query string (where SAS tokens live) and the fragment,
+    so the result is safe for messages and logs.
+
+    Args:
+        url: Any URL.
+
+    Returns:
+        The URL without user info, query or fragment.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return "<invalid URL>"
+    host = parts.netloc.rpartition("@")[2]
+    if parts.scheme or host:
+        return f"{parts.scheme}://{host}{parts.path}"
+    return parts.path
+
+
+# httpx2 logs each request URL at INFO, query string included, and httpcore2's DEBUG
+# trace logs redirect `Location` headers. While an image is fetched the flag below is
+# set, and the filter scrubs query strings and user info from those records.
+_FETCHING: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "viewfinder_fetching_image", default=False
+)
+_HTTP_LOGGERS: Final = (
+    "httpx2",
+    *(f"httpcore2.{n}" for n in ("connection", "http11", "http2", "proxy", "socks")),
+)
+_QUERY = re.compile(r"\?[^\s'\"]*")
+_USERINFO = re.compile(r"(?<=//)[^/\s'\"@]*@")
+
+
+class _ScrubFetchLogs(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _FETCHING.get():
+            message = _QUERY.sub("?<redacted>", record.getMessage())
+            record.msg, record.args = _USERINFO.sub("", message), None
+        return True
+
+
+for _name in _HTTP_LOGGERS:
+    logging.getLogger(_name).addFilter(_ScrubFetchLogs())
+
+
 # --- address policy -------------------------------------------------------------------
+
+
+def trusted_hosts(
+    allow_hosts: Collection[str] | None = None, *, env: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """The trusted internal hosts: `allow_hosts` when given, else `VIEWFINDER_ALLOW_HOSTS`.
+
+    An argument replaces the environment variable rather than adding to it, as
+    command-line options replace their environment variables: code that passes
+    `allow_hosts=()` trusts no internal host, whatever the environment says.
+
+    Args:
+        allow_hosts: Host names or IP addresses, or None to read the environment.
+        env: Environment variables (default `os.environ`).
+
+    Returns:
+        The hosts, stripped, empty entries dropped.
+    """
+    if allow_hosts is None:
+        environ: Mapping[str, str] = os.environ if env is None else env
+        allow_hosts = environ.get(ALLOW_HOSTS_ENV, "").split(",")
+    elif isinstance(allow_hosts, str):  # a lone "host" is not a collection of letters
+        allow_hosts = (allow_hosts,)
+    return tuple(host.strip() for host in allow_hosts if host.strip())
 
 
 def address_problem(ip: IPAddress) -> str | None:
@@ -214,9 +310,7 @@ class _Policy:
                         if _ip(host)
                         else f"resolves to {ip}, a {problem} address"
                     )
-                    raise _refused(
-                        origin, label, f"{host} {what}; add it to allow_hosts to trust it"
-                    )
+                    raise _refused(origin, label, f"{host} {what}; {_trust_hint(host)}")
         return _Target(str(parsed), host, port, tuple(str(ip) for ip in addresses))
 
     def _resolve(self, host: str, port: int, origin: str, label: str | None) -> list[IPAddress]:
@@ -250,6 +344,14 @@ class _Target:
     host: str
     port: int
     addresses: tuple[str, ...]
+
+
+def _trust_hint(host: str) -> str:
+    """How to trust `host`, in each of the three places a setting can come from."""
+    return (
+        f"to trust it, pass allow_hosts=[{host!r}], set {ALLOW_HOSTS_ENV}={host} "
+        f"or use --allow-host {host}"
+    )
 
 
 def _refused(origin: str, label: str | None, reason: str) -> ImageFetchError:
@@ -305,9 +407,13 @@ class _AsyncPinnedBackend(httpcore2.AsyncNetworkBackend):
 
 
 @functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    """httpx2's default verifying context, built once (loading the CA bundle is slow)."""
-    return httpx2.create_ssl_context(trust_env=False)
+def _ssl_context(trust_env: bool = False) -> ssl.SSLContext:
+    """httpx2's default verifying context, built once (loading the CA bundle is slow).
+
+    With `trust_env`, `SSL_CERT_FILE` / `SSL_CERT_DIR` name the CA bundle, as for any
+    httpx2 client (a TLS-inspecting corporate proxy needs its own CA).
+    """
+    return httpx2.create_ssl_context(trust_env=trust_env)
 
 
 # httpx2's transport is subclassed, not rewritten, so that request/response mapping,
@@ -316,13 +422,37 @@ def _ssl_context() -> ssl.SSLContext:
 
 
 class _AsyncPinnedTransport(httpx2.AsyncHTTPTransport):
-    def __init__(self, pins: Pins) -> None:
-        super().__init__(verify=_ssl_context(), trust_env=False)
+    def __init__(self, pins: Pins, trust_env: bool) -> None:
+        super().__init__(verify=_ssl_context(trust_env), trust_env=False)
         if not isinstance(getattr(self, "_pool", None), httpcore2.AsyncConnectionPool):
             raise RuntimeError("unexpected httpx2 transport layout: refusing to fetch unpinned")
         self._pool = httpcore2.AsyncConnectionPool(
-            ssl_context=_ssl_context(), network_backend=_AsyncPinnedBackend(pins)
+            ssl_context=_ssl_context(trust_env), network_backend=_AsyncPinnedBackend(pins)
         )
+
+
+def _client(pins: Pins, trust_env: bool) -> httpx2.AsyncClient:
+    """A client whose direct connections are pinned; proxied ones (`trust_env`) are not.
+
+    A `NO_PROXY` match maps to `None`, which httpx2 routes to the pinned transport.
+    """
+    mounts: dict[str, httpx2.AsyncBaseTransport | None] = {}
+    if trust_env:
+        mounts = {
+            pattern: None
+            if proxy is None
+            else httpx2.AsyncHTTPTransport(
+                proxy=proxy, verify=_ssl_context(trust_env), trust_env=False
+            )
+            for pattern, proxy in get_environment_proxies().items()
+        }
+    return httpx2.AsyncClient(
+        transport=_AsyncPinnedTransport(pins, trust_env),
+        mounts=mounts,
+        trust_env=False,
+        follow_redirects=False,
+        headers=_HEADERS,
+    )
 
 
 # --- one fetch: redirects, status, body -----------------------------------------------
@@ -436,6 +566,7 @@ def fetch_image(
     timeout: float = 10.0,
     max_redirects: int = 3,
     resolver: Resolver = socket.getaddrinfo,
+    trust_env: bool = False,
 ) -> bytes:
     """GET an image from a user-supplied http(s) URL, refusing internal addresses.
 
@@ -455,6 +586,10 @@ def fetch_image(
         timeout: Seconds for the whole fetch, name resolution and redirects included.
         max_redirects: Redirects followed at most.
         resolver: Name resolution, `socket.getaddrinfo` by default (tests inject one).
+        trust_env: Honour the proxy (`HTTP(S)_PROXY`, `ALL_PROXY`, `NO_PROXY`) and CA
+            bundle (`SSL_CERT_FILE`, `SSL_CERT_DIR`) environment variables. The URL is
+            vetted all the same, but the proxy resolves the name again: the check
+            cannot see where it connects. Default False (the server's fetches).
 
     Returns:
         The body.
@@ -473,6 +608,7 @@ def fetch_image(
         timeout=timeout,
         max_redirects=max_redirects,
         resolver=resolver,
+        trust_env=trust_env,
     )
     try:
         asyncio.get_running_loop()
@@ -514,6 +650,7 @@ async def afetch_image(
     timeout: float = 10.0,
     max_redirects: int = 3,
     resolver: Resolver = socket.getaddrinfo,
+    trust_env: bool = False,
 ) -> bytes:
     """Async twin of `fetch_image` (asyncio); `timeout` is a strict overall deadline.
 
@@ -523,15 +660,7 @@ async def afetch_image(
     fetch = _Fetch(url, allow_hosts, resolver, max_bytes, timeout, max_redirects)
     token = _FETCHING.set(True)
     try:
-        async with (
-            asyncio.timeout(timeout),
-            httpx2.AsyncClient(
-                transport=_AsyncPinnedTransport(fetch.pins),
-                trust_env=False,
-                follow_redirects=False,
-                headers=_HEADERS,
-            ) as client,
-        ):
+        async with asyncio.timeout(timeout), _client(fetch.pins, trust_env) as client:
             while True:
                 target = await asyncio.to_thread(fetch.vet)
                 async with client.stream("GET", target.url, timeout=fetch.remaining()) as response:
