@@ -21,6 +21,12 @@ FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.05)
 """Retries for stack tests: real waits, but short unless the server says otherwise."""
 
 
+@pytest.fixture(autouse=True)
+def _no_trusted_hosts_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's own VIEWFINDER_ALLOW_HOSTS must not change what the suite sees."""
+    monkeypatch.delenv("VIEWFINDER_ALLOW_HOSTS", raising=False)
+
+
 @pytest.fixture
 def sim() -> Iterator[Simulator]:
     """A scripted OpenAI-compatible server on 127.0.0.1 (NOT a model).

@@ -350,8 +350,9 @@ def test_unrequested_features_are_none_and_strings_are_accepted(
 
 @pytest.mark.vcr(ignore_hosts=["localhost"])
 def test_analyze_from_url_fetches_the_image(
-    client: ImageAnalysisClient, sim: Simulator, image_server: str
+    client: ImageAnalysisClient, sim: Simulator, image_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("VIEWFINDER_ALLOW_HOSTS", "127.0.0.1")  # the image server is loopback
     sim.script(CAPTION_AND_TAGS)
     result = client.analyze_from_url(
         image_url=image_server, visual_features=[VisualFeatures.CAPTION, VisualFeatures.TAGS]

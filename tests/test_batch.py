@@ -323,6 +323,7 @@ def test_url_ids_keep_the_query_string_but_never_a_secret(
 ) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VIEWFINDER_ALLOW_HOSTS", "127.0.0.1")  # the image server is loopback
     caplog.set_level(logging.DEBUG)
     secret = "SECRETSIG0123456789"
     sim = answer_all()

@@ -576,6 +576,7 @@ def test_url_inputs_get_distinct_ids_and_sources_without_secrets(
 ) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VIEWFINDER_ALLOW_HOSTS", "127.0.0.1")  # the image server is loopback
     caplog.set_level(logging.DEBUG)
     secret = "SECRETSIG0123456789"
     work = tmp_path / "job"

@@ -323,6 +323,7 @@ def test_urls_differing_in_their_query_are_two_images_and_no_secret_is_shown(
 ) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VIEWFINDER_ALLOW_HOSTS", "127.0.0.1")  # the image server is loopback
     caplog.set_level(logging.DEBUG)
     out = tmp_path / "results.jsonl"
     served = {"/img.png": save(tmp_path / "img.png", 10).read_bytes()}
@@ -372,6 +373,7 @@ def test_an_old_output_file_resumes_without_analysing_twice(
 ) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VIEWFINDER_ALLOW_HOSTS", "127.0.0.1")  # the image server is loopback
     served = {
         f"/{name}.png": save(tmp_path / f"{name}.png", i).read_bytes()
         for i, name in enumerate(["img", "b", "c", "d"])

@@ -32,6 +32,7 @@ from viewfinder.images import (
     DEFAULT_MAX_SIDE,
     ImageLimits,
     PreparedImage,
+    load_image,
     prepare_image,
     redact_url,
 )
@@ -490,12 +491,18 @@ def test_invalid_url(url: str) -> None:
 
 
 PNG_BODY = encode(gradient((120, 80)), "PNG")
+LOOPBACK = ["127.0.0.1"]
+"""The allow-list every fetch from the loopback test server needs."""
 
 
 class _Handler(BaseHTTPRequestHandler):
+    seen: list[str] = []  # noqa: RUF012  # paths asked for, in order, by any test
+
     def do_GET(self) -> None:
         path = self.path.partition("?")[0]
+        self.seen.append(path)
         routes: dict[str, Callable[[], None]] = {
+            "/trickle": self._trickle,
             "/image.png": lambda: self._send(200, PNG_BODY),
             "/missing.png": lambda: self._send(404, b"not found"),
             "/big": lambda: self._send(200, b"\x89PNG" + b"\0" * 5000),
@@ -514,6 +521,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
+
+    def _trickle(self) -> None:
+        """A 100-byte body, one byte every 0.2 s: each read is quick, the whole is not."""
+        self.send_response(200)
+        self.send_header("Content-Length", "100")
+        self.end_headers()
+        try:
+            for _ in range(100):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:  # the client hung up
+            pass
 
     def _redirect(self, location: str) -> None:
         self.send_response(302)
@@ -547,7 +567,7 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_fetch_image(server: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
 
-    prepared = prepare_image(f"{server}/image.png?{SAS}#part")
+    prepared = prepare_image(f"{server}/image.png?{SAS}#part", allow_hosts=LOOPBACK)
 
     assert prepared.source == f"{server}/image.png"
     assert prepared.sha256 == hashlib.sha256(PNG_BODY).hexdigest()
@@ -559,7 +579,7 @@ def test_fetch_image(server: str, caplog: pytest.LogCaptureFixture) -> None:
 def test_fetch_follows_redirects(server: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
 
-    prepared = prepare_image(f"{server}/redirect?{SAS}")
+    prepared = prepare_image(f"{server}/redirect?{SAS}", allow_hosts=LOOPBACK)
 
     assert prepared.model_bytes == prepare_image(PNG_BODY).model_bytes
     assert "SECRETSIG" not in caplog.text
@@ -573,7 +593,7 @@ def test_fetch_logs_never_carry_the_query(caplog: pytest.LogCaptureFixture) -> N
 
 def test_fetch_404(server: str) -> None:
     with pytest.raises(ImageFetchError, match="404") as caught:
-        prepare_image(f"{server}/missing.png?{SAS}")
+        prepare_image(f"{server}/missing.png?{SAS}", allow_hosts=LOOPBACK)
 
     assert "SECRETSIG" not in str(caught.value)
     assert "sv=" not in str(caught.value)
@@ -582,7 +602,7 @@ def test_fetch_404(server: str) -> None:
 
 def test_fetch_too_many_redirects(server: str) -> None:
     with pytest.raises(ImageFetchError, match="redirects") as caught:
-        prepare_image(f"{server}/loop?{SAS}")
+        prepare_image(f"{server}/loop?{SAS}", allow_hosts=LOOPBACK)
 
     assert "SECRETSIG" not in str(caught.value)
 
@@ -590,7 +610,9 @@ def test_fetch_too_many_redirects(server: str) -> None:
 @pytest.mark.parametrize("path", ["/big", "/big-unsized"])
 def test_fetch_body_too_large(server: str, path: str) -> None:
     with pytest.raises(ImageSizeError, match="smaller than 1000 bytes") as caught:
-        prepare_image(f"{server}{path}?{SAS}", limits=ImageLimits(max_bytes=1000))
+        prepare_image(
+            f"{server}{path}?{SAS}", limits=ImageLimits(max_bytes=1000), allow_hosts=LOOPBACK
+        )
 
     assert "SECRETSIG" not in str(caught.value)
 
@@ -601,6 +623,139 @@ def test_fetch_connection_refused() -> None:
         port = sock.getsockname()[1]
 
     with pytest.raises(ImageFetchError, match="ConnectError") as caught:
-        prepare_image(f"http://127.0.0.1:{port}/a.png?{SAS}", fetch_timeout=2)
+        prepare_image(f"http://127.0.0.1:{port}/a.png?{SAS}", fetch_timeout=2, allow_hosts=LOOPBACK)
 
     assert "SECRETSIG" not in str(caught.value)
+
+
+# --- the internal-address policy and the whole-fetch deadline ----------------------------
+
+
+def test_a_loopback_url_is_refused_by_default_and_never_fetched(server: str) -> None:
+    with pytest.raises(ImageFetchError, match="loopback address") as caught:
+        prepare_image(f"{server}/never-fetched.png?{SAS}")
+
+    message = str(caught.value)
+    for way in ("allow_hosts=['127.0.0.1']", "VIEWFINDER_ALLOW_HOSTS=127.0.0.1", "--allow-host"):
+        assert way in message
+    assert "SECRETSIG" not in message
+    assert "/never-fetched.png" not in _Handler.seen
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "http://10.0.0.5/admin.png",
+        "http://[::1]/a.png",
+        "http://localhost:6379/",
+    ],
+)
+def test_internal_addresses_are_refused_before_any_connection(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connected: list[Any] = []
+    monkeypatch.setattr(socket.socket, "connect", lambda _s, address: connected.append(address))
+
+    with pytest.raises(ImageFetchError, match="refused to fetch the image"):
+        load_image(url)
+
+    assert connected == []
+
+
+def test_the_environment_variable_trusts_a_host(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIEWFINDER_ALLOW_HOSTS", " images.internal , 127.0.0.1")
+
+    assert load_image(f"{server}/image.png").data == PNG_BODY
+
+
+def test_an_allow_hosts_argument_replaces_the_environment_variable(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIEWFINDER_ALLOW_HOSTS", "127.0.0.1")
+
+    with pytest.raises(ImageFetchError, match="loopback"):
+        load_image(f"{server}/image.png", allow_hosts=())
+    with pytest.raises(ImageFetchError, match="loopback"):
+        load_image(f"{server}/image.png", allow_hosts=["images.internal"])
+
+
+def test_the_fetch_timeout_bounds_the_whole_fetch_not_each_read(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIEWFINDER_ALLOW_HOSTS", "127.0.0.1")
+    started = time.monotonic()
+
+    with pytest.raises(ImageFetchError, match=r"timed out after 1 s") as caught:
+        load_image(f"{server}/trickle?{SAS}", fetch_timeout=1.0)
+
+    assert time.monotonic() - started < 3  # each read is quick; the whole trickle is 20 s
+    assert "SECRETSIG" not in str(caught.value)
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan")])
+def test_a_bad_fetch_timeout_is_an_option_error(timeout: float) -> None:
+    with pytest.raises(InvalidOptionError, match="fetch_timeout"):
+        load_image("https://example.com/a.png", fetch_timeout=timeout)
+
+
+class _Proxy(BaseHTTPRequestHandler):
+    """A forward proxy that answers every request itself, recording what it was asked."""
+
+    asked: list[str] = []  # noqa: RUF012
+
+    def do_GET(self) -> None:
+        self.asked.append(self.path)  # a proxy request names the absolute URL
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(PNG_BODY)))
+        self.end_headers()
+        self.wfile.write(PNG_BODY)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """HTTP_PROXY pointing at a loopback `_Proxy`; yields the URLs it was asked for."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    _Proxy.asked = []
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{httpd.server_address[1]}")
+    try:
+        yield _Proxy.asked
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def test_the_library_fetches_through_the_proxy_environment(
+    proxy: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connected: list[Any] = []
+    original = socket.socket.connect
+
+    def guarded(self: socket.socket, address: Any) -> None:
+        connected.append(address)
+        original(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+    loaded = load_image(f"http://93.184.215.14/cat.png?{SAS}")  # public: vetted, allowed
+
+    assert loaded.data == PNG_BODY
+    assert proxy == [f"http://93.184.215.14/cat.png?{SAS}"]
+    assert {address[0] for address in connected} == {"127.0.0.1"}  # only the proxy
+
+
+def test_behind_a_proxy_internal_addresses_are_still_refused(proxy: list[str]) -> None:
+    for url in ("http://169.254.169.254/latest/meta-data", "http://10.0.0.5/a.png"):
+        with pytest.raises(ImageFetchError, match="refused to fetch the image"):
+            load_image(url)
+    assert proxy == []

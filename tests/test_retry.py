@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import logging
 import random
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -15,6 +17,7 @@ import openai
 import pytest
 import tenacity
 
+import viewfinder as vf
 from viewfinder.errors import (
     AuthenticationError,
     BadRequestError,
@@ -27,6 +30,7 @@ from viewfinder.errors import (
 )
 from viewfinder.retry import (
     NO_RETRY,
+    Deadline,
     RetryPolicy,
     async_retrying,
     describe_cause,
@@ -38,6 +42,7 @@ from viewfinder.retry import (
     wait_seconds,
 )
 from viewfinder.schemas.result import Usage
+from viewfinder.simulator import Reply, Simulator
 
 API_KEY = "sk-" + "test-SECRET-0123456789"  # split so secret scanners do not flag a fake
 
@@ -644,3 +649,104 @@ def test_a_status_error_keeps_the_endpoints_retry_after() -> None:
     assert isinstance(busy, ServerError) and busy.retry_after == 1.5
     unsaid = to_viewfinder_error(status_error(503), attempts=1)
     assert isinstance(unsaid, ServerError) and unsaid.retry_after is None
+
+
+# --- the deadline bounds the whole request ----------------------------------------------
+
+CAPTION = {"caption": {"text": "a cat", "confidence": 0.9}}
+ONE_SECOND = RetryPolicy(max_attempts=3, max_total_seconds=1.0, initial_backoff=0.01)
+
+
+def test_the_deadline_cuts_the_last_attempt(
+    make_analyzer: Callable[..., vf.ImageAnalyzer], sim: Simulator, cat_image: Path
+) -> None:
+    # A 500 at once, then an answer that would take 10 s: the old bound only stopped
+    # retries from starting, so the call ran for the whole 10 s (or a client timeout).
+    sim.script(Reply(status=500), Reply(content=CAPTION, delay=10))
+    analyzer = make_analyzer(retry=ONE_SECOND, cache=False)
+    started = time.monotonic()
+    with pytest.raises(
+        TransportError, match=r"1 s deadline \(RetryPolicy\.max_total_seconds\)"
+    ) as caught:
+        analyzer.analyze(cat_image, ["caption"])
+    assert time.monotonic() - started < 3
+    assert caught.value.attempts == 2
+    assert caught.value.usage is not None and caught.value.usage.requests == 2
+
+
+async def test_the_async_deadline_cuts_the_last_attempt(
+    make_analyzer: Callable[..., vf.ImageAnalyzer], sim: Simulator, cat_image: Path
+) -> None:
+    sim.script(Reply(status=500), Reply(content=CAPTION, delay=10))
+    started = time.monotonic()
+    async with make_analyzer(retry=ONE_SECOND, cache=False) as analyzer:
+        with pytest.raises(TransportError, match="1 s deadline") as caught:
+            await analyzer.aanalyze(cat_image, ["caption"])
+    assert time.monotonic() - started < 3
+    assert caught.value.attempts == 2
+
+
+def test_a_retry_the_deadline_cannot_fit_says_the_deadline_ended_it(
+    make_analyzer: Callable[..., vf.ImageAnalyzer], sim: Simulator, cat_image: Path
+) -> None:
+    sim.script(Reply(status=429, headers={"retry-after": "5"}), Reply(content=CAPTION))
+    with pytest.raises(RateLimitError, match="1 s deadline") as caught:
+        make_analyzer(retry=ONE_SECOND, cache=False).analyze(cat_image, ["caption"])
+    assert caught.value.attempts == 1 and len(sim.requests) == 1
+
+
+class SlowGate:
+    """A rate limiter that holds every attempt for `wait` seconds."""
+
+    def __init__(self, wait: float) -> None:
+        self.wait = wait
+
+    def acquire(self, tokens: int) -> None:
+        time.sleep(self.wait)
+
+    async def aacquire(self, tokens: int) -> None:
+        await asyncio.sleep(self.wait)
+
+    def observe(self, status: int | None, headers: Mapping[str, str]) -> None:
+        pass
+
+
+def test_no_attempt_starts_once_the_rate_limiter_held_it_past_the_deadline(
+    make_analyzer: Callable[..., vf.ImageAnalyzer], sim: Simulator, cat_image: Path
+) -> None:
+    sim.script(Reply(content=CAPTION))
+    policy = RetryPolicy(max_total_seconds=0.2)
+    analyzer = make_analyzer(retry=policy, cache=False, rate_limiter=SlowGate(0.4))
+    with pytest.raises(TransportError, match=r"0\.2 s deadline") as caught:
+        analyzer.analyze(cat_image, ["caption"])
+    assert caught.value.attempts == 0 and sim.requests == []
+
+
+async def test_the_async_rate_limiter_wait_is_cut_at_the_deadline(
+    make_analyzer: Callable[..., vf.ImageAnalyzer], sim: Simulator, cat_image: Path
+) -> None:
+    sim.script(Reply(content=CAPTION))
+    policy = RetryPolicy(max_total_seconds=0.3)
+    started = time.monotonic()
+    async with make_analyzer(retry=policy, cache=False, rate_limiter=SlowGate(10)) as analyzer:
+        with pytest.raises(TransportError, match=r"0\.3 s deadline"):
+            await analyzer.aanalyze(cat_image, ["caption"])
+    assert time.monotonic() - started < 3
+    assert sim.requests == []
+
+
+def test_deadline_cuts_each_timeout_to_the_time_left() -> None:
+    now = [0.0]
+    deadline = Deadline(10.0, clock=lambda: now[0])
+    now[0] = 4.0
+    assert deadline.attempt_timeout(120.0, attempts=1) == 6.0
+    assert deadline.attempt_timeout(2.0, attempts=1) == 2.0
+    assert deadline.attempt_timeout(None, attempts=1) == 6.0
+    assert deadline.attempt_timeout(
+        httpx2.Timeout(600.0, connect=5.0, pool=None), attempts=1
+    ) == httpx2.Timeout(connect=5.0, read=6.0, write=6.0, pool=6.0)
+    assert not deadline.reached
+    now[0] = 10.0
+    with pytest.raises(TransportError, match="10 s deadline") as caught:
+        deadline.attempt_timeout(120.0, attempts=3)
+    assert deadline.reached and caught.value.attempts == 3

@@ -20,8 +20,15 @@ from typing import Any
 import httpcore2
 import pytest
 
+from viewfinder import azure_service, safe_fetch
 from viewfinder.errors import ImageFetchError, ImageSizeError
-from viewfinder.safe_fetch import _PinnedBackend, address_problem, afetch_image, fetch_image
+from viewfinder.safe_fetch import (
+    _AsyncPinnedBackend,
+    address_problem,
+    afetch_image,
+    fetch_image,
+    trusted_hosts,
+)
 
 CAT = (Path(__file__).parent / "assets" / "chelsea.png").read_bytes()
 METADATA_URL = "http://169.254.169.254/latest/meta-data"
@@ -82,6 +89,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/slow":
             time.sleep(0.5)
             self._send(200, CAT)
+        elif path == "/trickle":  # one byte every 0.2 s: each read is quick, the whole is not
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            for _ in range(100):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.2)
         else:
             self._send(404, b"not found")
 
@@ -312,15 +327,15 @@ def test_an_unresolvable_name_is_refused(fetch: Fetch, connections: list[Any]) -
     assert connections == []
 
 
-def test_the_pinned_backend_refuses_any_host_that_was_not_validated(
+async def test_the_pinned_backend_refuses_any_host_that_was_not_validated(
     connections: list[Any],
 ) -> None:
-    backend = _PinnedBackend({("images.test", 80): ("127.0.0.1",)})
+    backend = _AsyncPinnedBackend({("images.test", 80): ("127.0.0.1",)})
     for host, port in [("169.254.169.254", 80), ("images.test", 8080), ("other.test", 80)]:
         with pytest.raises(httpcore2.ConnectError, match="not validated"):
-            backend.connect_tcp(host, port)
+            await backend.connect_tcp(host, port)
     with pytest.raises(httpcore2.ConnectError, match="unix"):
-        backend.connect_unix_socket("/var/run/docker.sock")
+        await backend.connect_unix_socket("/var/run/docker.sock")
     assert connections == []
 
 
@@ -395,3 +410,77 @@ def test_the_overall_timeout(
     with pytest.raises(ImageFetchError, match=r"timed out after 0\.1 s"):
         fetch(f"{image_server.base}/slow", allow_hosts=["127.0.0.1"], timeout=0.1)
     assert time.monotonic() - started < 0.45
+
+
+def test_the_deadline_bounds_a_trickling_body(
+    fetch: Fetch, image_server: ImageServer, connections: list[Any]
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(ImageFetchError, match=r"timed out after 1 s"):
+        fetch(f"{image_server.base}/trickle", allow_hosts=["127.0.0.1"], timeout=1.0)
+    assert time.monotonic() - started < 3  # the whole trickle takes 20 s
+
+
+class HangingResolver:
+    """A resolver that answers only once released (or after 20 s)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def __call__(self, host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+        self.release.wait(20)
+        return Resolver("93.184.215.14")(host, port)
+
+
+def test_the_deadline_bounds_a_hanging_name_resolution(connections: list[Any]) -> None:
+    resolver = HangingResolver()
+    started = time.monotonic()
+    try:
+        with pytest.raises(ImageFetchError, match="timed out"):
+            fetch_image("http://images.example.com/cat.png", resolver=resolver, timeout=0.5)
+        assert time.monotonic() - started < 3  # the resolver would hold it 20 s
+    finally:
+        resolver.release.set()
+    assert connections == []
+
+
+async def test_the_async_deadline_bounds_a_hanging_name_resolution(
+    connections: list[Any],
+) -> None:
+    resolver = HangingResolver()
+    started = time.monotonic()
+    try:
+        with pytest.raises(ImageFetchError, match="timed out"):
+            await afetch_image("http://images.example.com/cat.png", resolver=resolver, timeout=0.5)
+        assert time.monotonic() - started < 3
+    finally:
+        resolver.release.set()
+    assert connections == []
+
+
+async def test_the_sync_fetch_works_inside_a_running_event_loop(
+    image_server: ImageServer, connections: list[Any]
+) -> None:
+    # A notebook, or sync code called from async code: the loop cannot be nested.
+    assert fetch_image(f"{image_server.base}/cat.png", allow_hosts=["127.0.0.1"]) == CAT
+
+
+def test_the_server_fetch_ignores_the_proxy_environment(
+    fetch: Fetch, image_server: ImageServer, connections: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A proxy would resolve the name itself: the server's fetches never use one.
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    assert fetch(f"{image_server.base}/cat.png", allow_hosts=["127.0.0.1"]) == CAT
+    assert [path for path, _ in image_server.requests] == ["/cat.png"]
+
+
+def test_trusted_hosts_argument_or_environment() -> None:
+    env = {"VIEWFINDER_ALLOW_HOSTS": " images.internal, ,10.0.0.5 "}
+    assert trusted_hosts(env=env) == ("images.internal", "10.0.0.5")
+    assert trusted_hosts([], env=env) == ()  # an argument replaces the environment
+    assert trusted_hosts("nas.local", env=env) == ("nas.local",)
+    assert trusted_hosts(env={}) == ()
+
+
+def test_the_default_size_limit_is_the_services() -> None:
+    assert safe_fetch.MAX_IMAGE_BYTES == azure_service.MAX_IMAGE_BYTES

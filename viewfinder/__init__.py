@@ -10,9 +10,10 @@ print(result.caption.text, [t.name for t in result.tags])
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from viewfinder.analyzers import ALL_FEATURES, Analyzer, Feature, ImageAnalyzer
@@ -44,7 +45,7 @@ from viewfinder.errors import (
     UserError,
     ViewfinderError,
 )
-from viewfinder.images import ImageInput, ImageLimits, PreparedImage
+from viewfinder.images import ImageInput, ImageLimits, PreparedImage, load_image
 from viewfinder.retry import RetryPolicy
 from viewfinder.schemas import (
     AnalysisRun,
@@ -160,13 +161,20 @@ def analyze(
     smart_crops_aspect_ratios: Sequence[float] | None = None,
     gender_neutral_caption: bool = False,
     language: str = "en",
+    allow_hosts: Collection[str] | None = None,
 ) -> ImageAnalysisResult:
     """Analyse one image with a default `ImageAnalyzer` configured from the environment.
 
-    See `ImageAnalyzer.analyze` for the arguments.
+    See `ImageAnalyzer.analyze` for the arguments. An image URL whose host is, or
+    resolves to, a loopback, private, link-local or cloud metadata address is refused
+    before any connection unless its host is in `allow_hosts` (default:
+    `VIEWFINDER_ALLOW_HOSTS`, comma-separated; a value, even `()`, replaces it).
     """
-    return _default_analyzer(model).analyze(
-        image,
+    analyzer = _default_analyzer(model)
+    # Loaded here, not by the analyzer: the default analyzer is shared between calls.
+    loaded = load_image(image, allow_hosts=allow_hosts)
+    return analyzer.analyze(
+        loaded,
         features,
         smart_crops_aspect_ratios=smart_crops_aspect_ratios,
         gender_neutral_caption=gender_neutral_caption,
@@ -182,10 +190,13 @@ async def aanalyze(
     smart_crops_aspect_ratios: Sequence[float] | None = None,
     gender_neutral_caption: bool = False,
     language: str = "en",
+    allow_hosts: Collection[str] | None = None,
 ) -> ImageAnalysisResult:
     """Async twin of `analyze`."""
-    return await _default_analyzer(model).aanalyze(
-        image,
+    analyzer = _default_analyzer(model)
+    loaded = await asyncio.to_thread(load_image, image, allow_hosts=allow_hosts)
+    return await analyzer.aanalyze(
+        loaded,
         features,
         smart_crops_aspect_ratios=smart_crops_aspect_ratios,
         gender_neutral_caption=gender_neutral_caption,

@@ -63,7 +63,7 @@ from viewfinder.errors import (
     InvalidOptionError,
     ViewfinderError,
 )
-from viewfinder.images import ImageInput, LoadedImage, load_image
+from viewfinder.images import ImageInput, LoadedImage
 from viewfinder.pricing import cost_of
 from viewfinder.ratelimit import RateLimiter
 from viewfinder.schemas.result import Usage
@@ -312,11 +312,6 @@ def _describe(image: object) -> str:
     return f"<{type(image).__name__}>"
 
 
-async def _aload(image: ImageInput) -> LoadedImage:
-    """Read an input's bytes off the event loop (decoding waits for a cache miss)."""
-    return await asyncio.to_thread(load_image, image)
-
-
 def _digest_of(image: object) -> str | None:
     """SHA-256 of an input that could not be prepared, if its bytes can still be read."""
     if isinstance(image, bytes | bytearray):
@@ -487,7 +482,7 @@ def _core(
     sampling = engine.sampling
     cap = sampling.get("max_tokens") or sampling.get("max_completion_tokens") or 0
     return _Core(
-        load=_aload,
+        load=analyzer.aload,  # off the event loop, URLs under the analyzer's allow_hosts
         call=call,
         engine=engine,
         budget=budget,

@@ -43,11 +43,18 @@ from viewfinder.analyzers.base import check_language
 from viewfinder.commands import batch as batch_command
 from viewfinder.commands import compare as compare_command
 from viewfinder.commands import cost as cost_command
-from viewfinder.commands.options import features_callback, features_of, split_commas
+from viewfinder.commands.options import (
+    AllowHostOption,
+    allow_hosts_of,
+    features_callback,
+    features_of,
+    split_commas,
+)
 from viewfinder.crops import validate_aspect_ratios
 from viewfinder.draw import draw
 from viewfinder.errors import ConfigurationError, InvalidOptionError, UserError, ViewfinderError
-from viewfinder.images import DEFAULT_MAX_SIDE, load_image, redact_url
+from viewfinder.images import DEFAULT_MAX_SIDE, redact_url
+from viewfinder.safe_fetch import trusted_hosts
 from viewfinder.schemas.geometry import BoundingBox
 from viewfinder.schemas.result import ImageAnalysisResult, Usage
 
@@ -395,6 +402,7 @@ def analyze(
             case_sensitive=False,
         ),
     ] = EngineOption.AUTO,
+    allow_host: AllowHostOption = None,
 ) -> None:
     """Analyse images: caption, dense captions, tags, objects, people, smart crops, read."""
     out = Console(highlight=False)
@@ -410,6 +418,7 @@ def analyze(
             max_side=max_side,
             cache=not no_cache,
             engine=engine.value,
+            allow_hosts=allow_hosts_of(allow_host),
         )
     except UserError as exc:  # ConfigurationError above all: nothing configured
         err.print(Text(f"error: {exc}"), soft_wrap=True)
@@ -433,7 +442,7 @@ def analyze(
             name = display_name(source)
             try:
                 with _progress(err, f"analysing {name}"):
-                    loaded = load_image(source)  # read once, for the analysis and the drawing
+                    loaded = analyzer.load(source)  # read once: analysis and drawing
                     result = analyzer.analyze(
                         loaded,
                         chosen,
@@ -519,7 +528,10 @@ def serve(
         list[str] | None,
         typer.Option(
             "--allow-host",
-            help="Internal host image URLs may point at (repeatable); others are refused.",
+            help=(
+                "Internal host image URLs may point at (repeatable); others are refused. "
+                "Default: VIEWFINDER_ALLOW_HOSTS, comma-separated."
+            ),
             metavar="HOST",
             show_default=False,
         ),
@@ -581,7 +593,7 @@ def serve(
     if ssl_keyfile is not None and ssl_certfile is None:
         raise fail("--ssl-keyfile needs --ssl-certfile")
     settings = server.ServerSettings(
-        api_keys=tuple(keys), no_auth=no_auth, allow_hosts=tuple(allow_host or ())
+        api_keys=tuple(keys), no_auth=no_auth, allow_hosts=trusted_hosts(allow_hosts_of(allow_host))
     )
     try:
         settings.validate()  # before the analyzer: an open server is refused first

@@ -9,7 +9,7 @@ image after its EXIF orientation, which is what `draw` loads.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -70,7 +70,12 @@ class _Mark:
     thin: bool = False
 
 
-def draw(result: BaseModel, image: ImageInput | LoadedImage) -> Image.Image:
+def draw(
+    result: BaseModel,
+    image: ImageInput | LoadedImage,
+    *,
+    allow_hosts: Collection[str] | None = None,
+) -> Image.Image:
     """Return an annotated RGB copy of `image` showing what `result` found.
 
     For an `ImageAnalysisResult`: objects, people and dense captions as labelled boxes
@@ -89,6 +94,8 @@ def draw(result: BaseModel, image: ImageInput | LoadedImage) -> Image.Image:
         image: The analysed image: a path, bytes, a binary file object, a PIL image, an
             http(s) URL, or a `LoadedImage`. It is loaded at full resolution with its
             EXIF orientation applied, the pixels the result's geometry is in.
+        allow_hosts: Internal hosts an image URL may point at, as for
+            `viewfinder.images.load_image` (default: `VIEWFINDER_ALLOW_HOSTS`).
 
     Returns:
         A new RGB image of the same size as the (oriented) input.
@@ -100,7 +107,7 @@ def draw(result: BaseModel, image: ImageInput | LoadedImage) -> Image.Image:
     """
     if not isinstance(result, BaseModel):
         raise InvalidOptionError(f"draw needs a pydantic model, not {type(result).__name__}")
-    base = _open(image)
+    base = _open(image, allow_hosts)
     _check_size(result, base)
     caption: str | None = None
     if isinstance(result, ImageAnalysisResult):
@@ -118,11 +125,11 @@ def draw(result: BaseModel, image: ImageInput | LoadedImage) -> Image.Image:
 # --- loading ------------------------------------------------------------------------------
 
 
-def _open(image: ImageInput | LoadedImage) -> Image.Image:
+def _open(image: ImageInput | LoadedImage, allow_hosts: Collection[str] | None) -> Image.Image:
     """The full-resolution RGB image, EXIF orientation applied (what results measure)."""
     if isinstance(image, Image.Image):
         return _to_rgb(ImageOps.exif_transpose(image))
-    loaded = load_image(image)
+    loaded = load_image(image, allow_hosts=allow_hosts)
     opened = _open_checked(loaded.data, loaded.source, DEFAULT_LIMITS)
     return _to_rgb(_decode(opened, loaded.source))
 

@@ -8,10 +8,14 @@ Two loops, never nested the wrong way round:
   so a 429 during a re-ask repeats that one request, not the conversation;
 - instructor's validation re-asks wrap whole completions (bounded by `max_reasks`).
 The openai SDK's own retries are off on every client (`Provider` guarantees it).
+
+Each request has a `viewfinder.retry.Deadline` (`RetryPolicy.max_total_seconds`): every
+attempt's timeout is cut to the time left, and the rate limiter's wait counts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -37,7 +41,13 @@ from viewfinder.errors import (
     ViewfinderError,
 )
 from viewfinder.providers import Provider
-from viewfinder.retry import RetryPolicy, async_retrying, sync_retrying, to_viewfinder_error
+from viewfinder.retry import (
+    Deadline,
+    RetryPolicy,
+    async_retrying,
+    sync_retrying,
+    to_viewfinder_error,
+)
 from viewfinder.schemas.result import ImageMetadata, Usage
 
 __all__ = ["Completed", "Engine", "Gate", "Request"]
@@ -102,9 +112,13 @@ class _Tally:
     last_input_tokens: int = 0
     request_id: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    deadline: Deadline | None = None
 
-    def start_request(self) -> None:
+    def start_request(self, max_seconds: float) -> Deadline:
+        """Start one request (an HTTP call and its retries); returns its deadline."""
         self.attempts = 0
+        self.deadline = Deadline(max_seconds)
+        return self.deadline
 
     def attempt(self) -> None:
         self.requests += 1
@@ -172,7 +186,9 @@ def _provider_error(exc: BaseException, tally: _Tally) -> ViewfinderError:
             attempts=tally.completions,
             usage=tally.usage(),
         )
-    return to_viewfinder_error(exc, attempts=tally.attempts, usage=tally.usage())
+    return to_viewfinder_error(
+        exc, attempts=tally.attempts, usage=tally.usage(), deadline=tally.deadline
+    )
 
 
 def _raw_answer(exc: InstructorRetryException) -> str | None:
@@ -364,15 +380,17 @@ class Engine:
         if hit is not None:
             return hit
         tally, budgets = _Tally(), self._budgets(budget)
-        raw_create = self.provider.client.chat.completions.with_raw_response.create
+        client = self.provider.client
+        raw_create = client.chat.completions.with_raw_response.create
 
-        def attempt_once(*args: Any, **kwargs: Any) -> Any:
+        def attempt_once(deadline: Deadline, *args: Any, **kwargs: Any) -> Any:
             self._before_attempt(budgets, tally)
             if self.gate is not None:
-                self.gate.acquire(tally.last_input_tokens)
+                self.gate.acquire(tally.last_input_tokens)  # checked when it ends, below
+            timeout = deadline.attempt_timeout(client.timeout, attempts=tally.attempts)
             tally.attempt()
             try:
-                raw = raw_create(*args, **kwargs)
+                raw = raw_create(*args, timeout=timeout, **kwargs)
             except openai.APIStatusError as exc:
                 self._after_attempt(exc.status_code, exc.response.headers)
                 raise
@@ -383,10 +401,10 @@ class Engine:
             return raw
 
         def send(*args: Any, **kwargs: Any) -> ChatCompletion:
-            tally.start_request()
-            for attempt in sync_retrying(self.retry):
+            deadline = tally.start_request(self.retry.max_total_seconds)
+            for attempt in sync_retrying(self.retry, deadline=deadline):
                 with attempt:
-                    raw = attempt_once(*args, **kwargs)
+                    raw = attempt_once(deadline, *args, **kwargs)
             completion: ChatCompletion = raw.parse()
             self._after_completion(budgets, tally, completion, raw.headers)
             return completion
@@ -404,29 +422,40 @@ class Engine:
         if hit is not None:
             return hit
         tally, budgets = _Tally(), self._budgets(budget)
-        raw_create = self.provider.async_client.chat.completions.with_raw_response.create
+        client = self.provider.async_client
+        raw_create = client.chat.completions.with_raw_response.create
 
-        async def attempt_once(*args: Any, **kwargs: Any) -> Any:
+        async def attempt_once(deadline: Deadline, *args: Any, **kwargs: Any) -> Any:
             self._before_attempt(budgets, tally)
-            if self.gate is not None:
-                await self.gate.aacquire(tally.last_input_tokens)
-            tally.attempt()
+            scope = asyncio.timeout(max(deadline.remaining(), 0.0))
             try:
-                raw = await raw_create(*args, **kwargs)
-            except openai.APIStatusError as exc:
-                self._after_attempt(exc.status_code, exc.response.headers)
-                raise
-            except openai.APIError:
-                self._after_attempt(None, {})
-                raise
+                # Strict: the gate's wait and the attempt are cancelled at the deadline.
+                async with scope:
+                    if self.gate is not None:
+                        await self.gate.aacquire(tally.last_input_tokens)
+                    timeout = deadline.attempt_timeout(client.timeout, attempts=tally.attempts)
+                    tally.attempt()
+                    try:
+                        raw = await raw_create(*args, timeout=timeout, **kwargs)
+                    except openai.APIStatusError as exc:
+                        self._after_attempt(exc.status_code, exc.response.headers)
+                        raise
+                    except openai.APIError:
+                        self._after_attempt(None, {})
+                        raise
+            except TimeoutError:
+                if not scope.expired():
+                    raise
+                deadline.reached = True
+                raise deadline.error(tally.attempts) from None
             self._after_attempt(raw.status_code, raw.headers)
             return raw
 
         async def send(*args: Any, **kwargs: Any) -> ChatCompletion:
-            tally.start_request()
-            async for attempt in async_retrying(self.retry):
+            deadline = tally.start_request(self.retry.max_total_seconds)
+            async for attempt in async_retrying(self.retry, deadline=deadline):
                 with attempt:
-                    raw = await attempt_once(*args, **kwargs)
+                    raw = await attempt_once(deadline, *args, **kwargs)
             completion: ChatCompletion = raw.parse()  # the legacy raw response parses sync
             self._after_completion(budgets, tally, completion, raw.headers)
             return completion

@@ -23,7 +23,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
@@ -471,6 +471,7 @@ def offline_analyzer(
     detail: Detail = "high",
     max_side: int = DEFAULT_MAX_SIDE,
     base_url: str | None = None,
+    allow_hosts: Collection[str] | None = None,
 ) -> ImageAnalyzer:
     """An `ImageAnalyzer` to estimate with, whether or not an endpoint is configured.
 
@@ -486,6 +487,7 @@ def offline_analyzer(
         detail: OpenAI image detail.
         max_side: Long side, in pixels, of the copy sent to the model.
         base_url: An OpenAI-compatible endpoint, as for `ImageAnalyzer`.
+        allow_hosts: Internal hosts image URLs may point at, as for `ImageAnalyzer`.
 
     Returns:
         The analyzer.
@@ -493,7 +495,12 @@ def offline_analyzer(
     Raises:
         InvalidOptionError: `detail` or `max_side` is not valid.
     """
-    options: dict[str, Any] = {"model": model, "detail": detail, "max_side": max_side}
+    options: dict[str, Any] = {
+        "model": model,
+        "detail": detail,
+        "max_side": max_side,
+        "allow_hosts": allow_hosts,
+    }
     try:
         return ImageAnalyzer(base_url=base_url, cache=False, **options)
     except ConfigurationError:

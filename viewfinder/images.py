@@ -13,7 +13,6 @@ shows it, that is after its EXIF orientation: `PreparedImage.width` and `.height
 from __future__ import annotations
 
 import base64
-import contextvars
 import hashlib
 import io
 import logging
@@ -22,10 +21,10 @@ import re
 import stat
 import struct
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import BinaryIO, Final, TypeAlias
-from urllib.parse import urlsplit
 
 import httpx2
 from PIL import Image, ImageOps
@@ -37,6 +36,7 @@ from viewfinder.errors import (
     ImageSizeError,
     InvalidOptionError,
 )
+from viewfinder.safe_fetch import fetch_image, redact_url, trusted_hosts
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -163,37 +163,17 @@ def load_image(
     *,
     limits: ImageLimits = DEFAULT_LIMITS,
     fetch_timeout: float = 30.0,
+    allow_hosts: Collection[str] | None = None,
 ) -> LoadedImage:
     """Read an image's bytes (path, URL, file object, bytes, PIL image) and hash them.
 
     Only the byte count is checked here; `prepare_image` checks and decodes the rest.
+    `fetch_timeout` and `allow_hosts` apply to a URL, as for `prepare_image`.
     """
     if isinstance(source, LoadedImage):
         return source
-    data, label = _load(source, limits, fetch_timeout)
+    data, label = _load(source, limits, fetch_timeout, allow_hosts)
     return LoadedImage(data=data, sha256=hashlib.sha256(data).hexdigest(), source=label)
-
-
-def redact_url(url: str) -> str:
-    """Strip a URL down to `scheme://host[:port]/path`.
-
-    Drops the user info, the query string (where SAS tokens live) and the fragment,
-    so the result is safe for messages and logs.
-
-    Args:
-        url: Any URL.
-
-    Returns:
-        The URL without user info, query or fragment.
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # e.g. an unclosed IPv6 bracket
-        return "<invalid URL>"
-    host = parts.netloc.rpartition("@")[2]
-    if parts.scheme or host:
-        return f"{parts.scheme}://{host}{parts.path}"
-    return parts.path
 
 
 def prepare_image(
@@ -202,6 +182,7 @@ def prepare_image(
     max_side: int = DEFAULT_MAX_SIDE,
     limits: ImageLimits = DEFAULT_LIMITS,
     fetch_timeout: float = 30.0,
+    allow_hosts: Collection[str] | None = None,
 ) -> PreparedImage:
     """Load and validate an image, and build the copy sent to the model.
 
@@ -211,7 +192,14 @@ def prepare_image(
         max_side: Long side of the model copy in pixels (at least 64); smaller
             images are never upscaled.
         limits: What is accepted; Azure AI Vision's limits by default.
-        fetch_timeout: Timeout in seconds for fetching an http(s) URL.
+        fetch_timeout: Seconds allowed to fetch an http(s) URL: the whole fetch,
+            redirects and body included, not each read.
+        allow_hosts: Internal hosts (names or IPs) a URL may point at. A URL whose
+            host is, or resolves to, a loopback, private, link-local or cloud
+            metadata address is refused otherwise, before any connection, as Azure's
+            service refuses it (see `viewfinder.safe_fetch`). None (the default)
+            reads `VIEWFINDER_ALLOW_HOSTS` (comma-separated); a value, even `()`,
+            replaces it.
 
     Returns:
         The validated image and its model copy.
@@ -219,8 +207,8 @@ def prepare_image(
     Raises:
         InvalidOptionError: A bad `max_side`, an unsupported input type, a text-mode
             file object, or a URL scheme other than http(s).
-        ImageFetchError: The file does not exist or cannot be read, or the URL
-            cannot be fetched.
+        ImageFetchError: The file does not exist or cannot be read, or the URL is
+            refused, cannot be fetched, or timed out.
         ImageSizeError: The file is empty or too large, or a side is out of range.
         ImageFormatError: Not an image, a corrupt image, or a refused format.
         DecompressionBombError: The header declares too many pixels.
@@ -229,7 +217,7 @@ def prepare_image(
         raise InvalidOptionError(
             f"max_side must be an integer >= {_MIN_MAX_SIDE}, got {max_side!r}"
         )
-    loaded = load_image(source, limits=limits, fetch_timeout=fetch_timeout)
+    loaded = load_image(source, limits=limits, fetch_timeout=fetch_timeout, allow_hosts=allow_hosts)
     data, label = loaded.data, loaded.source
     image = _open_checked(data, label, limits)
     fmt = str(image.format)
@@ -253,7 +241,12 @@ def prepare_image(
 # --- loading --------------------------------------------------------------------------
 
 
-def _load(source: ImageInput, limits: ImageLimits, timeout: float) -> tuple[bytes, str]:
+def _load(
+    source: ImageInput,
+    limits: ImageLimits,
+    timeout: float,
+    allow_hosts: Collection[str] | None,
+) -> tuple[bytes, str]:
     """Return the input's bytes and its printable label."""
     if isinstance(source, Image.Image):
         return _encode_pil(source), "<PIL image>"
@@ -263,7 +256,7 @@ def _load(source: ImageInput, limits: ImageLimits, timeout: float) -> tuple[byte
     if isinstance(source, str):
         scheme = _SCHEME.match(source)
         if scheme and scheme.group(1).lower() in ("http", "https"):
-            return _fetch(source, limits, timeout), redact_url(source)
+            return _fetch(source, limits, timeout, allow_hosts), redact_url(source)
         if scheme and not _exists(source):
             name = scheme.group(1).lower()
             raise InvalidOptionError(f"unsupported URL scheme {name!r}: use http(s) or a path")
@@ -328,74 +321,31 @@ def _check_byte_count(count: int, limits: ImageLimits, label: str) -> None:
         )
 
 
-# httpx2 logs each request URL at INFO, query string included, and httpcore2's DEBUG
-# trace logs redirect `Location` headers. While this module fetches an image the flag
-# below is set, and the filter scrubs query strings and user info from those records.
-_FETCHING: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "viewfinder_fetching_image", default=False
-)
-_HTTP_LOGGERS: Final = (
-    "httpx2",
-    *(f"httpcore2.{n}" for n in ("connection", "http11", "http2", "proxy", "socks")),
-)
-_QUERY = re.compile(r"\?[^\s'\"]*")
-_USERINFO = re.compile(r"(?<=//)[^/\s'\"@]*@")
+def _fetch(
+    url: str, limits: ImageLimits, timeout: float, allow_hosts: Collection[str] | None
+) -> bytes:
+    """GET an http(s) URL through `viewfinder.safe_fetch`, the one image fetcher.
 
-
-class _ScrubFetchLogs(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if _FETCHING.get():
-            message = _QUERY.sub("?<redacted>", record.getMessage())
-            record.msg, record.args = _USERINFO.sub("", message), None
-        return True
-
-
-for _name in _HTTP_LOGGERS:
-    logging.getLogger(_name).addFilter(_ScrubFetchLogs())
-
-
-def _fetch(url: str, limits: ImageLimits, timeout: float) -> bytes:
-    """GET an http(s) URL, following up to five redirects, reading at most max_bytes."""
+    Internal addresses are refused unless trusted (`trusted_hosts`); `timeout` bounds
+    the whole fetch, up to five redirects and the body included; the proxy environment
+    is honoured.
+    """
     label = redact_url(url)
-    logger.debug("fetching image %s", label)
-    token = _FETCHING.set(True)
     try:
-        with (
-            httpx2.Client(
-                follow_redirects=True, max_redirects=_MAX_REDIRECTS, timeout=timeout
-            ) as client,
-            client.stream("GET", url) as response,
-        ):
-            if not response.is_success:
-                raise ImageFetchError(
-                    f"fetching the image failed with HTTP status {response.status_code}",
-                    source=label,
-                )
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and "content-encoding" not in response.headers:
-                _check_byte_count(int(declared), limits, label)
-            chunks: list[bytes] = []
-            total = 0
-            for chunk in response.iter_bytes(_CHUNK):
-                chunks.append(chunk)
-                total += len(chunk)
-                if total >= limits.max_bytes:
-                    _check_byte_count(total, limits, label)
-    except httpx2.InvalidURL:
+        httpx2.URL(url)
+    except (httpx2.InvalidURL, TypeError, ValueError):
         raise InvalidOptionError(f"not a valid URL: {label}") from None
-    except httpx2.TooManyRedirects:
-        raise ImageFetchError(
-            f"fetching the image failed: more than {_MAX_REDIRECTS} redirects", source=label
-        ) from None
-    except httpx2.HTTPError as exc:
-        # Not chained: httpx2 messages and requests can carry the full URL.
-        raise ImageFetchError(
-            f"fetching the image failed: {type(exc).__name__}", source=label
-        ) from None
-    finally:
-        _FETCHING.reset(token)
-    _check_byte_count(total, limits, label)
-    return b"".join(chunks)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise InvalidOptionError(f"fetch_timeout must be a positive number, got {timeout!r}")
+    logger.debug("fetching image %s", label)
+    return fetch_image(
+        url,
+        allow_hosts=trusted_hosts(allow_hosts),
+        max_bytes=limits.max_bytes,
+        timeout=timeout,
+        max_redirects=_MAX_REDIRECTS,
+        trust_env=True,
+    )
 
 
 def _encode_pil(image: Image.Image) -> bytes:

@@ -14,6 +14,10 @@ What is retried: 408, 409, 429 and 5xx answers (unless the server says
 genuine transport failure. A connection "failure" caused by anything else (a test
 cassette miss, a network blocked by the test runner, a bug) surfaces at once, with its
 root cause in the message.
+
+`RetryPolicy.max_total_seconds` bounds the whole request through a `Deadline`: the
+engine cuts each attempt's timeout to the time left, and no attempt or sleep starts
+once it has passed.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from viewfinder.schemas.result import Usage
 
 __all__ = [
     "NO_RETRY",
+    "Deadline",
     "RetryPolicy",
     "async_retrying",
     "describe_cause",
@@ -79,8 +84,16 @@ class RetryPolicy:
 
     Attributes:
         max_attempts: HTTP attempts per request, the first one included.
-        max_total_seconds: No retry is started (or slept for) past this many seconds
-            since the first attempt.
+        max_total_seconds: Time for the whole request, every attempt, backoff and
+            rate-limiter wait included, from its first attempt (a validation re-ask is
+            a request of its own). Each attempt's timeout is cut to the time left (the
+            client's own timeout applies when shorter), so the last attempt ends at
+            the deadline instead of running a full client timeout past it; no sleep
+            that would end past it and no attempt is started. With the async client
+            the bound is strict; with the sync one each network wait of an attempt
+            ends at the deadline (an endpoint trickling bytes could run past it), and
+            a rate limiter's wait is checked when it ends. The error then raised says
+            the deadline was reached.
         initial_backoff: Backoff before the first retry, in seconds; it doubles after
             each further failure.
         max_backoff: Cap for one computed backoff, in seconds.
@@ -124,6 +137,84 @@ class RetryPolicy:
 
 NO_RETRY = RetryPolicy(max_attempts=1)
 """One attempt, no retry."""
+
+
+ClientTimeout = float | httpx2.Timeout | None
+"""An openai client's `timeout`: seconds, httpx2's per-phase timeouts, or none."""
+
+
+class Deadline:
+    """The end of one request's time: `RetryPolicy.max_total_seconds` from its start.
+
+    The engine makes one per request, passes it to `sync_retrying` / `async_retrying`
+    (no sleep that would end past it) and asks it for each attempt's timeout.
+
+    Args:
+        seconds: The time allowed.
+        clock: Monotonic clock, in seconds.
+
+    Attributes:
+        seconds: The time allowed.
+        reached: True once the deadline stopped the request (a refused attempt or
+            sleep); the error raised then says so.
+    """
+
+    def __init__(self, seconds: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.reached = False
+        self._clock = clock
+        self._end = clock() + seconds
+
+    def remaining(self) -> float:
+        """Seconds left; zero or less once the deadline has passed."""
+        return self._end - self._clock()
+
+    def attempt_timeout(self, client_timeout: ClientTimeout, *, attempts: int) -> ClientTimeout:
+        """The `timeout=` of the next attempt: the client's own, cut to the time left.
+
+        Args:
+            client_timeout: The client's timeout (`client.timeout`).
+            attempts: Attempts made so far, for the error.
+
+        Returns:
+            Seconds, or an `httpx2.Timeout` with each phase cut.
+
+        Raises:
+            TransportError: No time is left: no attempt may start.
+        """
+        left = self.remaining()
+        if left <= 0:
+            self.reached = True
+            raise self.error(attempts)
+        if isinstance(client_timeout, httpx2.Timeout):
+            return httpx2.Timeout(
+                connect=_cut(client_timeout.connect, left),
+                read=_cut(client_timeout.read, left),
+                write=_cut(client_timeout.write, left),
+                pool=_cut(client_timeout.pool, left),
+            )
+        return _cut(client_timeout, left)
+
+    def stop(self, state: RetryCallState) -> bool:
+        """tenacity stop: True when the coming sleep would end at or past the deadline."""
+        if self.remaining() - (state.upcoming_sleep or 0.0) <= 0:
+            self.reached = True
+            return True
+        return False
+
+    def note(self) -> str:
+        """What error messages append when the deadline ended the request."""
+        return f"gave up at the {self.seconds:g} s deadline (RetryPolicy.max_total_seconds)"
+
+    def error(self, attempts: int) -> TransportError:
+        """The error for a request whose deadline passed before an attempt could end."""
+        return TransportError(
+            f"No answer from the model endpoint in time: {self.note()}", attempts=attempts
+        )
+
+
+def _cut(timeout: float | None, left: float) -> float:
+    return left if timeout is None else min(timeout, left)
 
 
 # --- classification -------------------------------------------------------------------
@@ -326,6 +417,7 @@ def sync_retrying(
     *,
     sleep: Callable[[float], None] = time.sleep,
     on_retry: Callable[[RetryCallState], None] | None = None,
+    deadline: Deadline | None = None,
 ) -> tenacity.Retrying:
     """Build the tenacity loop that retries one request according to `policy`.
 
@@ -337,13 +429,15 @@ def sync_retrying(
         policy: The retry policy.
         sleep: Sleeps between attempts (tests pass a recorder).
         on_retry: Called before each sleep, after the retry is logged.
+        deadline: The request's deadline, to stop by (and to record that it did);
+            default: `max_total_seconds` from tenacity's first attempt.
 
     Returns:
         A `tenacity.Retrying`, to iterate (`for attempt in ...: with attempt: ...`) or call.
     """
     return tenacity.Retrying(
         sleep=sleep,
-        stop=_stop(policy),
+        stop=_stop(policy, deadline),
         wait=_wait(policy),
         retry=tenacity.retry_if_exception(is_retryable),
         before_sleep=_before_sleep(policy, on_retry),
@@ -356,6 +450,7 @@ def async_retrying(
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     on_retry: Callable[[RetryCallState], None] | None = None,
+    deadline: Deadline | None = None,
 ) -> tenacity.AsyncRetrying:
     """Build the asyncio twin of `sync_retrying`.
 
@@ -363,13 +458,14 @@ def async_retrying(
         policy: The retry policy.
         sleep: Awaitable sleep between attempts (tests pass a recorder).
         on_retry: Called before each sleep, after the retry is logged.
+        deadline: As for `sync_retrying`.
 
     Returns:
         A `tenacity.AsyncRetrying` (`async for attempt in ...: with attempt: ...`).
     """
     return tenacity.AsyncRetrying(
         sleep=sleep,
-        stop=_stop(policy),
+        stop=_stop(policy, deadline),
         wait=_wait(policy),
         retry=tenacity.retry_if_exception(is_retryable),
         before_sleep=_before_sleep(policy, on_retry),
@@ -377,11 +473,23 @@ def async_retrying(
     )
 
 
-def _stop(policy: RetryPolicy) -> tenacity.stop.stop_base:
+def _stop(policy: RetryPolicy, deadline: Deadline | None) -> tenacity.stop.stop_base:
+    if deadline is not None:  # consulted first, so that it records a stop it causes
+        return _StopAt(deadline) | tenacity.stop_after_attempt(policy.max_attempts)
     # stop_before_delay also stops when the next sleep alone would cross the deadline.
     return tenacity.stop_after_attempt(policy.max_attempts) | tenacity.stop_before_delay(
         policy.max_total_seconds
     )
+
+
+class _StopAt(tenacity.stop.stop_base):
+    """tenacity stop at a `Deadline`."""
+
+    def __init__(self, deadline: Deadline) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.deadline.stop(retry_state)
 
 
 def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
@@ -435,7 +543,11 @@ def _short_reason(exc: BaseException | None) -> str:
 
 
 def to_viewfinder_error(
-    exc: BaseException, *, attempts: int, usage: Usage | None = None
+    exc: BaseException,
+    *,
+    attempts: int,
+    usage: Usage | None = None,
+    deadline: Deadline | None = None,
 ) -> ViewfinderError:
     """Map the exception that ended a request to viewfinder's error tree.
 
@@ -450,18 +562,21 @@ def to_viewfinder_error(
         exc: The exception that ended the request.
         attempts: HTTP attempts made for the request.
         usage: What the call spent before failing.
+        deadline: The request's deadline; when it ended the request (`reached`), the
+            message says so.
 
     Returns:
         The error to raise (`raise to_viewfinder_error(exc, ...) from exc`).
     """
     if isinstance(exc, ViewfinderError):
         return exc
+    ending = f"; {deadline.note()}" if deadline is not None and deadline.reached else ""
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         error_class, summary = _status_error(status)
         request_id = exc.request_id or exc.response.headers.get("x-request-id")
         return error_class(
-            f"{summary} (HTTP {status}): {_provider_message(exc)}",
+            f"{summary} (HTTP {status}): {_provider_message(exc)}{ending}",
             status_code=status,
             request_id=request_id,
             attempts=attempts,
@@ -487,7 +602,9 @@ def to_viewfinder_error(
             attempts=attempts,
             usage=usage,
         )
-    return TransportError(f"{summary}: {describe_cause(exc)}", attempts=attempts, usage=usage)
+    return TransportError(
+        f"{summary}: {describe_cause(exc)}{ending}", attempts=attempts, usage=usage
+    )
 
 
 def _status_error(status: int) -> tuple[type[ProviderError], str]:

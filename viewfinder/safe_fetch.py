@@ -19,53 +19,76 @@ them BEFORE any connection is attempted:
    resolves to one public and one private address is refused.
 3. Trusted internal hosts are opted in with `allow_hosts`: a host name matching an
    entry (case-insensitive, exact) skips the address check; an IP entry also admits a
-   name that resolves to that address.
+   name that resolves to that address. `trusted_hosts` reads the library's setting:
+   an `allow_hosts=` argument, else the `VIEWFINDER_ALLOW_HOSTS` environment variable.
 4. The connection goes to an address validated in step 2 and nowhere else: the
    transport's network backend is pinned to the validated addresses of each
    `(host, port)`, so a second DNS answer (DNS rebinding) is never consulted, and a
    connection to any host that was not validated is refused. The URL keeps its host
    name, so the `Host` header, TLS SNI and certificate verification use the name as
-   usual. No proxy is used (`trust_env=False`): a proxy would resolve the name itself.
+   usual. By default no proxy is used: a proxy resolves the name itself. With
+   `trust_env=True` (the library's fetches) the `HTTP(S)_PROXY` / `ALL_PROXY` /
+   `NO_PROXY` environment is honoured as httpx2 reads it: the URL is still vetted by
+   local resolution, but a proxied connection goes to the proxy, which resolves the
+   name again, so the check cannot see where the proxy connects.
 5. Redirects are followed by hand, at most `max_redirects`, each `Location` going
    through steps 1-4 before anything is sent to it.
 6. The body is streamed and refused once it reaches `max_bytes` (a `Content-Length`
-   of `max_bytes` or more is refused before reading); `timeout` bounds the whole
-   fetch, redirects included (strictly for `afetch_image`; for `fetch_image` each
-   network wait is bounded by the time left, and DNS resolution by the system's
-   resolver timeout).
+   of `max_bytes` or more is refused before reading); `timeout` strictly bounds the
+   whole fetch, name resolution, redirects and body included, for both functions:
+   `fetch_image` runs `afetch_image` on an event loop of its own (see there why).
 
 Errors are `ImageFetchError` (refused, unreachable, HTTP error status, too many
 redirects, timed out) or `ImageSizeError` (`limit="bytes"`: empty, or too large).
 Messages name the URL through `redact_url`: never its query string (SAS tokens) nor
-user info.
+user info; while a fetch runs, httpx2's and httpcore2's own log records are scrubbed
+of both too.
+
+This module is the one image fetcher: the library (`viewfinder.images`), the CLI,
+batches and the server all fetch through it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import functools
 import ipaddress
+import logging
+import os
 import re
 import socket
 import ssl
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import (
+    Callable,
+    Collection,
+    Coroutine,
+    Iterable,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
+from urllib.parse import urlsplit
 
 import httpcore2
 import httpx2
+from httpx2._utils import get_environment_proxies
 
-from viewfinder.azure_service import MAX_IMAGE_BYTES
 from viewfinder.errors import ImageFetchError, ImageSizeError
-from viewfinder.images import _FETCHING, redact_url
 
 __all__ = [
+    "ALLOW_HOSTS_ENV",
     "METADATA_ADDRESSES",
     "Resolver",
     "address_problem",
     "afetch_image",
     "fetch_image",
+    "redact_url",
+    "trusted_hosts",
 ]
 
 Resolver: TypeAlias = Callable[..., Iterable[Sequence[Any]]]
@@ -89,6 +112,13 @@ METADATA_ADDRESSES: Final[frozenset[IPAddress]] = frozenset(
 )
 """Cloud metadata and platform addresses, refused even if a range check missed them."""
 
+ALLOW_HOSTS_ENV: Final = "VIEWFINDER_ALLOW_HOSTS"
+"""Environment variable naming trusted internal hosts, comma-separated."""
+
+# Azure's limit, `viewfinder.azure_service.MAX_IMAGE_BYTES` (not imported: that module
+# imports the analyzers, which import this one through `viewfinder.images`).
+MAX_IMAGE_BYTES: Final = 20 * 1024 * 1024
+
 _SHARED = ipaddress.IPv4Network("100.64.0.0/10")
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")  # no DNS name ends in a number
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
@@ -104,7 +134,82 @@ Pins: TypeAlias = MutableMapping[tuple[str, int], tuple[str, ...]]
 """`(host, port)` -> the validated addresses a connection to it may use."""
 
 
+# --- secrets out of messages and logs -------------------------------------------------
+
+
+def redact_url(url: str) -> str:
+    """Strip a URL down to `scheme://host[:port]/path`.
+
+    Drops the user info, the query string (where SAS tokens live) and the fragment,
+    so the result is safe for messages and logs.
+
+    Args:
+        url: Any URL.
+
+    Returns:
+        The URL without user info, query or fragment.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return "<invalid URL>"
+    host = parts.netloc.rpartition("@")[2]
+    if parts.scheme or host:
+        return f"{parts.scheme}://{host}{parts.path}"
+    return parts.path
+
+
+# httpx2 logs each request URL at INFO, query string included, and httpcore2's DEBUG
+# trace logs redirect `Location` headers. While an image is fetched the flag below is
+# set, and the filter scrubs query strings and user info from those records.
+_FETCHING: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "viewfinder_fetching_image", default=False
+)
+_HTTP_LOGGERS: Final = (
+    "httpx2",
+    *(f"httpcore2.{n}" for n in ("connection", "http11", "http2", "proxy", "socks")),
+)
+_QUERY = re.compile(r"\?[^\s'\"]*")
+_USERINFO = re.compile(r"(?<=//)[^/\s'\"@]*@")
+
+
+class _ScrubFetchLogs(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _FETCHING.get():
+            message = _QUERY.sub("?<redacted>", record.getMessage())
+            record.msg, record.args = _USERINFO.sub("", message), None
+        return True
+
+
+for _name in _HTTP_LOGGERS:
+    logging.getLogger(_name).addFilter(_ScrubFetchLogs())
+
+
 # --- address policy -------------------------------------------------------------------
+
+
+def trusted_hosts(
+    allow_hosts: Collection[str] | None = None, *, env: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """The trusted internal hosts: `allow_hosts` when given, else `VIEWFINDER_ALLOW_HOSTS`.
+
+    An argument replaces the environment variable rather than adding to it, as
+    command-line options replace their environment variables: code that passes
+    `allow_hosts=()` trusts no internal host, whatever the environment says.
+
+    Args:
+        allow_hosts: Host names or IP addresses, or None to read the environment.
+        env: Environment variables (default `os.environ`).
+
+    Returns:
+        The hosts, stripped, empty entries dropped.
+    """
+    if allow_hosts is None:
+        environ: Mapping[str, str] = os.environ if env is None else env
+        allow_hosts = environ.get(ALLOW_HOSTS_ENV, "").split(",")
+    elif isinstance(allow_hosts, str):  # a lone "host" is not a collection of letters
+        allow_hosts = (allow_hosts,)
+    return tuple(host.strip() for host in allow_hosts if host.strip())
 
 
 def address_problem(ip: IPAddress) -> str | None:
@@ -205,9 +310,7 @@ class _Policy:
                         if _ip(host)
                         else f"resolves to {ip}, a {problem} address"
                     )
-                    raise _refused(
-                        origin, label, f"{host} {what}; add it to allow_hosts to trust it"
-                    )
+                    raise _refused(origin, label, f"{host} {what}; {_trust_hint(host)}")
         return _Target(str(parsed), host, port, tuple(str(ip) for ip in addresses))
 
     def _resolve(self, host: str, port: int, origin: str, label: str | None) -> list[IPAddress]:
@@ -243,6 +346,14 @@ class _Target:
     addresses: tuple[str, ...]
 
 
+def _trust_hint(host: str) -> str:
+    """How to trust `host`, in each of the three places a setting can come from."""
+    return (
+        f"to trust it, pass allow_hosts=[{host!r}], set {ALLOW_HOSTS_ENV}={host} "
+        f"or use --allow-host {host}"
+    )
+
+
 def _refused(origin: str, label: str | None, reason: str) -> ImageFetchError:
     where = "" if label is None else f"redirect to {label}: "
     return ImageFetchError(f"refused to fetch the image: {where}{reason}", source=origin)
@@ -260,43 +371,8 @@ def _pinned(
     return addresses
 
 
-class _PinnedBackend(httpcore2.NetworkBackend):
-    """Connects only to the validated addresses of a validated `(host, port)`."""
-
-    def __init__(self, pins: Mapping[tuple[str, int], tuple[str, ...]]) -> None:
-        self._pins = pins
-        self._inner = httpcore2.SyncBackend()
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore2.NetworkStream:
-        failure: httpcore2.ConnectError | None = None
-        for address in _pinned(self._pins, host, port):
-            try:
-                return self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except httpcore2.ConnectError as exc:  # try the next validated address
-                failure = exc
-        assert failure is not None
-        raise failure
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore2.NetworkStream:
-        raise httpcore2.ConnectError("refused: unix sockets are not fetched from")
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
 class _AsyncPinnedBackend(httpcore2.AsyncNetworkBackend):
-    """Async twin of `_PinnedBackend`."""
+    """Connects only to the validated addresses of a validated `(host, port)`."""
 
     def __init__(self, pins: Mapping[tuple[str, int], tuple[str, ...]]) -> None:
         self._pins = pins
@@ -316,7 +392,7 @@ class _AsyncPinnedBackend(httpcore2.AsyncNetworkBackend):
                 return await self._inner.connect_tcp(
                     address, port, timeout, local_address, socket_options
                 )
-            except httpcore2.ConnectError as exc:
+            except httpcore2.ConnectError as exc:  # try the next validated address
                 failure = exc
         assert failure is not None
         raise failure
@@ -331,34 +407,52 @@ class _AsyncPinnedBackend(httpcore2.AsyncNetworkBackend):
 
 
 @functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    """httpx2's default verifying context, built once (loading the CA bundle is slow)."""
-    return httpx2.create_ssl_context(trust_env=False)
+def _ssl_context(trust_env: bool = False) -> ssl.SSLContext:
+    """httpx2's default verifying context, built once (loading the CA bundle is slow).
+
+    With `trust_env`, `SSL_CERT_FILE` / `SSL_CERT_DIR` name the CA bundle, as for any
+    httpx2 client (a TLS-inspecting corporate proxy needs its own CA).
+    """
+    return httpx2.create_ssl_context(trust_env=trust_env)
 
 
-# httpx2's transports are subclassed, not rewritten, so that request/response mapping,
-# error mapping and test tooling that patches `handle_request` (vcrpy) keep working;
-# only the connection pool is replaced by one whose network backend is pinned.
-
-
-class _PinnedTransport(httpx2.HTTPTransport):
-    def __init__(self, pins: Pins) -> None:
-        super().__init__(verify=_ssl_context(), trust_env=False)
-        if not isinstance(getattr(self, "_pool", None), httpcore2.ConnectionPool):
-            raise RuntimeError("unexpected httpx2 transport layout: refusing to fetch unpinned")
-        self._pool = httpcore2.ConnectionPool(
-            ssl_context=_ssl_context(), network_backend=_PinnedBackend(pins)
-        )
+# httpx2's transport is subclassed, not rewritten, so that request/response mapping,
+# error mapping and test tooling that patches `handle_async_request` (vcrpy) keep
+# working; only the connection pool is replaced by one whose network backend is pinned.
 
 
 class _AsyncPinnedTransport(httpx2.AsyncHTTPTransport):
-    def __init__(self, pins: Pins) -> None:
-        super().__init__(verify=_ssl_context(), trust_env=False)
+    def __init__(self, pins: Pins, trust_env: bool) -> None:
+        super().__init__(verify=_ssl_context(trust_env), trust_env=False)
         if not isinstance(getattr(self, "_pool", None), httpcore2.AsyncConnectionPool):
             raise RuntimeError("unexpected httpx2 transport layout: refusing to fetch unpinned")
         self._pool = httpcore2.AsyncConnectionPool(
-            ssl_context=_ssl_context(), network_backend=_AsyncPinnedBackend(pins)
+            ssl_context=_ssl_context(trust_env), network_backend=_AsyncPinnedBackend(pins)
         )
+
+
+def _client(pins: Pins, trust_env: bool) -> httpx2.AsyncClient:
+    """A client whose direct connections are pinned; proxied ones (`trust_env`) are not.
+
+    A `NO_PROXY` match maps to `None`, which httpx2 routes to the pinned transport.
+    """
+    mounts: dict[str, httpx2.AsyncBaseTransport | None] = {}
+    if trust_env:
+        mounts = {
+            pattern: None
+            if proxy is None
+            else httpx2.AsyncHTTPTransport(
+                proxy=proxy, verify=_ssl_context(trust_env), trust_env=False
+            )
+            for pattern, proxy in get_environment_proxies().items()
+        }
+    return httpx2.AsyncClient(
+        transport=_AsyncPinnedTransport(pins, trust_env),
+        mounts=mounts,
+        trust_env=False,
+        follow_redirects=False,
+        headers=_HEADERS,
+    )
 
 
 # --- one fetch: redirects, status, body -----------------------------------------------
@@ -472,10 +566,16 @@ def fetch_image(
     timeout: float = 10.0,
     max_redirects: int = 3,
     resolver: Resolver = socket.getaddrinfo,
+    trust_env: bool = False,
 ) -> bytes:
     """GET an image from a user-supplied http(s) URL, refusing internal addresses.
 
-    See the module docstring for the rules.
+    See the module docstring for the rules. This is `afetch_image` run to completion
+    on a private event loop (on a thread of its own when the calling thread already
+    runs one, as in a notebook). A blocking client can only bound each network wait,
+    so a server that answers slowly, or a resolver that hangs, could hold it well past
+    `timeout`; the event loop abandons them at the deadline. One fetch loop also
+    means one set of rules for the sync and async callers.
 
     Args:
         url: The http(s) URL.
@@ -483,9 +583,13 @@ def fetch_image(
             case-insensitive, no ports), e.g. `("images.internal", "10.0.0.5")`.
         max_bytes: Bodies of this many bytes or more are refused (the service's rule:
             "zero or larger than 20971520 bytes").
-        timeout: Seconds for the whole fetch, redirects included.
+        timeout: Seconds for the whole fetch, name resolution and redirects included.
         max_redirects: Redirects followed at most.
         resolver: Name resolution, `socket.getaddrinfo` by default (tests inject one).
+        trust_env: Honour the proxy (`HTTP(S)_PROXY`, `ALL_PROXY`, `NO_PROXY`) and CA
+            bundle (`SSL_CERT_FILE`, `SSL_CERT_DIR`) environment variables. The URL is
+            vetted all the same, but the proxy resolves the name again: the check
+            cannot see where it connects. Default False (the server's fetches).
 
     Returns:
         The body.
@@ -496,27 +600,46 @@ def fetch_image(
         ImageSizeError: The body is empty, or `max_bytes` or more (`limit="bytes"`).
         ValueError: `max_bytes` or `timeout` is not positive, or `max_redirects` < 0.
     """
-    fetch = _Fetch(url, allow_hosts, resolver, max_bytes, timeout, max_redirects)
-    token = _FETCHING.set(True)  # scrubs query strings from httpx2's own log records
+    fetch = functools.partial(
+        afetch_image,
+        url,
+        allow_hosts=allow_hosts,
+        max_bytes=max_bytes,
+        timeout=timeout,
+        max_redirects=max_redirects,
+        resolver=resolver,
+        trust_env=trust_env,
+    )
     try:
-        with httpx2.Client(
-            transport=_PinnedTransport(fetch.pins),
-            trust_env=False,
-            follow_redirects=False,
-            headers=_HEADERS,
-        ) as client:
-            while True:
-                target = fetch.vet()
-                with client.stream("GET", target.url, timeout=fetch.remaining()) as response:
-                    if fetch.follow(response):
-                        continue
-                    for chunk in response.iter_bytes():
-                        fetch.feed(chunk)
-                    return fetch.body()
-    except httpx2.HTTPError as exc:
-        raise fetch.failed(exc) from None
+        asyncio.get_running_loop()
+    except RuntimeError:  # the usual case: no event loop in this thread
+        return _run_on_private_loop(fetch)
+    # This thread runs an event loop, which cannot be nested: use a thread of its own.
+    with concurrent.futures.ThreadPoolExecutor(1, "viewfinder-fetch") as pool:
+        context = contextvars.copy_context()
+        return pool.submit(context.run, _run_on_private_loop, fetch).result()
+
+
+def _run_on_private_loop(make: Callable[[], Coroutine[Any, Any, bytes]]) -> bytes:
+    """Run the coroutine `make()` on a new event loop, then close the loop.
+
+    Unlike `asyncio.run`, closing does not wait for the loop's worker threads: a name
+    resolution abandoned at the deadline finishes in the background instead of
+    holding the caller until the system resolver gives up.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(make())
     finally:
-        _FETCHING.reset(token)
+        try:
+            pending = asyncio.all_tasks(loop)
+            if pending:  # only after an interrupt (Ctrl+C)
+                for task in pending:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
 
 
 async def afetch_image(
@@ -527,24 +650,17 @@ async def afetch_image(
     timeout: float = 10.0,
     max_redirects: int = 3,
     resolver: Resolver = socket.getaddrinfo,
+    trust_env: bool = False,
 ) -> bytes:
     """Async twin of `fetch_image` (asyncio); `timeout` is a strict overall deadline.
 
-    Name resolution runs in a worker thread. Same arguments, result and errors as
-    `fetch_image`.
+    Name resolution runs in a worker thread, abandoned at the deadline. Same
+    arguments, result and errors as `fetch_image`.
     """
     fetch = _Fetch(url, allow_hosts, resolver, max_bytes, timeout, max_redirects)
     token = _FETCHING.set(True)
     try:
-        async with (
-            asyncio.timeout(timeout),
-            httpx2.AsyncClient(
-                transport=_AsyncPinnedTransport(fetch.pins),
-                trust_env=False,
-                follow_redirects=False,
-                headers=_HEADERS,
-            ) as client,
-        ):
+        async with asyncio.timeout(timeout), _client(fetch.pins, trust_env) as client:
             while True:
                 target = await asyncio.to_thread(fetch.vet)
                 async with client.stream("GET", target.url, timeout=fetch.remaining()) as response:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, Self, TypeVar
@@ -35,6 +35,7 @@ from viewfinder.images import (
 )
 from viewfinder.providers import Provider, resolve_provider, sampling_params
 from viewfinder.retry import RetryPolicy
+from viewfinder.safe_fetch import trusted_hosts
 from viewfinder.schemas.result import ImageMetadata
 from viewfinder.templates import PromptTemplate, builtin_template, load_template
 
@@ -188,6 +189,11 @@ class BaseAnalyzer:
         max_dollars_per_call: The same cap in dollars, at the model's price.
         rate_limiter: Paces every HTTP attempt; share one between analyzers that use
             the same deployment (see `viewfinder.ratelimit`).
+        allow_hosts: Internal hosts (names or IPs) image URLs may point at. Any other
+            URL whose host is, or resolves to, a loopback, private, link-local or
+            cloud metadata address is refused before any connection, as Azure's
+            service refuses it. Default None: `VIEWFINDER_ALLOW_HOSTS`
+            (comma-separated), read at each fetch; a value, even `()`, replaces it.
         with_endpoint: False builds the analyzer without resolving a model endpoint
             (for the local engine): nothing needs to be configured, no cache is
             opened, and `provider` and `engine` raise `ConfigurationError` when used.
@@ -218,6 +224,7 @@ class BaseAnalyzer:
         max_tokens_per_call: int | None = None,
         max_dollars_per_call: float | None = None,
         rate_limiter: Gate | None = None,
+        allow_hosts: Collection[str] | None = None,
         with_endpoint: bool = True,
     ) -> None:
         if detail not in _DETAILS:
@@ -230,6 +237,10 @@ class BaseAnalyzer:
             raise InvalidOptionError("max_output_tokens must be >= 1")
         self.detail: Detail = detail
         self.max_side = max_side
+        self.allow_hosts: tuple[str, ...] | None = (
+            None if allow_hosts is None else trusted_hosts(allow_hosts)
+        )
+        """Trusted internal hosts for image URLs; None: `VIEWFINDER_ALLOW_HOSTS`."""
         self.system_template = (
             builtin_template("system")
             if system_prompt is None
@@ -304,13 +315,21 @@ class BaseAnalyzer:
         """The model (or Azure deployment) this analyzer asks; `"local"` without one."""
         return self._provider.model if self._provider is not None else "local"
 
+    def load(self, image: ImageInput | LoadedImage) -> LoadedImage:
+        """Read `image`'s bytes; a URL is fetched under this analyzer's `allow_hosts`."""
+        return load_image(image, allow_hosts=self.allow_hosts)
+
+    async def aload(self, image: ImageInput | LoadedImage) -> LoadedImage:
+        """`load` in a worker thread (reading files and fetching URLs block)."""
+        return await asyncio.to_thread(self.load, image)
+
     def prepare(self, image: ImageInput | LoadedImage) -> PreparedImage:
         """Check, orient, downscale and encode `image` for the model."""
-        return prepare_image(image, max_side=self.max_side)
+        return prepare_image(image, max_side=self.max_side, allow_hosts=self.allow_hosts)
 
     async def aprepare(self, image: ImageInput | LoadedImage) -> PreparedImage:
         """`prepare` in a worker thread (decoding is CPU-bound, URL fetching blocks)."""
-        return await asyncio.to_thread(prepare_image, image, max_side=self.max_side)
+        return await asyncio.to_thread(self.prepare, image)
 
     def _answer(
         self,
@@ -323,7 +342,7 @@ class BaseAnalyzer:
         `build` makes the request around an image part; it is called with a `SourceRef`
         for the source-cache key, and with the prepared copy on a miss.
         """
-        loaded = load_image(image)
+        loaded = self.load(image)
         by_source = build(SourceRef(loaded.sha256, self.max_side))
         hit = self.engine.lookup_source(by_source)
         if hit is not None:
@@ -343,7 +362,7 @@ class BaseAnalyzer:
     ) -> tuple[Completed[A], ImageMetadata]:
         """Async twin of `_answer`; `engine` replaces this analyzer's (a batch's pacing)."""
         engine = engine or self.engine
-        loaded = await asyncio.to_thread(load_image, image)
+        loaded = await self.aload(image)
         by_source = build(SourceRef(loaded.sha256, self.max_side))
         hit = engine.lookup_source(by_source)
         if hit is not None:

@@ -50,7 +50,7 @@ from viewfinder.errors import (
     TransportError,
 )
 from viewfinder.grid import Frame
-from viewfinder.images import ImageInput, LoadedImage, PreparedImage, load_image
+from viewfinder.images import ImageInput, LoadedImage, PreparedImage
 from viewfinder.schemas.result import ImageAnalysisResult, ImageMetadata
 from viewfinder.templates import PromptTemplate, builtin_template, load_template
 
@@ -331,10 +331,13 @@ class ImageAnalyzer(BaseAnalyzer):
         check_language(language)
         if self.engine_name == "local":
             return self.local_engine.analyze(
-                image, chosen, smart_crops_aspect_ratios=ratios, model_reason=self._local_reason
+                self.load(image),
+                chosen,
+                smart_crops_aspect_ratios=ratios,
+                model_reason=self._local_reason,
             )
         # Read once: a fallback needs the bytes again (a file object cannot be re-read).
-        source = load_image(image) if self.fallback else image
+        source = self.load(image) if self.fallback else image
         try:
             done, size = self._answer(
                 source,
@@ -346,7 +349,7 @@ class ImageAnalyzer(BaseAnalyzer):
         except ProviderError as error:
             if not self._falls_back(error):
                 raise
-            return self._fall_back(load_image(source), chosen, ratios, error)
+            return self._fall_back(self.load(source), chosen, ratios, error)
         return self.finish(
             done,
             size,
@@ -371,12 +374,12 @@ class ImageAnalyzer(BaseAnalyzer):
         if self.engine_name == "local":
             return await asyncio.to_thread(
                 self.local_engine.analyze,
-                image,
+                await self.aload(image),
                 chosen,
                 smart_crops_aspect_ratios=ratios,
                 model_reason=self._local_reason,
             )
-        source = await asyncio.to_thread(load_image, image) if self.fallback else image
+        source = await self.aload(image) if self.fallback else image
         try:
             done, size = await self._aanswer(
                 source,
@@ -388,7 +391,7 @@ class ImageAnalyzer(BaseAnalyzer):
         except ProviderError as error:
             if not self._falls_back(error):
                 raise
-            loaded = await asyncio.to_thread(load_image, source)
+            loaded = await self.aload(source)
             return await asyncio.to_thread(self._fall_back, loaded, chosen, ratios, error)
         return self.finish(
             done,

@@ -60,7 +60,12 @@ from viewfinder.batch import DEFAULT_CONCURRENCY, BatchRun, BatchSummary
 from viewfinder.batch_api import BatchInput, BatchJob
 from viewfinder.budget import Budget
 from viewfinder.commands.batch_api import progress_text
-from viewfinder.commands.options import features_callback, features_of
+from viewfinder.commands.options import (
+    AllowHostOption,
+    allow_hosts_of,
+    features_callback,
+    features_of,
+)
 from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
 from viewfinder.locks import WriterLock
 from viewfinder.ratelimit import RateLimiter
@@ -432,6 +437,7 @@ def batch(
         bool,
         typer.Option("--progress", help="Show progress even when stderr is not a terminal."),
     ] = False,
+    allow_host: AllowHostOption = None,
 ) -> None:
     """Analyse many images into a JSON Lines file; re-run to resume or retry failures."""
     err = Console(stderr=True, highlight=False)
@@ -442,7 +448,12 @@ def batch(
 
     try:
         sources = [_classify(argument) for argument in inputs]
-        analyzer = ImageAnalyzer(model=model, base_url=base_url, cache=not no_cache)
+        analyzer = ImageAnalyzer(
+            model=model,
+            base_url=base_url,
+            cache=not no_cache,
+            allow_hosts=allow_hosts_of(allow_host),
+        )
     except UserError as exc:
         raise fail(str(exc)) from None
     lock = WriterLock(out, hint="wait for it or choose another --out")

@@ -31,7 +31,12 @@ from rich.text import Text
 
 from viewfinder.analyzers.base import Detail
 from viewfinder.analyzers.features import Feature
-from viewfinder.commands.options import features_callback, features_of
+from viewfinder.commands.options import (
+    AllowHostOption,
+    allow_hosts_of,
+    features_callback,
+    features_of,
+)
 from viewfinder.errors import UserError, ViewfinderError
 from viewfinder.estimate import Estimate, EstimateSummary, estimate_many, estimate_request
 from viewfinder.estimate import offline_analyzer as _offline_analyzer
@@ -183,8 +188,9 @@ def _estimates(
     features: tuple[Feature, ...],
     detail: Detail,
     max_side: int,
+    allow_hosts: tuple[str, ...] | None,
 ) -> Iterator[tuple[str, Estimate | ViewfinderError]]:
-    analyzer = _offline_analyzer(model, detail=detail, max_side=max_side)
+    analyzer = _offline_analyzer(model, detail=detail, max_side=max_side, allow_hosts=allow_hosts)
     try:
         for source in sources:
             name = redact_url(source) if _is_url(source) else source
@@ -243,6 +249,7 @@ def cost(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON document instead of a table.")
     ] = False,
+    allow_host: AllowHostOption = None,
 ) -> None:
     """Estimate tokens and dollars per image, in total and per 1,000 images; sends nothing."""
     out = Console(highlight=False)
@@ -257,7 +264,12 @@ def cost(
     errors: list[dict[str, str]] = [{"image": p, "type": "NoImage", "message": p} for p in problems]
     try:
         for name, outcome in _estimates(
-            sources, model=model, features=chosen, detail=_DETAILS[detail], max_side=max_side
+            sources,
+            model=model,
+            features=chosen,
+            detail=_DETAILS[detail],
+            max_side=max_side,
+            allow_hosts=allow_hosts_of(allow_host),
         ):
             if isinstance(outcome, Estimate):
                 rows.append((name, outcome))

@@ -1,15 +1,31 @@
-"""Option parsing shared by the commands: comma lists and feature names."""
+"""Option parsing shared by the commands: comma lists, feature names, trusted hosts."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated, TypeAlias
 
 import typer
 
 from viewfinder.analyzers.features import ALL_FEATURES, Feature, parse_features
 from viewfinder.errors import InvalidOptionError
 
-__all__ = ["features_callback", "features_of", "split_commas"]
+__all__ = ["AllowHostOption", "allow_hosts_of", "features_callback", "features_of", "split_commas"]
+
+AllowHostOption: TypeAlias = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-host",
+        help=(
+            "Internal host (name or IP) image URLs may point at, repeatable or "
+            "comma-separated; default VIEWFINDER_ALLOW_HOSTS. URLs to other loopback, "
+            "private, link-local or cloud metadata addresses are refused."
+        ),
+        metavar="HOST",
+        show_default=False,
+    ),
+]
+"""`--allow-host`, for every command that fetches image URLs."""
 
 
 def split_commas(values: Sequence[str]) -> list[str]:
@@ -21,6 +37,12 @@ def features_of(values: Sequence[str] | None) -> tuple[Feature, ...]:
     """The features named by `--features` values; all seven when none are."""
     names = split_commas(values or ())
     return parse_features(names) if names else ALL_FEATURES
+
+
+def allow_hosts_of(values: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The `--allow-host` hosts, or None when none is given (VIEWFINDER_ALLOW_HOSTS then)."""
+    hosts = split_commas(values or ())
+    return tuple(hosts) if hosts else None
 
 
 def features_callback(values: list[str] | None) -> list[str] | None:
