@@ -187,8 +187,9 @@ async def test_an_async_generator_is_read_lazily(answer_all: Callable[..., Simul
 
 
 def first_fast_others_slow(body: dict[str, Any]) -> Reply:
-    """IMAGES[0] is answered at once, every other image after 2 s."""
-    return Reply(CAPTION, delay=0.0 if image_url(body) == FIRST else 2.0)
+    """IMAGES[0] is answered at once, every other image after 20 s (the simulator wakes
+    sleeping handlers when it stops, so nothing waits that long)."""
+    return Reply(CAPTION, delay=0.0 if image_url(body) == FIRST else 20.0)
 
 
 FIRST = data_url(IMAGES[0])
@@ -210,14 +211,16 @@ def test_breaking_out_early_cancels_in_flight_work(answer_all: Callable[..., Sim
             assert item.ok and item.index == 0
             break  # dropping the iterator cancels the three slow requests in flight
         assert not batch_threads()
-        assert time.monotonic() - start < 1.5  # cancelled, not waited for (2 s each)
+        assert time.monotonic() - start < 10  # cancelled, not waited for (20 s each)
         assert pulled <= 4 + 4 + 1
-        assert sim.stats.total <= 4
+        # the 4 first requests, and at most one more: image 0's slot may be refilled in
+        # the moment between its answer and the consumer's break
+        assert sim.stats.total <= 5
 
         with analyzer.analyze_many(endless(), ["caption"], concurrency=4) as run:
             assert next(run).index == 0
         assert not batch_threads()
-        assert time.monotonic() - start < 3.0
+        assert time.monotonic() - start < 15
 
 
 async def test_async_break_cancels_cleanly(answer_all: Callable[..., Simulator]) -> None:
@@ -228,7 +231,7 @@ async def test_async_break_cancels_cleanly(answer_all: Callable[..., Simulator])
         async for item in run:
             assert item.index == 0
             break
-    assert time.monotonic() - start < 1.5
+    assert time.monotonic() - start < 10  # cancelled, not waited for (20 s each)
     assert asyncio.all_tasks() == {asyncio.current_task()}
     await analyzer.aclose()
 

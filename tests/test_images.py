@@ -691,7 +691,7 @@ def test_the_fetch_timeout_bounds_the_whole_fetch_not_each_read(
     with pytest.raises(ImageFetchError, match=r"timed out after 1 s") as caught:
         load_image(f"{server}/trickle?{SAS}", fetch_timeout=1.0)
 
-    assert time.monotonic() - started < 3  # each read is quick; the whole trickle is 20 s
+    assert time.monotonic() - started < 10  # each read is quick; the whole trickle is 20 s
     assert "SECRETSIG" not in str(caught.value)
 
 

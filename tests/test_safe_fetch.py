@@ -87,7 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/empty":
             self._send(200, b"", Content_Type="image/png")
         elif path == "/slow":
-            time.sleep(0.5)
+            time.sleep(5)  # daemon handler threads: nobody waits for it at teardown
             self._send(200, CAT)
         elif path == "/trickle":  # one byte every 0.2 s: each read is quick, the whole is not
             self.send_response(200)
@@ -409,7 +409,7 @@ def test_the_overall_timeout(
     started = time.monotonic()
     with pytest.raises(ImageFetchError, match=r"timed out after 0\.1 s"):
         fetch(f"{image_server.base}/slow", allow_hosts=["127.0.0.1"], timeout=0.1)
-    assert time.monotonic() - started < 0.45
+    assert time.monotonic() - started < 3  # the server answers after 5 s
 
 
 def test_the_deadline_bounds_a_trickling_body(
@@ -418,7 +418,7 @@ def test_the_deadline_bounds_a_trickling_body(
     started = time.monotonic()
     with pytest.raises(ImageFetchError, match=r"timed out after 1 s"):
         fetch(f"{image_server.base}/trickle", allow_hosts=["127.0.0.1"], timeout=1.0)
-    assert time.monotonic() - started < 3  # the whole trickle takes 20 s
+    assert time.monotonic() - started < 10  # the whole trickle takes 20 s
 
 
 class HangingResolver:
@@ -438,7 +438,7 @@ def test_the_deadline_bounds_a_hanging_name_resolution(connections: list[Any]) -
     try:
         with pytest.raises(ImageFetchError, match="timed out"):
             fetch_image("http://images.example.com/cat.png", resolver=resolver, timeout=0.5)
-        assert time.monotonic() - started < 3  # the resolver would hold it 20 s
+        assert time.monotonic() - started < 10  # the resolver would hold it 20 s
     finally:
         resolver.release.set()
     assert connections == []
@@ -452,7 +452,7 @@ async def test_the_async_deadline_bounds_a_hanging_name_resolution(
     try:
         with pytest.raises(ImageFetchError, match="timed out"):
             await afetch_image("http://images.example.com/cat.png", resolver=resolver, timeout=0.5)
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 10  # the resolver would hold it 20 s
     finally:
         resolver.release.set()
     assert connections == []
