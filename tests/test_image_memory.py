@@ -286,3 +286,20 @@ def test_smaller_images_keep_their_model_bytes(
     prepared = prepare_image(make(), max_side=max_side)
 
     assert hashlib.sha256(prepared.model_bytes).hexdigest()[:16] == digest
+
+
+@pytest.mark.parametrize(("feature", "limit"), [("read", 0.1), ("people", 0.5)])
+def test_local_features_do_not_copy_an_rgb_image(
+    pixel_peak: Callable[[Callable[[], Any]], int], feature: str, limit: float
+) -> None:
+    pytest.importorskip("cv2")
+    from viewfinder.local import read
+    from viewfinder.local.people import detect_people
+
+    picture = pattern((1200, 900))
+    call = {"read": lambda: read._to_bgr(picture), "people": lambda: detect_people(picture)}
+
+    peak = pixel_peak(call[feature])
+
+    # was one more copy: "converted" from RGB to RGB (people also makes a grey copy)
+    assert peak <= limit * 1200 * 900 * 4
