@@ -33,6 +33,7 @@ from viewfinder.images import (
     load_image,
     prepare_image,
 )
+from viewfinder.pixel_budget import run_decode
 from viewfinder.providers import Provider, resolve_provider, sampling_params
 from viewfinder.retry import RetryPolicy
 from viewfinder.schemas.result import ImageMetadata
@@ -309,8 +310,16 @@ class BaseAnalyzer:
         return prepare_image(image, max_side=self.max_side)
 
     async def aprepare(self, image: ImageInput | LoadedImage) -> PreparedImage:
-        """`prepare` in a worker thread (decoding is CPU-bound, URL fetching blocks)."""
-        return await asyncio.to_thread(prepare_image, image, max_side=self.max_side)
+        """`prepare` in a worker thread (decoding is CPU-bound, URL fetching blocks).
+
+        Inside a `viewfinder.pixel_budget.budget_scope` (the server's), the decode
+        holds its pixels of the budget while it runs.
+        """
+        if not isinstance(image, LoadedImage):
+            image = await asyncio.to_thread(load_image, image)
+        return await run_decode(
+            image.data, self.max_side, prepare_image, image, max_side=self.max_side
+        )
 
     def _answer(
         self,

@@ -51,6 +51,7 @@ from viewfinder.errors import (
 )
 from viewfinder.grid import Frame
 from viewfinder.images import ImageInput, LoadedImage, PreparedImage, load_image
+from viewfinder.pixel_budget import run_decode
 from viewfinder.schemas.result import ImageAnalysisResult, ImageMetadata
 from viewfinder.templates import PromptTemplate, builtin_template, load_template
 
@@ -365,13 +366,20 @@ class ImageAnalyzer(BaseAnalyzer):
         language: str = "en",
         budget: Budget | None = None,
     ) -> ImageAnalysisResult:
-        """Async twin of `analyze` (the local engine runs in a worker thread)."""
+        """Async twin of `analyze` (the local engine runs in a worker thread).
+
+        Inside a `viewfinder.pixel_budget.budget_scope` (the server's), each decode
+        holds its pixels of the budget while it runs.
+        """
         chosen, ratios = parse_features(features), validate_aspect_ratios(smart_crops_aspect_ratios)
         check_language(language)
         if self.engine_name == "local":
-            return await asyncio.to_thread(
+            loaded = await asyncio.to_thread(load_image, image)
+            return await run_decode(
+                loaded.data,
+                None,  # the local engine decodes at full size
                 self.local_engine.analyze,
-                image,
+                loaded,
                 chosen,
                 smart_crops_aspect_ratios=ratios,
                 model_reason=self._local_reason,
@@ -389,7 +397,9 @@ class ImageAnalyzer(BaseAnalyzer):
             if not self._falls_back(error):
                 raise
             loaded = await asyncio.to_thread(load_image, source)
-            return await asyncio.to_thread(self._fall_back, loaded, chosen, ratios, error)
+            return await run_decode(
+                loaded.data, None, self._fall_back, loaded, chosen, ratios, error
+            )
         return self.finish(
             done,
             size,
