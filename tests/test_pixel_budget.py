@@ -10,20 +10,22 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from PIL import Image
 
 import viewfinder.analyzers.base as analyzers_base
-from viewfinder import ImageAnalyzer, RetryPolicy
+from viewfinder import ConfigurationError, ImageAnalyzer, RetryPolicy
 from viewfinder.errors import DecodeBusyError, InvalidOptionError
 from viewfinder.images import prepare_image
 from viewfinder.local.engine import LocalEngine
 from viewfinder.pixel_budget import PixelBudget, budget_scope, decode_pixels, run_decode
-from viewfinder.simulator import Simulator
+from viewfinder.server import ANALYZE_PATH, ServerSettings, create_app
+from viewfinder.simulator import Reply, Simulator
 
 CAT = (Path(__file__).parent / "assets" / "chelsea.png").read_bytes()  # 451 x 300
 CAT_PIXELS = 451 * 300
@@ -64,6 +66,58 @@ class HeldDecodes:
 
     def open(self) -> None:
         self.gate.set()
+
+
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldDecodes]:
+    """The model path's decodes (`prepare_image`) wait for `held.open()`."""
+    decodes = HeldDecodes()
+    monkeypatch.setattr(analyzers_base, "prepare_image", decodes.wrap(prepare_image))
+    yield decodes
+    decodes.open()  # never leave a worker thread waiting
+
+
+@pytest.fixture
+def analyzer(sim: Simulator) -> Iterator[ImageAnalyzer]:
+    """The server's analyzer, on the simulator (scripted, not a model), cache off."""
+    sim.script(*[ANSWER] * 8)
+    made = ImageAnalyzer(
+        base_url=sim.base_url,
+        api_key="test-key-placeholder",
+        model="gpt-4.1-mini",
+        cache=False,
+        retry=RetryPolicy(max_attempts=1),
+    )
+    yield made
+    made.close()
+
+
+Serve = Callable[..., Any]
+
+
+@pytest.fixture
+async def serve(analyzer: ImageAnalyzer) -> AsyncIterator[Serve]:
+    """An in-process app and a client for it: `client, budget = serve(**settings)`."""
+    clients: list[httpx2.AsyncClient] = []
+
+    def start(**settings: Any) -> tuple[httpx2.AsyncClient, PixelBudget]:
+        app = create_app(ServerSettings(no_auth=True, analyzer=analyzer, **settings))
+        client = httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app), base_url="http://testserver"
+        )
+        clients.append(client)
+        budget: PixelBudget = app.state.pixel_budget
+        return client, budget
+
+    yield start
+    for client in clients:
+        await client.aclose()
+
+
+async def upload(client: httpx2.AsyncClient, body: bytes = CAT) -> httpx2.Response:
+    return await client.post(
+        f"{ANALYZE_PATH}?{QUERY}", content=body, headers={"Content-Type": "image/png"}
+    )
 
 
 # --- the budget -------------------------------------------------------------------------
@@ -191,3 +245,86 @@ async def test_every_decode_path_holds_the_image_pixels(
     decodes = {"model": 1, "local": 1, "fallback": 2}[path]  # fallback: model copy, then local
     assert [budget.total - available for available in seen] == [CAT_PIXELS] * decodes
     assert budget.available == budget.total
+
+
+# --- the server ---------------------------------------------------------------------------
+
+
+async def test_a_second_upload_waits_for_the_first_and_is_served_after(
+    serve: Serve, held: HeldDecodes
+) -> None:
+    client, budget = serve(max_decode_pixels=1000, decode_wait_seconds=5)  # < one image
+    first = asyncio.create_task(upload(client))
+    await wait_until(lambda: held.entered == 1)
+    second = asyncio.create_task(upload(client, png((300, 200))))
+    await wait_until(lambda: budget.waiting == 1)
+
+    assert held.entered == 1 and not second.done()  # not decoding: waiting for pixels
+    held.open()
+
+    assert (await first).status_code == 200
+    assert (await second).status_code == 200
+    assert held.entered == 2
+    assert (budget.available, budget.waiting) == (budget.total, 0)
+
+
+async def test_past_the_wait_an_upload_is_answered_429_with_retry_after(
+    serve: Serve, held: HeldDecodes
+) -> None:
+    client, budget = serve(max_decode_pixels=1000, decode_wait_seconds=0.05)
+    first = asyncio.create_task(upload(client))
+    await wait_until(lambda: held.entered == 1)
+
+    refused = await upload(client, png((300, 200)))
+
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.headers["x-ms-error-code"] == "429"
+    assert refused.json()["error"]["code"] == "429"
+    assert "pixels" in refused.json()["error"]["message"]
+    assert held.entered == 1  # the refused upload was never decoded
+    held.open()
+    assert (await first).status_code == 200
+    assert budget.available == budget.total
+
+
+async def test_the_budget_is_whole_again_after_errors_and_cancellations(
+    serve: Serve, held: HeldDecodes, sim: Simulator
+) -> None:
+    client, budget = serve(max_decode_pixels=10 * CAT_PIXELS, decode_wait_seconds=5)
+    held.open()
+    truncated = png((400, 300))[:-40]
+    assert (await upload(client, truncated)).status_code == 400  # decode failed
+    sim.reset()
+    sim.script(Reply(status=500, error_message="boom"))
+    assert (await upload(client)).status_code == 503  # the model call failed
+    assert budget.available == budget.total
+
+    held.gate.clear()  # the next decode stops in its thread again
+    holding = asyncio.create_task(upload(client, png((1000, 1000))))  # > 2/3 of the budget
+    await wait_until(lambda: held.entered == 3)
+    waiting = asyncio.create_task(upload(client, png((1000, 1000), "red")))
+    await wait_until(lambda: budget.waiting == 1)
+
+    waiting.cancel()  # the client gave up while waiting for pixels
+    holding.cancel()  # ... and while decoding: the thread goes on, holding its pixels
+    await asyncio.gather(waiting, holding, return_exceptions=True)
+    assert budget.waiting == 0
+    assert budget.available == budget.total - 1000 * 1000
+
+    held.open()
+    await wait_until(lambda: budget.available == budget.total)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"max_decode_pixels": 0},
+        {"max_decode_pixels": 1.5e9},
+        {"decode_wait_seconds": -1},
+        {"decode_wait_seconds": float("nan")},
+    ],
+)
+def test_settings_refuse_a_bad_budget(settings: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError, match=r"max_decode_pixels|decode_wait_seconds"):
+        ServerSettings(no_auth=True, **settings).validate()
