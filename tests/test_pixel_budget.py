@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import struct
 import threading
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ import pytest
 from PIL import Image
 
 import viewfinder.analyzers.base as analyzers_base
-from viewfinder import ConfigurationError, ImageAnalyzer, RetryPolicy
+from viewfinder import ConfigurationError, ImageAnalyzer, RetryPolicy, pixel_budget
 from viewfinder.errors import DecodeBusyError, InvalidOptionError
 from viewfinder.images import prepare_image
 from viewfinder.local.engine import LocalEngine
@@ -210,6 +212,37 @@ async def test_a_cancelled_decode_keeps_its_pixels_until_its_thread_ends() -> No
 
     decodes.open()
     await wait_until(lambda: budget.available == budget.total)
+
+
+def declared_png(width: int, height: int) -> bytes:
+    """A valid tiny PNG whose header declares `width` x `height` (never decoded here)."""
+    data = bytearray(png((1, 1)))
+    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return bytes(data)
+
+
+async def test_a_large_decode_gives_freed_heap_memory_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trims: list[str] = []
+
+    def trim() -> bool:
+        trims.append(threading.current_thread().name)
+        return True
+
+    monkeypatch.setattr(pixel_budget, "trim_heap", trim)
+    large = declared_png(5000, 4000)  # 20 megapixels
+    assert decode_pixels(large, None) == 20_000_000 >= pixel_budget.TRIM_PIXELS
+
+    await run_decode(large, None, lambda: None)  # no budget: nothing more than a thread
+    with budget_scope(PixelBudget(10**9), wait=5):
+        await run_decode(CAT, None, lambda: None)  # small: not worth a trim
+        await run_decode(large, None, lambda: None)
+
+    assert len(trims) == 1
+    assert trims[0] != threading.main_thread().name  # in the worker, not the event loop
 
 
 @pytest.mark.parametrize("path", ["model", "local", "fallback"])
