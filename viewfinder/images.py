@@ -528,15 +528,17 @@ def _model_copy(
         model = _reduced_rgb(image, factor)
     except _PIL_ERRORS:
         raise ImageFormatError(f"unsupported colour mode {image.mode}", source=label) from None
+    if model is not image:
+        image.close()  # the decoded pixels go now, not when the caller lets go of `image`
     box = (box[0] / factor, box[1] / factor, box[2] / factor, box[3] / factor)
     if model.size != size or box != (0, 0, *model.size):
-        model = model.resize(size, Image.Resampling.LANCZOS, box=box)
+        resized = model.resize(size, Image.Resampling.LANCZOS, box=box)
+        model.close()
+        model = resized
     transpose = _ORIENTATIONS.get(orientation)
     if transpose is not None:
         model = model.transpose(transpose)
         full = (full[1], full[0]) if transpose in _SWAPS_SIDES else full
-    if model is not image:
-        image.close()  # the decoded pixels go now, not when the caller lets go of `image`
     model.info = {}  # no EXIF, ICC profile or comment in the copy
     return full, model
 
