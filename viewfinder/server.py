@@ -41,7 +41,9 @@ is made, so the server bounds the pixels it decodes at once with a
 from each image's header, as decoded: a large JPEG decodes at reduced scale). A decode
 waits, first come first served, up to `decode_wait_seconds` for its pixels, then is
 answered 429 with `Retry-After`; an image larger than the whole budget is decoded
-alone. A source-cache hit decodes nothing and holds nothing.
+alone. A source-cache hit decodes nothing and holds nothing. After a decode of
+`viewfinder.pixel_budget.TRIM_PIXELS` or more, freed heap memory is given back to the
+system (glibc's `malloc_trim`), so the RSS falls back after a burst.
 
 Needs the `server` extra: `pip install 'viewfinder[server]'`.
 """
