@@ -22,6 +22,7 @@ ViewfinderError
 │   ├── InvalidAnswerError         still failing validation after the bounded re-asks
 │   ├── ContentFilterError         refused, or stopped by a content filter (never re-asked)
 │   └── OutputTruncatedError       finish_reason == "length" (never re-asked)
+├── DecodeBusyError              a pixel budget (the server's) stayed spent: retry later
 └── BudgetExceededError          a token or dollar cap was reached; nothing more was sent
 ```
 
@@ -45,6 +46,7 @@ __all__ = [
     "BudgetExceededError",
     "ConfigurationError",
     "ContentFilterError",
+    "DecodeBusyError",
     "DecompressionBombError",
     "ImageError",
     "ImageFetchError",
@@ -260,6 +262,25 @@ class ContentFilterError(ModelBehaviorError):
 
 class OutputTruncatedError(ModelBehaviorError):
     """The answer hit the output-token cap (`finish_reason == "length"`). Never re-asked."""
+
+
+# --- too busy to decode --------------------------------------------------------------------
+
+
+class DecodeBusyError(ViewfinderError):
+    """A pixel budget stayed spent for the whole wait; the image was not decoded.
+
+    Raised under a `viewfinder.pixel_budget.PixelBudget` (the server's
+    `max_decode_pixels`) when the image's pixels could not be had in time: other
+    images were being decoded. Nothing was decoded or sent; retrying later can succeed.
+
+    Attributes:
+        retry_after: Seconds after which a retry may find room.
+    """
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 # --- a cap was reached --------------------------------------------------------------------

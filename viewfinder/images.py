@@ -21,13 +21,14 @@ import re
 import stat
 import struct
 import warnings
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import BinaryIO, Final, TypeAlias
 
 import httpx2
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 from viewfinder.errors import (
     DecompressionBombError,
@@ -75,6 +76,27 @@ _PIL_ERRORS: Final = (
     EOFError,
     struct.error,
 )
+# A large image is first shrunk by an integer factor (Image.reduce, a box filter) to no
+# less than this many times the model copy's size, then resampled with LANCZOS: Pillow's
+# `thumbnail` default, "very close to fair resampling" (its documentation).
+_REDUCING_GAP: Final = 2.0
+# A JPEG decodes at 1/2, 1/4 or 1/8 scale (in the DCT domain) to no less than this many
+# times the model copy's size: a 12-megapixel photo decodes at 1/2 scale for a 1024 copy.
+# At 1.0 (decoding at the copy's own size) thin lines alias visibly more.
+_DRAFT_GAP: Final = 1.5
+# Pixels converted to RGB at once while a non-RGB image is reduced (4 MiB in RGB).
+_BAND_PIXELS: Final = 1 << 20
+# The transpose that shows an image upright, by EXIF orientation (as ImageOps.exif_transpose).
+_ORIENTATIONS: Final = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS_SIDES: Final = frozenset(_ORIENTATIONS[o] for o in (5, 6, 7, 8))
 # "c:" is a Windows drive, not a scheme: a scheme has two characters or more.
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
 
@@ -221,13 +243,12 @@ def prepare_image(
     data, label = loaded.data, loaded.source
     image = _open_checked(data, label, limits)
     fmt = str(image.format)
-    image = _decode(image, label)
-    model = _model_copy(image, max_side, label)
+    (width, height), model = _model_copy(image, max_side, label)
     buffer = io.BytesIO()
     model.save(buffer, format="JPEG", **_JPEG_OPTIONS)
     return PreparedImage(
-        width=image.width,
-        height=image.height,
+        width=width,
+        height=height,
         format=fmt,
         sha256=loaded.sha256,
         model_bytes=buffer.getvalue(),
@@ -451,13 +472,13 @@ def _declared_header(data: bytes) -> tuple[str, int, int] | None:
     return None
 
 
-def _decode(image: Image.Image, label: str) -> Image.Image:
-    """Decode the first frame and apply the EXIF orientation."""
+@contextmanager
+def _decoding(label: str) -> Iterator[None]:
+    """Turn Pillow's errors while decoding into `ImageError`s."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image.load()
-            return ImageOps.exif_transpose(image)
+            yield
     except Image.DecompressionBombError:
         raise DecompressionBombError(
             "a frame declares too many pixels (decompression bomb)", source=label
@@ -466,25 +487,114 @@ def _decode(image: Image.Image, label: str) -> Image.Image:
         raise ImageFormatError("corrupt or truncated image", source=label) from None
 
 
-def _model_copy(image: Image.Image, max_side: int, label: str) -> Image.Image:
-    """Return an RGB copy, without metadata, whose long side is at most `max_side`."""
+def _decode(image: Image.Image, label: str) -> Image.Image:
+    """Decode the first frame and apply the EXIF orientation, in place.
+
+    Returns `image` itself: no copy is made unless the orientation needs a transpose.
+    """
+    with _decoding(label):
+        ImageOps.exif_transpose(image, in_place=True)
+    return image
+
+
+def _model_copy(
+    image: Image.Image, max_side: int, label: str
+) -> tuple[tuple[int, int], Image.Image]:
+    """Decode `image`; return its size as shown and its model copy, then free its pixels.
+
+    The copy is RGB, without metadata, its long side at most `max_side`. Memory stays
+    near one decoded copy of the image, in its own mode: a JPEG at least
+    `2 * _DRAFT_GAP` times the copy's size decodes at 1/2, 1/4 or 1/8 scale
+    (`Image.draft`); an image still at least `2 * _REDUCING_GAP` times the copy's size
+    is first reduced by an integer factor (band by band when its mode needs converting
+    to RGB); an RGB image is never copied whole; the EXIF orientation turns the small
+    copy, not the decoded image. Smaller images, unless turned a quarter, get the same
+    bytes as a full-size conversion and LANCZOS resize (cache keys, cassettes).
+    """
+    header = image.size
+    with _decoding(label):
+        box = _draft(image, _fit(header, max_side))
+        image.load()
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    full = header if box else image.size  # a frame can differ from the header (ICO)
+    box = box or (0.0, 0.0, float(full[0]), float(full[1]))
+    size = _fit(full, max_side)
+    factor = int(min((box[2] - box[0]) / size[0], (box[3] - box[1]) / size[1]) / _REDUCING_GAP)
+    factor = max(1, factor)
     try:
-        model = _to_rgb(image)
+        model = _reduced_rgb(image, factor)
     except _PIL_ERRORS:
         raise ImageFormatError(f"unsupported colour mode {image.mode}", source=label) from None
-    long_side = max(model.size)
-    if long_side > max_side:
-        scale = max_side / long_side
-        size = (max(1, round(model.width * scale)), max(1, round(model.height * scale)))
-        model = model.resize(size, Image.Resampling.LANCZOS)
+    if model is not image:
+        image.close()  # the decoded pixels go now, not when the caller lets go of `image`
+    box = (box[0] / factor, box[1] / factor, box[2] / factor, box[3] / factor)
+    if model.size != size or box != (0, 0, *model.size):
+        resized = model.resize(size, Image.Resampling.LANCZOS, box=box)
+        model.close()
+        model = resized
+    transpose = _ORIENTATIONS.get(orientation)
+    if transpose is not None:
+        model = model.transpose(transpose)
+        full = (full[1], full[0]) if transpose in _SWAPS_SIDES else full
     model.info = {}  # no EXIF, ICC profile or comment in the copy
-    return model
+    return full, model
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any mode to RGB: alpha flattened onto white, deep greys scaled to 8 bits."""
+def _fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """`size` scaled down so that its long side is at most `max_side`."""
+    long_side = max(size)
+    if long_side <= max_side:
+        return size
+    scale = max_side / long_side
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def _draft(image: Image.Image, size: tuple[int, int]) -> tuple[float, float, float, float] | None:
+    """Have a JPEG decode at 1/2, 1/4 or 1/8 scale, never below `_DRAFT_GAP` x `size`.
+
+    Returns:
+        Where the full image lies in the decoded pixels, `(0, 0, width / scale,
+        height / scale)`, or `None` when the image decodes at full size (every
+        format but JPEG, and JPEGs under twice `_DRAFT_GAP` x `size`).
+    """
+    wanted = (int(size[0] * _DRAFT_GAP), int(size[1] * _DRAFT_GAP))
+    if min(image.width // wanted[0], image.height // wanted[1]) < 2:
+        return None
+    drafted = image.draft(None, wanted)
+    return None if drafted is None else drafted[1]
+
+
+def _reduced_rgb(image: Image.Image, factor: int) -> Image.Image:
+    """`image` in RGB, reduced `factor` times by `Image.reduce` (a box filter).
+
+    An RGB image is reduced whole, and returned itself when `factor` is 1. Any other
+    mode (or an RGB image with a transparent colour) is converted band by band, each
+    band reduced before the next is converted, so no full-size RGB copy exists when
+    `factor` > 1. The pixels are those of `_to_rgb` on the whole image, then reduced.
+    """
+    if image.mode == "RGB" and not image.has_transparency_data:
+        return image if factor == 1 else image.reduce(factor)
+    top = _grey_top(image) if image.mode.startswith("I") or image.mode == "F" else None
+    width, height = image.size
+    rows = max(1, _BAND_PIXELS // (width * factor)) * factor
+    reduced = Image.new("RGB", (-(-width // factor), -(-height // factor)))
+    for y in range(0, height, rows):
+        band = _to_rgb(image.crop((0, y, width, min(height, y + rows))), grey_top=top)
+        reduced.paste(band if factor == 1 else band.reduce(factor), (0, y // factor))
+    return reduced
+
+
+def _to_rgb(image: Image.Image, *, grey_top: float | None = None) -> Image.Image:
+    """Convert any mode to RGB: alpha flattened onto white, deep greys scaled to 8 bits.
+
+    An RGB image without a transparent colour is returned itself, not copied.
+    `grey_top` is the white level of a deep grey image (`_grey_top` of the whole image
+    when converting a part of it).
+    """
+    if image.mode == "RGB" and not image.has_transparency_data:
+        return image
     if image.mode.startswith("I") or image.mode == "F":
-        image = _to_grey(image)
+        image = _to_grey(image, grey_top)
     if image.has_transparency_data:
         rgba = image.convert("RGBA")
         flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -493,12 +603,16 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _to_grey(image: Image.Image) -> Image.Image:
-    """Scale a 16-bit, 32-bit or float grey image to 8-bit "L"."""
-    top = 65535.0
-    if not image.mode.startswith("I;16"):
-        high = image.getextrema()[1]
-        assert isinstance(high, int | float)  # one band: (low, high)
-        top = 255.0 if high <= 255 else 65535.0 if high <= 65535 else float(high)
-    factor = 255.0 / top
+def _grey_top(image: Image.Image) -> float:
+    """The value a 16-bit, 32-bit or float grey image's white is taken to be."""
+    if image.mode.startswith("I;16"):
+        return 65535.0
+    high = image.getextrema()[1]
+    assert isinstance(high, int | float)  # one band: (low, high)
+    return 255.0 if high <= 255 else 65535.0 if high <= 65535 else float(high)
+
+
+def _to_grey(image: Image.Image, top: float | None = None) -> Image.Image:
+    """Scale a 16-bit, 32-bit or float grey image to 8-bit "L" (white at `top`)."""
+    factor = 255.0 / (_grey_top(image) if top is None else top)
     return image.convert("F").point(lambda value: value * factor).convert("L")

@@ -45,6 +45,16 @@ Security:
 - Plain HTTP sends keys in clear text: off loopback, serve TLS (`ssl_certfile`,
   `ssl_keyfile`) or put the server behind a TLS-terminating proxy.
 
+Memory: decoding an image holds about 4 bytes per decoded pixel while its model copy
+is made, so the server bounds the pixels it decodes at once with a
+`viewfinder.pixel_budget.PixelBudget` of `ServerSettings.max_decode_pixels` (counted
+from each image's header, as decoded: a large JPEG decodes at reduced scale). A decode
+waits, first come first served, up to `decode_wait_seconds` for its pixels, then is
+answered 429 with `Retry-After`; an image larger than the whole budget is decoded
+alone. A source-cache hit decodes nothing and holds nothing. After a decode of
+`viewfinder.pixel_budget.TRIM_PIXELS` or more, freed heap memory is given back to the
+system (glibc's `malloc_trim`), so the RSS falls back after a burst.
+
 Needs the `server` extra: `pip install 'viewfinder[server]'`.
 """
 
@@ -91,17 +101,21 @@ from viewfinder.azure_service import (
 )
 from viewfinder.errors import (
     ConfigurationError,
+    DecodeBusyError,
     ImageSizeError,
     InvalidOptionError,
     RateLimitError,
     ViewfinderError,
 )
+from viewfinder.pixel_budget import PixelBudget, budget_scope
 from viewfinder.ratelimit import RateLimiter
 from viewfinder.retry import RetryPolicy
 from viewfinder.safe_fetch import afetch_image
 
 __all__ = [
     "ANALYZE_PATH",
+    "DECODE_WAIT_SECONDS",
+    "MAX_DECODE_PIXELS",
     "MAX_QUEUE_SECONDS",
     "SERVER_RETRY",
     "ServerSettings",
@@ -121,6 +135,15 @@ SERVER_RETRY: Final = RetryPolicy(max_attempts=1)
 
 MAX_QUEUE_SECONDS: Final = 2.0
 """Longest a request waits for the shared rate limiter before it is answered 429."""
+
+MAX_DECODE_PIXELS: Final = 2 * 16_000 * 16_000
+"""Default pixel budget: two of the largest images the service accepts (16000 x 16000)
+decoded at once, about 2 GiB of pixel buffers at 4 bytes a pixel, or three 13000 x 13000
+PNGs, or about forty 12-megapixel PNGs (a 12-megapixel JPEG decodes at half scale:
+3 megapixels)."""
+
+DECODE_WAIT_SECONDS: Final = 2.0
+"""Default longest wait for the pixel budget before a request is answered 429."""
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("viewfinder.server.access")
@@ -166,6 +189,10 @@ class ServerSettings:
         max_queue_seconds: Longest a request waits for the rate limiter the server
             gives the analyzer (its `max_wait`) before it is answered 429 +
             `Retry-After`. An analyzer's own rate limiter is used as it is.
+        max_decode_pixels: Pixels decoded at once, over all requests (the memory
+            bound, see `MAX_DECODE_PIXELS`). An image larger than this is decoded alone.
+        decode_wait_seconds: Longest a request waits for its pixels before it is
+            answered 429 with `Retry-After`; 0 answers at once.
     """
 
     api_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -177,6 +204,8 @@ class ServerSettings:
     analyzer_options: Mapping[str, Any] = field(default_factory=dict)
     retry: RetryPolicy | None = SERVER_RETRY
     max_queue_seconds: float = MAX_QUEUE_SECONDS
+    max_decode_pixels: int = MAX_DECODE_PIXELS
+    decode_wait_seconds: float = DECODE_WAIT_SECONDS
 
     def validate(self) -> None:
         """Refuse settings that would serve unsafely or cannot work.
@@ -195,6 +224,27 @@ class ServerSettings:
             raise ConfigurationError("max_body_bytes and fetch_timeout must be positive")
         if not (math.isfinite(self.max_queue_seconds) and self.max_queue_seconds >= 0):
             raise ConfigurationError("max_queue_seconds must be a number >= 0")
+        _check_pixel_budget(self.max_decode_pixels, self.decode_wait_seconds)
+
+
+# --- the pixel budget -----------------------------------------------------------------
+
+
+def _check_pixel_budget(pixels: int, wait: float) -> None:
+    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1:
+        raise ConfigurationError(f"max_decode_pixels must be a positive integer, not {pixels!r}")
+    if not (isinstance(wait, int | float) and math.isfinite(wait) and wait >= 0):
+        raise ConfigurationError(f"decode_wait_seconds must be a number >= 0, not {wait!r}")
+
+
+def _decode_busy(exc: DecodeBusyError) -> ServiceError:
+    """The 429 for a request whose pixels the budget could not give in time."""
+    return ServiceError(
+        429,
+        "429",
+        "Too many requests: the server is decoding as many image pixels as it allows. Retry later.",
+        retry_after=max(1, math.ceil(exc.retry_after)),
+    )
 
 
 class _ServiceJSON(JSONResponse):
@@ -441,6 +491,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     settings.validate()
     digests = tuple(_digest(key.strip()) for key in settings.api_keys)
     analyzers = _Analyzers(settings)
+    pixels = PixelBudget(settings.max_decode_pixels)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -459,6 +510,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(_AccessLog)
+    app.state.pixel_budget = pixels  # for tests and monitoring: what is held, who waits
 
     async def http_error(request: Request, exc: Exception) -> Response:
         """Unknown paths and methods, answered in the service's error shape."""
@@ -495,15 +547,18 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 raise unauthorized()
             options = _options(request.query_params, record)
             image = await read_image(request, record)
-            result = await analyzers.get().aanalyze(
-                image,
-                features=options.features,
-                smart_crops_aspect_ratios=options.smart_crops_aspect_ratios or None,
-                gender_neutral_caption=options.gender_neutral_caption,
-                language=options.language,
-            )
+            with budget_scope(pixels, settings.decode_wait_seconds):
+                result = await analyzers.get().aanalyze(
+                    image,
+                    features=options.features,
+                    smart_crops_aspect_ratios=options.smart_crops_aspect_ratios or None,
+                    gender_neutral_caption=options.gender_neutral_caption,
+                    language=options.language,
+                )
         except ServiceError as refused:
             return _error_response(refused, record)
+        except DecodeBusyError as busy:
+            return _error_response(_decode_busy(busy), record)
         except ViewfinderError as exc:
             error = analyzers.service_error(exc)
             if error.status >= 500:

@@ -33,6 +33,7 @@ from viewfinder.images import (
     load_image,
     prepare_image,
 )
+from viewfinder.pixel_budget import run_decode
 from viewfinder.providers import Provider, resolve_provider, sampling_params
 from viewfinder.retry import RetryPolicy
 from viewfinder.safe_fetch import trusted_hosts
@@ -328,8 +329,16 @@ class BaseAnalyzer:
         return prepare_image(image, max_side=self.max_side, allow_hosts=self.allow_hosts)
 
     async def aprepare(self, image: ImageInput | LoadedImage) -> PreparedImage:
-        """`prepare` in a worker thread (decoding is CPU-bound, URL fetching blocks)."""
-        return await asyncio.to_thread(self.prepare, image)
+        """`prepare` in a worker thread (decoding is CPU-bound, URL fetching blocks).
+
+        Inside a `viewfinder.pixel_budget.budget_scope` (the server's), the decode
+        holds its pixels of the budget while it runs.
+        """
+        if not isinstance(image, LoadedImage):
+            image = await self.aload(image)
+        return await run_decode(
+            image.data, self.max_side, prepare_image, image, max_side=self.max_side
+        )
 
     def _answer(
         self,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from functools import cache
@@ -51,6 +50,7 @@ from viewfinder.errors import (
 )
 from viewfinder.grid import Frame
 from viewfinder.images import ImageInput, LoadedImage, PreparedImage
+from viewfinder.pixel_budget import run_decode
 from viewfinder.schemas.result import ImageAnalysisResult, ImageMetadata
 from viewfinder.templates import PromptTemplate, builtin_template, load_template
 
@@ -368,13 +368,20 @@ class ImageAnalyzer(BaseAnalyzer):
         language: str = "en",
         budget: Budget | None = None,
     ) -> ImageAnalysisResult:
-        """Async twin of `analyze` (the local engine runs in a worker thread)."""
+        """Async twin of `analyze` (the local engine runs in a worker thread).
+
+        Inside a `viewfinder.pixel_budget.budget_scope` (the server's), each decode
+        holds its pixels of the budget while it runs.
+        """
         chosen, ratios = parse_features(features), validate_aspect_ratios(smart_crops_aspect_ratios)
         check_language(language)
         if self.engine_name == "local":
-            return await asyncio.to_thread(
+            loaded = await self.aload(image)
+            return await run_decode(
+                loaded.data,
+                None,  # the local engine decodes at full size
                 self.local_engine.analyze,
-                await self.aload(image),
+                loaded,
                 chosen,
                 smart_crops_aspect_ratios=ratios,
                 model_reason=self._local_reason,
@@ -392,7 +399,9 @@ class ImageAnalyzer(BaseAnalyzer):
             if not self._falls_back(error):
                 raise
             loaded = await self.aload(source)
-            return await asyncio.to_thread(self._fall_back, loaded, chosen, ratios, error)
+            return await run_decode(
+                loaded.data, None, self._fall_back, loaded, chosen, ratios, error
+            )
         return self.finish(
             done,
             size,

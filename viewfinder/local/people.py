@@ -310,7 +310,7 @@ def detect_people(
     width, height = image.size
     candidates: list[tuple[Box, float]] = []
     if settings.hog is not None:
-        rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
         candidates.extend(_hog_people(rgb, settings.hog))
     if settings.faces is not None:
         grey = np.asarray(image.convert("L"), dtype=np.uint8)
