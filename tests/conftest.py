@@ -6,12 +6,15 @@ The cassette configuration comes from viewfinder's own pytest plugin, as users g
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
+from local_server import Serving
 
 from viewfinder import ImageAnalyzer, RetryPolicy
+from viewfinder.server import ServerSettings, create_app
 from viewfinder.simulator import Simulator
 
 pytest_plugins = ["viewfinder.testing"]
@@ -64,3 +67,19 @@ def make_analyzer(sim: Simulator, tmp_path: Path) -> Iterator[Callable[..., Imag
 def cat_image() -> Path:
     """chelsea.png, 451x300, a cat (CC0, scikit-image)."""
     return ASSETS / "chelsea.png"
+
+
+# --- viewfinder serve in this process ---------------------------------------------------
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[ServerSettings], str]]:
+    """Start a server for some settings; returns its endpoint. Stopped after the test."""
+    with ExitStack() as stack:
+
+        def start(settings: ServerSettings) -> str:
+            serving = Serving(create_app(settings))
+            stack.callback(serving.stop)
+            return serving.start()
+
+        yield start

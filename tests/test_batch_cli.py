@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import typer
+from endpoint_env import ENDPOINT_ENV_VARS, clear_endpoint_env
 from local_images import serve_images
 from PIL import Image
 from typer.testing import CliRunner
@@ -24,22 +25,12 @@ from viewfinder.commands.batch import register
 from viewfinder.simulator import Reply, Simulator
 from viewfinder.urls import safe_url
 
-_ENV_VARS = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "AZURE_OPENAI_ENDPOINT",
-    "AZURE_OPENAI_API_KEY",
-    "AZURE_OPENAI_DEPLOYMENT",
-    "VIEWFINDER_MODEL",
-    "VIEWFINDER_MODE",
-)
 CAPTION = {"caption": {"text": "a square", "confidence": 0.9}}
 
 
 @pytest.fixture(autouse=True)
 def _no_endpoint_configured(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in _ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
+    clear_endpoint_env(monkeypatch)
 
 
 @pytest.fixture
@@ -237,7 +228,7 @@ def command_env() -> dict[str, str]:
     env = {
         name: value
         for name, value in os.environ.items()
-        if name not in _ENV_VARS and "proxy" not in name.lower()
+        if name not in ENDPOINT_ENV_VARS and "proxy" not in name.lower()
     }
     return env | {"NO_COLOR": "1", "COLUMNS": "200"}
 

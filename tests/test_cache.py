@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from endpoint_env import clear_endpoint_env
 from filelock import FileLock
 from PIL import Image
 from typer.testing import CliRunner
@@ -482,24 +483,13 @@ def test_two_processes_repairing_at_once_move_it_aside_once_and_share_the_fresh_
 
 # --- end to end: the CLI, the server and a batch on a damaged cache ----------------------
 
-_ENDPOINT_ENV_VARS = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "AZURE_OPENAI_ENDPOINT",
-    "AZURE_OPENAI_API_KEY",
-    "AZURE_OPENAI_DEPLOYMENT",
-    "VIEWFINDER_MODEL",
-    "VIEWFINDER_MODE",
-)
-
 
 def test_cli_analyze_on_a_truncated_cache_succeeds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from viewfinder.cli import app
 
-    for name in _ENDPOINT_ENV_VARS:  # only the command line configures the endpoint
-        monkeypatch.delenv(name, raising=False)
+    clear_endpoint_env(monkeypatch)  # only the command line configures the endpoint
     directory = tmp_path / "answers"
     _filled(directory)
     _truncate(directory)
@@ -525,8 +515,7 @@ def test_the_console_script_shows_the_repair_as_one_warning_line(
 ) -> None:
     from viewfinder.cli import main
 
-    for name in _ENDPOINT_ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
+    clear_endpoint_env(monkeypatch)
     directory = tmp_path / "answers"
     _filled(directory)
     _truncate(directory)

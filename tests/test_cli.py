@@ -9,22 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from endpoint_env import clear_endpoint_env
 from PIL import Image
 from typer.testing import CliRunner
 
 from viewfinder import __version__
 from viewfinder.cli import app
 from viewfinder.simulator import Simulator
-
-_ENV_VARS = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "AZURE_OPENAI_ENDPOINT",
-    "AZURE_OPENAI_API_KEY",
-    "AZURE_OPENAI_DEPLOYMENT",
-    "VIEWFINDER_MODEL",
-    "VIEWFINDER_MODE",
-)
 
 CAPTION_AND_OBJECTS: dict[str, Any] = {
     "caption": {"text": "a red square", "confidence": 0.9},
@@ -35,8 +26,7 @@ CAPTION_AND_OBJECTS: dict[str, Any] = {
 @pytest.fixture(autouse=True)
 def _no_endpoint_configured(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only what a test passes on the command line configures the endpoint."""
-    for name in _ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
+    clear_endpoint_env(monkeypatch)
 
 
 @pytest.fixture

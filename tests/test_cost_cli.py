@@ -9,28 +9,19 @@ from pathlib import Path
 
 import pytest
 import typer
+from endpoint_env import clear_endpoint_env
 from typer.testing import CliRunner
 
 from viewfinder.commands.cost import NOTICE, expand_images, register
 from viewfinder.estimate import estimate_image_tokens
 
 ASSETS = Path(__file__).parent / "assets"
-_ENV_VARS = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "AZURE_OPENAI_ENDPOINT",
-    "AZURE_OPENAI_API_KEY",
-    "AZURE_OPENAI_DEPLOYMENT",
-    "VIEWFINDER_MODEL",
-    "VIEWFINDER_MODE",
-)
 
 
 @pytest.fixture(autouse=True)
 def _nothing_configured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No endpoint at all, and a price table of the test's own."""
-    for name in _ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
+    clear_endpoint_env(monkeypatch)
     prices = {
         "batch_discount": 0.5,
         "models": {

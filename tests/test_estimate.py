@@ -11,6 +11,7 @@ from typing import Any
 
 import instructor
 import pytest
+from endpoint_env import clear_endpoint_env
 from pydantic import ValidationError
 
 from viewfinder import ImageAnalyzer
@@ -36,22 +37,10 @@ from viewfinder.schemas.result import Usage
 from viewfinder.simulator import Simulator
 from viewfinder.tokens import count_message_tokens, count_tokens
 
-_ENV_VARS = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "AZURE_OPENAI_ENDPOINT",
-    "AZURE_OPENAI_API_KEY",
-    "AZURE_OPENAI_DEPLOYMENT",
-    "VIEWFINDER_MODEL",
-    "VIEWFINDER_MODE",
-    "VIEWFINDER_PRICES",
-)
-
 
 @pytest.fixture(autouse=True)
 def _nothing_configured(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in _ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
+    clear_endpoint_env(monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from endpoint_env import clear_endpoint_env
 from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
@@ -25,15 +26,6 @@ from viewfinder.local.engine import MODEL_ONLY_FEATURES
 from viewfinder.simulator import Reply, Simulator
 
 PEOPLE = Path(__file__).parent / "assets" / "people"
-ENDPOINT_VARS = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "AZURE_OPENAI_ENDPOINT",
-    "AZURE_OPENAI_API_KEY",
-    "AZURE_OPENAI_DEPLOYMENT",
-    "VIEWFINDER_MODEL",
-    "VIEWFINDER_MODE",
-)
 MODEL_ONLY = {feature.value for feature in MODEL_ONLY_FEATURES}
 ONE_PERSON: dict[str, Any] = {"people": [{"box": [0, 0, 500, 1000], "confidence": 0.9}]}
 NO_RETRY = vf.RetryPolicy(max_attempts=1)
@@ -42,8 +34,7 @@ NO_RETRY = vf.RetryPolicy(max_attempts=1)
 @pytest.fixture(autouse=True)
 def _nothing_configured(monkeypatch: pytest.MonkeyPatch) -> None:
     """A fresh machine: no endpoint in the environment."""
-    for name in ENDPOINT_VARS:
-        monkeypatch.delenv(name, raising=False)
+    clear_endpoint_env(monkeypatch)
 
 
 @pytest.fixture

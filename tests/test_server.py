@@ -17,7 +17,6 @@ import logging
 import socket
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -33,6 +32,7 @@ from azure.ai.vision.imageanalysis.aio import ImageAnalysisClient as AsyncImageA
 from azure.ai.vision.imageanalysis.models import ImageAnalysisResult, VisualFeatures
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+from local_server import Serving
 from typer.testing import CliRunner
 
 import viewfinder
@@ -78,49 +78,6 @@ ALL_FEATURES = list(VisualFeatures)
 
 
 # --- fixtures -------------------------------------------------------------------------
-
-
-class _Serving:
-    """uvicorn in a background thread, on `localhost` and a free port."""
-
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("localhost", 0))
-        self.endpoint = f"http://localhost:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(
-            app, log_config=None, access_log=False, ws="none", lifespan="on", http="h11"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-
-    def start(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.005)
-        return self.endpoint
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[ServerSettings], str]]:
-    """Start a server for some settings; returns its endpoint. Stopped after the test."""
-    with ExitStack() as stack:
-
-        def start(settings: ServerSettings) -> str:
-            serving = _Serving(create_app(settings))
-            stack.callback(serving.stop)
-            return serving.start()
-
-        yield start
 
 
 class AccessLog(logging.Handler):
@@ -201,7 +158,7 @@ def _offline_analyzer() -> ImageAnalyzer:
 def shared_offline_endpoint() -> Iterator[str]:
     """One never-reaching-a-model server with two keys, shared by this module's tests."""
     analyzer = _offline_analyzer()
-    serving = _Serving(create_app(ServerSettings(api_keys=("another-key", KEY), analyzer=analyzer)))
+    serving = Serving(create_app(ServerSettings(api_keys=("another-key", KEY), analyzer=analyzer)))
     try:
         yield serving.start()
     finally:

@@ -9,20 +9,16 @@ live on 127.0.0.1 with scripted statuses: no cassette, nothing reaches a real mo
 from __future__ import annotations
 
 import io
-import socket
 import struct
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
-import uvicorn
 from azure.ai.vision.imageanalysis import ImageAnalysisClient
 from azure.ai.vision.imageanalysis.models import VisualFeatures
 from azure.core.credentials import AzureKeyCredential
@@ -49,49 +45,6 @@ from viewfinder.simulator import Reply, Simulator
 KEY = "limits-test-key-0b7d41"
 CAT = (Path(__file__).parent / "assets" / "chelsea.png").read_bytes()
 QUERY = "api-version=2023-10-01&features=caption"
-
-
-class _Serving:
-    """uvicorn in a background thread, on `localhost` and a free port."""
-
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("localhost", 0))
-        self.endpoint = f"http://localhost:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(
-            app, log_config=None, access_log=False, ws="none", lifespan="on", http="h11"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-
-    def start(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.005)
-        return self.endpoint
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[ServerSettings], str]]:
-    """Start a server for some settings; returns its endpoint. Stopped after the test."""
-    with ExitStack() as stack:
-
-        def start(settings: ServerSettings) -> str:
-            serving = _Serving(create_app(settings))
-            stack.callback(serving.stop)
-            return serving.start()
-
-        yield start
 
 
 @pytest.fixture

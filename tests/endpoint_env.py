@@ -1,0 +1,22 @@
+"""The environment variables that configure a model endpoint, for tests that must start
+with none configured (only what the test passes may configure it)."""
+
+from __future__ import annotations
+
+import pytest
+
+ENDPOINT_ENV_VARS = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "AZURE_OPENAI_ENDPOINT",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_DEPLOYMENT",
+    "VIEWFINDER_MODEL",
+    "VIEWFINDER_MODE",
+)
+
+
+def clear_endpoint_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remove every endpoint variable for the rest of the test."""
+    for name in ENDPOINT_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)

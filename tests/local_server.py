@@ -1,0 +1,40 @@
+"""`viewfinder serve` (any ASGI app) run by uvicorn in a thread of the test process."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+
+class Serving:
+    """uvicorn in a background thread, on `localhost` and a free port."""
+
+    def __init__(self, app: Any) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("localhost", 0))
+        self.endpoint = f"http://localhost:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(
+            app, log_config=None, access_log=False, ws="none", lifespan="on", http="h11"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+
+    def start(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.005)
+        return self.endpoint
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
