@@ -5,15 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-ENDPOINT_ENV_VARS = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "AZURE_OPENAI_ENDPOINT",
-    "AZURE_OPENAI_API_KEY",
-    "AZURE_OPENAI_DEPLOYMENT",
-    "VIEWFINDER_MODEL",
-    "VIEWFINDER_MODE",
-)
+from viewfinder.analyzers.base import ENDPOINT_ENV_VARS as analyzer_endpoint_vars
+
+ENDPOINT_ENV_VARS = (*analyzer_endpoint_vars, "VIEWFINDER_MODEL", "VIEWFINDER_MODE")
 
 
 def clear_endpoint_env(monkeypatch: pytest.MonkeyPatch) -> None:

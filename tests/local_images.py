@@ -9,6 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
+
 
 @contextmanager
 def serve_images(images: Mapping[str, bytes], seen: list[str] | None = None) -> Iterator[str]:
@@ -42,3 +44,11 @@ def serve_images(images: Mapping[str, bytes], seen: list[str] | None = None) -> 
         httpd.shutdown()
         httpd.server_close()
         thread.join()
+
+
+def trust_local_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the library fetch from `serve_images`: no proxy in between, and its loopback
+    host allow-listed (internal addresses are refused by default)."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VIEWFINDER_ALLOW_HOSTS", "127.0.0.1")

@@ -7,7 +7,10 @@ import threading
 import time
 from typing import Any
 
+import httpx2
 import uvicorn
+
+from viewfinder.server import ANALYZE_PATH
 
 
 class Serving:
@@ -38,3 +41,16 @@ class Serving:
         self.server.should_exit = True
         self.thread.join(10)
         self.sock.close()
+
+
+def post_analyze(
+    endpoint: str, query: str, *, key: str, image: bytes, **kwargs: Any
+) -> httpx2.Response:
+    """POST to the analyze route with a key header and, unless `json=` is given, `image`
+    as an octet-stream body (`headers=` / `content=` override either)."""
+    kwargs.setdefault("headers", {"Ocp-Apim-Subscription-Key": key})
+    if "json" not in kwargs:
+        kwargs["headers"].setdefault("Content-Type", "application/octet-stream")
+        kwargs.setdefault("content", image)
+    with httpx2.Client(trust_env=False, timeout=10) as client:
+        return client.post(f"{endpoint}{ANALYZE_PATH}?{query}", **kwargs)

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-from local_images import serve_images
+from local_images import serve_images, trust_local_images
 from PIL import Image
 from pydantic import BaseModel
 
@@ -324,9 +324,7 @@ def test_url_ids_keep_the_query_string_but_never_a_secret(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("VIEWFINDER_ALLOW_HOSTS", "127.0.0.1")  # the image server is loopback
+    trust_local_images(monkeypatch)
     caplog.set_level(logging.DEBUG)
     secret = "SECRETSIG0123456789"
     sim = answer_all()

@@ -20,7 +20,7 @@ from typing import Any
 
 import openai
 import pytest
-from local_images import serve_images
+from local_images import serve_images, trust_local_images
 from PIL import Image
 from pydantic import BaseModel
 
@@ -574,9 +574,7 @@ def test_url_inputs_get_distinct_ids_and_sources_without_secrets(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("VIEWFINDER_ALLOW_HOSTS", "127.0.0.1")  # the image server is loopback
+    trust_local_images(monkeypatch)
     caplog.set_level(logging.DEBUG)
     secret = "SECRETSIG0123456789"
     work = tmp_path / "job"

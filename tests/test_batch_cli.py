@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import typer
 from endpoint_env import ENDPOINT_ENV_VARS, clear_endpoint_env
-from local_images import serve_images
+from local_images import serve_images, trust_local_images
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -312,9 +312,7 @@ def test_urls_differing_in_their_query_are_two_images_and_no_secret_is_shown(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("VIEWFINDER_ALLOW_HOSTS", "127.0.0.1")  # the image server is loopback
+    trust_local_images(monkeypatch)
     caplog.set_level(logging.DEBUG)
     out = tmp_path / "results.jsonl"
     served = {"/img.png": save(tmp_path / "img.png", 10).read_bytes()}
@@ -362,9 +360,7 @@ def test_an_old_output_file_resumes_without_analysing_twice(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("VIEWFINDER_ALLOW_HOSTS", "127.0.0.1")  # the image server is loopback
+    trust_local_images(monkeypatch)
     served = {
         f"/{name}.png": save(tmp_path / f"{name}.png", i).read_bytes()
         for i, name in enumerate(["img", "b", "c", "d"])

@@ -32,7 +32,7 @@ from azure.ai.vision.imageanalysis.aio import ImageAnalysisClient as AsyncImageA
 from azure.ai.vision.imageanalysis.models import ImageAnalysisResult, VisualFeatures
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
-from local_server import Serving
+from local_server import Serving, post_analyze
 from typer.testing import CliRunner
 
 import viewfinder
@@ -229,12 +229,7 @@ def image_host() -> Iterator[Callable[[str], ImageHost]]:
 
 
 def _post(endpoint: str, query: str = QUERY, **kwargs: Any) -> httpx2.Response:
-    kwargs.setdefault("headers", {"Ocp-Apim-Subscription-Key": KEY})
-    if "json" not in kwargs:
-        kwargs["headers"].setdefault("Content-Type", "application/octet-stream")
-        kwargs.setdefault("content", CAT)
-    with httpx2.Client(trust_env=False, timeout=10) as client:
-        return client.post(f"{endpoint}{ANALYZE_PATH}?{query}", **kwargs)
+    return post_analyze(endpoint, query, key=KEY, image=CAT, **kwargs)
 
 
 # --- Microsoft's SDK against the server -----------------------------------------------

@@ -24,6 +24,7 @@ from azure.ai.vision.imageanalysis.models import VisualFeatures
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import HttpResponseError
 from azure.core.pipeline.transport import RequestsTransport
+from local_server import post_analyze
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -34,7 +35,6 @@ from viewfinder.azure import ImageAnalysisClient as LookAlikeClient
 from viewfinder.cli import app as cli_app
 from viewfinder.ratelimit import RateLimiter
 from viewfinder.server import (
-    ANALYZE_PATH,
     MAX_QUEUE_SECONDS,
     SERVER_RETRY,
     ServerSettings,
@@ -62,12 +62,7 @@ def offline(serve: Callable[[ServerSettings], str]) -> Iterator[str]:
 
 
 def _post(endpoint: str, query: str = QUERY, **kwargs: Any) -> httpx2.Response:
-    kwargs.setdefault("headers", {"Ocp-Apim-Subscription-Key": KEY})
-    if "json" not in kwargs:
-        kwargs["headers"].setdefault("Content-Type", "application/octet-stream")
-        kwargs.setdefault("content", CAT)
-    with httpx2.Client(trust_env=False, timeout=10) as client:
-        return client.post(f"{endpoint}{ANALYZE_PATH}?{query}", **kwargs)
+    return post_analyze(endpoint, query, key=KEY, image=CAT, **kwargs)
 
 
 # --- bad JSON -------------------------------------------------------------------------
