@@ -19,7 +19,7 @@ ratio divides it by the image's RGB size (w x h x 3 bytes; Pillow itself keeps R
 
 server: the app of `viewfinder serve` (`create_app` under uvicorn, no auth, cache off,
 one attempt per model call) in a child process on 127.0.0.1, its model endpoint the
-simulator in this process (`viewfinder.simulator`, scripted, NOT a model: it answers
+simulator in this process (`viewfinder.testing.simulator`, scripted, NOT a model: it answers
 every request with the same canned caption, latency 0). This process sends one upload
 of the RGB PNG, then `--uploads` at once, and reads the server's `VmHWM` / `VmRSS` from
 `/proc/<pid>/status`: its RSS before, its peak (reset before each round), and its RSS
@@ -48,7 +48,7 @@ from typing import Any
 import httpx2
 
 import viewfinder
-from viewfinder.simulator import Simulator
+from viewfinder.testing.simulator import Simulator
 
 ANSWER: dict[str, Any] = {"caption": {"text": "a large flat picture", "confidence": 0.5}}
 QUERY = "api-version=2023-10-01&features=caption"
@@ -81,7 +81,7 @@ photo.save(f"{folder}/photo.png")
 LIBRARY_CHILD = """
 import json, sys, time
 from PIL import Image
-from viewfinder.images import prepare_image
+from viewfinder.prepare.images import prepare_image
 
 def status():
     fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
@@ -108,7 +108,7 @@ SERVER_CHILD = """
 import dataclasses, json, sys
 import uvicorn
 from viewfinder import ImageAnalyzer, RetryPolicy
-from viewfinder.server import ServerSettings, create_app
+from viewfinder.compat.server import ServerSettings, create_app
 port, base_url, budget, wait = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 analyzer = ImageAnalyzer(base_url=base_url, api_key="bench-placeholder", model="gpt-4.1-mini",
                          cache=False, retry=RetryPolicy(max_attempts=1))

@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from viewfinder.crops import smart_crops
+from viewfinder.finish.crops import smart_crops
 from viewfinder.local.engine import decode_full
 from viewfinder.local.people import DEFAULT_SETTINGS, PeopleSettings, detect_people
 from viewfinder.local.saliency import salient_region

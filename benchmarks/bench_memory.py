@@ -21,7 +21,7 @@ Measured side by side in one run:
   resume set (the ids whose latest line is "ok") is the one thing that grows with N, so
   its cost per id is also measured directly with tracemalloc around `read_done_ids`.
 
-The simulator (viewfinder.simulator) is a scripted server on 127.0.0.1 in this process,
+The simulator (viewfinder.testing.simulator) is a scripted server on 127.0.0.1 in this process,
 NOT a model: latency 0, it answers every request with the same canned JSON, and its
 token counts are estimates, not real usage. With no latency, the batch is bound by the
 client's own CPU time per image, so the wall time of the large run is mostly that. Each
@@ -46,8 +46,8 @@ from typing import Any
 
 from PIL import Image
 
-from viewfinder.commands.batch import read_done_ids
-from viewfinder.simulator import Simulator
+from viewfinder.cli.batch import read_done_ids
+from viewfinder.testing.simulator import Simulator
 
 FEATURES = "caption,tags"
 ANSWER: dict[str, Any] = {

@@ -3,7 +3,7 @@
 Run: python benchmarks/bench_overhead.py [--repeat 7]
 
 Everything is measured side by side in one run on this machine; the figures that matter
-are the ratios. The simulator (viewfinder.simulator) is a scripted server on 127.0.0.1
+are the ratios. The simulator (viewfinder.testing.simulator) is a scripted server on 127.0.0.1
 that answers at once: it is not a model, so the time it takes is not a model's latency.
 """
 
@@ -22,8 +22,8 @@ from PIL import Image
 
 import viewfinder as vf
 from viewfinder.analyzers.features import ALL_FEATURES
-from viewfinder.images import prepare_image
-from viewfinder.simulator import Simulator
+from viewfinder.prepare.images import prepare_image
+from viewfinder.testing.simulator import Simulator
 
 ANSWER = {
     "caption": {"text": "a field of noise", "confidence": 0.5},

@@ -31,7 +31,7 @@ the real services state it per minute, so both limiters here see it multiplied b
 60 / window (`WindowScaledLimiter`); unscaled, the limiter would learn a limit ten times
 too low and, the lower limit winning, pace even the configured one at it.
 
-The simulator (viewfinder.simulator) is a scripted server on 127.0.0.1, NOT a model: it
+The simulator (viewfinder.testing.simulator) is a scripted server on 127.0.0.1, NOT a model: it
 answers every request with the same canned JSON after `--latency` seconds. It runs in a
 process of its own so that its handler threads do not compete with the client for the GIL.
 Every run is bounded in requests and in time (a run past its deadline is stopped and
@@ -56,8 +56,8 @@ from typing import Any
 from PIL import Image
 
 import viewfinder as vf
-from viewfinder.ratelimit import RateLimiter
-from viewfinder.simulator import Reply, Simulator, SimulatorStats
+from viewfinder.engine.ratelimit import RateLimiter
+from viewfinder.testing.simulator import Reply, Simulator, SimulatorStats
 
 FEATURES = ("caption", "tags")
 ANSWER: dict[str, Any] = {

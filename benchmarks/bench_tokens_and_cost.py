@@ -3,7 +3,7 @@ per 1,000 images for each priced model, from viewfinder's estimator.
 
 Run: python benchmarks/bench_tokens_and_cost.py [IMAGE]
 
-Nothing is sent to any model: token counts come from viewfinder.estimate (the exact
+Nothing is sent to any model: token counts come from viewfinder.cost.estimate (the exact
 prompt and schema text counted with tiktoken's o200k_base, image tokens from each model
 family's published rule, output tokens from a per-feature assumption), prices from
 viewfinder's price table. Azure's per-1,000 price is UNVERIFIED (see the reference notes).
@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from viewfinder.analyzers.features import ALL_FEATURES
-from viewfinder.estimate import estimate_request, offline_analyzer
-from viewfinder.pricing import load_prices
+from viewfinder.cost.estimate import estimate_request, offline_analyzer
+from viewfinder.cost.pricing import load_prices
 
 # Azure AI Vision S1, per 1,000 transactions: UNVERIFIED (shared/reference/peers-and-costs.md,
 # "Comparators"): ~$1.00 for group-1 features (tags, ...), ~$1.50 for group-2 (OCR, objects...).

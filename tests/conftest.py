@@ -8,14 +8,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from local_server import Serving
 
 from viewfinder import ImageAnalyzer, RetryPolicy
-from viewfinder.server import ServerSettings, create_app
-from viewfinder.simulator import Simulator
+from viewfinder.compat.server import ServerSettings, create_app
+
+if TYPE_CHECKING:
+    # Not imported here at run time: importing anything under viewfinder.testing before
+    # pytest registers the plugin below would stop pytest from rewriting its asserts.
+    from viewfinder.testing.simulator import Simulator
 
 pytest_plugins = ["viewfinder.testing"]
 
@@ -36,6 +40,8 @@ def sim() -> Iterator[Simulator]:
 
     Cassettes are recorded against it; on replay it is started but never contacted.
     """
+    from viewfinder.testing.simulator import Simulator
+
     with Simulator() as server:
         yield server
 

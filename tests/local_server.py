@@ -10,7 +10,7 @@ from typing import Any
 import httpx2
 import uvicorn
 
-from viewfinder.server import ANALYZE_PATH
+from viewfinder.compat.server import ANALYZE_PATH
 
 
 class Serving:

@@ -1,7 +1,7 @@
 """`viewfinder.azure`: the azure-ai-vision-imageanalysis look-alike, read through the SDK.
 
 The cassettes in `cassettes/test_azure_client/` were recorded against
-`viewfinder.simulator` (scripted answers, not a model's; see `cassettes/README.md`).
+`viewfinder.testing.simulator` (scripted answers, not a model's; see `cassettes/README.md`).
 Results are read only through the SDK's own model classes, and errors only through
 azure-core's exceptions, as code written for Microsoft's SDK reads them.
 """
@@ -36,9 +36,9 @@ import viewfinder.azure.models as vf_models
 from viewfinder.azure import ImageAnalysisClient
 from viewfinder.azure._client import azure_error
 from viewfinder.azure.models import VisualFeatures
-from viewfinder.azure_rest import to_azure_json
-from viewfinder.azure_service import ServiceError, unauthorized
-from viewfinder.simulator import Reply, Simulator
+from viewfinder.compat.rest import to_azure_json
+from viewfinder.compat.service import ServiceError, unauthorized
+from viewfinder.testing.simulator import Reply, Simulator
 
 ENDPOINT = "https://fake-resource-name.cognitiveservices.azure.com"
 KEY = "0" * 32

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import viewfinder as vf
-from viewfinder.azure_rest import from_azure_json, to_azure_json
+from viewfinder.compat.rest import from_azure_json, to_azure_json
 
 SAMPLE = Path(__file__).parent / "assets" / "azure_sample_all_features.json"
 

@@ -24,10 +24,10 @@ from PIL import Image
 from pydantic import BaseModel
 
 import viewfinder as vf
-from viewfinder.batch import BatchItem
-from viewfinder.images import prepare_image
-from viewfinder.ratelimit import RateLimiter
-from viewfinder.simulator import Reply, Simulator
+from viewfinder.batch.online import BatchItem
+from viewfinder.engine.ratelimit import RateLimiter
+from viewfinder.prepare.images import prepare_image
+from viewfinder.testing.simulator import Reply, Simulator
 
 CAPTION = {"caption": {"text": "a square", "confidence": 0.9}}
 FAST = vf.RetryPolicy(max_attempts=6, initial_backoff=0.001, max_backoff=0.01)

@@ -25,7 +25,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 import viewfinder as vf
-from viewfinder.batch_api import (
+from viewfinder.batch.provider_api import (
     AZURE_BATCH_URL,
     OPENAI_BATCH_URL,
     BatchFailedError,
@@ -36,9 +36,9 @@ from viewfinder.batch_api import (
     BatchTimeoutError,
     run_batch,
 )
-from viewfinder.pricing import cost_of
-from viewfinder.simulator import BatchScript, Reply, ReplyLike, Simulator
-from viewfinder.urls import safe_url
+from viewfinder.cost.pricing import cost_of
+from viewfinder.prepare.urls import safe_url
+from viewfinder.testing.simulator import BatchScript, Reply, ReplyLike, Simulator
 
 FEATURES = ["caption", "objects", "tags"]
 MODEL = "gpt-4.1-mini"
@@ -633,7 +633,7 @@ def test_azure_global_batch_uses_the_deployment_and_azure_paths(
 def test_run_to_records_emits_one_json_record_per_image(
     analyzer: vf.ImageAnalyzer, sim: Simulator, images: list[Path], tmp_path: Path
 ) -> None:
-    from viewfinder.commands.batch_api import run_to_records
+    from viewfinder.cli.batch_api import run_to_records
 
     records: list[dict[str, Any]] = []
     progress: list[str] = []

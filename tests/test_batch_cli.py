@@ -21,9 +21,9 @@ from local_images import serve_images, trust_local_images
 from PIL import Image
 from typer.testing import CliRunner
 
-from viewfinder.commands.batch import register
-from viewfinder.simulator import Reply, Simulator
-from viewfinder.urls import safe_url
+from viewfinder.cli.batch import register
+from viewfinder.prepare.urls import safe_url
+from viewfinder.testing.simulator import Reply, Simulator
 
 CAPTION = {"caption": {"text": "a square", "confidence": 0.9}}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import viewfinder as vf
-from viewfinder.simulator import Reply, Simulator
+from viewfinder.testing.simulator import Reply, Simulator
 
 BAD = {"caption": {"text": "a cat", "confidence": 3}}
 GOOD = {"caption": {"text": "a cat", "confidence": 0.9}}

@@ -23,11 +23,11 @@ from filelock import FileLock
 from PIL import Image
 from typer.testing import CliRunner
 
-import viewfinder.cache
+import viewfinder.engine.cache
 from viewfinder import ImageAnalyzer
-from viewfinder.cache import ResponseCache, default_cache_dir, request_key
-from viewfinder.payloads import redact_image_payloads
-from viewfinder.simulator import Simulator
+from viewfinder.engine.cache import ResponseCache, default_cache_dir, request_key
+from viewfinder.prepare.payloads import redact_image_payloads
+from viewfinder.testing.simulator import Simulator
 
 BASE: dict[str, Any] = {
     "endpoint": "http://127.0.0.1:8000/v1",
@@ -162,7 +162,7 @@ def test_a_cache_hit_needs_no_decoding(tmp_path: Path, monkeypatch: pytest.Monke
 
     import viewfinder.analyzers.base as base
     from viewfinder import ImageAnalyzer
-    from viewfinder.simulator import Simulator
+    from viewfinder.testing.simulator import Simulator
 
     photo = tmp_path / "photo.png"
     Image.new("RGB", (300, 200), "navy").save(photo)
@@ -193,7 +193,7 @@ def test_batch_cache_hits_need_no_decoding_either(
 
     import viewfinder.analyzers.base as base
     from viewfinder import ImageAnalyzer
-    from viewfinder.simulator import Simulator
+    from viewfinder.testing.simulator import Simulator
 
     images = []
     for shade in (10, 90, 170):
@@ -400,7 +400,7 @@ def test_when_the_repair_fails_the_cache_is_off_and_says_so_once(
         if obstacle == "the move is refused":
             monkeypatch.setattr(Path, "rename", _refuse)
         else:
-            monkeypatch.setattr(viewfinder.cache, "HEAL_LOCK_TIMEOUT", 0.05)
+            monkeypatch.setattr(viewfinder.engine.cache, "HEAL_LOCK_TIMEOUT", 0.05)
             stack.enter_context(FileLock(tmp_path / "answers.lock"))
         cache = ResponseCache(directory)
         for _ in range(2):
@@ -539,7 +539,7 @@ def test_the_console_script_shows_the_repair_as_one_warning_line(
 
 
 async def test_the_server_starts_and_answers_on_a_truncated_cache(tmp_path: Path) -> None:
-    from viewfinder.server import ANALYZE_PATH, ServerSettings, create_app
+    from viewfinder.compat.server import ANALYZE_PATH, ServerSettings, create_app
 
     directory = tmp_path / "answers"
     _filled(directory)

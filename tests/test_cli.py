@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from viewfinder import __version__
 from viewfinder.cli import app
-from viewfinder.simulator import Simulator
+from viewfinder.testing.simulator import Simulator
 
 CAPTION_AND_OBJECTS: dict[str, Any] = {
     "caption": {"text": "a red square", "confidence": 0.9},

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from viewfinder.azure_rest import from_azure_json
-from viewfinder.compare import (
+from viewfinder.compat.rest import from_azure_json
+from viewfinder.evaluate.compare import (
     ImageComparison,
     average_precision,
     caption_char_ratio,

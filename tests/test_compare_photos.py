@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from viewfinder.azure_rest import from_azure_json
-from viewfinder.compare import compare_results, iou
+from viewfinder.compat.rest import from_azure_json
 from viewfinder.draw import draw
+from viewfinder.evaluate.compare import compare_results, iou
 from viewfinder.schemas.result import ImageAnalysisResult
 
 ASSETS = Path(__file__).parent / "assets"

@@ -12,8 +12,8 @@ import typer
 from endpoint_env import clear_endpoint_env
 from typer.testing import CliRunner
 
-from viewfinder.commands.cost import NOTICE, expand_images, register
-from viewfinder.estimate import estimate_image_tokens
+from viewfinder.cli.cost import NOTICE, expand_images, register
+from viewfinder.cost.estimate import estimate_image_tokens
 
 ASSETS = Path(__file__).parent / "assets"
 

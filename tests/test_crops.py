@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from viewfinder import BoundingBox, InvalidOptionError
-from viewfinder.crops import smart_crops, validate_aspect_ratios
+from viewfinder.finish.crops import smart_crops, validate_aspect_ratios
 
 
 @pytest.mark.parametrize("ratio", [0.74, 1.81, 0.0, 5])

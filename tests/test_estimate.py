@@ -17,8 +17,7 @@ from pydantic import ValidationError
 from viewfinder import ImageAnalyzer
 from viewfinder.analyzers.base import schema_text
 from viewfinder.analyzers.features import ALL_FEATURES, Feature
-from viewfinder.errors import InvalidOptionError
-from viewfinder.estimate import (
+from viewfinder.cost.estimate import (
     OFFLINE_BASE_URL,
     Estimate,
     PatchRule,
@@ -32,10 +31,11 @@ from viewfinder.estimate import (
     patch_count,
     tile_count,
 )
-from viewfinder.pricing import cost_of
+from viewfinder.cost.pricing import cost_of
+from viewfinder.cost.tokens import count_message_tokens, count_tokens
+from viewfinder.errors import InvalidOptionError
 from viewfinder.schemas.result import Usage
-from viewfinder.simulator import Simulator
-from viewfinder.tokens import count_message_tokens, count_tokens
+from viewfinder.testing.simulator import Simulator
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """The three scenarios in `examples/`, replayed from cassettes.
 
 The cassettes in `cassettes/test_examples/` were recorded against
-`viewfinder.simulator`, a scripted OpenAI-compatible server these tests start on
+`viewfinder.testing.simulator`, a scripted OpenAI-compatible server these tests start on
 127.0.0.1. Every answer in them is one scripted below, written by hand to be
 plausible for the example's image; none comes from a model (see `cassettes/README.md`).
 What the replay proves is viewfinder's side and the examples' own code: the prompts
@@ -33,7 +33,7 @@ from examples.receipt import run as receipt_run  # noqa: E402
 from examples.receipt.schema import LineItem, Receipt  # noqa: E402
 from examples.shelf_audit import run as shelf_run  # noqa: E402
 from examples.shelf_audit.schema import Product, Shelf, ShelfRow  # noqa: E402
-from viewfinder.simulator import Simulator  # noqa: E402
+from viewfinder.testing.simulator import Simulator  # noqa: E402
 
 pytestmark = pytest.mark.vcr
 

@@ -17,7 +17,7 @@ from viewfinder.analyzers.features import (
     split_words,
 )
 from viewfinder.analyzers.image_analysis import answer_model
-from viewfinder.grid import Frame
+from viewfinder.build.grid import Frame
 
 CTX = FinishContext(frame=Frame(864, 576))
 

@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from viewfinder import BoundingBox, Point, Polygon, SchemaError
-from viewfinder.grid import Frame, box_to_pixels, model_facing, polygon_to_pixels
+from viewfinder.build.grid import Frame, box_to_pixels, model_facing, polygon_to_pixels
 
 
 def test_box_maps_with_round_and_clamps() -> None:

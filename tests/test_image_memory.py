@@ -19,9 +19,9 @@ import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageOps, ImageStat
 from PIL import _imaging as core
 
-from viewfinder import images
-from viewfinder.images import PreparedImage, prepare_image
 from viewfinder.local.engine import decode_full
+from viewfinder.prepare import images
+from viewfinder.prepare.images import PreparedImage, prepare_image
 
 BLOCK: int = 1 << 16
 """Pillow block size while measuring: small, so images span many blocks."""

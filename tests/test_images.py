@@ -1,4 +1,4 @@
-"""Tests for viewfinder.images: loading, validation and the model copy."""
+"""Tests for viewfinder.prepare.images: loading, validation and the model copy."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from viewfinder.errors import (
     ImageSizeError,
     InvalidOptionError,
 )
-from viewfinder.images import (
+from viewfinder.prepare.images import (
     DEFAULT_LIMITS,
     DEFAULT_MAX_SIDE,
     ImageLimits,

@@ -1,6 +1,6 @@
 """The engine switch: `engine="model" | "local" | "auto"`, `fallback="local"`, `--engine`.
 
-Model-side answers come from `viewfinder.simulator` on 127.0.0.1, a scripted server
+Model-side answers come from `viewfinder.testing.simulator` on 127.0.0.1, a scripted server
 (NOT a model). Tests that run the local detectors skip without the `local` extra.
 """
 
@@ -23,7 +23,7 @@ import viewfinder as vf
 import viewfinder.analyzers.base as base_module
 from viewfinder.cli import app
 from viewfinder.local.engine import MODEL_ONLY_FEATURES
-from viewfinder.simulator import Reply, Simulator
+from viewfinder.testing.simulator import Reply, Simulator
 
 PEOPLE = Path(__file__).parent / "assets" / "people"
 MODEL_ONLY = {feature.value for feature in MODEL_ONLY_FEATURES}

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 pytest.importorskip("cv2")
 pytest.importorskip("numpy")
 
-from viewfinder.crops import smart_crops
+from viewfinder.finish.crops import smart_crops
 from viewfinder.local.engine import decode_full
 from viewfinder.local.people import DEFAULT_SETTINGS, detect_people, nms
 from viewfinder.local.saliency import local_smart_crops, salient_region

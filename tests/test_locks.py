@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import viewfinder as vf
-from viewfinder.locks import Holder, WriterLock, printable_command
+from viewfinder.batch.locks import Holder, WriterLock, printable_command
 
 HINT = "wait for it or choose another --out"
 

@@ -21,13 +21,14 @@ import pytest
 from PIL import Image
 
 import viewfinder.analyzers.base as analyzers_base
-from viewfinder import ConfigurationError, ImageAnalyzer, RetryPolicy, pixel_budget
+from viewfinder import ConfigurationError, ImageAnalyzer, RetryPolicy
+from viewfinder.compat.server import ANALYZE_PATH, ServerSettings, create_app
 from viewfinder.errors import DecodeBusyError, InvalidOptionError
-from viewfinder.images import prepare_image
 from viewfinder.local.engine import LocalEngine
-from viewfinder.pixel_budget import PixelBudget, budget_scope, decode_pixels, run_decode
-from viewfinder.server import ANALYZE_PATH, ServerSettings, create_app
-from viewfinder.simulator import Reply, Simulator
+from viewfinder.prepare import pixel_budget
+from viewfinder.prepare.images import prepare_image
+from viewfinder.prepare.pixel_budget import PixelBudget, budget_scope, decode_pixels, run_decode
+from viewfinder.testing.simulator import Reply, Simulator
 
 CAT = (Path(__file__).parent / "assets" / "chelsea.png").read_bytes()  # 451 x 300
 CAT_PIXELS = 451 * 300

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import viewfinder as vf
-from viewfinder.pricing import cost_of, load_prices, price_for
+from viewfinder.cost.pricing import cost_of, load_prices, price_for
 
 
 def test_bundled_table_prices_the_default_model() -> None:

@@ -12,8 +12,7 @@ import pytest
 from instructor.v2.core.providers import Provider as InstructorProvider
 from instructor.v2.core.registry import mode_registry
 
-from viewfinder.errors import ConfigurationError, InvalidOptionError
-from viewfinder.providers import (
+from viewfinder.engine.providers import (
     DEFAULT_AZURE_API_VERSION,
     DEFAULT_MODEL,
     MODE_NAMES,
@@ -24,6 +23,7 @@ from viewfinder.providers import (
     resolve_provider,
     sampling_params,
 )
+from viewfinder.errors import ConfigurationError, InvalidOptionError
 
 OPENAI_KEY = "sk-openai-SECRET-1111"
 AZURE_KEY = "azure-SECRET-2222"

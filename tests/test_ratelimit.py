@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import viewfinder as vf
-from viewfinder.ratelimit import RateLimiter, parse_duration
+from viewfinder.engine.ratelimit import RateLimiter, parse_duration
 
 
 class FakeClock:

@@ -17,9 +17,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from viewfinder import ImageAnalyzer
-from viewfinder.commands.compare import register
-from viewfinder.report import compare_images, load_azure, write_report
-from viewfinder.simulator import Simulator
+from viewfinder.cli.compare import register
+from viewfinder.evaluate.report import compare_images, load_azure, write_report
+from viewfinder.testing.simulator import Simulator
 
 SAMPLE = Path(__file__).parent / "assets" / "azure_sample_all_features.json"
 W, H = 864, 576
@@ -224,8 +224,8 @@ def test_cli(
 
 
 def test_scores_a_viewfinder_batch_output_without_analysing(tmp_path: Path) -> None:
-    from viewfinder.azure_rest import from_azure_json
-    from viewfinder.report import compare_images, load_viewfinder_batch
+    from viewfinder.compat.rest import from_azure_json
+    from viewfinder.evaluate.report import compare_images, load_viewfinder_batch
 
     sample = json.loads(SAMPLE.read_text())
     azure = from_azure_json(sample)

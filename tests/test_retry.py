@@ -18,17 +18,7 @@ import pytest
 import tenacity
 
 import viewfinder as vf
-from viewfinder.errors import (
-    AuthenticationError,
-    BadRequestError,
-    InvalidOptionError,
-    ProviderError,
-    RateLimitError,
-    ServerError,
-    TransportError,
-    ViewfinderError,
-)
-from viewfinder.retry import (
+from viewfinder.engine.retry import (
     NO_RETRY,
     Deadline,
     RetryPolicy,
@@ -41,8 +31,18 @@ from viewfinder.retry import (
     to_viewfinder_error,
     wait_seconds,
 )
+from viewfinder.errors import (
+    AuthenticationError,
+    BadRequestError,
+    InvalidOptionError,
+    ProviderError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    ViewfinderError,
+)
 from viewfinder.schemas.result import Usage
-from viewfinder.simulator import Reply, Simulator
+from viewfinder.testing.simulator import Reply, Simulator
 
 API_KEY = "sk-" + "test-SECRET-0123456789"  # split so secret scanners do not flag a fake
 

@@ -20,9 +20,10 @@ from typing import Any
 import httpcore2
 import pytest
 
-from viewfinder import azure_service, safe_fetch
+from viewfinder.compat import service as azure_service
 from viewfinder.errors import ImageFetchError, ImageSizeError
-from viewfinder.safe_fetch import (
+from viewfinder.prepare import fetch as safe_fetch
+from viewfinder.prepare.fetch import (
     _AsyncPinnedBackend,
     address_problem,
     afetch_image,

@@ -2,7 +2,7 @@
 
 The server runs in this process (uvicorn in a thread) on `localhost`; the SDK talks to
 it over real HTTP. Cassettes hold only the server's calls to the model, which were
-recorded against `viewfinder.simulator` on 127.0.0.1 (scripted answers, not a model):
+recorded against `viewfinder.testing.simulator` on 127.0.0.1 (scripted answers, not a model):
 the tests that reach the model are marked `vcr(ignore_hosts=["localhost"])`, so the
 SDK-to-server hop (and the server's fetch of a `localhost` image URL) stays live and
 out of the cassette. The other tests never reach a model: their server's analyzer
@@ -36,13 +36,13 @@ from local_server import Serving, post_analyze
 from typer.testing import CliRunner
 
 import viewfinder
-import viewfinder.server as server_module
+import viewfinder.compat.server as server_module
 from viewfinder import ConfigurationError, ImageAnalyzer, RetryPolicy
-from viewfinder.azure_service import service_error_for, unauthorized
 from viewfinder.cli import app as cli_app
+from viewfinder.compat.server import ANALYZE_PATH, ServerSettings, create_app
+from viewfinder.compat.service import service_error_for, unauthorized
 from viewfinder.errors import ImageSizeError
-from viewfinder.server import ANALYZE_PATH, ServerSettings, create_app
-from viewfinder.simulator import Simulator
+from viewfinder.testing.simulator import Simulator
 
 KEY = "server-test-key-5f0c2a9e"
 CAT = (Path(__file__).parent / "assets" / "chelsea.png").read_bytes()
@@ -117,7 +117,7 @@ class AccessLog(logging.Handler):
 
 @pytest.fixture
 def access_log() -> Iterator[AccessLog]:
-    """Capture `viewfinder.server.access` from before the first request to teardown."""
+    """Capture `viewfinder.compat.server.access` from before the first request to teardown."""
     logger = logging.getLogger("viewfinder.server.access")
     handler, level = AccessLog(), logger.level
     logger.addHandler(handler)
@@ -610,13 +610,13 @@ def test_an_unexpected_error_is_a_logged_500(
 
     analyzer = Broken(base_url="http://127.0.0.1:9/v1", api_key="unused", cache=False)
     endpoint = serve(ServerSettings(api_keys=(KEY,), analyzer=analyzer))
-    with caplog.at_level(logging.INFO, logger="viewfinder.server"):
+    with caplog.at_level(logging.INFO, logger="viewfinder.compat.server"):
         response = _post(endpoint)
     assert response.status_code == 500
     assert response.json() == {
         "error": {"code": "InternalServerError", "message": "Internal server error."}
     }
-    (failure,) = [r for r in caplog.records if r.name == "viewfinder.server"]
+    (failure,) = [r for r in caplog.records if r.name == "viewfinder.compat.server"]
     assert failure.exc_info is not None and "boom" in str(failure.exc_info[1])
     assert all(KEY not in r.getMessage() for r in caplog.records)
 
@@ -738,9 +738,9 @@ def test_serve_refuses_keys_and_no_auth_together(monkeypatch: pytest.MonkeyPatch
 
 def test_a_missing_server_extra_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "fastapi", None)  # as if FastAPI were not installed
-    monkeypatch.delitem(sys.modules, "viewfinder.server")
-    monkeypatch.delattr(viewfinder, "server")
+    monkeypatch.delitem(sys.modules, "viewfinder.compat.server")
+    monkeypatch.delattr(viewfinder.compat, "server")
     with pytest.raises(ImportError, match=r"pip install 'viewfinder\[server\]'"):
-        importlib.import_module("viewfinder.server")
+        importlib.import_module("viewfinder.compat.server")
     result = CliRunner().invoke(cli_app, ["serve", "--api-key", KEY])
     assert result.exit_code == 2 and "viewfinder[server]" in result.output

@@ -2,7 +2,7 @@
 
 The server runs in this process (uvicorn in a thread) on `localhost`, as in
 `test_server.py` (whose fixtures are copied small here, not imported, so the two files
-change independently). The model side is `viewfinder.simulator.Simulator` answering
+change independently). The model side is `viewfinder.testing.simulator.Simulator` answering
 live on 127.0.0.1 with scripted statuses: no cassette, nothing reaches a real model.
 """
 
@@ -29,18 +29,18 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import viewfinder as vf
-import viewfinder.server as server_module
+import viewfinder.compat.server as server_module
 from viewfinder import DecompressionBombError, ImageAnalyzer, ImageSizeError, RetryPolicy
 from viewfinder.azure import ImageAnalysisClient as LookAlikeClient
 from viewfinder.cli import app as cli_app
-from viewfinder.ratelimit import RateLimiter
-from viewfinder.server import (
+from viewfinder.compat.server import (
     MAX_QUEUE_SECONDS,
     SERVER_RETRY,
     ServerSettings,
     create_app,
 )
-from viewfinder.simulator import Reply, Simulator
+from viewfinder.engine.ratelimit import RateLimiter
+from viewfinder.testing.simulator import Reply, Simulator
 
 KEY = "limits-test-key-0b7d41"
 CAT = (Path(__file__).parent / "assets" / "chelsea.png").read_bytes()

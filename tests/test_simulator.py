@@ -12,7 +12,7 @@ from typing import Any
 import openai
 import pytest
 
-from viewfinder.simulator import CREATED, Reply, Simulator, estimate_prompt_tokens
+from viewfinder.testing.simulator import CREATED, Reply, Simulator, estimate_prompt_tokens
 
 MESSAGES: list[Any] = [{"role": "user", "content": "describe the image"}]
 TOOLS: list[Any] = [

@@ -1,6 +1,6 @@
 """The whole stack (openai + instructor + viewfinder) replayed from cassettes.
 
-The cassettes in `cassettes/test_stack/` were recorded against `viewfinder.simulator`,
+The cassettes in `cassettes/test_stack/` were recorded against `viewfinder.testing.simulator`,
 a scripted OpenAI-compatible server these tests start on 127.0.0.1: every answer in
 them is the scripted one below, not a model's (see `cassettes/README.md`). What the
 replay proves is viewfinder's side: one request per image, the exact prompt, schema
@@ -18,7 +18,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 import viewfinder as vf
-from viewfinder.simulator import Reply, Simulator
+from viewfinder.testing.simulator import Reply, Simulator
 
 pytestmark = pytest.mark.vcr
 

@@ -8,7 +8,7 @@ import pytest
 
 from viewfinder import InvalidOptionError
 from viewfinder.analyzers.features import ALL_FEATURES
-from viewfinder.templates import builtin_template, load_template
+from viewfinder.build.templates import builtin_template, load_template
 
 
 def test_every_feature_and_the_system_have_a_template() -> None:

@@ -13,7 +13,6 @@ from PIL import Image
 from pydantic import BaseModel
 
 import viewfinder as vf
-from viewfinder.simulator import Simulator
 from viewfinder.testing import (
     BODY_MATCHER,
     body_difference,
@@ -23,6 +22,7 @@ from viewfinder.testing import (
     scrub_response,
     viewfinder_body,
 )
+from viewfinder.testing.simulator import Simulator
 
 REPO = Path(__file__).resolve().parents[1]
 ANSWER = {"caption": {"text": "a grey square", "confidence": 0.8}}

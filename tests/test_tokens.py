@@ -14,8 +14,8 @@ import tiktoken
 import tiktoken.load
 import tiktoken_ext.openai_public as openai_public
 
-from viewfinder import tokens
-from viewfinder.tokens import (
+from viewfinder.cost import tokens
+from viewfinder.cost.tokens import (
     O200K_SHA256,
     REPLY_PRIMING_TOKENS,
     TOKENS_PER_MESSAGE,

@@ -20,9 +20,9 @@ from pydantic import BaseModel
 from typer.testing import CliRunner
 
 import viewfinder as vf
-from viewfinder import server as server_module
 from viewfinder.cli import app
-from viewfinder.simulator import Simulator
+from viewfinder.compat import server as server_module
+from viewfinder.testing.simulator import Simulator
 
 CAT = (Path(__file__).parent / "assets" / "chelsea.png").read_bytes()
 CAPTION = {"caption": {"text": "a cat", "confidence": 0.9}}

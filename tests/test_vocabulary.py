@@ -22,7 +22,7 @@ from viewfinder.analyzers.features import (
     tag_answer_type,
 )
 from viewfinder.analyzers.image_analysis import answer_model
-from viewfinder.simulator import Simulator
+from viewfinder.testing.simulator import Simulator
 
 # Taken BEFORE vocabulary control existed: sha256 of `schema_text(answer_model(ALL_FEATURES))`
 # and of the seven per-feature schema texts (joined by newlines) that `model_version` hashes.

@@ -18,9 +18,11 @@ from typing import Any
 
 from viewfinder.analyzers import ALL_FEATURES, Analyzer, Feature, ImageAnalyzer
 from viewfinder.analyzers.image_analysis import FeatureArg
-from viewfinder.budget import Budget
-from viewfinder.cache import ResponseCache
+from viewfinder.build.templates import PromptTemplate
 from viewfinder.draw import draw
+from viewfinder.engine.budget import Budget
+from viewfinder.engine.cache import ResponseCache
+from viewfinder.engine.retry import RetryPolicy
 from viewfinder.errors import (
     AuthenticationError,
     BadRequestError,
@@ -45,8 +47,7 @@ from viewfinder.errors import (
     UserError,
     ViewfinderError,
 )
-from viewfinder.images import ImageInput, ImageLimits, PreparedImage, load_image
-from viewfinder.retry import RetryPolicy
+from viewfinder.prepare.images import ImageInput, ImageLimits, PreparedImage, load_image
 from viewfinder.schemas import (
     AnalysisRun,
     BoundingBox,
@@ -66,7 +67,6 @@ from viewfinder.schemas import (
     Tag,
     Usage,
 )
-from viewfinder.templates import PromptTemplate
 
 __version__ = "0.1.0"
 

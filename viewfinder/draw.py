@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from pydantic import BaseModel
 
 from viewfinder.errors import InvalidOptionError
-from viewfinder.images import (
+from viewfinder.prepare.images import (
     DEFAULT_LIMITS,
     ImageInput,
     LoadedImage,
@@ -95,7 +95,7 @@ def draw(
             http(s) URL, or a `LoadedImage`. It is loaded at full resolution with its
             EXIF orientation applied, the pixels the result's geometry is in.
         allow_hosts: Internal hosts an image URL may point at, as for
-            `viewfinder.images.load_image` (default: `VIEWFINDER_ALLOW_HOSTS`).
+            `viewfinder.prepare.images.load_image` (default: `VIEWFINDER_ALLOW_HOSTS`).
 
     Returns:
         A new RGB image of the same size as the (oriented) input.

@@ -97,7 +97,7 @@ class BatchLockedError(UserError):
         pid: The other process's id, when it recorded one.
         host: The host it runs on.
         since: When it took the lock (ISO 8601, local time with offset).
-        command: Its command line, URLs shown as `viewfinder.urls.safe_url` prints them.
+        command: Its command line, URLs shown as `viewfinder.prepare.urls.safe_url` prints them.
     """
 
     def __init__(
@@ -270,7 +270,7 @@ class OutputTruncatedError(ModelBehaviorError):
 class DecodeBusyError(ViewfinderError):
     """A pixel budget stayed spent for the whole wait; the image was not decoded.
 
-    Raised under a `viewfinder.pixel_budget.PixelBudget` (the server's
+    Raised under a `viewfinder.prepare.pixel_budget.PixelBudget` (the server's
     `max_decode_pixels`) when the image's pixels could not be had in time: other
     images were being decoded. Nothing was decoded or sent; retrying later can succeed.
 

@@ -21,11 +21,15 @@ import instructor
 import openai
 from pydantic import BaseModel
 
-from viewfinder.budget import Budget
-from viewfinder.cache import DEFAULT_SIZE_LIMIT, ResponseCache
-from viewfinder.engine import Completed, Engine, Gate, Request
+from viewfinder.build.templates import PromptTemplate, builtin_template, load_template
+from viewfinder.engine.budget import Budget
+from viewfinder.engine.cache import DEFAULT_SIZE_LIMIT, ResponseCache
+from viewfinder.engine.engine import Completed, Engine, Gate, Request
+from viewfinder.engine.providers import Provider, resolve_provider, sampling_params
+from viewfinder.engine.retry import RetryPolicy
 from viewfinder.errors import ConfigurationError, InvalidOptionError
-from viewfinder.images import (
+from viewfinder.prepare.fetch import trusted_hosts
+from viewfinder.prepare.images import (
     DEFAULT_MAX_SIDE,
     ImageInput,
     LoadedImage,
@@ -33,12 +37,8 @@ from viewfinder.images import (
     load_image,
     prepare_image,
 )
-from viewfinder.pixel_budget import run_decode
-from viewfinder.providers import Provider, resolve_provider, sampling_params
-from viewfinder.retry import RetryPolicy
-from viewfinder.safe_fetch import trusted_hosts
+from viewfinder.prepare.pixel_budget import run_decode
 from viewfinder.schemas.result import ImageMetadata
-from viewfinder.templates import PromptTemplate, builtin_template, load_template
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
@@ -189,7 +189,7 @@ class BaseAnalyzer:
             retries included; reaching it raises `BudgetExceededError`.
         max_dollars_per_call: The same cap in dollars, at the model's price.
         rate_limiter: Paces every HTTP attempt; share one between analyzers that use
-            the same deployment (see `viewfinder.ratelimit`).
+            the same deployment (see `viewfinder.engine.ratelimit`).
         allow_hosts: Internal hosts (names or IPs) image URLs may point at. Any other
             URL whose host is, or resolves to, a loopback, private, link-local or
             cloud metadata address is refused before any connection, as Azure's
@@ -331,7 +331,7 @@ class BaseAnalyzer:
     async def aprepare(self, image: ImageInput | LoadedImage) -> PreparedImage:
         """`prepare` in a worker thread (decoding is CPU-bound, URL fetching blocks).
 
-        Inside a `viewfinder.pixel_budget.budget_scope` (the server's), the decode
+        Inside a `viewfinder.prepare.pixel_budget.budget_scope` (the server's), the decode
         holds its pixels of the budget while it runs.
         """
         if not isinstance(image, LoadedImage):

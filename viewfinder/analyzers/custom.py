@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from viewfinder.analyzers.base import BaseAnalyzer, ImagePart, check_language, schema_text
-from viewfinder.batch import (
+from viewfinder.batch.online import (
     DEFAULT_CONCURRENCY,
     AsyncBatchRun,
     BatchCall,
@@ -18,13 +18,13 @@ from viewfinder.batch import (
     arun_many,
     run_many,
 )
-from viewfinder.budget import Budget
-from viewfinder.engine import Completed, Engine, Gate, Request
+from viewfinder.build.grid import Frame, model_facing
+from viewfinder.build.templates import PromptTemplate, load_template
+from viewfinder.engine.budget import Budget
+from viewfinder.engine.engine import Completed, Engine, Gate, Request
 from viewfinder.errors import SchemaError
-from viewfinder.grid import Frame, model_facing
-from viewfinder.images import ImageInput, LoadedImage, PreparedImage
+from viewfinder.prepare.images import ImageInput, LoadedImage, PreparedImage
 from viewfinder.schemas.result import AnalysisRun, ImageMetadata
-from viewfinder.templates import PromptTemplate, load_template
 
 __all__ = ["Analyzer"]
 

@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from viewfinder.crops import smart_crops
+from viewfinder.build.grid import Frame, GridBox, box_to_pixels
 from viewfinder.errors import InvalidOptionError
-from viewfinder.grid import Frame, GridBox, box_to_pixels
+from viewfinder.finish.crops import smart_crops
 from viewfinder.schemas.features import (
     Caption,
     CropRegion,

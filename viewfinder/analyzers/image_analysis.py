@@ -28,7 +28,7 @@ from viewfinder.analyzers.features import (
     parse_features,
     vocabulary_prompt,
 )
-from viewfinder.batch import (
+from viewfinder.batch.online import (
     DEFAULT_CONCURRENCY,
     AsyncBatchRun,
     BatchCall,
@@ -37,9 +37,10 @@ from viewfinder.batch import (
     arun_many,
     run_many,
 )
-from viewfinder.budget import Budget
-from viewfinder.crops import validate_aspect_ratios
-from viewfinder.engine import Completed, Engine, Gate, Request
+from viewfinder.build.grid import Frame
+from viewfinder.build.templates import PromptTemplate, builtin_template, load_template
+from viewfinder.engine.budget import Budget
+from viewfinder.engine.engine import Completed, Engine, Gate, Request
 from viewfinder.errors import (
     ConfigurationError,
     InvalidOptionError,
@@ -48,11 +49,10 @@ from viewfinder.errors import (
     ServerError,
     TransportError,
 )
-from viewfinder.grid import Frame
-from viewfinder.images import ImageInput, LoadedImage, PreparedImage
-from viewfinder.pixel_budget import run_decode
+from viewfinder.finish.crops import validate_aspect_ratios
+from viewfinder.prepare.images import ImageInput, LoadedImage, PreparedImage
+from viewfinder.prepare.pixel_budget import run_decode
 from viewfinder.schemas.result import ImageAnalysisResult, ImageMetadata
-from viewfinder.templates import PromptTemplate, builtin_template, load_template
 
 if TYPE_CHECKING:
     from viewfinder.local.engine import LocalEngine
@@ -370,7 +370,7 @@ class ImageAnalyzer(BaseAnalyzer):
     ) -> ImageAnalysisResult:
         """Async twin of `analyze` (the local engine runs in a worker thread).
 
-        Inside a `viewfinder.pixel_budget.budget_scope` (the server's), each decode
+        Inside a `viewfinder.prepare.pixel_budget.budget_scope` (the server's), each decode
         holds its pixels of the budget while it runs.
         """
         chosen, ratios = parse_features(features), validate_aspect_ratios(smart_crops_aspect_ratios)
@@ -466,9 +466,9 @@ class ImageAnalyzer(BaseAnalyzer):
         """Analyse a stream of images, `concurrency` at a time, yielding as each completes.
 
         `images` is read lazily: paths, URLs, bytes, PIL images, or `(id, image)` pairs.
-        Each input gives one `viewfinder.batch.BatchItem` (result or typed error, usage,
+        Each input gives one `viewfinder.batch.online.BatchItem` (result or typed error, usage,
         cost); a failing image never stops the batch. The work runs on a background
-        event loop (`viewfinder.batch`); break out or `close()` to cancel it.
+        event loop (`viewfinder.batch.online`); break out or `close()` to cancel it.
 
         Args:
             images: Any iterable of images or `(id, image)` pairs; never materialised.

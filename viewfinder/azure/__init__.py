@@ -23,10 +23,10 @@ What matches exactly:
       classes, re-exported unchanged by `viewfinder.azure.models`): same attributes,
       `as_dict()`, wire-key access (`result["captionResult"]["text"]`), `isinstance`
       checks. It is built from the service's JSON for viewfinder's result
-      (`viewfinder.azure_rest.to_azure_json`); features not requested are `None`.
+      (`viewfinder.compat.rest.to_azure_json`); features not requested are `None`.
     - `analyze` / `analyze_from_url` have the SDK's parameters (names, kinds, defaults);
       `visual_features` takes `VisualFeatures` members or their string values.
-    - Options are refused as the service refuses them (`viewfinder.azure_service`):
+    - Options are refused as the service refuses them (`viewfinder.compat.service`):
       an unknown feature, language or model version, a crop ratio outside 0.75-1.8,
       no features, an unsupported `api_version`.
     - Errors are azure-core's own exceptions, raised as the SDK raises them: 401 ->

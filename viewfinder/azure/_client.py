@@ -1,9 +1,9 @@
 """Logic shared by the sync and async `ImageAnalysisClient` look-alikes (no I/O here).
 
 One call goes: `_ClientBase._start` (the service's option checks, as
-`viewfinder.azure_service.check_options` states them) -> the analyzer (the only part
+`viewfinder.compat.service.check_options` states them) -> the analyzer (the only part
 that differs between the clients) -> `_Call.finish` (the SDK's own result model, built
-from `viewfinder.azure_rest.to_azure_json`), or `_Call.failure` (azure-core's own
+from `viewfinder.compat.rest.to_azure_json`), or `_Call.failure` (azure-core's own
 exception, built from the service-shaped error body).
 
 Errors are built the way the SDK builds them: the generated operation calls
@@ -37,8 +37,8 @@ from azure.core.rest import AsyncHttpResponse, HttpRequest, HttpResponse
 from azure.core.utils import case_insensitive_dict
 
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
-from viewfinder.azure_rest import to_azure_json
-from viewfinder.azure_service import (
+from viewfinder.compat.rest import to_azure_json
+from viewfinder.compat.service import (
     AnalyzeOptions,
     ServiceError,
     check_api_version,

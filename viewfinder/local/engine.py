@@ -7,7 +7,7 @@ configured, and `fallback="local"` when the endpoint fails):
 |---|---|---|
 | metadata | always | - |
 | `people` | `viewfinder.local.people` (HOG pedestrians + faces) | OpenCV 4, NumPy |
-| `smart_crops` | `viewfinder.local.saliency` + `viewfinder.crops.smart_crops` | NumPy |
+| `smart_crops` | `viewfinder.local.saliency` + `viewfinder.finish.crops.smart_crops` | NumPy |
 | `read` | `viewfinder.local.read.read_text` | its OCR engine |
 | `caption`, `dense_captions`, `tags`, `objects` | never: a model is needed | - |
 
@@ -31,7 +31,7 @@ from PIL import Image
 
 from viewfinder.analyzers.base import version_hash
 from viewfinder.analyzers.features import Feature
-from viewfinder.images import (
+from viewfinder.prepare.images import (
     DEFAULT_LIMITS,
     ImageInput,
     LoadedImage,
@@ -68,7 +68,7 @@ _READ_MODULE: Final = "viewfinder.local.read"
 def decode_full(image: ImageInput | LoadedImage) -> Image.Image:
     """Decode `image` at full resolution, as a viewer shows it, in RGB.
 
-    The same checks as the model path (`viewfinder.images.prepare_image`): size,
+    The same checks as the model path (`viewfinder.prepare.images.prepare_image`): size,
     format, decompression bombs; alpha is flattened onto white.
 
     Args:

@@ -5,7 +5,7 @@ small grey copy of the image, the log amplitude spectrum minus its local average
 "spectral residual") keeps what is unexpected in the image; transformed back with the
 original phase, squared and blurred, it gives a saliency map. Cells above the map's
 mean keep their saliency; the region of interest is the mass-weighted box that holds
-the central part of that saliency along each axis, and `viewfinder.crops.smart_crops`
+the central part of that saliency along each axis, and `viewfinder.finish.crops.smart_crops`
 turns it into crops exactly as it does the model's region of interest.
 
 Only NumPy is needed. The region is coarse (one cell of the working copy is 1/64 of
@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from viewfinder.crops import smart_crops
+from viewfinder.finish.crops import smart_crops
 from viewfinder.schemas.features import CropRegion
 from viewfinder.schemas.geometry import BoundingBox
 
@@ -206,7 +206,7 @@ def local_smart_crops(
     Args:
         image: The image, as a viewer shows it (EXIF orientation applied).
         ratios: Validated aspect ratios (0.75-1.8); none gives one crop (see
-            `viewfinder.crops.smart_crops`).
+            `viewfinder.finish.crops.smart_crops`).
         settings: Saliency settings.
 
     Returns:

@@ -3,7 +3,7 @@
 `BoundingBox` and `Polygon` are what users hold: integer pixels of the original
 image (after EXIF orientation). The model never answers these directly: it answers
 boxes as `[x_min, y_min, x_max, y_max]` on a 0-1000 grid of the image it was sent,
-and viewfinder converts (see `viewfinder.grid`).
+and viewfinder converts (see `viewfinder.build.grid`).
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ class ImageAnalysisResult(BaseModel):
 
     def to_azure_json(self) -> dict[str, Any]:
         """Exactly the JSON Azure's REST API answers, for the requested features."""
-        from viewfinder.azure_rest import to_azure_json
+        from viewfinder.compat.rest import to_azure_json
 
         return to_azure_json(self)
 

@@ -9,7 +9,7 @@
    `OPENAI_API_KEY`).
 
 The clients of a `Provider` never retry by themselves (`max_retries=0`): viewfinder
-retries each HTTP attempt (`viewfinder.retry`).
+retries each HTTP attempt (`viewfinder.engine.retry`).
 
 Sampling parameters depend on the model family (`sampling_params`). Azure deployment
 names are chosen by their owner and do not reveal the family: pass `model=` a name that

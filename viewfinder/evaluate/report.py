@@ -29,10 +29,10 @@ from pydantic import BaseModel, ConfigDict
 
 from viewfinder.analyzers.features import Feature
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
-from viewfinder.azure_rest import from_azure_json
-from viewfinder.compare import ImageComparison, compare_results, summarize
+from viewfinder.compat.rest import from_azure_json
+from viewfinder.cost.pricing import cost_of
 from viewfinder.draw import draw
-from viewfinder.pricing import cost_of
+from viewfinder.evaluate.compare import ImageComparison, compare_results, summarize
 from viewfinder.schemas.result import ImageAnalysisResult, Usage
 
 __all__ = [

@@ -1,7 +1,7 @@
 """A pixel budget: how many pixels may be decoded at once, the server's memory bound.
 
 Decoding an image holds memory in proportion to the pixels it decodes (about 4 bytes
-each while the model copy is made, see `viewfinder.images`), so a server decoding
+each while the model copy is made, see `viewfinder.prepare.images`), so a server decoding
 several large uploads at once can run out of memory. A `PixelBudget` is an asyncio
 budget of pixels: each decode holds its image's pixels while it runs, and waits, first
 come first served, while they are spent; past the wait it is refused with
@@ -38,7 +38,7 @@ from typing import Any, Final, TypeVar
 from PIL import Image
 
 from viewfinder.errors import DecodeBusyError, InvalidOptionError
-from viewfinder.images import _PIL_ERRORS, _draft, _fit
+from viewfinder.prepare.images import _PIL_ERRORS, _draft, _fit
 
 __all__ = ["TRIM_PIXELS", "PixelBudget", "budget_scope", "decode_pixels", "run_decode", "trim_heap"]
 

@@ -3,7 +3,7 @@
 Everything here is an *estimate*, computed without calling any model:
 
 - **Text tokens** are counted with the `o200k_base` encoding shipped in the package
-  (`viewfinder.tokens`), on the analyzer's own request (`ImageAnalyzer.build` on a real
+  (`viewfinder.cost.tokens`), on the analyzer's own request (`ImageAnalyzer.build` on a real
   `prepare()`d image), so the exact system prompt, feature prompts and schema count.
 - **Image tokens** follow OpenAI's published rules per model family (512-px tiles or
   32-px patches), applied to the size of the copy sent to the model, at the analyzer's
@@ -11,7 +11,7 @@ Everything here is an *estimate*, computed without calling any model:
   number names its source. A model the table does not know has no estimate (`None`).
 - **Output tokens** are typical sizes per feature from the same file: assumptions, not
   measurements. Reasoning models also bill reasoning tokens, which are not included.
-- **Dollars** come from `viewfinder.pricing` (list price, and the Batch API price).
+- **Dollars** come from `viewfinder.cost.pricing` (list price, and the Batch API price).
 
 No endpoint needs to be configured (`offline_analyzer`), and no request is ever sent.
 """
@@ -37,14 +37,14 @@ from pydantic import BaseModel, ConfigDict
 from viewfinder.analyzers.base import Detail, check_language
 from viewfinder.analyzers.features import ALL_FEATURES, Feature, parse_features
 from viewfinder.analyzers.image_analysis import FeatureArg, ImageAnalyzer
-from viewfinder.crops import validate_aspect_ratios
-from viewfinder.engine import Request
+from viewfinder.cost.pricing import cost_of
+from viewfinder.cost.tokens import count_message_tokens, count_tokens
+from viewfinder.engine.engine import Request
+from viewfinder.engine.providers import is_reasoning_model
 from viewfinder.errors import ConfigurationError, InvalidOptionError
-from viewfinder.images import DEFAULT_MAX_SIDE, ImageInput, PreparedImage
-from viewfinder.pricing import cost_of
-from viewfinder.providers import is_reasoning_model
+from viewfinder.finish.crops import validate_aspect_ratios
+from viewfinder.prepare.images import DEFAULT_MAX_SIDE, ImageInput, PreparedImage
 from viewfinder.schemas.result import Usage
-from viewfinder.tokens import count_message_tokens, count_tokens
 
 __all__ = [
     "OFFLINE_BASE_URL",

@@ -40,21 +40,21 @@ from rich.text import Text
 from viewfinder import __version__
 from viewfinder.analyzers import Feature, ImageAnalyzer
 from viewfinder.analyzers.base import check_language
-from viewfinder.commands import batch as batch_command
-from viewfinder.commands import compare as compare_command
-from viewfinder.commands import cost as cost_command
-from viewfinder.commands.options import (
+from viewfinder.cli import batch as batch_command
+from viewfinder.cli import compare as compare_command
+from viewfinder.cli import cost as cost_command
+from viewfinder.cli.options import (
     AllowHostOption,
     allow_hosts_of,
     features_callback,
     features_of,
     split_commas,
 )
-from viewfinder.crops import validate_aspect_ratios
 from viewfinder.draw import draw
 from viewfinder.errors import ConfigurationError, InvalidOptionError, UserError, ViewfinderError
-from viewfinder.images import DEFAULT_MAX_SIDE, redact_url
-from viewfinder.safe_fetch import trusted_hosts
+from viewfinder.finish.crops import validate_aspect_ratios
+from viewfinder.prepare.fetch import trusted_hosts
+from viewfinder.prepare.images import DEFAULT_MAX_SIDE, redact_url
 from viewfinder.schemas.geometry import BoundingBox
 from viewfinder.schemas.result import ImageAnalysisResult, Usage
 
@@ -569,7 +569,7 @@ def serve(
         return typer.Exit(EXIT_USAGE)
 
     try:
-        from viewfinder import server
+        from viewfinder.compat import server
     except ImportError as exc:
         raise fail(str(exc)) from None
 

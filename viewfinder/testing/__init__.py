@@ -51,8 +51,8 @@ import pytest
 
 from viewfinder.analyzers.custom import Analyzer
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
-from viewfinder.payloads import redact_image_text
-from viewfinder.retry import RetryPolicy
+from viewfinder.engine.retry import RetryPolicy
+from viewfinder.prepare.payloads import redact_image_text
 
 __all__ = [
     "BODY_MATCHER",

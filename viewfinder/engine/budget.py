@@ -16,8 +16,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from viewfinder.cost.pricing import ModelPrice, price_for
 from viewfinder.errors import BudgetExceededError, InvalidOptionError
-from viewfinder.pricing import ModelPrice, price_for
 from viewfinder.schemas.result import Usage
 
 __all__ = ["Budget"]

@@ -55,19 +55,19 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeAlias, TypeV
 import openai
 from openai._base_client import AsyncHttpxClientWrapper
 
-from viewfinder.budget import Budget
-from viewfinder.engine import Engine, Gate
+from viewfinder.cost.pricing import cost_of
+from viewfinder.engine.budget import Budget
+from viewfinder.engine.engine import Engine, Gate
+from viewfinder.engine.ratelimit import RateLimiter
 from viewfinder.errors import (
     BudgetExceededError,
     ConfigurationError,
     InvalidOptionError,
     ViewfinderError,
 )
-from viewfinder.images import ImageInput, LoadedImage
-from viewfinder.pricing import cost_of
-from viewfinder.ratelimit import RateLimiter
+from viewfinder.prepare.images import ImageInput, LoadedImage
+from viewfinder.prepare.urls import safe_url
 from viewfinder.schemas.result import Usage
-from viewfinder.urls import safe_url
 
 if TYPE_CHECKING:
     from viewfinder.analyzers.base import BaseAnalyzer
@@ -112,14 +112,14 @@ class BatchItem(Generic[R]):
 
     Attributes:
         id: The caller's id (from an `(id, image)` pair), else the path or the URL
-            (`viewfinder.urls.safe_url`: query kept, secret values digested), else `index`.
+            (`viewfinder.prepare.urls.safe_url`: query kept, secret values digested), else `index`.
         index: Position of the input in the iterable, from 0.
         source: Printable input: the path, the URL as `safe_url` gives it, `<bytes>`...
         sha256: Hex SHA-256 of the input bytes; None when they could not be read.
         result: The analysis, when it succeeded.
         error: Why it failed (a `ViewfinderError`), when it did.
         usage: Tokens and requests spent on it (failed attempts included).
-        cost: Dollars spent on it (`viewfinder.pricing.cost_of`); None if unpriced.
+        cost: Dollars spent on it (`viewfinder.cost.pricing.cost_of`); None if unpriced.
     """
 
     id: Any

@@ -6,7 +6,7 @@ viewfinder cost 'scans/*.png' --model gpt-4o --detail low -f caption,tags
 viewfinder cost photo.jpg --model gpt-4.1-nano --json
 ```
 
-Every figure is an estimate made offline (`viewfinder.estimate`): no endpoint needs to
+Every figure is an estimate made offline (`viewfinder.cost.estimate`): no endpoint needs to
 be configured and no request is sent to a model. Exit codes: 0 when every image was
 estimated, 1 when any image could not be read (the others are still estimated), 2 for
 usage errors.
@@ -31,17 +31,17 @@ from rich.text import Text
 
 from viewfinder.analyzers.base import Detail
 from viewfinder.analyzers.features import Feature
-from viewfinder.commands.options import (
+from viewfinder.cli.options import (
     AllowHostOption,
     allow_hosts_of,
     features_callback,
     features_of,
 )
+from viewfinder.cost.estimate import Estimate, EstimateSummary, estimate_many, estimate_request
+from viewfinder.cost.estimate import offline_analyzer as _offline_analyzer
+from viewfinder.cost.pricing import load_prices
 from viewfinder.errors import UserError, ViewfinderError
-from viewfinder.estimate import Estimate, EstimateSummary, estimate_many, estimate_request
-from viewfinder.estimate import offline_analyzer as _offline_analyzer
-from viewfinder.images import DEFAULT_MAX_SIDE, redact_url
-from viewfinder.pricing import load_prices
+from viewfinder.prepare.images import DEFAULT_MAX_SIDE, redact_url
 
 __all__ = ["IMAGE_SUFFIXES", "NOTICE", "expand_images", "register"]
 

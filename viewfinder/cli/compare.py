@@ -22,7 +22,7 @@ from rich.text import Text
 
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
 from viewfinder.errors import ViewfinderError
-from viewfinder.report import (
+from viewfinder.evaluate.report import (
     AzureInputError,
     compare_images,
     load_azure,

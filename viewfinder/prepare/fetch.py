@@ -44,7 +44,7 @@ Messages name the URL through `redact_url`: never its query string (SAS tokens) 
 user info; while a fetch runs, httpx2's and httpcore2's own log records are scrubbed
 of both too.
 
-This module is the one image fetcher: the library (`viewfinder.images`), the CLI,
+This module is the one image fetcher: the library (`viewfinder.prepare.images`), the CLI,
 batches and the server all fetch through it.
 """
 
@@ -115,8 +115,8 @@ METADATA_ADDRESSES: Final[frozenset[IPAddress]] = frozenset(
 ALLOW_HOSTS_ENV: Final = "VIEWFINDER_ALLOW_HOSTS"
 """Environment variable naming trusted internal hosts, comma-separated."""
 
-# Azure's limit, `viewfinder.azure_service.MAX_IMAGE_BYTES` (not imported: that module
-# imports the analyzers, which import this one through `viewfinder.images`).
+# Azure's limit, `viewfinder.compat.service.MAX_IMAGE_BYTES` (not imported: that module
+# imports the analyzers, which import this one through `viewfinder.prepare.images`).
 MAX_IMAGE_BYTES: Final = 20 * 1024 * 1024
 
 _SHARED = ipaddress.IPv4Network("100.64.0.0/10")

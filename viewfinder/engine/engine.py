@@ -4,12 +4,12 @@ Only this module does model I/O, and only the send differs between `run` and `ar
 looking up and storing the cache, counting usage and translating errors are shared.
 
 Two loops, never nested the wrong way round:
-- tenacity (`viewfinder.retry`) wraps each single HTTP attempt and sees its headers,
+- tenacity (`viewfinder.engine.retry`) wraps each single HTTP attempt and sees its headers,
   so a 429 during a re-ask repeats that one request, not the conversation;
 - instructor's validation re-asks wrap whole completions (bounded by `max_reasks`).
 The openai SDK's own retries are off on every client (`Provider` guarantees it).
 
-Each request has a `viewfinder.retry.Deadline` (`RetryPolicy.max_total_seconds`): every
+Each request has a `viewfinder.engine.retry.Deadline` (`RetryPolicy.max_total_seconds`): every
 attempt's timeout is cut to the time left, and the rate limiter's wait counts.
 """
 
@@ -29,8 +29,16 @@ from instructor.v2.core.providers import Provider as InstructorProvider
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 
-from viewfinder.budget import Budget
-from viewfinder.cache import ResponseCache, request_key
+from viewfinder.engine.budget import Budget
+from viewfinder.engine.cache import ResponseCache, request_key
+from viewfinder.engine.providers import Provider
+from viewfinder.engine.retry import (
+    Deadline,
+    RetryPolicy,
+    async_retrying,
+    sync_retrying,
+    to_viewfinder_error,
+)
 from viewfinder.errors import (
     BudgetExceededError,
     ContentFilterError,
@@ -39,14 +47,6 @@ from viewfinder.errors import (
     OutputTruncatedError,
     ProviderError,
     ViewfinderError,
-)
-from viewfinder.providers import Provider
-from viewfinder.retry import (
-    Deadline,
-    RetryPolicy,
-    async_retrying,
-    sync_retrying,
-    to_viewfinder_error,
 )
 from viewfinder.schemas.result import ImageMetadata, Usage
 

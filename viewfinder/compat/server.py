@@ -14,11 +14,11 @@ What it serves:
   `gender-neutral-caption`, `smartcrops-aspect-ratios`, `model-version`; unknown
   extra parameters are ignored), a raw image body (`application/octet-stream` or
   `image/*`) or `application/json` `{"url": "..."}`, and the service's JSON answer
-  (`viewfinder.azure_rest.to_azure_json`) or its error bodies
-  (`viewfinder.azure_service`), with `apim-request-id` / `request-id` headers.
+  (`viewfinder.compat.rest.to_azure_json`) or its error bodies
+  (`viewfinder.compat.service`), with `apim-request-id` / `request-id` headers.
 - `GET /health`: `{"status": "ok"}`, without a key.
 
-Throttling: all requests share one `viewfinder.ratelimit.RateLimiter`, so a 429 from
+Throttling: all requests share one `viewfinder.engine.ratelimit.RateLimiter`, so a 429 from
 the model endpoint pauses every request of the process. The server does not sit in
 retries: each model request gets one attempt (`SERVER_RETRY`), a throttled endpoint
 is answered 429 and an unavailable one 503, both with `Retry-After`, and a request
@@ -34,12 +34,12 @@ Security:
   in constant time (SHA-256 digests, against every configured key). Microsoft Entra ID
   tokens are NOT validated: a bearer token is accepted only when it equals a key.
   An app without keys is refused unless `no_auth=True` is asked for explicitly.
-- Image URLs are fetched with `viewfinder.safe_fetch.afetch_image`: internal
+- Image URLs are fetched with `viewfinder.prepare.fetch.afetch_image`: internal
   addresses (loopback, private, link-local, cloud metadata...) are refused before
   any connection, unless allow-listed in `ServerSettings.allow_hosts`.
 - Request bodies are limited before they are read whole: a `Content-Length` over the
   limit is refused at once, and a chunked body is counted while it streams.
-- The access log (logger `viewfinder.server.access`, one JSON object per line) holds
+- The access log (logger `viewfinder.compat.server.access`, one JSON object per line) holds
   no headers, keys, query strings, image URLs (only the host of a URL input) nor image
   bytes. `run` turns uvicorn's own access log off: it prints full query strings.
 - Plain HTTP sends keys in clear text: off loopback, serve TLS (`ssl_certfile`,
@@ -47,12 +47,12 @@ Security:
 
 Memory: decoding an image holds about 4 bytes per decoded pixel while its model copy
 is made, so the server bounds the pixels it decodes at once with a
-`viewfinder.pixel_budget.PixelBudget` of `ServerSettings.max_decode_pixels` (counted
+`viewfinder.prepare.pixel_budget.PixelBudget` of `ServerSettings.max_decode_pixels` (counted
 from each image's header, as decoded: a large JPEG decodes at reduced scale). A decode
 waits, first come first served, up to `decode_wait_seconds` for its pixels, then is
 answered 429 with `Retry-After`; an image larger than the whole budget is decoded
 alone. A source-cache hit decodes nothing and holds nothing. After a decode of
-`viewfinder.pixel_budget.TRIM_PIXELS` or more, freed heap memory is given back to the
+`viewfinder.prepare.pixel_budget.TRIM_PIXELS` or more, freed heap memory is given back to the
 system (glibc's `malloc_trim`), so the RSS falls back after a burst.
 
 Needs the `server` extra: `pip install 'viewfinder[server]'`.
@@ -87,8 +87,8 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
-from viewfinder.azure_rest import to_azure_json
-from viewfinder.azure_service import (
+from viewfinder.compat.rest import to_azure_json
+from viewfinder.compat.service import (
     API_VERSIONS,
     MAX_IMAGE_BYTES,
     RESOURCE_NOT_FOUND,
@@ -99,6 +99,8 @@ from viewfinder.azure_service import (
     service_error_for,
     unauthorized,
 )
+from viewfinder.engine.ratelimit import RateLimiter
+from viewfinder.engine.retry import RetryPolicy
 from viewfinder.errors import (
     ConfigurationError,
     DecodeBusyError,
@@ -107,10 +109,8 @@ from viewfinder.errors import (
     RateLimitError,
     ViewfinderError,
 )
-from viewfinder.pixel_budget import PixelBudget, budget_scope
-from viewfinder.ratelimit import RateLimiter
-from viewfinder.retry import RetryPolicy
-from viewfinder.safe_fetch import afetch_image
+from viewfinder.prepare.fetch import afetch_image
+from viewfinder.prepare.pixel_budget import PixelBudget, budget_scope
 
 __all__ = [
     "ANALYZE_PATH",
@@ -174,7 +174,7 @@ class ServerSettings:
         api_keys: Accepted keys (never shown in `repr`). Required unless `no_auth`.
         no_auth: Serve without keys. Only for trusted networks; contradicts `api_keys`.
         allow_hosts: Internal hosts (names or IPs) image URLs may point at; every
-            other non-public address is refused (see `viewfinder.safe_fetch`).
+            other non-public address is refused (see `viewfinder.prepare.fetch`).
         max_body_bytes: Images (uploaded or fetched) of this many bytes or more are
             refused, as the service refuses 20971520 bytes or more. JSON bodies are
             limited to `MAX_JSON_BYTES` on their own.

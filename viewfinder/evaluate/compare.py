@@ -1,7 +1,7 @@
 """Score a viewfinder result against a stored Azure result, feature by feature.
 
 Pure functions, no I/O and no network: both sides are `ImageAnalysisResult` (read the
-Azure side with `viewfinder.azure_rest.from_azure_json`). The viewfinder result plays
+Azure side with `viewfinder.compat.rest.from_azure_json`). The viewfinder result plays
 the prediction and the Azure result the reference, so *precision* is the share of
 viewfinder's items Azure also has and *recall* the share of Azure's items viewfinder
 found.

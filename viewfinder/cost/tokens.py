@@ -168,7 +168,7 @@ def count_message_tokens(messages: Iterable[Mapping[str, Any]], *, model: str) -
     Each message costs `TOKENS_PER_MESSAGE` plus the tokens of its string fields (the
     role, the content, a `name` and one more token for it); the reply priming adds
     `REPLY_PRIMING_TOKENS`. Content given as parts counts its `text` parts only: image
-    parts are counted by the image rules (`viewfinder.estimate.estimate_image_tokens`),
+    parts are counted by the image rules (`viewfinder.cost.estimate.estimate_image_tokens`),
     and other parts (audio, files) are not counted.
 
     Args:

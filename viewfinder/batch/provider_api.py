@@ -25,14 +25,14 @@ between `batches.create` and the state write) is first looked up among the accou
 batches by its input file id.
 
 One process at a time per work directory: every step, and `run` from start to the last
-item, holds an OS lock on `state.json.lock` (`viewfinder.locks.WriterLock`, dropped by
+item, holds an OS lock on `state.json.lock` (`viewfinder.batch.locks.WriterLock`, dropped by
 the kernel however the process ends). A second process on the same work directory gets
 a `BatchLockedError` naming the first before it sends anything, and the state is read
 again whenever the lock is taken, so a later process resumes where another one stopped.
 
 ```python
 import viewfinder as vf
-from viewfinder.batch_api import run_batch
+from viewfinder.batch.provider_api import run_batch
 
 analyzer = vf.ImageAnalyzer(model="gpt-4.1-mini")
 for item in run_batch(analyzer, paths, work_dir="runs/2025-06", timeout=26 * 3600,
@@ -73,8 +73,11 @@ from viewfinder.analyzers.base import check_language
 from viewfinder.analyzers.custom import Analyzer
 from viewfinder.analyzers.features import ALL_FEATURES, parse_features
 from viewfinder.analyzers.image_analysis import FeatureArg, ImageAnalyzer
-from viewfinder.crops import validate_aspect_ratios
-from viewfinder.engine import Completed, Request, _check_completion, _Tally
+from viewfinder.batch.locks import WriterLock
+from viewfinder.cost.pricing import cost_of
+from viewfinder.engine.engine import Completed, Request, _check_completion, _Tally
+from viewfinder.engine.providers import Provider, ProviderKind
+from viewfinder.engine.retry import sync_retrying, to_viewfinder_error
 from viewfinder.errors import (
     ConfigurationError,
     ContentFilterError,
@@ -85,13 +88,10 @@ from viewfinder.errors import (
     UserError,
     ViewfinderError,
 )
-from viewfinder.images import ImageInput, PreparedImage
-from viewfinder.locks import WriterLock
-from viewfinder.pricing import cost_of
-from viewfinder.providers import Provider, ProviderKind
-from viewfinder.retry import sync_retrying, to_viewfinder_error
+from viewfinder.finish.crops import validate_aspect_ratios
+from viewfinder.prepare.images import ImageInput, PreparedImage
+from viewfinder.prepare.urls import safe_url
 from viewfinder.schemas.result import AnalysisRun, ImageAnalysisResult, Usage
-from viewfinder.urls import safe_url
 
 __all__ = [
     "AZURE_BATCH_URL",
@@ -246,7 +246,7 @@ class BatchInput:
     Attributes:
         image: Anything `analyze` accepts.
         id: Your id; default the path for path inputs, the URL as
-            `viewfinder.urls.safe_url` prints it (query kept, secret values digested)
+            `viewfinder.prepare.urls.safe_url` prints it (query kept, secret values digested)
             for URL inputs, else `item-<index>`.
     """
 

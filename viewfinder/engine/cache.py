@@ -12,7 +12,7 @@ miss, a failed write is skipped, and a store sqlite reports as damaged is moved 
 move happens under a lock file beside the directory (`<dir>.lock`, not inside it, since
 the directory moves), so processes sharing one directory heal it once and all carry on
 with the same fresh store. If even that fails, the cache turns itself off. Each of these
-is a record on the `viewfinder.cache` logger, never an exception.
+is a record on the `viewfinder.engine.cache` logger, never an exception.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import diskcache
 import platformdirs
 from filelock import FileLock
 
-from viewfinder.payloads import redact_image_payloads
+from viewfinder.prepare.payloads import redact_image_payloads
 
 __all__ = ["DEFAULT_SIZE_LIMIT", "KEY_VERSION", "ResponseCache", "default_cache_dir", "request_key"]
 
@@ -130,7 +130,7 @@ class ResponseCache:
 
     Every operation is guarded: reading returns `None` rather than raise, writing is
     skipped rather than raise, and a damaged store is repaired in place (see the module
-    docstring). Failures are logged on `viewfinder.cache`.
+    docstring). Failures are logged on `viewfinder.engine.cache`.
 
     Args:
         directory: Where to keep the cache; `None` means `default_cache_dir()`.

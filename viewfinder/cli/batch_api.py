@@ -1,7 +1,7 @@
 """Helpers for `viewfinder batch --via batch-api` (the command itself is wired in the CLI).
 
 ```python
-from viewfinder.commands.batch_api import run_to_records
+from viewfinder.cli.batch_api import run_to_records
 
 summary = run_to_records(analyzer, paths, work_dir="runs/june", timeout=26 * 3600,
                          emit=print_json_line, progress=err_console.print,
@@ -25,13 +25,13 @@ from typing import Any, Literal
 
 from viewfinder.analyzers.custom import Analyzer
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
-from viewfinder.batch_api import (
+from viewfinder.batch.provider_api import (
     BatchInput,
     BatchItemResult,
     BatchJob,
     BatchState,
 )
-from viewfinder.images import ImageInput
+from viewfinder.prepare.images import ImageInput
 from viewfinder.schemas.result import Usage
 
 __all__ = ["BatchSummary", "item_record", "progress_text", "run_to_records"]

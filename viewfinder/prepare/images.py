@@ -37,7 +37,7 @@ from viewfinder.errors import (
     ImageSizeError,
     InvalidOptionError,
 )
-from viewfinder.safe_fetch import fetch_image, redact_url, trusted_hosts
+from viewfinder.prepare.fetch import fetch_image, redact_url, trusted_hosts
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -219,7 +219,7 @@ def prepare_image(
         allow_hosts: Internal hosts (names or IPs) a URL may point at. A URL whose
             host is, or resolves to, a loopback, private, link-local or cloud
             metadata address is refused otherwise, before any connection, as Azure's
-            service refuses it (see `viewfinder.safe_fetch`). None (the default)
+            service refuses it (see `viewfinder.prepare.fetch`). None (the default)
             reads `VIEWFINDER_ALLOW_HOSTS` (comma-separated); a value, even `()`,
             replaces it.
 
@@ -345,7 +345,7 @@ def _check_byte_count(count: int, limits: ImageLimits, label: str) -> None:
 def _fetch(
     url: str, limits: ImageLimits, timeout: float, allow_hosts: Collection[str] | None
 ) -> bytes:
-    """GET an http(s) URL through `viewfinder.safe_fetch`, the one image fetcher.
+    """GET an http(s) URL through `viewfinder.prepare.fetch`, the one image fetcher.
 
     Internal addresses are refused unless trusted (`trusted_hosts`); `timeout` bounds
     the whole fetch, up to five redirects and the body included; the proxy environment

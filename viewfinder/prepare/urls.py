@@ -104,7 +104,7 @@ def safe_url(url: str) -> str:
 def legacy_url_id(url: str) -> str:
     """The id batch outputs gave a URL before query strings were kept: no query at all.
 
-    Frozen on purpose (it is `viewfinder.images.redact_url` as it was then): output files
+    Frozen on purpose (it is `viewfinder.prepare.images.redact_url` as it was then): output files
     written with these ids must keep resuming whatever later changes to `redact_url`.
 
     Args:

@@ -1,0 +1,1 @@
+"""Prices, token counting and cost estimates before any call."""

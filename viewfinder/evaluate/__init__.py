@@ -1,0 +1,1 @@
+"""Compare viewfinder's results with stored Azure results, and report."""

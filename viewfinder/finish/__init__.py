@@ -1,0 +1,1 @@
+"""Stage 4, finish (pure): model answers to pixels of the original image."""
