@@ -1,6 +1,15 @@
 """Shared fixtures: a scripted local server, analyzers wired to it, test images.
 
 The cassette configuration comes from viewfinder's own pytest plugin, as users get it.
+
+Two test doubles, at two depths: `viewfinder.testing.fakes.FakeOpenAI` (in-process, for
+unit tests of the engine's paths) and the `sim` fixture's HTTP simulator (end to end:
+rate limits, the Batch API, cassettes, the server, the CLI). Both take `Reply` scripts.
+
+Patching rule: a patch must fail loudly when its target moves. Patch module globals with
+`monkeypatch.setattr(module, "name", value)` or `monkeypatch.setattr("viewfinder.x.y",
+value)` (both raise when the attribute is gone); never with `raising=False`, `mock.patch(...,
+create=True)`, or by assigning to a module. `test_patching_rules.py` enforces it.
 """
 
 from __future__ import annotations
