@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CallPlan", "ImagePart", "ImageSize", "SourceRef"]
 
-O = TypeVar("O")  # noqa: E741 - the plan's options type
-R = TypeVar("R")
+O = TypeVar("O", covariant=True)  # noqa: E741 - the plan's options type
+R = TypeVar("R", covariant=True)
 
 
 class ImageSize(Protocol):
