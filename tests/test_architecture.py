@@ -37,9 +37,9 @@ ALLOWED: dict[str, set[str]] = {
     "cost": {"errors", "schemas", "prepare", "engine", "finish", "analyzers"},
     "local": {"errors", "schemas", "prepare", "finish", "analyzers"},
     "analyzers": {"errors", "schemas", "prepare", "build", "engine", "finish", "local", "batch"},
-    "batch": {"errors", "schemas", "prepare", "engine", "finish", "cost", "analyzers"},
-    "compat": {"errors", "schemas", "prepare", "engine", "analyzers"},
-    "azure": {"errors", "schemas", "compat", "analyzers"},
+    "batch": {"errors", "schemas", "prepare", "build", "engine", "finish", "cost", "analyzers"},
+    "compat": {"errors", "schemas", "prepare", "build", "engine", "analyzers"},
+    "azure": {"errors", "schemas", "build", "compat", "analyzers"},
     "evaluate": {"errors", "schemas", "compat", "cost", "analyzers", "draw"},
     "testing": {"errors", "schemas", "prepare", "engine", "analyzers"},
     "cli": {
@@ -81,10 +81,25 @@ def _module_of(path: Path) -> str:
     return ".".join(parts)
 
 
+def _type_checking_only(tree: ast.Module) -> set[ast.AST]:
+    """The nodes inside `if TYPE_CHECKING:` blocks: type-only imports are no dependency."""
+    skipped: set[ast.AST] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for inner in node.body:
+                skipped.update(ast.walk(inner))
+    return skipped
+
+
 def _imports(path: Path) -> set[str]:
-    """The `viewfinder...` modules (or `viewfinder.<name>` attributes) `path` imports."""
+    """The `viewfinder...` modules (or `viewfinder.<name>` attributes) `path` imports at
+    run time (anywhere but under `if TYPE_CHECKING:`)."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skipped = _type_checking_only(tree)
+    for node in ast.walk(tree):
+        if node in skipped:
+            continue
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("viewfinder."))
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:

@@ -152,12 +152,13 @@ def image_server(image_data: bytes) -> Iterator[str]:
 
 
 def _spy(analyzer: vf.ImageAnalyzer, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Record the native results the client wraps."""
+    """Record the native results the client wraps (it answers its call plan with `run` /
+    `arun`)."""
     seen: list[Any] = []
-    for name in ("analyze", "aanalyze"):
+    for name in ("run", "arun"):
         original = getattr(analyzer, name)
 
-        if name == "analyze":
+        if name == "run":
 
             def sync(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
                 seen.append(_original(*args, **kwargs))

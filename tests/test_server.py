@@ -605,7 +605,7 @@ def test_an_unexpected_error_is_a_logged_500(
     serve: Callable[[ServerSettings], str], caplog: pytest.LogCaptureFixture
 ) -> None:
     class Broken(ImageAnalyzer):
-        async def aanalyze(self, *args: Any, **kwargs: Any) -> Any:
+        async def arun(self, *args: Any, **kwargs: Any) -> Any:  # how the server analyses
             raise RuntimeError("boom")
 
     analyzer = Broken(base_url="http://127.0.0.1:9/v1", api_key="unused", cache=False)

@@ -13,18 +13,18 @@ import json
 import os
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 import instructor
 import openai
-from pydantic import BaseModel
 
+from viewfinder.analyzers.flow import AnswerPath, Flow, ModelPath, adrive, drive
+from viewfinder.build.plan import CallPlan, ImagePart, SourceRef
 from viewfinder.build.templates import PromptTemplate, builtin_template, load_template
 from viewfinder.engine.budget import Budget
 from viewfinder.engine.cache import DEFAULT_SIZE_LIMIT, ResponseCache
-from viewfinder.engine.engine import Completed, Engine, Gate, Request
+from viewfinder.engine.engine import Engine, Gate
 from viewfinder.engine.providers import Provider, resolve_provider, sampling_params
 from viewfinder.engine.retry import RetryPolicy
 from viewfinder.errors import ConfigurationError, InvalidOptionError
@@ -38,7 +38,10 @@ from viewfinder.prepare.images import (
     prepare_image,
 )
 from viewfinder.prepare.pixel_budget import run_decode
-from viewfinder.schemas.result import ImageMetadata
+
+if TYPE_CHECKING:
+    from viewfinder.batch.online import BatchCall
+    from viewfinder.schemas.result import AnalysisRun, ImageAnalysisResult
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
@@ -51,7 +54,8 @@ __all__ = [
     "endpoint_configured",
 ]
 
-A = TypeVar("A", bound=BaseModel)
+R = TypeVar("R", bound="ImageAnalysisResult | AnalysisRun[Any]")
+"""What a call plan gives: the result of `ImageAnalyzer` or of `Analyzer`."""
 
 Detail = Literal["low", "high", "auto"]
 DEFAULT_MAX_REASKS = 2
@@ -105,28 +109,6 @@ def endpoint_configured(options: Mapping[str, Any], env: Mapping[str, str] | Non
     if any(options.get(name) not in (None, "") for name in _ENDPOINT_OPTIONS):
         return True
     return any(environ.get(name, "").strip() for name in ENDPOINT_ENV_VARS)
-
-
-class ImagePart(Protocol):
-    """What `messages` needs of an image: the URL of its image part."""
-
-    def data_url(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class SourceRef:
-    """Stands for an image in the source cache's key: its original bytes, not its copy.
-
-    The copy sent to the model is a deterministic function of the original bytes and
-    `max_side`, so the two identify it; a cache hit then needs no decoding.
-    """
-
-    sha256: str
-    max_side: int
-
-    def data_url(self) -> str:
-        """Not a data URL: a stable name for the copy that would be sent."""
-        return f"viewfinder-source:sha256={self.sha256};max_side={self.max_side}"
 
 
 def _make_cache(cache: CacheSetting, ttl: float | None, size_limit: int) -> ResponseCache | None:
@@ -340,47 +322,52 @@ class BaseAnalyzer:
             image.data, self.max_side, prepare_image, image, max_side=self.max_side
         )
 
-    def _answer(
-        self,
-        image: ImageInput | LoadedImage,
-        build: Callable[[ImagePart], Request[A]],
-        budget: Budget | None,
-    ) -> tuple[Completed[A], ImageMetadata]:
-        """The answer for `image`: from the source cache without decoding, else the model.
+    # --- the calls: a plan, answered through this analyzer's path ---------------------
 
-        `build` makes the request around an image part; it is called with a `SourceRef`
-        for the source-cache key, and with the prepared copy on a miss.
+    def path(self) -> AnswerPath[Any]:
+        """What answers this analyzer's calls: the model endpoint, through its engine."""
+        return ModelPath(self, self.engine)
+
+    def run(
+        self,
+        plan: CallPlan[Any, R],
+        image: ImageInput | LoadedImage,
+        *,
+        budget: Budget | None = None,
+    ) -> R:
+        """Answer `plan` (from this analyzer's `plan()`) for `image`.
+
+        Args:
+            plan: The call, its options already validated.
+            image: A path, bytes, a binary file object, a PIL image, or an http(s) URL.
+            budget: A shared cap (e.g. a batch's) charged besides the per-call one.
         """
-        loaded = self.load(image)
-        by_source = build(SourceRef(loaded.sha256, self.max_side))
-        hit = self.engine.lookup_source(by_source)
-        if hit is not None:
-            return hit
-        prepared = self.prepare(loaded)
-        done = self.engine.run(build(prepared), budget=budget)
-        size = ImageMetadata(width=prepared.width, height=prepared.height)
-        self.engine.remember_source(by_source, done, size)
-        return done, size
+        flow: Flow[R] = self.path().flow(plan, image, budget)
+        return drive(flow)
 
-    async def _aanswer(
+    async def arun(
         self,
+        plan: CallPlan[Any, R],
         image: ImageInput | LoadedImage,
-        build: Callable[[ImagePart], Request[A]],
-        budget: Budget | None,
-        engine: Engine | None = None,
-    ) -> tuple[Completed[A], ImageMetadata]:
-        """Async twin of `_answer`; `engine` replaces this analyzer's (a batch's pacing)."""
-        engine = engine or self.engine
-        loaded = await self.aload(image)
-        by_source = build(SourceRef(loaded.sha256, self.max_side))
-        hit = engine.lookup_source(by_source)
-        if hit is not None:
-            return hit
-        prepared = await self.aprepare(loaded)
-        done = await engine.arun(build(prepared), budget=budget)
-        size = ImageMetadata(width=prepared.width, height=prepared.height)
-        engine.remember_source(by_source, done, size)
-        return done, size
+        *,
+        budget: Budget | None = None,
+    ) -> R:
+        """Async twin of `run` (the same flow, its blocking steps off the event loop).
+
+        Inside a `viewfinder.prepare.pixel_budget.budget_scope` (the server's), each decode
+        holds its pixels of the budget while it runs.
+        """
+        flow: Flow[R] = self.path().flow(plan, image, budget)
+        return await adrive(flow)
+
+    def _batch_call(self, plan: CallPlan[Any, R]) -> BatchCall[R]:
+        """`arun` of `plan` for one read image, through a batch's engine (its pacing)."""
+
+        async def call(loaded: LoadedImage, engine: Engine, budget: Budget | None) -> R:
+            path: ModelPath[R] = ModelPath(self, engine)
+            return await adrive(path.flow(plan, loaded, budget))
+
+        return call
 
     def messages(self, system_text: str, user_text: str, image: ImagePart) -> list[dict[str, Any]]:
         """The chat messages: system text, then the user's text and the image part.

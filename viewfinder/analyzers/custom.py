@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -12,18 +13,18 @@ from viewfinder.analyzers.base import BaseAnalyzer, ImagePart, check_language, s
 from viewfinder.batch.online import (
     DEFAULT_CONCURRENCY,
     AsyncBatchRun,
-    BatchCall,
     BatchInput,
     BatchRun,
     arun_many,
     run_many,
 )
 from viewfinder.build.grid import Frame, model_facing
+from viewfinder.build.plan import CallPlan, ImageSize
 from viewfinder.build.templates import PromptTemplate, load_template
 from viewfinder.engine.budget import Budget
-from viewfinder.engine.engine import Completed, Engine, Gate, Request
+from viewfinder.engine.engine import Completed, Gate, Request
 from viewfinder.errors import SchemaError
-from viewfinder.prepare.images import ImageInput, LoadedImage, PreparedImage
+from viewfinder.prepare.images import ImageInput, LoadedImage
 from viewfinder.schemas.result import AnalysisRun, ImageMetadata
 
 __all__ = ["Analyzer"]
@@ -66,9 +67,12 @@ class Analyzer(BaseAnalyzer, Generic[T]):
 
     # --- pure: build and finish ------------------------------------------------------
 
-    def build(self, image: ImagePart, variables: dict[str, Any]) -> Request[BaseModel]:
-        """The request for `image`, with the template rendered from `variables`."""
-        language = check_language(variables.get("language", "en"))
+    def build(self, image: ImagePart, variables: Mapping[str, Any]) -> Request[BaseModel]:
+        """The request for `image`, with the template rendered from `variables`.
+
+        `variables["language"]` is taken as given: `plan` validates it.
+        """
+        language = variables.get("language", "en")
         return Request(
             messages=self.messages(
                 self.render_system(language), self.prompt.render(variables), image
@@ -77,9 +81,7 @@ class Analyzer(BaseAnalyzer, Generic[T]):
             model_version=self.model_version,
         )
 
-    def finish(
-        self, done: Completed[BaseModel], image: PreparedImage | ImageMetadata
-    ) -> AnalysisRun[T]:
+    def finish(self, done: Completed[BaseModel], image: ImageSize) -> AnalysisRun[T]:
         """Boxes to pixels of the original image; usage and version attached."""
         frame = Frame(image.width, image.height)
         output = done.answer if self._convert is None else self._convert(done.answer, frame)
@@ -88,6 +90,28 @@ class Analyzer(BaseAnalyzer, Generic[T]):
             usage=done.usage,
             model_version=self.model_version,
             metadata=ImageMetadata(width=image.width, height=image.height),
+        )
+
+    # --- the plan: one call's template variables, validated here and only here ---------
+
+    def plan(self, **variables: Any) -> CallPlan[Mapping[str, Any], AnalysisRun[T]]:
+        """The call plan for these template variables: the one place they are validated.
+
+        Only `language` (default `en`) is checked, as a language code; a variable the
+        template needs but nobody gave fails when the request is built.
+
+        Raises:
+            InvalidOptionError: `language` is not a language code such as `en`.
+        """
+        check_language(variables.get("language", "en"))
+        given = MappingProxyType(dict(variables))
+        return CallPlan(
+            options=given,
+            response_model=self._response_model,
+            fingerprint=self.model_version,
+            builder=lambda part: self.build(part, given),
+            finisher=self.finish,
+            described=dict(given),
         )
 
     # --- the calls ----------------------------------------------------------------------
@@ -99,8 +123,7 @@ class Analyzer(BaseAnalyzer, Generic[T]):
 
         `budget` (a shared cap, e.g. a batch's) is not a template variable.
         """
-        done, size = self._answer(image, lambda part: self.build(part, variables), budget)
-        return self.finish(done, size)
+        return self.run(self.plan(**variables), image, budget=budget)
 
     def analyze(self, image: ImageInput | LoadedImage, **variables: Any) -> T:
         """Fill the schema from `image` (boxes in pixels of the original image)."""
@@ -110,27 +133,13 @@ class Analyzer(BaseAnalyzer, Generic[T]):
         self, image: ImageInput | LoadedImage, *, budget: Budget | None = None, **variables: Any
     ) -> AnalysisRun[T]:
         """Async twin of `analyze_detailed`."""
-        done, size = await self._aanswer(image, lambda part: self.build(part, variables), budget)
-        return self.finish(done, size)
+        return await self.arun(self.plan(**variables), image, budget=budget)
 
     async def aanalyze(self, image: ImageInput | LoadedImage, **variables: Any) -> T:
         """Async twin of `analyze`."""
         return (await self.aanalyze_detailed(image, **variables)).output
 
     # --- many images ----------------------------------------------------------------------
-
-    def _batch_call(self, variables: dict[str, Any]) -> BatchCall[AnalysisRun[T]]:
-        """`aanalyze_detailed` for one read image, the language checked once."""
-        check_language(variables.get("language", "en"))
-
-        async def call(
-            loaded: LoadedImage, engine: Engine, budget: Budget | None
-        ) -> AnalysisRun[T]:
-            build = lambda part: self.build(part, variables)  # noqa: E731
-            done, size = await self._aanswer(loaded, build, budget, engine)
-            return self.finish(done, size)
-
-        return call
 
     def analyze_many(
         self,
@@ -153,7 +162,7 @@ class Analyzer(BaseAnalyzer, Generic[T]):
         return run_many(
             self,
             images,
-            self._batch_call(variables),
+            self._batch_call(self.plan(**variables)),
             concurrency=concurrency,
             rate_limiter=rate_limiter,
             rpm=rpm,
@@ -176,7 +185,7 @@ class Analyzer(BaseAnalyzer, Generic[T]):
         return arun_many(
             self,
             images,
-            self._batch_call(variables),
+            self._batch_call(self.plan(**variables)),
             concurrency=concurrency,
             rate_limiter=rate_limiter,
             rpm=rpm,

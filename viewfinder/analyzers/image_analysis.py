@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -28,19 +29,20 @@ from viewfinder.analyzers.features import (
     parse_features,
     vocabulary_prompt,
 )
+from viewfinder.analyzers.flow import AnswerPath, FallbackPath, LocalPath, ModelPath
 from viewfinder.batch.online import (
     DEFAULT_CONCURRENCY,
     AsyncBatchRun,
-    BatchCall,
     BatchInput,
     BatchRun,
     arun_many,
     run_many,
 )
 from viewfinder.build.grid import Frame
+from viewfinder.build.plan import CallPlan, ImageSize
 from viewfinder.build.templates import PromptTemplate, builtin_template, load_template
 from viewfinder.engine.budget import Budget
-from viewfinder.engine.engine import Completed, Engine, Gate, Request
+from viewfinder.engine.engine import Completed, Gate, Request
 from viewfinder.errors import (
     ConfigurationError,
     InvalidOptionError,
@@ -50,14 +52,13 @@ from viewfinder.errors import (
     TransportError,
 )
 from viewfinder.finish.crops import validate_aspect_ratios
-from viewfinder.prepare.images import ImageInput, LoadedImage, PreparedImage
-from viewfinder.prepare.pixel_budget import run_decode
+from viewfinder.prepare.images import ImageInput, LoadedImage
 from viewfinder.schemas.result import ImageAnalysisResult, ImageMetadata
 
 if TYPE_CHECKING:
     from viewfinder.local.engine import LocalEngine
 
-__all__ = ["EngineChoice", "FallbackChoice", "ImageAnalyzer", "answer_model"]
+__all__ = ["EngineChoice", "FallbackChoice", "FeatureOptions", "ImageAnalyzer", "answer_model"]
 
 logger = logging.getLogger("viewfinder")
 
@@ -115,6 +116,20 @@ def _answer_model(
     }
     model: type[BaseModel] = create_model("ImageAnalysis", **fields)
     return model
+
+
+@dataclass(frozen=True)
+class FeatureOptions:
+    """An `ImageAnalyzer` call's options, validated (by `ImageAnalyzer.plan` only)."""
+
+    features: tuple[Feature, ...]
+    """The features answered, de-duplicated, in `ALL_FEATURES` order."""
+    smart_crops_aspect_ratios: tuple[float, ...] = ()
+    """Width/height ratios, one crop each; `()`: the one crop Azure chooses."""
+    gender_neutral_caption: bool = False
+    """"person" / "child" instead of gendered words."""
+    language: str = "en"
+    """Language of generated text."""
 
 
 class ImageAnalyzer(BaseAnalyzer):
@@ -226,15 +241,42 @@ class ImageAnalyzer(BaseAnalyzer):
             self._local_engine = LocalEngine()
         return self._local_engine
 
-    def _falls_back(self, error: ProviderError) -> bool:
-        return self.fallback == "local" and isinstance(error, _FALLBACK_ERRORS)
+    def path(self) -> AnswerPath[ImageAnalysisResult]:
+        """What answers this analyzer's calls, decided by `engine` and `fallback`.
+
+        The local engine; the model endpoint; or, with `fallback="local"`, the model
+        endpoint wrapped in a `FallbackPath` that turns to the local engine on the
+        run-time failures `fallback` answers.
+        """
+        if self.engine_name == "local":
+            return LocalPath(self.load, self._answer_locally)
+        model: AnswerPath[ImageAnalysisResult] = ModelPath(self, self.engine)
+        if self.fallback is None:
+            return model
+        return FallbackPath(self.load, model, self._fallback_for)
+
+    def _answer_locally(self, loaded: LoadedImage, options: FeatureOptions) -> ImageAnalysisResult:
+        """The local engine's answer, as chosen (`engine="local"`, or `"auto"` without one)."""
+        return self.local_engine.analyze(
+            loaded,
+            options.features,
+            smart_crops_aspect_ratios=options.smart_crops_aspect_ratios,
+            model_reason=self._local_reason,
+        )
+
+    def _fallback_for(self, error: Exception) -> AnswerPath[ImageAnalysisResult] | None:
+        """The local path answering after the model endpoint failed with `error`, if it may."""
+        if not (self.fallback == "local" and isinstance(error, _FALLBACK_ERRORS)):
+            return None
+        failure: ProviderError = error
+
+        def answer(loaded: LoadedImage, options: FeatureOptions) -> ImageAnalysisResult:
+            return self._fall_back(loaded, options, failure)
+
+        return LocalPath(self.load, answer)
 
     def _fall_back(
-        self,
-        loaded: LoadedImage,
-        features: tuple[Feature, ...],
-        ratios: tuple[float, ...],
-        error: ProviderError,
+        self, loaded: LoadedImage, options: FeatureOptions, error: ProviderError
     ) -> ImageAnalysisResult:
         """The local engine's answer after the model endpoint failed with `error`."""
         what = type(error).__name__
@@ -244,11 +286,81 @@ class ImageAnalyzer(BaseAnalyzer):
         logger.warning("The model endpoint failed (%s): answering from the local engine", what)
         return self.local_engine.analyze(
             loaded,
-            features,
-            smart_crops_aspect_ratios=ratios,
+            options.features,
+            smart_crops_aspect_ratios=options.smart_crops_aspect_ratios,
             model_reason=_MODEL_FAILED,
             prefix=f"fell back to the local engine after the model endpoint failed ({what}): ",
             usage=error.usage,
+        )
+
+    # --- the plan: one call's options, validated here and only here ---------------------
+
+    def plan(
+        self,
+        features: FeatureArg = ALL_FEATURES,
+        *,
+        smart_crops_aspect_ratios: Sequence[float] | None = None,
+        gender_neutral_caption: bool = False,
+        language: str = "en",
+    ) -> CallPlan[FeatureOptions, ImageAnalysisResult]:
+        """The call plan for these options: the one place they are validated.
+
+        Every entry point (`analyze`, `aanalyze`, `analyze_many`, the Batch API, the
+        estimator, the Azure look-alike, the server) makes its plan here, so a bad
+        option raises the same error from each.
+
+        Args:
+            features: `Feature` members or names (`"dense_captions"` or `"denseCaptions"`).
+            smart_crops_aspect_ratios: Width/height ratios in 0.75-1.8, one crop each.
+            gender_neutral_caption: "person" / "child" instead of gendered words.
+            language: Language of generated text (captions, tags, names).
+
+        Returns:
+            A frozen plan: the options, `build`, `finish`, the response model and the
+            fingerprint (`model_version`).
+
+        Raises:
+            InvalidOptionError: An unknown feature or none, a ratio out of range, or a
+                language that is not a language code.
+        """
+        options = FeatureOptions(
+            features=parse_features(features),
+            smart_crops_aspect_ratios=validate_aspect_ratios(smart_crops_aspect_ratios),
+            gender_neutral_caption=bool(gender_neutral_caption),
+            language=check_language(language),
+        )
+
+        def build(image: ImagePart) -> Request[BaseModel]:
+            return self.build(
+                image,
+                options.features,
+                gender_neutral_caption=options.gender_neutral_caption,
+                language=options.language,
+            )
+
+        def finish(done: Completed[BaseModel], size: ImageSize) -> ImageAnalysisResult:
+            return self.finish(
+                done,
+                size,
+                options.features,
+                smart_crops_aspect_ratios=options.smart_crops_aspect_ratios,
+                gender_neutral_caption=options.gender_neutral_caption,
+            )
+
+        return CallPlan(
+            options=options,
+            response_model=answer_model(
+                options.features, tag_vocabulary=self.tag_vocabulary, object_names=self.object_names
+            ),
+            fingerprint=self.model_version,
+            builder=build,
+            finisher=finish,
+            described=[
+                [f.value for f in options.features],
+                list(options.smart_crops_aspect_ratios),
+                options.gender_neutral_caption,
+                options.language,
+            ],
         )
 
     # --- pure: build and finish ------------------------------------------------------
@@ -281,7 +393,7 @@ class ImageAnalyzer(BaseAnalyzer):
     def finish(
         self,
         done: Completed[BaseModel],
-        image: PreparedImage | ImageMetadata,
+        image: ImageSize,
         features: tuple[Feature, ...],
         *,
         smart_crops_aspect_ratios: tuple[float, ...] = (),
@@ -327,36 +439,13 @@ class ImageAnalyzer(BaseAnalyzer):
             The result. From the local engine, `unserved` names the requested features
             it could not serve, with the reasons.
         """
-        chosen, ratios = parse_features(features), validate_aspect_ratios(smart_crops_aspect_ratios)
-        check_language(language)
-        if self.engine_name == "local":
-            return self.local_engine.analyze(
-                self.load(image),
-                chosen,
-                smart_crops_aspect_ratios=ratios,
-                model_reason=self._local_reason,
-            )
-        # Read once: a fallback needs the bytes again (a file object cannot be re-read).
-        source = self.load(image) if self.fallback else image
-        try:
-            done, size = self._answer(
-                source,
-                lambda part: self.build(
-                    part, chosen, gender_neutral_caption=gender_neutral_caption, language=language
-                ),
-                budget,
-            )
-        except ProviderError as error:
-            if not self._falls_back(error):
-                raise
-            return self._fall_back(self.load(source), chosen, ratios, error)
-        return self.finish(
-            done,
-            size,
-            chosen,
-            smart_crops_aspect_ratios=ratios,
+        plan = self.plan(
+            features,
+            smart_crops_aspect_ratios=smart_crops_aspect_ratios,
             gender_neutral_caption=gender_neutral_caption,
+            language=language,
         )
+        return self.run(plan, image, budget=budget)
 
     async def aanalyze(
         self,
@@ -373,81 +462,35 @@ class ImageAnalyzer(BaseAnalyzer):
         Inside a `viewfinder.prepare.pixel_budget.budget_scope` (the server's), each decode
         holds its pixels of the budget while it runs.
         """
-        chosen, ratios = parse_features(features), validate_aspect_ratios(smart_crops_aspect_ratios)
-        check_language(language)
-        if self.engine_name == "local":
-            loaded = await self.aload(image)
-            return await run_decode(
-                loaded.data,
-                None,  # the local engine decodes at full size
-                self.local_engine.analyze,
-                loaded,
-                chosen,
-                smart_crops_aspect_ratios=ratios,
-                model_reason=self._local_reason,
-            )
-        source = await self.aload(image) if self.fallback else image
-        try:
-            done, size = await self._aanswer(
-                source,
-                lambda part: self.build(
-                    part, chosen, gender_neutral_caption=gender_neutral_caption, language=language
-                ),
-                budget,
-            )
-        except ProviderError as error:
-            if not self._falls_back(error):
-                raise
-            loaded = await self.aload(source)
-            return await run_decode(
-                loaded.data, None, self._fall_back, loaded, chosen, ratios, error
-            )
-        return self.finish(
-            done,
-            size,
-            chosen,
-            smart_crops_aspect_ratios=ratios,
+        plan = self.plan(
+            features,
+            smart_crops_aspect_ratios=smart_crops_aspect_ratios,
             gender_neutral_caption=gender_neutral_caption,
+            language=language,
         )
+        return await self.arun(plan, image, budget=budget)
 
     # --- many images ----------------------------------------------------------------------
 
-    def _batch_call(
+    def _many_plan(
         self,
         features: FeatureArg,
         smart_crops_aspect_ratios: Sequence[float] | None,
         gender_neutral_caption: bool,
         language: str,
-    ) -> BatchCall[ImageAnalysisResult]:
-        """`aanalyze` for one read image, options checked once for the whole batch."""
+    ) -> CallPlan[FeatureOptions, ImageAnalysisResult]:
+        """The plan of a batch, made once for all its images; the batch needs the model."""
         if not self.has_endpoint:
             raise ConfigurationError(
                 "analyze_many needs a model endpoint; this analyzer runs the local engine: "
                 "call analyze() for each image instead"
             )
-        chosen, ratios = parse_features(features), validate_aspect_ratios(smart_crops_aspect_ratios)
-        check_language(language)
-
-        async def call(
-            loaded: LoadedImage, engine: Engine, budget: Budget | None
-        ) -> ImageAnalysisResult:
-            done, size = await self._aanswer(
-                loaded,
-                lambda part: self.build(
-                    part, chosen, gender_neutral_caption=gender_neutral_caption, language=language
-                ),
-                budget,
-                engine,
-            )
-            return self.finish(
-                done,
-                size,
-                chosen,
-                smart_crops_aspect_ratios=ratios,
-                gender_neutral_caption=gender_neutral_caption,
-            )
-
-        return call
+        return self.plan(
+            features,
+            smart_crops_aspect_ratios=smart_crops_aspect_ratios,
+            gender_neutral_caption=gender_neutral_caption,
+            language=language,
+        )
 
     def analyze_many(
         self,
@@ -488,9 +531,10 @@ class ImageAnalyzer(BaseAnalyzer):
         Returns:
             An iterator of `BatchItem`s with a live `summary`.
         """
-        call = self._batch_call(
+        plan = self._many_plan(
             features, smart_crops_aspect_ratios, gender_neutral_caption, language
         )
+        call = self._batch_call(plan)
         return run_many(
             self,
             images,
@@ -520,9 +564,10 @@ class ImageAnalyzer(BaseAnalyzer):
 
         `images` may also be an async iterable; a sync one is pulled on the event loop.
         """
-        call = self._batch_call(
+        plan = self._many_plan(
             features, smart_crops_aspect_ratios, gender_neutral_caption, language
         )
+        call = self._batch_call(plan)
         return arun_many(
             self,
             images,

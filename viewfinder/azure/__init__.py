@@ -134,7 +134,7 @@ class ImageAnalysisClient(_ClientBase):
         """Run the analysis; raise the service-shaped error outside the `except` block
         (as the SDK raises its own), chained to viewfinder's."""
         try:
-            result = self._analyzer.analyze(url_image(image) if url else image, **call.arguments())
+            result = self._analyzer.run(call.plan, url_image(image) if url else image)
         except ViewfinderError as exc:
             failure = exc
         else:

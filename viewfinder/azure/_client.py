@@ -1,8 +1,9 @@
 """Logic shared by the sync and async `ImageAnalysisClient` look-alikes (no I/O here).
 
 One call goes: `_ClientBase._start` (the service's option checks, as
-`viewfinder.compat.service.check_options` states them) -> the analyzer (the only part
-that differs between the clients) -> `_Call.finish` (the SDK's own result model, built
+`viewfinder.compat.service.check_options` states them, giving the analyzer's call plan)
+-> the analyzer answering that plan (`run` / `arun`, the only part that differs between
+the clients) -> `_Call.finish` (the SDK's own result model, built
 from `viewfinder.compat.rest.to_azure_json`), or `_Call.failure` (azure-core's own
 exception, built from the service-shaped error body).
 
@@ -36,10 +37,10 @@ from azure.core.exceptions import (
 from azure.core.rest import AsyncHttpResponse, HttpRequest, HttpResponse
 from azure.core.utils import case_insensitive_dict
 
-from viewfinder.analyzers.image_analysis import ImageAnalyzer
+from viewfinder.analyzers.image_analysis import FeatureOptions, ImageAnalyzer
+from viewfinder.build.plan import CallPlan
 from viewfinder.compat.rest import to_azure_json
 from viewfinder.compat.service import (
-    AnalyzeOptions,
     ServiceError,
     check_api_version,
     check_options,
@@ -375,19 +376,16 @@ def _request(
 class _Call:
     """One analyze call whose options passed the service's checks."""
 
-    def __init__(self, options: AnalyzeOptions, request: HttpRequest, asynchronous: bool) -> None:
-        self.options = options
+    def __init__(
+        self,
+        plan: CallPlan[FeatureOptions, NativeResult],
+        request: HttpRequest,
+        asynchronous: bool,
+    ) -> None:
+        self.plan = plan
+        """The analyzer's plan for the call (`ImageAnalyzer.run` / `arun` answer it)."""
         self.request = request
         self.asynchronous = asynchronous
-
-    def arguments(self) -> dict[str, Any]:
-        """Keyword arguments for `ImageAnalyzer.analyze` / `aanalyze`."""
-        return {
-            "features": self.options.features,
-            "language": self.options.language,
-            "gender_neutral_caption": self.options.gender_neutral_caption,
-            "smart_crops_aspect_ratios": list(self.options.smart_crops_aspect_ratios) or None,
-        }
 
     def finish(self, result: NativeResult) -> ImageAnalysisResult:
         """The SDK's own result model, from the service's JSON for `result`."""
@@ -461,7 +459,8 @@ class _ClientBase:
         )
         try:
             check_api_version(self._api_version)
-            options = check_options(
+            plan = check_options(
+                self._analyzer,
                 names,
                 language=language,
                 gender_neutral_caption=gender_neutral_caption,
@@ -471,7 +470,7 @@ class _ClientBase:
         except ServiceError as exc:
             refused = exc
         else:
-            return _Call(options, request, self._asynchronous)
+            return _Call(plan, request, self._asynchronous)
         # Built outside the `except` block, as the SDK builds it (azure-core records
         # sys.exc_info() when an error is constructed); chained to the service error.
         raise azure_error(refused, request, asynchronous=self._asynchronous) from refused

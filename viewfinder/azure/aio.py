@@ -12,7 +12,7 @@ async with ImageAnalysisClient(endpoint, AzureKeyCredential(key)) as client:
 
 Everything but the call is shared with the sync client (`viewfinder.azure`, whose
 docstring lists what matches the SDK exactly and what differs): the same option checks,
-result model and errors. Here the analysis runs through `ImageAnalyzer.aanalyze`, and
+result model and errors. Here the analysis runs through `ImageAnalyzer.arun`, and
 errors carry an `azure.core.rest.AsyncHttpResponse`, as the aio SDK's do.
 """
 
@@ -82,7 +82,7 @@ class ImageAnalysisClient(_ClientBase):
         (as the SDK raises its own), chained to viewfinder's."""
         try:
             source = url_image(image) if url else image
-            result = await self._analyzer.aanalyze(source, **call.arguments())
+            result = await self._analyzer.arun(call.plan, source)
         except ViewfinderError as exc:
             failure = exc
         else:

@@ -52,7 +52,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Concatenate, Literal, ParamSpec, TypedDict, TypeVar, cast
@@ -69,11 +69,10 @@ from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 
 from viewfinder import errors as _errors
-from viewfinder.analyzers.base import check_language
 from viewfinder.analyzers.custom import Analyzer
-from viewfinder.analyzers.features import ALL_FEATURES, parse_features
-from viewfinder.analyzers.image_analysis import FeatureArg, ImageAnalyzer
+from viewfinder.analyzers.image_analysis import ImageAnalyzer
 from viewfinder.batch.locks import WriterLock
+from viewfinder.build.plan import CallPlan
 from viewfinder.cost.pricing import cost_of
 from viewfinder.engine.engine import Completed, Request, _check_completion, _Tally
 from viewfinder.engine.providers import Provider, ProviderKind
@@ -88,7 +87,6 @@ from viewfinder.errors import (
     UserError,
     ViewfinderError,
 )
-from viewfinder.finish.crops import validate_aspect_ratios
 from viewfinder.prepare.images import ImageInput, PreparedImage
 from viewfinder.prepare.urls import safe_url
 from viewfinder.schemas.result import AnalysisRun, ImageAnalysisResult, Usage
@@ -406,98 +404,20 @@ def request_body(
     return _instructor_request(request.response_model, kwargs, mode)[1]
 
 
-# --- what to ask and how to finish, per analyzer kind ---------------------------------------
+# --- what to ask and how to finish: the analyzer's call plan ----------------------------------
 
 
-class _Plan:
-    """Builds requests and finishes answers for one analyzer and one set of options."""
-
-    def build(self, image: PreparedImage) -> Request[BaseModel]:
-        raise NotImplementedError
-
-    def finish(self, done: Completed[BaseModel], image: PreparedImage) -> BatchResult:
-        raise NotImplementedError
-
-    def analyze(self, image: ImageInput) -> BatchResult:
-        raise NotImplementedError
-
-    def describe(self) -> str:
-        """The options, canonically, for the job's fingerprint."""
-        raise NotImplementedError
-
-
-class _FeaturesPlan(_Plan):
-    def __init__(
-        self,
-        analyzer: ImageAnalyzer,
-        features: FeatureArg = ALL_FEATURES,
-        *,
-        smart_crops_aspect_ratios: Sequence[float] | None = None,
-        gender_neutral_caption: bool = False,
-        language: str = "en",
-    ) -> None:
-        self.analyzer = analyzer
-        self.features = parse_features(features)
-        self.raw_ratios = smart_crops_aspect_ratios
-        self.ratios = validate_aspect_ratios(smart_crops_aspect_ratios)
-        self.gender_neutral = gender_neutral_caption
-        self.language = check_language(language)
-
-    def build(self, image: PreparedImage) -> Request[BaseModel]:
-        return self.analyzer.build(
-            image, self.features, gender_neutral_caption=self.gender_neutral, language=self.language
-        )
-
-    def finish(self, done: Completed[BaseModel], image: PreparedImage) -> BatchResult:
-        return self.analyzer.finish(
-            done,
-            image,
-            self.features,
-            smart_crops_aspect_ratios=self.ratios,
-            gender_neutral_caption=self.gender_neutral,
-        )
-
-    def analyze(self, image: ImageInput) -> BatchResult:
-        return self.analyzer.analyze(
-            image,
-            self.features,
-            smart_crops_aspect_ratios=self.raw_ratios,
-            gender_neutral_caption=self.gender_neutral,
-            language=self.language,
-        )
-
-    def describe(self) -> str:
-        return json.dumps(
-            [[f.value for f in self.features], self.ratios, self.gender_neutral, self.language]
-        )
-
-
-class _SchemaPlan(_Plan):
-    def __init__(self, analyzer: Analyzer[Any], variables: dict[str, Any]) -> None:
-        self.analyzer = analyzer
-        self.variables = variables
-
-    def build(self, image: PreparedImage) -> Request[BaseModel]:
-        return self.analyzer.build(image, self.variables)
-
-    def finish(self, done: Completed[BaseModel], image: PreparedImage) -> BatchResult:
-        return self.analyzer.finish(done, image)
-
-    def analyze(self, image: ImageInput) -> BatchResult:
-        return self.analyzer.analyze_detailed(image, **self.variables)
-
-    def describe(self) -> str:
-        return json.dumps(self.variables, sort_keys=True, default=repr)
-
-
-def _plan_for(analyzer: ImageAnalyzer | Analyzer[Any], options: dict[str, Any]) -> _Plan:
+def _plan_for(
+    analyzer: ImageAnalyzer | Analyzer[Any], options: dict[str, Any]
+) -> CallPlan[Any, BatchResult]:
+    """The analyzer's plan for `options`: `ImageAnalyzer.plan` / `Analyzer.plan` check them."""
     if isinstance(analyzer, ImageAnalyzer):
         try:
-            return _FeaturesPlan(analyzer, **options)
+            return analyzer.plan(**options)
         except TypeError as exc:
             raise InvalidOptionError(f"not an ImageAnalyzer.analyze option: {exc}") from None
     if isinstance(analyzer, Analyzer):
-        return _SchemaPlan(analyzer, options)
+        return analyzer.plan(**options)
     raise InvalidOptionError(f"analyzer must be an ImageAnalyzer or an Analyzer, not {analyzer!r}")
 
 
@@ -1256,7 +1176,7 @@ class BatchJob:
             "sha256": item.sha256,
         }
         try:
-            result = self._plan.analyze(image)
+            result = self.analyzer.run(self._plan, image)
         except ViewfinderError as exc:
             usage = getattr(exc, "usage", None) or Usage()
             return self._item_result(entry, None, _error_record(exc), usage, batch=False)

@@ -86,13 +86,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from viewfinder.analyzers.image_analysis import ImageAnalyzer
+from viewfinder.analyzers.image_analysis import FeatureOptions, ImageAnalyzer
+from viewfinder.build.plan import CallPlan
 from viewfinder.compat.rest import to_azure_json
 from viewfinder.compat.service import (
     API_VERSIONS,
     MAX_IMAGE_BYTES,
     RESOURCE_NOT_FOUND,
-    AnalyzeOptions,
     ServiceError,
     check_options,
     retry_after_header,
@@ -111,6 +111,7 @@ from viewfinder.errors import (
 )
 from viewfinder.prepare.fetch import afetch_image
 from viewfinder.prepare.pixel_budget import PixelBudget, budget_scope
+from viewfinder.schemas.result import ImageAnalysisResult
 
 __all__ = [
     "ANALYZE_PATH",
@@ -336,22 +337,25 @@ def _ratios_param(values: Sequence[str]) -> list[float] | None:
         ) from None
 
 
-def _options(params: QueryParams, record: dict[str, Any]) -> AnalyzeOptions:
-    """The analyze options, checked as the service checks them (before the body)."""
+def _plan(
+    params: QueryParams, record: dict[str, Any], analyzer: ImageAnalyzer
+) -> CallPlan[FeatureOptions, ImageAnalysisResult]:
+    """The call plan of the query, checked as the service checks it (before the body)."""
     version = params.get("api-version")
     if version not in API_VERSIONS:
         record["api_version"] = "unsupported"  # the value itself may be anything
         raise RESOURCE_NOT_FOUND
     record["api_version"] = version
-    options = check_options(
+    plan = check_options(
+        analyzer,
         _csv(params.getlist("features")),
         language=params.get("language"),
         gender_neutral_caption=_bool_param(params.get("gender-neutral-caption")),
         smart_crops_aspect_ratios=_ratios_param(params.getlist("smartcrops-aspect-ratios")),
         model_version=params.get("model-version"),
     )
-    record["features"] = [feature.azure_name for feature in options.features]
-    return options
+    record["features"] = [feature.azure_name for feature in plan.options.features]
+    return plan
 
 
 async def _read_body(
@@ -545,16 +549,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
         try:
             if not settings.no_auth and not _key_matches(_presented_key(request), digests):
                 raise unauthorized()
-            options = _options(request.query_params, record)
+            analyzer = analyzers.get()
+            plan = _plan(request.query_params, record, analyzer)
             image = await read_image(request, record)
             with budget_scope(pixels, settings.decode_wait_seconds):
-                result = await analyzers.get().aanalyze(
-                    image,
-                    features=options.features,
-                    smart_crops_aspect_ratios=options.smart_crops_aspect_ratios or None,
-                    gender_neutral_caption=options.gender_neutral_caption,
-                    language=options.language,
-                )
+                result = await analyzer.arun(plan, image)
         except ServiceError as refused:
             return _error_response(refused, record)
         except DecodeBusyError as busy:

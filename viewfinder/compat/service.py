@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from viewfinder.analyzers.features import Feature
+from viewfinder.build.plan import CallPlan
 from viewfinder.errors import (
     AuthenticationError,
     BadRequestError,
@@ -29,13 +30,16 @@ from viewfinder.errors import (
     ViewfinderError,
 )
 
+if TYPE_CHECKING:
+    from viewfinder.analyzers.image_analysis import FeatureOptions, ImageAnalyzer
+    from viewfinder.schemas.result import ImageAnalysisResult
+
 __all__ = [
     "API_VERSIONS",
     "DEFAULT_RETRY_AFTER",
     "LANGUAGES",
     "MAX_IMAGE_BYTES",
     "RESOURCE_NOT_FOUND",
-    "AnalyzeOptions",
     "ServiceError",
     "check_api_version",
     "check_options",
@@ -130,25 +134,24 @@ def unauthorized() -> ServiceError:
     )
 
 
-@dataclass(frozen=True)
-class AnalyzeOptions:
-    """One analyze call's options, checked."""
-
-    features: tuple[Feature, ...]
-    language: str = "en"
-    gender_neutral_caption: bool = False
-    smart_crops_aspect_ratios: tuple[float, ...] = ()
+_BAD_RATIO = "'smartcrops-aspect-ratios' aspect ratio is not in allowed range [0.75 to 1.8]"
 
 
 def check_options(
+    analyzer: ImageAnalyzer,
     features: Iterable[str],
     *,
     language: str | None = None,
     gender_neutral_caption: bool | None = None,
     smart_crops_aspect_ratios: Sequence[float] | None = None,
     model_version: str | None = None,
-) -> AnalyzeOptions:
-    """Check options as the service does.
+) -> CallPlan[FeatureOptions, ImageAnalysisResult]:
+    """`analyzer`'s call plan for a request, refused as the service refuses it.
+
+    The service's own rules are applied here: features by their wire names, its list of
+    languages (narrower than the language codes viewfinder accepts) and `model-version`.
+    Everything else about the options (the ratios' range) is checked once, by
+    `ImageAnalyzer.plan`; its refusal is answered with the service's words.
 
     Raises:
         ServiceError: 400 with the service's codes: no features, an unknown feature
@@ -169,27 +172,26 @@ def check_options(
         feature = _FEATURES_BY_WIRE_NAME.get(name.replace("_", "").lower())
         if feature is None:
             raise _invalid_query("NotSupportedVisualFeature", "Specified feature type is not valid")
-        if feature not in chosen:
-            chosen.append(feature)
+        chosen.append(feature)
     if language is not None and language not in LANGUAGES:
         raise _invalid_query("NotSupportedLanguage", "The input language is not supported")
-    ratios = tuple(float(r) for r in smart_crops_aspect_ratios or ())
-    if any(not 0.75 <= r <= 1.8 for r in ratios):
-        raise _invalid_query(
-            "BadArgument",
-            "'smartcrops-aspect-ratios' aspect ratio is not in allowed range [0.75 to 1.8]",
+    try:
+        # Features are known and the language is one of the service's: only the
+        # ratios are left for the plan to refuse.
+        plan = analyzer.plan(
+            chosen,
+            smart_crops_aspect_ratios=smart_crops_aspect_ratios,
+            gender_neutral_caption=bool(gender_neutral_caption),
+            language=language or "en",
         )
+    except InvalidOptionError as exc:
+        raise _invalid_query("BadArgument", _BAD_RATIO) from exc
     if model_version not in (None, "latest"):
         raise _invalid_query(
             "InvalidModelVersion",
             f"The model version '{model_version}' is not supported; use 'latest'.",
         )
-    return AnalyzeOptions(
-        features=tuple(f for f in Feature if f in chosen),
-        language=language or "en",
-        gender_neutral_caption=bool(gender_neutral_caption),
-        smart_crops_aspect_ratios=ratios,
-    )
+    return plan
 
 
 def retry_after_header(seconds: float | None) -> int:

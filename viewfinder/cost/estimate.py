@@ -34,7 +34,7 @@ from instructor.v2.core.providers import Provider as InstructorProvider
 from instructor.v2.core.response import handle_response_model
 from pydantic import BaseModel, ConfigDict
 
-from viewfinder.analyzers.base import Detail, check_language
+from viewfinder.analyzers.base import Detail
 from viewfinder.analyzers.features import ALL_FEATURES, Feature, parse_features
 from viewfinder.analyzers.image_analysis import FeatureArg, ImageAnalyzer
 from viewfinder.cost.pricing import cost_of
@@ -42,7 +42,6 @@ from viewfinder.cost.tokens import count_message_tokens, count_tokens
 from viewfinder.engine.engine import Request
 from viewfinder.engine.providers import is_reasoning_model
 from viewfinder.errors import ConfigurationError, InvalidOptionError
-from viewfinder.finish.crops import validate_aspect_ratios
 from viewfinder.prepare.images import DEFAULT_MAX_SIDE, ImageInput, PreparedImage
 from viewfinder.schemas.result import Usage
 
@@ -342,10 +341,14 @@ def expected_output_tokens(features: FeatureArg = ALL_FEATURES, *, smart_crops: 
     Returns:
         The sum of the features' typical output sizes.
     """
+    return _output_tokens(parse_features(features), smart_crops=smart_crops)
+
+
+def _output_tokens(features: tuple[Feature, ...], *, smart_crops: int) -> int:
+    """`expected_output_tokens` for features a call plan already validated."""
     sizes = _table().output_tokens
     return sum(
-        sizes[f] * (max(smart_crops, 1) if f is Feature.SMART_CROPS else 1)
-        for f in parse_features(features)
+        sizes[f] * (max(smart_crops, 1) if f is Feature.SMART_CROPS else 1) for f in features
     )
 
 
@@ -585,13 +588,15 @@ def estimate_request(
         InvalidOptionError: A feature, ratio or language is not valid.
         ImageError: The image cannot be loaded or is refused.
     """
-    chosen = parse_features(features)
-    ratios = validate_aspect_ratios(smart_crops_aspect_ratios)
-    check_language(language)
-    prepared = image if isinstance(image, PreparedImage) else analyzer.prepare(image)
-    request = analyzer.build(
-        prepared, chosen, gender_neutral_caption=gender_neutral_caption, language=language
+    plan = analyzer.plan(
+        features,
+        smart_crops_aspect_ratios=smart_crops_aspect_ratios,
+        gender_neutral_caption=gender_neutral_caption,
+        language=language,
     )
+    chosen, ratios = plan.options.features, plan.options.smart_crops_aspect_ratios
+    prepared = image if isinstance(image, PreparedImage) else analyzer.prepare(image)
+    request = plan.build(prepared)
     name = model or analyzer.model
 
     prompt_tokens = count_message_tokens(request.messages, model=name)
@@ -599,7 +604,7 @@ def estimate_request(
     image_tokens = estimate_image_tokens(
         prepared.model_width, prepared.model_height, model=name, detail=analyzer.detail
     )
-    output_tokens = expected_output_tokens(chosen, smart_crops=len(ratios) or 1)
+    output_tokens = _output_tokens(chosen, smart_crops=len(ratios) or 1)
 
     notes: list[str] = []
     input_tokens: int | None = None
