@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, Self, TypeVar
 
-import instructor
 import openai
 from pydantic import BaseModel
 
@@ -25,7 +24,7 @@ from viewfinder.build.templates import PromptTemplate, builtin_template, load_te
 from viewfinder.engine.budget import Budget
 from viewfinder.engine.cache import DEFAULT_SIZE_LIMIT, ResponseCache
 from viewfinder.engine.engine import Completed, Engine, Gate, Request
-from viewfinder.engine.providers import Provider, resolve_provider, sampling_params
+from viewfinder.engine.providers import Mode, Provider, resolve_provider, sampling_params
 from viewfinder.engine.retry import RetryPolicy
 from viewfinder.errors import ConfigurationError, InvalidOptionError
 from viewfinder.prepare.fetch import trusted_hosts
@@ -212,7 +211,7 @@ class BaseAnalyzer:
         azure_deployment: str | None = None,
         api_version: str | None = None,
         azure_ad_token_provider: Callable[[], str] | None = None,
-        mode: instructor.Mode | str | None = None,
+        mode: Mode | str | None = None,
         cache: CacheSetting = True,
         cache_ttl: float | None = None,
         cache_size_limit: int = DEFAULT_SIZE_LIMIT,

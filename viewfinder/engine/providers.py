@@ -29,10 +29,10 @@ from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
 import httpx2
-import instructor
 import openai
 from openai.lib.azure import API_KEY_SENTINEL
 
+from viewfinder.engine._instructor import Mode
 from viewfinder.errors import ConfigurationError, InvalidOptionError
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "MODE_NAMES",
     "NO_KEY_PLACEHOLDER",
     "OPENAI_BASE_URL",
+    "Mode",
     "Provider",
     "ProviderKind",
     "SamplingParams",
@@ -102,32 +103,30 @@ class Provider:
     endpoint: str
     client: openai.OpenAI = field(repr=False)
     async_client: openai.AsyncOpenAI = field(repr=False)
-    mode: instructor.Mode
+    mode: Mode
 
 
 # --- modes ----------------------------------------------------------------------------
 
-_DEFAULT_MODES: Mapping[ProviderKind, instructor.Mode] = {
+_DEFAULT_MODES: Mapping[ProviderKind, Mode] = {
     # Native structured outputs (response_format json_schema, strict).
-    ProviderKind.OPENAI: instructor.Mode.JSON_SCHEMA,
-    ProviderKind.AZURE: instructor.Mode.JSON_SCHEMA,
+    ProviderKind.OPENAI: Mode.JSON_SCHEMA,
+    ProviderKind.AZURE: Mode.JSON_SCHEMA,
     # response_format json_object + the schema in the prompt: the widest support
     # across Ollama, vLLM, LM Studio and llama.cpp.
-    ProviderKind.COMPATIBLE: instructor.Mode.JSON,
+    ProviderKind.COMPATIBLE: Mode.JSON,
 }
 
-MODE_NAMES: Mapping[str, instructor.Mode] = {
-    "tools": instructor.Mode.TOOLS,
-    "json_schema": instructor.Mode.JSON_SCHEMA,
-    "json": instructor.Mode.JSON,
-    "md_json": instructor.Mode.MD_JSON,
+MODE_NAMES: Mapping[str, Mode] = {
+    "tools": Mode.TOOLS,
+    "json_schema": Mode.JSON_SCHEMA,
+    "json": Mode.JSON,
+    "md_json": Mode.MD_JSON,
 }
 """Modes viewfinder supports, by the name `mode=` and `VIEWFINDER_MODE` accept."""
 
 
-def _requested_mode(
-    mode: instructor.Mode | str | None, env: Mapping[str, str]
-) -> instructor.Mode | None:
+def _requested_mode(mode: Mode | str | None, env: Mapping[str, str]) -> Mode | None:
     """The mode asked for by `mode=`, else by `VIEWFINDER_MODE`; None when neither."""
     if mode is not None:
         return _parse_mode(mode, source="mode", error=InvalidOptionError)
@@ -137,11 +136,9 @@ def _requested_mode(
     return None
 
 
-def _parse_mode(
-    mode: instructor.Mode | str, *, source: str, error: type[Exception]
-) -> instructor.Mode:
+def _parse_mode(mode: Mode | str, *, source: str, error: type[Exception]) -> Mode:
     supported = set(MODE_NAMES.values())
-    if isinstance(mode, instructor.Mode):
+    if isinstance(mode, Mode):
         if mode in supported:
             return mode
     else:
@@ -168,7 +165,7 @@ def resolve_provider(
     azure_deployment: str | None = None,
     api_version: str | None = None,
     azure_ad_token_provider: Callable[[], str] | None = None,
-    mode: instructor.Mode | str | None = None,
+    mode: Mode | str | None = None,
     timeout: float = 120.0,
     env: Mapping[str, str] | None = None,
 ) -> Provider:
