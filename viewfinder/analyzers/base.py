@@ -16,7 +16,6 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
-import instructor
 import openai
 
 from viewfinder.analyzers.flow import AnswerPath, Flow, ModelPath, adrive, drive
@@ -25,7 +24,7 @@ from viewfinder.build.templates import PromptTemplate, builtin_template, load_te
 from viewfinder.engine.budget import Budget
 from viewfinder.engine.cache import DEFAULT_SIZE_LIMIT, ResponseCache
 from viewfinder.engine.engine import Engine, Gate
-from viewfinder.engine.providers import Provider, resolve_provider, sampling_params
+from viewfinder.engine.providers import Mode, Provider, resolve_provider, sampling_params
 from viewfinder.engine.retry import RetryPolicy
 from viewfinder.errors import ConfigurationError, InvalidOptionError
 from viewfinder.prepare.fetch import trusted_hosts
@@ -194,7 +193,7 @@ class BaseAnalyzer:
         azure_deployment: str | None = None,
         api_version: str | None = None,
         azure_ad_token_provider: Callable[[], str] | None = None,
-        mode: instructor.Mode | str | None = None,
+        mode: Mode | str | None = None,
         cache: CacheSetting = True,
         cache_ttl: float | None = None,
         cache_size_limit: int = DEFAULT_SIZE_LIMIT,

@@ -52,12 +52,10 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeAlias, TypeVar
 
-import openai
-from openai._base_client import AsyncHttpxClientWrapper
-
 from viewfinder.cost.pricing import cost_of
 from viewfinder.engine.budget import Budget
 from viewfinder.engine.engine import Engine, Gate
+from viewfinder.engine.providers import has_own_http_client, with_own_pool
 from viewfinder.engine.ratelimit import RateLimiter
 from viewfinder.errors import (
     BudgetExceededError,
@@ -609,22 +607,10 @@ class BatchRun(Iterator[BatchItem[R]]):
         self.close()
 
 
-def _own_pool(client: openai.AsyncOpenAI) -> openai.AsyncOpenAI:
-    """A copy of `client` with a connection pool of its own (for another event loop)."""
-    fresh = client.copy(
-        http_client=AsyncHttpxClientWrapper(base_url=client.base_url, timeout=client.timeout)
-    )
-    if isinstance(client, openai.AsyncAzureOpenAI) and isinstance(fresh, openai.AsyncAzureOpenAI):
-        # `copy` rebuilds Azure clients from base_url and drops these two (see providers).
-        fresh._azure_endpoint = client._azure_endpoint
-        fresh._azure_deployment = client._azure_deployment
-    return fresh
-
-
 async def _on_own_loop(core: _Core[R], source: _Source) -> AsyncGenerator[BatchItem[R], None]:
     """`core.run` with a private async client, closed when the batch ends."""
     provider = core.engine.provider
-    client = _own_pool(provider.async_client)
+    client = with_own_pool(provider.async_client)
     core.engine.provider = dataclasses.replace(provider, async_client=client)
     try:
         async with contextlib.aclosing(core.run(source)) as items:
@@ -716,7 +702,7 @@ def run_many(
     _check_images(images)
     if isinstance(images, AsyncIterable):
         raise InvalidOptionError("analyze_many takes a sync iterable; use aanalyze_many")
-    if not isinstance(analyzer.provider.async_client._client, AsyncHttpxClientWrapper):
+    if has_own_http_client(analyzer.provider.async_client):
         raise ConfigurationError(
             "analyze_many runs on an event loop of its own and needs its own connection "
             "pool, but this analyzer's async client has a custom http_client it cannot "

@@ -3,9 +3,9 @@
 The steps, each resumable from the state file (`<work_dir>/state.json`):
 
 1. **write**: one JSONL line per image, `{"custom_id", "method": "POST", "url", "body"}`,
-   where `body` is exactly the chat-completions body the online path sends (built by
-   instructor's request handler for the analyzer's mode), streamed into shards of at
-   most `max_requests_per_file` lines and `max_bytes_per_file` bytes;
+   where `body` is exactly the chat-completions body the online path sends
+   (`viewfinder.engine.engine.request_body`, in the analyzer's mode), streamed into shards
+   of at most `max_requests_per_file` lines and `max_bytes_per_file` bytes;
 2. **submit**: each shard through the Files API (`purpose="batch"`) and the Batches API
    (`completion_window="24h"`), recording the file and batch ids in the state file
    before anything waits on them;
@@ -58,12 +58,7 @@ from pathlib import Path
 from typing import IO, Any, Concatenate, Literal, ParamSpec, TypedDict, TypeVar, cast
 
 import httpx2
-import instructor
 import openai
-from instructor.core.exceptions import IncompleteOutputException, ResponseParsingError
-from instructor.v2.core.providers import Provider as InstructorProvider
-from instructor.v2.core.registry import mode_registry
-from instructor.v2.core.response_model import prepare_response_model
 from openai.types import Batch
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
@@ -74,7 +69,16 @@ from viewfinder.analyzers.image_analysis import ImageAnalyzer
 from viewfinder.batch.locks import WriterLock
 from viewfinder.build.plan import CallPlan
 from viewfinder.cost.pricing import cost_of
-from viewfinder.engine.engine import Completed, Request, _check_completion, _Tally
+from viewfinder.engine.engine import (
+    PARSE_ERRORS,
+    Completed,
+    Request,
+    Tally,
+    check_completion,
+    parse_completion,
+    raw_answer,
+    request_body,
+)
 from viewfinder.engine.providers import Provider, ProviderKind
 from viewfinder.engine.retry import sync_retrying, to_viewfinder_error
 from viewfinder.errors import (
@@ -137,14 +141,6 @@ RERUN_ERRORS = frozenset(
 _STATE_VERSION = 1
 _STATE_FILE = "state.json"
 _MANIFEST_FILE = "manifest.jsonl"
-_PARSE_ERRORS = (
-    ValidationError,
-    ValueError,
-    ResponseParsingError,
-    AssertionError,
-    IncompleteOutputException,
-)
-"""What the response parser raises on an answer that does not validate."""
 
 BatchResult = ImageAnalysisResult | AnalysisRun[Any]
 """What one item yields: `ImageAnalyzer` gives `ImageAnalysisResult`, `Analyzer` gives
@@ -367,41 +363,6 @@ class BatchState:
 
 
 # --- the request body -----------------------------------------------------------------------
-
-
-def _instructor_request(
-    response_model: type[BaseModel], kwargs: dict[str, Any], mode: instructor.Mode
-) -> tuple[type[BaseModel], dict[str, Any]]:
-    """What instructor's patched `create` does before sending (templating is a no-op
-    without a context): the prepared response model and the request kwargs."""
-    handlers = mode_registry.get_handlers(InstructorProvider.OPENAI, mode)
-    prepared, new_kwargs = handlers.request_handler(
-        response_model=prepare_response_model(response_model), kwargs=kwargs
-    )
-    new_kwargs.pop("autodetect_images", None)
-    if handlers.message_converter is not None and "messages" in new_kwargs:
-        new_kwargs["messages"] = handlers.message_converter(
-            new_kwargs["messages"], autodetect_images=False
-        )
-    return cast(type[BaseModel], prepared), new_kwargs
-
-
-def request_body(
-    request: Request[Any], *, model: str, sampling: Mapping[str, Any], mode: instructor.Mode
-) -> dict[str, Any]:
-    """The chat-completions body the online path sends for `request` (first attempt).
-
-    Args:
-        request: What an analyzer's `build()` made.
-        model: `model` of the body.
-        sampling: Sampling parameters (`temperature`, `seed`, `max_tokens`...).
-        mode: instructor's structured-output mode.
-
-    Returns:
-        The JSON body: messages, model, sampling and the mode's schema parameters.
-    """
-    kwargs = {"messages": request.messages, "model": model, **sampling}
-    return _instructor_request(request.response_model, kwargs, mode)[1]
 
 
 # --- what to ask and how to finish: the analyzer's call plan ----------------------------------
@@ -1041,7 +1002,7 @@ class BatchJob:
 
     def _answer(self, entry: dict[str, Any], response: dict[str, Any]) -> BatchItemResult:
         """Check, parse and finish one answered line exactly as the online path does."""
-        tally = _Tally()
+        tally = Tally()
         tally.attempt()
         request_id = response.get("request_id")
         try:
@@ -1053,24 +1014,14 @@ class BatchJob:
         usage = tally.usage()
         model = self._response_model()
         try:
-            _check_completion(completion, tally)
-            handlers = mode_registry.get_handlers(
-                InstructorProvider.OPENAI, self.analyzer.provider.mode
-            )
-            parsed = handlers.response_parser(
-                response=completion,
-                response_model=model,
-                validation_context=None,
-                strict=True,
-                stream=False,
-                is_async=False,
-            )
+            check_completion(completion, tally)
+            parsed = parse_completion(completion, model, self.analyzer.provider.mode)
         except ViewfinderError as exc:
             return self._failure(entry, _error_record(exc), usage)
-        except _PARSE_ERRORS as exc:
+        except PARSE_ERRORS as exc:
             error = InvalidAnswerError(
                 f"the answer failed validation (a batch cannot re-ask): {exc}",
-                raw_answer=_raw_answer(completion),
+                raw_answer=raw_answer(completion),
                 usage=usage,
             )
             return self._failure(entry, _error_record(error), usage)
@@ -1079,13 +1030,9 @@ class BatchJob:
         return self._item_result(entry, result, None, usage, batch=True)
 
     def _response_model(self) -> type[BaseModel]:
-        """The prepared model-facing schema answers are parsed with (same for every image)."""
+        """The model-facing schema answers are parsed with (same for every image)."""
         if self._parse_model is None:
-            request = self._plan.build(_stub_image(_STUB_ENTRY))
-            kwargs = {"messages": request.messages, "model": self.model}
-            self._parse_model = _instructor_request(
-                request.response_model, kwargs, self.analyzer.provider.mode
-            )[0]
+            self._parse_model = self._plan.build(_stub_image(_STUB_ENTRY)).response_model
         return self._parse_model
 
     def _failure(
@@ -1389,19 +1336,6 @@ def _response_error(response: Mapping[str, Any]) -> ViewfinderError:
     message = str(detail.get("message")) if isinstance(detail, dict) else f"HTTP {status_code}"
     api_error = openai.APIStatusError(message, response=http_response, body=detail)
     return to_viewfinder_error(api_error, attempts=1)
-
-
-def _raw_answer(completion: ChatCompletion) -> str | None:
-    if not completion.choices:
-        return None
-    message = completion.choices[0].message
-    if message.content:
-        return message.content
-    for call in message.tool_calls or []:
-        function = getattr(call, "function", None)
-        if function is not None:
-            return str(function.arguments)
-    return None
 
 
 def _default_batch_model(provider: Provider) -> str:

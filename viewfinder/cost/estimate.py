@@ -18,7 +18,6 @@ No endpoint needs to be configured (`offline_analyzer`), and no request is ever 
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -30,8 +29,6 @@ from functools import cache
 from importlib import resources
 from typing import Any, Final, TypeAlias
 
-from instructor.v2.core.providers import Provider as InstructorProvider
-from instructor.v2.core.response import handle_response_model
 from pydantic import BaseModel, ConfigDict
 
 from viewfinder.analyzers.base import Detail
@@ -39,7 +36,7 @@ from viewfinder.analyzers.features import ALL_FEATURES, Feature, parse_features
 from viewfinder.analyzers.image_analysis import FeatureArg, ImageAnalyzer
 from viewfinder.cost.pricing import cost_of
 from viewfinder.cost.tokens import count_message_tokens, count_tokens
-from viewfinder.engine.engine import Request
+from viewfinder.engine.engine import Request, request_body
 from viewfinder.engine.providers import is_reasoning_model
 from viewfinder.errors import ConfigurationError, InvalidOptionError
 from viewfinder.prepare.images import DEFAULT_MAX_SIDE, ImageInput, PreparedImage
@@ -514,21 +511,16 @@ def offline_analyzer(
 def _schema_tokens(request: Request[BaseModel], analyzer: ImageAnalyzer, model: str) -> int:
     """Tokens instructor adds to carry the answer schema, in the analyzer's mode.
 
-    instructor's own request preparation is run (no I/O): in the JSON modes it writes the
-    schema into the system prompt, counted as the text it adds; in `json_schema` and
-    `tools` modes it sends the schema as `response_format` / `tools`, counted as the
-    JSON text of that payload. OpenAI does not publish how it bills that payload, so
-    the JSON text is an approximation.
+    Counted on the body the engine would send (`request_body`, no I/O): in the JSON modes
+    instructor writes the schema into the system prompt, counted as the text it adds; in
+    `json_schema` and `tools` modes it sends the schema as `response_format` / `tools`,
+    counted as the JSON text of that payload. OpenAI does not publish how it bills that
+    payload, so the JSON text is an approximation.
     """
-    messages = copy.deepcopy(request.messages)
-    _, kwargs = handle_response_model(
-        request.response_model,
-        mode=analyzer.provider.mode,
-        provider=InstructorProvider.OPENAI,
-        messages=messages,
-        model=model,
+    kwargs = request_body(
+        request, model=model, sampling=analyzer.engine.sampling, mode=analyzer.provider.mode
     )
-    added = count_message_tokens(kwargs.get("messages", messages), model=model)
+    added = count_message_tokens(kwargs.get("messages", request.messages), model=model)
     added -= count_message_tokens(request.messages, model=model)
     for key in ("tools", "functions", "response_format"):
         payload = kwargs.get(key)

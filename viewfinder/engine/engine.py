@@ -1,5 +1,8 @@
 """Run one request: cache -> instructor + openai (retried per HTTP attempt) -> usage.
 
+instructor is reached only through `viewfinder.engine._instructor`; `request_body` is the
+body `run` and `arun` send first, for the Batch API and the estimator.
+
 Only this module does model I/O, and only the send differs between `run` and `arun`:
 looking up and storing the cache, counting usage and translating errors are shared.
 
@@ -23,12 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 import openai
-from instructor.core.exceptions import InstructorRetryException, ResponseParsingError
-from instructor.v2.core.patch import patch_v2
-from instructor.v2.core.providers import Provider as InstructorProvider
 from openai.types.chat import ChatCompletion
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
+from viewfinder.engine import _instructor
 from viewfinder.engine.budget import Budget
 from viewfinder.engine.cache import ResponseCache, request_key
 from viewfinder.engine.providers import Provider
@@ -50,15 +51,27 @@ from viewfinder.errors import (
 )
 from viewfinder.schemas.result import ImageMetadata, Usage
 
-__all__ = ["Completed", "Engine", "Gate", "Request"]
+__all__ = [
+    "PARSE_ERRORS",
+    "Completed",
+    "Engine",
+    "Gate",
+    "Request",
+    "Tally",
+    "check_completion",
+    "parse_completion",
+    "raw_answer",
+    "request_body",
+]
 
 logger = logging.getLogger("viewfinder")
-# instructor logs every failed attempt at ERROR before viewfinder raises its own typed
-# error. A NullHandler keeps Python's last-resort handler from printing those lines to
-# stderr when the application configured no logging; configured logging still sees them.
-logging.getLogger("instructor").addHandler(logging.NullHandler())
 
 A = TypeVar("A", bound=BaseModel)
+
+PARSE_ERRORS = _instructor.PARSE_ERRORS
+"""What an answer that does not validate raises (re-asked online, final in a batch)."""
+parse_completion = _instructor.parse_completion
+"""Validate a completion received another way (a Batch API answer), with no re-ask."""
 
 
 @dataclass(frozen=True)
@@ -100,8 +113,11 @@ class Completed(Generic[A]):
 
 
 @dataclass
-class _Tally:
-    """Usage of one call, counted per HTTP response (re-asks and failures included)."""
+class Tally:
+    """Usage of one call, counted per HTTP response (re-asks and failures included).
+
+    Public for the Batch API, which counts an answer read from a file the same way.
+    """
 
     requests: int = 0
     completions: int = 0
@@ -154,8 +170,9 @@ class _Tally:
         )
 
 
-def _check_completion(completion: ChatCompletion, tally: _Tally) -> None:
-    """Typed errors for answers that must never be re-asked."""
+def check_completion(completion: ChatCompletion, tally: Tally) -> None:
+    """Typed errors for answers that must never be re-asked (refusal, content filter,
+    truncation); checked before the answer is validated, online and in a batch."""
     choice = completion.choices[0] if completion.choices else None
     if choice is None:
         raise InvalidAnswerError("the endpoint answered with no choices", usage=tally.usage())
@@ -179,7 +196,7 @@ def _check_completion(completion: ChatCompletion, tally: _Tally) -> None:
         )
 
 
-def _provider_error(exc: BaseException, tally: _Tally) -> ViewfinderError:
+def _provider_error(exc: BaseException, tally: Tally) -> ViewfinderError:
     if isinstance(exc, openai.BadRequestError) and exc.code == "content_filter":
         return ContentFilterError(
             f"the prompt or image was stopped by the content filter: {exc.message}",
@@ -191,41 +208,55 @@ def _provider_error(exc: BaseException, tally: _Tally) -> ViewfinderError:
     )
 
 
-def _raw_answer(exc: InstructorRetryException) -> str | None:
-    completion = getattr(exc, "last_completion", None)
-    if not isinstance(completion, ChatCompletion) or not completion.choices:
+def raw_answer(completion: ChatCompletion | None) -> str | None:
+    """The text of an answer (its content, else its first tool call's arguments)."""
+    if completion is None or not completion.choices:
         return None
     message = completion.choices[0].message
     if message.content:
         return message.content
-    calls = message.tool_calls or []
-    for call in calls:
+    for call in message.tool_calls or []:
         function = getattr(call, "function", None)
         if function is not None:
             return str(function.arguments)
     return None
 
 
-_PARSE_ERRORS = (ValidationError, ValueError, ResponseParsingError, AssertionError)
-"""What instructor re-asks on (JSONDecodeError is a ValueError; a refusal in a handler is
-an AssertionError): after the last re-ask these become `InvalidAnswerError`."""
+def request_body(
+    request: Request[Any], *, model: str, sampling: Mapping[str, Any], mode: _instructor.Mode
+) -> dict[str, Any]:
+    """The chat-completions body `Engine.run` sends first for `request` (no I/O).
+
+    The Batch API writes it into its input file and the estimator counts its tokens, so
+    both see exactly what the engine sends.
+
+    Args:
+        request: What an analyzer's `build()` made.
+        model: `model` of the body.
+        sampling: Sampling parameters (`temperature`, `seed`, `max_tokens`...).
+        mode: instructor's structured-output mode.
+
+    Returns:
+        The JSON body: messages, model, sampling and the mode's schema parameters.
+    """
+    return _instructor.request_body(
+        request.response_model, request.messages, model=model, mode=mode, sampling=sampling
+    )
 
 
-def _translate(exc: Exception, tally: _Tally) -> BaseException:
+def _translate(exc: Exception, tally: Tally) -> BaseException:
     """Map whatever instructor raised to viewfinder's error tree, usage attached."""
-    cause: BaseException = exc
-    if isinstance(exc, InstructorRetryException) and exc.__cause__ is not None:
-        cause = exc.__cause__
+    cause = _instructor.failure_cause(exc)
     if isinstance(cause, ViewfinderError):
         if isinstance(cause, (ModelBehaviorError, ProviderError, BudgetExceededError)):
             cause.usage = tally.usage()
         return cause
     if isinstance(cause, openai.OpenAIError):
         return _provider_error(cause, tally)
-    if isinstance(exc, InstructorRetryException) and isinstance(cause, _PARSE_ERRORS):
+    if _instructor.invalid_after_reasks(exc):
         return InvalidAnswerError(
             f"the answer still failed validation after {tally.completions} completion(s): {cause}",
-            raw_answer=_raw_answer(exc),
+            raw_answer=raw_answer(_instructor.last_completion(exc)),
             attempts=tally.completions,
             usage=tally.usage(),
         )
@@ -324,7 +355,7 @@ class Engine:
         self.cache.set(self._key(request), json.dumps(entry))
 
     def _completed(
-        self, key: str | None, request: Request[A], answer: A, tally: _Tally
+        self, key: str | None, request: Request[A], answer: A, tally: Tally
     ) -> Completed[A]:
         """Store the answer and return it exactly as a cache hit would.
 
@@ -342,7 +373,7 @@ class Engine:
         return call + ([extra] if extra is not None else [])
 
     @staticmethod
-    def _before_attempt(budgets: Sequence[Budget], tally: _Tally) -> None:
+    def _before_attempt(budgets: Sequence[Budget], tally: Tally) -> None:
         for budget in budgets:
             budget.check(tally.last_input_tokens)
 
@@ -351,12 +382,12 @@ class Engine:
             self.gate.observe(status, headers)
 
     def _after_completion(
-        self, budgets: Sequence[Budget], tally: _Tally, completion: ChatCompletion, headers: Any
+        self, budgets: Sequence[Budget], tally: Tally, completion: ChatCompletion, headers: Any
     ) -> None:
         spent = tally.record(completion, dict(headers))
         for budget in budgets:
             budget.charge(spent)
-        _check_completion(completion, tally)
+        check_completion(completion, tally)
 
     def _call_kwargs(self, request: Request[A]) -> dict[str, Any]:
         return {
@@ -379,7 +410,7 @@ class Engine:
         key, hit = self._lookup(request)
         if hit is not None:
             return hit
-        tally, budgets = _Tally(), self._budgets(budget)
+        tally, budgets = Tally(), self._budgets(budget)
         client = self.provider.client
         raw_create = client.chat.completions.with_raw_response.create
 
@@ -409,7 +440,7 @@ class Engine:
             self._after_completion(budgets, tally, completion, raw.headers)
             return completion
 
-        create = patch_v2(func=send, provider=InstructorProvider.OPENAI, mode=self.provider.mode)
+        create = _instructor.structured_create(send, self.provider.mode)
         try:
             answer: A = create(**self._call_kwargs(request))
         except Exception as exc:
@@ -421,7 +452,7 @@ class Engine:
         key, hit = self._lookup(request)
         if hit is not None:
             return hit
-        tally, budgets = _Tally(), self._budgets(budget)
+        tally, budgets = Tally(), self._budgets(budget)
         client = self.provider.async_client
         raw_create = client.chat.completions.with_raw_response.create
 
@@ -460,8 +491,8 @@ class Engine:
             self._after_completion(budgets, tally, completion, raw.headers)
             return completion
 
-        create: Callable[..., Awaitable[A]] = patch_v2(
-            func=send, provider=InstructorProvider.OPENAI, mode=self.provider.mode
+        create: Callable[..., Awaitable[A]] = _instructor.structured_create(
+            send, self.provider.mode
         )
         try:
             answer = await create(**self._call_kwargs(request))

@@ -29,10 +29,11 @@ from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
 import httpx2
-import instructor
 import openai
 from openai.lib.azure import API_KEY_SENTINEL
 
+from viewfinder.engine import _openai
+from viewfinder.engine._instructor import Mode
 from viewfinder.errors import ConfigurationError, InvalidOptionError
 
 __all__ = [
@@ -42,13 +43,16 @@ __all__ = [
     "MODE_NAMES",
     "NO_KEY_PLACEHOLDER",
     "OPENAI_BASE_URL",
+    "Mode",
     "Provider",
     "ProviderKind",
     "SamplingParams",
+    "has_own_http_client",
     "is_reasoning_model",
     "public_endpoint",
     "resolve_provider",
     "sampling_params",
+    "with_own_pool",
 ]
 
 logger = logging.getLogger("viewfinder")
@@ -102,32 +106,30 @@ class Provider:
     endpoint: str
     client: openai.OpenAI = field(repr=False)
     async_client: openai.AsyncOpenAI = field(repr=False)
-    mode: instructor.Mode
+    mode: Mode
 
 
 # --- modes ----------------------------------------------------------------------------
 
-_DEFAULT_MODES: Mapping[ProviderKind, instructor.Mode] = {
+_DEFAULT_MODES: Mapping[ProviderKind, Mode] = {
     # Native structured outputs (response_format json_schema, strict).
-    ProviderKind.OPENAI: instructor.Mode.JSON_SCHEMA,
-    ProviderKind.AZURE: instructor.Mode.JSON_SCHEMA,
+    ProviderKind.OPENAI: Mode.JSON_SCHEMA,
+    ProviderKind.AZURE: Mode.JSON_SCHEMA,
     # response_format json_object + the schema in the prompt: the widest support
     # across Ollama, vLLM, LM Studio and llama.cpp.
-    ProviderKind.COMPATIBLE: instructor.Mode.JSON,
+    ProviderKind.COMPATIBLE: Mode.JSON,
 }
 
-MODE_NAMES: Mapping[str, instructor.Mode] = {
-    "tools": instructor.Mode.TOOLS,
-    "json_schema": instructor.Mode.JSON_SCHEMA,
-    "json": instructor.Mode.JSON,
-    "md_json": instructor.Mode.MD_JSON,
+MODE_NAMES: Mapping[str, Mode] = {
+    "tools": Mode.TOOLS,
+    "json_schema": Mode.JSON_SCHEMA,
+    "json": Mode.JSON,
+    "md_json": Mode.MD_JSON,
 }
 """Modes viewfinder supports, by the name `mode=` and `VIEWFINDER_MODE` accept."""
 
 
-def _requested_mode(
-    mode: instructor.Mode | str | None, env: Mapping[str, str]
-) -> instructor.Mode | None:
+def _requested_mode(mode: Mode | str | None, env: Mapping[str, str]) -> Mode | None:
     """The mode asked for by `mode=`, else by `VIEWFINDER_MODE`; None when neither."""
     if mode is not None:
         return _parse_mode(mode, source="mode", error=InvalidOptionError)
@@ -137,11 +139,9 @@ def _requested_mode(
     return None
 
 
-def _parse_mode(
-    mode: instructor.Mode | str, *, source: str, error: type[Exception]
-) -> instructor.Mode:
+def _parse_mode(mode: Mode | str, *, source: str, error: type[Exception]) -> Mode:
     supported = set(MODE_NAMES.values())
-    if isinstance(mode, instructor.Mode):
+    if isinstance(mode, Mode):
         if mode in supported:
             return mode
     else:
@@ -168,7 +168,7 @@ def resolve_provider(
     azure_deployment: str | None = None,
     api_version: str | None = None,
     azure_ad_token_provider: Callable[[], str] | None = None,
-    mode: instructor.Mode | str | None = None,
+    mode: Mode | str | None = None,
     timeout: float = 120.0,
     env: Mapping[str, str] | None = None,
 ) -> Provider:
@@ -391,8 +391,9 @@ _DEPLOYMENT_PATH = re.compile(r"/deployments/([^/]+)")
 def _azure_deployment_of(client: openai.OpenAI | openai.AsyncOpenAI) -> str | None:
     if not isinstance(client, openai.AzureOpenAI | openai.AsyncAzureOpenAI):
         return None
-    if client._azure_deployment:
-        return client._azure_deployment
+    deployment = _openai.azure_deployment(client)
+    if deployment:
+        return deployment
     found = _DEPLOYMENT_PATH.search(client.base_url.path)  # a client built from base_url=
     return found.group(1) if found else None
 
@@ -437,42 +438,53 @@ def _check_twins(client: openai.OpenAI, async_client: openai.AsyncOpenAI) -> Non
 def _without_retries(client: _ClientT) -> _ClientT:
     if client.max_retries == 0:
         return client
-    copy = client.with_options(max_retries=0)
-    if isinstance(client, openai.AzureOpenAI | openai.AsyncAzureOpenAI) and isinstance(
-        copy, openai.AzureOpenAI | openai.AsyncAzureOpenAI
-    ):
-        # `with_options` rebuilds Azure clients from base_url and drops these two, which
-        # route non-deployment endpoints (/models, /files...) to the resource root.
-        copy._azure_endpoint = client._azure_endpoint
-        copy._azure_deployment = client._azure_deployment
-    return copy
+    return _openai.keep_azure_routing(client, client.with_options(max_retries=0))
+
+
+def with_own_pool(client: openai.AsyncOpenAI) -> openai.AsyncOpenAI:
+    """A copy of `client` with a connection pool of its own (for another event loop).
+
+    Raises:
+        ConfigurationError: `client` talks through an `http_client` of the caller's,
+            which cannot be copied (its proxies, certificates or transport are unknown).
+    """
+    if not _openai.has_default_pool(client):
+        raise ConfigurationError(
+            "this async client has a custom http_client, which cannot be copied onto "
+            "another event loop"
+        )
+    pool = openai.DefaultAsyncHttpxClient(base_url=client.base_url, timeout=client.timeout)
+    return _openai.keep_azure_routing(client, client.copy(http_client=pool))
+
+
+def has_own_http_client(client: openai.AsyncOpenAI) -> bool:
+    """Whether `client` talks through an `http_client` of the caller's (see `with_own_pool`)."""
+    return not _openai.has_default_pool(client)
 
 
 def _common_options(client: openai.OpenAI | openai.AsyncOpenAI) -> dict[str, Any]:
     """Settings shared by the sync and async clients, minus auth and base URL."""
-    if client.workload_identity is not None or getattr(client, "_provider", None) is not None:
+    if client.workload_identity is not None or _openai.sdk_provider(client) is not None:
         raise ConfigurationError(
             "This client uses workload identity or an SDK provider: pass both client= "
             "and async_client=."
         )
-    query = {k: v for k, v in client._custom_query.items() if k != "api-version"}
+    query = {k: v for k, v in client.default_query.items() if k != "api-version"}
     return {
         "organization": client.organization,
         "project": client.project,
         "timeout": client.timeout,
         "max_retries": 0,
-        "default_headers": dict(client._custom_headers) or None,
+        "default_headers": dict(_openai.custom_headers(client)) or None,
         "default_query": query or None,
-        "_strict_response_validation": client._strict_response_validation,
+        "_strict_response_validation": _openai.strict_response_validation(client),
     }
 
 
 def _azure_location(client: openai.AzureOpenAI | openai.AsyncAzureOpenAI) -> dict[str, Any]:
-    if client._azure_endpoint is not None:
-        return {
-            "azure_endpoint": str(client._azure_endpoint),
-            "azure_deployment": client._azure_deployment,
-        }
+    endpoint = _openai.azure_endpoint(client)
+    if endpoint is not None:
+        return {"azure_endpoint": endpoint, "azure_deployment": _openai.azure_deployment(client)}
     return {"base_url": str(client.base_url)}
 
 
@@ -483,7 +495,7 @@ def _azure_key(client: openai.AzureOpenAI | openai.AsyncAzureOpenAI) -> str | No
 
 def _async_twin(client: openai.OpenAI) -> openai.AsyncOpenAI:
     options = _common_options(client)
-    key_provider = client._api_key_provider
+    key_provider = _openai.api_key_provider(client)
     if isinstance(client, openai.AzureOpenAI):
         if key_provider is not None:
             raise ConfigurationError(
@@ -491,10 +503,8 @@ def _async_twin(client: openai.OpenAI) -> openai.AsyncOpenAI:
             )
         return openai.AsyncAzureOpenAI(
             **_azure_location(client),
-            api_version=client._api_version,
+            **_openai.azure_settings(client),
             api_key=_azure_key(client),
-            azure_ad_token=client._azure_ad_token,
-            azure_ad_token_provider=client._azure_ad_token_provider,
             **options,
         )
     async_key: str | Callable[[], Awaitable[str]] = (
@@ -505,17 +515,17 @@ def _async_twin(client: openai.OpenAI) -> openai.AsyncOpenAI:
 
 def _sync_twin(client: openai.AsyncOpenAI) -> openai.OpenAI:
     options = _common_options(client)
-    if client._api_key_provider is not None:
+    if _openai.api_key_provider(client) is not None:
         raise ConfigurationError(
             "This async client takes its API key from an async callable: pass client= too."
         )
     if isinstance(client, openai.AsyncAzureOpenAI):
-        token_provider = client._azure_ad_token_provider
+        azure = _openai.azure_settings(client)
+        token_provider = azure.pop("azure_ad_token_provider")
         return openai.AzureOpenAI(
             **_azure_location(client),
-            api_version=client._api_version,
+            **azure,
             api_key=_azure_key(client),
-            azure_ad_token=client._azure_ad_token,
             azure_ad_token_provider=None
             if token_provider is None
             else _sync_token_provider(token_provider),

@@ -132,7 +132,15 @@ Quad = Sequence[tuple[float, float]]
 
 
 class _Engine:
-    """RapidOCR's three ONNX sessions and the recogniser's character table."""
+    """RapidOCR's three ONNX sessions and the recogniser's character table.
+
+    The only place that reaches into RapidOCR's objects (`text_det`, `text_cls`,
+    `text_rec.session`, the recogniser's character table and the classifier's
+    threshold): its public `RapidOCR(image)` runs the stock pipeline end to end, and
+    the steps this module improves on (see the module docstring) need each model on
+    its own. A rapidocr-onnxruntime upgrade that moves them breaks here and in
+    `tests/test_local_read.py`, which pins the 1.4 line.
+    """
 
     def __init__(self) -> None:
         try:
@@ -157,6 +165,18 @@ class _Engine:
         self.cls_threshold = float(self.ocr.text_cls.cls_thresh)
         self.lock = threading.Lock()
         """RapidOCR's detector keeps per-call state; ONNX Runtime already uses every core."""
+
+    def detect(self, bgr: Any) -> Any:
+        """The text detector's boxes for a BGR image (`None` or empty when none)."""
+        return self.ocr.text_det(bgr)[0]
+
+    def directions(self, crops: list[Any]) -> list[tuple[str, float]]:
+        """The direction classifier's `(label, score)` for each line crop."""
+        return list(self.ocr.text_cls(crops)[1])
+
+    def recognise(self, tensor: Any) -> Any:
+        """The recogniser's per-frame character probabilities for a batch of lines."""
+        return self.ocr.text_rec.session(tensor)[0]
 
 
 _engine: _Engine | None = None
@@ -285,7 +305,7 @@ def _detect(engine: _Engine, bgr: ByteArray) -> list[FloatArray]:
             pad = (target - small.shape[0] + 1) // 2
             fill = [float(v) for v in np.median(small.reshape(-1, 3), axis=0)]
             small = cv2.copyMakeBorder(small, pad, pad, 0, 0, cv2.BORDER_CONSTANT, value=fill)
-    boxes, _ = engine.ocr.text_det(small)
+    boxes = engine.detect(small)
     if boxes is None or len(boxes) == 0:
         return []
     found = np.asarray(boxes, dtype=np.float32).reshape(-1, 4, 2)
@@ -355,7 +375,7 @@ def _recognise(engine: _Engine, bgr: ByteArray) -> list[_Line]:
         return []
     frames = [_frame_of(box) for box in boxes]
     cuts = [_warp(bgr, frame) for frame in frames]
-    _, directions, _ = engine.ocr.text_cls([crop for crop, _ in cuts])
+    directions = engine.directions([crop for crop, _ in cuts])
     flagged = [
         index
         for index, (label, score) in enumerate(directions)
@@ -411,7 +431,7 @@ def _run_recogniser(engine: _Engine, crops: list[ByteArray]) -> list[tuple[Float
         for row, index in enumerate(batch):
             crop = crops[index].astype(np.float32).transpose(2, 0, 1) / 255.0
             tensor[row, :, :, : crop.shape[2]] = (crop - 0.5) / 0.5
-        probs = np.asarray(engine.ocr.text_rec.session(tensor)[0], dtype=np.float32)
+        probs = np.asarray(engine.recognise(tensor), dtype=np.float32)
         frame_span = padded_width / probs.shape[1]
         for row, index in enumerate(batch):
             results[index] = (probs[row], frame_span)

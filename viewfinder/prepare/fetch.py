@@ -76,9 +76,9 @@ from urllib.parse import urlsplit
 
 import httpcore2
 import httpx2
-from httpx2._utils import get_environment_proxies
 
 from viewfinder.errors import ImageFetchError, ImageSizeError
+from viewfinder.prepare._httpx2 import environment_proxies, pinned_transport
 
 __all__ = [
     "ALLOW_HOSTS_ENV",
@@ -416,21 +416,6 @@ def _ssl_context(trust_env: bool = False) -> ssl.SSLContext:
     return httpx2.create_ssl_context(trust_env=trust_env)
 
 
-# httpx2's transport is subclassed, not rewritten, so that request/response mapping,
-# error mapping and test tooling that patches `handle_async_request` (vcrpy) keep
-# working; only the connection pool is replaced by one whose network backend is pinned.
-
-
-class _AsyncPinnedTransport(httpx2.AsyncHTTPTransport):
-    def __init__(self, pins: Pins, trust_env: bool) -> None:
-        super().__init__(verify=_ssl_context(trust_env), trust_env=False)
-        if not isinstance(getattr(self, "_pool", None), httpcore2.AsyncConnectionPool):
-            raise RuntimeError("unexpected httpx2 transport layout: refusing to fetch unpinned")
-        self._pool = httpcore2.AsyncConnectionPool(
-            ssl_context=_ssl_context(trust_env), network_backend=_AsyncPinnedBackend(pins)
-        )
-
-
 def _client(pins: Pins, trust_env: bool) -> httpx2.AsyncClient:
     """A client whose direct connections are pinned; proxied ones (`trust_env`) are not.
 
@@ -444,10 +429,10 @@ def _client(pins: Pins, trust_env: bool) -> httpx2.AsyncClient:
             else httpx2.AsyncHTTPTransport(
                 proxy=proxy, verify=_ssl_context(trust_env), trust_env=False
             )
-            for pattern, proxy in get_environment_proxies().items()
+            for pattern, proxy in environment_proxies().items()
         }
     return httpx2.AsyncClient(
-        transport=_AsyncPinnedTransport(pins, trust_env),
+        transport=pinned_transport(_ssl_context(trust_env), _AsyncPinnedBackend(pins)),
         mounts=mounts,
         trust_env=False,
         follow_redirects=False,
