@@ -28,15 +28,14 @@ import viewfinder as vf
 from viewfinder.batch.provider_api import (
     AZURE_BATCH_URL,
     OPENAI_BATCH_URL,
-    BatchFailedError,
     BatchInput,
     BatchItemResult,
     BatchJob,
     BatchState,
-    BatchTimeoutError,
     run_batch,
 )
 from viewfinder.cost.pricing import cost_of
+from viewfinder.errors import BatchFailedError, BatchTimeoutError
 from viewfinder.prepare.urls import safe_url
 from viewfinder.testing.simulator import BatchScript, Reply, ReplyLike, Simulator
 

@@ -68,7 +68,6 @@ from openai.types import Batch
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 
-from viewfinder import errors as _errors
 from viewfinder.analyzers.base import check_language
 from viewfinder.analyzers.custom import Analyzer
 from viewfinder.analyzers.features import ALL_FEATURES, parse_features
@@ -79,11 +78,12 @@ from viewfinder.engine.engine import Completed, Request, _check_completion, _Tal
 from viewfinder.engine.providers import Provider, ProviderKind
 from viewfinder.engine.retry import sync_retrying, to_viewfinder_error
 from viewfinder.errors import (
+    BatchFailedError,
+    BatchTimeoutError,
     ConfigurationError,
     ContentFilterError,
     InvalidAnswerError,
     InvalidOptionError,
-    ModelBehaviorError,
     ProviderError,
     UserError,
     ViewfinderError,
@@ -99,13 +99,11 @@ __all__ = [
     "MAX_REQUESTS_PER_FILE",
     "OPENAI_BATCH_URL",
     "RERUN_ERRORS",
-    "BatchFailedError",
     "BatchInput",
     "BatchItemResult",
     "BatchJob",
     "BatchResult",
     "BatchState",
-    "BatchTimeoutError",
     "ShardState",
     "is_rerunnable",
     "request_body",
@@ -153,87 +151,8 @@ BatchResult = ImageAnalysisResult | AnalysisRun[Any]
 `AnalysisRun`, exactly as their online `analyze` / `analyze_detailed`."""
 
 
-# --- errors -------------------------------------------------------------------------------
-
-
-class BatchFailedError(ProviderError):
-    """A batch ended `failed`, `expired` or `cancelled` before answering this request.
-
-    Attributes:
-        batch_id: The batch.
-        batch_status: Its final status.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        batch_id: str | None = None,
-        batch_status: str | None = None,
-        usage: Usage | None = None,
-    ) -> None:
-        super().__init__(message, usage=usage)
-        self.batch_id = batch_id
-        self.batch_status = batch_status
-
-
-class BatchTimeoutError(ViewfinderError, TimeoutError):
-    """The batches did not finish within the total timeout. Nothing is lost: run again
-    with the same work directory to keep waiting on the same batches.
-
-    Attributes:
-        statuses: The last status seen, by batch id.
-    """
-
-    def __init__(self, message: str, *, statuses: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.statuses = dict(statuses or {})
-
-
-_ERROR_TYPES: dict[str, type[ViewfinderError]] = {
-    name: value
-    for name, value in vars(_errors).items()
-    if isinstance(value, type) and issubclass(value, ViewfinderError)
-} | {"BatchFailedError": BatchFailedError, "BatchTimeoutError": BatchTimeoutError}
-
-
 def _error_record(exc: ViewfinderError) -> dict[str, Any]:
-    """A JSON-able view of `exc`: its type name, message and typed attributes."""
-    record: dict[str, Any] = {
-        "type": type(exc).__name__,
-        "message": str(exc.args[0]) if exc.args else str(exc),
-    }
-    for name in ("status_code", "request_id", "raw_answer", "batch_id", "batch_status"):
-        value = getattr(exc, name, None)
-        if value is not None:
-            record[name] = value
-    return record
-
-
-def _rebuild_error(record: Mapping[str, Any], usage: Usage | None) -> ViewfinderError:
-    """The typed exception an error record describes (the inverse of `_error_record`)."""
-    cls = _ERROR_TYPES.get(str(record.get("type")), ViewfinderError)
-    message = str(record.get("message", ""))
-    if issubclass(cls, BatchFailedError):
-        return cls(
-            message,
-            batch_id=record.get("batch_id"),
-            batch_status=record.get("batch_status"),
-            usage=usage,
-        )
-    if issubclass(cls, ProviderError):
-        return cls(
-            message,
-            status_code=record.get("status_code"),
-            request_id=record.get("request_id"),
-            usage=usage,
-        )
-    if issubclass(cls, ModelBehaviorError):
-        return cls(message, raw_answer=record.get("raw_answer"), usage=usage)
-    try:
-        return cls(message)
-    except TypeError:  # a class with required keyword arguments
-        return ViewfinderError(message)
+    return exc.to_record()
 
 
 # --- records --------------------------------------------------------------------------------
@@ -291,7 +210,10 @@ class BatchItemResult:
     @property
     def exception(self) -> ViewfinderError | None:
         """The typed error (`InvalidAnswerError`, `ContentFilterError`, ...), or `None`."""
-        return None if self.error is None else _rebuild_error(self.error, self.usage)
+        if self.error is None:
+            return None
+        usage = self.error.get("usage") or self.usage.model_dump(mode="json")
+        return ViewfinderError.from_record({**self.error, "usage": usage})
 
 
 def is_rerunnable(item: BatchItemResult) -> bool:
