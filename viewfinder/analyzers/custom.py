@@ -13,11 +13,11 @@ from viewfinder.batch.online import (
     DEFAULT_CONCURRENCY,
     AsyncBatchRun,
     BatchCall,
-    BatchInput,
     BatchRun,
     arun_many,
     run_many,
 )
+from viewfinder.batch.records import BatchInputLike
 from viewfinder.build.grid import Frame, model_facing
 from viewfinder.build.templates import PromptTemplate, load_template
 from viewfinder.engine.budget import Budget
@@ -134,7 +134,7 @@ class Analyzer(BaseAnalyzer, Generic[T]):
 
     def analyze_many(
         self,
-        images: Iterable[BatchInput],
+        images: Iterable[BatchInputLike],
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         rate_limiter: Gate | None = None,
@@ -163,7 +163,7 @@ class Analyzer(BaseAnalyzer, Generic[T]):
 
     def aanalyze_many(
         self,
-        images: Iterable[BatchInput] | AsyncIterable[BatchInput],
+        images: Iterable[BatchInputLike] | AsyncIterable[BatchInputLike],
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         rate_limiter: Gate | None = None,

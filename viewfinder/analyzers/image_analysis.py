@@ -32,11 +32,11 @@ from viewfinder.batch.online import (
     DEFAULT_CONCURRENCY,
     AsyncBatchRun,
     BatchCall,
-    BatchInput,
     BatchRun,
     arun_many,
     run_many,
 )
+from viewfinder.batch.records import BatchInputLike
 from viewfinder.build.grid import Frame
 from viewfinder.build.templates import PromptTemplate, builtin_template, load_template
 from viewfinder.engine.budget import Budget
@@ -451,7 +451,7 @@ class ImageAnalyzer(BaseAnalyzer):
 
     def analyze_many(
         self,
-        images: Iterable[BatchInput],
+        images: Iterable[BatchInputLike],
         features: FeatureArg = ALL_FEATURES,
         *,
         smart_crops_aspect_ratios: Sequence[float] | None = None,
@@ -466,7 +466,7 @@ class ImageAnalyzer(BaseAnalyzer):
         """Analyse a stream of images, `concurrency` at a time, yielding as each completes.
 
         `images` is read lazily: paths, URLs, bytes, PIL images, or `(id, image)` pairs.
-        Each input gives one `viewfinder.batch.online.BatchItem` (result or typed error, usage,
+        Each input gives one `viewfinder.batch.records.BatchItem` (result or typed error, usage,
         cost); a failing image never stops the batch. The work runs on a background
         event loop (`viewfinder.batch.online`); break out or `close()` to cancel it.
 
@@ -504,7 +504,7 @@ class ImageAnalyzer(BaseAnalyzer):
 
     def aanalyze_many(
         self,
-        images: Iterable[BatchInput] | AsyncIterable[BatchInput],
+        images: Iterable[BatchInputLike] | AsyncIterable[BatchInputLike],
         features: FeatureArg = ALL_FEATURES,
         *,
         smart_crops_aspect_ratios: Sequence[float] | None = None,
