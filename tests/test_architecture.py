@@ -62,6 +62,7 @@ ALLOWED: dict[str, set[str]] = {
 
 NOT_EXPORTED = {
     "BaseAnalyzer": "the shared base of Analyzer and ImageAnalyzer; users subclass those",
+    "KEPT_RESPONSE_HEADERS": "a detail of ProviderError.headers, documented there",
 }
 """Public names of the public modules that `viewfinder` deliberately does not export."""
 

@@ -114,7 +114,8 @@ def test_fifty_images_one_item_each_with_429s_and_failures(
     corrupt, refused = by_id["img-7"], by_id["img-13"]
     assert isinstance(corrupt.error, vf.ImageFormatError) and corrupt.usage.requests == 0
     assert isinstance(refused.error, vf.BadRequestError) and refused.cost is not None
-    assert refused.error_info == {"type": "BadRequestError", "message": str(refused.error)}
+    record = refused.to_record()["error"]
+    assert record["type"] == "BadRequestError" and record["message"] == refused.error.message
     ok = [item for item in items if item.ok]
     assert len(ok) == 48
     assert all(isinstance(item.result, vf.ImageAnalysisResult) for item in ok)

@@ -28,15 +28,13 @@ import viewfinder as vf
 from viewfinder.batch.provider_api import (
     AZURE_BATCH_URL,
     OPENAI_BATCH_URL,
-    BatchFailedError,
-    BatchInput,
-    BatchItemResult,
     BatchJob,
     BatchState,
-    BatchTimeoutError,
     run_batch,
 )
+from viewfinder.batch.records import BatchInput, BatchItem
 from viewfinder.cost.pricing import cost_of
+from viewfinder.errors import BatchFailedError, BatchTimeoutError
 from viewfinder.prepare.urls import safe_url
 from viewfinder.testing.simulator import BatchScript, Reply, ReplyLike, Simulator
 
@@ -226,8 +224,8 @@ def test_a_line_over_the_byte_cap_is_an_error_result_never_sent(
     job = BatchJob(analyzer, tmp_path / "job", max_bytes_per_file=1000, features=FEATURES)
     items = list(job.run(images[:2], **FAST))
     assert job.state is not None and job.state.shards == []
-    assert [item.error and item.error["type"] for item in items] == ["InvalidOptionError"] * 2
-    assert isinstance(items[0].exception, vf.InvalidOptionError)
+    assert [type(item.error).__name__ for item in items] == ["InvalidOptionError"] * 2
+    assert isinstance(items[0].error, vf.InvalidOptionError)
     assert sim.api_calls == []
 
 
@@ -299,7 +297,7 @@ def test_full_run_gives_the_online_results_at_batch_price(
     assert [item.index for item in items] == list(range(5))
     assert [item.source for item in items] == [str(p) for p in images]
     first = items[0]
-    assert first.ok and first.batch_priced and first.error is None and first.exception is None
+    assert first.ok and first.batch_priced and first.error is None and first.error is None
     assert first.usage == expected[0].usage and first.usage.requests == 1
     full_price = cost_of(first.usage, MODEL)
     assert first.cost == cost_of(first.usage, MODEL, batch=True)
@@ -431,7 +429,7 @@ def test_each_failed_line_is_a_typed_error_result(
     sim.script(*ERROR_SCRIPT)
     items = list(run_batch(analyzer, images, work_dir=tmp_path / "job", features=FEATURES, **FAST))
 
-    types = [item.error["type"] if item.error else None for item in items]
+    types = [type(item.error).__name__ if item.error else None for item in items]
     assert types == [
         None,
         "InvalidAnswerError",
@@ -439,7 +437,7 @@ def test_each_failed_line_is_a_typed_error_result(
         "ServerError",
         "ContentFilterError",
     ]
-    invalid, filtered, server = items[1].exception, items[2].exception, items[3].exception
+    invalid, filtered, server = items[1].error, items[2].error, items[3].error
     assert isinstance(invalid, vf.InvalidAnswerError) and "5000" in (invalid.raw_answer or "")
     assert "cannot re-ask" in str(invalid)
     assert items[1].usage.output_tokens > 0  # the invalid answer was billed
@@ -497,7 +495,7 @@ def test_a_failed_batch_is_a_typed_error_for_each_item(
     sim.script_batch(BatchScript(status="failed", error_message="quota exceeded"))
     items = list(run_batch(analyzer, images, work_dir=tmp_path / "job", features=FEATURES, **FAST))
 
-    errors = [item.exception for item in items]
+    errors = [item.error for item in items]
     assert all(isinstance(e, BatchFailedError) and e.batch_status == "failed" for e in errors)
     assert isinstance(errors[0], BatchFailedError) and isinstance(errors[0], vf.ProviderError)
     assert "quota exceeded" in str(errors[0]) and errors[0].batch_id == "batch_sim_1"
@@ -514,9 +512,9 @@ def test_an_expired_batch_keeps_what_it_answered(
 
     assert [item.result for item in items[:2]] == expected[:2]
     for item in items[2:]:
-        assert isinstance(item.exception, BatchFailedError)
-        assert item.exception.batch_status == "expired" and item.usage == vf.Usage()
-        assert item.exception.batch_id == "batch_sim_1"
+        assert isinstance(item.error, BatchFailedError)
+        assert item.error.batch_status == "expired" and item.usage == vf.Usage()
+        assert item.error.batch_id == "batch_sim_1"
 
 
 def test_the_total_timeout_raises_a_typed_error_and_the_job_can_resume(
@@ -562,7 +560,7 @@ def test_ids_bytes_duplicates_and_unreadable_images(
     assert ids[2] != ids[3] and ids[3].startswith(ids[2])
     assert items[1].source == "<bytes>" and items[1].sha256 == items[2].sha256
     assert [item.ok for item in items] == [True, True, True, True, False]
-    assert isinstance(items[4].exception, vf.ImageFetchError) and items[4].sha256 is None
+    assert isinstance(items[4].error, vf.ImageFetchError) and items[4].sha256 is None
     assert len(sim.batch_requests) == 4
 
 
@@ -596,7 +594,7 @@ def test_url_inputs_get_distinct_ids_and_sources_without_secrets(
     assert [item.custom_id.rsplit("#", 1)[0] for item in items] == [safe_url(u) for u in urls]
     assert [item.ok for item in items] == [True, True, False]
     shown = "".join(p.read_text() for p in work.iterdir() if p.is_file())
-    shown += caplog.text + json.dumps([item.error for item in items])
+    shown += caplog.text + json.dumps([item.to_record() for item in items]) + str(items[2].error)
     assert secret not in shown
 
 
@@ -616,7 +614,7 @@ def test_azure_global_batch_uses_the_deployment_and_azure_paths(
         expected = analyzer.analyze(images[0], features=FEATURES)
         sent_online = sim.requests[-1]
         sim.script(answer(0))
-        items: list[BatchItemResult] = list(
+        items: list[BatchItem[Any]] = list(
             run_batch(analyzer, images[:1], work_dir=tmp_path / "job", features=FEATURES, **FAST)
         )
 
@@ -649,9 +647,10 @@ def test_run_to_records_emits_one_json_record_per_image(
     )
 
     assert json.loads(json.dumps(records)) == records
-    assert records[0]["image"] == str(images[0]) and "result" in records[0]
+    assert records[0]["id"] == records[0]["source"] == str(images[0])
+    assert records[0]["status"] == "ok" and records[0]["custom_id"].startswith(f"{images[0]}#")
     assert records[0]["result"]["caption"]["text"] == "picture number 0"
     assert records[1]["error"]["type"] == "InvalidAnswerError" and records[1]["batch_priced"]
     assert progress == ["1 batch for 2 images: 1 in_progress", "1 batch for 2 images: 1 completed"]
-    assert (summary.items, summary.failed, summary.exit_code) == (2, 1, 1)
-    assert summary.cost == pytest.approx(sum(r["cost"] for r in records))
+    assert (summary.done, summary.failed, summary.complete) == (2, 1, False)
+    assert summary.dollars == pytest.approx(sum(r["cost"] for r in records))

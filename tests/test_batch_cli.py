@@ -102,9 +102,10 @@ def test_a_directory_gives_one_ok_line_per_image_and_a_rerun_sends_nothing(
     }
     for record in records:
         assert list(record) == [
-            *("id", "source", "sha256", "status", "result", "usage", "cost", "id_version")
+            *("id", "index", "source", "sha256", "status", "result", "usage", "cost"),
+            *("batch_priced", "custom_id", "id_version"),
         ]
-        assert record["id_version"] == 2
+        assert record["id_version"] == 2 and not record["batch_priced"]
         assert record["status"] == "ok" and record["source"] == record["id"]
         assert record["sha256"] == hashlib.sha256(Path(record["id"]).read_bytes()).hexdigest()
         assert record["result"]["caption"]["text"] == "a square"
@@ -208,6 +209,11 @@ def test_via_batch_api_writes_the_same_lines_and_resumes_without_paying_twice(
     records = lines(out)
     assert len(records) == 6 and all(r["status"] == "ok" for r in records)
     assert all(r["batch_priced"] and r["result"]["caption"]["text"] == "a square" for r in records)
+    online_keys = ["id", "index", "source", "sha256", "status", "result", "usage", "cost"]
+    assert all(
+        list(r) == [*online_keys, "batch_priced", "custom_id", "id_version"] for r in records
+    )
+    assert all(r["custom_id"].startswith(f"{r['id']}#") for r in records)
     assert {Path(r["id"]).name for r in records} >= {"p0.png", "q1.jpg"}
     assert sim.stats.total == 0  # no online request: the answers came from the batch
     assert sim.api_calls.count("POST /v1/files") == 1

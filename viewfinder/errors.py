@@ -17,32 +17,51 @@ ViewfinderError
 │   ├── BadRequestError            400 / 404 / 422 and other non-retried statuses
 │   ├── RateLimitError             429, attempts exhausted
 │   ├── ServerError                5xx / 408 / 409, attempts exhausted
-│   └── TransportError             timeouts, connection failures, blocked network, cassette miss
+│   ├── TransportError             timeouts, connection failures, blocked network, cassette miss
+│   └── BatchFailedError           a Batch API batch ended failed / expired / cancelled first
 ├── ModelBehaviorError           the endpoint answered, but not with a usable answer
 │   ├── InvalidAnswerError         still failing validation after the bounded re-asks
 │   ├── ContentFilterError         refused, or stopped by a content filter (never re-asked)
 │   └── OutputTruncatedError       finish_reason == "length" (never re-asked)
 ├── DecodeBusyError              a pixel budget (the server's) stayed spent: retry later
-└── BudgetExceededError          a token or dollar cap was reached; nothing more was sent
+├── BudgetExceededError          a token or dollar cap was reached; nothing more was sent
+└── BatchTimeoutError            Batch API batches still unfinished after the total timeout
 ```
 
 Errors carry context as attributes, never only in the message: `ProviderError` has
-`status_code`, `request_id`, `attempts`, `retry_after` and `usage`; `ModelBehaviorError` has
-`raw_answer`, `attempts` and `usage`. Messages never contain API keys or URL query
-strings (SAS tokens).
+`status_code`, `request_id`, `attempts`, `retry_after`, `headers` (an allow-list of the
+response's headers) and `usage`; `ModelBehaviorError` has `raw_answer`, `attempts` and
+`usage`. Messages never contain API keys or URL query strings (SAS tokens).
+
+One shape for all of them, so they cross process pools and batch files intact:
+
+- `message` is what the constructor was given (`args == (message,)`; `str()` may add
+  the context, as `ProviderError` and `ImageError` do), and every keyword-only
+  parameter of a class's `__init__` is an attribute of the same name;
+- `pickle.loads(pickle.dumps(e))` is an equal error (type, message, attributes);
+- `e.to_record()` is a JSON-safe dict `{"type", "message", **attributes}` (a `Usage` as
+  its JSON dump), and `ViewfinderError.from_record(record)` the typed error again: the
+  batch record stores errors this way. Only the classes of this module are rebuilt.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+import functools
+import inspect
+from collections.abc import Mapping
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    from viewfinder.schemas.result import Usage
+from pydantic import BaseModel
+
+from viewfinder.schemas.result import Usage
 
 __all__ = [
+    "KEPT_RESPONSE_HEADERS",
     "AuthenticationError",
     "BadRequestError",
+    "BatchFailedError",
     "BatchLockedError",
+    "BatchTimeoutError",
     "BudgetExceededError",
     "ConfigurationError",
     "ContentFilterError",
@@ -67,7 +86,108 @@ __all__ = [
 
 
 class ViewfinderError(Exception):
-    """Root of every error viewfinder raises."""
+    """Root of every error viewfinder raises.
+
+    Subclasses take the message positionally and their context as keyword-only
+    arguments, each stored under its own name: that is what `attributes`, pickling,
+    `to_record` and `from_record` rely on.
+    """
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+
+    @property
+    def message(self) -> str:
+        """The message the error was built with (`str()` may add its context)."""
+        return str(self.args[0]) if self.args else ""
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        """The context: every keyword-only argument of the constructor, by name."""
+        return {name: getattr(self, name) for name in _attribute_names(type(self))}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default rebuilds `cls(*args)`, which drops (or, for a required keyword
+        # argument, fails on) the attributes; anything else in __dict__ (notes) follows.
+        names = _attribute_names(type(self))
+        extra = {k: v for k, v in self.__dict__.items() if k not in names}
+        return (_rebuild, (type(self), self.message, self.attributes), extra or None)
+
+    def to_record(self) -> dict[str, Any]:
+        """`{"type": class name, "message", **attributes}`, JSON-safe (`Usage` dumped)."""
+        record: dict[str, Any] = {"type": type(self).__name__, "message": self.message}
+        for name, value in self.attributes.items():
+            record[name] = _jsonable(value)
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> ViewfinderError:
+        """The error `record` (from `to_record`) describes, typed again.
+
+        The type is looked up among the classes of `viewfinder.errors` only (a record is
+        data, never a class path). An unknown type, or one outside `cls`, gives `cls`
+        itself; a record without a required attribute (written by an older version)
+        gives the nearest base class that can be built from it. Unknown keys are ignored.
+        """
+        found = _error_classes().get(str(record.get("type")))
+        target = found if found is not None and issubclass(found, cls) else cls
+        message = str(record.get("message", ""))
+        for candidate in target.__mro__:
+            if issubclass(candidate, cls):
+                kwargs = _attributes_from(candidate, record)
+                if kwargs is not None:
+                    return candidate(message, **kwargs)
+        return cls(message)  # pragma: no cover - `cls` itself needs no attribute
+
+
+def _rebuild(cls: type[ViewfinderError], message: str, attributes: dict[str, Any]) -> Any:
+    """Unpickle: the error `cls(message, **attributes)`."""
+    return cls(message, **attributes)
+
+
+def _attribute_names(cls: type[ViewfinderError]) -> tuple[str, ...]:
+    """The keyword-only parameters of `cls.__init__`: its attributes."""
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def _attributes_from(
+    cls: type[ViewfinderError], record: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The keyword arguments of `cls` found in `record`; None if a required one is missing."""
+    kwargs: dict[str, Any] = {}
+    parameters = inspect.signature(cls.__init__).parameters
+    for name in _attribute_names(cls):
+        if name in record:
+            value = record[name]
+            usage = name == "usage" and value is not None
+            kwargs[name] = Usage.model_validate(value) if usage else value
+        elif parameters[name].default is inspect.Parameter.empty:
+            return None
+    return kwargs
+
+
+def _jsonable(value: Any) -> Any:
+    """`value` as JSON: models dumped, mappings as dicts, sequences as lists."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+@functools.cache
+def _error_classes() -> dict[str, type[ViewfinderError]]:
+    """Every error class of this module, by name."""
+    return {
+        name: value
+        for name, value in globals().items()
+        if isinstance(value, type) and issubclass(value, ViewfinderError)
+    }
 
 
 # --- you misused it -------------------------------------------------------------------
@@ -128,8 +248,11 @@ class ImageError(UserError):
     """
 
     def __init__(self, message: str, *, source: str | None = None) -> None:
-        super().__init__(f"{message} ({source})" if source else message)
+        super().__init__(message)
         self.source = source
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.source})" if self.source else self.message
 
 
 class ImageFormatError(ImageError):
@@ -175,6 +298,8 @@ class ProviderError(ViewfinderError):
             0 when a rate limiter refused to send it.
         retry_after: Seconds the endpoint (`retry-after` / `retry-after-ms` of the last
             answer) or the rate limiter asked to wait before trying again; None: unsaid.
+        headers: The last response's headers named in `KEPT_RESPONSE_HEADERS` (names in
+            lower case; others, cookies and credentials among them, are dropped here).
         usage: Tokens and requests spent on the call before it failed.
     """
 
@@ -186,6 +311,7 @@ class ProviderError(ViewfinderError):
         request_id: str | None = None,
         attempts: int = 1,
         retry_after: float | None = None,
+        headers: Mapping[str, str] | None = None,
         usage: Usage | None = None,
     ) -> None:
         super().__init__(message)
@@ -193,6 +319,7 @@ class ProviderError(ViewfinderError):
         self.request_id = request_id
         self.attempts = attempts
         self.retry_after = retry_after
+        self.headers = kept_headers(headers or {})
         self.usage = usage
 
     def __str__(self) -> str:
@@ -203,6 +330,37 @@ class ProviderError(ViewfinderError):
             parts.append(f"request_id={self.request_id}")
         parts.append(f"attempts={self.attempts}")
         return " | ".join(parts)
+
+
+KEPT_RESPONSE_HEADERS = frozenset(
+    {
+        "apim-request-id",
+        "content-type",
+        "date",
+        "openai-model",
+        "openai-processing-ms",
+        "openai-version",
+        "retry-after",
+        "retry-after-ms",
+        "x-ms-client-request-id",
+        "x-ms-region",
+        "x-request-id",
+    }
+)
+"""Response headers a `ProviderError` keeps (with every `x-ratelimit-*` one): what helps
+to diagnose a failure and says nothing secret. Cookies, credentials, organisation and
+project ids, and anything not named here are dropped."""
+
+
+def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The allow-listed part of `headers` (`KEPT_RESPONSE_HEADERS`, `x-ratelimit-*`),
+    names in lower case."""
+    kept: dict[str, str] = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in KEPT_RESPONSE_HEADERS or lower.startswith("x-ratelimit-"):
+            kept[lower] = str(value)
+    return kept
 
 
 class AuthenticationError(ProviderError):
@@ -224,6 +382,27 @@ class ServerError(ProviderError):
 
 class TransportError(ProviderError):
     """No HTTP response: a timeout, a refused connection, a blocked network or a cassette miss."""
+
+
+class BatchFailedError(ProviderError):
+    """A Batch API batch ended `failed`, `expired` or `cancelled` before answering this request.
+
+    Attributes:
+        batch_id: The batch.
+        batch_status: Its final status.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        batch_id: str | None = None,
+        batch_status: str | None = None,
+        usage: Usage | None = None,
+    ) -> None:
+        super().__init__(message, usage=usage)
+        self.batch_id = batch_id
+        self.batch_status = batch_status
 
 
 # --- the model misbehaved -------------------------------------------------------------
@@ -298,3 +477,19 @@ class BudgetExceededError(ViewfinderError):
         super().__init__(message)
         self.limit = limit
         self.usage = usage
+
+
+# --- a Batch API job ran out of time -----------------------------------------------------
+
+
+class BatchTimeoutError(ViewfinderError, TimeoutError):
+    """The batches did not finish within the total timeout. Nothing is lost: run again
+    with the same work directory to keep waiting on the same batches.
+
+    Attributes:
+        statuses: The last status seen, by batch id.
+    """
+
+    def __init__(self, message: str, *, statuses: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.statuses = dict(statuses or {})

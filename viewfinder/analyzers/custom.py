@@ -13,11 +13,11 @@ from viewfinder.analyzers.base import BaseAnalyzer, ImagePart, check_language, s
 from viewfinder.batch.online import (
     DEFAULT_CONCURRENCY,
     AsyncBatchRun,
-    BatchInput,
     BatchRun,
     arun_many,
     run_many,
 )
+from viewfinder.batch.records import BatchInputLike
 from viewfinder.build.grid import Frame, model_facing
 from viewfinder.build.plan import CallPlan, ImageSize
 from viewfinder.build.templates import PromptTemplate, load_template
@@ -143,7 +143,7 @@ class Analyzer(BaseAnalyzer, Generic[T]):
 
     def analyze_many(
         self,
-        images: Iterable[BatchInput],
+        images: Iterable[BatchInputLike],
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         rate_limiter: Gate | None = None,
@@ -172,7 +172,7 @@ class Analyzer(BaseAnalyzer, Generic[T]):
 
     def aanalyze_many(
         self,
-        images: Iterable[BatchInput] | AsyncIterable[BatchInput],
+        images: Iterable[BatchInputLike] | AsyncIterable[BatchInputLike],
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         rate_limiter: Gate | None = None,

@@ -33,11 +33,11 @@ from viewfinder.analyzers.flow import AnswerPath, FallbackPath, LocalPath, Model
 from viewfinder.batch.online import (
     DEFAULT_CONCURRENCY,
     AsyncBatchRun,
-    BatchInput,
     BatchRun,
     arun_many,
     run_many,
 )
+from viewfinder.batch.records import BatchInputLike
 from viewfinder.build.grid import Frame
 from viewfinder.build.plan import CallPlan, ImageSize
 from viewfinder.build.templates import PromptTemplate, builtin_template, load_template
@@ -494,7 +494,7 @@ class ImageAnalyzer(BaseAnalyzer):
 
     def analyze_many(
         self,
-        images: Iterable[BatchInput],
+        images: Iterable[BatchInputLike],
         features: FeatureArg = ALL_FEATURES,
         *,
         smart_crops_aspect_ratios: Sequence[float] | None = None,
@@ -509,7 +509,7 @@ class ImageAnalyzer(BaseAnalyzer):
         """Analyse a stream of images, `concurrency` at a time, yielding as each completes.
 
         `images` is read lazily: paths, URLs, bytes, PIL images, or `(id, image)` pairs.
-        Each input gives one `viewfinder.batch.online.BatchItem` (result or typed error, usage,
+        Each input gives one `viewfinder.batch.records.BatchItem` (result or typed error, usage,
         cost); a failing image never stops the batch. The work runs on a background
         event loop (`viewfinder.batch.online`); break out or `close()` to cancel it.
 
@@ -548,7 +548,7 @@ class ImageAnalyzer(BaseAnalyzer):
 
     def aanalyze_many(
         self,
-        images: Iterable[BatchInput] | AsyncIterable[BatchInput],
+        images: Iterable[BatchInputLike] | AsyncIterable[BatchInputLike],
         features: FeatureArg = ALL_FEATURES,
         *,
         smart_crops_aspect_ratios: Sequence[float] | None = None,

@@ -7,8 +7,8 @@ around this module. There is one implementation, the async core (`_Core.run`):
   so at most `concurrency` inputs are being worked on and a generator of ten million
   paths is never materialised;
 - each input is prepared and analysed in its own asyncio task; results are yielded as
-  they complete, as `BatchItem`s (a failing image is an item with a typed `error`, and
-  never stops the batch);
+  they complete, as `viewfinder.batch.records.BatchItem`s (a failing image is an item
+  with a typed `error`, and never stops the batch);
 - before starting an image the batch budget is checked with the expected size of the
   next request (the mean input tokens so far); once it is reached nothing more starts,
   in-flight images finish, and the inputs never started are counted in the summary.
@@ -48,10 +48,11 @@ from collections.abc import (
     Iterable,
     Iterator,
 )
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeAlias
 
+from viewfinder.batch.records import BatchInputLike, BatchItem, BatchSummary, R, split_input
 from viewfinder.cost.pricing import cost_of
 from viewfinder.engine.budget import Budget
 from viewfinder.engine.engine import Engine, Gate
@@ -74,10 +75,7 @@ __all__ = [
     "DEFAULT_CONCURRENCY",
     "AsyncBatchRun",
     "BatchCall",
-    "BatchInput",
-    "BatchItem",
     "BatchRun",
-    "BatchSummary",
     "arun_many",
     "run_many",
 ]
@@ -86,133 +84,8 @@ DEFAULT_CONCURRENCY = 8
 """Images analysed at the same time unless told otherwise."""
 
 
-class _Result(Protocol):
-    """What an analysis returns: `ImageAnalysisResult` or `AnalysisRun`."""
-
-    @property
-    def usage(self) -> Usage: ...
-
-    def model_dump(self, *, mode: str = ...) -> dict[str, Any]: ...
-
-
-R = TypeVar("R", bound=_Result)
-
-BatchInput: TypeAlias = ImageInput | tuple[Any, ImageInput]
-"""An image, or an `(id, image)` pair where `id` is the caller's own identity."""
-
 BatchCall: TypeAlias = Callable[[LoadedImage, Engine, Budget | None], Awaitable[R]]
 """Analyse one read image through `engine`, charging `budget`; built by the analyzer."""
-
-
-@dataclass(frozen=True)
-class BatchItem(Generic[R]):
-    """The outcome of one input: a result or a typed error, with what it cost.
-
-    Attributes:
-        id: The caller's id (from an `(id, image)` pair), else the path or the URL
-            (`viewfinder.prepare.urls.safe_url`: query kept, secret values digested), else `index`.
-        index: Position of the input in the iterable, from 0.
-        source: Printable input: the path, the URL as `safe_url` gives it, `<bytes>`...
-        sha256: Hex SHA-256 of the input bytes; None when they could not be read.
-        result: The analysis, when it succeeded.
-        error: Why it failed (a `ViewfinderError`), when it did.
-        usage: Tokens and requests spent on it (failed attempts included).
-        cost: Dollars spent on it (`viewfinder.cost.pricing.cost_of`); None if unpriced.
-    """
-
-    id: Any
-    index: int
-    source: str
-    sha256: str | None
-    result: R | None = None
-    error: ViewfinderError | None = None
-    usage: Usage = field(default_factory=Usage)
-    cost: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the image was analysed."""
-        return self.error is None
-
-    @property
-    def error_info(self) -> dict[str, str] | None:
-        """The error as JSON-able `{"type", "message"}`; None when it succeeded."""
-        if self.error is None:
-            return None
-        return {"type": type(self.error).__name__, "message": str(self.error)}
-
-    def to_record(self) -> dict[str, Any]:
-        """One JSON-able record: id, source, sha256, status, result or error, usage, cost."""
-        record: dict[str, Any] = {
-            "id": self.id,
-            "source": self.source,
-            "sha256": self.sha256,
-            "status": "ok" if self.ok else "error",
-        }
-        if self.result is not None and self.ok:
-            record["result"] = self.result.model_dump(mode="json")
-        else:
-            record["error"] = self.error_info
-        record["usage"] = self.usage.model_dump(mode="json")
-        record["cost"] = self.cost
-        return record
-
-
-@dataclass
-class BatchSummary:
-    """Running totals of a batch, updated as items are yielded.
-
-    Attributes:
-        ok: Images analysed.
-        failed: Images that failed (each yielded with its error).
-        cached: Analysed images answered from the cache (no request sent).
-        usage: Everything spent, failures included.
-        dollars: Dollars spent on the priced part of `usage`.
-        unpriced: Items that spent tokens on a model with no price.
-        not_started: Inputs never started because the batch budget was reached.
-        budget_error: The error that stopped the batch, if its budget was reached.
-        started_at: `time.monotonic()` when the batch started.
-        finished_at: `time.monotonic()` when it ended; None while it runs.
-    """
-
-    ok: int = 0
-    failed: int = 0
-    cached: int = 0
-    usage: Usage = field(default_factory=Usage)
-    dollars: float = 0.0
-    unpriced: int = 0
-    not_started: int = 0
-    budget_error: BudgetExceededError | None = None
-    started_at: float = field(default_factory=time.monotonic)
-    finished_at: float | None = None
-
-    @property
-    def done(self) -> int:
-        """Items yielded so far (analysed or failed)."""
-        return self.ok + self.failed
-
-    @property
-    def elapsed(self) -> float:
-        """Seconds since the start (until the end, once finished)."""
-        return (self.finished_at or time.monotonic()) - self.started_at
-
-    @property
-    def per_minute(self) -> float:
-        """Items yielded per minute so far."""
-        return self.done * 60.0 / self.elapsed if self.elapsed > 0 else 0.0
-
-    def record(self, item: BatchItem[Any]) -> None:
-        """Count one yielded item."""
-        if item.ok:
-            self.ok += 1
-            self.cached += item.usage.cache_hit
-        else:
-            self.failed += 1
-        self.usage = self.usage + item.usage
-        if item.cost is not None:
-            self.dollars += item.cost
-        elif item.usage.total_tokens:
-            self.unpriced += 1
 
 
 # --- inputs -----------------------------------------------------------------------------
@@ -286,13 +159,6 @@ class _ThreadedSource:
         except asyncio.CancelledError:
             self._stop.set()  # the counting thread stops at its next item
             raise
-
-
-def _split(raw: object) -> tuple[Any, ImageInput]:
-    """`(id, image)` pairs apart from bare images; the id is None for a bare image."""
-    if isinstance(raw, tuple) and len(raw) == 2:
-        return raw[0], raw[1]
-    return None, raw  # type: ignore[return-value]  # checked by prepare_image
 
 
 def _describe(image: object) -> str:
@@ -392,7 +258,7 @@ class _Core(Generic[R]):
         return True
 
     async def _one(self, index: int, raw: object) -> BatchItem[R]:
-        given, image = _split(raw)
+        given, image = split_input(raw)
         source = _describe(image)
         ident = given
         if ident is None:
@@ -531,7 +397,7 @@ class AsyncBatchRun(AsyncIterator[BatchItem[R]]):
 
 def arun_many(
     analyzer: BaseAnalyzer,
-    images: Iterable[BatchInput] | AsyncIterable[BatchInput],
+    images: Iterable[BatchInputLike] | AsyncIterable[BatchInputLike],
     call: BatchCall[R],
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
@@ -683,7 +549,7 @@ def _in_thread(
 
 def run_many(
     analyzer: BaseAnalyzer,
-    images: Iterable[BatchInput],
+    images: Iterable[BatchInputLike],
     call: BatchCall[R],
     *,
     concurrency: int = DEFAULT_CONCURRENCY,

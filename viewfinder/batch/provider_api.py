@@ -12,12 +12,12 @@ The steps, each resumable from the state file (`<work_dir>/state.json`):
 3. **wait**: poll every batch until it is `completed`, `failed`, `expired` or `cancelled`,
    within a total timeout;
 4. **download** the output and error files next to the state file;
-5. **results**: one `BatchItemResult` per input image, in input order. An answer goes
-   through the same checks as online (refusal, content filter, truncation, then the
-   mode's response parser and the analyzer's `finish()`), so it becomes the same result
-   type with the same pixel boxes. A batch cannot re-ask: an invalid answer is an
-   `InvalidAnswerError` result, which `rerun="online"` (re-asks allowed) or
-   `rerun="batch"` (a follow-up batch) can fix.
+5. **results**: one `viewfinder.batch.records.BatchItem` per input image, in input
+   order, the same record as online. An answer goes through the same checks as online
+   (refusal, content filter, truncation, then the mode's response parser and the
+   analyzer's `finish()`), so it becomes the same result type with the same pixel boxes.
+   A batch cannot re-ask: an invalid answer is an `InvalidAnswerError` result, which
+   `rerun="online"` (re-asks allowed) or `rerun="batch"` (a follow-up batch) can fix.
 
 Resumption never pays twice: a shard with a batch id is never uploaded or submitted again,
 and a shard whose file was uploaded but whose batch id was not recorded (the process died
@@ -53,9 +53,9 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import IO, Any, Concatenate, Literal, ParamSpec, TypedDict, TypeVar, cast
+from typing import IO, Any, Concatenate, Literal, ParamSpec, TypeAlias, TypedDict, TypeVar, cast
 
 import httpx2
 import openai
@@ -63,10 +63,10 @@ from openai.types import Batch
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 
-from viewfinder import errors as _errors
 from viewfinder.analyzers.custom import Analyzer
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
 from viewfinder.batch.locks import WriterLock
+from viewfinder.batch.records import BatchInput, BatchInputLike, BatchItem, split_input
 from viewfinder.build.plan import CallPlan
 from viewfinder.cost.pricing import cost_of
 from viewfinder.engine.engine import (
@@ -82,11 +82,12 @@ from viewfinder.engine.engine import (
 from viewfinder.engine.providers import Provider, ProviderKind
 from viewfinder.engine.retry import sync_retrying, to_viewfinder_error
 from viewfinder.errors import (
+    BatchFailedError,
+    BatchTimeoutError,
     ConfigurationError,
     ContentFilterError,
     InvalidAnswerError,
     InvalidOptionError,
-    ModelBehaviorError,
     ProviderError,
     UserError,
     ViewfinderError,
@@ -101,13 +102,9 @@ __all__ = [
     "MAX_REQUESTS_PER_FILE",
     "OPENAI_BATCH_URL",
     "RERUN_ERRORS",
-    "BatchFailedError",
-    "BatchInput",
-    "BatchItemResult",
     "BatchJob",
     "BatchResult",
     "BatchState",
-    "BatchTimeoutError",
     "ShardState",
     "is_rerunnable",
     "request_body",
@@ -147,151 +144,14 @@ BatchResult = ImageAnalysisResult | AnalysisRun[Any]
 `AnalysisRun`, exactly as their online `analyze` / `analyze_detailed`."""
 
 
-# --- errors -------------------------------------------------------------------------------
+_Item: TypeAlias = BatchItem[BatchResult]
+"""What a job yields per input."""
 
 
-class BatchFailedError(ProviderError):
-    """A batch ended `failed`, `expired` or `cancelled` before answering this request.
-
-    Attributes:
-        batch_id: The batch.
-        batch_status: Its final status.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        batch_id: str | None = None,
-        batch_status: str | None = None,
-        usage: Usage | None = None,
-    ) -> None:
-        super().__init__(message, usage=usage)
-        self.batch_id = batch_id
-        self.batch_status = batch_status
-
-
-class BatchTimeoutError(ViewfinderError, TimeoutError):
-    """The batches did not finish within the total timeout. Nothing is lost: run again
-    with the same work directory to keep waiting on the same batches.
-
-    Attributes:
-        statuses: The last status seen, by batch id.
-    """
-
-    def __init__(self, message: str, *, statuses: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.statuses = dict(statuses or {})
-
-
-_ERROR_TYPES: dict[str, type[ViewfinderError]] = {
-    name: value
-    for name, value in vars(_errors).items()
-    if isinstance(value, type) and issubclass(value, ViewfinderError)
-} | {"BatchFailedError": BatchFailedError, "BatchTimeoutError": BatchTimeoutError}
-
-
-def _error_record(exc: ViewfinderError) -> dict[str, Any]:
-    """A JSON-able view of `exc`: its type name, message and typed attributes."""
-    record: dict[str, Any] = {
-        "type": type(exc).__name__,
-        "message": str(exc.args[0]) if exc.args else str(exc),
-    }
-    for name in ("status_code", "request_id", "raw_answer", "batch_id", "batch_status"):
-        value = getattr(exc, name, None)
-        if value is not None:
-            record[name] = value
-    return record
-
-
-def _rebuild_error(record: Mapping[str, Any], usage: Usage | None) -> ViewfinderError:
-    """The typed exception an error record describes (the inverse of `_error_record`)."""
-    cls = _ERROR_TYPES.get(str(record.get("type")), ViewfinderError)
-    message = str(record.get("message", ""))
-    if issubclass(cls, BatchFailedError):
-        return cls(
-            message,
-            batch_id=record.get("batch_id"),
-            batch_status=record.get("batch_status"),
-            usage=usage,
-        )
-    if issubclass(cls, ProviderError):
-        return cls(
-            message,
-            status_code=record.get("status_code"),
-            request_id=record.get("request_id"),
-            usage=usage,
-        )
-    if issubclass(cls, ModelBehaviorError):
-        return cls(message, raw_answer=record.get("raw_answer"), usage=usage)
-    try:
-        return cls(message)
-    except TypeError:  # a class with required keyword arguments
-        return ViewfinderError(message)
-
-
-# --- records --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BatchInput:
-    """An image with your own id for it (the `custom_id` starts with it).
-
-    Attributes:
-        image: Anything `analyze` accepts.
-        id: Your id; default the path for path inputs, the URL as
-            `viewfinder.prepare.urls.safe_url` prints it (query kept, secret values digested)
-            for URL inputs, else `item-<index>`.
-    """
-
-    image: ImageInput
-    id: str | None = None
-
-
-@dataclass(frozen=True)
-class BatchItemResult:
-    """What became of one input image.
-
-    Attributes:
-        index: Position of the image in the input.
-        custom_id: The line's `custom_id`: your id (or the path) + `#` + 12 hex of sha256.
-        source: Printable description of the input (path, `<bytes>`, `safe_url` of a URL).
-        sha256: Hex SHA-256 of the input bytes; `None` when the image could not be read.
-        result: The analysis, as the online path returns it; `None` on error.
-        error: `{"type": <error class name>, "message", ...typed attributes}`; `None` on
-            success. `exception` gives the typed exception.
-        usage: Tokens of the answer (one request, no re-asks). A batch bills only
-            answered requests.
-        batch_priced: True when the answer came from a batch (Batch API prices), False
-            when it came from an online re-run.
-        cost: Dollars at the matching price, `None` when the model has no price.
-    """
-
-    index: int
-    custom_id: str
-    source: str
-    sha256: str | None
-    result: BatchResult | None
-    error: dict[str, Any] | None
-    usage: Usage = field(default_factory=Usage)
-    batch_priced: bool = True
-    cost: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when there is a result."""
-        return self.error is None
-
-    @property
-    def exception(self) -> ViewfinderError | None:
-        """The typed error (`InvalidAnswerError`, `ContentFilterError`, ...), or `None`."""
-        return None if self.error is None else _rebuild_error(self.error, self.usage)
-
-
-def is_rerunnable(item: BatchItemResult) -> bool:
+def is_rerunnable(item: BatchItem[Any]) -> bool:
     """Whether another attempt can fix `item`: an invalid answer (online re-runs re-ask),
     a server or rate-limit error, or a batch that ended without answering it."""
-    return item.error is not None and item.error.get("type") in RERUN_ERRORS
+    return item.error is not None and type(item.error).__name__ in RERUN_ERRORS
 
 
 class ShardState(TypedDict):
@@ -687,7 +547,7 @@ class BatchJob:
     # --- 1. write ---------------------------------------------------------------------------
 
     @_locked
-    def write(self, images: Iterable[ImageInput | BatchInput]) -> BatchState:
+    def write(self, images: Iterable[BatchInputLike]) -> BatchState:
         """Prepare every image and stream its request line into the input shards.
 
         Does nothing when the work directory already has its shards (a resumed run does
@@ -727,19 +587,19 @@ class BatchJob:
         return self.state
 
     def _write_one(
-        self, index: int, item: ImageInput | BatchInput, writer: _ShardWriter, seen: set[str]
+        self, index: int, item: BatchInputLike, writer: _ShardWriter, seen: set[str]
     ) -> dict[str, Any]:
         """Prepare one image and write its line; its manifest entry."""
-        image, given_id = (item.image, item.id) if isinstance(item, BatchInput) else (item, None)
+        given_id, image = split_input(item)
         path = _reopenable(image)
         url = safe_url(image) if isinstance(image, str) and path is None else None
-        base_id = given_id or path or url or f"item-{index}"
+        base_id = str(given_id) if given_id is not None else path or url or f"item-{index}"
         entry: dict[str, Any] = {"index": index, "base_id": base_id, "path": path, "shard": None}
         try:
             prepared = self.analyzer.prepare(image)
         except ViewfinderError as exc:
             entry["custom_id"] = _unique(f"{base_id}#unreadable", seen)
-            entry |= {"source": _label(image), "sha256": None, "error": _error_record(exc)}
+            entry |= {"source": _label(image), "sha256": None, "error": exc.to_record()}
             return entry
         entry["custom_id"] = _unique(f"{base_id}#{prepared.sha256[:12]}", seen)
         entry |= _geometry(prepared)
@@ -752,7 +612,7 @@ class BatchJob:
                 f"the request is {len(line)} bytes, over max_bytes_per_file="
                 f"{self.max_bytes_per_file}; lower max_side or raise the cap"
             )
-            entry["error"] = _error_record(too_big)
+            entry["error"] = too_big.to_record()
         return entry
 
     def _line(self, custom_id: str, request: Request[BaseModel]) -> bytes:
@@ -951,11 +811,11 @@ class BatchJob:
 
     # --- 5. results -------------------------------------------------------------------------
 
-    def results(self) -> Iterator[BatchItemResult]:
+    def results(self) -> Iterator[_Item]:
         """One result per input image, in input order (finished batches only).
 
         Yields:
-            `BatchItemResult`s; answers checked and finished as online, errors typed.
+            `BatchItem`s; answers checked and finished as online, errors typed.
 
         Raises:
             UserError: A batch is not finished yet (call `wait` first).
@@ -966,7 +826,7 @@ class BatchJob:
             raise UserError(f"batches {unfinished} are not finished: call wait() first")
         return self._results(state)
 
-    def _results(self, state: BatchState) -> Iterator[BatchItemResult]:
+    def _results(self, state: BatchState) -> Iterator[_Item]:
         """Walk the manifest; shards fill in input order, so one shard is indexed at a time."""
         answers: _ShardAnswers | None = None
         try:
@@ -987,20 +847,20 @@ class BatchJob:
 
     def _item(
         self, entry: dict[str, Any], record: dict[str, Any] | None, state: BatchState
-    ) -> BatchItemResult:
+    ) -> _Item:
         """The result of one manifest entry, from its output or error line if any."""
         if entry["error"] is not None:
-            return self._failure(entry, entry["error"], Usage())
+            return self._failure(entry, ViewfinderError.from_record(entry["error"]), Usage())
         if record is None:
-            return self._failure(entry, _error_record(_missing(state.shards[entry["shard"]])))
+            return self._failure(entry, _missing(state.shards[entry["shard"]]))
         response = record.get("response") or {}
         if record.get("error") or response.get("status_code") != 200:
             batch_id = state.shards[entry["shard"]]["batch_id"]
-            error = _error_record(_line_error(record, batch_id))
+            error = _line_error(record, batch_id)
             return self._failure(entry, error, Usage(requests=1 if response else 0))
         return self._answer(entry, response)
 
-    def _answer(self, entry: dict[str, Any], response: dict[str, Any]) -> BatchItemResult:
+    def _answer(self, entry: dict[str, Any], response: dict[str, Any]) -> _Item:
         """Check, parse and finish one answered line exactly as the online path does."""
         tally = Tally()
         tally.attempt()
@@ -1009,7 +869,7 @@ class BatchJob:
             completion = ChatCompletion.model_validate(response.get("body"))
         except ValidationError as exc:
             error = InvalidAnswerError(f"the batch answer is not a chat completion: {exc}")
-            return self._failure(entry, _error_record(error), tally.usage())
+            return self._failure(entry, error, tally.usage())
         tally.record(completion, {"x-request-id": request_id} if request_id else {})
         usage = tally.usage()
         model = self._response_model()
@@ -1017,14 +877,14 @@ class BatchJob:
             check_completion(completion, tally)
             parsed = parse_completion(completion, model, self.analyzer.provider.mode)
         except ViewfinderError as exc:
-            return self._failure(entry, _error_record(exc), usage)
+            return self._failure(entry, exc, usage)
         except PARSE_ERRORS as exc:
             error = InvalidAnswerError(
                 f"the answer failed validation (a batch cannot re-ask): {exc}",
                 raw_answer=raw_answer(completion),
                 usage=usage,
             )
-            return self._failure(entry, _error_record(error), usage)
+            return self._failure(entry, error, usage)
         clean = model.model_validate_json(parsed.model_dump_json())  # as Engine._completed
         result = self._plan.finish(Completed(clean, usage, request_id), _stub_image(entry))
         return self._item_result(entry, result, None, usage, batch=True)
@@ -1036,43 +896,44 @@ class BatchJob:
         return self._parse_model
 
     def _failure(
-        self, entry: dict[str, Any], error: dict[str, Any], usage: Usage | None = None
-    ) -> BatchItemResult:
+        self, entry: dict[str, Any], error: ViewfinderError, usage: Usage | None = None
+    ) -> _Item:
         return self._item_result(entry, None, error, usage or Usage(), batch=True)
 
     def _item_result(
         self,
         entry: Mapping[str, Any],
         result: BatchResult | None,
-        error: dict[str, Any] | None,
+        error: ViewfinderError | None,
         usage: Usage,
         *,
         batch: bool,
-    ) -> BatchItemResult:
-        return BatchItemResult(
+    ) -> _Item:
+        return BatchItem(
+            id=entry["base_id"],
             index=entry["index"],
-            custom_id=entry["custom_id"],
             source=entry["source"],
             sha256=entry["sha256"],
             result=result,
             error=error,
             usage=usage,
-            batch_priced=batch,
             cost=cost_of(usage, self.analyzer.provider.model, batch=batch),
+            batch_priced=batch,
+            custom_id=entry["custom_id"],
         )
 
     # --- 6. re-run failures -------------------------------------------------------------------
 
     def rerun_failed(
         self,
-        items: Iterable[BatchItemResult],
+        items: Iterable[_Item],
         *,
         via: Literal["online", "batch"] = "online",
-        rerun_if: Callable[[BatchItemResult], bool] = is_rerunnable,
-        resolve: Callable[[BatchItemResult], ImageInput | None] | None = None,
+        rerun_if: Callable[[_Item], bool] = is_rerunnable,
+        resolve: Callable[[_Item], ImageInput | None] | None = None,
         timeout: float | None = None,
         poll_interval: float = 60.0,
-    ) -> Iterator[BatchItemResult]:
+    ) -> Iterator[_Item]:
         """Run the failed items again; every item comes back, failed ones replaced, in order.
 
         Args:
@@ -1101,10 +962,10 @@ class BatchJob:
 
     def _rerun_online(
         self,
-        items: Iterable[BatchItemResult],
-        rerun_if: Callable[[BatchItemResult], bool],
-        resolve: Callable[[BatchItemResult], ImageInput | None] | None,
-    ) -> Iterator[BatchItemResult]:
+        items: Iterable[_Item],
+        rerun_if: Callable[[_Item], bool],
+        resolve: Callable[[_Item], ImageInput | None] | None,
+    ) -> Iterator[_Item]:
         inputs: dict[int, tuple[str | None, str]] | None = None
         with self._hold():  # two processes re-running the same items would pay twice
             for item in items:
@@ -1115,8 +976,9 @@ class BatchJob:
                 image = resolve(item) if resolve is not None else inputs[item.index][0]
                 yield item if image is None else self._analyze_online(item, image)
 
-    def _analyze_online(self, item: BatchItemResult, image: ImageInput) -> BatchItemResult:
+    def _analyze_online(self, item: _Item, image: ImageInput) -> _Item:
         entry = {
+            "base_id": item.id,
             "index": item.index,
             "custom_id": item.custom_id,
             "source": item.source,
@@ -1126,17 +988,17 @@ class BatchJob:
             result = self.analyzer.run(self._plan, image)
         except ViewfinderError as exc:
             usage = getattr(exc, "usage", None) or Usage()
-            return self._item_result(entry, None, _error_record(exc), usage, batch=False)
+            return self._item_result(entry, None, exc, usage, batch=False)
         return self._item_result(entry, result, None, result.usage, batch=False)
 
     def _follow_up(
         self,
-        items: Iterable[BatchItemResult],
-        rerun_if: Callable[[BatchItemResult], bool],
-        resolve: Callable[[BatchItemResult], ImageInput | None] | None,
+        items: Iterable[_Item],
+        rerun_if: Callable[[_Item], bool],
+        resolve: Callable[[_Item], ImageInput | None] | None,
         timeout: float,
         poll_interval: float,
-    ) -> dict[int, BatchItemResult]:
+    ) -> dict[int, _Item]:
         """Re-run the failed `items` in one follow-up batch; their new results by index."""
         inputs = self._inputs()
         retry: list[tuple[int, BatchInput]] = []
@@ -1171,15 +1033,15 @@ class BatchJob:
 
     def run(
         self,
-        images: Iterable[ImageInput | BatchInput],
+        images: Iterable[BatchInputLike],
         *,
         timeout: float,
         poll_interval: float = 60.0,
         on_poll: Callable[[BatchState], None] | None = None,
         rerun: Literal["online", "batch"] | None = None,
-        rerun_if: Callable[[BatchItemResult], bool] = is_rerunnable,
-        resolve: Callable[[BatchItemResult], ImageInput | None] | None = None,
-    ) -> Iterator[BatchItemResult]:
+        rerun_if: Callable[[_Item], bool] = is_rerunnable,
+        resolve: Callable[[_Item], ImageInput | None] | None = None,
+    ) -> Iterator[_Item]:
         """Write, submit, wait and download now; then iterate over the results.
 
         Args:
@@ -1203,7 +1065,7 @@ class BatchJob:
             self.write(images)
             self.submit()
             self.wait(timeout=timeout, poll_interval=poll_interval, on_poll=on_poll)
-            items: Iterator[BatchItemResult]
+            items: Iterator[_Item]
             if rerun is None:
                 items = self.results()
             elif rerun == "online":
@@ -1239,7 +1101,7 @@ class BatchJob:
 
 def run_batch(
     analyzer: ImageAnalyzer | Analyzer[Any],
-    images: Iterable[ImageInput | BatchInput],
+    images: Iterable[BatchInputLike],
     *,
     work_dir: str | os.PathLike[str],
     timeout: float,
@@ -1250,14 +1112,14 @@ def run_batch(
     max_bytes_per_file: int = MAX_BYTES_PER_FILE,
     batch_model: str | None = None,
     **options: Any,
-) -> Iterator[BatchItemResult]:
+) -> Iterator[_Item]:
     """Analyse `images` through the Batch API; see `BatchJob` and `BatchJob.run`.
 
     Everything up to the download happens before this returns; the results are then
     read lazily, in input order. Run it again with the same `work_dir` to resume.
 
     Returns:
-        One `BatchItemResult` per image, in input order.
+        One `BatchItem` per image, in input order.
     """
     job = BatchJob(
         analyzer,

@@ -10,18 +10,21 @@ Inputs are a directory (walked recursively for image files), a glob, a single im
 or a text file listing one path or http(s) URL per line (`-` reads the list from
 stdin). They are streamed, never listed whole.
 
-Each image gives one line `{"id", "source", "sha256", "status": "ok"|"error",
-"result" | "error": {"type", "message"}, "usage", "cost", "id_version": 2}`, written
-whole, flushed and fsynced: a kill loses at most the requests in flight and never leaves
-a torn line behind (a torn last line from a crash mid-write is cut off on the next
-start). On a re-run the images whose latest line is "ok" are skipped, and the others are
-tried again (the new line is appended; the latest line wins).
+Each image gives one line, `viewfinder.batch.records.BatchItem.to_record()` (the same
+with `--via batch-api`): `{"id", "index", "source", "sha256", "status": "ok"|"error",
+"result" | "error": {"type", "message", ...attributes}, "usage", "cost", "batch_priced",
+"custom_id", "id_version": 2}`, written whole, flushed and fsynced: a kill loses at
+most the requests in flight and never leaves a torn line behind (a torn last line from a
+crash mid-write is cut off on the next start). On a re-run the images whose latest line
+is "ok" are skipped, and the others are tried again (the new line is appended; the
+latest line wins).
 
 Ids: a path (normalised), or a URL as `viewfinder.prepare.urls.safe_url` prints it: the query
 string is kept, so `img?id=1` and `img?id=2` are two images, but the values of
 signature-like parameters (`sig`, `token`, `X-Amz-Signature`...) are replaced by a short
-digest, so no secret reaches the file. Lines without `"id_version"` were written when URL
-ids had no query string at all; on resuming such a file, a URL whose query-less id is
+digest, so no secret reaches the file. Lines in every earlier shape are read on resume
+(`viewfinder.batch.records.record_outcome`). Lines without `"id_version"` were written
+when URL ids had no query string at all; on resuming such a file, a URL whose query-less id is
 "ok" there counts as done (that run could not tell its query variants apart), and the
 summary says how many were skipped that way.
 
@@ -57,8 +60,9 @@ from rich.text import Text
 
 from viewfinder.analyzers import Feature, ImageAnalyzer
 from viewfinder.batch.locks import WriterLock
-from viewfinder.batch.online import DEFAULT_CONCURRENCY, BatchRun, BatchSummary
-from viewfinder.batch.provider_api import BatchInput, BatchJob
+from viewfinder.batch.online import DEFAULT_CONCURRENCY, BatchRun
+from viewfinder.batch.provider_api import BatchJob
+from viewfinder.batch.records import BatchInput, BatchSummary, record_outcome
 from viewfinder.cli.batch_api import progress_text
 from viewfinder.cli.options import (
     AllowHostOption,
@@ -85,10 +89,6 @@ IMAGE_SUFFIXES: Final = frozenset(
 """Files of a directory argument that are analysed (the formats Azure accepts)."""
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
-
-ID_VERSION: Final = 2
-"""`"id_version"` of every line written now: URL ids keep their query (`safe_url`).
-Lines without it (version 1) gave a URL the id `legacy_url_id`, without its query."""
 
 
 class Via(StrEnum):
@@ -211,6 +211,8 @@ def iter_sources(arguments: Sequence[str]) -> Iterator[tuple[str, str]]:
 def read_done_ids(path: Path, legacy: set[str] | None = None) -> tuple[set[str], bool]:
     """Ids whose latest line in `path` is "ok", read streaming; cuts off a torn last line.
 
+    Lines of every shape viewfinder wrote count (`viewfinder.batch.records.record_outcome`).
+
     Memory: one string per finished image (about 100 bytes with the set's overhead for
     a short path, so some 1 GB for ten million images); the lines themselves are not kept.
 
@@ -234,18 +236,18 @@ def read_done_ids(path: Path, legacy: set[str] | None = None) -> tuple[set[str],
                 break
             good_end += len(line)
             try:
-                record = json.loads(line)
+                outcome = record_outcome(json.loads(line))
             except ValueError:
                 continue
-            if not isinstance(record, dict) or "id" not in record:
+            if outcome is None:
                 continue
-            ident = str(record["id"])
-            if record.get("status") == "ok":
+            ident = outcome.id
+            if outcome.ok:
                 done.add(ident)
             else:
                 done.discard(ident)
             if legacy is not None:
-                if record.get("status") == "ok" and "id_version" not in record and _is_url(ident):
+                if outcome.ok and outcome.id_version == 1 and _is_url(ident):
                     legacy.add(ident)
                 else:
                     legacy.discard(ident)
@@ -261,8 +263,7 @@ class _Writer:
         self._file = path.open("ab", buffering=0)
 
     def write(self, record: dict[str, Any]) -> None:
-        """Append `record`, stamped with the `"id_version"` its id follows."""
-        record = {**record, "id_version": ID_VERSION}
+        """Append `record` as one line."""
         view = memoryview((json.dumps(record, ensure_ascii=False) + "\n").encode())
         while view:
             written = self._file.write(view) or 0
@@ -541,7 +542,7 @@ def batch(
         analyzer.close()
         lock.release()
     err.print(Text(_summary_text(summary, counts, torn)), soft_wrap=True)
-    raise typer.Exit(_EXIT_FAILED if summary.failed or summary.not_started else _EXIT_OK)
+    raise typer.Exit(_EXIT_OK if summary.complete else _EXIT_FAILED)
 
 
 def _run_batch_api(
@@ -567,27 +568,10 @@ def _run_batch_api(
         on_poll=lambda state: err.print(Text(progress_text(state)), soft_wrap=True),
         rerun=rerun,  # type: ignore[arg-type]
     ):
-        ident = item.custom_id.rsplit("#", 1)[0]  # "<id>#<12 hex of the sha256>"
-        if ident in done:
+        if item.id in done:
             continue  # a resumed job replays what an earlier run already wrote
         failed += 0 if item.ok else 1
-        record: dict[str, Any] = {
-            "id": ident,
-            "source": item.source,
-            "sha256": item.sha256,
-            "status": "ok" if item.ok else "error",
-        }
-        if item.result is not None and item.ok:
-            record["result"] = item.result.model_dump(mode="json")
-        else:
-            record["error"] = item.error
-        record |= {
-            "usage": item.usage.model_dump(mode="json"),
-            "cost": item.cost,
-            "batch_priced": item.batch_priced,
-            "custom_id": item.custom_id,
-        }
-        writer.write(record)
+        writer.write(item.to_record())
     return failed
 
 

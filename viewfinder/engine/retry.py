@@ -554,7 +554,8 @@ def to_viewfinder_error(
     401/403 give `AuthenticationError`, 429 `RateLimitError`, 5xx/408/409
     `ServerError`, other statuses `BadRequestError`, and connection errors or timeouts
     `TransportError` (with the root cause in the message). A status error keeps the
-    answer's `retry-after` as `retry_after`. A `ViewfinderError` is returned unchanged.
+    answer's `retry-after` as `retry_after` and its allow-listed headers as `headers`. A
+    `ViewfinderError` is returned unchanged.
     Messages quote the provider's error message, redacted, and never the request's
     headers.
 
@@ -581,6 +582,7 @@ def to_viewfinder_error(
             request_id=request_id,
             attempts=attempts,
             retry_after=retry_after_seconds(exc),
+            headers=exc.response.headers,
             usage=usage,
         )
     if isinstance(exc, openai.APITimeoutError):
@@ -594,6 +596,7 @@ def to_viewfinder_error(
             status_code=exc.status_code,
             request_id=exc.response.headers.get("x-request-id"),
             attempts=attempts,
+            headers=exc.response.headers,
             usage=usage,
         )
     else:
