@@ -37,7 +37,7 @@ from viewfinder.batch.provider_api import (
     run_batch,
 )
 from viewfinder.cost.pricing import cost_of
-from viewfinder.prepare.urls import safe_url
+from viewfinder.prepare.redact import safe_url
 from viewfinder.testing.simulator import BatchScript, Reply, ReplyLike, Simulator
 
 FEATURES = ["caption", "objects", "tags"]

@@ -25,7 +25,6 @@ from viewfinder.engine.retry import (
     async_retrying,
     describe_cause,
     is_retryable,
-    redact,
     retry_after_seconds,
     sync_retrying,
     to_viewfinder_error,
@@ -41,6 +40,7 @@ from viewfinder.errors import (
     TransportError,
     ViewfinderError,
 )
+from viewfinder.prepare.redact import redact_text
 from viewfinder.schemas.result import Usage
 from viewfinder.testing.simulator import Reply, Simulator
 
@@ -607,7 +607,7 @@ def test_describe_cause_redacts_queries_and_keys() -> None:
     assert "SECRET" not in text
     assert "pw@" not in text
     assert "https://acct.blob.core.windows.net/c/img.jpg?<redacted>" in text
-    assert redact("no secrets here") == "no secrets here"
+    assert redact_text("no secrets here") == "no secrets here"
 
 
 def test_to_viewfinder_error_mapping() -> None:

@@ -50,7 +50,8 @@ from viewfinder.errors import (
     TransportError,
 )
 from viewfinder.finish.crops import validate_aspect_ratios
-from viewfinder.prepare.images import ImageInput, LoadedImage, PreparedImage
+from viewfinder.prepare import PreparedImage
+from viewfinder.prepare.load import ImageInput, LoadedImage
 from viewfinder.prepare.pixel_budget import run_decode
 from viewfinder.schemas.result import ImageAnalysisResult, ImageMetadata
 

@@ -65,8 +65,8 @@ from viewfinder.errors import (
     InvalidOptionError,
     ViewfinderError,
 )
-from viewfinder.prepare.images import ImageInput, LoadedImage
-from viewfinder.prepare.urls import safe_url
+from viewfinder.prepare.load import ImageInput, LoadedImage
+from viewfinder.prepare.redact import safe_url
 from viewfinder.schemas.result import Usage
 
 if TYPE_CHECKING:
@@ -112,7 +112,8 @@ class BatchItem(Generic[R]):
 
     Attributes:
         id: The caller's id (from an `(id, image)` pair), else the path or the URL
-            (`viewfinder.prepare.urls.safe_url`: query kept, secret values digested), else `index`.
+            (`viewfinder.prepare.redact.safe_url`: query kept, secret values digested),
+            else `index`.
         index: Position of the input in the iterable, from 0.
         source: Printable input: the path, the URL as `safe_url` gives it, `<bytes>`...
         sha256: Hex SHA-256 of the input bytes; None when they could not be read.

@@ -89,8 +89,9 @@ from viewfinder.errors import (
     ViewfinderError,
 )
 from viewfinder.finish.crops import validate_aspect_ratios
-from viewfinder.prepare.images import ImageInput, PreparedImage
-from viewfinder.prepare.urls import safe_url
+from viewfinder.prepare import PreparedImage
+from viewfinder.prepare.load import ImageInput
+from viewfinder.prepare.redact import safe_url
 from viewfinder.schemas.result import AnalysisRun, ImageAnalysisResult, Usage
 
 __all__ = [
@@ -246,7 +247,7 @@ class BatchInput:
     Attributes:
         image: Anything `analyze` accepts.
         id: Your id; default the path for path inputs, the URL as
-            `viewfinder.prepare.urls.safe_url` prints it (query kept, secret values digested)
+            `viewfinder.prepare.redact.safe_url` prints it (query kept, secret values digested)
             for URL inputs, else `item-<index>`.
     """
 

@@ -53,8 +53,9 @@ from viewfinder.cli.options import (
 from viewfinder.draw import draw
 from viewfinder.errors import ConfigurationError, InvalidOptionError, UserError, ViewfinderError
 from viewfinder.finish.crops import validate_aspect_ratios
+from viewfinder.prepare import DEFAULT_MAX_SIDE
 from viewfinder.prepare.fetch import trusted_hosts
-from viewfinder.prepare.images import DEFAULT_MAX_SIDE, redact_url
+from viewfinder.prepare.redact import redact_url
 from viewfinder.schemas.geometry import BoundingBox
 from viewfinder.schemas.result import ImageAnalysisResult, Usage
 

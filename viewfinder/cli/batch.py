@@ -17,7 +17,7 @@ a torn line behind (a torn last line from a crash mid-write is cut off on the ne
 start). On a re-run the images whose latest line is "ok" are skipped, and the others are
 tried again (the new line is appended; the latest line wins).
 
-Ids: a path (normalised), or a URL as `viewfinder.prepare.urls.safe_url` prints it: the query
+Ids: a path (normalised), or a URL as `viewfinder.prepare.redact.safe_url` prints it: the query
 string is kept, so `img?id=1` and `img?id=2` are two images, but the values of
 signature-like parameters (`sig`, `token`, `X-Amz-Signature`...) are replaced by a short
 digest, so no secret reaches the file. Lines without `"id_version"` were written when URL
@@ -69,7 +69,7 @@ from viewfinder.cli.options import (
 from viewfinder.engine.budget import Budget
 from viewfinder.engine.ratelimit import RateLimiter
 from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
-from viewfinder.prepare.urls import legacy_url_id, safe_url
+from viewfinder.prepare.redact import legacy_url_id, safe_url
 from viewfinder.schemas.result import ImageAnalysisResult
 
 __all__ = ["IMAGE_SUFFIXES", "iter_sources", "read_done_ids", "register"]

@@ -31,7 +31,7 @@ from viewfinder.batch.provider_api import (
     BatchJob,
     BatchState,
 )
-from viewfinder.prepare.images import ImageInput
+from viewfinder.prepare.load import ImageInput
 from viewfinder.schemas.result import Usage
 
 __all__ = ["BatchSummary", "item_record", "progress_text", "run_to_records"]

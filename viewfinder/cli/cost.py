@@ -41,7 +41,8 @@ from viewfinder.cost.estimate import Estimate, EstimateSummary, estimate_many, e
 from viewfinder.cost.estimate import offline_analyzer as _offline_analyzer
 from viewfinder.cost.pricing import load_prices
 from viewfinder.errors import UserError, ViewfinderError
-from viewfinder.prepare.images import DEFAULT_MAX_SIDE, redact_url
+from viewfinder.prepare import DEFAULT_MAX_SIDE
+from viewfinder.prepare.redact import redact_url
 
 __all__ = ["IMAGE_SUFFIXES", "NOTICE", "expand_images", "register"]
 

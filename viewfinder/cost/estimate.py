@@ -43,7 +43,8 @@ from viewfinder.engine.engine import Request
 from viewfinder.engine.providers import is_reasoning_model
 from viewfinder.errors import ConfigurationError, InvalidOptionError
 from viewfinder.finish.crops import validate_aspect_ratios
-from viewfinder.prepare.images import DEFAULT_MAX_SIDE, ImageInput, PreparedImage
+from viewfinder.prepare import DEFAULT_MAX_SIDE, PreparedImage
+from viewfinder.prepare.load import ImageInput
 from viewfinder.schemas.result import Usage
 
 __all__ = [

@@ -27,7 +27,6 @@ import email.utils
 import logging
 import math
 import random
-import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -48,6 +47,7 @@ from viewfinder.errors import (
     TransportError,
     ViewfinderError,
 )
+from viewfinder.prepare.redact import redact_text
 from viewfinder.schemas.result import Usage
 
 __all__ = [
@@ -57,7 +57,6 @@ __all__ = [
     "async_retrying",
     "describe_cause",
     "is_retryable",
-    "redact",
     "retry_after_seconds",
     "sync_retrying",
     "to_viewfinder_error",
@@ -293,41 +292,10 @@ def describe_cause(exc: BaseException) -> str:
     root = _cause_chain(exc)[-1]
     text = str(root).strip()
     described = f"{type(root).__name__}: {text}" if text else type(root).__name__
-    described = redact(described)
+    described = redact_text(described)
     if len(described) > _MAX_CAUSE_TEXT:
         described = described[: _MAX_CAUSE_TEXT - 1] + "…"
     return described
-
-
-_REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # credentials in a URL: scheme://user:password@host
-    (
-        re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/@'\"<>]+@"),
-        r"\g<scheme><redacted>@",
-    ),
-    # query strings (SAS tokens, keys): keep the path, drop everything after "?"
-    (
-        re.compile(r"(?P<url>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#'\"<>]*)\?[^\s#'\"<>]*"),
-        r"\g<url>?<redacted>",
-    ),
-    (re.compile(r"\bsk-[A-Za-z0-9_*.\-]{4,}"), "sk-<redacted>"),
-    (re.compile(r"(?i)\b(bearer\s+)[^\s'\",]+"), r"\1<redacted>"),
-    (re.compile(r"(?i)\b(api[-_]?key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"), r"\1<redacted>"),
-)
-
-
-def redact(text: str) -> str:
-    """Remove URL query strings, URL credentials and key-shaped strings from `text`.
-
-    Args:
-        text: Any message that may quote a URL, a header or a key.
-
-    Returns:
-        The text with those parts replaced by `<redacted>`.
-    """
-    for pattern, replacement in _REDACTIONS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 # --- waiting --------------------------------------------------------------------------
@@ -590,7 +558,7 @@ def to_viewfinder_error(
     elif isinstance(exc, openai.APIResponseValidationError):
         return ProviderError(
             f"The model endpoint answered with data that does not match its API: "
-            f"{redact(exc.message)}",
+            f"{redact_text(exc.message)}",
             status_code=exc.status_code,
             request_id=exc.response.headers.get("x-request-id"),
             attempts=attempts,
@@ -624,4 +592,4 @@ def _provider_message(exc: openai.APIStatusError) -> str:
     body = exc.body
     message = body.get("message") if isinstance(body, dict) else None
     text = message if isinstance(message, str) and message.strip() else exc.message
-    return redact(text.strip()) or "no error message"
+    return redact_text(text.strip()) or "no error message"
