@@ -81,7 +81,7 @@ photo.save(f"{folder}/photo.png")
 LIBRARY_CHILD = """
 import json, sys, time
 from PIL import Image
-from viewfinder.prepare.images import prepare_image
+from viewfinder.prepare import prepare_image
 
 def status():
     fields = dict(line.split(":", 1) for line in open("/proc/self/status"))

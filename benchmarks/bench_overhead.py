@@ -22,7 +22,7 @@ from PIL import Image
 
 import viewfinder as vf
 from viewfinder.analyzers.features import ALL_FEATURES
-from viewfinder.prepare.images import prepare_image
+from viewfinder.prepare import prepare_image
 from viewfinder.testing.simulator import Simulator
 
 ANSWER = {

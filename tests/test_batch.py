@@ -26,7 +26,7 @@ from pydantic import BaseModel
 import viewfinder as vf
 from viewfinder.batch.online import BatchItem
 from viewfinder.engine.ratelimit import RateLimiter
-from viewfinder.prepare.images import prepare_image
+from viewfinder.prepare import prepare_image
 from viewfinder.testing.simulator import Reply, Simulator
 
 CAPTION = {"caption": {"text": "a square", "confidence": 0.9}}

@@ -35,7 +35,7 @@ from viewfinder.batch.provider_api import (
 from viewfinder.batch.records import BatchInput, BatchItem
 from viewfinder.cost.pricing import cost_of
 from viewfinder.errors import BatchFailedError, BatchTimeoutError
-from viewfinder.prepare.urls import safe_url
+from viewfinder.prepare.redact import safe_url
 from viewfinder.testing.simulator import BatchScript, Reply, ReplyLike, Simulator
 
 FEATURES = ["caption", "objects", "tags"]

@@ -22,7 +22,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from viewfinder.cli.batch import register
-from viewfinder.prepare.urls import safe_url
+from viewfinder.prepare.redact import safe_url
 from viewfinder.testing.simulator import Reply, Simulator
 
 CAPTION = {"caption": {"text": "a square", "confidence": 0.9}}

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 import viewfinder.engine.cache
 from viewfinder import ImageAnalyzer
 from viewfinder.engine.cache import ResponseCache, default_cache_dir, request_key
-from viewfinder.prepare.payloads import redact_image_payloads
+from viewfinder.prepare.redact import redact_image_payloads
 from viewfinder.testing.simulator import Simulator
 
 BASE: dict[str, Any] = {

@@ -25,7 +25,7 @@ from viewfinder.analyzers.flow import (
     drive,
 )
 from viewfinder.build.plan import CallPlan
-from viewfinder.prepare.images import ImageInput, LoadedImage
+from viewfinder.prepare.load import ImageInput, LoadedImage
 
 
 def _steps(log: list[str]) -> Flow[str]:

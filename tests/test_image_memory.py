@@ -20,8 +20,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageOps, ImageStat
 from PIL import _imaging as core
 
 from viewfinder.local.engine import decode_full
-from viewfinder.prepare import images
-from viewfinder.prepare.images import PreparedImage, prepare_image
+from viewfinder.prepare import PreparedImage, decode, prepare_image
 
 BLOCK: int = 1 << 16
 """Pillow block size while measuring: small, so images span many blocks."""
@@ -148,7 +147,7 @@ def test_other_modes_are_converted_in_bands(
     mode: str,
     limit: float,
 ) -> None:
-    monkeypatch.setattr(images, "_BAND_PIXELS", 1 << 16)
+    monkeypatch.setattr(decode, "_BAND_PIXELS", 1 << 16)
     picture = pattern(SIZE)
     picture = picture.convert("L").convert("I;16") if mode == "I;16" else picture.convert(mode)
     data = encode(picture, "PNG", compress_level=1)
@@ -208,7 +207,7 @@ def test_bands_do_not_change_the_pixels(monkeypatch: pytest.MonkeyPatch) -> None
     data = encode(_with_alpha(pattern((1300, 900))), "PNG")
 
     whole = prepare_image(data, max_side=128)
-    monkeypatch.setattr(images, "_BAND_PIXELS", 5000)  # bands of 3 rows, reduced 3 times
+    monkeypatch.setattr(decode, "_BAND_PIXELS", 5000)  # bands of 3 rows, reduced 3 times
     banded = prepare_image(data, max_side=128)
 
     assert banded.model_bytes == whole.model_bytes

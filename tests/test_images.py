@@ -1,4 +1,4 @@
-"""Tests for viewfinder.prepare.images: loading, validation and the model copy."""
+"""Tests for viewfinder.prepare (load, decode): loading, validation and the model copy."""
 
 from __future__ import annotations
 
@@ -27,15 +27,10 @@ from viewfinder.errors import (
     ImageSizeError,
     InvalidOptionError,
 )
-from viewfinder.prepare.images import (
-    DEFAULT_LIMITS,
-    DEFAULT_MAX_SIDE,
-    ImageLimits,
-    PreparedImage,
-    load_image,
-    prepare_image,
-    redact_url,
-)
+from viewfinder.prepare import DEFAULT_MAX_SIDE, PreparedImage, prepare_image
+from viewfinder.prepare.decode import DEFAULT_LIMITS, ImageLimits
+from viewfinder.prepare.load import load_image
+from viewfinder.prepare.redact import redact_url
 
 SAS = "sv=2024-01-01&sig=SECRETSIG"
 

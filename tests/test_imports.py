@@ -28,18 +28,7 @@ ALLOWED: dict[tuple[str, str], str] = {
 }
 """(importing module, imported name) -> why no public API will do."""
 
-PENDING: dict[tuple[str, str], str] = {
-    (module, f"viewfinder.prepare.images.{name}"): (
-        "TODO(issue 11 item 6): one shared decoder in viewfinder/prepare/decode.py"
-    )
-    for module in ("viewfinder.draw", "viewfinder.local.engine")
-    for name in ("_decode", "_open_checked", "_to_rgb")
-} | {
-    ("viewfinder.prepare.pixel_budget", f"viewfinder.prepare.images.{name}"): (
-        "TODO(issue 11 item 6): prepare/images.py is split into load/decode"
-    )
-    for name in ("_PIL_ERRORS", "_draft", "_fit")
-}
+PENDING: dict[tuple[str, str], str] = {}
 """Violations another part of issue 11 removes; delete each entry when it is gone."""
 
 

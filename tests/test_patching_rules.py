@@ -112,13 +112,13 @@ def test_the_check_sees_each_way_around_the_rule() -> None:
     source = """
 import viewfinder.engine.cache
 from unittest import mock
-from viewfinder.prepare import images
-from viewfinder.prepare.images import prepare_image
+from viewfinder.prepare import decode as images
+from viewfinder.prepare import prepare_image
 
 def test(monkeypatch):
     monkeypatch.setattr(images, "_BAND_PIXELS", 1, raising=False)
-    monkeypatch.delattr("viewfinder.prepare.images.Image", raising=False)
-    mock.patch("viewfinder.prepare.images.gone", create=True)
+    monkeypatch.delattr("viewfinder.prepare.decode.Image", raising=False)
+    mock.patch("viewfinder.prepare.decode.gone", create=True)
     mock.patch.object(images, "gone", create=True)
     images._BAND_PIXELS = 1
     viewfinder.engine.cache.HEAL_LOCK_TIMEOUT = 0

@@ -25,9 +25,9 @@ from viewfinder import ConfigurationError, ImageAnalyzer, RetryPolicy
 from viewfinder.compat.server import ANALYZE_PATH, ServerSettings, create_app
 from viewfinder.errors import DecodeBusyError, InvalidOptionError
 from viewfinder.local.engine import LocalEngine
-from viewfinder.prepare import pixel_budget
-from viewfinder.prepare.images import prepare_image
-from viewfinder.prepare.pixel_budget import PixelBudget, budget_scope, decode_pixels, run_decode
+from viewfinder.prepare import pixel_budget, prepare_image
+from viewfinder.prepare.decode import decode_pixels
+from viewfinder.prepare.pixel_budget import PixelBudget, budget_scope, run_decode
 from viewfinder.testing.simulator import Reply, Simulator
 
 CAT = (Path(__file__).parent / "assets" / "chelsea.png").read_bytes()  # 451 x 300

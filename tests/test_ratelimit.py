@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import threading
 import time
 from typing import Any
@@ -132,6 +133,17 @@ def test_a_429_pauses_for_retry_after_else_backs_off() -> None:
     assert times_of(limiter, clock, 1) == [1.0]
     stats = limiter.stats
     assert stats.rate_limited == 5 and stats.pauses == 5
+
+
+def test_a_429_reads_retry_after_as_retries_do() -> None:
+    """One parser (`parse_retry_after`): a date in the past is no wait, not a back-off."""
+    clock = FakeClock()
+    limiter = fake(clock)
+    past = email.utils.formatdate(time.time() - 60, usegmt=True)
+    limiter.observe(429, {"retry-after": past})
+    assert times_of(limiter, clock, 1) == [0.0]
+    limiter.observe(429, {"retry-after": "3s"})  # not RFC 9110, as for retries: back off
+    assert times_of(limiter, clock, 1) == [1.0]
 
 
 async def test_a_429_pauses_everyone_including_callers_already_waiting() -> None:

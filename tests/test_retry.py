@@ -25,7 +25,7 @@ from viewfinder.engine.retry import (
     async_retrying,
     describe_cause,
     is_retryable,
-    redact,
+    parse_retry_after,
     retry_after_seconds,
     sync_retrying,
     to_viewfinder_error,
@@ -41,6 +41,7 @@ from viewfinder.errors import (
     TransportError,
     ViewfinderError,
 )
+from viewfinder.prepare.redact import redact_text
 from viewfinder.schemas.result import Usage
 from viewfinder.testing.simulator import Reply, Simulator
 
@@ -536,8 +537,34 @@ def test_retry_after_seconds_parsing() -> None:
     assert retry_after_seconds(status_error(429, **{"retry-after": "inf"})) is None
     assert retry_after_seconds(status_error(429, **{"retry-after": "garbage"})) is None
     past = email.utils.formatdate(time.time() - 60, usegmt=True)
-    assert retry_after_seconds(status_error(429, **{"retry-after": past})) is None
+    assert retry_after_seconds(status_error(429, **{"retry-after": past})) == 0.0
     assert retry_after_seconds(ValueError("x")) is None
+
+
+NOON = email.utils.parsedate_to_datetime("Wed, 21 Oct 2015 12:00:00 GMT").timestamp()
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after": "2"}, 2.0),
+        ({"retry-after": " 0.5 "}, 0.5),
+        ({"retry-after-ms": "1500", "retry-after": "9"}, 1.5),
+        ({"retry-after-ms": "soon", "retry-after": "3"}, 3.0),
+        ({"retry-after": "Wed, 21 Oct 2015 12:00:30 GMT"}, 30.0),
+        ({"retry-after": "Wed, 21 Oct 2015 11:59:00 GMT"}, 0.0),  # in the past: now
+        ({"retry-after": "Wed, 21 Oct 2015 12:00:00 GMT"}, 0.0),
+        ({"retry-after": "Wed, 21 Oct 2015 12:00:30 -0000"}, None),  # no time zone
+        ({"retry-after": "1s"}, None),  # not RFC 9110 (x-ratelimit-reset-* use this form)
+        ({"retry-after-ms": "20ms"}, None),
+        ({"retry-after": "-1"}, None),
+        ({"retry-after": "nan"}, None),
+        ({"retry-after": ""}, None),
+        ({}, None),
+    ],
+)
+def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> None:
+    assert parse_retry_after(headers, now=lambda: NOON) == expected
 
 
 def test_wait_seconds() -> None:
@@ -607,7 +634,7 @@ def test_describe_cause_redacts_queries_and_keys() -> None:
     assert "SECRET" not in text
     assert "pw@" not in text
     assert "https://acct.blob.core.windows.net/c/img.jpg?<redacted>" in text
-    assert redact("no secrets here") == "no secrets here"
+    assert redact_text("no secrets here") == "no secrets here"
 
 
 def test_to_viewfinder_error_mapping() -> None:

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from viewfinder.prepare.urls import legacy_url_id, safe_url
+from viewfinder.prepare.redact import legacy_url_id, safe_url
 
 BLOB = "https://acct.blob.core.windows.net/photos/cat.png"
 

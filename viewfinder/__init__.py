@@ -50,7 +50,9 @@ from viewfinder.errors import (
     UserError,
     ViewfinderError,
 )
-from viewfinder.prepare.images import ImageInput, ImageLimits, PreparedImage, load_image
+from viewfinder.prepare import PreparedImage
+from viewfinder.prepare.decode import ImageLimits
+from viewfinder.prepare.load import ImageInput, load_image
 from viewfinder.schemas import (
     AnalysisRun,
     BoundingBox,

@@ -17,15 +17,8 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from pydantic import BaseModel
 
 from viewfinder.errors import InvalidOptionError
-from viewfinder.prepare.images import (
-    DEFAULT_LIMITS,
-    ImageInput,
-    LoadedImage,
-    _decode,
-    _open_checked,
-    _to_rgb,
-    load_image,
-)
+from viewfinder.prepare.decode import decode_rgb, to_rgb
+from viewfinder.prepare.load import ImageInput, LoadedImage, load_image
 from viewfinder.schemas.geometry import BoundingBox, Polygon
 from viewfinder.schemas.result import AnalysisRun, ImageAnalysisResult, ImageMetadata
 
@@ -95,7 +88,7 @@ def draw(
             http(s) URL, or a `LoadedImage`. It is loaded at full resolution with its
             EXIF orientation applied, the pixels the result's geometry is in.
         allow_hosts: Internal hosts an image URL may point at, as for
-            `viewfinder.prepare.images.load_image` (default: `VIEWFINDER_ALLOW_HOSTS`).
+            `viewfinder.prepare.load.load_image` (default: `VIEWFINDER_ALLOW_HOSTS`).
 
     Returns:
         A new RGB image of the same size as the (oriented) input.
@@ -128,10 +121,9 @@ def draw(
 def _open(image: ImageInput | LoadedImage, allow_hosts: Collection[str] | None) -> Image.Image:
     """The full-resolution RGB image, EXIF orientation applied (what results measure)."""
     if isinstance(image, Image.Image):
-        return _to_rgb(ImageOps.exif_transpose(image))
+        return to_rgb(ImageOps.exif_transpose(image))
     loaded = load_image(image, allow_hosts=allow_hosts)
-    opened = _open_checked(loaded.data, loaded.source, DEFAULT_LIMITS)
-    return _to_rgb(_decode(opened, loaded.source))
+    return decode_rgb(loaded.data, loaded.source)
 
 
 def _check_size(result: BaseModel, image: Image.Image) -> None:

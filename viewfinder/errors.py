@@ -217,7 +217,7 @@ class BatchLockedError(UserError):
         pid: The other process's id, when it recorded one.
         host: The host it runs on.
         since: When it took the lock (ISO 8601, local time with offset).
-        command: Its command line, URLs shown as `viewfinder.prepare.urls.safe_url` prints them.
+        command: Its command line, URLs shown as `viewfinder.prepare.redact.safe_url` prints them.
     """
 
     def __init__(

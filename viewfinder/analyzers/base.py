@@ -27,15 +27,9 @@ from viewfinder.engine.engine import Engine, Gate
 from viewfinder.engine.providers import Mode, Provider, resolve_provider, sampling_params
 from viewfinder.engine.retry import RetryPolicy
 from viewfinder.errors import ConfigurationError, InvalidOptionError
+from viewfinder.prepare import DEFAULT_MAX_SIDE, PreparedImage, prepare_image
 from viewfinder.prepare.fetch import trusted_hosts
-from viewfinder.prepare.images import (
-    DEFAULT_MAX_SIDE,
-    ImageInput,
-    LoadedImage,
-    PreparedImage,
-    load_image,
-    prepare_image,
-)
+from viewfinder.prepare.load import ImageInput, LoadedImage, load_image
 from viewfinder.prepare.pixel_budget import run_decode
 
 if TYPE_CHECKING:

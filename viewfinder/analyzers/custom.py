@@ -24,7 +24,7 @@ from viewfinder.build.templates import PromptTemplate, load_template
 from viewfinder.engine.budget import Budget
 from viewfinder.engine.engine import Completed, Gate, Request
 from viewfinder.errors import SchemaError
-from viewfinder.prepare.images import ImageInput, LoadedImage
+from viewfinder.prepare.load import ImageInput, LoadedImage
 from viewfinder.schemas.result import AnalysisRun, ImageMetadata
 
 __all__ = ["Analyzer"]

@@ -29,7 +29,8 @@ from pydantic import BaseModel
 from viewfinder.build.plan import CallPlan, SourceRef
 from viewfinder.engine.budget import Budget
 from viewfinder.engine.engine import Completed, Engine, Request
-from viewfinder.prepare.images import ImageInput, LoadedImage, PreparedImage
+from viewfinder.prepare import PreparedImage
+from viewfinder.prepare.load import ImageInput, LoadedImage
 from viewfinder.prepare.pixel_budget import run_decode
 from viewfinder.schemas.result import ImageMetadata
 

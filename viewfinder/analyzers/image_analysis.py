@@ -52,7 +52,7 @@ from viewfinder.errors import (
     TransportError,
 )
 from viewfinder.finish.crops import validate_aspect_ratios
-from viewfinder.prepare.images import ImageInput, LoadedImage
+from viewfinder.prepare.load import ImageInput, LoadedImage
 from viewfinder.schemas.result import ImageAnalysisResult, ImageMetadata
 
 if TYPE_CHECKING:

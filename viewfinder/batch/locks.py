@@ -41,7 +41,7 @@ from typing import Any, Final, Self
 import filelock
 
 from viewfinder.errors import BatchLockedError, ConfigurationError
-from viewfinder.prepare.urls import is_secret_name, safe_url
+from viewfinder.prepare.redact import is_secret_name, safe_url
 
 __all__ = ["Holder", "WriterLock", "printable_command"]
 

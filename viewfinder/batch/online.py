@@ -64,8 +64,8 @@ from viewfinder.errors import (
     InvalidOptionError,
     ViewfinderError,
 )
-from viewfinder.prepare.images import ImageInput, LoadedImage
-from viewfinder.prepare.urls import safe_url
+from viewfinder.prepare.load import ImageInput, LoadedImage, is_url
+from viewfinder.prepare.redact import safe_url
 from viewfinder.schemas.result import Usage
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ class _ThreadedSource:
 def _describe(image: object) -> str:
     """A printable source: the path, the URL (`safe_url`), or what kind of input it is."""
     if isinstance(image, str):
-        return safe_url(image) if image.lower().startswith(("http://", "https://")) else image
+        return safe_url(image) if is_url(image) else image
     if isinstance(image, os.PathLike):
         return os.fsdecode(os.fspath(image))
     if isinstance(image, bytes | bytearray):
@@ -180,7 +180,7 @@ def _digest_of(image: object) -> str | None:
     """SHA-256 of an input that could not be prepared, if its bytes can still be read."""
     if isinstance(image, bytes | bytearray):
         return hashlib.sha256(image).hexdigest()
-    if isinstance(image, str) and image.lower().startswith(("http://", "https://")):
+    if isinstance(image, str) and is_url(image):
         return None
     if not isinstance(image, str | os.PathLike):
         return None

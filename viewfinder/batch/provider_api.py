@@ -92,8 +92,9 @@ from viewfinder.errors import (
     UserError,
     ViewfinderError,
 )
-from viewfinder.prepare.images import ImageInput, PreparedImage
-from viewfinder.prepare.urls import safe_url
+from viewfinder.prepare import PreparedImage
+from viewfinder.prepare.load import ImageInput
+from viewfinder.prepare.redact import safe_url
 from viewfinder.schemas.result import AnalysisRun, ImageAnalysisResult, Usage
 
 __all__ = [

@@ -27,7 +27,7 @@ from typing import Any, Final, Generic, NamedTuple, Protocol, TypeAlias, TypeVar
 from pydantic import BaseModel
 
 from viewfinder.errors import BudgetExceededError, ViewfinderError
-from viewfinder.prepare.images import ImageInput
+from viewfinder.prepare.load import ImageInput
 from viewfinder.schemas.result import ImageAnalysisResult, Usage
 
 __all__ = [
@@ -43,8 +43,8 @@ __all__ = [
 
 ID_VERSION: Final = 2
 """`"id_version"` of every record written now: a URL's id keeps its query string, secret
-values digested (`viewfinder.prepare.urls.safe_url`). Records without it (version 1) gave
-a URL the id `viewfinder.prepare.urls.legacy_url_id`, without its query."""
+values digested (`viewfinder.prepare.redact.safe_url`). Records without it (version 1) gave
+a URL the id `viewfinder.prepare.redact.legacy_url_id`, without its query."""
 
 
 class _Result(Protocol):
@@ -66,7 +66,7 @@ class BatchInput:
     Attributes:
         image: Anything `analyze` accepts.
         id: Your id (JSON-able: it is written to the record). None: the path for a path,
-            the URL as `viewfinder.prepare.urls.safe_url` prints it for a URL, else a
+            the URL as `viewfinder.prepare.redact.safe_url` prints it for a URL, else a
             position (online: the index; Batch API: `item-<index>`).
     """
 
@@ -92,7 +92,7 @@ class BatchItem(Generic[R]):
     """The outcome of one input: a result or a typed error, with what it cost.
 
     Attributes:
-        id: Your id, else the path or the URL (`viewfinder.prepare.urls.safe_url`: query
+        id: Your id, else the path or the URL (`viewfinder.prepare.redact.safe_url`: query
             kept, secret values digested), else a position (see `BatchInput.id`).
         index: Position of the input in the run's iterable, from 0.
         source: Printable input: the path, the URL as `safe_url` gives it, `<bytes>`...

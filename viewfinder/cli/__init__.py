@@ -53,8 +53,10 @@ from viewfinder.cli.options import (
 from viewfinder.draw import draw
 from viewfinder.errors import ConfigurationError, InvalidOptionError, UserError, ViewfinderError
 from viewfinder.finish.crops import validate_aspect_ratios
+from viewfinder.prepare import DEFAULT_MAX_SIDE
 from viewfinder.prepare.fetch import trusted_hosts
-from viewfinder.prepare.images import DEFAULT_MAX_SIDE, redact_url
+from viewfinder.prepare.load import is_url
+from viewfinder.prepare.redact import redact_url
 from viewfinder.schemas.geometry import BoundingBox
 from viewfinder.schemas.result import ImageAnalysisResult, Usage
 
@@ -137,10 +139,6 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit()
 
 
-def _is_url(source: str) -> bool:
-    return source.lower().startswith(("http://", "https://"))
-
-
 def display_name(source: str) -> str:
     """How an image argument is shown: as given, or redacted when it is a URL.
 
@@ -150,7 +148,7 @@ def display_name(source: str) -> str:
     Returns:
         `source`, with user info, query string and fragment removed from URLs.
     """
-    return redact_url(source) if _is_url(source) else source
+    return redact_url(source) if is_url(source) else source
 
 
 # --- human rendering ------------------------------------------------------------------

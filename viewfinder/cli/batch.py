@@ -19,7 +19,7 @@ crash mid-write is cut off on the next start). On a re-run the images whose late
 is "ok" are skipped, and the others are tried again (the new line is appended; the
 latest line wins).
 
-Ids: a path (normalised), or a URL as `viewfinder.prepare.urls.safe_url` prints it: the query
+Ids: a path (normalised), or a URL as `viewfinder.prepare.redact.safe_url` prints it: the query
 string is kept, so `img?id=1` and `img?id=2` are two images, but the values of
 signature-like parameters (`sig`, `token`, `X-Amz-Signature`...) are replaced by a short
 digest, so no secret reaches the file. Lines in every earlier shape are read on resume
@@ -73,20 +73,17 @@ from viewfinder.cli.options import (
 from viewfinder.engine.budget import Budget
 from viewfinder.engine.ratelimit import RateLimiter
 from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
-from viewfinder.prepare.urls import legacy_url_id, safe_url
+from viewfinder.prepare.decode import has_image_suffix
+from viewfinder.prepare.load import is_url
+from viewfinder.prepare.redact import legacy_url_id, safe_url
 from viewfinder.schemas.result import ImageAnalysisResult
 
-__all__ = ["IMAGE_SUFFIXES", "iter_sources", "read_done_ids", "register"]
+__all__ = ["iter_sources", "read_done_ids", "register"]
 
 # The same codes as `viewfinder.cli` (not imported from there: cli imports this module).
 _EXIT_OK: Final = 0
 _EXIT_FAILED: Final = 1
 _EXIT_USAGE: Final = 2
-
-IMAGE_SUFFIXES: Final = frozenset(
-    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".ico", ".tif", ".tiff", ".mpo"}
-)
-"""Files of a directory argument that are analysed (the formats Azure accepts)."""
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -109,13 +106,9 @@ class Rerun(StrEnum):
 # --- inputs -----------------------------------------------------------------------------
 
 
-def _is_url(source: str) -> bool:
-    return source.lower().startswith(("http://", "https://"))
-
-
 def _entry(line: str) -> tuple[str, str]:
     """`(id, image)` for a path or URL: a URL's id keeps its query, secrets digested."""
-    return (safe_url(line), line) if _is_url(line) else (os.path.normpath(line), line)
+    return (safe_url(line), line) if is_url(line) else (os.path.normpath(line), line)
 
 
 def _walk(directory: str) -> Iterator[tuple[str, str]]:
@@ -130,7 +123,7 @@ def _walk(directory: str) -> Iterator[tuple[str, str]]:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
                     pending.append(entry.path)
-                elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+                elif has_image_suffix(entry.name):
                     yield _entry(entry.path)
 
 
@@ -183,13 +176,12 @@ def _classify(argument: str) -> _Source:
     """Raises `InvalidOptionError` for an argument that names nothing."""
     if argument == "-":
         return _Source(argument, "stdin")
-    if _is_url(argument):
+    if is_url(argument):
         return _Source(argument, "image")
     if os.path.isdir(argument):
         return _Source(argument, "directory")
     if os.path.isfile(argument):
-        suffix = os.path.splitext(argument)[1].lower()
-        return _Source(argument, "image" if suffix in IMAGE_SUFFIXES else "list")
+        return _Source(argument, "image" if has_image_suffix(argument) else "list")
     if _GLOB_CHARS.search(argument):
         return _Source(argument, "glob")
     raise InvalidOptionError(f"{argument}: no such file, directory or list")
@@ -247,7 +239,7 @@ def read_done_ids(path: Path, legacy: set[str] | None = None) -> tuple[set[str],
             else:
                 done.discard(ident)
             if legacy is not None:
-                if outcome.ok and outcome.id_version == 1 and _is_url(ident):
+                if outcome.ok and outcome.id_version == 1 and is_url(ident):
                     legacy.add(ident)
                 else:
                     legacy.discard(ident)
@@ -485,7 +477,7 @@ def batch(
             for ident, image in source.items():
                 if ident in done_ids:
                     counts.skipped += 1
-                elif legacy and _is_url(image) and legacy_url_id(image) in legacy:
+                elif legacy and is_url(image) and legacy_url_id(image) in legacy:
                     counts.skipped += 1  # an older run analysed it or a query variant of it
                     counts.legacy += 1
                 else:

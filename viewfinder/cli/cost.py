@@ -41,9 +41,12 @@ from viewfinder.cost.estimate import Estimate, EstimateSummary, estimate_many, e
 from viewfinder.cost.estimate import offline_analyzer as _offline_analyzer
 from viewfinder.cost.pricing import load_prices
 from viewfinder.errors import UserError, ViewfinderError
-from viewfinder.prepare.images import DEFAULT_MAX_SIDE, redact_url
+from viewfinder.prepare import DEFAULT_MAX_SIDE
+from viewfinder.prepare.decode import has_image_suffix
+from viewfinder.prepare.load import is_url
+from viewfinder.prepare.redact import redact_url
 
-__all__ = ["IMAGE_SUFFIXES", "NOTICE", "expand_images", "register"]
+__all__ = ["NOTICE", "expand_images", "register"]
 
 # The same codes as `viewfinder.cli` (not imported from there: cli imports this module).
 _EXIT_OK: Final = 0
@@ -60,11 +63,6 @@ NOTICE: Final = (
 )
 """Shown before any figure, and in the JSON output."""
 
-IMAGE_SUFFIXES: Final = frozenset(
-    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".ico", ".tif", ".tiff", ".mpo"}
-)
-"""Files of a directory argument that are estimated (the formats Azure accepts)."""
-
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
@@ -79,10 +77,6 @@ _DETAILS: Final[dict[_DetailChoice, Detail]] = {
     _DetailChoice.LOW: "low",
     _DetailChoice.AUTO: "auto",
 }
-
-
-def _is_url(source: str) -> bool:
-    return source.lower().startswith(("http://", "https://"))
 
 
 def expand_images(items: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -103,13 +97,13 @@ def expand_images(items: Sequence[str]) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     for item in items:
         path = Path(item)
-        if _is_url(item) or (path.exists() and not path.is_dir()):
+        if is_url(item) or (path.exists() and not path.is_dir()):
             sources.append(item)
         elif path.is_dir():
             found = sorted(
                 str(child)
                 for child in path.iterdir()
-                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES
+                if child.is_file() and has_image_suffix(child)
             )
             sources.extend(found)
             if not found:
@@ -193,7 +187,7 @@ def _estimates(
     analyzer = _offline_analyzer(model, detail=detail, max_side=max_side, allow_hosts=allow_hosts)
     try:
         for source in sources:
-            name = redact_url(source) if _is_url(source) else source
+            name = redact_url(source) if is_url(source) else source
             try:
                 yield name, estimate_request(analyzer, source, features)
             except ViewfinderError as exc:

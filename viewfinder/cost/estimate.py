@@ -39,7 +39,8 @@ from viewfinder.cost.tokens import count_message_tokens, count_tokens
 from viewfinder.engine.engine import Request, request_body
 from viewfinder.engine.providers import is_reasoning_model
 from viewfinder.errors import ConfigurationError, InvalidOptionError
-from viewfinder.prepare.images import DEFAULT_MAX_SIDE, ImageInput, PreparedImage
+from viewfinder.prepare import DEFAULT_MAX_SIDE, PreparedImage
+from viewfinder.prepare.load import ImageInput
 from viewfinder.schemas.result import Usage
 
 __all__ = [

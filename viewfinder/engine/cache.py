@@ -33,7 +33,7 @@ import diskcache
 import platformdirs
 from filelock import FileLock
 
-from viewfinder.prepare.payloads import redact_image_payloads
+from viewfinder.prepare.redact import redact_image_payloads
 
 __all__ = ["DEFAULT_SIZE_LIMIT", "KEY_VERSION", "ResponseCache", "default_cache_dir", "request_key"]
 

@@ -40,7 +40,6 @@ refusal with its own 429 instead of holding the connection.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import math
 import re
 import threading
@@ -49,6 +48,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from viewfinder.engine.retry import parse_retry_after
 from viewfinder.errors import InvalidOptionError, RateLimitError
 
 __all__ = ["RateLimiter", "RateLimiterStats", "parse_duration"]
@@ -76,22 +76,6 @@ def parse_duration(text: str | None) -> float | None:
         scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
         value = sum(float(number) * scale[unit] for number, unit in parts)
     return value if math.isfinite(value) and value >= 0 else None
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """The delay a 429 asks for: `retry-after-ms`, else `retry-after` (seconds or a date)."""
-    millis = parse_duration(headers.get("retry-after-ms"))
-    if millis is not None:
-        return millis / 1000.0
-    raw = headers.get("retry-after")
-    seconds = parse_duration(raw)
-    if seconds is not None or not raw:
-        return seconds
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    return None if when.tzinfo is None else max(0.0, when.timestamp() - time.time())
 
 
 def _number(headers: Mapping[str, str], name: str) -> float | None:
@@ -412,7 +396,7 @@ class RateLimiter:
     def _on_rate_limited(self, headers: Mapping[str, str], now: float) -> None:
         """A 429: pause everyone and cut the rate (lock held)."""
         self._rate_limited += 1
-        delay = _retry_after(headers)
+        delay = parse_retry_after(headers)
         if delay is None:
             delay = self._backoff
             self._backoff = min(self._backoff * 2, self._max_pause)

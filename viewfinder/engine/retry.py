@@ -27,10 +27,9 @@ import email.utils
 import logging
 import math
 import random
-import re
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import httpx2
@@ -48,6 +47,7 @@ from viewfinder.errors import (
     TransportError,
     ViewfinderError,
 )
+from viewfinder.prepare.redact import redact_text
 from viewfinder.schemas.result import Usage
 
 __all__ = [
@@ -57,7 +57,7 @@ __all__ = [
     "async_retrying",
     "describe_cause",
     "is_retryable",
-    "redact",
+    "parse_retry_after",
     "retry_after_seconds",
     "sync_retrying",
     "to_viewfinder_error",
@@ -293,69 +293,61 @@ def describe_cause(exc: BaseException) -> str:
     root = _cause_chain(exc)[-1]
     text = str(root).strip()
     described = f"{type(root).__name__}: {text}" if text else type(root).__name__
-    described = redact(described)
+    described = redact_text(described)
     if len(described) > _MAX_CAUSE_TEXT:
         described = described[: _MAX_CAUSE_TEXT - 1] + "…"
     return described
 
 
-_REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # credentials in a URL: scheme://user:password@host
-    (
-        re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/@'\"<>]+@"),
-        r"\g<scheme><redacted>@",
-    ),
-    # query strings (SAS tokens, keys): keep the path, drop everything after "?"
-    (
-        re.compile(r"(?P<url>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#'\"<>]*)\?[^\s#'\"<>]*"),
-        r"\g<url>?<redacted>",
-    ),
-    (re.compile(r"\bsk-[A-Za-z0-9_*.\-]{4,}"), "sk-<redacted>"),
-    (re.compile(r"(?i)\b(bearer\s+)[^\s'\",]+"), r"\1<redacted>"),
-    (re.compile(r"(?i)\b(api[-_]?key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"), r"\1<redacted>"),
-)
-
-
-def redact(text: str) -> str:
-    """Remove URL query strings, URL credentials and key-shaped strings from `text`.
-
-    Args:
-        text: Any message that may quote a URL, a header or a key.
-
-    Returns:
-        The text with those parts replaced by `<redacted>`.
-    """
-    for pattern, replacement in _REDACTIONS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
 # --- waiting --------------------------------------------------------------------------
 
 
-def retry_after_seconds(exc: BaseException) -> float | None:
-    """Read the delay a server asked for, from an `openai.APIStatusError`.
+def parse_retry_after(
+    headers: Mapping[str, str], *, now: Callable[[], float] = time.time
+) -> float | None:
+    """The delay, in seconds, a response's headers ask for before the next attempt.
 
-    Tries `retry-after-ms` (milliseconds), then `retry-after` (seconds, or an HTTP
-    date). A header that is missing, unparsable, negative or not finite is skipped.
+    The one reading of these headers, for retries and the rate limiter: `retry-after-ms`
+    (milliseconds, as OpenAI and Azure send it) wins over `retry-after` (RFC 9110:
+    seconds, or an HTTP date). A date in the past asks for no wait: 0. A header that is
+    missing, unparsable, negative or not finite is skipped, and so is a date without a
+    time zone (`-0000`), whose instant is unknown.
 
     Args:
-        exc: The exception raised by one HTTP attempt.
+        headers: Response headers (looked up by lower-case name).
+        now: Wall clock, in seconds since the epoch, for an HTTP date.
 
     Returns:
-        The delay in seconds, or None when the server gave none.
+        The delay in seconds, or None when the headers give none.
     """
-    if not isinstance(exc, openai.APIStatusError):
-        return None
-    headers = exc.response.headers
     millis = _parse_seconds(headers.get("retry-after-ms"))
     if millis is not None:
         return millis / 1000.0
     raw = headers.get("retry-after")
     seconds = _parse_seconds(raw)
-    if seconds is not None:
+    if seconds is not None or not raw:
         return seconds
-    return _parse_http_date_delay(raw)
+    try:
+        when = email.utils.parsedate_to_datetime(raw.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now())
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    """The delay the server asked for in an `openai.APIStatusError` (`parse_retry_after`).
+
+    Args:
+        exc: The exception raised by one HTTP attempt.
+
+    Returns:
+        The delay in seconds, or None when the server gave none (or `exc` has no response).
+    """
+    if not isinstance(exc, openai.APIStatusError):
+        return None
+    return parse_retry_after(exc.response.headers)
 
 
 def _parse_seconds(raw: str | None) -> float | None:
@@ -366,19 +358,6 @@ def _parse_seconds(raw: str | None) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) and value >= 0 else None
-
-
-def _parse_http_date_delay(raw: str | None) -> float | None:
-    if not raw:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(raw.strip())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:  # "-0000" means UTC per RFC 5322
-        return None
-    delay = when.timestamp() - time.time()
-    return delay if delay >= 0 else None
 
 
 def wait_seconds(
@@ -592,7 +571,7 @@ def to_viewfinder_error(
     elif isinstance(exc, openai.APIResponseValidationError):
         return ProviderError(
             f"The model endpoint answered with data that does not match its API: "
-            f"{redact(exc.message)}",
+            f"{redact_text(exc.message)}",
             status_code=exc.status_code,
             request_id=exc.response.headers.get("x-request-id"),
             attempts=attempts,
@@ -627,4 +606,4 @@ def _provider_message(exc: openai.APIStatusError) -> str:
     body = exc.body
     message = body.get("message") if isinstance(body, dict) else None
     text = message if isinstance(message, str) and message.strip() else exc.message
-    return redact(text.strip()) or "no error message"
+    return redact_text(text.strip()) or "no error message"

@@ -33,10 +33,10 @@ from viewfinder.compat.rest import from_azure_json
 from viewfinder.cost.pricing import cost_of
 from viewfinder.draw import draw
 from viewfinder.evaluate.compare import ImageComparison, compare_results, summarize
+from viewfinder.prepare.decode import has_image_suffix
 from viewfinder.schemas.result import ImageAnalysisResult, Usage
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "MAX_WIDTH",
     "AzureInputError",
     "ImageReport",
@@ -46,11 +46,6 @@ __all__ = [
     "load_azure",
     "write_report",
 ]
-
-IMAGE_SUFFIXES: Final = frozenset(
-    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".ico", ".tif", ".tiff", ".mpo"}
-)
-"""Files of the images directory looked at when a name has no suffix."""
 
 MAX_WIDTH: Final = 640
 """Widest image, in pixels, embedded in the HTML report."""
@@ -161,11 +156,11 @@ def find_image(name: str, images_dir: str | Path) -> Path | None:
     exact = folder / base
     if base and exact.is_file():
         return exact
-    stem = Path(base).stem if Path(base).suffix.lower() in IMAGE_SUFFIXES else base
+    stem = Path(base).stem if has_image_suffix(base) else base
     if not folder.is_dir():
         return None
     for child in sorted(folder.iterdir()):
-        if child.is_file() and child.stem == stem and child.suffix.lower() in IMAGE_SUFFIXES:
+        if child.is_file() and child.stem == stem and has_image_suffix(child):
             return child
     return None
 

@@ -31,15 +31,8 @@ from PIL import Image
 
 from viewfinder.analyzers.base import version_hash
 from viewfinder.analyzers.features import Feature
-from viewfinder.prepare.images import (
-    DEFAULT_LIMITS,
-    ImageInput,
-    LoadedImage,
-    _decode,
-    _open_checked,
-    _to_rgb,
-    load_image,
-)
+from viewfinder.prepare.decode import decode_rgb
+from viewfinder.prepare.load import ImageInput, LoadedImage, load_image
 from viewfinder.schemas.features import CropRegion, DetectedPerson, ReadResult
 from viewfinder.schemas.result import ImageAnalysisResult, ImageMetadata, Usage
 
@@ -68,7 +61,7 @@ _READ_MODULE: Final = "viewfinder.local.read"
 def decode_full(image: ImageInput | LoadedImage) -> Image.Image:
     """Decode `image` at full resolution, as a viewer shows it, in RGB.
 
-    The same checks as the model path (`viewfinder.prepare.images.prepare_image`): size,
+    The same checks as the model path (`viewfinder.prepare.decode.decode_rgb`): size,
     format, decompression bombs; alpha is flattened onto white.
 
     Args:
@@ -82,8 +75,7 @@ def decode_full(image: ImageInput | LoadedImage) -> Image.Image:
         ImageError: The image cannot be used (see `prepare_image`).
     """
     loaded = load_image(image)
-    opened = _open_checked(loaded.data, loaded.source, DEFAULT_LIMITS)
-    return _to_rgb(_decode(opened, loaded.source))
+    return decode_rgb(loaded.data, loaded.source)
 
 
 def _missing(exc: ImportError) -> str:

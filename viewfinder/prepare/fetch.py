@@ -40,11 +40,11 @@ them BEFORE any connection is attempted:
 
 Errors are `ImageFetchError` (refused, unreachable, HTTP error status, too many
 redirects, timed out) or `ImageSizeError` (`limit="bytes"`: empty, or too large).
-Messages name the URL through `redact_url`: never its query string (SAS tokens) nor
-user info; while a fetch runs, httpx2's and httpcore2's own log records are scrubbed
-of both too.
+Messages name the URL through `viewfinder.prepare.redact.redact_url`: never its query
+string (SAS tokens) nor user info; while a fetch runs, httpx2's and httpcore2's own log
+records are scrubbed of both too.
 
-This module is the one image fetcher: the library (`viewfinder.prepare.images`), the CLI,
+This module is the one image fetcher: the library (`viewfinder.prepare.load`), the CLI,
 batches and the server all fetch through it.
 """
 
@@ -72,13 +72,13 @@ from collections.abc import (
 )
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
-from urllib.parse import urlsplit
 
 import httpcore2
 import httpx2
 
 from viewfinder.errors import ImageFetchError, ImageSizeError
 from viewfinder.prepare._httpx2 import environment_proxies, pinned_transport
+from viewfinder.prepare.redact import redact_url
 
 __all__ = [
     "ALLOW_HOSTS_ENV",
@@ -87,7 +87,6 @@ __all__ = [
     "address_problem",
     "afetch_image",
     "fetch_image",
-    "redact_url",
     "trusted_hosts",
 ]
 
@@ -116,7 +115,7 @@ ALLOW_HOSTS_ENV: Final = "VIEWFINDER_ALLOW_HOSTS"
 """Environment variable naming trusted internal hosts, comma-separated."""
 
 # Azure's limit, `viewfinder.compat.service.MAX_IMAGE_BYTES` (not imported: that module
-# imports the analyzers, which import this one through `viewfinder.prepare.images`).
+# imports the analyzers, which import this one through `viewfinder.prepare.load`).
 MAX_IMAGE_BYTES: Final = 20 * 1024 * 1024
 
 _SHARED = ipaddress.IPv4Network("100.64.0.0/10")
@@ -134,29 +133,7 @@ Pins: TypeAlias = MutableMapping[tuple[str, int], tuple[str, ...]]
 """`(host, port)` -> the validated addresses a connection to it may use."""
 
 
-# --- secrets out of messages and logs -------------------------------------------------
-
-
-def redact_url(url: str) -> str:
-    """Strip a URL down to `scheme://host[:port]/path`.
-
-    Drops the user info, the query string (where SAS tokens live) and the fragment,
-    so the result is safe for messages and logs.
-
-    Args:
-        url: Any URL.
-
-    Returns:
-        The URL without user info, query or fragment.
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # e.g. an unclosed IPv6 bracket
-        return "<invalid URL>"
-    host = parts.netloc.rpartition("@")[2]
-    if parts.scheme or host:
-        return f"{parts.scheme}://{host}{parts.path}"
-    return parts.path
+# --- secrets out of httpx2's logs (messages use `redact_url`) ------------------------
 
 
 # httpx2 logs each request URL at INFO, query string included, and httpcore2's DEBUG

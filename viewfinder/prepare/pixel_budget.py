@@ -1,7 +1,7 @@
 """A pixel budget: how many pixels may be decoded at once, the server's memory bound.
 
 Decoding an image holds memory in proportion to the pixels it decodes (about 4 bytes
-each while the model copy is made, see `viewfinder.prepare.images`), so a server decoding
+each while the model copy is made, see `viewfinder.prepare.decode`), so a server decoding
 several large uploads at once can run out of memory. A `PixelBudget` is an asyncio
 budget of pixels: each decode holds its image's pixels while it runs, and waits, first
 come first served, while they are spent; past the wait it is refused with
@@ -25,9 +25,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
-import io
 import sys
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,12 +33,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from PIL import Image
-
 from viewfinder.errors import DecodeBusyError, InvalidOptionError
-from viewfinder.prepare.images import _PIL_ERRORS, _draft, _fit
+from viewfinder.prepare.decode import decode_pixels
 
-__all__ = ["TRIM_PIXELS", "PixelBudget", "budget_scope", "decode_pixels", "run_decode", "trim_heap"]
+__all__ = ["TRIM_PIXELS", "PixelBudget", "budget_scope", "run_decode", "trim_heap"]
 
 T = TypeVar("T")
 
@@ -162,39 +158,15 @@ def budget_scope(budget: PixelBudget, wait: float) -> Iterator[None]:
         _SCOPE.reset(token)
 
 
-def decode_pixels(data: bytes, max_side: int | None) -> int:
-    """How many pixels decoding `data` holds at once, from its header alone.
-
-    Args:
-        data: The image file's bytes.
-        max_side: The model copy's long side, for which a large JPEG decodes at 1/2,
-            1/4 or 1/8 scale; `None` for a full-size decode (the local engine).
-
-    Returns:
-        Width x height as decoded; 0 when the header cannot be read (the decode will
-        then fail at once, before holding memory).
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if max_side is not None:
-                _draft(image, _fit(image.size, max_side))  # the size becomes the draft's
-            width, height = image.size
-    except (Image.DecompressionBombError, *_PIL_ERRORS):
-        return 0
-    return width * height
-
-
 async def run_decode(
     data: bytes, max_side: int | None, func: Callable[..., T], /, *args: Any, **kwargs: Any
 ) -> T:
     """`func(*args, **kwargs)` in a worker thread, holding the pixels it decodes.
 
     Outside `budget_scope` this is `asyncio.to_thread`. Inside, the pixels of `data`
-    (see `decode_pixels`) are held from before the thread starts until it ends, also
-    when the caller is cancelled meanwhile: the thread cannot be stopped, and its
-    memory is in use until it returns.
+    (see `viewfinder.prepare.decode.decode_pixels`) are held from before the thread
+    starts until it ends, also when the caller is cancelled meanwhile: the thread cannot
+    be stopped, and its memory is in use until it returns.
 
     Raises:
         DecodeBusyError: The pixels could not be had within the scope's wait.

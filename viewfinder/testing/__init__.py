@@ -52,7 +52,7 @@ import pytest
 from viewfinder.analyzers.custom import Analyzer
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
 from viewfinder.engine.retry import RetryPolicy
-from viewfinder.prepare.payloads import redact_image_text
+from viewfinder.prepare.redact import redact_image_text
 
 __all__ = [
     "BODY_MATCHER",
