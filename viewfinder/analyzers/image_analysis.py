@@ -120,7 +120,7 @@ def _answer_model(
 
 @dataclass(frozen=True)
 class FeatureOptions:
-    """An `ImageAnalyzer` call's options, validated (by `ImageAnalyzer.plan` only)."""
+    """An `ImageAnalyzer` call's options, validated: make them with `FeatureOptions.of`."""
 
     features: tuple[Feature, ...]
     """The features answered, de-duplicated, in `ALL_FEATURES` order."""
@@ -130,6 +130,31 @@ class FeatureOptions:
     """"person" / "child" instead of gendered words."""
     language: str = "en"
     """Language of generated text."""
+
+    @classmethod
+    def of(
+        cls,
+        features: FeatureArg = ALL_FEATURES,
+        *,
+        smart_crops_aspect_ratios: Sequence[float] | None = None,
+        gender_neutral_caption: bool = False,
+        language: str = "en",
+    ) -> FeatureOptions:
+        """Validate a call's options: the one place they are checked.
+
+        `ImageAnalyzer.plan` makes every call's options here; the command line calls it
+        too, to refuse a typo before anything runs (exit 2).
+
+        Raises:
+            InvalidOptionError: An unknown feature or none, a ratio out of range, or a
+                language that is not a language code.
+        """
+        return cls(
+            features=parse_features(features),
+            smart_crops_aspect_ratios=validate_aspect_ratios(smart_crops_aspect_ratios),
+            gender_neutral_caption=bool(gender_neutral_caption),
+            language=check_language(language),
+        )
 
 
 class ImageAnalyzer(BaseAnalyzer):
@@ -323,11 +348,11 @@ class ImageAnalyzer(BaseAnalyzer):
             InvalidOptionError: An unknown feature or none, a ratio out of range, or a
                 language that is not a language code.
         """
-        options = FeatureOptions(
-            features=parse_features(features),
-            smart_crops_aspect_ratios=validate_aspect_ratios(smart_crops_aspect_ratios),
-            gender_neutral_caption=bool(gender_neutral_caption),
-            language=check_language(language),
+        options = FeatureOptions.of(
+            features,
+            smart_crops_aspect_ratios=smart_crops_aspect_ratios,
+            gender_neutral_caption=gender_neutral_caption,
+            language=language,
         )
 
         def build(image: ImagePart) -> Request[BaseModel]:

@@ -39,7 +39,7 @@ from rich.text import Text
 
 from viewfinder import __version__
 from viewfinder.analyzers import Feature, ImageAnalyzer
-from viewfinder.analyzers.base import check_language
+from viewfinder.analyzers.image_analysis import FeatureOptions
 from viewfinder.cli import batch as batch_command
 from viewfinder.cli import compare as compare_command
 from viewfinder.cli import cost as cost_command
@@ -52,7 +52,6 @@ from viewfinder.cli.options import (
 )
 from viewfinder.draw import draw
 from viewfinder.errors import ConfigurationError, InvalidOptionError, UserError, ViewfinderError
-from viewfinder.finish.crops import validate_aspect_ratios
 from viewfinder.prepare import DEFAULT_MAX_SIDE
 from viewfinder.prepare.fetch import trusted_hosts
 from viewfinder.prepare.load import is_url
@@ -112,7 +111,7 @@ def _parse_ratios(values: Sequence[str]) -> list[float]:
             ratios.append(float(item))
         except ValueError:
             raise InvalidOptionError(f"aspect ratio {item!r} is not a number") from None
-    return list(validate_aspect_ratios(ratios))
+    return list(FeatureOptions.of(smart_crops_aspect_ratios=ratios).smart_crops_aspect_ratios)
 
 
 def _ratios_callback(values: list[str] | None) -> list[str] | None:
@@ -128,7 +127,7 @@ def _ratios_callback(values: list[str] | None) -> list[str] | None:
 def _language_callback(value: str) -> str:
     """Fail fast (exit 2) on something that is not a language code."""
     try:
-        return check_language(value)
+        return FeatureOptions.of(language=value).language
     except InvalidOptionError as exc:
         raise typer.BadParameter(str(exc)) from None
 

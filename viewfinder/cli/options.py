@@ -7,7 +7,8 @@ from typing import Annotated, TypeAlias
 
 import typer
 
-from viewfinder.analyzers.features import ALL_FEATURES, Feature, parse_features
+from viewfinder.analyzers.features import ALL_FEATURES, Feature
+from viewfinder.analyzers.image_analysis import FeatureOptions
 from viewfinder.errors import InvalidOptionError
 
 __all__ = ["AllowHostOption", "allow_hosts_of", "features_callback", "features_of", "split_commas"]
@@ -36,7 +37,7 @@ def split_commas(values: Sequence[str]) -> list[str]:
 def features_of(values: Sequence[str] | None) -> tuple[Feature, ...]:
     """The features named by `--features` values; all seven when none are."""
     names = split_commas(values or ())
-    return parse_features(names) if names else ALL_FEATURES
+    return FeatureOptions.of(names).features if names else ALL_FEATURES
 
 
 def allow_hosts_of(values: Sequence[str] | None) -> tuple[str, ...] | None:

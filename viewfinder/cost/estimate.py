@@ -32,8 +32,8 @@ from typing import Any, Final, TypeAlias
 from pydantic import BaseModel, ConfigDict
 
 from viewfinder.analyzers.base import Detail
-from viewfinder.analyzers.features import ALL_FEATURES, Feature, parse_features
-from viewfinder.analyzers.image_analysis import FeatureArg, ImageAnalyzer
+from viewfinder.analyzers.features import ALL_FEATURES, Feature
+from viewfinder.analyzers.image_analysis import FeatureArg, FeatureOptions, ImageAnalyzer
 from viewfinder.cost.pricing import cost_of
 from viewfinder.cost.tokens import count_message_tokens, count_tokens
 from viewfinder.engine.engine import Request, request_body
@@ -339,7 +339,7 @@ def expected_output_tokens(features: FeatureArg = ALL_FEATURES, *, smart_crops: 
     Returns:
         The sum of the features' typical output sizes.
     """
-    return _output_tokens(parse_features(features), smart_crops=smart_crops)
+    return _output_tokens(FeatureOptions.of(features).features, smart_crops=smart_crops)
 
 
 def _output_tokens(features: tuple[Feature, ...], *, smart_crops: int) -> int:
