@@ -428,8 +428,12 @@ def test_a_directory_that_cannot_be_created_means_no_cache(
 
 
 def _open_together(directory: str, name: str, other: str, together: Any, results: Any) -> None:
-    """One of two processes: open the damaged cache at the same moment as the other,
-    store an entry, then read the other's."""
+    """One of two processes: open the damaged cache at the same moment as the other and
+    use it, then, once both are past the repair, store an entry and read the other's.
+
+    (A write racing the repair itself may land in the store being moved aside: for a cache
+    that is one lost entry, a later miss. Entries written after both processes have used
+    the repaired store must be shared, which is what this checks.)"""
     said: list[str] = []
 
     class Keep(logging.Handler):
@@ -440,6 +444,8 @@ def _open_together(directory: str, name: str, other: str, together: Any, results
     try:
         together.wait(timeout=60)
         cache = ResponseCache(directory)
+        cache.set(f"{name}-during", name)  # finds the damage, or the repaired store
+        together.wait(timeout=60)
         cache.set(name, name)
         together.wait(timeout=60)
         results.put((name, cache.get(other), said))
