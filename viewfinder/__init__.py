@@ -25,6 +25,7 @@ from viewfinder.engine.cache import ResponseCache
 from viewfinder.engine.retry import RetryPolicy
 from viewfinder.errors import (
     AuthenticationError,
+    AzureInputError,
     BadRequestError,
     BatchFailedError,
     BatchLockedError,
@@ -82,6 +83,7 @@ __all__ = [
     "AnalysisRun",
     "Analyzer",
     "AuthenticationError",
+    "AzureInputError",
     "BadRequestError",
     "BatchFailedError",
     "BatchLockedError",

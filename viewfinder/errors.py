@@ -7,6 +7,7 @@ ViewfinderError
 │   ├── InvalidOptionError         unknown feature, aspect ratio out of range, bad setting
 │   ├── SchemaError                a custom schema viewfinder cannot map (raised when built)
 │   ├── BatchLockedError           another process is writing the same batch output or job
+│   ├── AzureInputError            stored Azure results (for compare) cannot be read
 │   └── ImageError                 the image cannot be used
 │       ├── ImageFormatError         not an image, corrupt, or a format Azure does not accept
 │       ├── ImageSizeError           file too large, or a side outside 50-16,000 px
@@ -58,6 +59,7 @@ from viewfinder.schemas.result import Usage
 __all__ = [
     "KEPT_RESPONSE_HEADERS",
     "AuthenticationError",
+    "AzureInputError",
     "BadRequestError",
     "BatchFailedError",
     "BatchLockedError",
@@ -203,6 +205,11 @@ class ConfigurationError(UserError):
 
 class InvalidOptionError(UserError, ValueError):
     """An option is out of range or unknown (feature name, aspect ratio, detail...)."""
+
+
+class AzureInputError(UserError, ValueError):
+    """Stored Azure results given to `viewfinder compare` (a directory or a JSONL file)
+    cannot be read: missing, not JSON, or not Azure Image Analysis JSON."""
 
 
 class SchemaError(UserError, TypeError):

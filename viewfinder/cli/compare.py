@@ -21,9 +21,8 @@ from rich.table import Table
 from rich.text import Text
 
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
-from viewfinder.errors import ViewfinderError
+from viewfinder.errors import AzureInputError, ViewfinderError
 from viewfinder.evaluate.report import (
-    AzureInputError,
     compare_images,
     load_azure,
     load_viewfinder_batch,
@@ -106,7 +105,7 @@ def compare(
             if stored is not None
             else ImageAnalyzer(model=model, base_url=base_url, cache=not no_cache)
         )
-    except (AzureInputError, ViewfinderError, OSError) as exc:
+    except (ViewfinderError, OSError) as exc:  # AzureInputError is a ViewfinderError
         err.print(Text(f"error: {exc}"), soft_wrap=True)
         raise typer.Exit(_EXIT_USAGE) from None
     try:

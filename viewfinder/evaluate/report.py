@@ -32,13 +32,13 @@ from viewfinder.analyzers.image_analysis import ImageAnalyzer
 from viewfinder.compat.rest import from_azure_json
 from viewfinder.cost.pricing import cost_of
 from viewfinder.draw import draw
+from viewfinder.errors import AzureInputError
 from viewfinder.evaluate.compare import ImageComparison, compare_results, summarize
 from viewfinder.prepare.decode import has_image_suffix
 from viewfinder.schemas.result import ImageAnalysisResult, Usage
 
 __all__ = [
     "MAX_WIDTH",
-    "AzureInputError",
     "ImageReport",
     "badness",
     "compare_images",
@@ -52,10 +52,6 @@ MAX_WIDTH: Final = 640
 
 _MIN_RATIO: Final = 0.75
 _MAX_RATIO: Final = 1.8
-
-
-class AzureInputError(ValueError):
-    """The Azure input (directory or JSONL file) cannot be read."""
 
 
 class ImageReport(BaseModel):
