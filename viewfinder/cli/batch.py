@@ -51,7 +51,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -65,6 +65,9 @@ from viewfinder.batch.provider_api import BatchJob
 from viewfinder.batch.records import BatchInput, BatchSummary, record_outcome
 from viewfinder.cli.batch_api import progress_text
 from viewfinder.cli.options import (
+    EXIT_IMAGE_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
     AllowHostOption,
     allow_hosts_of,
     features_callback,
@@ -81,9 +84,6 @@ from viewfinder.schemas.result import ImageAnalysisResult
 __all__ = ["iter_sources", "read_done_ids", "register"]
 
 # The same codes as `viewfinder.cli` (not imported from there: cli imports this module).
-_EXIT_OK: Final = 0
-_EXIT_FAILED: Final = 1
-_EXIT_USAGE: Final = 2
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -437,7 +437,7 @@ def batch(
 
     def fail(message: str) -> typer.Exit:
         err.print(Text(f"error: {message}"), soft_wrap=True)
-        return typer.Exit(_EXIT_USAGE)
+        return typer.Exit(EXIT_USAGE)
 
     try:
         sources = [_classify(argument) for argument in inputs]
@@ -504,7 +504,7 @@ def batch(
             writer.close()
             analyzer.close()
             lock.release()
-        raise typer.Exit(_EXIT_FAILED if failed else _EXIT_OK)
+        raise typer.Exit(EXIT_IMAGE_FAILED if failed else EXIT_OK)
 
     show = progress or err.is_terminal
     try:
@@ -534,7 +534,7 @@ def batch(
         analyzer.close()
         lock.release()
     err.print(Text(_summary_text(summary, counts, torn)), soft_wrap=True)
-    raise typer.Exit(_EXIT_OK if summary.complete else _EXIT_FAILED)
+    raise typer.Exit(EXIT_OK if summary.complete else EXIT_IMAGE_FAILED)
 
 
 def _run_batch_api(

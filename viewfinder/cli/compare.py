@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
+from viewfinder.cli.options import EXIT_IMAGE_FAILED, EXIT_OK, EXIT_USAGE
 from viewfinder.errors import AzureInputError, ViewfinderError
 from viewfinder.evaluate.report import (
     compare_images,
@@ -30,10 +31,6 @@ from viewfinder.evaluate.report import (
 )
 
 __all__ = ["register"]
-
-_EXIT_OK: Final = 0
-_EXIT_IMAGE_FAILED: Final = 1
-_EXIT_USAGE: Final = 2
 
 
 def _load_synonyms(path: Path) -> dict[str, str]:
@@ -95,7 +92,7 @@ def compare(
     err = Console(stderr=True, highlight=False)
     if not images.is_dir():
         err.print(Text(f"error: {images}: not a directory"), soft_wrap=True)
-        raise typer.Exit(_EXIT_USAGE)
+        raise typer.Exit(EXIT_USAGE)
     try:
         synonym_map = None if synonyms is None else _load_synonyms(synonyms)
         items = list(load_azure(azure))
@@ -107,7 +104,7 @@ def compare(
         )
     except (ViewfinderError, OSError) as exc:  # AzureInputError is a ViewfinderError
         err.print(Text(f"error: {exc}"), soft_wrap=True)
-        raise typer.Exit(_EXIT_USAGE) from None
+        raise typer.Exit(EXIT_USAGE) from None
     try:
         reports = list(compare_images(analyzer, items, images, synonyms=synonym_map, stored=stored))
     finally:
@@ -145,7 +142,7 @@ def compare(
         soft_wrap=True,
     )
     out_console.print(Text(f"report: {json_path}\nreport: {html_path}"), soft_wrap=True)
-    raise typer.Exit(_EXIT_IMAGE_FAILED if document["failed"] else _EXIT_OK)
+    raise typer.Exit(EXIT_IMAGE_FAILED if document["failed"] else EXIT_OK)
 
 
 def register(app: typer.Typer) -> None:

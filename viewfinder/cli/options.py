@@ -11,7 +11,16 @@ from viewfinder.analyzers.features import ALL_FEATURES, Feature
 from viewfinder.analyzers.image_analysis import FeatureOptions
 from viewfinder.errors import InvalidOptionError
 
-__all__ = ["AllowHostOption", "allow_hosts_of", "features_callback", "features_of", "split_commas"]
+__all__ = [
+    "EXIT_IMAGE_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "AllowHostOption",
+    "allow_hosts_of",
+    "features_callback",
+    "features_of",
+    "split_commas",
+]
 
 AllowHostOption: TypeAlias = Annotated[
     list[str] | None,
@@ -53,3 +62,11 @@ def features_callback(values: list[str] | None) -> list[str] | None:
     except InvalidOptionError as exc:
         raise typer.BadParameter(str(exc)) from None
     return values
+
+
+EXIT_OK = 0
+"""Every image was analysed."""
+EXIT_IMAGE_FAILED = 1
+"""At least one image failed; the others were still analysed."""
+EXIT_USAGE = 2
+"""Bad command line, or no model endpoint configured."""

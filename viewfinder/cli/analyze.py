@@ -1,0 +1,289 @@
+"""`viewfinder analyze`: images in, results on the terminal or as JSON lines."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from viewfinder.analyzers import Feature, ImageAnalyzer
+from viewfinder.analyzers.image_analysis import FeatureOptions
+from viewfinder.cli.options import (
+    EXIT_IMAGE_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    AllowHostOption,
+    allow_hosts_of,
+    features_callback,
+    features_of,
+    split_commas,
+)
+from viewfinder.cli.render import display_name, render_result, unserved_lines, usage_text
+from viewfinder.draw import draw
+from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
+from viewfinder.prepare import DEFAULT_MAX_SIDE
+from viewfinder.schemas.result import Usage
+
+_MIN_MAX_SIDE = 64
+
+__all__ = ["analyze", "register"]
+
+
+class DetailChoice(StrEnum):
+    """OpenAI image `detail` levels, as offered on the command line."""
+
+    HIGH = "high"
+    LOW = "low"
+    AUTO = "auto"
+
+
+class EngineOption(StrEnum):
+    """Who computes the features, as offered on the command line."""
+
+    AUTO = "auto"
+    MODEL = "model"
+    LOCAL = "local"
+
+
+# --- option parsing -------------------------------------------------------------------
+
+
+def _parse_ratios(values: Sequence[str]) -> list[float]:
+    """Parse aspect ratios given as comma-separated or repeated option values.
+
+    Raises:
+        InvalidOptionError: An item is not a number, or is outside Azure's range.
+    """
+    ratios: list[float] = []
+    for item in split_commas(values):
+        try:
+            ratios.append(float(item))
+        except ValueError:
+            raise InvalidOptionError(f"aspect ratio {item!r} is not a number") from None
+    return list(FeatureOptions.of(smart_crops_aspect_ratios=ratios).smart_crops_aspect_ratios)
+
+
+def _ratios_callback(values: list[str] | None) -> list[str] | None:
+    """Fail fast (exit 2) on aspect ratios that are not numbers or out of range."""
+    if values:
+        try:
+            _parse_ratios(values)
+        except InvalidOptionError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return values
+
+
+def _language_callback(value: str) -> str:
+    """Fail fast (exit 2) on something that is not a language code."""
+    try:
+        return FeatureOptions.of(language=value).language
+    except InvalidOptionError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _progress(console: Console, message: str) -> Iterator[None]:
+    """A spinner on stderr, only when stderr is a terminal."""
+    if console.is_terminal:
+        with console.status(message):
+            yield
+    else:
+        yield
+
+
+def analyze(
+    images: Annotated[
+        list[str],
+        typer.Argument(help="Image paths or http(s) URLs.", metavar="IMAGE", show_default=False),
+    ],
+    features: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--features",
+            "-f",
+            help=(
+                "Features to extract, comma-separated or repeated: caption, dense_captions, "
+                "tags, objects, people, smart_crops, read (Azure spellings such as "
+                "denseCaptions work too). Default: all seven."
+            ),
+            callback=features_callback,
+            metavar="LIST",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model (or Azure deployment); default VIEWFINDER_MODEL or gpt-4.1-mini.",
+            metavar="NAME",
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per image (JSON Lines).")
+    ] = False,
+    draw_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--draw",
+            help="Save an annotated copy of the image here (several images: OUT-<n>.png).",
+            metavar="PNG",
+            dir_okay=False,
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="OpenAI-compatible endpoint; default OPENAI_BASE_URL.", metavar="URL"),
+    ] = None,
+    detail: Annotated[
+        DetailChoice, typer.Option(help="Image detail sent to the model.", case_sensitive=False)
+    ] = DetailChoice.HIGH,
+    max_side: Annotated[
+        int,
+        typer.Option(
+            help="Long side, in pixels, of the copy sent.", metavar="PIXELS", min=_MIN_MAX_SIDE
+        ),
+    ] = DEFAULT_MAX_SIDE,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")
+    ] = False,
+    gender_neutral_caption: Annotated[
+        bool,
+        typer.Option(
+            "--gender-neutral-caption", help="'person' / 'child' instead of gendered words."
+        ),
+    ] = False,
+    language: Annotated[
+        str,
+        typer.Option(
+            help="Language of generated text.", metavar="CODE", callback=_language_callback
+        ),
+    ] = "en",
+    smart_crops_aspect_ratios: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Width/height ratios in 0.75-1.8, comma-separated or repeated.",
+            callback=_ratios_callback,
+            metavar="LIST",
+            show_default=False,
+        ),
+    ] = None,
+    engine: Annotated[
+        EngineOption,
+        typer.Option(
+            help=(
+                "Who computes the features: 'model' (the endpoint; fails when none is "
+                "configured), 'local' (this machine: people, smart crops, read; needs the "
+                "'local' extra), or 'auto' (the model when an endpoint is configured, "
+                "else local)."
+            ),
+            case_sensitive=False,
+        ),
+    ] = EngineOption.AUTO,
+    allow_host: AllowHostOption = None,
+) -> None:
+    """Analyse images: caption, dense captions, tags, objects, people, smart crops, read."""
+    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    chosen: tuple[Feature, ...] = features_of(features)
+    ratios = _parse_ratios(smart_crops_aspect_ratios) if smart_crops_aspect_ratios else None
+
+    try:
+        analyzer = ImageAnalyzer(
+            model=model,
+            base_url=base_url,
+            detail=detail.value,
+            max_side=max_side,
+            cache=not no_cache,
+            engine=engine.value,
+            allow_hosts=allow_hosts_of(allow_host),
+        )
+    except UserError as exc:  # ConfigurationError above all: nothing configured
+        err.print(Text(f"error: {exc}"), soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    if engine is EngineOption.AUTO and analyzer.engine_name == "local":
+        err.print(
+            Text(
+                "note: no model endpoint is configured: using the local engine "
+                "(people, smart crops, read; caption, dense captions, tags and objects "
+                "need a model)",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
+
+    told: set[tuple[str, str]] = set()  # (feature, reason) pairs already on stderr
+    failed = 0
+    total: Usage | None = None
+    try:
+        for index, source in enumerate(images, 1):
+            name = display_name(source)
+            try:
+                with _progress(err, f"analysing {name}"):
+                    loaded = analyzer.load(source)  # read once: analysis and drawing
+                    result = analyzer.analyze(
+                        loaded,
+                        chosen,
+                        smart_crops_aspect_ratios=ratios,
+                        gender_neutral_caption=gender_neutral_caption,
+                        language=language,
+                    )
+                    if draw_path is not None:
+                        target = draw_path
+                        if len(images) > 1:
+                            target = draw_path.with_stem(f"{draw_path.stem}-{index}")
+                        draw(result, loaded).save(target)
+            except (ViewfinderError, OSError) as exc:
+                failed += 1
+                if json_output:
+                    _emit(
+                        {"image": name, "error": {"type": type(exc).__name__, "message": str(exc)}}
+                    )
+                else:
+                    err.print(
+                        Text(f"error: {name}: {type(exc).__name__}: {exc}", style="red"),
+                        soft_wrap=True,
+                    )
+                continue
+            total = result.usage if total is None else total + result.usage
+            news = {f: r for f, r in (result.unserved or {}).items() if (f, r) not in told}
+            for line in unserved_lines(news):
+                err.print(Text(f"not served: {line}", style="yellow"), soft_wrap=True)
+            told.update(news.items())
+            if json_output:
+                _emit({"image": name, "result": result.model_dump(mode="json")})
+            else:
+                out.print(render_result(name, result))
+                out.print()
+    finally:
+        analyzer.close()
+
+    if not json_output and len(images) > 1:
+        done = len(images) - failed
+        summary = f"{done} of {len(images)} images analysed"
+        if total is not None:
+            summary += f"; total {usage_text(total)}"
+        out.print(Text(summary, style="bold"))
+    raise typer.Exit(EXIT_IMAGE_FAILED if failed else EXIT_OK)
+
+
+def _emit(record: dict[str, Any]) -> None:
+    """Write one JSON Lines record to stdout and flush it, so pipes see it at once."""
+    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.flush()
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `analyze` command to `app`.
+
+    Args:
+        app: The Typer application (`viewfinder.cli.app`, or one a test builds).
+    """
+    app.command("analyze")(analyze)

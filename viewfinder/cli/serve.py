@@ -1,0 +1,186 @@
+"""`viewfinder serve`: the Image Analysis 4.0 compatible server."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from viewfinder.analyzers import ImageAnalyzer
+from viewfinder.cli.options import (
+    EXIT_USAGE,
+    allow_hosts_of,
+    split_commas,
+)
+from viewfinder.cli.render import plural
+from viewfinder.errors import ConfigurationError, UserError
+from viewfinder.prepare.fetch import trusted_hosts
+
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+__all__ = ["register", "serve"]
+
+
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (loopback by default).", metavar="HOST")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", min=0, max=65535)] = 8080,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-key",
+            help=(
+                "Accepted key (Ocp-Apim-Subscription-Key or Authorization: Bearer), "
+                "repeatable. Visible to every user in `ps`: prefer VIEWFINDER_API_KEYS "
+                "(comma-separated, the default) or --api-key-file."
+            ),
+            metavar="KEY",
+            show_default=False,
+        ),
+    ] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--api-key-file",
+            help="File of accepted keys, one per line (blank and # lines ignored).",
+            metavar="FILE",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Serve without keys (trusted networks only).")
+    ] = False,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help=(
+                "Internal host image URLs may point at (repeatable); others are refused. "
+                "Default: VIEWFINDER_ALLOW_HOSTS, comma-separated."
+            ),
+            metavar="HOST",
+            show_default=False,
+        ),
+    ] = None,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(help="PEM certificate: serve HTTPS.", metavar="FILE", dir_okay=False),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None,
+        typer.Option(help="PEM private key of --ssl-certfile.", metavar="FILE", dir_okay=False),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model (or Azure deployment); default VIEWFINDER_MODEL or gpt-4.1-mini.",
+            metavar="NAME",
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="OpenAI-compatible endpoint; default OPENAI_BASE_URL.", metavar="URL"),
+    ] = None,
+) -> None:
+    """Serve the Image Analysis 4.0 REST API (POST /computervision/imageanalysis:analyze).
+
+    Point Microsoft's SDK at http://HOST:PORT with one of the keys. Image URLs may
+    only point at public addresses, plus the --allow-host hosts. Give keys in
+    VIEWFINDER_API_KEYS or --api-key-file: other users can read --api-key in `ps`.
+    """
+    err = Console(stderr=True, highlight=False)
+
+    def fail(message: str) -> typer.Exit:
+        err.print(Text(f"error: {message}"), soft_wrap=True)
+        return typer.Exit(EXIT_USAGE)
+
+    try:
+        from viewfinder.compat import server
+    except ImportError as exc:
+        raise fail(str(exc)) from None
+
+    keys = [key.strip() for key in api_key or () if key.strip()]
+    if api_key:
+        err.print(
+            Text(
+                "warning: --api-key is visible in ps to every user of this machine; "
+                "use VIEWFINDER_API_KEYS or --api-key-file",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
+    if api_key_file is not None:
+        try:
+            keys += _read_key_file(api_key_file)
+        except UserError as exc:
+            raise fail(str(exc)) from None
+    if not api_key and api_key_file is None:
+        keys = split_commas([os.environ.get("VIEWFINDER_API_KEYS", "")])
+    if ssl_keyfile is not None and ssl_certfile is None:
+        raise fail("--ssl-keyfile needs --ssl-certfile")
+    settings = server.ServerSettings(
+        api_keys=tuple(keys), no_auth=no_auth, allow_hosts=trusted_hosts(allow_hosts_of(allow_host))
+    )
+    try:
+        settings.validate()  # before the analyzer: an open server is refused first
+        analyzer = ImageAnalyzer(model=model, base_url=base_url)
+    except UserError as exc:
+        raise fail(str(exc)) from None
+    settings = dataclasses.replace(settings, analyzer=analyzer)
+
+    scheme = "https" if ssl_certfile else "http"
+    if scheme == "http" and host not in _LOOPBACK_HOSTS:
+        err.print(
+            Text(
+                f"warning: plain HTTP on {host}: keys and images cross the network "
+                "unencrypted; use --ssl-certfile/--ssl-keyfile or a TLS proxy",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
+    auth = "no key (--no-auth)" if no_auth else plural(len(keys), "key")
+    err.print(
+        Text(f"viewfinder serve: {scheme}://{host}:{port}, {auth}, model {analyzer.model}"),
+        soft_wrap=True,
+    )
+    server.run(
+        settings,
+        host=host,
+        port=port,
+        ssl_certfile=None if ssl_certfile is None else str(ssl_certfile),
+        ssl_keyfile=None if ssl_keyfile is None else str(ssl_keyfile),
+    )
+
+
+def _read_key_file(path: Path) -> list[str]:
+    """The keys in `path`, one per line; blank lines and `#` comments are skipped.
+
+    Raises:
+        ConfigurationError: The file cannot be read or holds no key (never quoted).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        raise ConfigurationError(f"cannot read --api-key-file {path}: {reason}") from None
+    keys = [line.strip() for line in text.splitlines()]
+    keys = [key for key in keys if key and not key.startswith("#")]
+    if not keys:
+        raise ConfigurationError(f"--api-key-file {path} holds no key")
+    return keys
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `serve` command to `app`.
+
+    Args:
+        app: The Typer application (`viewfinder.cli.app`, or one a test builds).
+    """
+    app.command("serve")(serve)
