@@ -4,12 +4,15 @@
 viewfinder cost photos/ --model gpt-4.1-mini
 viewfinder cost 'scans/*.png' --model gpt-4o --detail low -f caption,tags
 viewfinder cost photo.jpg --model gpt-4.1-nano --json
+viewfinder cost --from results.jsonl
 ```
 
 Every figure is an estimate made offline (`viewfinder.cost.estimate`): no endpoint needs to
-be configured and no request is sent to a model. Exit codes: 0 when every image was
+be configured and no request is sent to a model. With `--from`, the records of a
+`viewfinder batch` run give its real usage and dollars (`viewfinder.cost.actual`), beside the
+estimate of the same images when their files can be read. Exit codes: 0 when every image was
 estimated, 1 when any image could not be read (the others are still estimated), 2 for
-usage errors.
+usage errors (and a `--from` file that cannot be read).
 """
 
 from __future__ import annotations
@@ -30,12 +33,23 @@ from rich.table import Table
 from rich.text import Text
 
 from viewfinder.analyzers.base import Detail
-from viewfinder.analyzers.features import Feature
+from viewfinder.analyzers.features import ALL_FEATURES, Feature
+from viewfinder.batch.records import BatchItem, record_outcome
 from viewfinder.cli.options import (
     AllowHostOption,
     allow_hosts_of,
     features_callback,
     features_of,
+)
+from viewfinder.cost.actual import (
+    ImageCheck,
+    RecordedResult,
+    RunCheck,
+    RunCost,
+    RunLine,
+    compare,
+    run_cost,
+    run_model,
 )
 from viewfinder.cost.estimate import Estimate, EstimateSummary, estimate_many, estimate_request
 from viewfinder.cost.estimate import offline_analyzer as _offline_analyzer
@@ -46,7 +60,7 @@ from viewfinder.prepare.decode import has_image_suffix
 from viewfinder.prepare.load import is_url
 from viewfinder.prepare.redact import redact_url
 
-__all__ = ["NOTICE", "expand_images", "register"]
+__all__ = ["FROM_NOTICE", "NOTICE", "expand_images", "read_run", "register"]
 
 # The same codes as `viewfinder.cli` (not imported from there: cli imports this module).
 _EXIT_OK: Final = 0
@@ -62,6 +76,16 @@ NOTICE: Final = (
     "Real usage varies: re-asks, retries and reasoning tokens are not included."
 )
 """Shown before any figure, and in the JSON output."""
+
+FROM_NOTICE: Final = (
+    "Real usage from the run's records, repriced with viewfinder's price table "
+    "(VIEWFINDER_PRICES overrides it): cached input tokens at the cached price, Batch API "
+    "answers at the Batch API price. Beside it, the offline estimate of the same images: "
+    "one request each, every input token at the list price (no prompt cache)."
+)
+"""Shown before the figures of `viewfinder cost --from`, and in its JSON output."""
+
+_SHOWN_ROWS: Final = 20
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -196,15 +220,244 @@ def _estimates(
         analyzer.close()
 
 
+# --- cost --from: a run's records -------------------------------------------------------
+
+
+def read_run(path: Path) -> tuple[list[RunLine], int, bool]:
+    """The records of a `viewfinder batch` output, in every shape viewfinder wrote.
+
+    Args:
+        path: The output file (`viewfinder batch --out`).
+
+    Returns:
+        Its lines in file order; how many lines were not records (blank, not JSON, or
+        not a record); and whether the last line was torn (a run still writing, or a crash).
+
+    Raises:
+        OSError: The file cannot be read.
+    """
+    lines: list[RunLine] = []
+    skipped = 0
+    torn = False
+    with path.open("rb") as stream:
+        for raw in stream:
+            if not raw.endswith(b"\n"):
+                torn = True  # only ever the last line
+                break
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                skipped += bool(raw.strip())
+                continue
+            outcome = record_outcome(record)
+            if outcome is None:
+                skipped += 1
+                continue
+            item = BatchItem.from_record(record, result_type=RecordedResult)
+            result = item.result if isinstance(item.result, RecordedResult) else None
+            lines.append(
+                RunLine(
+                    id=outcome.id,
+                    source=item.source,
+                    ok=outcome.ok,
+                    usage=item.usage,
+                    batch_priced=item.batch_priced,
+                    recorded_cost=item.cost,
+                    model=None if result is None else result.model,
+                    features=() if result is None else result.features,
+                )
+            )
+    return lines, skipped, torn
+
+
+def _image_file(source: str, base: Path) -> Path | str:
+    """The readable file a record's source names (as given, else beside the results
+    file), or why there is none."""
+    if is_url(source):
+        return "a URL: not fetched (estimate a local copy with `viewfinder cost`)"
+    for candidate in (Path(source), base / source):
+        if candidate.is_file():
+            return candidate
+    return "not a readable file"
+
+
+def _run_estimates(
+    lines: Sequence[RunLine],
+    base: Path,
+    *,
+    model: str | None,
+    features: tuple[Feature, ...] | None,
+    detail: Detail,
+    max_side: int,
+) -> dict[str, Estimate | str]:
+    """By image id: the estimate of its latest source with the run's features, or why
+    there is none."""
+    latest = {line.id: line for line in lines}
+    run_features = run_cost(lines).features
+    outcomes: dict[str, Estimate | str] = {}
+    analyzer = _offline_analyzer(model, detail=detail, max_side=max_side)
+    try:
+        for image_id, line in latest.items():
+            found = _image_file(line.source, base)
+            if isinstance(found, str):
+                outcomes[image_id] = found
+                continue
+            chosen = features or line.features or run_features or None
+            try:
+                outcomes[image_id] = estimate_request(
+                    analyzer, str(found), chosen if chosen else ALL_FEATURES
+                )
+            except ViewfinderError as exc:
+                outcomes[image_id] = f"{type(exc).__name__}: {exc}"
+    finally:
+        analyzer.close()
+    return outcomes
+
+
+def _usage_text(spent: RunCost) -> str:
+    return (
+        f"{_tokens(spent.input_tokens)} input tokens ({_tokens(spent.cached_input_tokens)} "
+        f"cached, {_tokens(spent.uncached_input_tokens)} uncached), "
+        f"{_tokens(spent.output_tokens)} output tokens"
+    )
+
+
+def _from_lines(path: Path, spent: RunCost, check: RunCheck, notes: Sequence[str]) -> list[str]:
+    images = f"{spent.images} image" + ("" if spent.images == 1 else "s")
+    lines = [
+        f"{path}: {spent.lines} records, {images} ({spent.ok} ok, {spent.failed} failed), "
+        f"{spent.cache_hits} answered from viewfinder's cache, "
+        f"{spent.batch_priced_lines} at Batch API prices; "
+        f"model {', '.join(spent.models) or 'unknown'}",
+        f"used: {_usage_text(spent)}, {spent.requests:,} requests, {spent.reasks:,} re-asks",
+        f"billed: {_dollars(spent.cost_usd)} (cached input at the cached price); "
+        f"per 1,000 images: {_dollars(spent.cost_per_1000_images_usd)}; "
+        f"without the prompt cache: {_dollars(spent.cost_without_prompt_cache_usd)}; "
+        f"as the run recorded: {_dollars(spent.recorded_cost_usd)}",
+    ]
+    if check.compared:
+        ratio = "" if check.ratio is None else f" ({check.ratio:.2f}x the estimate)"
+        lines += [
+            f"estimate for the same {check.compared} images: "
+            f"{_tokens(check.predicted_input_tokens)} input tokens, "
+            f"{_tokens(check.predicted_output_tokens)} output tokens, "
+            f"{_dollars(check.predicted_cost_usd)}",
+            f"actual for those images: {_usage_text(check.actual)}, "
+            f"{_dollars(check.actual.cost_usd)}{ratio}",
+        ]
+    else:
+        lines.append("estimate: no image of the run could be estimated (see below)")
+    return lines + [f"note: {note}" for note in notes]
+
+
+def _check_table(checks: Sequence[ImageCheck]) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("image")
+    for name in ("input tok est", "input tok", "cached", "output tok est", "output tok"):
+        table.add_column(name, justify="right")
+    table.add_column("cost est", justify="right")
+    table.add_column("cost", justify="right")
+    for check in checks:
+        est = check.estimate
+        table.add_row(
+            check.id,
+            _tokens(None if est is None else est.input_tokens),
+            _tokens(check.actual.input_tokens),
+            _tokens(check.actual.cached_input_tokens),
+            _tokens(None if est is None else est.output_tokens),
+            _tokens(check.actual.output_tokens),
+            _dollars(check.predicted_cost_usd),
+            _dollars(check.actual.cost_usd),
+        )
+    return table
+
+
+def _cost_from(
+    path: Path,
+    *,
+    model: str | None,
+    features: tuple[Feature, ...] | None,
+    detail: Detail,
+    max_side: int,
+    json_output: bool,
+) -> int:
+    """`viewfinder cost --from`: print a run's real spend beside its estimate; the exit code."""
+    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    try:
+        lines, skipped, torn = read_run(path)
+    except OSError as exc:
+        err.print(Text(f"error: cannot read {path}: {exc}"), soft_wrap=True)
+        return _EXIT_USAGE
+    priced_as = run_model(lines, model)
+    try:
+        estimates = _run_estimates(
+            lines,
+            path.parent,
+            model=priced_as,
+            features=features,
+            detail=detail,
+            max_side=max_side,
+        )
+    except UserError as exc:  # an option the analyzer refuses
+        err.print(Text(f"error: {exc}"), soft_wrap=True)
+        return _EXIT_USAGE
+    spent = run_cost(lines, model=model)
+    checks, check = compare(lines, estimates, model=model)
+    notes = [
+        f"the estimate assumes detail {detail} and max side {max_side} px, "
+        "as the run used unless it set others"
+    ]
+    if skipped:
+        notes.append(f"{skipped} lines are not batch records and were skipped")
+    if torn:
+        notes.append("the last line is torn (a run still writing, or a crash): not counted")
+    if spent.cost_usd is None:
+        notes.append("some lines used a model with no price: pass --model or VIEWFINDER_PRICES")
+    unestimated = [c for c in checks if c.not_estimated is not None]
+    if json_output:
+        document: dict[str, Any] = {
+            "from": str(path),
+            "note": FROM_NOTICE,
+            "notes": notes,
+            "detail": detail,
+            "max_side": max_side,
+            "run": spent.model_dump(mode="json"),
+            "comparison": check.model_dump(mode="json"),
+            "images": [c.model_dump(mode="json") for c in checks],
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        sys.stdout.flush()
+    else:
+        out.print(Text(FROM_NOTICE, style="bold yellow"), soft_wrap=True)
+        for line in _from_lines(path, spent, check, notes):
+            out.print(
+                Text(line, style="yellow" if line.startswith("note:") else "bold"), soft_wrap=True
+            )
+        compared = [c for c in checks if c.not_estimated is None]
+        if compared:
+            out.print(_check_table(compared[:_SHOWN_ROWS]))
+            if len(compared) > _SHOWN_ROWS:
+                out.print(f"... {len(compared) - _SHOWN_ROWS} more images (--json lists all)")
+        for c in unestimated[:_SHOWN_ROWS]:
+            out.print(
+                Text(f"not compared: {c.id}: {c.not_estimated}", style="yellow"), soft_wrap=True
+            )
+        if len(unestimated) > _SHOWN_ROWS:
+            out.print(f"... {len(unestimated) - _SHOWN_ROWS} more not compared (--json lists all)")
+    unreadable = [c for c in unestimated if c.estimate is None]
+    return _EXIT_IMAGE_FAILED if unreadable else _EXIT_OK
+
+
 def cost(
     images: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             help="Image paths, directories (their image files), glob patterns, or URLs.",
             metavar="IMAGE",
             show_default=False,
         ),
-    ],
+    ] = None,
     model: Annotated[
         str | None,
         typer.Option(
@@ -244,11 +497,41 @@ def cost(
         bool, typer.Option("--json", help="Print one JSON document instead of a table.")
     ] = False,
     allow_host: AllowHostOption = None,
+    from_results: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help=(
+                "A `viewfinder batch` output: the run's real tokens and dollars (cached "
+                "input priced apart), beside the estimate of the same images."
+            ),
+            metavar="RESULTS.jsonl",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
-    """Estimate tokens and dollars per image, in total and per 1,000 images; sends nothing."""
+    """Estimate tokens and dollars per image, in total and per 1,000 images; sends nothing.
+
+    With --from, what a batch run really spent, beside the estimate of its images.
+    """
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     chosen = features_of(features)
+    if (from_results is None) == (not images):
+        err.print(Text("error: give images, or --from a batch output, not both"), soft_wrap=True)
+        raise typer.Exit(_EXIT_USAGE)
+    if from_results is not None:
+        raise typer.Exit(
+            _cost_from(
+                from_results,
+                model=model,
+                features=chosen if features else None,
+                detail=_DETAILS[detail],
+                max_side=max_side,
+                json_output=json_output,
+            )
+        )
+    images = images or []
     sources, problems = expand_images(images)
 
     if not json_output:
