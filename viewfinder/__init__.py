@@ -11,18 +11,14 @@ print(result.caption.text, [t.name for t in result.tags])
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from viewfinder.analyzers import ALL_FEATURES, Analyzer, Feature, ImageAnalyzer
-from viewfinder.analyzers.image_analysis import FeatureArg
-from viewfinder.build.templates import PromptTemplate
+from viewfinder.analyzers.features import ALL_FEATURES, Feature
 from viewfinder.draw import draw
-from viewfinder.engine.budget import Budget
-from viewfinder.engine.cache import ResponseCache
-from viewfinder.engine.retry import RetryPolicy
 from viewfinder.errors import (
     AuthenticationError,
     AzureInputError,
@@ -73,6 +69,14 @@ from viewfinder.schemas import (
     Tag,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from viewfinder.analyzers import Analyzer, ImageAnalyzer
+    from viewfinder.analyzers.image_analysis import FeatureArg
+    from viewfinder.build.templates import PromptTemplate
+    from viewfinder.engine.budget import Budget
+    from viewfinder.engine.cache import ResponseCache
+    from viewfinder.engine.retry import RetryPolicy
 
 __version__ = "0.1.0"
 
@@ -139,6 +143,33 @@ __all__ = [
     "draw",
 ]
 
+_LAZY = {
+    "Analyzer": "viewfinder.analyzers.custom",
+    "ImageAnalyzer": "viewfinder.analyzers.image_analysis",
+    "Budget": "viewfinder.engine.budget",
+    "PromptTemplate": "viewfinder.build.templates",
+    "ResponseCache": "viewfinder.engine.cache",
+    "RetryPolicy": "viewfinder.engine.retry",
+}
+"""Exported names imported on first access (PEP 562), not by `import viewfinder`: the
+analyzers and the engine pull in openai and instructor, most of the start-up time.
+`test_startup.py` keeps them out of `import viewfinder`."""
+
+
+def __getattr__(name: str) -> Any:
+    """Import a lazily exported name's module on first access, and keep the name here."""
+    home = _LAZY.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
 _ENV_KEYS = (
     "VIEWFINDER_MODEL",
     "VIEWFINDER_MODE",
@@ -156,6 +187,8 @@ _defaults: dict[tuple[Any, ...], ImageAnalyzer] = {}
 
 def _default_analyzer(model: str | None) -> ImageAnalyzer:
     """One `ImageAnalyzer` per model and environment, made on first use."""
+    from viewfinder.analyzers.image_analysis import ImageAnalyzer
+
     key = (model, *(os.environ.get(name) for name in _ENV_KEYS))
     if key not in _defaults:
         _defaults.clear()

@@ -1,0 +1,45 @@
+"""Start-up time, kept: `import viewfinder` does not import openai or instructor.
+
+openai was two thirds of `import viewfinder` (and of `viewfinder --help`); the analyzers
+and the engine, which need it, load when first used. Each check runs in a fresh
+interpreter, since this test session has imported everything already.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("openai", "instructor")
+
+
+def _modules_after(code: str) -> list[str]:
+    """Which of `HEAVY` a fresh interpreter has imported after running `code`."""
+    probe = (
+        f"{code}\nimport json, sys\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    loaded: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def test_import_viewfinder_does_not_import_openai_or_instructor() -> None:
+    assert _modules_after("import viewfinder") == []
+
+
+def test_the_feature_names_and_errors_do_not_import_them_either() -> None:
+    code = "import viewfinder as vf\nvf.ALL_FEATURES, vf.ViewfinderError, vf.ImageAnalysisResult"
+    assert _modules_after(code) == []
+
+
+def test_the_lazy_exports_are_the_real_objects() -> None:
+    code = (
+        "import viewfinder as vf\n"
+        "from viewfinder.analyzers.image_analysis import ImageAnalyzer\n"
+        "assert vf.ImageAnalyzer is ImageAnalyzer\n"
+        "assert 'ImageAnalyzer' in dir(vf)"
+    )
+    assert _modules_after(code) == list(HEAVY)
