@@ -2,7 +2,7 @@
 
 Run: python benchmarks/bench_throughput.py [--images 200] [--latency 0.2] [--concurrency 8]
          [--max-concurrency 16] [--rpm 1200] [--limiter-rpm RPM] [--window 6]
-         [--inject-429 20] [--retry-after-ms 50]
+         [--inject-429 20] [--retry-after-ms 50] [--concurrency-limit 4]
 
 `analyzer.analyze_many(...)` (cache off) analyses `--images` small, distinct in-memory PNGs
 (so no answer can come from a cache) in three scenarios, each against a fresh simulator:
@@ -10,7 +10,13 @@ Run: python benchmarks/bench_throughput.py [--images 200] [--latency 0.2] [--con
   (a) latency-bound: no rate limit on the server;
   (b) rpm-bound: the server admits at most `rpm_limit` requests per sliding window;
   (c) as (b), and every `--inject-429`-th admitted request is answered 429 with
-      `retry-after-ms`, as a provider does under load.
+      `retry-after-ms`, as a provider does under load;
+  (d) concurrency-bound: no rate limit, but the server processes at most
+      `--concurrency-limit` requests at once and answers 429 beyond, with no rate
+      headers (no `retry-after*`, no `x-ratelimit-*`), as servers capping concurrency do.
+      Its bound is min(concurrency, concurrency_limit) / latency; it is also reported in
+      steady state (from the 10th percent of images on), as the limiter must first learn
+      the cap from a few 429s.
 
 The rate window is SCALED so a run takes seconds, not minutes: the server counts
 `rpm_limit = round(rpm * window / 60)` requests per `--window` seconds (the real services
@@ -21,7 +27,8 @@ requests per second, is
 
 with the actual window; in (c) only (k - 1) of every k admitted requests can succeed, so
 the image bound is that times (k - 1) / k. Achieved = images / wall time of the whole run
-(start-up included); fraction = achieved / bound, the target being >= 0.9. A sliding window
+(start-up included); fraction = achieved / bound, the target being >= 0.9 (in (d), in
+steady state). A sliding window
 also lets a client burst `rpm_limit` requests at once, which the bound leaves out.
 
 Each rpm scenario is run with two `RateLimiter`s: one configured with `--limiter-rpm`
@@ -84,6 +91,7 @@ class ServerConfig:
     window: float
     inject_every: int | None
     retry_after_ms: int
+    concurrency_retry_after: bool = True
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,7 @@ def _start(config: ServerConfig) -> tuple[Simulator, list[int]]:
     sim = Simulator(
         latency=config.latency,
         max_concurrency=config.max_concurrency,
+        concurrency_retry_after=config.concurrency_retry_after,
         rpm_limit=config.rpm_limit,
         rate_window=config.window,
         default=answer,
@@ -234,10 +243,21 @@ class Outcome:
     server: ServerCounts
     limiter_rpm: float | None
     limiter_factor: float
+    times: tuple[float, ...] = ()
+    """Seconds from the start at which each result came."""
+    limiter_concurrency: int | None = None
+    """The limiter's concurrency cap at the end (None: none learned)."""
 
     @property
     def per_second(self) -> float:
         return self.results / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def steady_per_second(self) -> float:
+        """Results per second from the 10th percent of results on (start-up left out)."""
+        first = len(self.times) // 10
+        span = self.times[-1] - self.times[first] if self.times else 0.0
+        return (len(self.times) - 1 - first) / span if span > 0 else 0.0
 
 
 def _run(
@@ -254,6 +274,7 @@ def _run(
     pairs = [(f"img-{index}", image) for index, image in enumerate(images)]
     results = failed = 0
     stopped = False
+    times: list[float] = []
     try:
         start = time.perf_counter()
         with analyzer.analyze_many(
@@ -262,6 +283,7 @@ def _run(
             for item in run:
                 results += 1
                 failed += not item.ok
+                times.append(time.perf_counter() - start)
                 if time.perf_counter() - start > deadline:
                     stopped = True
                     break
@@ -280,6 +302,8 @@ def _run(
         server=counts,
         limiter_rpm=stats.rpm,
         limiter_factor=stats.factor,
+        times=tuple(times),
+        limiter_concurrency=getattr(stats, "concurrency", None),
     )
 
 
@@ -302,21 +326,30 @@ class Scenario:
     config: ServerConfig
     request_bound: float  # requests per second
     image_bound: float  # images per second
+    steady: bool = False  # judged in steady state (start-up left out)
 
 
 def _report(label: str, outcome: Outcome, scenario: Scenario) -> float:
     """Print one run; returns its fraction of the bound."""
     stats, injected = outcome.server.stats, outcome.server.injected
     fraction = outcome.per_second / scenario.image_bound
+    steady = outcome.steady_per_second / scenario.image_bound
     minimum = outcome.results + injected
     unfinished = outcome.images - outcome.results
     lost = "n/a (stopped)" if outcome.stopped else str(unfinished)
-    flag = "" if fraction >= 0.9 else "   <-- below 0.9"
+    judged = steady if scenario.steady else fraction
+    flag = "" if judged >= 0.9 else "   <-- below 0.9"
     pace = "unpaced" if outcome.limiter_rpm is None else f"{outcome.limiter_rpm:.0f} rpm"
     print(f"  {label}")
     print(
         f"    {outcome.per_second:6.1f} images/s vs bound {scenario.image_bound:5.1f}"
-        f"  = fraction {fraction:.2f}{flag}   ({outcome.results} images in {outcome.seconds:.1f} s)"
+        f"  = fraction {fraction:.2f}{'' if scenario.steady else flag}"
+        f"   ({outcome.results} images in {outcome.seconds:.1f} s)"
+    )
+    print(
+        f"    steady state (from the {len(outcome.times) // 10 + 1}th result):"
+        f" {outcome.steady_per_second:6.1f} images/s = fraction {steady:.2f}"
+        f"{flag if scenario.steady else ''}"
     )
     print(
         f"    lost {lost}, failed {outcome.failed}; server saw {stats.total} requests vs"
@@ -324,14 +357,17 @@ def _report(label: str, outcome: Outcome, scenario: Scenario) -> float:
         f" 429s {stats.rejected_429} ({injected} injected,"
         f" {stats.rejected_429 - injected} from the server's limits)"
     )
-    print(f"    limiter at the end: {pace}, factor {outcome.limiter_factor:.2f}")
+    print(
+        f"    limiter at the end: {pace}, factor {outcome.limiter_factor:.2f},"
+        f" concurrency cap {outcome.limiter_concurrency}"
+    )
     if outcome.stopped:
         print(
             f"    STOPPED by the benchmark at its deadline ({outcome.seconds:.0f} s):"
             f" {unfinished} images not analysed (the extra requests include those cut off"
             f" in flight); the rate is over the images done"
         )
-    return fraction
+    return judged
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -361,6 +397,15 @@ def _scenarios(args: argparse.Namespace) -> Iterator[Scenario]:
         config(rpm_limit, k),
         bound,
         bound * (k - 1) / k,
+    )
+    cap = args.concurrency_limit
+    bound = min(args.concurrency, cap) / args.latency
+    yield Scenario(
+        f"(d) concurrency-bound: at most {cap} in flight, 429 beyond with no rate headers",
+        ServerConfig(args.latency, cap, None, args.window, None, args.retry_after_ms, False),
+        bound,
+        bound,
+        steady=True,
     )
 
 
@@ -397,11 +442,16 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=6.0, help="server rate window, seconds")
     parser.add_argument("--inject-429", type=int, default=20, help="every Nth request 429, (c)")
     parser.add_argument("--retry-after-ms", type=int, default=50, help="of an injected 429")
+    parser.add_argument(
+        "--concurrency-limit", type=int, default=4, help="server's in-flight cap, (d)"
+    )
     args = parser.parse_args()
     if args.limiter_rpm is None:
         args.limiter_rpm = args.rpm
-    if args.latency <= 0 or args.inject_429 < 2 or args.images < 1:
-        parser.error("--latency must be > 0, --inject-429 >= 2, --images >= 1")
+    if args.latency <= 0 or args.inject_429 < 2 or args.images < 1 or args.concurrency_limit < 1:
+        parser.error(
+            "--latency must be > 0, --inject-429 >= 2, --images >= 1, --concurrency-limit >= 1"
+        )
 
     images = [_png(index) for index in range(args.images)]
     scenarios = list(_scenarios(args))

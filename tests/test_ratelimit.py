@@ -300,3 +300,102 @@ async def test_max_wait_applies_to_async_callers_too() -> None:
     assert refused.value.retry_after == pytest.approx(10.0)
     with pytest.raises(vf.InvalidOptionError):
         RateLimiter(max_wait=-1)
+
+
+# --- concurrency limits (429s with no rate headers) ------------------------------------
+
+
+def test_a_headerless_429_with_many_in_flight_caps_concurrency_not_the_rate() -> None:
+    clock = FakeClock()
+    limiter = fake(clock)
+    for _ in range(8):
+        limiter.acquire()
+    limiter.observe(429, {})  # refused with 8 in flight: the server holds fewer
+    stats = limiter.stats
+    assert (stats.concurrency, stats.in_flight) == (7, 7)
+    assert (stats.factor, stats.rpm, stats.pauses, limiter.paused_for) == (1.0, None, 0, 0.0)
+    for in_flight in (7, 6, 5):  # the rest of the burst: down to the server's cap
+        assert limiter.stats.in_flight == in_flight
+        limiter.observe(429, {})
+    assert (limiter.stats.concurrency, limiter.stats.in_flight) == (4, 4)
+    limiter.observe(200, {})
+    assert limiter.stats.concurrency == 4 and limiter.stats.factor == 1.0
+
+
+async def test_callers_beyond_the_cap_wait_until_an_attempt_ends() -> None:
+    clock = FakeClock()
+    limiter = fake(clock)
+    for _ in range(3):
+        await limiter.aacquire()
+    limiter.observe(429, {})  # cap 2, 2 in flight
+    waiter = asyncio.create_task(limiter.aacquire())
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    limiter.observe(200, {})  # one ends: the waiter goes, without any clock time passing
+    await asyncio.wait_for(waiter, 1)
+    assert limiter.stats.in_flight == 2 and clock.now == 1000.0
+
+
+def test_a_thread_beyond_the_cap_waits_until_an_attempt_ends() -> None:
+    clock = FakeClock()
+    limiter = fake(clock)
+    for _ in range(2):
+        limiter.acquire()
+    limiter.observe(429, {})  # cap 1, 1 in flight
+    went = threading.Event()
+    thread = threading.Thread(target=lambda: (limiter.acquire(), went.set()))
+    thread.start()
+    assert not went.wait(0.05)
+    limiter.observe(None, {})  # an attempt that got no response ends too
+    assert went.wait(5)
+    thread.join(5)
+    assert limiter.stats.in_flight == 1
+
+
+def test_the_cap_rises_by_one_per_quiet_period_and_a_probe_429_lowers_it_again() -> None:
+    clock = FakeClock()
+    limiter = fake(clock, recovery_seconds=10.0)
+    for _ in range(5):
+        limiter.acquire()
+    limiter.observe(429, {})  # cap 4
+    clock.sleep(10.0)
+    assert limiter.stats.concurrency == 5
+    limiter.acquire()  # the probe: 5 in flight
+    limiter.observe(429, {})
+    assert limiter.stats.concurrency == 4 and limiter.stats.factor == 1.0
+
+
+def test_a_headerless_429_below_the_cap_or_alone_is_a_rate_limit() -> None:
+    clock = FakeClock()
+    limiter = fake(clock)
+    for _ in range(5):
+        limiter.acquire()
+    limiter.observe(429, {})  # cap 4, 4 in flight
+    limiter.observe(200, {})
+    limiter.observe(200, {})
+    limiter.observe(429, {})  # 2 in flight, under the cap of 4: the pace is refused
+    stats = limiter.stats
+    assert stats.concurrency == 4 and stats.factor == 0.5 and stats.pauses == 1
+    alone = fake(FakeClock())
+    alone.acquire()
+    alone.observe(429, {})  # one in flight: not a crowd
+    assert alone.stats.concurrency is None and alone.stats.factor == 0.5
+
+
+def test_a_429_with_rate_headers_never_caps_concurrency() -> None:
+    limiter = fake(FakeClock())
+    for _ in range(8):
+        limiter.acquire()
+    limiter.observe(429, {"retry-after-ms": "50"})
+    limiter.observe(429, {"x-ratelimit-remaining-requests": "0"})
+    assert limiter.stats.concurrency is None
+
+
+def test_max_wait_refuses_a_caller_when_no_attempt_ends_in_time() -> None:
+    limiter = fake(FakeClock(), max_wait=0.0)
+    limiter.acquire()
+    limiter.acquire()
+    limiter.observe(429, {})  # cap 1, 1 in flight
+    with pytest.raises(vf.RateLimitError):
+        limiter.acquire()
+    assert limiter.stats.refused == 1 and limiter.stats.in_flight == 1

@@ -280,6 +280,26 @@ async def test_max_concurrency_rejects_the_second_concurrent_request() -> None:
     assert (stats.total, stats.ok, stats.rejected_429, stats.in_flight_max) == (2, 1, 1, 1)
 
 
+async def test_a_concurrency_cap_without_retry_after_sends_no_rate_headers() -> None:
+    # A server that only caps concurrency: its 429 names no delay and no budget.
+    with Simulator(max_concurrency=1, concurrency_retry_after=False) as sim:
+        sim.script(Reply(content="slow", delay=0.15), Reply(content="unused"))
+        async with openai.AsyncOpenAI(
+            api_key="sk-test", base_url=sim.base_url, max_retries=0
+        ) as aclient:
+
+            async def one() -> Any:
+                return await aclient.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+
+            results = await asyncio.gather(one(), one(), return_exceptions=True)
+
+    [error] = [r for r in results if isinstance(r, BaseException)]
+    assert isinstance(error, openai.RateLimitError)
+    names = {name.lower() for name in error.response.headers}
+    assert not {name for name in names if name.startswith(("retry-after", "x-ratelimit"))}
+    assert sim.stats.rejected_429 == 1
+
+
 def test_rpm_limit_rejects_the_third_request_in_the_window() -> None:
     with (
         Simulator(rpm_limit=2) as sim,

@@ -100,7 +100,12 @@ class Gate(Protocol):
         """Async twin of `acquire`."""
 
     def observe(self, status: int | None, headers: Mapping[str, str]) -> None:
-        """What an attempt got back: its HTTP status (None: no response) and headers."""
+        """What an attempt got back: its HTTP status (None: no response) and headers.
+
+        Called exactly once for every `acquire` / `aacquire` that returned, however the
+        attempt ended (cancelled or timed out included), so a gate may count attempts
+        in flight.
+        """
 
 
 @dataclass(frozen=True)
@@ -418,14 +423,14 @@ class Engine:
             self._before_attempt(budgets, tally)
             if self.gate is not None:
                 self.gate.acquire(tally.last_input_tokens)  # checked when it ends, below
-            timeout = deadline.attempt_timeout(client.timeout, attempts=tally.attempts)
-            tally.attempt()
             try:
+                timeout = deadline.attempt_timeout(client.timeout, attempts=tally.attempts)
+                tally.attempt()
                 raw = raw_create(*args, timeout=timeout, **kwargs)
             except openai.APIStatusError as exc:
                 self._after_attempt(exc.status_code, exc.response.headers)
                 raise
-            except openai.APIError:
+            except BaseException:  # no response: the attempt still ends for the gate
                 self._after_attempt(None, {})
                 raise
             self._after_attempt(raw.status_code, raw.headers)
@@ -464,14 +469,14 @@ class Engine:
                 async with scope:
                     if self.gate is not None:
                         await self.gate.aacquire(tally.last_input_tokens)
-                    timeout = deadline.attempt_timeout(client.timeout, attempts=tally.attempts)
-                    tally.attempt()
                     try:
+                        timeout = deadline.attempt_timeout(client.timeout, attempts=tally.attempts)
+                        tally.attempt()
                         raw = await raw_create(*args, timeout=timeout, **kwargs)
                     except openai.APIStatusError as exc:
                         self._after_attempt(exc.status_code, exc.response.headers)
                         raise
-                    except openai.APIError:
+                    except BaseException:  # cancelled or timed out included: it ended
                         self._after_attempt(None, {})
                         raise
             except TimeoutError:

@@ -26,6 +26,18 @@ The algorithm, in short:
   `recovery_seconds` with no 429 adds `increase` (a fraction of the limit) back, up to
   the limit; a measured limit is dropped once fully recovered.
 
+- **Concurrency limits**: some servers cap how many requests they process at once and
+  answer 429 beyond, with no rate headers at all (no `retry-after*`, no
+  `x-ratelimit-*`). Halving the rate would not help them; holding fewer requests in
+  flight does. The limiter counts attempts in flight (from `acquire` to the `observe`
+  that reports how each ended; the engine guarantees one `observe` per attempt). A
+  header-less 429 with several attempts in flight, and no cap yet or the cap reached,
+  is a concurrency signal: the limiter caps attempts in flight one below the count the
+  429 came with (at least 1), does not pause and does not cut the rate; callers beyond
+  the cap wait until an attempt ends. Each quiet `recovery_seconds` without such a 429
+  raises the cap by one, to probe for room. A header-less 429 below the cap (or with
+  one attempt in flight) is a rate signal, handled as above.
+
 Token sizes: `acquire(tokens)` counts `tokens` when given, else the running mean of the
 request sizes observed so far (`record_request_tokens`, and the non-zero values passed
 to `acquire`). Before any observation, requests are paced on the request budget only.
@@ -106,6 +118,8 @@ class RateLimiterStats:
         waited_seconds: Total time callers slept in `acquire` / `aacquire`.
         paused_until: Clock time the current pause ends (in the limiter's clock).
         refused: Callers turned away because their slot was beyond `max_wait`.
+        concurrency: The learned cap on attempts in flight; None: none learned.
+        in_flight: Attempts let through whose outcome has not been observed yet.
     """
 
     rpm: float | None
@@ -120,6 +134,8 @@ class RateLimiterStats:
     waited_seconds: float
     paused_until: float
     refused: int = 0
+    concurrency: int | None = None
+    in_flight: int = 0
 
 
 class RateLimiter:
@@ -200,6 +216,8 @@ class RateLimiter:
         self._max_wait = max_wait
         self._clock, self._sleep, self._async_sleep = clock, sleep, async_sleep
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # sync callers waiting for a slot
+        self._room_futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
         self._learned_rpm: float | None = None
         self._learned_tpm: float | None = None
@@ -218,6 +236,9 @@ class RateLimiter:
         self._acquired = self._rate_limited = self._pauses = self._decreases = 0
         self._refused = 0
         self._waited = 0.0
+        self._in_flight = 0
+        self._concurrency: int | None = None  # learned cap on attempts in flight
+        self._concurrency_since = clock()  # start of the quiet period before a raise
 
     # --- the Gate protocol ---------------------------------------------------------------
 
@@ -229,6 +250,7 @@ class RateLimiter:
         """
         deadline = self._deadline()
         while True:
+            self._wait_for_room(deadline)
             at, epoch = self._reserve(tokens, deadline)
             delay = at - self._clock()
             if delay > 0:
@@ -244,6 +266,7 @@ class RateLimiter:
         """
         deadline = self._deadline()
         while True:
+            await self._await_room(deadline)
             at, epoch = self._reserve(tokens, deadline)
             delay = at - self._clock()
             if delay > 0:
@@ -252,16 +275,24 @@ class RateLimiter:
                 return
 
     def observe(self, status: int | None, headers: Mapping[str, str]) -> None:
-        """Learn from what an attempt got back: limits, remaining budget, 429s."""
+        """Learn from what an attempt got back: limits, remaining budget, 429s.
+
+        Each call also ends one attempt in flight (status None: it got no response).
+        """
         lowered = {name.lower(): value for name, value in headers.items()}
         with self._lock:
             now = self._clock()
+            in_flight = self._in_flight  # this attempt included
+            self._in_flight = max(0, self._in_flight - 1)
             self._learn(lowered, now)
-            if status == 429:
+            if status == 429 and self._concurrency_signal(lowered, in_flight):
+                self._on_concurrency_limited(in_flight, now)
+            elif status == 429:
                 self._on_rate_limited(lowered, now)
             elif status is not None and status < 400:
                 self._backoff = self._initial_backoff
             self._recover(now)
+            self._wake()
 
     # --- extras --------------------------------------------------------------------------
 
@@ -298,6 +329,8 @@ class RateLimiter:
                 waited_seconds=self._waited,
                 paused_until=self._paused_until,
                 refused=self._refused,
+                concurrency=self._concurrency,
+                in_flight=self._in_flight,
             )
 
     def __repr__(self) -> str:
@@ -350,9 +383,88 @@ class RateLimiter:
             self._waited += max(slept, 0.0)
             if self._epoch != epoch:
                 return False
+            if not self._has_room():
+                return False  # another caller took the last slot: wait for the next
             self._acquired += 1
+            self._in_flight += 1
             self._recent.append(self._clock())
             return True
+
+    def _has_room(self) -> bool:
+        """Whether one more attempt may be in flight (lock held)."""
+        return self._concurrency is None or self._in_flight < self._concurrency
+
+    def _wait_for_room(self, deadline: float | None) -> None:
+        """Block until fewer attempts than the learned cap are in flight.
+
+        Raises:
+            RateLimitError: Still no room at `deadline` (`max_wait`).
+        """
+        with self._room:
+            while not self._has_room():
+                left = None if deadline is None else deadline - self._clock()
+                if left is not None and (left <= 0 or not self._room.wait(left)):
+                    raise self._refuse_for_room()
+                if left is None:
+                    self._room.wait()
+
+    async def _await_room(self, deadline: float | None) -> None:
+        """Async twin of `_wait_for_room`: awaits an attempt's end, never blocks the loop."""
+        while True:
+            with self._lock:
+                if self._has_room():
+                    return
+                left = None if deadline is None else deadline - self._clock()
+                if left is not None and left <= 0:
+                    raise self._refuse_for_room()
+                loop = asyncio.get_running_loop()
+                woken: asyncio.Future[None] = loop.create_future()
+                self._room_futures.append((loop, woken))
+            try:
+                await asyncio.wait_for(woken, left)
+            except TimeoutError:
+                with self._lock:
+                    raise self._refuse_for_room() from None
+            finally:
+                with self._lock:
+                    if (loop, woken) in self._room_futures:
+                        self._room_futures.remove((loop, woken))
+
+    def _refuse_for_room(self) -> RateLimitError:
+        """The error for a caller that found no room in flight before `max_wait` (lock held)."""
+        self._refused += 1
+        return RateLimitError(
+            f"the rate limiter would hold this request longer than max_wait ({self._max_wait} s):"
+            f" {self._in_flight} attempts in flight, the server's learned cap: not sent",
+            attempts=0,
+        )
+
+    def _wake(self) -> None:
+        """An attempt ended or the cap rose: let waiting callers re-check (lock held)."""
+        self._room.notify_all()
+        for loop, woken in self._room_futures:
+            loop.call_soon_threadsafe(_resolve, woken)
+        self._room_futures.clear()
+
+    def _concurrency_signal(self, headers: Mapping[str, str], in_flight: int) -> bool:
+        """Whether a 429 says "too many at once" rather than "too fast" (lock held).
+
+        Only a 429 with no rate headers qualifies, and only with several attempts in
+        flight and no cap yet or the cap reached: below the cap, the server is refusing
+        a pace, not a crowd.
+        """
+        if any(name.startswith(("x-ratelimit-", "retry-after")) for name in headers):
+            return False
+        return in_flight > 1 and (self._concurrency is None or in_flight >= self._concurrency)
+
+    def _on_concurrency_limited(self, in_flight: int, now: float) -> None:
+        """A header-less 429 at the cap: hold one attempt fewer in flight (lock held)."""
+        self._rate_limited += 1
+        cap = in_flight - 1
+        self._concurrency_since = now
+        if self._concurrency is None or cap < self._concurrency:
+            self._concurrency = cap
+            self._decreases += 1
 
     def _mean_tokens(self) -> float:
         return self._token_total / self._token_count if self._token_count else 0.0
@@ -432,6 +544,12 @@ class RateLimiter:
 
     def _recover(self, now: float) -> None:
         """Additive increase: one step per quiet period since the last 429 (lock held)."""
+        if self._concurrency is not None:
+            raises = math.floor((now - self._concurrency_since) / self._recovery)
+            if raises >= 1:
+                self._concurrency_since += raises * self._recovery
+                self._concurrency += raises
+                self._wake()
         steps = math.floor((now - self._quiet_since) / self._recovery)
         if steps < 1:
             return
@@ -440,6 +558,12 @@ class RateLimiter:
         if steps > needed:
             self._measured_rpm = None  # fully recovered: stop pacing at a guess
         self._factor = min(1.0, self._factor + steps * self._increase)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    """Wake one async waiter (on its own loop); it may have given up already."""
+    if not future.done():
+        future.set_result(None)
 
 
 def _scaled(value: float | None, factor: float) -> float | None:

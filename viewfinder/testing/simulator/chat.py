@@ -65,6 +65,7 @@ class ChatCompletions:
 
     latency: float
     max_concurrency: int | None
+    concurrency_retry_after: bool
     rpm_limit: int | None
     tpm_limit: int | None
     default: Callable[[dict[str, Any]], ReplyLike] | None
@@ -123,8 +124,10 @@ class ChatCompletions:
         """
         request_id = {"x-request-id": f"req_sim_{n}"}
         if self.max_concurrency is not None and self._in_flight >= self.max_concurrency:
-            soonest = min(self._in_flight_ends.values(), default=now) - now
-            headers = {**request_id, "retry-after-ms": str(max(1, math.ceil(soonest * 1000)))}
+            headers = dict(request_id)
+            if self.concurrency_retry_after:
+                soonest = min(self._in_flight_ends.values(), default=now) - now
+                headers["retry-after-ms"] = str(max(1, math.ceil(soonest * 1000)))
             message = (
                 f"simulator: {self._in_flight} requests in flight, "
                 f"max_concurrency={self.max_concurrency}"

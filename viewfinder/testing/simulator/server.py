@@ -173,6 +173,9 @@ class Simulator(ChatCompletions, FilesAndBatches):
             answering (added to :attr:`Reply.delay`).
         max_concurrency: A request arriving while this many are being
             processed gets a 429 with ``retry-after-ms``.
+        concurrency_retry_after: Whether that 429 says ``retry-after-ms``; False
+            answers it with no rate headers at all, as servers that only cap
+            concurrency do (the limiter must then tell it from a rate limit).
         rpm_limit: Requests admitted per sliding window (``rate_window``).
         tpm_limit: Tokens admitted per sliding window. A request is charged its
             :func:`estimate_prompt_tokens` plus its ``max_completion_tokens`` /
@@ -203,6 +206,7 @@ class Simulator(ChatCompletions, FilesAndBatches):
         port: int = 0,
         latency: float = 0.0,
         max_concurrency: int | None = None,
+        concurrency_retry_after: bool = True,
         rpm_limit: int | None = None,
         tpm_limit: int | None = None,
         default: Callable[[dict[str, Any]], ReplyLike] | None = None,
@@ -224,6 +228,7 @@ class Simulator(ChatCompletions, FilesAndBatches):
         self.host = host
         self.latency = latency
         self.max_concurrency = max_concurrency
+        self.concurrency_retry_after = concurrency_retry_after
         self.rpm_limit = rpm_limit
         self.tpm_limit = tpm_limit
         self.default = default
