@@ -21,6 +21,12 @@ from viewfinder.cli.options import (
     EXIT_OK,
     EXIT_USAGE,
     AllowHostOption,
+    BaseUrlOption,
+    DetailChoice,
+    DetailOption,
+    MaxSideOption,
+    ModelOption,
+    NoCacheOption,
     allow_hosts_of,
     features_callback,
     features_of,
@@ -32,17 +38,7 @@ from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
 from viewfinder.prepare import DEFAULT_MAX_SIDE
 from viewfinder.schemas.result import Usage
 
-_MIN_MAX_SIDE = 64
-
 __all__ = ["analyze", "register"]
-
-
-class DetailChoice(StrEnum):
-    """OpenAI image `detail` levels, as offered on the command line."""
-
-    HIGH = "high"
-    LOW = "low"
-    AUTO = "auto"
 
 
 class EngineOption(StrEnum):
@@ -119,13 +115,7 @@ def analyze(
             show_default=False,
         ),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="Model (or Azure deployment); default VIEWFINDER_MODEL or gpt-4.1-mini.",
-            metavar="NAME",
-        ),
-    ] = None,
+    model: ModelOption = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object per image (JSON Lines).")
     ] = False,
@@ -138,22 +128,10 @@ def analyze(
             dir_okay=False,
         ),
     ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(help="OpenAI-compatible endpoint; default OPENAI_BASE_URL.", metavar="URL"),
-    ] = None,
-    detail: Annotated[
-        DetailChoice, typer.Option(help="Image detail sent to the model.", case_sensitive=False)
-    ] = DetailChoice.HIGH,
-    max_side: Annotated[
-        int,
-        typer.Option(
-            help="Long side, in pixels, of the copy sent.", metavar="PIXELS", min=_MIN_MAX_SIDE
-        ),
-    ] = DEFAULT_MAX_SIDE,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")
-    ] = False,
+    base_url: BaseUrlOption = None,
+    detail: DetailOption = DetailChoice.HIGH,
+    max_side: MaxSideOption = DEFAULT_MAX_SIDE,
+    no_cache: NoCacheOption = False,
     gender_neutral_caption: Annotated[
         bool,
         typer.Option(

@@ -69,6 +69,9 @@ from viewfinder.cli.options import (
     EXIT_OK,
     EXIT_USAGE,
     AllowHostOption,
+    BaseUrlOption,
+    ModelOption,
+    NoCacheOption,
     allow_hosts_of,
     features_callback,
     features_of,
@@ -364,17 +367,8 @@ def batch(
             show_default=False,
         ),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="Model (or Azure deployment); default VIEWFINDER_MODEL or gpt-4.1-mini.",
-            metavar="NAME",
-        ),
-    ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(help="OpenAI-compatible endpoint; default OPENAI_BASE_URL.", metavar="URL"),
-    ] = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
     rpm: Annotated[
         int | None,
         typer.Option(help="Requests per minute (default: learned from the headers).", min=1),
@@ -391,9 +385,7 @@ def batch(
         int | None,
         typer.Option(help="Stop starting images once this many tokens are spent.", min=1),
     ] = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")
-    ] = False,
+    no_cache: NoCacheOption = False,
     via: Annotated[
         Via,
         typer.Option(

@@ -23,7 +23,6 @@ import math
 import re
 import sys
 from collections.abc import Iterator, Sequence
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -36,7 +35,13 @@ from viewfinder.analyzers.base import Detail
 from viewfinder.analyzers.features import ALL_FEATURES, Feature
 from viewfinder.batch.records import BatchItem, record_outcome
 from viewfinder.cli.options import (
+    EXIT_IMAGE_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
     AllowHostOption,
+    DetailChoice,
+    DetailOption,
+    MaxSideOption,
     allow_hosts_of,
     features_callback,
     features_of,
@@ -62,11 +67,6 @@ from viewfinder.prepare.redact import redact_url
 
 __all__ = ["FROM_NOTICE", "NOTICE", "expand_images", "read_run", "register"]
 
-# The same codes as `viewfinder.cli` (not imported from there: cli imports this module).
-_EXIT_OK: Final = 0
-_EXIT_IMAGE_FAILED: Final = 1
-_EXIT_USAGE: Final = 2
-_MIN_MAX_SIDE: Final = 64
 
 NOTICE: Final = (
     "Estimates only: no request is sent to a model. Image tokens follow OpenAI's "
@@ -90,16 +90,10 @@ _SHOWN_ROWS: Final = 20
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
-class _DetailChoice(StrEnum):
-    HIGH = "high"
-    LOW = "low"
-    AUTO = "auto"
-
-
-_DETAILS: Final[dict[_DetailChoice, Detail]] = {
-    _DetailChoice.HIGH: "high",
-    _DetailChoice.LOW: "low",
-    _DetailChoice.AUTO: "auto",
+_DETAILS: Final[dict[DetailChoice, Detail]] = {
+    DetailChoice.HIGH: "high",
+    DetailChoice.LOW: "low",
+    DetailChoice.AUTO: "auto",
 }
 
 
@@ -388,7 +382,7 @@ def _cost_from(
         lines, skipped, torn = read_run(path)
     except OSError as exc:
         err.print(Text(f"error: cannot read {path}: {exc}"), soft_wrap=True)
-        return _EXIT_USAGE
+        return EXIT_USAGE
     priced_as = run_model(lines, model)
     try:
         estimates = _run_estimates(
@@ -401,7 +395,7 @@ def _cost_from(
         )
     except UserError as exc:  # an option the analyzer refuses
         err.print(Text(f"error: {exc}"), soft_wrap=True)
-        return _EXIT_USAGE
+        return EXIT_USAGE
     spent = run_cost(lines, model=model)
     checks, check = compare(lines, estimates, model=model)
     notes = [
@@ -446,7 +440,7 @@ def _cost_from(
         if len(unestimated) > _SHOWN_ROWS:
             out.print(f"... {len(unestimated) - _SHOWN_ROWS} more not compared (--json lists all)")
     unreadable = [c for c in unestimated if c.estimate is None]
-    return _EXIT_IMAGE_FAILED if unreadable else _EXIT_OK
+    return EXIT_IMAGE_FAILED if unreadable else EXIT_OK
 
 
 def cost(
@@ -484,15 +478,8 @@ def cost(
             show_default=False,
         ),
     ] = None,
-    detail: Annotated[
-        _DetailChoice, typer.Option(help="Image detail sent to the model.", case_sensitive=False)
-    ] = _DetailChoice.HIGH,
-    max_side: Annotated[
-        int,
-        typer.Option(
-            help="Long side, in pixels, of the copy sent.", metavar="PIXELS", min=_MIN_MAX_SIDE
-        ),
-    ] = DEFAULT_MAX_SIDE,
+    detail: DetailOption = DetailChoice.HIGH,
+    max_side: MaxSideOption = DEFAULT_MAX_SIDE,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON document instead of a table.")
     ] = False,
@@ -519,7 +506,7 @@ def cost(
     chosen = features_of(features)
     if (from_results is None) == (not images):
         err.print(Text("error: give images, or --from a batch output, not both"), soft_wrap=True)
-        raise typer.Exit(_EXIT_USAGE)
+        raise typer.Exit(EXIT_USAGE)
     if from_results is not None:
         raise typer.Exit(
             _cost_from(
@@ -556,7 +543,7 @@ def cost(
                 )
     except UserError as exc:  # an option the analyzer refuses
         err.print(Text(f"error: {exc}"), soft_wrap=True)
-        raise typer.Exit(_EXIT_USAGE) from None
+        raise typer.Exit(EXIT_USAGE) from None
 
     summary = estimate_many(estimate for _, estimate in rows)
     batch_discount = load_prices().batch_discount
@@ -595,7 +582,7 @@ def cost(
                 out.print(Text(line, style="bold"), soft_wrap=True)
             for note in dict.fromkeys(note for _, estimate in rows for note in estimate.notes):
                 out.print(Text(f"note: {note}", style="yellow"), soft_wrap=True)
-    raise typer.Exit(_EXIT_IMAGE_FAILED if errors else _EXIT_OK)
+    raise typer.Exit(EXIT_IMAGE_FAILED if errors else EXIT_OK)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,8 +1,10 @@
-"""Option parsing shared by the commands: comma lists, feature names, trusted hosts."""
+"""What the commands share: their common options, option parsing (comma lists, feature
+names, trusted hosts) and exit codes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Annotated, TypeAlias
 
 import typer
@@ -10,17 +12,66 @@ import typer
 from viewfinder.analyzers.features import ALL_FEATURES, Feature
 from viewfinder.analyzers.image_analysis import FeatureOptions
 from viewfinder.errors import InvalidOptionError
+from viewfinder.prepare import MIN_MAX_SIDE
 
 __all__ = [
     "EXIT_IMAGE_FAILED",
     "EXIT_OK",
     "EXIT_USAGE",
     "AllowHostOption",
+    "BaseUrlOption",
+    "DetailChoice",
+    "DetailOption",
+    "MaxSideOption",
+    "ModelOption",
+    "NoCacheOption",
     "allow_hosts_of",
     "features_callback",
     "features_of",
     "split_commas",
 ]
+
+
+class DetailChoice(StrEnum):
+    """OpenAI image `detail` levels, as offered on the command line."""
+
+    HIGH = "high"
+    LOW = "low"
+    AUTO = "auto"
+
+
+ModelOption: TypeAlias = Annotated[
+    str | None,
+    typer.Option(
+        help="Model (or Azure deployment); default VIEWFINDER_MODEL or gpt-4.1-mini.",
+        metavar="NAME",
+    ),
+]
+"""`--model`, for every command that builds an analyzer."""
+
+BaseUrlOption: TypeAlias = Annotated[
+    str | None,
+    typer.Option(help="OpenAI-compatible endpoint; default OPENAI_BASE_URL.", metavar="URL"),
+]
+"""`--base-url`, for every command that builds an analyzer."""
+
+DetailOption: TypeAlias = Annotated[
+    DetailChoice, typer.Option(help="Image detail sent to the model.", case_sensitive=False)
+]
+"""`--detail`."""
+
+MaxSideOption: TypeAlias = Annotated[
+    int,
+    typer.Option(
+        help="Long side, in pixels, of the copy sent.", metavar="PIXELS", min=MIN_MAX_SIDE
+    ),
+]
+"""`--max-side`, bounded as `prepare_image` bounds it."""
+
+NoCacheOption: TypeAlias = Annotated[
+    bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")
+]
+"""`--no-cache`."""
 
 AllowHostOption: TypeAlias = Annotated[
     list[str] | None,

@@ -14,6 +14,8 @@ from rich.text import Text
 from viewfinder.analyzers import ImageAnalyzer
 from viewfinder.cli.options import (
     EXIT_USAGE,
+    BaseUrlOption,
+    ModelOption,
     allow_hosts_of,
     split_commas,
 )
@@ -77,17 +79,8 @@ def serve(
         Path | None,
         typer.Option(help="PEM private key of --ssl-certfile.", metavar="FILE", dir_okay=False),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="Model (or Azure deployment); default VIEWFINDER_MODEL or gpt-4.1-mini.",
-            metavar="NAME",
-        ),
-    ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(help="OpenAI-compatible endpoint; default OPENAI_BASE_URL.", metavar="URL"),
-    ] = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
 ) -> None:
     """Serve the Image Analysis 4.0 REST API (POST /computervision/imageanalysis:analyze).
 

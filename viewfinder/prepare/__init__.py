@@ -34,12 +34,13 @@ from viewfinder.errors import InvalidOptionError
 from viewfinder.prepare.decode import DEFAULT_LIMITS, ImageLimits, model_copy, open_checked
 from viewfinder.prepare.load import ImageInput, LoadedImage, load_image
 
-__all__ = ["DEFAULT_MAX_SIDE", "PreparedImage", "prepare_image"]
+__all__ = ["DEFAULT_MAX_SIDE", "MIN_MAX_SIDE", "PreparedImage", "prepare_image"]
 
 DEFAULT_MAX_SIDE: Final = 1024
 """Long side, in pixels, of the copy sent to the model."""
 
-_MIN_MAX_SIDE: Final = 64
+MIN_MAX_SIDE: Final = 64
+"""Smallest `max_side` accepted."""
 _MODEL_MEDIA_TYPE: Final = "image/jpeg"
 _JPEG_OPTIONS: Final = {"quality": 90, "subsampling": 0, "optimize": False, "progressive": False}
 
@@ -121,10 +122,8 @@ def prepare_image(
         ImageFormatError: Not an image, a corrupt image, or a refused format.
         DecompressionBombError: The header declares too many pixels.
     """
-    if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < _MIN_MAX_SIDE:
-        raise InvalidOptionError(
-            f"max_side must be an integer >= {_MIN_MAX_SIDE}, got {max_side!r}"
-        )
+    if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < MIN_MAX_SIDE:
+        raise InvalidOptionError(f"max_side must be an integer >= {MIN_MAX_SIDE}, got {max_side!r}")
     loaded = load_image(source, limits=limits, fetch_timeout=fetch_timeout, allow_hosts=allow_hosts)
     label = loaded.source
     image = open_checked(loaded.data, label, limits)
