@@ -103,7 +103,6 @@ from viewfinder.engine.ratelimit import RateLimiter
 from viewfinder.engine.retry import RetryPolicy
 from viewfinder.errors import (
     ConfigurationError,
-    DecodeBusyError,
     ImageSizeError,
     InvalidOptionError,
     RateLimitError,
@@ -236,16 +235,6 @@ def _check_pixel_budget(pixels: int, wait: float) -> None:
         raise ConfigurationError(f"max_decode_pixels must be a positive integer, not {pixels!r}")
     if not (isinstance(wait, int | float) and math.isfinite(wait) and wait >= 0):
         raise ConfigurationError(f"decode_wait_seconds must be a number >= 0, not {wait!r}")
-
-
-def _decode_busy(exc: DecodeBusyError) -> ServiceError:
-    """The 429 for a request whose pixels the budget could not give in time."""
-    return ServiceError(
-        429,
-        "429",
-        "Too many requests: the server is decoding as many image pixels as it allows. Retry later.",
-        retry_after=max(1, math.ceil(exc.retry_after)),
-    )
 
 
 class _ServiceJSON(JSONResponse):
@@ -556,8 +545,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 result = await analyzer.arun(plan, image)
         except ServiceError as refused:
             return _error_response(refused, record)
-        except DecodeBusyError as busy:
-            return _error_response(_decode_busy(busy), record)
         except ViewfinderError as exc:
             error = analyzers.service_error(exc)
             if error.status >= 500:

@@ -19,6 +19,7 @@ from viewfinder.errors import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
+    DecodeBusyError,
     DecompressionBombError,
     ImageFetchError,
     ImageFormatError,
@@ -249,6 +250,14 @@ def service_error_for(exc: ViewfinderError) -> ServiceError:
             429,
             "429",
             "Too many requests: the model endpoint behind viewfinder is rate limited.",
+            retry_after=retry_after_header(exc.retry_after),
+        )
+    if isinstance(exc, DecodeBusyError):
+        return ServiceError(
+            429,
+            "429",
+            "Too many requests: the server is decoding as many image pixels as it allows. "
+            "Retry later.",
             retry_after=retry_after_header(exc.retry_after),
         )
     if isinstance(exc, (ConfigurationError, AuthenticationError, BadRequestError)):
