@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from local_server import Serving
+from typer.testing import CliRunner
 
 from viewfinder import ImageAnalyzer, RetryPolicy
 from viewfinder.compat.server import ServerSettings, create_app
@@ -98,3 +99,9 @@ def serve() -> Iterator[Callable[[ServerSettings], str]]:
             return serving.start()
 
         yield start
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    """A CLI runner, wide and colourless, so rich neither wraps nor styles what tests read."""
+    return CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})

@@ -46,11 +46,6 @@ def app() -> typer.Typer:
 
 
 @pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
-
-
-@pytest.fixture
 def sim() -> Iterator[Simulator]:
     reply = Reply(CAPTION, prompt_tokens=1000, completion_tokens=100)
     with Simulator(default=lambda body: reply) as simulator:

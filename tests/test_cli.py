@@ -30,12 +30,6 @@ def _no_endpoint_configured(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def runner() -> CliRunner:
-    # Wide and colourless, so rich neither wraps nor styles what the tests look for.
-    return CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
-
-
-@pytest.fixture
 def sim() -> Iterator[Simulator]:
     with Simulator() as simulator:
         yield simulator

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from cli_apps import one_command_app
 from endpoint_env import clear_endpoint_env
 from typer.testing import CliRunner
 
@@ -102,19 +103,7 @@ def _prices(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.fixture
 def app() -> typer.Typer:
-    made = typer.Typer()
-    register(made)
-
-    @made.callback()
-    def _root() -> None:
-        """Keeps `cost` a sub-command."""
-
-    return made
-
-
-@pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
+    return one_command_app(register)
 
 
 @pytest.fixture

@@ -187,10 +187,11 @@ def test_draw_takes_allow_hosts(host: ImageHost) -> None:
 
 
 @pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+def runner(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """The shared runner, with no endpoint configured in the environment."""
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
-    return CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
+    return runner
 
 
 def test_cli_analyze_refuses_an_internal_url_unless_allowed(
