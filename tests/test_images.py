@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from local_images import serving
 from PIL import Image, ImageFile
 
 from viewfinder.errors import (
@@ -542,15 +543,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with serving(_Handler) as base:
+        yield base
 
 
 @pytest.fixture(autouse=True)
