@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from endpoint_env import clear_endpoint_env
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
@@ -189,8 +190,7 @@ def test_draw_takes_allow_hosts(host: ImageHost) -> None:
 @pytest.fixture
 def runner(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     """The shared runner, with no endpoint configured in the environment."""
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
+    clear_endpoint_env(monkeypatch)
     return runner
 
 
