@@ -21,6 +21,7 @@ import openai
 from viewfinder.analyzers.flow import AnswerPath, Flow, ModelPath, adrive, drive
 from viewfinder.build.plan import CallPlan, ImagePart, SourceRef
 from viewfinder.build.templates import PromptTemplate, builtin_template, load_template
+from viewfinder.engine.body import DEFAULT_PROMPT_CACHE_SHARDS
 from viewfinder.engine.budget import Budget
 from viewfinder.engine.cache import DEFAULT_SIZE_LIMIT, ResponseCache
 from viewfinder.engine.engine import Engine, Gate
@@ -173,6 +174,13 @@ class BaseAnalyzer:
         with_endpoint: False builds the analyzer without resolving a model endpoint
             (for the local engine): nothing needs to be configured, no cache is
             opened, and `provider` and `engine` raise `ConfigurationError` when used.
+        strict_schema: Send `"strict": true` structured outputs to OpenAI and Azure OpenAI
+            when the schema fits strict mode (checked locally; default True). False sends
+            the schema as instructor renders it.
+        prompt_cache_shards: OpenAI only: `prompt_cache_key` spreads the requests sharing
+            a prefix over this many cache routes (default 16, about 240 requests a
+            minute before OpenAI spills to uncached machines; 1 is one route, 0 sends no
+            key). Not part of the cache key: changing it keeps cached answers.
     """
 
     def __init__(
@@ -202,6 +210,8 @@ class BaseAnalyzer:
         rate_limiter: Gate | None = None,
         allow_hosts: Collection[str] | None = None,
         with_endpoint: bool = True,
+        strict_schema: bool = True,
+        prompt_cache_shards: int = DEFAULT_PROMPT_CACHE_SHARDS,
     ) -> None:
         if detail not in _DETAILS:
             raise InvalidOptionError(f"detail must be one of {_DETAILS}, not {detail!r}")
@@ -211,6 +221,12 @@ class BaseAnalyzer:
             raise InvalidOptionError("max_reasks must be >= 0")
         if max_output_tokens < 1:
             raise InvalidOptionError("max_output_tokens must be >= 1")
+        if isinstance(prompt_cache_shards, bool) or not isinstance(prompt_cache_shards, int):
+            raise InvalidOptionError(
+                f"prompt_cache_shards must be an int, not {prompt_cache_shards!r}"
+            )
+        if prompt_cache_shards < 0:
+            raise InvalidOptionError("prompt_cache_shards must be >= 0")
         self.detail: Detail = detail
         self.max_side = max_side
         self.allow_hosts: tuple[str, ...] | None = (
@@ -249,6 +265,8 @@ class BaseAnalyzer:
             max_reasks=max_reasks,
             sampling=sampling_params(provider.model, max_output_tokens=max_output_tokens),
             gate=rate_limiter,
+            strict_schema=strict_schema,
+            prompt_cache_shards=prompt_cache_shards,
             budget=None
             if max_tokens_per_call is None and max_dollars_per_call is None
             else Budget(

@@ -4,8 +4,8 @@ The steps, each resumable from the state file (`<work_dir>/state.json`):
 
 1. **write**: one JSONL line per image, `{"custom_id", "method": "POST", "url", "body"}`,
    where `body` is exactly the chat-completions body the online path sends
-   (`viewfinder.engine.engine.request_body`, in the analyzer's mode), streamed into shards
-   of at most `max_requests_per_file` lines and `max_bytes_per_file` bytes;
+   (`Engine.request_body`: the analyzer's mode, strict schema and cache key), streamed
+   into shards of at most `max_requests_per_file` lines and `max_bytes_per_file` bytes;
 2. **submit**: each shard through the Files API (`purpose="batch"`) and the Batches API
    (`completion_window="24h"`), recording the file and batch ids in the state file
    before anything waits on them;
@@ -617,12 +617,7 @@ class BatchJob:
         return entry
 
     def _line(self, custom_id: str, request: Request[BaseModel]) -> bytes:
-        body = request_body(
-            request,
-            model=self.model,
-            sampling=self.analyzer.engine.sampling,
-            mode=self.analyzer.provider.mode,
-        )
+        body = self.analyzer.engine.request_body(request, model=self.model)
         line = {"custom_id": custom_id, "method": "POST", "url": self.url, "body": body}
         return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 

@@ -36,7 +36,7 @@ from viewfinder.analyzers.features import ALL_FEATURES, Feature
 from viewfinder.analyzers.image_analysis import FeatureArg, FeatureOptions, ImageAnalyzer
 from viewfinder.cost.pricing import cost_of
 from viewfinder.cost.tokens import count_message_tokens, count_tokens
-from viewfinder.engine.engine import Request, request_body
+from viewfinder.engine.engine import Request
 from viewfinder.engine.providers import is_reasoning_model
 from viewfinder.errors import ConfigurationError, InvalidOptionError
 from viewfinder.prepare import DEFAULT_MAX_SIDE, PreparedImage
@@ -512,15 +512,13 @@ def offline_analyzer(
 def _schema_tokens(request: Request[BaseModel], analyzer: ImageAnalyzer, model: str) -> int:
     """Tokens instructor adds to carry the answer schema, in the analyzer's mode.
 
-    Counted on the body the engine would send (`request_body`, no I/O): in the JSON modes
+    Counted on the body the engine would send (`Engine.request_body`, no I/O): in the JSON modes
     instructor writes the schema into the system prompt, counted as the text it adds; in
     `json_schema` and `tools` modes it sends the schema as `response_format` / `tools`,
     counted as the JSON text of that payload. OpenAI does not publish how it bills that
     payload, so the JSON text is an approximation.
     """
-    kwargs = request_body(
-        request, model=model, sampling=analyzer.engine.sampling, mode=analyzer.provider.mode
-    )
+    kwargs = analyzer.engine.request_body(request, model=model)
     added = count_message_tokens(kwargs.get("messages", request.messages), model=model)
     added -= count_message_tokens(request.messages, model=model)
     for key in ("tools", "functions", "response_format"):

@@ -30,6 +30,7 @@ from openai.types.chat import ChatCompletion
 from pydantic import BaseModel
 
 from viewfinder.engine import _instructor
+from viewfinder.engine.body import DEFAULT_PROMPT_CACHE_SHARDS, BodyPolicy
 from viewfinder.engine.budget import Budget
 from viewfinder.engine.cache import ResponseCache, request_key
 from viewfinder.engine.providers import Provider
@@ -228,25 +229,37 @@ def raw_answer(completion: ChatCompletion | None) -> str | None:
 
 
 def request_body(
-    request: Request[Any], *, model: str, sampling: Mapping[str, Any], mode: _instructor.Mode
+    request: Request[Any],
+    *,
+    model: str,
+    sampling: Mapping[str, Any],
+    mode: _instructor.Mode,
+    policy: BodyPolicy | None = None,
 ) -> dict[str, Any]:
     """The chat-completions body `Engine.run` sends first for `request` (no I/O).
 
     The Batch API writes it into its input file and the estimator counts its tokens, so
-    both see exactly what the engine sends.
+    both see exactly what the engine sends (`Engine.request_body` passes its own policy).
 
     Args:
         request: What an analyzer's `build()` made.
         model: `model` of the body.
         sampling: Sampling parameters (`temperature`, `seed`, `max_tokens`...).
         mode: instructor's structured-output mode.
+        policy: What the engine adds to instructor's body (strict, `prompt_cache_key`);
+            None adds nothing.
 
     Returns:
-        The JSON body: messages, model, sampling and the mode's schema parameters.
+        The JSON body: messages, model, sampling, the mode's schema parameters and what
+        `policy` adds.
     """
-    return _instructor.request_body(
+    body = _instructor.request_body(
         request.response_model, request.messages, model=model, mode=mode, sampling=sampling
     )
+    if policy is None:
+        return body
+    extras = policy.extras(request.messages, request.response_model, request.model_version)
+    return policy.apply(body, request.response_model, extras)
 
 
 def _translate(exc: Exception, tally: Tally) -> BaseException:
@@ -279,6 +292,10 @@ class Engine:
         sampling: Sampling parameters sent with every request.
         gate: Paces every HTTP attempt (e.g. a shared rate limiter); `None` for none.
         budget: Caps for each call (copied fresh per call); `None` for none.
+        strict_schema: Send `"strict": true` when the provider and schema allow it
+            (`viewfinder.engine.body`); False never does.
+        prompt_cache_shards: Routes per prefix for OpenAI's `prompt_cache_key`; 0 sends
+            no key.
     """
 
     def __init__(
@@ -291,8 +308,17 @@ class Engine:
         sampling: dict[str, Any],
         gate: Gate | None = None,
         budget: Budget | None = None,
+        strict_schema: bool = True,
+        prompt_cache_shards: int = DEFAULT_PROMPT_CACHE_SHARDS,
     ) -> None:
         self.provider = provider
+        self.body_policy = BodyPolicy(
+            provider.kind,
+            provider.mode,
+            strict_schema=strict_schema,
+            prompt_cache_shards=prompt_cache_shards,
+        )
+        """What every body gets besides instructor's: the same online and in a batch."""
         self.gate = gate
         self.budget = budget
         self.cache = cache
@@ -403,6 +429,28 @@ class Engine:
             **self.sampling,
         }
 
+    def request_body(self, request: Request[Any], *, model: str | None = None) -> dict[str, Any]:
+        """The body `run` sends first for `request`, policy included (no I/O).
+
+        Args:
+            request: What to send.
+            model: `model` of the body (default: the provider's).
+        """
+        return request_body(
+            request,
+            model=model or self.provider.model,
+            sampling=self.sampling,
+            mode=self.provider.mode,
+            policy=self.body_policy,
+        )
+
+    def _shaper(self, request: Request[A]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """Adds this engine's policy to each body instructor sends for `request` (re-asks
+        included): the same `BodyPolicy.apply` as `request_body`."""
+        policy, model = self.body_policy, request.response_model
+        extras = policy.extras(request.messages, model, request.model_version)
+        return lambda body: policy.apply(body, model, extras)
+
     # --- the I/O twins -------------------------------------------------------------------
 
     def run(self, request: Request[A], *, budget: Budget | None = None) -> Completed[A]:
@@ -436,7 +484,10 @@ class Engine:
             self._after_attempt(raw.status_code, raw.headers)
             return raw
 
+        shape = self._shaper(request)
+
         def send(*args: Any, **kwargs: Any) -> ChatCompletion:
+            kwargs = shape(kwargs)
             deadline = tally.start_request(self.retry.max_total_seconds)
             for attempt in sync_retrying(self.retry, deadline=deadline):
                 with attempt:
@@ -487,7 +538,10 @@ class Engine:
             self._after_attempt(raw.status_code, raw.headers)
             return raw
 
+        shape = self._shaper(request)
+
         async def send(*args: Any, **kwargs: Any) -> ChatCompletion:
+            kwargs = shape(kwargs)
             deadline = tally.start_request(self.retry.max_total_seconds)
             async for attempt in async_retrying(self.retry, deadline=deadline):
                 with attempt:
