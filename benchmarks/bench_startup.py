@@ -8,7 +8,8 @@ machine load; the median wall time of each is printed with its ratio to the base
 (issue 12): each at most 0.35 s, or 2x the baseline measured side by side. `--against`
 runs the same viewfinder commands from another checkout too (its directory first on
 PYTHONPATH), in the same rounds, for an old/new ratio; without it, to measure another
-checkout alone, run this file with that checkout first on PYTHONPATH.
+checkout alone, run this file from that checkout. The commands run outside any checkout,
+with the measured one first on PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 BASELINE = 'python -c "import pydantic, rich"'
 GOAL_SECONDS = 0.35
@@ -43,21 +46,32 @@ def _seconds(run: Run) -> float:
     command, env = run
     start = time.perf_counter()
     subprocess.run(
-        command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        command,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=tempfile.gettempdir(),  # not a checkout: `-m` puts the working directory first
     )
     return time.perf_counter() - start
+
+
+def _env(checkout: str) -> dict[str, str]:
+    """This process's environment with `checkout` first on PYTHONPATH."""
+    path = os.pathsep.join(filter(None, [checkout, os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
 
 
 def _runs(against: str | None) -> dict[str, Run]:
     """Label -> run: the baseline first, then this checkout's commands, then `against`'s."""
     runs: dict[str, Run] = {BASELINE: ([sys.executable, "-c", "import pydantic, rich"], None)}
+    here = _env(str(Path(__file__).resolve().parents[1]))
     for label, arguments in VIEWFINDER_COMMANDS.items():
-        runs[label] = ([sys.executable, *arguments], None)
+        runs[label] = ([sys.executable, *arguments], here)
     if against is not None:
-        path = os.pathsep.join(filter(None, [against, os.environ.get("PYTHONPATH")]))
-        env = {**os.environ, "PYTHONPATH": path}
+        there = _env(str(Path(against).resolve()))
         for label, arguments in VIEWFINDER_COMMANDS.items():
-            runs[f"{label} (against)"] = ([sys.executable, *arguments], env)
+            runs[f"{label} (against)"] = ([sys.executable, *arguments], there)
     return runs
 
 
