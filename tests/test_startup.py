@@ -1,8 +1,10 @@
 """Start-up time, kept: `import viewfinder` does not import openai or instructor.
 
 openai was two thirds of `import viewfinder` (and of `viewfinder --help`); the analyzers
-and the engine, which need it, load when first used. Each check runs in a fresh
-interpreter, since this test session has imported everything already.
+and the engine, which need it, load when first used, and the command modules import them
+inside the commands (`viewfinder --help` and `viewfinder <command> --help` only declare
+options). Each check runs in a fresh interpreter, since this test session has imported
+everything already.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+
+import pytest
 
 HEAVY = ("openai", "instructor")
 
@@ -43,3 +47,31 @@ def test_the_lazy_exports_are_the_real_objects() -> None:
         "assert 'ImageAnalyzer' in dir(vf)"
     )
     assert _modules_after(code) == list(HEAVY)
+
+
+COMMANDS = ("analyze", "batch", "compare", "cost", "serve")
+"""Every sub-command of `viewfinder`: each one's `--help` stays light."""
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS], ids=lambda c: c or "viewfinder")
+def test_help_does_not_import_openai_or_instructor(command: str) -> None:
+    """`viewfinder [command] --help`, run the way the console script runs it."""
+    argv = ["viewfinder", *command.split(), "--help"]
+    code = (
+        "import sys\n"
+        f"sys.argv = {argv!r}\n"
+        "from viewfinder.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code in (0, None), exit.code"
+    )
+    assert _modules_after(code) == []
+
+
+def test_the_command_list_is_complete() -> None:
+    """A new sub-command joins `COMMANDS`, so its `--help` is checked too."""
+    from viewfinder.cli import app
+
+    names = {command.name for command in app.registered_commands}
+    assert names == set(COMMANDS)

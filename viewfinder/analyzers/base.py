@@ -14,11 +14,12 @@ import os
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import openai
 
 from viewfinder.analyzers.flow import AnswerPath, Flow, ModelPath, adrive, drive
+from viewfinder.analyzers.settings import Detail
 from viewfinder.build.plan import CallPlan, ImagePart, SourceRef
 from viewfinder.build.templates import PromptTemplate, builtin_template, load_template
 from viewfinder.engine.body import DEFAULT_PROMPT_CACHE_SHARDS
@@ -51,7 +52,6 @@ __all__ = [
 R = TypeVar("R", bound="ImageAnalysisResult | AnalysisRun[Any]")
 """What a call plan gives: the result of `ImageAnalyzer` or of `Analyzer`."""
 
-Detail = Literal["low", "high", "auto"]
 DEFAULT_MAX_REASKS = 2
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
 _DETAILS = ("low", "high", "auto")

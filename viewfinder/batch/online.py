@@ -53,6 +53,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeAlias
 
 from viewfinder.batch.records import BatchInputLike, BatchItem, BatchSummary, R, split_input
+from viewfinder.batch.settings import DEFAULT_CONCURRENCY
 from viewfinder.cost.pricing import cost_of
 from viewfinder.engine.budget import Budget
 from viewfinder.engine.engine import Engine, Gate
@@ -79,9 +80,6 @@ __all__ = [
     "arun_many",
     "run_many",
 ]
-
-DEFAULT_CONCURRENCY = 8
-"""Images analysed at the same time unless told otherwise."""
 
 
 BatchCall: TypeAlias = Callable[[LoadedImage, Engine, Budget | None], Awaitable[R]]

@@ -14,8 +14,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from viewfinder.analyzers import Feature, ImageAnalyzer
-from viewfinder.analyzers.image_analysis import FeatureOptions
+from viewfinder.analyzers.features import Feature
 from viewfinder.cli.options import (
     EXIT_IMAGE_FAILED,
     EXIT_OK,
@@ -58,6 +57,8 @@ def _parse_ratios(values: Sequence[str]) -> list[float]:
     Raises:
         InvalidOptionError: An item is not a number, or is outside Azure's range.
     """
+    from viewfinder.analyzers.image_analysis import FeatureOptions  # the engine: lazily
+
     ratios: list[float] = []
     for item in split_commas(values):
         try:
@@ -79,6 +80,8 @@ def _ratios_callback(values: list[str] | None) -> list[str] | None:
 
 def _language_callback(value: str) -> str:
     """Fail fast (exit 2) on something that is not a language code."""
+    from viewfinder.analyzers.image_analysis import FeatureOptions  # the engine: lazily
+
     try:
         return FeatureOptions.of(language=value).language
     except InvalidOptionError as exc:
@@ -168,6 +171,8 @@ def analyze(
     allow_host: AllowHostOption = None,
 ) -> None:
     """Analyse images: caption, dense captions, tags, objects, people, smart crops, read."""
+    from viewfinder.analyzers.image_analysis import ImageAnalyzer  # the engine: lazily
+
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     chosen: tuple[Feature, ...] = features_of(features)

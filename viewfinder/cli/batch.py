@@ -51,18 +51,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.text import Text
 
-from viewfinder.analyzers import Feature, ImageAnalyzer
+from viewfinder.analyzers.features import Feature
 from viewfinder.batch.locks import WriterLock
-from viewfinder.batch.online import DEFAULT_CONCURRENCY, BatchRun
-from viewfinder.batch.provider_api import BatchJob
 from viewfinder.batch.records import BatchInput, BatchSummary, record_outcome
+from viewfinder.batch.settings import DEFAULT_CONCURRENCY
 from viewfinder.cli.batch_api import progress_text
 from viewfinder.cli.options import (
     EXIT_IMAGE_FAILED,
@@ -77,12 +76,15 @@ from viewfinder.cli.options import (
     features_of,
 )
 from viewfinder.engine.budget import Budget
-from viewfinder.engine.ratelimit import RateLimiter
 from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
 from viewfinder.prepare.decode import has_image_suffix
 from viewfinder.prepare.load import is_url
 from viewfinder.prepare.redact import legacy_url_id, safe_url
-from viewfinder.schemas.result import ImageAnalysisResult
+
+if TYPE_CHECKING:  # the engine (openai, instructor): imported when the command runs
+    from viewfinder.analyzers.image_analysis import ImageAnalyzer
+    from viewfinder.batch.online import BatchRun
+    from viewfinder.schemas.result import ImageAnalysisResult
 
 __all__ = ["iter_sources", "read_done_ids", "register"]
 
@@ -287,6 +289,8 @@ class _Counts:
 
 def _status(run: BatchRun[ImageAnalysisResult], counts: _Counts, total: int | None) -> str:
     """One progress line: done, failed, cached, rate, ETA, spend, limiter."""
+    from viewfinder.engine.ratelimit import RateLimiter
+
     summary = run.summary
     parts = [
         f"{summary.ok} done",
@@ -425,6 +429,9 @@ def batch(
     allow_host: AllowHostOption = None,
 ) -> None:
     """Analyse many images into a JSON Lines file; re-run to resume or retry failures."""
+    from viewfinder.analyzers.image_analysis import ImageAnalyzer
+    from viewfinder.engine.ratelimit import RateLimiter
+
     err = Console(stderr=True, highlight=False)
 
     def fail(message: str) -> typer.Exit:
@@ -543,6 +550,8 @@ def _run_batch_api(
     done: set[str],
 ) -> int:
     """`--via batch-api`: the job in `work_dir`, one output line per image; failures count."""
+    from viewfinder.batch.provider_api import BatchJob
+
     job = BatchJob(analyzer, work_dir, features=features)
     failed = 0
     for item in job.run(

@@ -19,12 +19,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from viewfinder.analyzers.custom import Analyzer
-from viewfinder.analyzers.image_analysis import ImageAnalyzer
-from viewfinder.batch.provider_api import BatchJob, BatchState
 from viewfinder.batch.records import BatchInputLike, BatchSummary
+
+if TYPE_CHECKING:  # the engine (openai, instructor): imported when a job runs
+    from viewfinder.analyzers.custom import Analyzer
+    from viewfinder.analyzers.image_analysis import ImageAnalyzer
+    from viewfinder.batch.provider_api import BatchState
 
 __all__ = ["progress_text", "run_to_records"]
 
@@ -70,6 +72,8 @@ def run_to_records(
     Returns:
         The totals (`complete` is False when any image failed).
     """
+    from viewfinder.batch.provider_api import BatchJob
+
     job = BatchJob(analyzer, work_dir, **options)
     on_poll = None if progress is None else (lambda state: progress(progress_text(state)))
     summary = BatchSummary()

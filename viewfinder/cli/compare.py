@@ -20,15 +20,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from viewfinder.analyzers.image_analysis import ImageAnalyzer
 from viewfinder.cli.options import EXIT_IMAGE_FAILED, EXIT_OK, EXIT_USAGE
 from viewfinder.errors import AzureInputError, ViewfinderError
-from viewfinder.evaluate.report import (
-    compare_images,
-    load_azure,
-    load_viewfinder_batch,
-    write_report,
-)
 
 __all__ = ["register"]
 
@@ -88,6 +81,15 @@ def compare(
     ] = None,
 ) -> None:
     """Compare viewfinder with stored Azure results and write an HTML and JSON report."""
+    # The engine and the report (openai, instructor, Pillow) load when the command runs.
+    from viewfinder.analyzers.image_analysis import ImageAnalyzer
+    from viewfinder.evaluate.report import (
+        compare_images,
+        load_azure,
+        load_viewfinder_batch,
+        write_report,
+    )
+
     out_console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     if not images.is_dir():

@@ -24,15 +24,15 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from viewfinder.analyzers.base import Detail
 from viewfinder.analyzers.features import ALL_FEATURES, Feature
+from viewfinder.analyzers.settings import Detail
 from viewfinder.batch.records import BatchItem, record_outcome
 from viewfinder.cli.options import (
     EXIT_IMAGE_FAILED,
@@ -46,24 +46,16 @@ from viewfinder.cli.options import (
     features_callback,
     features_of,
 )
-from viewfinder.cost.actual import (
-    ImageCheck,
-    RecordedResult,
-    RunCheck,
-    RunCost,
-    RunLine,
-    compare,
-    run_cost,
-    run_model,
-)
-from viewfinder.cost.estimate import Estimate, EstimateSummary, estimate_many, estimate_request
-from viewfinder.cost.estimate import offline_analyzer as _offline_analyzer
 from viewfinder.cost.pricing import load_prices
 from viewfinder.errors import UserError, ViewfinderError
 from viewfinder.prepare import DEFAULT_MAX_SIDE
 from viewfinder.prepare.decode import has_image_suffix
 from viewfinder.prepare.load import is_url
 from viewfinder.prepare.redact import redact_url
+
+if TYPE_CHECKING:  # the estimator loads the engine (openai, instructor): when a command runs
+    from viewfinder.cost.actual import ImageCheck, RunCheck, RunCost, RunLine
+    from viewfinder.cost.estimate import Estimate, EstimateSummary
 
 __all__ = ["FROM_NOTICE", "NOTICE", "expand_images", "read_run", "register"]
 
@@ -202,7 +194,9 @@ def _estimates(
     max_side: int,
     allow_hosts: tuple[str, ...] | None,
 ) -> Iterator[tuple[str, Estimate | ViewfinderError]]:
-    analyzer = _offline_analyzer(model, detail=detail, max_side=max_side, allow_hosts=allow_hosts)
+    from viewfinder.cost.estimate import estimate_request, offline_analyzer
+
+    analyzer = offline_analyzer(model, detail=detail, max_side=max_side, allow_hosts=allow_hosts)
     try:
         for source in sources:
             name = redact_url(source) if is_url(source) else source
@@ -230,6 +224,8 @@ def read_run(path: Path) -> tuple[list[RunLine], int, bool]:
     Raises:
         OSError: The file cannot be read.
     """
+    from viewfinder.cost.actual import RecordedResult, RunLine
+
     lines: list[RunLine] = []
     skipped = 0
     torn = False
@@ -286,10 +282,13 @@ def _run_estimates(
 ) -> dict[str, Estimate | str]:
     """By image id: the estimate of its latest source with the run's features, or why
     there is none."""
+    from viewfinder.cost.actual import run_cost
+    from viewfinder.cost.estimate import estimate_request, offline_analyzer
+
     latest = {line.id: line for line in lines}
     run_features = run_cost(lines).features
     outcomes: dict[str, Estimate | str] = {}
-    analyzer = _offline_analyzer(model, detail=detail, max_side=max_side)
+    analyzer = offline_analyzer(model, detail=detail, max_side=max_side)
     try:
         for image_id, line in latest.items():
             found = _image_file(line.source, base)
@@ -376,6 +375,8 @@ def _cost_from(
     json_output: bool,
 ) -> int:
     """`viewfinder cost --from`: print a run's real spend beside its estimate; the exit code."""
+    from viewfinder.cost.actual import compare, run_cost, run_model
+
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     try:
@@ -501,6 +502,8 @@ def cost(
 
     With --from, what a batch run really spent, beside the estimate of its images.
     """
+    from viewfinder.cost.estimate import Estimate, estimate_many
+
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     chosen = features_of(features)

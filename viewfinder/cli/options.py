@@ -1,5 +1,10 @@
 """What the commands share: their common options, option parsing (comma lists, feature
-names, trusted hosts) and exit codes."""
+names, trusted hosts) and exit codes.
+
+Light on purpose, like every command module: `viewfinder --help` imports them all, so
+what needs the engine (and with it openai and instructor) is imported inside the
+functions that use it (tests/test_startup.py).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,6 @@ from typing import Annotated, TypeAlias
 import typer
 
 from viewfinder.analyzers.features import ALL_FEATURES, Feature
-from viewfinder.analyzers.image_analysis import FeatureOptions
 from viewfinder.errors import InvalidOptionError
 from viewfinder.prepare import MIN_MAX_SIDE
 
@@ -96,6 +100,8 @@ def split_commas(values: Sequence[str]) -> list[str]:
 
 def features_of(values: Sequence[str] | None) -> tuple[Feature, ...]:
     """The features named by `--features` values; all seven when none are."""
+    from viewfinder.analyzers.image_analysis import FeatureOptions  # the engine: lazily
+
     names = split_commas(values or ())
     return FeatureOptions.of(names).features if names else ALL_FEATURES
 

@@ -11,7 +11,6 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from viewfinder.analyzers import ImageAnalyzer
 from viewfinder.cli.options import (
     EXIT_USAGE,
     BaseUrlOption,
@@ -88,6 +87,8 @@ def serve(
     only point at public addresses, plus the --allow-host hosts. Give keys in
     VIEWFINDER_API_KEYS or --api-key-file: other users can read --api-key in `ps`.
     """
+    from viewfinder.analyzers.image_analysis import ImageAnalyzer  # the engine: lazily
+
     err = Console(stderr=True, highlight=False)
 
     def fail(message: str) -> typer.Exit:
