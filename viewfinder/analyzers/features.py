@@ -44,6 +44,7 @@ __all__ = [
     "VocabularyArg",
     "answer_type",
     "load_vocabulary",
+    "name_field",
     "object_answer_type",
     "parse_features",
     "tag_answer_type",
@@ -196,7 +197,7 @@ def load_vocabulary(
     return tuple(names)
 
 
-def _name_field(names: tuple[str, ...]) -> Any:
+def name_field(names: tuple[str, ...]) -> Any:
     """`(Literal[names...], Field)`: JSON schema `{"enum": [...], "type": "string"}`.
 
     The explicit `enum` keeps it an enum for a one-name vocabulary too (pydantic would
@@ -211,7 +212,7 @@ def tag_answer_type(names: tuple[str, ...] = ()) -> type[TagAnswer]:
     """`TagAnswer`, or a subclass whose `name` is `Literal[names]` (cached per vocabulary)."""
     if not names:
         return TagAnswer
-    model: type[TagAnswer] = create_model("TagAnswer", __base__=TagAnswer, name=_name_field(names))
+    model: type[TagAnswer] = create_model("TagAnswer", __base__=TagAnswer, name=name_field(names))
     return model
 
 
@@ -221,7 +222,7 @@ def object_answer_type(names: tuple[str, ...] = ()) -> type[ObjectAnswer]:
     if not names:
         return ObjectAnswer
     model: type[ObjectAnswer] = create_model(
-        "ObjectAnswer", __base__=ObjectAnswer, name=_name_field(names)
+        "ObjectAnswer", __base__=ObjectAnswer, name=name_field(names)
     )
     return model
 

@@ -18,6 +18,14 @@ from viewfinder.analyzers.base import (
     endpoint_configured,
     schema_text,
 )
+from viewfinder.analyzers.compact import (
+    ANSWER_FORMATS,
+    DEFAULT_ANSWER_FORMAT,
+    AnswerFormat,
+    compact_answer_model,
+    to_verbose,
+)
+from viewfinder.analyzers.examples import prompt_example
 from viewfinder.analyzers.features import (
     ALL_FEATURES,
     FEATURES,
@@ -58,7 +66,14 @@ from viewfinder.schemas.result import ImageAnalysisResult, ImageMetadata
 if TYPE_CHECKING:
     from viewfinder.local.engine import LocalEngine
 
-__all__ = ["EngineChoice", "FallbackChoice", "FeatureOptions", "ImageAnalyzer", "answer_model"]
+__all__ = [
+    "AnswerFormat",
+    "EngineChoice",
+    "FallbackChoice",
+    "FeatureOptions",
+    "ImageAnalyzer",
+    "answer_model",
+]
 
 logger = logging.getLogger("viewfinder")
 
@@ -81,11 +96,13 @@ _INSTRUCTIONS = (
     "Analyse the image and fill every field of the JSON object, following these "
     "instructions for each field:"
 )
+_EXAMPLE = "The format, shown with the answer for another image (not this one):"
 
 
 def answer_model(
     features: tuple[Feature, ...],
     *,
+    answer_format: AnswerFormat = DEFAULT_ANSWER_FORMAT,
     tag_vocabulary: tuple[str, ...] = (),
     object_names: tuple[str, ...] = (),
 ) -> type[BaseModel]:
@@ -93,6 +110,7 @@ def answer_model(
 
     Args:
         features: The features answered, in `ALL_FEATURES` order.
+        answer_format: `compact` (see `viewfinder.analyzers.compact`) or `verbose`.
         tag_vocabulary: Allowed tag names (see `load_vocabulary`); `()`: any name.
         object_names: Allowed object names; `()`: any name.
 
@@ -100,6 +118,10 @@ def answer_model(
         The response model, cached per arguments. With both vocabularies empty it is
         exactly the unconstrained model (same class, same JSON schema).
     """
+    if answer_format == "compact":
+        return compact_answer_model(
+            features, tag_vocabulary=tag_vocabulary, object_names=object_names
+        )
     return _answer_model(features, tag_vocabulary, object_names)
 
 
@@ -190,6 +212,10 @@ class ImageAnalyzer(BaseAnalyzer):
             is re-asked; names are returned as spelled in the list. Default None: any
             name. Changes `model_version`.
         object_names: Allowed object names, as for `tag_vocabulary`.
+        answer_format: How the model writes its answer: `"compact"` (the default: one
+            object per item, short keys, integer confidences, about 30 % fewer output
+            tokens; see `viewfinder.analyzers.compact`) or `"verbose"` (the first
+            format). Both give the same result types. Changes `model_version`.
         **options: Shared settings; see `BaseAnalyzer`.
 
     Raises:
@@ -207,8 +233,17 @@ class ImageAnalyzer(BaseAnalyzer):
         fallback: FallbackChoice | None = None,
         tag_vocabulary: VocabularyArg | None = None,
         object_names: VocabularyArg | None = None,
+        answer_format: AnswerFormat = DEFAULT_ANSWER_FORMAT,
         **options: Any,
     ) -> None:
+        if answer_format not in ANSWER_FORMATS:
+            raise InvalidOptionError(
+                f"answer_format must be one of {ANSWER_FORMATS}, not {answer_format!r}"
+            )
+        self.answer_format: AnswerFormat = answer_format
+        """How the model writes its answer (`compact` or `verbose`); part of `model_version`."""
+        if answer_format == "compact" and options.get("system_prompt") is None:
+            options["system_prompt"] = builtin_template("compact/system")
         if engine not in get_args(EngineChoice):
             raise InvalidOptionError(
                 f"engine must be one of {get_args(EngineChoice)}, not {engine!r}"
@@ -229,11 +264,12 @@ class ImageAnalyzer(BaseAnalyzer):
         self._local_engine: LocalEngine | None = None
         self._local_reason = _LOCAL_CHOSEN if engine == "local" else _NOT_CONFIGURED
         overrides = dict(templates or {})
+        folder = "compact/" if answer_format == "compact" else ""
         self.templates: dict[Feature, PromptTemplate] = {}
         for feature in ALL_FEATURES:
             given = overrides.pop(feature.value, None)
             self.templates[feature] = (
-                builtin_template(feature.value)
+                builtin_template(folder + feature.value)
                 if given is None
                 else load_template(given, name=f"{feature.value} template")
             )
@@ -246,12 +282,14 @@ class ImageAnalyzer(BaseAnalyzer):
                     schema_text(
                         answer_model(
                             (f,),
+                            answer_format=answer_format,
                             tag_vocabulary=self.tag_vocabulary,
                             object_names=self.object_names,
                         )
                     )
                     for f in ALL_FEATURES
                 ]
+                + ([self._example(ALL_FEATURES)] if answer_format == "compact" else [])
             )
             if use_model
             else self.local_engine.version
@@ -374,9 +412,7 @@ class ImageAnalyzer(BaseAnalyzer):
 
         return CallPlan(
             options=options,
-            response_model=answer_model(
-                options.features, tag_vocabulary=self.tag_vocabulary, object_names=self.object_names
-            ),
+            response_model=self.response_model(options.features),
             fingerprint=self.model_version,
             builder=build,
             finisher=finish,
@@ -400,19 +436,41 @@ class ImageAnalyzer(BaseAnalyzer):
     ) -> Request[BaseModel]:
         """The one request for `image` and `features`."""
         variables = {"gender_neutral_caption": gender_neutral_caption, "language": language}
-        sections = [self.templates[f].render(variables) for f in features]
+        sections = [self.templates[f].render(variables) for f in self._prompted(features)]
         allowed = vocabulary_prompt(
             features, tag_vocabulary=self.tag_vocabulary, object_names=self.object_names
         )
         if allowed is not None:
             sections.append(allowed)
+        if self.answer_format == "compact":
+            sections.append(f"{_EXAMPLE}\n{self._example(features)}")
         user_text = "\n\n".join([_INSTRUCTIONS, *sections])
         return Request(
             messages=self.messages(self.render_system(language), user_text, image),
-            response_model=answer_model(
-                features, tag_vocabulary=self.tag_vocabulary, object_names=self.object_names
-            ),
+            response_model=self.response_model(features),
             model_version=self.model_version,
+        )
+
+    def response_model(self, features: tuple[Feature, ...]) -> type[BaseModel]:
+        """The model-facing schema of `features` in this analyzer's format and vocabularies."""
+        return answer_model(
+            features,
+            answer_format=self.answer_format,
+            tag_vocabulary=self.tag_vocabulary,
+            object_names=self.object_names,
+        )
+
+    def _prompted(self, features: tuple[Feature, ...]) -> tuple[Feature, ...]:
+        """Features whose instructions the prompt holds: the compact format's dense captions
+        start from `caption`, so its instruction comes with them."""
+        if self.answer_format == "compact" and Feature.DENSE_CAPTIONS in features:
+            return tuple(f for f in ALL_FEATURES if f in features or f is Feature.CAPTION)
+        return features
+
+    def _example(self, features: tuple[Feature, ...]) -> str:
+        """The compact format example for `features` (names from the vocabularies)."""
+        return prompt_example(
+            features, tag_vocabulary=self.tag_vocabulary, object_names=self.object_names
         )
 
     def finish(
@@ -430,7 +488,16 @@ class ImageAnalyzer(BaseAnalyzer):
             smart_crops_aspect_ratios=smart_crops_aspect_ratios,
             gender_neutral_caption=gender_neutral_caption,
         )
-        parts = {f.value: FEATURES[f].finish(getattr(done.answer, f.value), ctx) for f in features}
+        answer = done.answer
+        if self.answer_format == "compact":
+            verbose = answer_model(
+                features,
+                answer_format="verbose",
+                tag_vocabulary=self.tag_vocabulary,
+                object_names=self.object_names,
+            )
+            answer = verbose.model_validate(to_verbose(answer, features))
+        parts = {f.value: FEATURES[f].finish(getattr(answer, f.value), ctx) for f in features}
         return ImageAnalysisResult(
             model_version=self.model_version,
             metadata=ImageMetadata(width=image.width, height=image.height),
