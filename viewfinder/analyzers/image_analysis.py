@@ -33,6 +33,7 @@ from viewfinder.analyzers.features import (
     FinishContext,
     VocabularyArg,
     answer_type,
+    copy_side_for,
     load_vocabulary,
     parse_features,
     vocabulary_prompt,
@@ -414,6 +415,7 @@ class ImageAnalyzer(BaseAnalyzer):
             options=options,
             response_model=self.response_model(options.features),
             fingerprint=self.model_version,
+            max_side=self.max_side if self.max_side_given else copy_side_for(options.features),
             builder=build,
             finisher=finish,
             described=[
