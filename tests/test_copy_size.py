@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -12,7 +14,7 @@ from PIL import Image
 import viewfinder as vf
 from viewfinder.analyzers.features import ALL_FEATURES, Feature, copy_side_for
 from viewfinder.analyzers.image_analysis import answer_model
-from viewfinder.cost.estimate import OFFLINE_BASE_URL
+from viewfinder.cost.estimate import OFFLINE_BASE_URL, estimate_request, offline_analyzer
 from viewfinder.engine.body import strict_schema
 from viewfinder.testing import compact_answer
 from viewfinder.testing.fakes import FakeOpenAI
@@ -70,3 +72,41 @@ def test_every_compact_schema_fits_openais_strict_subset(count: int) -> None:
         assert strict_schema(answer_model(features)) is not None
     vocabulary = answer_model(ALL_FEATURES, tag_vocabulary=("a", "b"), object_names=("c",))
     assert strict_schema(vocabulary) is not None
+
+
+def _user_text(request: Any) -> str:
+    return str(request.messages[-1]["content"][0]["text"])
+
+
+def test_a_prefix_just_short_of_the_cache_threshold_is_lifted_over_it(cat_image: Path) -> None:
+    with offline_analyzer("gpt-4.1-mini") as analyzer:
+        short = estimate_request(analyzer, cat_image, ["caption"])
+        lifted = estimate_request(analyzer, cat_image, ["caption", "tags"])
+        everything = estimate_request(analyzer, cat_image)
+        tags = analyzer.plan(["caption", "tags"]).build(analyzer.prepare(cat_image))
+        alone = analyzer.plan(["caption"]).build(analyzer.prepare(cat_image))
+        whole = analyzer.plan(ALL_FEATURES).build(analyzer.prepare(cat_image))
+    assert short.prefix_tokens < 512 and short.cached_input_tokens == 0
+    assert "one per line" not in _user_text(alone)
+    assert lifted.prefix_tokens >= 1024 and lifted.cached_input_tokens >= 1024
+    assert "one per line" in _user_text(tags)
+    assert everything.prefix_tokens >= 1024 + 64  # long enough on its own: no padding
+    assert "one per line" not in _user_text(whole)
+    with vf.ImageAnalyzer(base_url=OFFLINE_BASE_URL, cache=False, answer_format="verbose") as old:
+        verbose = old.plan(["caption", "tags"]).build(old.prepare(cat_image))
+    assert "The format, shown" not in _user_text(verbose)
+
+
+def test_everything_before_the_image_is_byte_identical_across_images(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.png", tmp_path / "b.png"
+    Image.new("RGB", (300, 200), "red").save(first)
+    Image.new("RGB", (640, 480), "blue").save(second)
+    with vf.ImageAnalyzer(base_url=OFFLINE_BASE_URL, cache=False) as analyzer:
+        plan = analyzer.plan(["caption", "tags", "objects"])
+        bodies = [
+            analyzer.engine.request_body(plan.build(analyzer.prepare(image, plan.max_side)))
+            for image in (first, second)
+        ]
+    images = [body["messages"][-1]["content"].pop() for body in bodies]
+    assert images[0] != images[1]
+    assert json.dumps(bodies[0], sort_keys=True) == json.dumps(bodies[1], sort_keys=True)

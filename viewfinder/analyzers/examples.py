@@ -9,6 +9,7 @@ answer format for a set of features, exactly as a model following the prompt wou
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,7 +21,13 @@ from viewfinder.analyzers.compact import AnswerFormat, from_verbose
 from viewfinder.analyzers.features import Feature, split_words
 from viewfinder.schemas.geometry import BoundingBox
 
-__all__ = ["ExampleAnswer", "example_answers", "prompt_example", "render_answer"]
+__all__ = [
+    "ExampleAnswer",
+    "example_answers",
+    "examples_digest",
+    "prompt_example",
+    "render_answer",
+]
 
 
 @dataclass(frozen=True)
@@ -84,24 +91,43 @@ def _renamed(items: list[dict[str, Any]], names: tuple[str, ...]) -> list[dict[s
 def prompt_example(
     features: tuple[Feature, ...],
     *,
+    level: int = 0,
     tag_vocabulary: tuple[str, ...] = (),
     object_names: tuple[str, ...] = (),
 ) -> str:
-    """The compact format example shown to the model: the first example, minified JSON.
+    """The compact format example shown to the model, as minified JSON.
 
-    Lists keep their first `_EXAMPLE_ITEMS` items (dense captions: the whole image and
-    one region): the example shows the format, not how many items to give.
-
+    Level 0 shows the first example with its lists cut to `_EXAMPLE_ITEMS` items (dense
+    captions: the whole image and one region): the format, not how many items to give.
+    Level k shows the first k examples in full, one per line: a longer prefix, which
+    `ImageAnalyzer` asks for when it lifts the prompt over the prompt cache's threshold.
     Tag and object names come from the vocabularies when they are constrained, so the
     example never shows a name the schema refuses.
     """
-    answer = {
+    chosen = (
+        [_trimmed(example_answers()[0].answer)]
+        if level == 0
+        else [dict(example.answer) for example in example_answers()[:level]]
+    )
+    lines = []
+    for answer in chosen:
+        if tag_vocabulary:
+            answer["tags"] = _renamed(answer["tags"], tag_vocabulary)
+        if object_names:
+            answer["objects"] = _renamed(answer["objects"], object_names)
+        rendered = render_answer(answer, features, "compact")
+        lines.append(json.dumps(rendered, ensure_ascii=False, separators=(",", ":")))
+    return "\n".join(lines)
+
+
+def _trimmed(answer: Mapping[str, Any]) -> dict[str, Any]:
+    return {
         key: value[:_EXAMPLE_ITEMS] if isinstance(value, list) else value
-        for key, value in example_answers()[0].answer.items()
+        for key, value in answer.items()
     }
-    if tag_vocabulary:
-        answer["tags"] = _renamed(answer["tags"], tag_vocabulary)
-    if object_names:
-        answer["objects"] = _renamed(answer["objects"], object_names)
-    rendered = render_answer(answer, features, "compact")
-    return json.dumps(rendered, ensure_ascii=False, separators=(",", ":"))
+
+
+def examples_digest() -> str:
+    """sha256 of the example answers (the padded prompt shows them: part of `model_version`)."""
+    path = resources.files("viewfinder") / "data" / "example_answers.json"
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -25,7 +25,7 @@ from viewfinder.analyzers.compact import (
     compact_answer_model,
     to_verbose,
 )
-from viewfinder.analyzers.examples import prompt_example
+from viewfinder.analyzers.examples import example_answers, examples_digest, prompt_example
 from viewfinder.analyzers.features import (
     ALL_FEATURES,
     FEATURES,
@@ -48,8 +48,9 @@ from viewfinder.batch.online import (
 )
 from viewfinder.batch.records import BatchInputLike
 from viewfinder.build.grid import Frame
-from viewfinder.build.plan import CallPlan, ImageSize
+from viewfinder.build.plan import CallPlan, ImageSize, SourceRef
 from viewfinder.build.templates import PromptTemplate, builtin_template, load_template
+from viewfinder.cost.tokens import prefix_tokens
 from viewfinder.engine.budget import Budget
 from viewfinder.engine.engine import Completed, Gate, Request
 from viewfinder.errors import (
@@ -98,6 +99,14 @@ _INSTRUCTIONS = (
     "instructions for each field:"
 )
 _EXAMPLE = "The format, shown with the answer for another image (not this one):"
+_EXAMPLES = "The format, shown with the answers for other images (not this one), one per line:"
+_CACHE_THRESHOLD = 1024
+_CACHEABLE = _CACHE_THRESHOLD + 64
+"""Prefix tokens a padded prompt reaches: OpenAI's 1,024-token threshold, with a margin for
+the difference between `o200k_base` counts here and the provider's own."""
+_PADDING_PAYS = 512
+"""Below this many prefix tokens no padding: showing more costs more than caching saves
+(at the break-even of gpt-4o's 50 % cached price)."""
 
 
 def answer_model(
@@ -243,6 +252,7 @@ class ImageAnalyzer(BaseAnalyzer):
             )
         self.answer_format: AnswerFormat = answer_format
         """How the model writes its answer (`compact` or `verbose`); part of `model_version`."""
+        self._levels: dict[tuple[tuple[Feature, ...], bool, str], int] = {}
         if answer_format == "compact" and options.get("system_prompt") is None:
             options["system_prompt"] = builtin_template("compact/system")
         if engine not in get_args(EngineChoice):
@@ -290,7 +300,11 @@ class ImageAnalyzer(BaseAnalyzer):
                     )
                     for f in ALL_FEATURES
                 ]
-                + ([self._example(ALL_FEATURES)] if answer_format == "compact" else [])
+                + (
+                    [self._example(ALL_FEATURES), examples_digest()]
+                    if answer_format == "compact"
+                    else []
+                )
             )
             if use_model
             else self.local_engine.version
@@ -436,7 +450,23 @@ class ImageAnalyzer(BaseAnalyzer):
         gender_neutral_caption: bool = False,
         language: str = "en",
     ) -> Request[BaseModel]:
-        """The one request for `image` and `features`."""
+        """The one request for `image` and `features`.
+
+        Everything before the image (schema, system message, instructions) depends on the
+        call's options only, so it is byte-identical for every image of a plan.
+        """
+        level = self._example_level(features, gender_neutral_caption, language)
+        return self._request(image, features, gender_neutral_caption, language, level)
+
+    def _request(
+        self,
+        image: ImagePart,
+        features: tuple[Feature, ...],
+        gender_neutral_caption: bool,
+        language: str,
+        level: int,
+    ) -> Request[BaseModel]:
+        """The request, its compact format example at `level` (see `prompt_example`)."""
         variables = {"gender_neutral_caption": gender_neutral_caption, "language": language}
         sections = [self.templates[f].render(variables) for f in self._prompted(features)]
         allowed = vocabulary_prompt(
@@ -445,13 +475,49 @@ class ImageAnalyzer(BaseAnalyzer):
         if allowed is not None:
             sections.append(allowed)
         if self.answer_format == "compact":
-            sections.append(f"{_EXAMPLE}\n{self._example(features)}")
+            header = _EXAMPLE if level <= 1 else _EXAMPLES
+            sections.append(f"{header}\n{self._example(features, level)}")
         user_text = "\n\n".join([_INSTRUCTIONS, *sections])
         return Request(
             messages=self.messages(self.render_system(language), user_text, image),
             response_model=self.response_model(features),
             model_version=self.model_version,
         )
+
+    def _example_level(
+        self, features: tuple[Feature, ...], gender_neutral_caption: bool, language: str
+    ) -> int:
+        """How much format example the prompt shows: 0, or more to make its prefix cacheable.
+
+        OpenAI's prompt cache holds a prefix of 1,024 tokens or more. A prefix a little
+        under that costs more at the list price than one over it at the cached price (a
+        quarter of the list price on the gpt-4.1 family, half on gpt-4o), so a compact
+        prompt whose prefix is between `_PADDING_PAYS` and `_CACHEABLE` tokens shows
+        whole example answers until it passes `_CACHEABLE` (counted on the engine's own
+        body, in `o200k_base`). Decided once per features and options; 0 without a model
+        endpoint or in the verbose format.
+        """
+        key = (features, gender_neutral_caption, language)
+        if key not in self._levels:
+            self._levels[key] = self._choose_level(*key)
+        return self._levels[key]
+
+    def _choose_level(
+        self, features: tuple[Feature, ...], gender_neutral_caption: bool, language: str
+    ) -> int:
+        if self.answer_format != "compact" or not self.has_endpoint:
+            return 0
+        stub = SourceRef(sha256="0" * 64, max_side=0)
+        tokens = 0
+        for level in range(len(example_answers()) + 1):
+            request = self._request(stub, features, gender_neutral_caption, language, level)
+            tokens = prefix_tokens(self.engine.request_body(request), model=self.model)
+            if level == 0 and not _PADDING_PAYS <= tokens < _CACHEABLE:
+                return 0
+            if tokens >= _CACHEABLE:
+                return level
+        # Every example shown: cacheable without the margin, else no padding at all.
+        return level if tokens >= _CACHE_THRESHOLD else 0
 
     def response_model(self, features: tuple[Feature, ...]) -> type[BaseModel]:
         """The model-facing schema of `features` in this analyzer's format and vocabularies."""
@@ -469,10 +535,13 @@ class ImageAnalyzer(BaseAnalyzer):
             return tuple(f for f in ALL_FEATURES if f in features or f is Feature.CAPTION)
         return features
 
-    def _example(self, features: tuple[Feature, ...]) -> str:
+    def _example(self, features: tuple[Feature, ...], level: int = 0) -> str:
         """The compact format example for `features` (names from the vocabularies)."""
         return prompt_example(
-            features, tag_vocabulary=self.tag_vocabulary, object_names=self.object_names
+            features,
+            level=level,
+            tag_vocabulary=self.tag_vocabulary,
+            object_names=self.object_names,
         )
 
     def finish(

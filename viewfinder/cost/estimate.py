@@ -41,7 +41,7 @@ from viewfinder.analyzers.examples import example_answers, render_answer
 from viewfinder.analyzers.features import ALL_FEATURES, Feature
 from viewfinder.analyzers.image_analysis import FeatureArg, FeatureOptions, ImageAnalyzer
 from viewfinder.cost.pricing import cost_of
-from viewfinder.cost.tokens import count_message_tokens, count_tokens
+from viewfinder.cost.tokens import count_message_tokens, count_tokens, prefix_tokens
 from viewfinder.engine.engine import Request
 from viewfinder.engine.providers import is_reasoning_model
 from viewfinder.errors import ConfigurationError, InvalidOptionError
@@ -586,15 +586,8 @@ def _schema_tokens(request: Request[BaseModel], analyzer: ImageAnalyzer, model: 
     counted as the JSON text of that payload. OpenAI does not publish how it bills that
     payload, so the JSON text is an approximation.
     """
-    kwargs = analyzer.engine.request_body(request, model=model)
-    added = count_message_tokens(kwargs.get("messages", request.messages), model=model)
-    added -= count_message_tokens(request.messages, model=model)
-    for key in ("tools", "functions", "response_format"):
-        payload = kwargs.get(key)
-        if key == "response_format" and isinstance(payload, Mapping):
-            payload = payload.get("json_schema")  # {"type": "json_object"} carries none
-        if payload:
-            added += count_tokens(json.dumps(payload, ensure_ascii=False))
+    body = analyzer.engine.request_body(request, model=model)
+    added = prefix_tokens(body, model=model) - count_message_tokens(request.messages, model=model)
     return max(added, 0)
 
 
