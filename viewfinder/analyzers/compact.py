@@ -29,13 +29,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import DEFAULT_REF_TEMPLATE, GenerateJsonSchema, JsonSchemaMode
 
-from viewfinder.analyzers.features import Feature, name_field
+from viewfinder.analyzers.features import ALL_FEATURES, Feature, name_field
 from viewfinder.build.grid import GRID, BareGridBox
 
 __all__ = [
     "ANSWER_FORMATS",
     "DEFAULT_ANSWER_FORMAT",
     "AnswerFormat",
+    "compact_answer",
     "compact_answer_model",
     "from_verbose",
     "to_verbose",
@@ -287,3 +288,16 @@ def from_verbose(answer: Mapping[str, Any], features: tuple[Feature, ...]) -> di
             for line in answer["read"]
         ]
     return out
+
+
+def compact_answer(answer: Mapping[str, Any]) -> dict[str, Any]:
+    """A scripted answer written in the verbose form, as the compact format writes it.
+
+    For scripting the model side of a test or a benchmark
+    (`sim.script(compact_answer({...}))`) in the readable verbose form: feature keys
+    (`caption`, `dense_captions`, ...), grid units, confidences 0-1. The features are the
+    keys present. See `from_verbose` for what the compact format drops. Also importable
+    from `viewfinder.testing`.
+    """
+    features = tuple(f for f in ALL_FEATURES if f.value in answer)
+    return from_verbose(answer, features)

@@ -49,9 +49,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
-from viewfinder.analyzers.compact import from_verbose
+from viewfinder.analyzers.compact import compact_answer
 from viewfinder.analyzers.custom import Analyzer
-from viewfinder.analyzers.features import ALL_FEATURES
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
 from viewfinder.engine.retry import RetryPolicy
 from viewfinder.prepare.redact import redact_image_text
@@ -96,19 +95,6 @@ _SECRET_QUERY = re.compile(
 )
 BODY_MATCHER = "viewfinder_body"
 """Name under which the canonical-body matcher is registered with vcrpy."""
-
-
-def compact_answer(answer: dict[str, Any]) -> dict[str, Any]:
-    """A scripted answer written in the verbose format, as the compact format writes it.
-
-    For scripting the model side of a test (`sim.script(compact_answer({...}))`) in the
-    readable verbose form: feature keys (`caption`, `dense_captions`, ...) as in
-    `ImageAnalyzer(answer_format="verbose")`, grid units, confidences 0-1. The features
-    are the keys present. See `viewfinder.analyzers.compact.from_verbose` for what the
-    compact format drops (word boxes; the first dense caption is the whole-image caption).
-    """
-    features = tuple(f for f in ALL_FEATURES if f.value in answer)
-    return from_verbose(answer, features)
 
 
 def _scrub_uri(uri: str) -> str:
