@@ -23,6 +23,7 @@ from viewfinder.schemas.geometry import BoundingBox
 
 __all__ = [
     "ExampleAnswer",
+    "answer_text",
     "example_answers",
     "examples_digest",
     "prompt_example",
@@ -83,6 +84,14 @@ def render_answer(
 _EXAMPLE_ITEMS = 2
 
 
+def answer_text(
+    answer: Mapping[str, Any], features: tuple[Feature, ...], answer_format: AnswerFormat
+) -> str:
+    """`render_answer` as the text a model writes: minified JSON, non-ASCII kept."""
+    rendered = render_answer(answer, features, answer_format)
+    return json.dumps(rendered, ensure_ascii=False, separators=(",", ":"))
+
+
 def _renamed(items: list[dict[str, Any]], names: tuple[str, ...]) -> list[dict[str, Any]]:
     """Items with their names taken, in turn, from a vocabulary (so the example obeys it)."""
     return [{**item, "name": names[i % len(names)]} for i, item in enumerate(items)]
@@ -115,8 +124,7 @@ def prompt_example(
             answer["tags"] = _renamed(answer["tags"], tag_vocabulary)
         if object_names:
             answer["objects"] = _renamed(answer["objects"], object_names)
-        rendered = render_answer(answer, features, "compact")
-        lines.append(json.dumps(rendered, ensure_ascii=False, separators=(",", ":")))
+        lines.append(answer_text(answer, features, "compact"))
     return "\n".join(lines)
 
 

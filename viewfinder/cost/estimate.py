@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict
 
 from viewfinder.analyzers.base import Detail
 from viewfinder.analyzers.compact import DEFAULT_ANSWER_FORMAT, AnswerFormat
-from viewfinder.analyzers.examples import example_answers, render_answer
+from viewfinder.analyzers.examples import answer_text, example_answers
 from viewfinder.analyzers.features import ALL_FEATURES, Feature
 from viewfinder.analyzers.image_analysis import FeatureArg, FeatureOptions, ImageAnalyzer
 from viewfinder.cost.pricing import cost_of
@@ -358,13 +358,7 @@ def expected_output_tokens(
 def _output_tokens(features: tuple[Feature, ...], answer_format: AnswerFormat) -> int:
     """`expected_output_tokens` for features a call plan already validated."""
     counts = [
-        count_tokens(
-            json.dumps(
-                render_answer(example.answer, features, answer_format),
-                ensure_ascii=False,
-                separators=(",", ":"),
-            )
-        )
+        count_tokens(answer_text(example.answer, features, answer_format))
         for example in example_answers()
     ]
     return math.ceil(sum(counts) / len(counts))
