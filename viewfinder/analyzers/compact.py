@@ -51,18 +51,30 @@ Conf = Annotated[int, Field(ge=0, le=100)]
 """A confidence as the compact format writes it: an integer percentage."""
 
 
-def _drop_titles(schema: dict[str, Any]) -> None:
-    """Remove pydantic's `title`s (about 150 tokens on the seven features): the keys say it."""
-    schema.pop("title", None)
+def _drop_property_titles(schema: dict[str, Any]) -> None:
+    """Remove pydantic's `title`s of properties (most of the ~150 tokens): the keys say it."""
     for value in schema.get("properties", {}).values():
         if isinstance(value, dict):
             value.pop("title", None)
 
 
+def _drop_titles(schema: dict[str, Any]) -> None:
+    """Remove the model's own `title` and those of its properties."""
+    schema.pop("title", None)
+    _drop_property_titles(schema)
+
+
 class CompactModel(BaseModel):
-    """Base of the compact answer's models: no `title`s in their JSON schema."""
+    """Base of the compact answer's item models: no `title`s in their JSON schema."""
 
     model_config = ConfigDict(json_schema_extra=_drop_titles)
+
+
+class CompactAnswer(BaseModel):
+    """Base of the compact answer itself: it keeps its own `title` (`ImageAnalysis`), which
+    instructor's `tools` mode needs as the function's name; its properties lose theirs."""
+
+    model_config = ConfigDict(json_schema_extra=_drop_property_titles)
 
 
 class Text(CompactModel):
@@ -143,7 +155,7 @@ def _compact_answer_model(
         fields["crop"] = (BareGridBox, ...)
     if Feature.READ in chosen:
         fields["lines"] = (list[LineItem], ...)
-    model: type[BaseModel] = create_model("ImageAnalysis", __base__=CompactModel, **fields)
+    model: type[BaseModel] = create_model("ImageAnalysis", __base__=CompactAnswer, **fields)
     return model
 
 
