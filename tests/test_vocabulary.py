@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 import viewfinder as vf
 from viewfinder.analyzers.base import schema_text
+from viewfinder.analyzers.compact import ANSWER_FORMATS, AnswerFormat
 from viewfinder.analyzers.features import (
     ALL_FEATURES,
     Feature,
@@ -21,7 +22,6 @@ from viewfinder.analyzers.features import (
     object_answer_type,
     tag_answer_type,
 )
-from viewfinder.analyzers.compact import ANSWER_FORMATS, AnswerFormat
 from viewfinder.analyzers.image_analysis import answer_model
 from viewfinder.testing import compact_answer
 from viewfinder.testing.simulator import Simulator
