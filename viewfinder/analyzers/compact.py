@@ -6,8 +6,8 @@ default model-facing answer is written to be short without being cryptic:
 - one JSON object per item, its box an array inside it (per-box objects follow better
   than nested lists: FindIt, arXiv 2606.04282, in `shared/reference/vlm-grounding.md`);
 - integer confidences 0-100 (`"conf":85` is one token, `0.85` is three);
-- no field `title`s and no descriptions in the schema: the system prompt says once what a box
-  and a confidence are;
+- no `title`s (but the root's) and no descriptions in the schema: the system prompt
+  says once what a box and a confidence are;
 - the whole-image caption said once: dense captions list only the other regions
   (`regions`), and the first dense caption is made from `caption`;
 - text as lines only: word polygons are estimated from their line, as the `verbose`
@@ -54,26 +54,25 @@ Conf = Annotated[int, Field(ge=0, le=100)]
 """A confidence as the compact format writes it: an integer percentage."""
 
 
-def _drop_titles(schema: dict[str, Any]) -> None:
-    """Remove the fields' `title`s (about 100 tokens on the seven features): the keys say it.
-
-    The models' own titles stay: instructor's `tools` mode names the function after the
-    root model's.
-    """
+def _drop_property_titles(schema: dict[str, Any]) -> None:
+    """Remove the properties' `title`s (most of about 150 tokens): the keys say it."""
     for value in schema.get("properties", {}).values():
         if isinstance(value, dict):
             value.pop("title", None)
 
 
-class CompactModel(BaseModel):
-    """Base of the compact answer's models: no `title`s in their JSON schema.
+def _drop_titles(schema: dict[str, Any]) -> None:
+    """Remove the model's own `title` and those of its properties."""
+    schema.pop("title", None)
+    _drop_property_titles(schema)
 
-    The default JSON schema is made once per class and copied on each call: instructor
-    asks for it on every request, and the engine once more for the cache key (about
-    1 ms each on the seven features).
+
+class _SchemaOnce(BaseModel):
+    """A model whose default JSON schema is made once per class and copied on each call.
+
+    instructor asks for it on every request, and the engine once more for the cache key
+    (about 1 ms each on the seven features).
     """
-
-    model_config = ConfigDict(json_schema_extra=_drop_titles)
 
     @classmethod
     def model_json_schema(
@@ -101,9 +100,22 @@ class CompactModel(BaseModel):
 
 
 @cache
-def _default_schema(model: type[CompactModel]) -> dict[str, Any]:
-    """pydantic's own default schema of `model` (the method `CompactModel` overrides)."""
-    return super(CompactModel, model).model_json_schema()
+def _default_schema(model: type[_SchemaOnce]) -> dict[str, Any]:
+    """pydantic's own default schema of `model` (the method `_SchemaOnce` overrides)."""
+    return super(_SchemaOnce, model).model_json_schema()
+
+
+class CompactModel(_SchemaOnce):
+    """Base of the compact answer's item models: no `title`s in their JSON schema."""
+
+    model_config = ConfigDict(json_schema_extra=_drop_titles)
+
+
+class CompactAnswer(_SchemaOnce):
+    """Base of the compact answer itself: it keeps its own `title` (`ImageAnalysis`), which
+    instructor's `tools` mode needs as the function's name; its properties lose theirs."""
+
+    model_config = ConfigDict(json_schema_extra=_drop_property_titles)
 
 
 class Text(CompactModel):
@@ -184,7 +196,7 @@ def _compact_answer_model(
         fields["crop"] = (BareGridBox, ...)
     if Feature.READ in chosen:
         fields["lines"] = (list[LineItem], ...)
-    model: type[BaseModel] = create_model("ImageAnalysis", __base__=CompactModel, **fields)
+    model: type[BaseModel] = create_model("ImageAnalysis", __base__=CompactAnswer, **fields)
     return model
 
 
