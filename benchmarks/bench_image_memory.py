@@ -48,9 +48,11 @@ from typing import Any
 import httpx2
 
 import viewfinder
+from viewfinder.analyzers.compact import compact_answer
 from viewfinder.testing.simulator import Simulator
 
 ANSWER: dict[str, Any] = {"caption": {"text": "a large flat picture", "confidence": 0.5}}
+ANSWER = compact_answer(ANSWER)  # written in the verbose form, sent as the default
 QUERY = "api-version=2023-10-01&features=caption"
 MIB = 1024 * 1024
 

@@ -46,6 +46,7 @@ from typing import Any
 
 from PIL import Image
 
+from viewfinder.analyzers.compact import compact_answer
 from viewfinder.cli.batch import read_done_ids
 from viewfinder.testing.simulator import Simulator
 
@@ -54,6 +55,7 @@ ANSWER: dict[str, Any] = {
     "caption": {"text": "a small square of colour", "confidence": 0.5},
     "tags": [{"name": "colour", "confidence": 0.5}],
 }
+ANSWER = compact_answer(ANSWER)  # written in the verbose form, sent as the default
 
 
 LAUNCHER = """

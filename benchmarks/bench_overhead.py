@@ -21,6 +21,7 @@ import openai
 from PIL import Image
 
 import viewfinder as vf
+from viewfinder.analyzers.compact import compact_answer
 from viewfinder.analyzers.features import ALL_FEATURES
 from viewfinder.prepare import prepare_image
 from viewfinder.testing.simulator import Simulator
@@ -34,6 +35,7 @@ ANSWER = {
     "smart_crops": {"box": [200, 200, 800, 800]},
     "read": [{"text": "no text", "box": [0, 0, 200, 50], "confidence": 0.5}],
 }
+ANSWER = compact_answer(ANSWER)  # written in the verbose form, sent as the default
 
 
 def _median_seconds(run: Callable[[], object], repeat: int) -> float:

@@ -63,6 +63,7 @@ from typing import Any
 from PIL import Image
 
 import viewfinder as vf
+from viewfinder.analyzers.compact import compact_answer
 from viewfinder.engine.ratelimit import RateLimiter
 from viewfinder.testing.simulator import Reply, Simulator, SimulatorStats
 
@@ -71,6 +72,7 @@ ANSWER: dict[str, Any] = {
     "caption": {"text": "a small square of colour", "confidence": 0.5},
     "tags": [{"name": "colour", "confidence": 0.5}],
 }
+ANSWER = compact_answer(ANSWER)  # written in the verbose form, sent as the default
 LIMIT_HEADERS = ("x-ratelimit-limit-requests", "x-ratelimit-limit-tokens")
 DEADLINE_FACTOR = 1.25
 """A run is stopped after this many times the time the bound allows it (plus 2 s)."""

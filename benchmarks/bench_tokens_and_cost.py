@@ -5,7 +5,7 @@ Run: python benchmarks/bench_tokens_and_cost.py [IMAGE]
 
 Nothing is sent to any model: token counts come from viewfinder.cost.estimate (the exact
 prompt and schema text counted with tiktoken's o200k_base, image tokens from each model
-family's published rule, output tokens from a per-feature assumption), prices from
+family's published rule, output tokens from viewfinder's example answers), prices from
 viewfinder's price table. Azure's per-1,000 price is UNVERIFIED (see the reference notes).
 """
 
@@ -47,10 +47,10 @@ def main() -> None:
     )
     analyzer.close()
 
-    print("\ncost per 1,000 images, all seven features, default detail (high), max side 1024")
+    print("\ncost per 1,000 images, all seven features, default settings (compact answers)")
     print(
-        f"  {'model':<14}{'input tok':>10}{'output tok':>11}{'list $':>9}{'batch $':>9}"
-        f"{'vs Azure/call':>15}"
+        f"  {'model':<14}{'input tok':>10}{'cached':>8}{'output tok':>11}{'list $':>9}"
+        f"{'batch $':>9}{'best $':>8}{'best batch $':>13}{'best vs Azure/call':>20}"
     )
     azure_per_feature = sum(AZURE_PER_FEATURE.values())
     for model in sorted(load_prices().models):
@@ -60,10 +60,13 @@ def main() -> None:
         if estimate.cost_usd is None:
             continue
         per_1000 = estimate.cost_usd * 1000
+        best = (estimate.cached_cost_usd or 0) * 1000
         print(
-            f"  {model:<14}{estimate.input_tokens or 0:>10,}{estimate.output_tokens:>11,}"
-            f"{per_1000:>9.2f}{(estimate.batch_cost_usd or 0) * 1000:>9.2f}"
-            f"{per_1000 / AZURE_PER_CALL:>14.2f}x"
+            f"  {model:<14}{estimate.input_tokens or 0:>10,}{estimate.cached_input_tokens:>8,}"
+            f"{estimate.output_tokens:>11,}{per_1000:>9.2f}"
+            f"{(estimate.batch_cost_usd or 0) * 1000:>9.2f}{best:>8.2f}"
+            f"{(estimate.batch_cached_cost_usd or 0) * 1000:>13.2f}"
+            f"{best / AZURE_PER_CALL:>19.2f}x"
         )
     print(
         f"  Azure AI Vision (UNVERIFIED list price): ${AZURE_PER_CALL:.2f} per 1,000 calls if a "

@@ -38,6 +38,7 @@ from viewfinder.azure._client import azure_error
 from viewfinder.azure.models import VisualFeatures
 from viewfinder.compat.rest import to_azure_json
 from viewfinder.compat.service import ServiceError, unauthorized
+from viewfinder.testing import compact_answer
 from viewfinder.testing.simulator import Reply, Simulator
 
 ENDPOINT = "https://fake-resource-name.cognitiveservices.azure.com"
@@ -106,10 +107,12 @@ CAT_ANSWER: dict[str, Any] = {
         {"text": "no. 1", "box": [800, 0, 1000, 50], "confidence": 0.5},
     ],
 }
-CAPTION_AND_TAGS: dict[str, Any] = {
-    "caption": CAT_ANSWER["caption"],
-    "tags": CAT_ANSWER["tags"],
-}
+"""The cat as the verbose format writes it: words with their own boxes and confidences."""
+CAT_COMPACT = compact_answer(CAT_ANSWER)
+"""The same cat in the default compact format: lines only, words estimated from them."""
+CAPTION_AND_TAGS: dict[str, Any] = compact_answer(
+    {"caption": CAT_ANSWER["caption"], "tags": CAT_ANSWER["tags"]}
+)
 
 
 @pytest.fixture
@@ -175,8 +178,12 @@ def _spy(analyzer: vf.ImageAnalyzer, monkeypatch: pytest.MonkeyPatch) -> list[An
     return seen
 
 
-def _check_cat(result: sdk_models.ImageAnalysisResult) -> None:
-    """The scripted cat, read through the SDK's own attributes."""
+def _check_cat(result: sdk_models.ImageAnalysisResult, *, model_words: bool) -> None:
+    """The scripted cat, read through the SDK's own attributes.
+
+    `model_words`: the verbose answer gave word boxes and confidences; the compact answer
+    gives lines only, so words are estimated from their line and carry its confidence.
+    """
     assert isinstance(result, sdk_models.ImageAnalysisResult)
     assert result.metadata.width == 451 and result.metadata.height == 300
     assert result.model_version.startswith("gpt-4.1-mini+")
@@ -210,7 +217,7 @@ def _check_cat(result: sdk_models.ImageAnalysisResult) -> None:
     lines = result.read.blocks[0].lines
     assert [line.text for line in lines] == ["CHELSEA THE CAT", "no. 1"]
     assert [w.text for w in lines[0].words] == ["CHELSEA", "THE", "CAT"]
-    assert [w.confidence for w in lines[0].words] == [0.7, 0.8, 0.9]
+    assert [w.confidence for w in lines[0].words] == ([0.7, 0.8, 0.9] if model_words else [0.6] * 3)
     assert [w.text for w in lines[1].words] == ["no.", "1"]
     assert all(len(w.bounding_polygon) == 4 for line in lines for w in line.words)
     first = lines[0].words[0].bounding_polygon[0]
@@ -306,7 +313,7 @@ def test_close_leaves_a_given_analyzer_open(
 def test_all_features_read_through_the_sdk_models(
     sim: Simulator, image_data: bytes, monkeypatch: pytest.MonkeyPatch, vcr: Any
 ) -> None:
-    sim.script(CAT_ANSWER)
+    sim.script(CAT_COMPACT)
     with ImageAnalysisClient(
         endpoint=ENDPOINT,
         credential=AzureKeyCredential(KEY),
@@ -323,7 +330,7 @@ def test_all_features_read_through_the_sdk_models(
             gender_neutral_caption=True,
             model_version="latest",
         )
-    _check_cat(result)
+    _check_cat(result, model_words=False)
     assert result.as_dict() == to_azure_json(seen[0])
     assert result["captionResult"]["text"] == "a tabby cat lying on a wooden floor"
     assert result["objectsResult"]["values"][0]["boundingBox"] == {
@@ -513,7 +520,7 @@ async def test_aio_all_features(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sim.script(CAT_ANSWER)
-    analyzer = make_analyzer(cache=False)
+    analyzer = make_analyzer(cache=False, answer_format="verbose")  # word boxes from the model
     seen = _spy(analyzer, monkeypatch)
     async with vf_aio.ImageAnalysisClient(
         ENDPOINT, AzureKeyCredential(KEY), analyzer=analyzer
@@ -522,7 +529,7 @@ async def test_aio_all_features(
             image_data, ALL, smart_crops_aspect_ratios=[0.9, 1.33], gender_neutral_caption=True
         )
     await analyzer.aclose()
-    _check_cat(result)
+    _check_cat(result, model_words=True)
     assert result.as_dict() == to_azure_json(seen[0])
 
 

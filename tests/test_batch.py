@@ -29,7 +29,7 @@ from viewfinder.engine.ratelimit import RateLimiter
 from viewfinder.prepare import prepare_image
 from viewfinder.testing.simulator import Reply, Simulator
 
-CAPTION = {"caption": {"text": "a square", "confidence": 0.9}}
+CAPTION = {"caption": {"text": "a square", "conf": 90}}
 FAST = vf.RetryPolicy(max_attempts=6, initial_backoff=0.001, max_backoff=0.01)
 CORRUPT = b"this is not an image"
 

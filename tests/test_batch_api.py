@@ -46,15 +46,15 @@ FAST_RETRY = vf.RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.
 
 
 def answer(i: int) -> dict[str, Any]:
-    """A scripted answer for image `i` (different boxes per image)."""
+    """A scripted compact answer for image `i` (different boxes per image)."""
     return {
-        "caption": {"text": f"picture number {i}", "confidence": 0.9},
-        "objects": [{"name": "thing", "confidence": 0.8, "box": [50 * i, 100, 50 * i + 400, 900]}],
-        "tags": [{"name": f"tag{i}", "confidence": 0.7}],
+        "caption": {"text": f"picture number {i}", "conf": 90},
+        "objects": [{"name": "thing", "conf": 80, "box": [50 * i, 100, 50 * i + 400, 900]}],
+        "tags": [{"name": f"tag{i}", "conf": 70}],
     }
 
 
-INVALID = {**answer(0), "objects": [{"name": "x", "confidence": 0.5, "box": [0, 0, 5000, 10]}]}
+INVALID = {**answer(0), "objects": [{"name": "x", "conf": 50, "box": [0, 0, 5000, 10]}]}
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from viewfinder.cli.batch import register
 from viewfinder.prepare.redact import safe_url
 from viewfinder.testing.simulator import Reply, Simulator
 
-CAPTION = {"caption": {"text": "a square", "confidence": 0.9}}
+CAPTION = {"caption": {"text": "a square", "conf": 90}}
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,8 @@ import pytest
 import viewfinder as vf
 from viewfinder.testing.simulator import Reply, Simulator
 
-BAD = {"caption": {"text": "a cat", "confidence": 3}}
-GOOD = {"caption": {"text": "a cat", "confidence": 0.9}}
+BAD = {"caption": {"text": "a cat", "conf": 300}}
+GOOD = {"caption": {"text": "a cat", "conf": 90}}
 
 
 def test_budget_arithmetic() -> None:

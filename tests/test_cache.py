@@ -166,7 +166,7 @@ def test_a_cache_hit_needs_no_decoding(tmp_path: Path, monkeypatch: pytest.Monke
 
     photo = tmp_path / "photo.png"
     Image.new("RGB", (300, 200), "navy").save(photo)
-    answer = {"caption": {"text": "a navy rectangle", "confidence": 0.9}}
+    answer = {"caption": {"text": "a navy rectangle", "conf": 90}}
     with (
         Simulator(default=lambda body: answer) as sim,
         ImageAnalyzer(base_url=sim.base_url, cache=tmp_path / "cache") as analyzer,
@@ -200,7 +200,7 @@ def test_batch_cache_hits_need_no_decoding_either(
         buffer = io.BytesIO()
         Image.new("RGB", (120, 80), (shade, 0, 0)).save(buffer, "PNG")
         images.append(buffer.getvalue())
-    answer = {"caption": {"text": "a red rectangle", "confidence": 0.9}}
+    answer = {"caption": {"text": "a red rectangle", "conf": 90}}
     with (
         Simulator(default=lambda body: answer) as sim,
         ImageAnalyzer(base_url=sim.base_url, cache=tmp_path / "cache") as analyzer,
@@ -220,7 +220,7 @@ def test_batch_cache_hits_need_no_decoding_either(
 
 # --- a damaged store never fails an analysis ------------------------------------------
 
-CAPTION = {"caption": {"text": "a coloured rectangle", "confidence": 0.9}}
+CAPTION = {"caption": {"text": "a coloured rectangle", "conf": 90}}
 
 
 def _filled(directory: Path, count: int = 40) -> dict[str, str]:

@@ -18,8 +18,8 @@ from viewfinder.cli import app
 from viewfinder.testing.simulator import Simulator
 
 CAPTION_AND_OBJECTS: dict[str, Any] = {
-    "caption": {"text": "a red square", "confidence": 0.9},
-    "objects": [{"name": "square", "confidence": 0.8, "box": [0, 0, 500, 1000]}],
+    "caption": {"text": "a red square", "conf": 90},
+    "objects": [{"name": "square", "conf": 80, "box": [0, 0, 500, 1000]}],
 }
 
 
@@ -92,10 +92,8 @@ def test_json_lines_with_pixel_boxes_and_nothing_else(
 
 def test_azure_feature_spelling_is_accepted(runner: CliRunner, sim: Simulator, image: Path) -> None:
     sim.script(
-        {
-            "caption": {"text": "a red square", "confidence": 0.9},
-            "dense_captions": [{"text": "red", "confidence": 0.7, "box": [0, 0, 1000, 1000]}],
-        }
+        # compact: the first dense caption is the whole-image caption, no other regions
+        {"caption": {"text": "a red square", "conf": 90}, "regions": []}
     )
 
     result = runner.invoke(

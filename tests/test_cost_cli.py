@@ -61,7 +61,9 @@ def test_states_that_it_estimates_before_any_figure(
     assert "451x300" in out
     assert re.search(r"chelsea\.png\s.*\s243\s", out)  # 150 patches x 1.62
     assert "total (1 image)" in out
-    assert "per 1,000 images: $" in out
+    assert "output tokens (estimated from example answers)" in out
+    assert "per 1,000 images, best case (every prefix served from the prompt cache): $" in out
+    assert "per 1,000 images, no prompt-cache hit: $" in out
     assert "with the Batch API (50% off)" in out
     assert result.stderr == ""
 

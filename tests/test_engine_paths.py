@@ -20,8 +20,8 @@ from viewfinder.testing.fakes import FakeOpenAI
 from viewfinder.testing.simulator import Reply
 
 CAT = Path(__file__).parent / "assets" / "chelsea.png"
-GOOD = {"caption": {"text": "a cat", "confidence": 0.9}}
-BAD = {"caption": {"text": "a cat", "confidence": 3}}  # confidence above 1: re-asked
+GOOD = {"caption": {"text": "a cat", "conf": 90}}
+BAD = {"caption": {"text": "a cat", "conf": 300}}  # conf above 100: re-asked
 NOW = {"retry-after": "0"}
 """Retry at once: the tests wait for nothing."""
 QUICK = vf.RetryPolicy(max_attempts=3, initial_backoff=0.0, max_backoff=0.0)
@@ -142,7 +142,7 @@ def test_usage_of_an_answer_that_never_validates_is_on_the_error(
 
     assert caught.value.attempts == 2
     assert caught.value.usage == vf.Usage(input_tokens=200, output_tokens=20, requests=2, reasks=1)
-    assert caught.value.raw_answer is not None and '"confidence": 3' in caught.value.raw_answer
+    assert caught.value.raw_answer is not None and '"conf": 300' in caught.value.raw_answer
 
 
 # --- budgets ---------------------------------------------------------------------------

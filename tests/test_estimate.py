@@ -16,6 +16,8 @@ from pydantic import ValidationError
 
 from viewfinder import ImageAnalyzer
 from viewfinder.analyzers.base import schema_text
+from viewfinder.analyzers.compact import AnswerFormat
+from viewfinder.analyzers.examples import answer_text, example_answers, render_answer
 from viewfinder.analyzers.features import ALL_FEATURES, Feature
 from viewfinder.cost.estimate import (
     OFFLINE_BASE_URL,
@@ -29,9 +31,10 @@ from viewfinder.cost.estimate import (
     image_token_rule,
     offline_analyzer,
     patch_count,
+    prompt_cache_tokens,
     tile_count,
 )
-from viewfinder.cost.pricing import cost_of
+from viewfinder.cost.pricing import cost_of, load_prices
 from viewfinder.cost.tokens import count_message_tokens, count_tokens
 from viewfinder.errors import InvalidOptionError
 from viewfinder.schemas.result import Usage
@@ -224,11 +227,45 @@ def test_the_table_names_its_sources() -> None:
 # --- output sizes ------------------------------------------------------------------------
 
 
-def test_expected_output_tokens() -> None:
-    assert expected_output_tokens([Feature.CAPTION]) == 30
-    assert expected_output_tokens(["caption", "tags"]) == 180
-    assert expected_output_tokens(ALL_FEATURES) == 30 + 400 + 150 + 300 + 60 + 20 + 400
-    assert expected_output_tokens(["smartCrops"], smart_crops=3) == 60
+def _mean_tokens(features: tuple[Feature, ...], answer_format: AnswerFormat) -> int:
+    """The mean, rounded up, of the example answers as the model writes them, counted."""
+    counts = [
+        count_tokens(answer_text(e.answer, features, answer_format)) for e in example_answers()
+    ]
+    assert min(counts) < max(counts)  # the examples differ: the mean is not one of them
+    return -(-sum(counts) // len(counts))
+
+
+@pytest.mark.parametrize("answer_format", ["compact", "verbose"])
+def test_output_tokens_are_the_mean_of_the_example_answers(answer_format: AnswerFormat) -> None:
+    assert len(example_answers()) >= 4
+    for features in [(Feature.CAPTION,), (Feature.CAPTION, Feature.TAGS), ALL_FEATURES]:
+        expected = _mean_tokens(features, answer_format)
+        assert expected_output_tokens(features, answer_format=answer_format) == expected
+    assert expected_output_tokens(["caption", "tags"]) == _mean_tokens(
+        (Feature.CAPTION, Feature.TAGS), "compact"
+    )
+
+
+def test_the_compact_format_halves_the_verbose_output_on_the_example_answers() -> None:
+    compact = expected_output_tokens(ALL_FEATURES, answer_format="compact")
+    verbose = expected_output_tokens(ALL_FEATURES, answer_format="verbose")
+    assert compact < 0.6 * verbose
+
+
+def test_the_azure_sample_renders_as_the_issue_measured_it() -> None:
+    """Microsoft's sample as the verbose answer JSON: 819 tokens in issue 12's measure."""
+    sample = next(e for e in example_answers() if e.name == "azure-sample")
+    text = json.dumps(render_answer(sample.answer, ALL_FEATURES, "verbose"), separators=(",", ":"))
+    assert abs(count_tokens(text) - 819) <= 10
+
+
+def test_the_prompt_cache_holds_1024_tokens_and_then_steps_of_128() -> None:
+    assert prompt_cache_tokens(1023) == 0
+    assert prompt_cache_tokens(1024) == 1024
+    assert prompt_cache_tokens(1151) == 1024
+    assert prompt_cache_tokens(1152) == 1152
+    assert prompt_cache_tokens(3000) == 1024 + 15 * 128
 
 
 # --- whole requests ----------------------------------------------------------------------
@@ -305,10 +342,9 @@ def test_prompt_options_change_the_prompt(analyzer: ImageAnalyzer, cat_image: Pa
     plain = estimate_request(analyzer, cat_image, ["caption"])
     neutral = estimate_request(analyzer, cat_image, ["caption"], gender_neutral_caption=True)
     assert neutral.prompt_tokens != plain.prompt_tokens
-    crops = estimate_request(
-        analyzer, cat_image, ["smart_crops"], smart_crops_aspect_ratios=[1, 1.5]
-    )
-    assert crops.output_tokens == 40
+    one = estimate_request(analyzer, cat_image, ["smart_crops"])
+    two = estimate_request(analyzer, cat_image, ["smart_crops"], smart_crops_aspect_ratios=[1, 1.5])
+    assert two.output_tokens == one.output_tokens  # one region of interest, cropped twice
 
 
 def test_detail_and_max_side_follow_the_analyzer(cat_image: Path) -> None:
@@ -387,8 +423,12 @@ def _estimate(**changes: Any) -> Estimate:
         "image_tokens": 1000,
         "input_tokens": 1500,
         "output_tokens": 100,
+        "prefix_tokens": 500,
+        "cached_input_tokens": 0,
         "cost_usd": 0.001,
         "batch_cost_usd": 0.0005,
+        "cached_cost_usd": 0.001,
+        "batch_cached_cost_usd": 0.0005,
     }
     values.update(changes)
     return Estimate(**values)
@@ -418,6 +458,38 @@ def test_estimate_many_does_not_hide_unknowns() -> None:
     assert summary.cost_per_1000_images_usd is None
     assert summary.batch_cost_usd == pytest.approx(0.001)
     assert summary.output_tokens == 200
+
+
+def test_estimate_many_adds_the_best_case_apart() -> None:
+    summary = estimate_many(
+        [
+            _estimate(cached_input_tokens=1024, cached_cost_usd=0.0007),
+            _estimate(cached_input_tokens=0, cached_cost_usd=0.001),
+        ]
+    )
+    assert summary.cached_input_tokens == 1024
+    assert summary.cost_per_1000_images_usd == pytest.approx(1.0)
+    assert summary.cached_cost_per_1000_images_usd == pytest.approx(0.85)
+    assert summary.batch_cached_cost_per_1000_images_usd == pytest.approx(0.5)
+
+
+def test_a_long_prefix_is_cached_in_the_best_case(cat_image: Path) -> None:
+    with offline_analyzer("gpt-4.1-mini") as made:
+        everything = estimate_request(made, cat_image)
+        caption = estimate_request(made, cat_image, ["caption"])
+    # Everything before the image: the same for every image of the plan.
+    assert everything.prefix_tokens == everything.prompt_tokens + everything.schema_tokens
+    assert everything.prefix_tokens >= 1024
+    assert everything.cached_input_tokens == prompt_cache_tokens(everything.prefix_tokens)
+    price = load_prices().price_for("gpt-4.1-mini")
+    assert price is not None and everything.input_tokens is not None
+    saved = everything.cached_input_tokens * (price.input - price.cached_input) / 1e6
+    assert everything.cached_cost_usd == pytest.approx((everything.cost_usd or 0) - saved)
+    assert everything.batch_cached_cost_usd == pytest.approx(everything.cached_cost_usd / 2)
+    # A caption alone has a short prefix: nothing is cached, the best case is no better.
+    assert caption.prefix_tokens < 1024
+    assert caption.cached_input_tokens == 0
+    assert caption.cached_cost_usd == caption.cost_usd
 
 
 def test_estimate_many_of_nothing() -> None:

@@ -116,6 +116,7 @@ PLAN: CallPlan[None, str] = CallPlan(
     options=None,
     response_model=vf.Caption,
     fingerprint="test+0",
+    max_side=1024,
     builder=lambda part: pytest.fail("no request is built"),
     finisher=lambda done, size: pytest.fail("nothing is finished"),
 )
@@ -182,6 +183,7 @@ def test_the_local_path_hands_the_plans_options_to_its_engine() -> None:
         options="the options",
         response_model=vf.Caption,
         fingerprint="local+0",
+        max_side=1024,
         builder=PLAN.builder,
         finisher=PLAN.finisher,
     )

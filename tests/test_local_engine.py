@@ -27,7 +27,7 @@ from viewfinder.testing.simulator import Reply, Simulator
 
 PEOPLE = Path(__file__).parent / "assets" / "people"
 MODEL_ONLY = {feature.value for feature in MODEL_ONLY_FEATURES}
-ONE_PERSON: dict[str, Any] = {"people": [{"box": [0, 0, 500, 1000], "confidence": 0.9}]}
+ONE_PERSON: dict[str, Any] = {"people": [{"box": [0, 0, 500, 1000], "conf": 90}]}
 NO_RETRY = vf.RetryPolicy(max_attempts=1)
 
 

@@ -33,7 +33,7 @@ from viewfinder.testing.simulator import Reply, Simulator
 CAT = (Path(__file__).parent / "assets" / "chelsea.png").read_bytes()  # 451 x 300
 CAT_PIXELS = 451 * 300
 QUERY = "api-version=2023-10-01&features=caption"
-ANSWER = {"caption": {"text": "a cat", "confidence": 0.9}}
+ANSWER = {"caption": {"text": "a cat", "conf": 90}}
 
 
 def png(size: tuple[int, int], colour: str = "teal") -> bytes:

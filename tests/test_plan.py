@@ -119,7 +119,7 @@ def test_a_plan_finishes_in_pixels_with_its_options(
         **{"gender_neutral_caption": True},
     )
     answer = plan.response_model.model_validate(
-        {"caption": {"text": "a man", "confidence": 0.5}, "smart_crops": {"box": [0, 0, 500, 500]}}
+        {"caption": {"text": "a man", "conf": 50}, "crop": [0, 0, 500, 500]}
     )
 
     result = plan.finish(Completed(answer, Usage()), ImageMetadata(width=200, height=100))

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from viewfinder import ImageAnalyzer
 from viewfinder.cli.compare import register
 from viewfinder.evaluate.report import compare_images, load_azure, write_report
+from viewfinder.testing import compact_answer
 from viewfinder.testing.simulator import Simulator
 
 SAMPLE = Path(__file__).parent / "assets" / "azure_sample_all_features.json"
@@ -40,10 +41,10 @@ def _poly_box(points: list[dict[str, int]]) -> dict[str, int]:
 
 
 def _good_answer() -> dict[str, Any]:
-    """A model answer that reproduces the Azure sample (on the 0-1000 grid)."""
+    """A compact model answer that reproduces the Azure sample (on the 0-1000 grid)."""
     d = json.loads(SAMPLE.read_text(encoding="utf-8"))
     crop = d["smartCropsResult"]["values"][0]["boundingBox"]
-    return {
+    verbose = {
         "caption": dict(d["captionResult"]),
         "dense_captions": [
             {"text": v["text"], "confidence": v["confidence"], "box": _grid(v["boundingBox"])}
@@ -73,17 +74,19 @@ def _good_answer() -> dict[str, Any]:
             for line in block["lines"]
         ],
     }
+    return compact_answer(verbose)
 
 
 BAD_ANSWER: dict[str, Any] = {
-    "caption": {"text": "a bowl of soup on a stove", "confidence": 0.5},
-    "dense_captions": [{"text": "soup", "confidence": 0.5, "box": [0, 0, 50, 50]}],
-    "tags": [{"name": "soup", "confidence": 0.9}],
-    "objects": [{"name": "bowl", "confidence": 0.9, "box": [0, 0, 50, 50]}],
+    "caption": {"text": "a bowl of soup on a stove", "conf": 50},
+    "regions": [{"text": "soup", "conf": 50, "box": [0, 0, 50, 50]}],
+    "tags": [{"name": "soup", "conf": 90}],
+    "objects": [{"name": "bowl", "conf": 90, "box": [0, 0, 50, 50]}],
     "people": [],
-    "smart_crops": {"box": [0, 0, 100, 100]},
-    "read": [{"text": "zzzz qqqq", "box": [0, 0, 100, 50], "confidence": 0.5}],
+    "crop": [0, 0, 100, 100],
+    "lines": [{"text": "zzzz qqqq", "box": [0, 0, 100, 50], "conf": 50}],
 }
+"""A wrong compact answer (its first dense caption is the whole-image caption)."""
 
 
 @pytest.fixture

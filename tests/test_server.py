@@ -42,6 +42,7 @@ from viewfinder.cli import app as cli_app
 from viewfinder.compat.server import ANALYZE_PATH, ServerSettings, create_app
 from viewfinder.compat.service import service_error_for, unauthorized
 from viewfinder.errors import ImageSizeError
+from viewfinder.testing import compact_answer
 from viewfinder.testing.simulator import Simulator
 
 KEY = "server-test-key-5f0c2a9e"
@@ -52,27 +53,29 @@ URL_ERROR = {
     "error": {"code": "InvalidRequest", "message": "The provided image url is not accessible."}
 }
 
-CAT_ANSWER: dict[str, Any] = {
-    "caption": {"text": "a tabby cat lying on a wooden floor", "confidence": 0.91},
-    "dense_captions": [
-        {
-            "text": "a tabby cat lying on a wooden floor",
-            "confidence": 0.9,
-            "box": [0, 0, 1000, 1000],
-        },
-        {"text": "the face of a cat", "confidence": 0.8, "box": [400, 100, 700, 600]},
-    ],
-    "tags": [
-        {"name": "Cat", "confidence": 0.98},
-        {"name": "indoor", "confidence": 0.7},
-        {"name": "whiskers", "confidence": 0.85},
-    ],
-    "objects": [{"name": "cat", "confidence": 0.93, "box": [100, 50, 900, 950]}],
-    "people": [],
-    "smart_crops": {"box": [300, 100, 800, 900]},
-    "read": [{"text": "no text here", "box": [0, 900, 300, 1000], "confidence": 0.5}],
-}
-"""The simulator's scripted answer (boxes on the 0-1000 grid)."""
+CAT_ANSWER: dict[str, Any] = compact_answer(
+    {
+        "caption": {"text": "a tabby cat lying on a wooden floor", "confidence": 0.91},
+        "dense_captions": [
+            {
+                "text": "a tabby cat lying on a wooden floor",
+                "confidence": 0.9,
+                "box": [0, 0, 1000, 1000],
+            },
+            {"text": "the face of a cat", "confidence": 0.8, "box": [400, 100, 700, 600]},
+        ],
+        "tags": [
+            {"name": "Cat", "confidence": 0.98},
+            {"name": "indoor", "confidence": 0.7},
+            {"name": "whiskers", "confidence": 0.85},
+        ],
+        "objects": [{"name": "cat", "confidence": 0.93, "box": [100, 50, 900, 950]}],
+        "people": [],
+        "smart_crops": {"box": [300, 100, 800, 900]},
+        "read": [{"text": "no text here", "box": [0, 900, 300, 1000], "confidence": 0.5}],
+    }
+)
+"""The simulator's scripted answer, compact (boxes on the 0-1000 grid)."""
 
 ALL_FEATURES = list(VisualFeatures)
 

@@ -18,31 +18,34 @@ import pytest
 from pydantic import BaseModel, Field
 
 import viewfinder as vf
+from viewfinder.testing import compact_answer
 from viewfinder.testing.simulator import Reply, Simulator
 
 pytestmark = pytest.mark.vcr
 
-CAT_ANSWER: dict[str, Any] = {
-    "caption": {"text": "a tabby cat lying on a wooden floor", "confidence": 0.91},
-    "dense_captions": [
-        {
-            "text": "a tabby cat lying on a wooden floor",
-            "confidence": 0.9,
-            "box": [0, 0, 1000, 1000],
-        },
-        {"text": "the face of a cat", "confidence": 0.8, "box": [400, 100, 700, 600]},
-    ],
-    "tags": [
-        {"name": "Cat", "confidence": 0.98},
-        {"name": "indoor", "confidence": 0.7},
-        {"name": "cat", "confidence": 0.6},
-        {"name": "whiskers", "confidence": 0.85},
-    ],
-    "objects": [{"name": "cat", "confidence": 0.93, "box": [100, 50, 900, 950]}],
-    "people": [],
-    "smart_crops": {"box": [300, 100, 800, 900]},
-    "read": [{"text": "no text here", "box": [0, 900, 300, 1000], "confidence": 0.5}],
-}
+CAT_ANSWER: dict[str, Any] = compact_answer(
+    {
+        "caption": {"text": "a tabby cat lying on a wooden floor", "confidence": 0.91},
+        "dense_captions": [
+            {
+                "text": "a tabby cat lying on a wooden floor",
+                "confidence": 0.9,
+                "box": [0, 0, 1000, 1000],
+            },
+            {"text": "the face of a cat", "confidence": 0.8, "box": [400, 100, 700, 600]},
+        ],
+        "tags": [
+            {"name": "Cat", "confidence": 0.98},
+            {"name": "indoor", "confidence": 0.7},
+            {"name": "cat", "confidence": 0.6},
+            {"name": "whiskers", "confidence": 0.85},
+        ],
+        "objects": [{"name": "cat", "confidence": 0.93, "box": [100, 50, 900, 950]}],
+        "people": [],
+        "smart_crops": {"box": [300, 100, 800, 900]},
+        "read": [{"text": "no text here", "box": [0, 900, 300, 1000], "confidence": 0.5}],
+    }
+)
 
 
 def _all_features(analyzer: vf.ImageAnalyzer, image: Path) -> vf.ImageAnalysisResult:
@@ -59,6 +62,8 @@ def _check_cat(result: vf.ImageAnalysisResult) -> None:
     assert result.caption == vf.Caption(text="a tabby cat lying on a wooden floor", confidence=0.91)
     assert result.dense_captions is not None and len(result.dense_captions) == 2
     assert result.dense_captions[0].box == vf.BoundingBox(x=0, y=0, width=451, height=300)
+    # the compact format makes the first dense caption from `caption`, confidence included
+    assert result.dense_captions[0].confidence == 0.91
     # [400, 100, 700, 600] on the grid of a 451x300 image: round(400*451/1000)=180 ...
     assert result.dense_captions[1].box == vf.BoundingBox(x=180, y=30, width=136, height=150)
     assert [t.name for t in result.tags or []] == ["cat", "whiskers", "indoor"]
@@ -177,12 +182,12 @@ def test_reask_after_an_impossible_box(
     make_analyzer: Callable[..., vf.ImageAnalyzer], sim: Simulator, cat_image: Path
 ) -> None:
     impossible = {
-        "caption": {"text": "a cat", "confidence": 0.9},
-        "objects": [{"name": "cat", "confidence": 0.9, "box": [900, 50, 100, 950]}],
+        "caption": {"text": "a cat", "conf": 90},
+        "objects": [{"name": "cat", "conf": 90, "box": [900, 50, 100, 950]}],
     }
     fixed = {
-        "caption": {"text": "a cat", "confidence": 0.9},
-        "objects": [{"name": "cat", "confidence": 0.9, "box": [100, 50, 900, 950]}],
+        "caption": {"text": "a cat", "conf": 90},
+        "objects": [{"name": "cat", "conf": 90, "box": [100, 50, 900, 950]}],
     }
     sim.script(impossible, fixed)
     result = make_analyzer(mode="json_schema").analyze(cat_image, features=["caption", "objects"])
@@ -197,14 +202,14 @@ def test_reask_after_an_impossible_box(
 def test_reasks_are_bounded(
     make_analyzer: Callable[..., vf.ImageAnalyzer], sim: Simulator, cat_image: Path
 ) -> None:
-    nonsense = {"caption": {"text": "a cat", "confidence": 7}}
+    nonsense = {"caption": {"text": "a cat", "conf": 700}}  # conf above 100: re-asked
     sim.script(nonsense, nonsense)
     analyzer = make_analyzer(max_reasks=1)
     with pytest.raises(vf.InvalidAnswerError) as caught:
         analyzer.analyze(cat_image, features=["caption"])
     assert caught.value.attempts == 2 and caught.value.usage is not None
     assert caught.value.usage.requests == 2 and caught.value.usage.reasks == 1
-    assert caught.value.raw_answer is not None and '"confidence": 7' in caught.value.raw_answer
+    assert caught.value.raw_answer is not None and '"conf": 700' in caught.value.raw_answer
 
 
 def test_429_with_retry_after_then_success(
@@ -215,7 +220,7 @@ def test_429_with_retry_after_then_success(
 ) -> None:
     sim.script(
         Reply(status=429, error_message="Rate limit reached", headers={"retry-after": "1"}),
-        {"caption": {"text": "a cat", "confidence": 0.9}},
+        {"caption": {"text": "a cat", "conf": 90}},
     )
     with caplog.at_level(logging.INFO, logger="viewfinder"):
         result = make_analyzer().analyze(cat_image, features=["caption"])
@@ -229,7 +234,7 @@ async def test_async_429_then_success(
 ) -> None:
     sim.script(
         Reply(status=429, headers={"retry-after-ms": "20"}),
-        {"caption": {"text": "a cat", "confidence": 0.9}},
+        {"caption": {"text": "a cat", "conf": 90}},
     )
     async with make_analyzer() as analyzer:
         result = await analyzer.aanalyze(cat_image, features=["caption"])
@@ -274,7 +279,7 @@ def test_refusal_and_truncation_are_typed_and_never_reasked(
 def test_a_cassette_miss_fails_at_once_with_the_reason(
     make_analyzer: Callable[..., vf.ImageAnalyzer], sim: Simulator, cat_image: Path, vcr: Any
 ) -> None:
-    sim.script({"caption": {"text": "a cat", "confidence": 0.9}})
+    sim.script({"caption": {"text": "a cat", "conf": 90}})
     analyzer = make_analyzer(cache=False)
     analyzer.analyze(cat_image, features=["caption"])
     vcr.record_mode = "none"  # from here on, nothing new may be recorded
@@ -288,8 +293,8 @@ def test_a_cassette_miss_fails_at_once_with_the_reason(
 def test_a_429_during_a_reask_repeats_only_that_request(
     make_analyzer: Callable[..., vf.ImageAnalyzer], sim: Simulator, cat_image: Path
 ) -> None:
-    bad = {"caption": {"text": "a cat", "confidence": 1.5}}
-    good = {"caption": {"text": "a cat", "confidence": 0.9}}
+    bad = {"caption": {"text": "a cat", "conf": 150}}
+    good = {"caption": {"text": "a cat", "conf": 90}}
     sim.script(bad, Reply(status=429, headers={"retry-after-ms": "10"}), good)
     result = make_analyzer().analyze(cat_image, features=["caption"])
     assert result.caption == vf.Caption(text="a cat", confidence=0.9)
@@ -302,7 +307,7 @@ def test_a_429_during_a_reask_repeats_only_that_request(
     "reply",
     [
         Reply(status=400, error_code="content_filter", error_message="filtered prompt"),
-        Reply(content={"caption": {"text": "", "confidence": 0}}, finish_reason="content_filter"),
+        Reply(content={"caption": {"text": "", "conf": 0}}, finish_reason="content_filter"),
     ],
     ids=["400-content-filter", "finish-reason-content-filter"],
 )

@@ -17,6 +17,7 @@ from viewfinder.testing import (
     BODY_MATCHER,
     body_difference,
     cassette_config,
+    compact_answer,
     find_secrets,
     scrub_request,
     scrub_response,
@@ -25,7 +26,7 @@ from viewfinder.testing import (
 from viewfinder.testing.simulator import Simulator
 
 REPO = Path(__file__).resolve().parents[1]
-ANSWER = {"caption": {"text": "a grey square", "confidence": 0.8}}
+ANSWER = compact_answer({"caption": {"text": "a grey square", "confidence": 0.8}})
 
 
 # --- configuration ----------------------------------------------------------------------

@@ -26,7 +26,7 @@ from viewfinder.compat import server as server_module
 from viewfinder.testing.simulator import Simulator
 
 CAT = (Path(__file__).parent / "assets" / "chelsea.png").read_bytes()
-CAPTION = {"caption": {"text": "a cat", "confidence": 0.9}}
+CAPTION = {"caption": {"text": "a cat", "conf": 90}}
 TRUST_WAYS = ("allow_hosts=['127.0.0.1']", "VIEWFINDER_ALLOW_HOSTS=127.0.0.1", "--allow-host")
 
 

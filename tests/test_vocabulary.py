@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 import viewfinder as vf
 from viewfinder.analyzers.base import schema_text
+from viewfinder.analyzers.compact import ANSWER_FORMATS, AnswerFormat
 from viewfinder.analyzers.features import (
     ALL_FEATURES,
     Feature,
@@ -22,10 +23,12 @@ from viewfinder.analyzers.features import (
     tag_answer_type,
 )
 from viewfinder.analyzers.image_analysis import answer_model
+from viewfinder.testing import compact_answer
 from viewfinder.testing.simulator import Simulator
 
-# Taken BEFORE vocabulary control existed: sha256 of `schema_text(answer_model(ALL_FEATURES))`
-# and of the seven per-feature schema texts (joined by newlines) that `model_version` hashes.
+# Taken BEFORE vocabulary control existed: sha256 of the verbose format's
+# `schema_text(answer_model(ALL_FEATURES, answer_format="verbose"))` and of its seven
+# per-feature schema texts (joined by newlines) that `model_version` hashes.
 DEFAULT_SCHEMA_SHA256 = "2af6c3429e5ca48907f1b2e7db5da0438a3b9ef954fde3875f151c263d07fd43"
 PER_FEATURE_SCHEMAS_SHA256 = "29e34fda3290c301daef37071fd71f91cddeb940d139f5f02c80bf4403a798fd"
 
@@ -35,6 +38,21 @@ OBJECTS = ("person", "laptop", "dining table")
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+# The answer's keys besides tags and objects, which a vocabulary must leave untouched.
+OTHER_KEYS = {
+    "compact": ("caption", "regions", "people", "crop", "lines"),
+    "verbose": ("caption", "dense_captions", "people", "smart_crops", "read"),
+}
+formats = pytest.mark.parametrize("answer_format", ANSWER_FORMATS)
+
+
+def _item(answer_format: AnswerFormat, name: str, confidence: float, **box: Any) -> dict[str, Any]:
+    """A tag or object item (`box=[...]` for an object) as `answer_format` writes it."""
+    if answer_format == "compact":
+        return {"name": name, "conf": round(confidence * 100), **box}
+    return {"name": name, "confidence": confidence, **box}
 
 
 def _name_schema(model: type[Any], feature: str) -> dict[str, Any]:
@@ -48,18 +66,24 @@ def _name_schema(model: type[Any], feature: str) -> dict[str, Any]:
 
 
 def test_default_schema_is_byte_identical_to_the_snapshot() -> None:
-    text = schema_text(answer_model(ALL_FEATURES))
+    text = schema_text(answer_model(ALL_FEATURES, answer_format="verbose"))
     assert _sha256(text) == DEFAULT_SCHEMA_SHA256, text
 
 
 def test_default_per_feature_schemas_are_unchanged() -> None:
-    texts = "\n".join(schema_text(answer_model((f,))) for f in ALL_FEATURES)
+    texts = "\n".join(
+        schema_text(answer_model((f,), answer_format="verbose")) for f in ALL_FEATURES
+    )
     assert _sha256(texts) == PER_FEATURE_SCHEMAS_SHA256
 
 
-def test_empty_vocabularies_give_the_very_same_model() -> None:
-    default = answer_model(ALL_FEATURES)
-    assert answer_model(ALL_FEATURES, tag_vocabulary=(), object_names=()) is default
+@formats
+def test_empty_vocabularies_give_the_very_same_model(answer_format: AnswerFormat) -> None:
+    default = answer_model(ALL_FEATURES, answer_format=answer_format)
+    same = answer_model(
+        ALL_FEATURES, answer_format=answer_format, tag_vocabulary=(), object_names=()
+    )
+    assert same is default
     assert tag_answer_type() is TagAnswer and object_answer_type() is ObjectAnswer
     assert "enum" not in _name_schema(default, "tags")
     assert "enum" not in _name_schema(default, "objects")
@@ -68,47 +92,61 @@ def test_empty_vocabularies_give_the_very_same_model() -> None:
 # --- the constrained schema ---------------------------------------------------------------
 
 
-def test_the_schema_has_an_enum_of_the_names() -> None:
-    model = answer_model((Feature.TAGS, Feature.OBJECTS), tag_vocabulary=TAGS, object_names=OBJECTS)
-    assert _name_schema(model, "tags") == {
-        "enum": list(TAGS),
-        "title": "Name",
-        "type": "string",
-    }
+@pytest.mark.parametrize(
+    ("answer_format", "title"), [("compact", {}), ("verbose", {"title": "Name"})]
+)
+def test_the_schema_has_an_enum_of_the_names(
+    answer_format: AnswerFormat, title: dict[str, str]
+) -> None:
+    model = answer_model(
+        (Feature.TAGS, Feature.OBJECTS),
+        answer_format=answer_format,
+        tag_vocabulary=TAGS,
+        object_names=OBJECTS,
+    )
+    # the compact format drops every property's title
+    assert _name_schema(model, "tags") == {"enum": list(TAGS), "type": "string", **title}
     assert _name_schema(model, "objects")["enum"] == list(OBJECTS)
 
 
-def test_a_one_name_vocabulary_is_still_an_enum() -> None:
-    model = answer_model((Feature.TAGS,), tag_vocabulary=("cat",))
+@formats
+def test_a_one_name_vocabulary_is_still_an_enum(answer_format: AnswerFormat) -> None:
+    model = answer_model((Feature.TAGS,), answer_format=answer_format, tag_vocabulary=("cat",))
     assert _name_schema(model, "tags")["enum"] == ["cat"]
 
 
-def test_only_the_constrained_features_change() -> None:
-    model = answer_model(ALL_FEATURES, tag_vocabulary=TAGS)
-    default = answer_model(ALL_FEATURES)
+@formats
+def test_only_the_constrained_features_change(answer_format: AnswerFormat) -> None:
+    model = answer_model(ALL_FEATURES, answer_format=answer_format, tag_vocabulary=TAGS)
+    default = answer_model(ALL_FEATURES, answer_format=answer_format)
     assert "enum" not in _name_schema(model, "objects")
     constrained = model.model_json_schema()
     unconstrained = default.model_json_schema()
-    for feature in ("caption", "dense_captions", "people", "smart_crops", "read"):
-        assert constrained["properties"][feature] == unconstrained["properties"][feature]
+    assert set(constrained["properties"]) == {"tags", "objects", *OTHER_KEYS[answer_format]}
+    for key in OTHER_KEYS[answer_format]:
+        assert constrained["properties"][key] == unconstrained["properties"][key]
 
 
-def test_a_name_outside_the_vocabulary_fails_validation() -> None:
-    model = answer_model((Feature.TAGS, Feature.OBJECTS), tag_vocabulary=TAGS, object_names=OBJECTS)
+@formats
+def test_a_name_outside_the_vocabulary_fails_validation(answer_format: AnswerFormat) -> None:
+    model = answer_model(
+        (Feature.TAGS, Feature.OBJECTS),
+        answer_format=answer_format,
+        tag_vocabulary=TAGS,
+        object_names=OBJECTS,
+    )
     box = [100, 100, 500, 500]
     ok = model.model_validate(
         {
-            "tags": [{"name": "laptop", "confidence": 0.9}],
-            "objects": [{"name": "dining table", "confidence": 0.8, "box": box}],
+            "tags": [_item(answer_format, "laptop", 0.9)],
+            "objects": [_item(answer_format, "dining table", 0.8, box=box)],
         }
     )
     assert ok.tags[0].name == "laptop"  # type: ignore[attr-defined]
     with pytest.raises(ValidationError, match="tags"):
-        model.model_validate({"tags": [{"name": "notebook", "confidence": 0.9}], "objects": []})
+        model.model_validate({"tags": [_item(answer_format, "notebook", 0.9)], "objects": []})
     with pytest.raises(ValidationError, match="objects"):
-        model.model_validate(
-            {"tags": [], "objects": [{"name": "table", "confidence": 0.8, "box": box}]}
-        )
+        model.model_validate({"tags": [], "objects": [_item(answer_format, "table", 0.8, box=box)]})
 
 
 def test_constrained_types_are_cached_subclasses() -> None:
@@ -201,17 +239,27 @@ def test_the_prompt_lists_the_allowed_names(
     assert plain.response_model is answer_model((Feature.TAGS, Feature.OBJECTS))
 
 
+@formats
 def test_a_name_outside_the_list_is_reasked(
-    make_analyzer: Callable[..., vf.ImageAnalyzer], sim: Simulator, cat_image: Path
+    make_analyzer: Callable[..., vf.ImageAnalyzer],
+    sim: Simulator,
+    cat_image: Path,
+    answer_format: AnswerFormat,
 ) -> None:
     outside = {"tags": [{"name": "kitty", "confidence": 0.9}], "objects": []}
     inside = {
         "tags": [{"name": "indoor", "confidence": 0.7}, {"name": "person", "confidence": 0.2}],
         "objects": [{"name": "dining table", "confidence": 0.8, "box": [0, 0, 1000, 1000]}],
     }
+    if answer_format == "compact":
+        outside, inside = compact_answer(outside), compact_answer(inside)
     sim.script(outside, inside)
     analyzer = make_analyzer(
-        tag_vocabulary=TAGS, object_names=OBJECTS, cache=False, mode="json_schema"
+        tag_vocabulary=TAGS,
+        object_names=OBJECTS,
+        cache=False,
+        mode="json_schema",
+        answer_format=answer_format,
     )
     result = analyzer.analyze(cat_image, features=["tags", "objects"])
     assert [tag.name for tag in result.tags or []] == ["indoor", "person"]

@@ -156,7 +156,10 @@ class BaseAnalyzer:
         cache_ttl: Seconds a cached answer lives (default: until evicted).
         cache_size_limit: Bytes on disk for the cache.
         detail: OpenAI image `detail`: `high` (default), `low` or `auto`.
-        max_side: Long side, in pixels, of the copy sent to the model (default 1024).
+        max_side: Long side, in pixels, of the copy sent to the model, for every call.
+            Default None: `ImageAnalyzer` sizes each call's copy by its features
+            (`viewfinder.analyzers.features.copy_side_for`: 512 for caption, tags and
+            crops, 768 with boxes, 1024 with read); `Analyzer` sends 1024.
         retry: Policy for transient HTTP failures.
         max_reasks: Validation re-asks after the first answer (default 2).
         max_output_tokens: Output cap for every request (default 4096).
@@ -200,7 +203,7 @@ class BaseAnalyzer:
         cache_ttl: float | None = None,
         cache_size_limit: int = DEFAULT_SIZE_LIMIT,
         detail: Detail = "high",
-        max_side: int = DEFAULT_MAX_SIDE,
+        max_side: int | None = None,
         retry: RetryPolicy | None = None,
         max_reasks: int = DEFAULT_MAX_REASKS,
         max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
@@ -215,7 +218,9 @@ class BaseAnalyzer:
     ) -> None:
         if detail not in _DETAILS:
             raise InvalidOptionError(f"detail must be one of {_DETAILS}, not {detail!r}")
-        if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 64:
+        if max_side is not None and (
+            isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 64
+        ):
             raise InvalidOptionError(f"max_side must be an int >= 64, not {max_side!r}")
         if max_reasks < 0:
             raise InvalidOptionError("max_reasks must be >= 0")
@@ -228,7 +233,10 @@ class BaseAnalyzer:
         if prompt_cache_shards < 0:
             raise InvalidOptionError("prompt_cache_shards must be >= 0")
         self.detail: Detail = detail
-        self.max_side = max_side
+        self.max_side: int = DEFAULT_MAX_SIDE if max_side is None else max_side
+        """The copy's long side when a call does not choose its own (see `max_side_given`)."""
+        self.max_side_given = max_side is not None
+        """Whether `max_side` was given: then every call's copy has it."""
         self.allow_hosts: tuple[str, ...] | None = (
             None if allow_hosts is None else trusted_hosts(allow_hosts)
         )
@@ -317,21 +325,30 @@ class BaseAnalyzer:
         """`load` in a worker thread (reading files and fetching URLs block)."""
         return await asyncio.to_thread(self.load, image)
 
-    def prepare(self, image: ImageInput | LoadedImage) -> PreparedImage:
-        """Check, orient, downscale and encode `image` for the model."""
-        return prepare_image(image, max_side=self.max_side, allow_hosts=self.allow_hosts)
+    def prepare(
+        self, image: ImageInput | LoadedImage, max_side: int | None = None
+    ) -> PreparedImage:
+        """Check, orient, downscale and encode `image` for the model.
 
-    async def aprepare(self, image: ImageInput | LoadedImage) -> PreparedImage:
+        Args:
+            image: The image.
+            max_side: The copy's long side (a plan's `max_side`); default `self.max_side`.
+        """
+        side = self.max_side if max_side is None else max_side
+        return prepare_image(image, max_side=side, allow_hosts=self.allow_hosts)
+
+    async def aprepare(
+        self, image: ImageInput | LoadedImage, max_side: int | None = None
+    ) -> PreparedImage:
         """`prepare` in a worker thread (decoding is CPU-bound, URL fetching blocks).
 
         Inside a `viewfinder.prepare.pixel_budget.budget_scope` (the server's), the decode
         holds its pixels of the budget while it runs.
         """
+        side = self.max_side if max_side is None else max_side
         if not isinstance(image, LoadedImage):
             image = await self.aload(image)
-        return await run_decode(
-            image.data, self.max_side, prepare_image, image, max_side=self.max_side
-        )
+        return await run_decode(image.data, side, prepare_image, image, max_side=side)
 
     # --- the calls: a plan, answered through this analyzer's path ---------------------
 

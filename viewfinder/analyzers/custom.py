@@ -109,6 +109,7 @@ class Analyzer(BaseAnalyzer, Generic[T]):
             options=given,
             response_model=self._response_model,
             fingerprint=self.model_version,
+            max_side=self.max_side,
             builder=lambda part: self.build(part, given),
             finisher=self.finish,
             described=dict(given),

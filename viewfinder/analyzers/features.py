@@ -43,7 +43,9 @@ __all__ = [
     "FinishContext",
     "VocabularyArg",
     "answer_type",
+    "copy_side_for",
     "load_vocabulary",
+    "name_field",
     "object_answer_type",
     "parse_features",
     "tag_answer_type",
@@ -196,7 +198,7 @@ def load_vocabulary(
     return tuple(names)
 
 
-def _name_field(names: tuple[str, ...]) -> Any:
+def name_field(names: tuple[str, ...]) -> Any:
     """`(Literal[names...], Field)`: JSON schema `{"enum": [...], "type": "string"}`.
 
     The explicit `enum` keeps it an enum for a one-name vocabulary too (pydantic would
@@ -211,7 +213,7 @@ def tag_answer_type(names: tuple[str, ...] = ()) -> type[TagAnswer]:
     """`TagAnswer`, or a subclass whose `name` is `Literal[names]` (cached per vocabulary)."""
     if not names:
         return TagAnswer
-    model: type[TagAnswer] = create_model("TagAnswer", __base__=TagAnswer, name=_name_field(names))
+    model: type[TagAnswer] = create_model("TagAnswer", __base__=TagAnswer, name=name_field(names))
     return model
 
 
@@ -221,7 +223,7 @@ def object_answer_type(names: tuple[str, ...] = ()) -> type[ObjectAnswer]:
     if not names:
         return ObjectAnswer
     model: type[ObjectAnswer] = create_model(
-        "ObjectAnswer", __base__=ObjectAnswer, name=_name_field(names)
+        "ObjectAnswer", __base__=ObjectAnswer, name=name_field(names)
     )
     return model
 
@@ -412,6 +414,8 @@ class FeatureSpec:
     feature: Feature
     answer_type: Any
     finish: Callable[[Any, FinishContext], Any]
+    copy_side: int
+    """Long side, in pixels, of the copy this feature needs (`copy_side_for`)."""
 
     @property
     def template_name(self) -> str:
@@ -422,12 +426,23 @@ class FeatureSpec:
 FEATURES: dict[Feature, FeatureSpec] = {
     spec.feature: spec
     for spec in (
-        FeatureSpec(Feature.CAPTION, CaptionAnswer, _finish_caption),
-        FeatureSpec(Feature.DENSE_CAPTIONS, list[RegionCaptionAnswer], _finish_dense),
-        FeatureSpec(Feature.TAGS, list[TagAnswer], _finish_tags),
-        FeatureSpec(Feature.OBJECTS, list[ObjectAnswer], _finish_objects),
-        FeatureSpec(Feature.PEOPLE, list[PersonAnswer], _finish_people),
-        FeatureSpec(Feature.SMART_CROPS, RegionOfInterestAnswer, _finish_smart_crops),
-        FeatureSpec(Feature.READ, list[LineAnswer], _finish_read),
+        FeatureSpec(Feature.CAPTION, CaptionAnswer, _finish_caption, 512),
+        FeatureSpec(Feature.DENSE_CAPTIONS, list[RegionCaptionAnswer], _finish_dense, 768),
+        FeatureSpec(Feature.TAGS, list[TagAnswer], _finish_tags, 512),
+        FeatureSpec(Feature.OBJECTS, list[ObjectAnswer], _finish_objects, 768),
+        FeatureSpec(Feature.PEOPLE, list[PersonAnswer], _finish_people, 768),
+        FeatureSpec(Feature.SMART_CROPS, RegionOfInterestAnswer, _finish_smart_crops, 512),
+        FeatureSpec(Feature.READ, list[LineAnswer], _finish_read, 1024),
     )
 }
+
+
+def copy_side_for(features: Iterable[Feature]) -> int:
+    """Long side, in pixels, of the copy sent for `features`: the largest any of them needs.
+
+    A whole-image caption, tags or a crop read well at 512 px (OpenAI's `low` detail is
+    512 px); boxes around people, objects and regions get 768 px; text needs 1024 px
+    (viewfinder's default copy before this table). A judgment, not a measurement: no model
+    could be asked here. An analyzer's `max_side` replaces it for every call.
+    """
+    return max(FEATURES[f].copy_side for f in features)

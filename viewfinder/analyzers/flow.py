@@ -163,13 +163,13 @@ class AnswerPath(Protocol[R]):
 
 
 class Preparer(Protocol):
-    """Reads and prepares images for the model (an analyzer: its `max_side`, allowed hosts)."""
-
-    max_side: int
+    """Reads and prepares images for the model (an analyzer: its allowed hosts)."""
 
     def load(self, image: ImageInput | LoadedImage) -> LoadedImage: ...
 
-    def prepare(self, image: ImageInput | LoadedImage) -> PreparedImage: ...
+    def prepare(
+        self, image: ImageInput | LoadedImage, max_side: int | None = None
+    ) -> PreparedImage: ...
 
 
 @dataclass(frozen=True)
@@ -192,14 +192,13 @@ class ModelPath(Generic[R]):
     ) -> Flow[R]:
         """See `AnswerPath.flow`."""
         loaded: LoadedImage = yield Work(self.preparer.load, (image,))
-        by_source = plan.build(SourceRef(loaded.sha256, self.preparer.max_side))
+        by_source = plan.build(SourceRef(loaded.sha256, plan.max_side))
         hit = self.engine.lookup_source(by_source)
         if hit is not None:
             done, size = hit
             return plan.finish(done, size)
-        max_side = self.preparer.max_side
         prepared: PreparedImage = yield Work(
-            self.preparer.prepare, (loaded,), decodes=(loaded.data, max_side)
+            self.preparer.prepare, (loaded, plan.max_side), decodes=(loaded.data, plan.max_side)
         )
         done = yield Send(self.engine, plan.build(prepared), budget)
         size = ImageMetadata(width=prepared.width, height=prepared.height)

@@ -597,7 +597,7 @@ class BatchJob:
         base_id = str(given_id) if given_id is not None else path or url or f"item-{index}"
         entry: dict[str, Any] = {"index": index, "base_id": base_id, "path": path, "shard": None}
         try:
-            prepared = self.analyzer.prepare(image)
+            prepared = self.analyzer.prepare(image, self._plan.max_side)
         except ViewfinderError as exc:
             entry["custom_id"] = _unique(f"{base_id}#unreadable", seen)
             entry |= {"source": _label(image), "sha256": None, "error": exc.to_record()}

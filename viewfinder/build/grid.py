@@ -28,10 +28,12 @@ from viewfinder.schemas.geometry import BoundingBox, Point, Polygon
 
 __all__ = [
     "GRID",
+    "BareGridBox",
     "Frame",
     "GridBox",
     "GridPolygon",
     "ModelFacing",
+    "box_to_grid",
     "box_to_pixels",
     "model_facing",
     "polygon_to_pixels",
@@ -73,6 +75,11 @@ GridBox = Annotated[
 ]
 """A box as the model answers it."""
 
+BareGridBox = Annotated[
+    list[_GridCoord], Field(min_length=4, max_length=4), AfterValidator(_check_box)
+]
+"""`GridBox` without a description: for schemas whose prompt describes boxes once."""
+
 GridPoint = Annotated[list[_GridCoord], Field(min_length=2, max_length=2)]
 
 GridPolygon = Annotated[
@@ -102,6 +109,21 @@ def box_to_pixels(grid_box: Sequence[int], frame: Frame) -> BoundingBox:
     left, top = _scale(x0, frame.width), _scale(y0, frame.height)
     right, bottom = _scale(x1, frame.width), _scale(y1, frame.height)
     return BoundingBox(x=left, y=top, width=max(right - left, 0), height=max(bottom - top, 0))
+
+
+def box_to_grid(box: BoundingBox, frame: Frame) -> list[int]:
+    """A pixel box of an image of `frame`'s size as a grid box (the inverse of `box_to_pixels`).
+
+    For writing example answers in the model's form; an empty box keeps one grid unit.
+    """
+
+    def scale(value: int, size: int) -> int:
+        return min(max(round(value * GRID / size), 0), GRID)
+
+    x0, y0 = scale(box.x, frame.width), scale(box.y, frame.height)
+    x1 = max(scale(box.x + box.width, frame.width), min(x0 + 1, GRID))
+    y1 = max(scale(box.y + box.height, frame.height), min(y0 + 1, GRID))
+    return [min(x0, x1 - 1), min(y0, y1 - 1), x1, y1]
 
 
 def polygon_to_pixels(grid_points: Sequence[Sequence[int]], frame: Frame) -> Polygon:

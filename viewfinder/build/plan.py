@@ -70,11 +70,15 @@ class CallPlan(Generic[O, R]):
         response_model: The model-facing schema the answer must validate against.
         fingerprint: The analyzer's `model_version` (`<model>+<hash of the prompts and
             schemas>`): what the plan contributes to every cache key besides its request.
+        max_side: The copy's long side: the analyzer's `max_side` when it was given,
+            else what the features need (`copy_side_for`).
     """
 
     options: O
     response_model: type[BaseModel]
     fingerprint: str
+    max_side: int
+    """Long side, in pixels, of the copy sent to the model for this call."""
     builder: Callable[[ImagePart], Request[BaseModel]] = field(repr=False)
     finisher: Callable[[Completed[BaseModel], ImageSize], R] = field(repr=False)
     described: Any = field(default=None, repr=False)

@@ -20,6 +20,8 @@ from viewfinder.cli.options import (
     EXIT_OK,
     EXIT_USAGE,
     AllowHostOption,
+    AnswerFormatChoice,
+    AnswerFormatOption,
     BaseUrlOption,
     DetailChoice,
     DetailOption,
@@ -34,7 +36,6 @@ from viewfinder.cli.options import (
 from viewfinder.cli.render import display_name, render_result, unserved_lines, usage_text
 from viewfinder.draw import draw
 from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
-from viewfinder.prepare import DEFAULT_MAX_SIDE
 from viewfinder.schemas.result import Usage
 
 __all__ = ["analyze", "register"]
@@ -133,7 +134,8 @@ def analyze(
     ] = None,
     base_url: BaseUrlOption = None,
     detail: DetailOption = DetailChoice.HIGH,
-    max_side: MaxSideOption = DEFAULT_MAX_SIDE,
+    max_side: MaxSideOption = None,
+    answer_format: AnswerFormatOption = AnswerFormatChoice.COMPACT,
     no_cache: NoCacheOption = False,
     gender_neutral_caption: Annotated[
         bool,
@@ -184,6 +186,7 @@ def analyze(
             base_url=base_url,
             detail=detail.value,
             max_side=max_side,
+            answer_format=answer_format.value,
             cache=not no_cache,
             engine=engine.value,
             allow_hosts=allow_hosts_of(allow_host),

@@ -68,6 +68,8 @@ from viewfinder.cli.options import (
     EXIT_OK,
     EXIT_USAGE,
     AllowHostOption,
+    AnswerFormatChoice,
+    AnswerFormatOption,
     BaseUrlOption,
     ModelOption,
     NoCacheOption,
@@ -427,6 +429,7 @@ def batch(
         typer.Option("--progress", help="Show progress even when stderr is not a terminal."),
     ] = False,
     allow_host: AllowHostOption = None,
+    answer_format: AnswerFormatOption = AnswerFormatChoice.COMPACT,
 ) -> None:
     """Analyse many images into a JSON Lines file; re-run to resume or retry failures."""
     from viewfinder.analyzers.image_analysis import ImageAnalyzer
@@ -445,6 +448,7 @@ def batch(
             base_url=base_url,
             cache=not no_cache,
             allow_hosts=allow_hosts_of(allow_host),
+            answer_format=answer_format.value,
         )
     except UserError as exc:
         raise fail(str(exc)) from None

@@ -39,6 +39,8 @@ from viewfinder.cli.options import (
     EXIT_OK,
     EXIT_USAGE,
     AllowHostOption,
+    AnswerFormatChoice,
+    AnswerFormatOption,
     DetailChoice,
     DetailOption,
     MaxSideOption,
@@ -48,12 +50,12 @@ from viewfinder.cli.options import (
 )
 from viewfinder.cost.pricing import load_prices
 from viewfinder.errors import UserError, ViewfinderError
-from viewfinder.prepare import DEFAULT_MAX_SIDE
 from viewfinder.prepare.decode import has_image_suffix
 from viewfinder.prepare.load import is_url
 from viewfinder.prepare.redact import redact_url
 
 if TYPE_CHECKING:  # the estimator loads the engine (openai, instructor): when a command runs
+    from viewfinder.analyzers.compact import AnswerFormat
     from viewfinder.cost.actual import ImageCheck, RunCheck, RunCost, RunLine
     from viewfinder.cost.estimate import Estimate, EstimateSummary
 
@@ -63,9 +65,12 @@ __all__ = ["FROM_NOTICE", "NOTICE", "expand_images", "read_run", "register"]
 NOTICE: Final = (
     "Estimates only: no request is sent to a model. Image tokens follow OpenAI's "
     "published rules for the model family, text tokens are counted on the exact "
-    "prompts and schema, output tokens are typical sizes per feature (assumptions), "
-    "and prices come from viewfinder's price table (VIEWFINDER_PRICES overrides it). "
-    "Real usage varies: re-asks, retries and reasoning tokens are not included."
+    "prompts and schema, output tokens are estimated from example answers (viewfinder's "
+    "bundled examples, not a model's answers to your images), and prices come from "
+    "viewfinder's price table (VIEWFINDER_PRICES overrides it). Cached input is shown "
+    "apart: the prefix before the image is the same for every image, and OpenAI's prompt "
+    "cache bills what it holds of it at the cached price. Real usage varies: re-asks, "
+    "retries and reasoning tokens are not included."
 )
 """Shown before any figure, and in the JSON output."""
 
@@ -151,10 +156,10 @@ def _table(rows: Sequence[tuple[str, Estimate]]) -> Table:
     table = Table(show_edge=False, header_style="bold")
     table.add_column("image")
     table.add_column("sent (px)", justify="right")
-    for name in ("prompt", "schema", "image", "input", "output"):
+    for name in ("prompt", "schema", "image", "input", "cached", "output"):
         table.add_column(f"{name} tok", justify="right")
-    table.add_column("cost", justify="right")
-    table.add_column("batch", justify="right")
+    table.add_column("no cache", justify="right")
+    table.add_column("best case", justify="right")
     for name, est in rows:
         table.add_row(
             name,
@@ -163,9 +168,10 @@ def _table(rows: Sequence[tuple[str, Estimate]]) -> Table:
             _tokens(est.schema_tokens),
             _tokens(est.image_tokens),
             _tokens(est.input_tokens),
+            _tokens(est.cached_input_tokens),
             _tokens(est.output_tokens),
             _dollars(est.cost_usd),
-            _dollars(est.batch_cost_usd),
+            _dollars(est.cached_cost_usd),
         )
     return table
 
@@ -174,11 +180,14 @@ def _summary_lines(summary: EstimateSummary, batch_discount: float) -> list[str]
     images = f"{summary.images} image" + ("" if summary.images == 1 else "s")
     off = f"{(1 - batch_discount) * 100:.0f}% off"
     return [
-        f"total ({images}): {_tokens(summary.input_tokens)} input tokens, "
-        f"{_tokens(summary.output_tokens)} output tokens, {_dollars(summary.cost_usd)}; "
-        f"batch {_dollars(summary.batch_cost_usd)}",
-        f"per 1,000 images: {_dollars(summary.cost_per_1000_images_usd)}; "
-        f"with the Batch API ({off}): {_dollars(summary.batch_cost_per_1000_images_usd)}",
+        f"total ({images}): {_tokens(summary.input_tokens)} input tokens "
+        f"({_tokens(summary.cached_input_tokens)} of them cacheable), "
+        f"{_tokens(summary.output_tokens)} output tokens (estimated from example answers)",
+        f"per 1,000 images, best case (every prefix served from the prompt cache): "
+        f"{_dollars(summary.cached_cost_per_1000_images_usd)}; with the Batch API ({off}): "
+        f"{_dollars(summary.batch_cached_cost_per_1000_images_usd)}",
+        f"per 1,000 images, no prompt-cache hit: {_dollars(summary.cost_per_1000_images_usd)}; "
+        f"with the Batch API: {_dollars(summary.batch_cost_per_1000_images_usd)}",
     ]
 
 
@@ -191,12 +200,19 @@ def _estimates(
     model: str | None,
     features: tuple[Feature, ...],
     detail: Detail,
-    max_side: int,
+    max_side: int | None,
     allow_hosts: tuple[str, ...] | None,
+    answer_format: AnswerFormat,
 ) -> Iterator[tuple[str, Estimate | ViewfinderError]]:
     from viewfinder.cost.estimate import estimate_request, offline_analyzer
 
-    analyzer = offline_analyzer(model, detail=detail, max_side=max_side, allow_hosts=allow_hosts)
+    analyzer = offline_analyzer(
+        model,
+        detail=detail,
+        max_side=max_side,
+        allow_hosts=allow_hosts,
+        answer_format=answer_format,
+    )
     try:
         for source in sources:
             name = redact_url(source) if is_url(source) else source
@@ -278,7 +294,8 @@ def _run_estimates(
     model: str | None,
     features: tuple[Feature, ...] | None,
     detail: Detail,
-    max_side: int,
+    max_side: int | None,
+    answer_format: AnswerFormat,
 ) -> dict[str, Estimate | str]:
     """By image id: the estimate of its latest source with the run's features, or why
     there is none."""
@@ -288,7 +305,9 @@ def _run_estimates(
     latest = {line.id: line for line in lines}
     run_features = run_cost(lines).features
     outcomes: dict[str, Estimate | str] = {}
-    analyzer = offline_analyzer(model, detail=detail, max_side=max_side)
+    analyzer = offline_analyzer(
+        model, detail=detail, max_side=max_side, answer_format=answer_format
+    )
     try:
         for image_id, line in latest.items():
             found = _image_file(line.source, base)
@@ -371,7 +390,8 @@ def _cost_from(
     model: str | None,
     features: tuple[Feature, ...] | None,
     detail: Detail,
-    max_side: int,
+    max_side: int | None,
+    answer_format: AnswerFormat,
     json_output: bool,
 ) -> int:
     """`viewfinder cost --from`: print a run's real spend beside its estimate; the exit code."""
@@ -393,6 +413,7 @@ def _cost_from(
             features=features,
             detail=detail,
             max_side=max_side,
+            answer_format=answer_format,
         )
     except UserError as exc:  # an option the analyzer refuses
         err.print(Text(f"error: {exc}"), soft_wrap=True)
@@ -400,8 +421,9 @@ def _cost_from(
     spent = run_cost(lines, model=model)
     checks, check = compare(lines, estimates, model=model)
     notes = [
-        f"the estimate assumes detail {detail} and max side {max_side} px, "
-        "as the run used unless it set others"
+        f"the estimate assumes detail {detail}, "
+        + ("a copy sized by the features" if max_side is None else f"max side {max_side} px")
+        + f" and the {answer_format} answer format, as the run used unless it set others"
     ]
     if skipped:
         notes.append(f"{skipped} lines are not batch records and were skipped")
@@ -480,7 +502,8 @@ def cost(
         ),
     ] = None,
     detail: DetailOption = DetailChoice.HIGH,
-    max_side: MaxSideOption = DEFAULT_MAX_SIDE,
+    max_side: MaxSideOption = None,
+    answer_format: AnswerFormatOption = AnswerFormatChoice.COMPACT,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON document instead of a table.")
     ] = False,
@@ -518,6 +541,7 @@ def cost(
                 features=chosen if features else None,
                 detail=_DETAILS[detail],
                 max_side=max_side,
+                answer_format=answer_format.value,
                 json_output=json_output,
             )
         )
@@ -537,6 +561,7 @@ def cost(
             detail=_DETAILS[detail],
             max_side=max_side,
             allow_hosts=allow_hosts_of(allow_host),
+            answer_format=answer_format.value,
         ):
             if isinstance(outcome, Estimate):
                 rows.append((name, outcome))
@@ -557,6 +582,7 @@ def cost(
             "features": [f.value for f in chosen],
             "detail": _DETAILS[detail],
             "max_side": max_side,
+            "answer_format": answer_format.value,
             "images": [estimate.model_dump(mode="json") for _, estimate in rows],
             "errors": errors,
             "summary": summary.model_dump(mode="json"),

@@ -23,6 +23,8 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "AllowHostOption",
+    "AnswerFormatChoice",
+    "AnswerFormatOption",
     "BaseUrlOption",
     "DetailChoice",
     "DetailOption",
@@ -65,12 +67,38 @@ DetailOption: TypeAlias = Annotated[
 """`--detail`."""
 
 MaxSideOption: TypeAlias = Annotated[
-    int,
+    int | None,
     typer.Option(
-        help="Long side, in pixels, of the copy sent.", metavar="PIXELS", min=MIN_MAX_SIDE
+        help=(
+            "Long side, in pixels, of the copy sent. Default: what the features need "
+            "(512 for caption, tags and smart crops; 768 with boxes; 1024 with read)."
+        ),
+        metavar="PIXELS",
+        min=MIN_MAX_SIDE,
+        show_default=False,
     ),
 ]
 """`--max-side`, bounded as `prepare_image` bounds it."""
+
+
+class AnswerFormatChoice(StrEnum):
+    """How the model writes its answer (`ImageAnalyzer(answer_format=...)`)."""
+
+    COMPACT = "compact"
+    VERBOSE = "verbose"
+
+
+AnswerFormatOption: TypeAlias = Annotated[
+    AnswerFormatChoice,
+    typer.Option(
+        help=(
+            "How the model writes its answer: 'compact' (fewer output tokens) or 'verbose' "
+            "(the first format, with word boxes). Same results either way."
+        ),
+        case_sensitive=False,
+    ),
+]
+"""`--answer-format`."""
 
 NoCacheOption: TypeAlias = Annotated[
     bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")

@@ -9,9 +9,13 @@ Everything here is an *estimate*, computed without calling any model:
   32-px patches), applied to the size of the copy sent to the model, at the analyzer's
   `detail`. The rules are a data table, `viewfinder/data/image_tokens.json`, where each
   number names its source. A model the table does not know has no estimate (`None`).
-- **Output tokens** are typical sizes per feature from the same file: assumptions, not
-  measurements. Reasoning models also bill reasoning tokens, which are not included.
-- **Dollars** come from `viewfinder.cost.pricing` (list price, and the Batch API price).
+- **Output tokens** are estimated from example answers (`expected_output_tokens`): the
+  bundled examples written in the call's answer format and counted; examples, not
+  measurements of a model. Reasoning models also bill reasoning tokens, not included.
+- **Dollars** come from `viewfinder.cost.pricing` (list price, and the Batch API price),
+  twice: with no prompt-cache hit, and the best case, where the part of the prefix before
+  the image that OpenAI's prompt cache can hold (`prompt_cache_tokens`) bills at the
+  cached-input price.
 
 No endpoint needs to be configured (`offline_analyzer`), and no request is ever sent.
 """
@@ -32,14 +36,16 @@ from typing import Any, Final, TypeAlias
 from pydantic import BaseModel, ConfigDict
 
 from viewfinder.analyzers.base import Detail
+from viewfinder.analyzers.compact import DEFAULT_ANSWER_FORMAT, AnswerFormat
+from viewfinder.analyzers.examples import answer_text, example_answers
 from viewfinder.analyzers.features import ALL_FEATURES, Feature
 from viewfinder.analyzers.image_analysis import FeatureArg, FeatureOptions, ImageAnalyzer
 from viewfinder.cost.pricing import cost_of
-from viewfinder.cost.tokens import count_message_tokens, count_tokens
+from viewfinder.cost.tokens import count_message_tokens, count_tokens, prefix_tokens
 from viewfinder.engine.engine import Request
 from viewfinder.engine.providers import is_reasoning_model
 from viewfinder.errors import ConfigurationError, InvalidOptionError
-from viewfinder.prepare import DEFAULT_MAX_SIDE, PreparedImage
+from viewfinder.prepare import PreparedImage
 from viewfinder.prepare.load import ImageInput
 from viewfinder.schemas.result import Usage
 
@@ -57,6 +63,7 @@ __all__ = [
     "image_token_rule",
     "offline_analyzer",
     "patch_count",
+    "prompt_cache_tokens",
     "tile_count",
 ]
 
@@ -65,6 +72,8 @@ OFFLINE_BASE_URL: Final = "http://127.0.0.1:9/v1"
 discard port on loopback. Estimation never sends anything to it."""
 
 _DATA_FILE: Final = "image_tokens.json"
+_CACHE_MIN_TOKENS: Final = 1024
+_CACHE_STEP_TOKENS: Final = 128
 _DETAILS: Final = ("low", "high", "auto")
 _SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 
@@ -227,7 +236,6 @@ ImageTokenRule: TypeAlias = TileRule | PatchRule
 @dataclass(frozen=True)
 class _Table:
     families: tuple[tuple[re.Pattern[str], ImageTokenRule], ...]
-    output_tokens: Mapping[Feature, int]
 
 
 def _int(entry: Mapping[str, Any], key: str) -> int:
@@ -268,11 +276,7 @@ def _parse_table(data: Mapping[str, Any]) -> _Table:
     families = tuple(
         (re.compile(str(entry["match"])), _rule(entry, schemes)) for entry in data["families"]
     )
-    output = {Feature(name): _int(data["output_tokens"], name) for name in data["output_tokens"]}
-    missing = set(ALL_FEATURES) - set(output)
-    if missing:
-        raise ValueError(f"output_tokens lacks {sorted(missing)}")
-    return _Table(families=families, output_tokens=output)
+    return _Table(families=families)
 
 
 @cache
@@ -329,25 +333,48 @@ def estimate_image_tokens(
     return None if rule is None else rule.tokens(width, height, detail)
 
 
-def expected_output_tokens(features: FeatureArg = ALL_FEATURES, *, smart_crops: int = 1) -> int:
-    """Typical output tokens of one answer for `features` (an assumption, see the data file).
+def expected_output_tokens(
+    features: FeatureArg = ALL_FEATURES, *, answer_format: AnswerFormat = DEFAULT_ANSWER_FORMAT
+) -> int:
+    """Output tokens of one answer for `features`, estimated from example answers.
+
+    Each bundled example answer (`viewfinder.analyzers.examples`: Microsoft's sample result
+    converted, and hand-written typical answers) is written in `answer_format` for the
+    features, as minified JSON, and counted in `o200k_base`; the estimate is their mean,
+    rounded up. Examples, not measurements of a model: a busy street or a page of text
+    gives more, a plain product shot less. Reasoning tokens are not included.
 
     Args:
-        features: The requested features.
-        smart_crops: Crops asked for (one per requested aspect ratio; 1 when none).
+        features: Features requested (one answer holds them all).
+        answer_format: `compact` (the default) or `verbose`.
 
     Returns:
-        The sum of the features' typical output sizes.
+        The mean output tokens of the examples.
     """
-    return _output_tokens(FeatureOptions.of(features).features, smart_crops=smart_crops)
+    return _output_tokens(FeatureOptions.of(features).features, answer_format)
 
 
-def _output_tokens(features: tuple[Feature, ...], *, smart_crops: int) -> int:
+@cache
+def _output_tokens(features: tuple[Feature, ...], answer_format: AnswerFormat) -> int:
     """`expected_output_tokens` for features a call plan already validated."""
-    sizes = _table().output_tokens
-    return sum(
-        sizes[f] * (max(smart_crops, 1) if f is Feature.SMART_CROPS else 1) for f in features
-    )
+    counts = [
+        count_tokens(answer_text(example.answer, features, answer_format))
+        for example in example_answers()
+    ]
+    return math.ceil(sum(counts) / len(counts))
+
+
+def prompt_cache_tokens(prefix_tokens: int) -> int:
+    """Input tokens OpenAI's prompt cache can serve for a prefix of `prefix_tokens`.
+
+    OpenAI caches a request's prefix once it is 1,024 tokens or longer, in steps of 128
+    tokens; a shorter prefix is never cached. The prefix here is everything before the
+    image: the schema, the system message and the instructions, identical across a batch.
+    """
+    if prefix_tokens < _CACHE_MIN_TOKENS:
+        return 0
+    steps = (prefix_tokens - _CACHE_MIN_TOKENS) // _CACHE_STEP_TOKENS
+    return _CACHE_MIN_TOKENS + steps * _CACHE_STEP_TOKENS
 
 
 # --- estimates ---------------------------------------------------------------------------
@@ -387,11 +414,26 @@ class Estimate(BaseModel):
     input_tokens: int | None
     """All input tokens; `None` when the image tokens are unknown."""
     output_tokens: int
-    """Typical output tokens for the features (an assumption)."""
+    """Output tokens estimated from example answers (`expected_output_tokens`)."""
+    prefix_tokens: int
+    """Input tokens before the image (schema, system message, instructions): the same for
+    every image of a call plan, byte for byte."""
+    cached_input_tokens: int
+    """Of `input_tokens`, what OpenAI's prompt cache can serve when the prefix was seen
+    recently (`prompt_cache_tokens`): 0 below 1,024 prefix tokens."""
     cost_usd: float | None
-    """Dollars at the list price; `None` without image tokens or a price."""
+    """Dollars at the list price with no prompt-cache hit; `None` without image tokens or
+    a price."""
     batch_cost_usd: float | None
-    """Dollars at the Batch API price (half the list price by default)."""
+    """The same at the Batch API price (half the list price by default)."""
+    cached_cost_usd: float | None
+    """Best case: dollars when `cached_input_tokens` come from the prompt cache (every
+    request of a batch but the first of each cache route)."""
+    batch_cached_cost_usd: float | None
+    """Best case at the Batch API price (whether OpenAI's Batch API applies prompt
+    caching is not documented in viewfinder's sources: an assumption)."""
+    answer_format: AnswerFormat = DEFAULT_ANSWER_FORMAT
+    """The answer format the output tokens were counted in."""
     notes: tuple[str, ...] = ()
     """Caveats of this estimate, e.g. an unknown model or reasoning tokens not counted."""
 
@@ -410,14 +452,23 @@ class EstimateSummary(BaseModel):
     models: tuple[str, ...]
     """The models estimated, in first-seen order."""
     input_tokens: int | None
+    cached_input_tokens: int
+    """Of `input_tokens`, what the prompt cache can serve in the best case."""
     output_tokens: int
     cost_usd: float | None
     batch_cost_usd: float | None
+    cached_cost_usd: float | None
+    """Best case: every prefix served from the prompt cache."""
+    batch_cached_cost_usd: float | None
     mean_input_tokens: float | None
     mean_output_tokens: float | None
     mean_cost_usd: float | None
     cost_per_1000_images_usd: float | None
+    """With no prompt-cache hit."""
     batch_cost_per_1000_images_usd: float | None
+    cached_cost_per_1000_images_usd: float | None
+    """Best case: every prefix served from the prompt cache."""
+    batch_cached_cost_per_1000_images_usd: float | None
 
 
 def _sum_or_none(values: Sequence[float | None]) -> float | None:
@@ -443,6 +494,8 @@ def estimate_many(estimates: Iterable[Estimate]) -> EstimateSummary:
     output_total = sum(e.output_tokens for e in items)
     cost = _sum_or_none([e.cost_usd for e in items])
     batch = _sum_or_none([e.batch_cost_usd for e in items])
+    cached = _sum_or_none([e.cached_cost_usd for e in items])
+    batch_cached = _sum_or_none([e.batch_cached_cost_usd for e in items])
 
     def mean(total: float | None) -> float | None:
         return None if total is None or count == 0 else total / count
@@ -455,14 +508,19 @@ def estimate_many(estimates: Iterable[Estimate]) -> EstimateSummary:
         images=count,
         models=tuple(dict.fromkeys(e.model for e in items)),
         input_tokens=None if input_total is None else int(input_total),
+        cached_input_tokens=sum(e.cached_input_tokens for e in items),
         output_tokens=output_total,
         cost_usd=cost,
         batch_cost_usd=batch,
+        cached_cost_usd=cached,
+        batch_cached_cost_usd=batch_cached,
         mean_input_tokens=mean(input_total),
         mean_output_tokens=mean(output_total),
         mean_cost_usd=mean(cost),
         cost_per_1000_images_usd=per_1000(cost),
         batch_cost_per_1000_images_usd=per_1000(batch),
+        cached_cost_per_1000_images_usd=per_1000(cached),
+        batch_cached_cost_per_1000_images_usd=per_1000(batch_cached),
     )
 
 
@@ -470,9 +528,10 @@ def offline_analyzer(
     model: str | None = None,
     *,
     detail: Detail = "high",
-    max_side: int = DEFAULT_MAX_SIDE,
+    max_side: int | None = None,
     base_url: str | None = None,
     allow_hosts: Collection[str] | None = None,
+    answer_format: AnswerFormat = DEFAULT_ANSWER_FORMAT,
 ) -> ImageAnalyzer:
     """An `ImageAnalyzer` to estimate with, whether or not an endpoint is configured.
 
@@ -486,9 +545,11 @@ def offline_analyzer(
     Args:
         model: Model name; default `VIEWFINDER_MODEL`, else viewfinder's default model.
         detail: OpenAI image detail.
-        max_side: Long side, in pixels, of the copy sent to the model.
+        max_side: Long side, in pixels, of the copy sent to the model; default None:
+            chosen by the features, as `ImageAnalyzer` does.
         base_url: An OpenAI-compatible endpoint, as for `ImageAnalyzer`.
         allow_hosts: Internal hosts image URLs may point at, as for `ImageAnalyzer`.
+        answer_format: How the model would write its answer (`compact` or `verbose`).
 
     Returns:
         The analyzer.
@@ -501,6 +562,7 @@ def offline_analyzer(
         "detail": detail,
         "max_side": max_side,
         "allow_hosts": allow_hosts,
+        "answer_format": answer_format,
     }
     try:
         return ImageAnalyzer(base_url=base_url, cache=False, **options)
@@ -518,15 +580,8 @@ def _schema_tokens(request: Request[BaseModel], analyzer: ImageAnalyzer, model: 
     counted as the JSON text of that payload. OpenAI does not publish how it bills that
     payload, so the JSON text is an approximation.
     """
-    kwargs = analyzer.engine.request_body(request, model=model)
-    added = count_message_tokens(kwargs.get("messages", request.messages), model=model)
-    added -= count_message_tokens(request.messages, model=model)
-    for key in ("tools", "functions", "response_format"):
-        payload = kwargs.get(key)
-        if key == "response_format" and isinstance(payload, Mapping):
-            payload = payload.get("json_schema")  # {"type": "json_object"} carries none
-        if payload:
-            added += count_tokens(json.dumps(payload, ensure_ascii=False))
+    body = analyzer.engine.request_body(request, model=model)
+    added = prefix_tokens(body, model=model) - count_message_tokens(request.messages, model=model)
     return max(added, 0)
 
 
@@ -556,8 +611,12 @@ def estimate_request(
       that is an approximation, as OpenAI does not document how it bills the schema.
     - image: the model family's rule (`estimate_image_tokens`) on the model copy's size
       (`model_width` x `model_height`) at `analyzer.detail`.
-    - output: the typical size of each feature's answer (`expected_output_tokens`),
-      an assumption; reasoning models also bill reasoning tokens, not included.
+    - output: estimated from example answers in the analyzer's answer format
+      (`expected_output_tokens`); reasoning models also bill reasoning tokens, not
+      included.
+    - cached: the prefix (everything before the image) is the same for every image of a
+      plan; `cached_input_tokens` is what OpenAI's prompt cache can serve of it, and the
+      `cached_*` costs are the best case where every request finds it cached.
 
     Validation re-asks, retries and cache hits (which cost nothing) are not modelled.
 
@@ -585,8 +644,8 @@ def estimate_request(
         gender_neutral_caption=gender_neutral_caption,
         language=language,
     )
-    chosen, ratios = plan.options.features, plan.options.smart_crops_aspect_ratios
-    prepared = image if isinstance(image, PreparedImage) else analyzer.prepare(image)
+    chosen = plan.options.features
+    prepared = image if isinstance(image, PreparedImage) else analyzer.prepare(image, plan.max_side)
     request = plan.build(prepared)
     name = model or analyzer.model
 
@@ -595,12 +654,16 @@ def estimate_request(
     image_tokens = estimate_image_tokens(
         prepared.model_width, prepared.model_height, model=name, detail=analyzer.detail
     )
-    output_tokens = _output_tokens(chosen, smart_crops=len(ratios) or 1)
+    output_tokens = _output_tokens(chosen, analyzer.answer_format)
+    prefix_tokens = prompt_tokens + schema_tokens
+    cached_tokens = prompt_cache_tokens(prefix_tokens)
 
     notes: list[str] = []
     input_tokens: int | None = None
     cost: float | None = None
     batch_cost: float | None = None
+    cached_cost: float | None = None
+    batch_cached_cost: float | None = None
     if image_tokens is None:
         notes.append(f"no image-token rule for model {name!r}: input tokens and cost unknown")
     else:
@@ -608,6 +671,9 @@ def estimate_request(
         usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
         cost = cost_of(usage, name)
         batch_cost = cost_of(usage, name, batch=True)
+        hit = usage.model_copy(update={"cached_input_tokens": cached_tokens})
+        cached_cost = cost_of(hit, name)
+        batch_cached_cost = cost_of(hit, name, batch=True)
         if cost is None:
             notes.append(f"no price for model {name!r} in the price table")
     if is_reasoning_model(name):
@@ -627,7 +693,12 @@ def estimate_request(
         image_tokens=image_tokens,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
+        prefix_tokens=prefix_tokens,
+        cached_input_tokens=cached_tokens,
         cost_usd=cost,
         batch_cost_usd=batch_cost,
+        cached_cost_usd=cached_cost,
+        batch_cached_cost_usd=batch_cached_cost,
+        answer_format=analyzer.answer_format,
         notes=tuple(notes),
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import binascii
 import gzip
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources
@@ -34,6 +35,8 @@ __all__ = [
     "encoding",
     "load_ranks",
     "parse_ranks",
+    "prefix_tokens",
+    "schema_payload_tokens",
 ]
 
 ENCODING_NAME: Final = "o200k_base"
@@ -191,6 +194,32 @@ def count_message_tokens(messages: Iterable[Mapping[str, Any]], *, model: str) -
                 if key == "name":
                     total += 1
     return total
+
+
+def schema_payload_tokens(body: Mapping[str, Any]) -> int:
+    """Tokens of the answer schema a request body carries outside its messages.
+
+    The JSON text of `tools`, `functions` or `response_format.json_schema` (a `json_object`
+    response format carries none; the JSON modes put the schema in the messages instead).
+    OpenAI does not publish how it bills that payload: the JSON text is an approximation.
+    """
+    total = 0
+    for key in ("tools", "functions", "response_format"):
+        payload = body.get(key)
+        if key == "response_format" and isinstance(payload, Mapping):
+            payload = payload.get("json_schema")
+        if payload:
+            total += count_tokens(json.dumps(payload, ensure_ascii=False))
+    return total
+
+
+def prefix_tokens(body: Mapping[str, Any], *, model: str) -> int:
+    """Text input tokens of a request body: its messages' text and its schema payload.
+
+    For a request whose image is its last part, this is the prefix before the image:
+    what is identical across a batch and what a prompt cache can hold.
+    """
+    return count_message_tokens(body.get("messages", []), model=model) + schema_payload_tokens(body)
 
 
 def _content_tokens(content: Any) -> int:

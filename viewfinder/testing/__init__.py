@@ -49,6 +49,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
+from viewfinder.analyzers.compact import compact_answer
 from viewfinder.analyzers.custom import Analyzer
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
 from viewfinder.engine.retry import RetryPolicy
@@ -60,6 +61,7 @@ __all__ = [
     "SECRET_REQUEST_HEADERS",
     "body_difference",
     "cassette_config",
+    "compact_answer",
     "find_secrets",
     "pytest_recording_configure",
     "scrub_request",

@@ -1,0 +1,141 @@
+"""Example answers: the format example in the compact prompt, and the output-token estimate.
+
+`viewfinder/data/example_answers.json` holds a few answers in the verbose model-facing
+form (grid units): Microsoft's sample result converted, and hand-written typical answers.
+They are examples, not measurements of any model. `render_answer` writes one in either
+answer format for a set of features, exactly as a model following the prompt would;
+`viewfinder.cost.estimate` counts their tokens, and the compact prompt shows the first one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from viewfinder.analyzers.compact import AnswerFormat, from_verbose
+from viewfinder.analyzers.features import Feature, split_words
+from viewfinder.schemas.geometry import BoundingBox
+
+__all__ = [
+    "ExampleAnswer",
+    "answer_text",
+    "example_answers",
+    "examples_digest",
+    "prompt_example",
+    "render_answer",
+]
+
+
+@dataclass(frozen=True)
+class ExampleAnswer:
+    """One example answer: its name, where it comes from, and the verbose answer."""
+
+    name: str
+    source: str
+    answer: Mapping[str, Any]
+
+
+@cache
+def example_answers() -> tuple[ExampleAnswer, ...]:
+    """The bundled example answers, in file order (the first is the prompt's example)."""
+    path = resources.files("viewfinder") / "data" / "example_answers.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return tuple(
+        ExampleAnswer(name=item["name"], source=item["source"], answer=item["answer"])
+        for item in data["examples"]
+    )
+
+
+def _with_words(line: Mapping[str, Any]) -> dict[str, Any]:
+    """A verbose read line with word boxes split from its box, as the verbose prompt asks."""
+    x0, y0, x1, y1 = line["box"]
+    box = BoundingBox(x=x0, y=y0, width=x1 - x0, height=y1 - y0)
+    words = [
+        {
+            "text": word,
+            "box": [part.x, part.y, max(part.x + part.width, part.x + 1), part.y + part.height],
+            "confidence": line["confidence"],
+        }
+        for word, part in split_words(line["text"], box)
+    ]
+    return {**line, "words": words}
+
+
+def render_answer(
+    answer: Mapping[str, Any], features: tuple[Feature, ...], answer_format: AnswerFormat
+) -> dict[str, Any]:
+    """`answer` (verbose, grid units) as a model would write it for `features` in a format."""
+    if answer_format == "compact":
+        return from_verbose(answer, features)
+    out: dict[str, Any] = {}
+    for feature in features:
+        value = answer[feature.value]
+        if feature is Feature.READ:
+            value = [_with_words(line) for line in value]
+        out[feature.value] = value
+    return out
+
+
+_EXAMPLE_ITEMS = 2
+
+
+def answer_text(
+    answer: Mapping[str, Any], features: tuple[Feature, ...], answer_format: AnswerFormat
+) -> str:
+    """`render_answer` as the text a model writes: minified JSON, non-ASCII kept."""
+    rendered = render_answer(answer, features, answer_format)
+    return json.dumps(rendered, ensure_ascii=False, separators=(",", ":"))
+
+
+def _renamed(items: list[dict[str, Any]], names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Items with their names taken, in turn, from a vocabulary (so the example obeys it)."""
+    return [{**item, "name": names[i % len(names)]} for i, item in enumerate(items)]
+
+
+def prompt_example(
+    features: tuple[Feature, ...],
+    *,
+    level: int = 0,
+    tag_vocabulary: tuple[str, ...] = (),
+    object_names: tuple[str, ...] = (),
+) -> str:
+    """The compact format example shown to the model, as minified JSON.
+
+    Level 0 shows the first example with its lists cut to `_EXAMPLE_ITEMS` items (dense
+    captions: the whole image and one region): the format, not how many items to give.
+    Level k shows the first k examples in full, one per line: a longer prefix, which
+    `ImageAnalyzer` asks for when it lifts the prompt over the prompt cache's threshold.
+    Tag and object names come from the vocabularies when they are constrained, so the
+    example never shows a name the schema refuses.
+    """
+    chosen = (
+        [_trimmed(example_answers()[0].answer)]
+        if level == 0
+        else [dict(example.answer) for example in example_answers()[:level]]
+    )
+    lines = []
+    for answer in chosen:
+        if tag_vocabulary:
+            answer["tags"] = _renamed(answer["tags"], tag_vocabulary)
+        if object_names:
+            answer["objects"] = _renamed(answer["objects"], object_names)
+        lines.append(answer_text(answer, features, "compact"))
+    return "\n".join(lines)
+
+
+def _trimmed(answer: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        key: value[:_EXAMPLE_ITEMS] if isinstance(value, list) else value
+        for key, value in answer.items()
+    }
+
+
+def examples_digest() -> str:
+    """sha256 of the example answers (the padded prompt shows them: part of `model_version`)."""
+    path = resources.files("viewfinder") / "data" / "example_answers.json"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
