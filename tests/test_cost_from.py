@@ -166,6 +166,15 @@ def test_json_prices_cached_input_apart_and_sets_the_estimate_beside(
     assert comparison["ratio"] == pytest.approx(
         (CHELSEA + ROCKET) / comparison["predicted_cost_usd"]
     )
+    # The best case beside it: the cached prefix, at the price each image was billed at.
+    assert chelsea["predicted_best_cost_usd"] == chelsea["estimate"]["cached_cost_usd"]
+    assert rocket["predicted_best_cost_usd"] == pytest.approx(
+        rocket["estimate"]["batch_cached_cost_usd"]
+    )
+    assert comparison["predicted_best_cost_usd"] == pytest.approx(
+        chelsea["predicted_best_cost_usd"] + rocket["predicted_best_cost_usd"]
+    )
+    assert comparison["predicted_best_cost_usd"] <= comparison["predicted_cost_usd"]
     url = images["https://example.com/a.png"]
     assert url["estimate"] is None and url["not_estimated"].startswith("a URL: not fetched")
 

@@ -78,7 +78,8 @@ FROM_NOTICE: Final = (
     "Real usage from the run's records, repriced with viewfinder's price table "
     "(VIEWFINDER_PRICES overrides it): cached input tokens at the cached price, Batch API "
     "answers at the Batch API price. Beside it, the offline estimate of the same images: "
-    "one request each, every input token at the list price (no prompt cache)."
+    "one request each, with no prompt-cache hit (the ratio is against this one) and in the "
+    "best case, where the prompt cache serves every prefix."
 )
 """Shown before the figures of `viewfinder cost --from`, and in its JSON output."""
 
@@ -353,7 +354,8 @@ def _from_lines(path: Path, spent: RunCost, check: RunCheck, notes: Sequence[str
             f"estimate for the same {check.compared} images: "
             f"{_tokens(check.predicted_input_tokens)} input tokens, "
             f"{_tokens(check.predicted_output_tokens)} output tokens, "
-            f"{_dollars(check.predicted_cost_usd)}",
+            f"{_dollars(check.predicted_cost_usd)} with no prompt-cache hit, "
+            f"{_dollars(check.predicted_best_cost_usd)} in the best case",
             f"actual for those images: {_usage_text(check.actual)}, "
             f"{_dollars(check.actual.cost_usd)}{ratio}",
         ]

@@ -226,7 +226,10 @@ class ImageCheck(BaseModel):
     estimate: Estimate | None
     """The offline estimate of one request for it; None when it was not estimated."""
     predicted_cost_usd: float | None
-    """The estimate's dollars at the price the image was billed at (list or Batch API)."""
+    """The estimate's dollars at the price the image was billed at (list or Batch API),
+    with no prompt-cache hit."""
+    predicted_best_cost_usd: float | None = None
+    """The same in the best case: the prefix before the image served from the prompt cache."""
     not_estimated: str | None = None
     """Why there is no estimate, or why the image is left out of the comparison."""
 
@@ -246,6 +249,8 @@ class RunCheck(BaseModel):
     predicted_output_tokens: int
     predicted_cost_usd: float | None
     """One request per image, every input token at the list price (no prompt cache)."""
+    predicted_best_cost_usd: float | None = None
+    """One request per image, the cacheable prefix at the cached price (the best case)."""
     actual: RunCost
     """What the same images spent (every line of each, re-asks and retries included)."""
     ratio: float | None
@@ -270,9 +275,10 @@ def _checks(
         reason = None if estimate is not None else str(outcome)
         if estimate is not None and actual.requests == 0:
             reason = "no request sent (answered from viewfinder's cache or failed before)"
-        predicted = None
+        predicted = best = None
         if estimate is not None:
             predicted = estimate.batch_cost_usd if last.batch_priced else estimate.cost_usd
+            best = estimate.batch_cached_cost_usd if last.batch_priced else estimate.cached_cost_usd
         checks.append(
             ImageCheck(
                 id=image_id,
@@ -281,6 +287,7 @@ def _checks(
                 actual=actual,
                 estimate=estimate,
                 predicted_cost_usd=predicted,
+                predicted_best_cost_usd=best,
                 not_estimated=reason,
             )
         )
@@ -311,6 +318,7 @@ def compare(
     actual = run_cost([line for line in lines if line.id in chosen], model=run_model(lines, model))
     predicted_input: int | None = 0
     predicted_cost: float | None = 0.0
+    predicted_best: float | None = 0.0
     predicted_output = 0
     for check in compared:
         estimate = check.estimate
@@ -322,6 +330,7 @@ def compare(
         )
         predicted_output += estimate.output_tokens
         predicted_cost = _add(predicted_cost, check.predicted_cost_usd)
+        predicted_best = _add(predicted_best, check.predicted_best_cost_usd)
     ratio = None
     if predicted_cost and actual.cost_usd is not None:
         ratio = actual.cost_usd / predicted_cost
@@ -330,6 +339,7 @@ def compare(
         predicted_input_tokens=predicted_input,
         predicted_output_tokens=predicted_output,
         predicted_cost_usd=predicted_cost,
+        predicted_best_cost_usd=predicted_best,
         actual=actual,
         ratio=ratio,
     )
