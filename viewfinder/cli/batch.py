@@ -79,8 +79,7 @@ from viewfinder.cli.options import (
 )
 from viewfinder.engine.budget import Budget
 from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
-from viewfinder.prepare.decode import has_image_suffix
-from viewfinder.prepare.load import is_url
+from viewfinder.prepare.inputs import has_image_suffix, is_url
 from viewfinder.prepare.redact import legacy_url_id, safe_url
 
 if TYPE_CHECKING:  # the engine (openai, instructor): imported when the command runs
