@@ -58,7 +58,7 @@ def test_one_image_suffix_list() -> None:
     holders = sorted(
         name for name, tree in modules() if {".jpg", ".tiff"} <= set(_string_constants(tree))
     )
-    assert holders == ["prepare/decode.py"]
+    assert holders == ["prepare/inputs.py"]
 
 
 def test_one_is_it_a_url_test() -> None:
@@ -69,7 +69,7 @@ def test_one_is_it_a_url_test() -> None:
         if isinstance(node, ast.Tuple)
         and {"http://", "https://"} <= {getattr(e, "value", None) for e in node.elts}
     )
-    assert holders == []  # `viewfinder.prepare.load.is_url` reads the scheme instead
+    assert holders == []  # `viewfinder.prepare.inputs.is_url` reads the scheme instead
 
 
 def test_image_suffixes_name_exactly_the_accepted_formats() -> None:

@@ -1,10 +1,13 @@
-"""Start-up time, kept: `import viewfinder` does not import openai or instructor.
+"""Start-up time, kept: `import viewfinder` does not import openai, instructor, Pillow
+or httpx2.
 
 openai was two thirds of `import viewfinder` (and of `viewfinder --help`); the analyzers
 and the engine, which need it, load when first used, and the command modules import them
 inside the commands (`viewfinder --help` and `viewfinder <command> --help` only declare
-options). Each check runs in a fresh interpreter, since this test session has imported
-everything already.
+options). Pillow and httpx2 (with asyncio) load with the first image: `draw` and
+`prepare_image` import the decoder and the loader when they run, and what only names an
+input (limits, image suffixes, URLs) lives in `viewfinder.prepare.inputs`. Each check
+runs in a fresh interpreter, since this test session has imported everything already.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sys
 
 import pytest
 
-HEAVY = ("openai", "instructor")
+HEAVY = ("openai", "instructor", "PIL", "httpx2")
 
 
 def _modules_after(code: str) -> list[str]:
@@ -30,13 +33,26 @@ def _modules_after(code: str) -> list[str]:
     return loaded
 
 
-def test_import_viewfinder_does_not_import_openai_or_instructor() -> None:
+def test_import_viewfinder_does_not_import_the_heavy_modules() -> None:
     assert _modules_after("import viewfinder") == []
 
 
 def test_the_feature_names_and_errors_do_not_import_them_either() -> None:
-    code = "import viewfinder as vf\nvf.ALL_FEATURES, vf.ViewfinderError, vf.ImageAnalysisResult"
+    code = (
+        "import viewfinder as vf\n"
+        "vf.ALL_FEATURES, vf.ViewfinderError, vf.ImageAnalysisResult, vf.draw, vf.PreparedImage"
+    )
     assert _modules_after(code) == []
+
+
+def test_the_loader_loads_with_the_first_image() -> None:
+    """`ImageInput` (a union naming `PIL.Image.Image`) is the one lazy export of the loader."""
+    code = (
+        "import viewfinder as vf\n"
+        "from viewfinder.prepare.load import ImageInput\n"
+        "assert vf.ImageInput is ImageInput"
+    )
+    assert _modules_after(code) == ["PIL", "httpx2"]
 
 
 def test_the_lazy_exports_are_the_real_objects() -> None:
@@ -54,7 +70,7 @@ COMMANDS = ("analyze", "batch", "compare", "cost", "serve")
 
 
 @pytest.mark.parametrize("command", ["", *COMMANDS], ids=lambda c: c or "viewfinder")
-def test_help_does_not_import_openai_or_instructor(command: str) -> None:
+def test_help_does_not_import_the_heavy_modules(command: str) -> None:
     """`viewfinder [command] --help`, run the way the console script runs it."""
     argv = ["viewfinder", *command.split(), "--help"]
     code = (

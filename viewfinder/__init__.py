@@ -10,7 +10,6 @@ print(result.caption.text, [t.name for t in result.tags])
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import logging
 import os
@@ -48,8 +47,7 @@ from viewfinder.errors import (
     ViewfinderError,
 )
 from viewfinder.prepare import PreparedImage
-from viewfinder.prepare.decode import ImageLimits
-from viewfinder.prepare.load import ImageInput, load_image
+from viewfinder.prepare.inputs import ImageLimits
 from viewfinder.schemas import (
     AnalysisRun,
     BoundingBox,
@@ -77,6 +75,7 @@ if TYPE_CHECKING:
     from viewfinder.engine.budget import Budget
     from viewfinder.engine.cache import ResponseCache
     from viewfinder.engine.retry import RetryPolicy
+    from viewfinder.prepare.load import ImageInput
 
 __version__ = "0.1.0"
 
@@ -150,9 +149,11 @@ _LAZY = {
     "PromptTemplate": "viewfinder.build.templates",
     "ResponseCache": "viewfinder.engine.cache",
     "RetryPolicy": "viewfinder.engine.retry",
+    "ImageInput": "viewfinder.prepare.load",
 }
 """Exported names imported on first access (PEP 562), not by `import viewfinder`: the
-analyzers and the engine pull in openai and instructor, most of the start-up time.
+analyzers and the engine pull in openai and instructor, most of the start-up time, and
+the image loader Pillow and httpx2 (`draw` and `analyze` import it when they run).
 `test_startup.py` keeps them out of `import viewfinder`."""
 
 
@@ -213,6 +214,8 @@ def analyze(
     before any connection unless its host is in `allow_hosts` (default:
     `VIEWFINDER_ALLOW_HOSTS`, comma-separated; a value, even `()`, replaces it).
     """
+    from viewfinder.prepare.load import load_image
+
     analyzer = _default_analyzer(model)
     # Loaded here, not by the analyzer: the default analyzer is shared between calls.
     loaded = load_image(image, allow_hosts=allow_hosts)
@@ -236,6 +239,10 @@ async def aanalyze(
     allow_hosts: Collection[str] | None = None,
 ) -> ImageAnalysisResult:
     """Async twin of `analyze`."""
+    import asyncio
+
+    from viewfinder.prepare.load import load_image
+
     analyzer = _default_analyzer(model)
     loaded = await asyncio.to_thread(load_image, image, allow_hosts=allow_hosts)
     return await analyzer.aanalyze(

@@ -11,21 +11,25 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
 from pydantic import BaseModel
 
 from viewfinder.errors import InvalidOptionError
-from viewfinder.prepare.decode import decode_rgb, to_rgb
-from viewfinder.prepare.load import ImageInput, LoadedImage, load_image
 from viewfinder.schemas.geometry import BoundingBox, Polygon
 from viewfinder.schemas.result import AnalysisRun, ImageAnalysisResult, ImageMetadata
+
+if TYPE_CHECKING:
+    # Pillow and the loader (httpx2) load when something is drawn, not with
+    # `import viewfinder`, which exports `draw` (tests/test_startup.py).
+    from PIL import Image, ImageDraw, ImageFont
+
+    from viewfinder.prepare.load import ImageInput, LoadedImage
 
 __all__ = ["draw"]
 
 RGB = tuple[int, int, int]
-Font = ImageFont.ImageFont | ImageFont.FreeTypeFont
+Font: TypeAlias = "ImageFont.ImageFont | ImageFont.FreeTypeFont"
 
 PALETTE: tuple[RGB, ...] = (
     (230, 25, 75),
@@ -120,6 +124,11 @@ def draw(
 
 def _open(image: ImageInput | LoadedImage, allow_hosts: Collection[str] | None) -> Image.Image:
     """The full-resolution RGB image, EXIF orientation applied (what results measure)."""
+    from PIL import Image, ImageOps
+
+    from viewfinder.prepare.decode import decode_rgb, to_rgb
+    from viewfinder.prepare.load import load_image
+
     if isinstance(image, Image.Image):
         return to_rgb(ImageOps.exif_transpose(image))
     loaded = load_image(image, allow_hosts=allow_hosts)
@@ -240,6 +249,8 @@ class _Style:
 
     @classmethod
     def for_size(cls, width: int, height: int) -> _Style:
+        from PIL import ImageFont
+
         long_side = max(width, height)
         line = max(1, round(long_side / 300))
         size = max(10, round(long_side / 55))
@@ -249,6 +260,8 @@ class _Style:
 
 def _render(base: Image.Image, marks: list[_Mark], caption: str | None) -> Image.Image:
     width, height = base.size
+    from PIL import Image, ImageDraw
+
     style = _Style.for_size(width, height)
     overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
     pen = ImageDraw.Draw(overlay)

@@ -22,13 +22,15 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Generic, NamedTuple, Protocol, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, Protocol, TypeAlias, TypeVar
 
 from pydantic import BaseModel
 
 from viewfinder.errors import BudgetExceededError, ViewfinderError
-from viewfinder.prepare.load import ImageInput
 from viewfinder.schemas.result import ImageAnalysisResult, Usage
+
+if TYPE_CHECKING:  # the loader imports Pillow and httpx2; the CLI reads records at start-up
+    from viewfinder.prepare.load import ImageInput
 
 __all__ = [
     "ID_VERSION",
@@ -74,7 +76,7 @@ class BatchInput:
     id: Any = None
 
 
-BatchInputLike: TypeAlias = ImageInput | BatchInput | tuple[Any, ImageInput]
+BatchInputLike: TypeAlias = "ImageInput | BatchInput | tuple[Any, ImageInput]"
 """What a batch iterable may hold: an image, a `BatchInput`, or an `(id, image)` pair."""
 
 

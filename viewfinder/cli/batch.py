@@ -55,11 +55,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.text import Text
 
 from viewfinder.analyzers.features import Feature
-from viewfinder.batch.locks import WriterLock
 from viewfinder.batch.records import BatchInput, BatchSummary, record_outcome
 from viewfinder.batch.settings import DEFAULT_CONCURRENCY
 from viewfinder.cli.batch_api import progress_text
@@ -77,10 +75,8 @@ from viewfinder.cli.options import (
     features_callback,
     features_of,
 )
-from viewfinder.engine.budget import Budget
 from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
-from viewfinder.prepare.decode import has_image_suffix
-from viewfinder.prepare.load import is_url
+from viewfinder.prepare.inputs import has_image_suffix, is_url
 from viewfinder.prepare.redact import legacy_url_id, safe_url
 
 if TYPE_CHECKING:  # the engine (openai, instructor): imported when the command runs
@@ -432,7 +428,11 @@ def batch(
     answer_format: AnswerFormatOption = AnswerFormatChoice.COMPACT,
 ) -> None:
     """Analyse many images into a JSON Lines file; re-run to resume or retry failures."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
     from viewfinder.analyzers.image_analysis import ImageAnalyzer
+    from viewfinder.batch.locks import WriterLock  # filelock, socket: when the command runs
+    from viewfinder.engine.budget import Budget
     from viewfinder.engine.ratelimit import RateLimiter
 
     err = Console(stderr=True, highlight=False)

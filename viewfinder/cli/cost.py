@@ -50,8 +50,7 @@ from viewfinder.cli.options import (
 )
 from viewfinder.cost.pricing import load_prices
 from viewfinder.errors import UserError, ViewfinderError
-from viewfinder.prepare.decode import has_image_suffix
-from viewfinder.prepare.load import is_url
+from viewfinder.prepare.inputs import has_image_suffix, is_url
 from viewfinder.prepare.redact import redact_url
 
 if TYPE_CHECKING:  # the estimator loads the engine (openai, instructor): when a command runs

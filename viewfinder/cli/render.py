@@ -8,7 +8,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from viewfinder.prepare.load import is_url
+from viewfinder.prepare.inputs import is_url
 from viewfinder.prepare.redact import redact_url
 from viewfinder.schemas.geometry import BoundingBox
 from viewfinder.schemas.result import ImageAnalysisResult, Usage

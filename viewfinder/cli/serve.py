@@ -20,7 +20,6 @@ from viewfinder.cli.options import (
 )
 from viewfinder.cli.render import plural
 from viewfinder.errors import ConfigurationError, UserError
-from viewfinder.prepare.fetch import trusted_hosts
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
@@ -88,6 +87,7 @@ def serve(
     VIEWFINDER_API_KEYS or --api-key-file: other users can read --api-key in `ps`.
     """
     from viewfinder.analyzers.image_analysis import ImageAnalyzer  # the engine: lazily
+    from viewfinder.prepare.fetch import trusted_hosts  # httpx2 and asyncio: lazily
 
     err = Console(stderr=True, highlight=False)
 

@@ -10,8 +10,9 @@
   full size for `viewfinder.draw` and the local engine (`decode_rgb`).
 - here: the copy encoded as the JPEG sent to the model (`PreparedImage`).
 
-Beside them: `redact` (the one redactor: URLs, messages, request bodies) and
-`pixel_budget` (how many pixels the server decodes at once).
+Beside them: `inputs` (what an input may be: limits, image suffixes, URLs; without
+Pillow or httpx2, as this module), `redact` (the one redactor: URLs, messages, request
+bodies) and `pixel_budget` (how many pixels the server decodes at once).
 
 The copy sent to the model is an RGB JPEG whose long side is at most `max_side`, encoded
 deterministically: the same image always gives the same bytes, which the result cache
@@ -28,11 +29,13 @@ import io
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from viewfinder.errors import InvalidOptionError
-from viewfinder.prepare.decode import DEFAULT_LIMITS, ImageLimits, model_copy, open_checked
-from viewfinder.prepare.load import ImageInput, LoadedImage, load_image
+from viewfinder.prepare.inputs import DEFAULT_LIMITS, ImageLimits
+
+if TYPE_CHECKING:
+    from viewfinder.prepare.load import ImageInput, LoadedImage
 
 __all__ = ["DEFAULT_MAX_SIDE", "MIN_MAX_SIDE", "PreparedImage", "prepare_image"]
 
@@ -124,6 +127,11 @@ def prepare_image(
     """
     if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < MIN_MAX_SIDE:
         raise InvalidOptionError(f"max_side must be an integer >= {MIN_MAX_SIDE}, got {max_side!r}")
+    # Pillow and httpx2 load with the first image, not with the package: the command
+    # line's options and `import viewfinder` read this package (tests/test_startup.py).
+    from viewfinder.prepare.decode import model_copy, open_checked
+    from viewfinder.prepare.load import load_image
+
     loaded = load_image(source, limits=limits, fetch_timeout=fetch_timeout, allow_hosts=allow_hosts)
     label = loaded.source
     image = open_checked(loaded.data, label, limits)

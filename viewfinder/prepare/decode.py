@@ -16,17 +16,16 @@ shows it, that is after its EXIF orientation: what `decode_rgb` returns and the 
 from __future__ import annotations
 
 import io
-import os
 import struct
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Final
 
 from PIL import ExifTags, Image, ImageOps
 
 from viewfinder.errors import DecompressionBombError, ImageFormatError, ImageSizeError
+from viewfinder.prepare.inputs import DEFAULT_LIMITS, IMAGE_SUFFIXES, ImageLimits, has_image_suffix
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -52,13 +51,6 @@ PIL_ERRORS: Final = (
 )
 """Errors Pillow raises on malformed data, besides its own `UnidentifiedImageError`."""
 
-IMAGE_SUFFIXES: Final = frozenset(
-    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".ico", ".tif", ".tiff", ".mpo"}
-)
-"""File suffixes of the formats Azure accepts (`ImageLimits.formats`): the files a
-directory argument (`viewfinder batch`, `viewfinder cost`) or an evaluation's images
-folder is taken to hold."""
-
 # A large image is first shrunk by an integer factor (Image.reduce, a box filter) to no
 # less than this many times the model copy's size, then resampled with LANCZOS: Pillow's
 # `thumbnail` default, "very close to fair resampling" (its documentation).
@@ -80,36 +72,6 @@ _ORIENTATIONS: Final = {
     8: Image.Transpose.ROTATE_90,
 }
 _SWAPS_SIDES: Final = frozenset(_ORIENTATIONS[o] for o in (5, 6, 7, 8))
-
-
-@dataclass(frozen=True)
-class ImageLimits:
-    """What Azure AI Vision accepts; an image outside these limits is refused.
-
-    Attributes:
-        max_bytes: Files of this many bytes or more are refused (Azure: under 20 MB).
-        min_side: Smallest accepted width and height, in pixels.
-        max_side: Largest accepted width and height, in pixels.
-        formats: Accepted Pillow format names.
-        max_pixels: Decompression-bomb ceiling on width x height, read from the header.
-            Pillow's own process-wide hard limit (`2 * PIL.Image.MAX_IMAGE_PIXELS`,
-            about 179 megapixels by default) still applies on top of it.
-    """
-
-    max_bytes: int = 20 * 1024 * 1024
-    min_side: int = 50
-    max_side: int = 16_000
-    formats: frozenset[str] = frozenset({"JPEG", "PNG", "GIF", "BMP", "WEBP", "ICO", "TIFF", "MPO"})
-    max_pixels: int = 16_000 * 16_000
-
-
-DEFAULT_LIMITS: Final = ImageLimits()
-
-
-def has_image_suffix(name: str | os.PathLike[str]) -> bool:
-    """Whether a file name ends in one of `IMAGE_SUFFIXES` (any case): the one test of
-    which files are images, by name, without opening them."""
-    return os.path.splitext(os.fsdecode(name))[1].lower() in IMAGE_SUFFIXES
 
 
 def decode_rgb(data: bytes, label: str, limits: ImageLimits = DEFAULT_LIMITS) -> Image.Image:

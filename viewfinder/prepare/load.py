@@ -13,7 +13,6 @@ import hashlib
 import io
 import logging
 import os
-import re
 import stat
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -23,8 +22,9 @@ import httpx2
 from PIL import Image, ImageOps
 
 from viewfinder.errors import ImageFetchError, ImageFormatError, ImageSizeError, InvalidOptionError
-from viewfinder.prepare.decode import DEFAULT_LIMITS, PIL_ERRORS, ImageLimits, to_rgb
+from viewfinder.prepare.decode import PIL_ERRORS, to_rgb
 from viewfinder.prepare.fetch import fetch_image, trusted_hosts
+from viewfinder.prepare.inputs import DEFAULT_LIMITS, ImageLimits, is_url, url_scheme
 from viewfinder.prepare.redact import redact_url
 
 __all__ = ["ImageInput", "LoadedImage", "is_url", "load_image"]
@@ -38,18 +38,6 @@ _MAX_REDIRECTS: Final = 5
 _CHUNK: Final = 1024 * 1024
 # Modes Pillow can write as PNG; anything else is converted before encoding a PIL input.
 _PNG_MODES: Final = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I;16B"})
-# "c:" is a Windows drive, not a scheme: a scheme has two characters or more.
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
-
-
-def is_url(source: str) -> bool:
-    """Whether a `str` image input is an http(s) URL (any case) rather than a path.
-
-    The one rule for the library, the CLI and batches: the input starts with a scheme
-    `http:` or `https:`. A Windows drive (`c:\\photo.jpg`) is not a scheme.
-    """
-    scheme = _SCHEME.match(source)
-    return scheme is not None and scheme.group(1).lower() in ("http", "https")
 
 
 @dataclass(frozen=True)
@@ -100,9 +88,8 @@ def _load(
     if isinstance(source, str):
         if is_url(source):
             return _fetch(source, limits, timeout, allow_hosts), redact_url(source)
-        scheme = _SCHEME.match(source)
-        if scheme and not _exists(source):
-            name = scheme.group(1).lower()
+        name = url_scheme(source)
+        if name is not None and not _exists(source):
             raise InvalidOptionError(f"unsupported URL scheme {name!r}: use http(s) or a path")
         return _read_path(source, limits)
     if isinstance(source, os.PathLike):
