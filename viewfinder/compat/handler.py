@@ -38,6 +38,7 @@ from viewfinder.compat.service import (
     service_error_for,
     unauthorized,
 )
+from viewfinder.engine.retry import RetryPolicy
 from viewfinder.errors import ImageSizeError, InvalidOptionError, ViewfinderError
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ANALYZE_PATH",
     "JSON_CONTENT_TYPE",
+    "ONE_ATTEMPT",
     "ApiKeys",
     "Service",
     "WireRequest",
@@ -64,6 +66,11 @@ ANALYZE_PATH: Final = "/computervision/imageanalysis:analyze"
 
 JSON_CONTENT_TYPE: Final = "application/json; charset=utf-8"
 """The content type of every JSON answer, as the service sends it."""
+
+ONE_ATTEMPT: Final = RetryPolicy(max_attempts=1)
+"""Model calls behind a service answering a client that retries: one attempt each. A 429
+or 5xx is answered at once (with `Retry-After`) and the client's retry policy waits, so
+retries never multiply (the server's `SERVER_RETRY`)."""
 
 logger = logging.getLogger(__name__)
 
