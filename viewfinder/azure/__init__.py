@@ -71,7 +71,7 @@ from __future__ import annotations
 
 try:
     from azure.ai.vision.imageanalysis import ImageAnalysisClient as _SdkClient
-    from azure.ai.vision.imageanalysis._version import VERSION
+    from azure.ai.vision.imageanalysis import __version__ as VERSION
     from azure.ai.vision.imageanalysis.models import VisualFeatures as _VisualFeatures
 except ImportError as _missing:
     raise ImportError(
