@@ -256,7 +256,8 @@ def test_the_azure_look_alike_answers_a_bad_ratio_with_the_plans_error(
     assert caught.value.error is not None and caught.value.error.innererror["code"] == (
         "BadArgument"
     )
-    assert spy.calls == 1 and spy.raised[0] in list(_causes(caught.value))
+    # answered from the plan's refusal (the SDK raises from the response: nothing chained)
+    assert spy.calls == 1 and len(spy.raised) == 1
 
 
 def test_the_server_answers_a_bad_ratio_from_the_plan(

@@ -16,35 +16,44 @@ print(result.caption.text, [t.name for t in result.tags.list])
 ```
 
 Needs the `azure` extra (`pip install 'viewfinder[azure]'`): azure-core and Microsoft's
-`azure-ai-vision-imageanalysis`, whose classes are used as they are.
+`azure-ai-vision-imageanalysis`.
 
 What matches exactly:
-    - The result is the SDK's own `ImageAnalysisResult` (and the other 19 model
-      classes, re-exported unchanged by `viewfinder.azure.models`): same attributes,
-      `as_dict()`, wire-key access (`result["captionResult"]["text"]`), `isinstance`
-      checks. It is built from the service's JSON for viewfinder's result
-      (`viewfinder.compat.rest.to_azure_json`); features not requested are `None`.
-    - `analyze` / `analyze_from_url` have the SDK's parameters (names, kinds, defaults);
-      `visual_features` takes `VisualFeatures` members or their string values.
-    - Options are refused as the service refuses them (`viewfinder.compat.service`):
-      an unknown feature, language or model version, a crop ratio outside 0.75-1.8,
-      no features, an unsupported `api_version`.
-    - Errors are azure-core's own exceptions, raised as the SDK raises them: 401 ->
+    - The client IS Microsoft's `ImageAnalysisClient` (a subclass adding construction
+      only), built with an azure-core transport that answers in-process through the
+      rules `viewfinder serve` applies (`viewfinder.compat.handler`): the same request
+      and response bytes, with no socket and no HTTP hop. So everything azure-core and
+      the SDK do is theirs: the pipeline and its policies, `logging_enable`,
+      `raw_request_hook` / `raw_response_hook`, per-call `params=` / `headers=`,
+      `send_request`, `VERSION`, the result models (`viewfinder.azure.models`, also an
+      attribute of this module) and the error mapping (401 ->
       `ClientAuthenticationError`, 404 -> `ResourceNotFoundError`, anything else ->
-      `HttpResponseError`, with `status_code`, `reason`, `error` (`code`, `message`,
-      `innererror`) and `message` parsed by azure-core from the service's error body.
-      Failures of the model side are reported as the service would report its own
-      (e.g. a rejected model key -> 500 `InternalServerError`, model rate limits after
-      viewfinder's retries -> 429). The viewfinder error is chained (`__cause__`).
+      `HttpResponseError`, parsed from the service's error body).
+    - Options are refused as the service refuses them (`viewfinder.compat.service`);
+      an unknown `api_version` is the service's 404. Failures of the model side are
+      reported as the service would report its own (a rejected model key -> 500
+      `InternalServerError`, a throttled model -> 429 with `Retry-After`).
+    - Keys: when keys are configured (`api_keys=`, else `VIEWFINDER_API_KEYS`, as for
+      `viewfinder serve`), a call presenting none of them is answered the service's
+      401 (`ClientAuthenticationError`). With none configured any key is accepted, so
+      existing Azure keys keep working.
+    - Retries do not multiply: each model call gets one attempt and the SDK's own
+      `RetryPolicy` waits (3 retries by default, honouring `Retry-After`), as against
+      the server. An SDK call costs at most 4 model calls when the model side
+      throttles or fails (times 1 + re-asks for invalid answers). An `analyzer=`
+      given is adopted like the server adopts it: its retry policy becomes one attempt.
 
 What differs:
-    - `endpoint` and `credential` are accepted and never used to reach Azure (the
-      credential is not even stored). The model side is configured as everywhere in
-      viewfinder: `OPENAI_*` / `AZURE_OPENAI_*` environment variables, `ImageAnalyzer`
-      settings passed as keywords (`model=`, `base_url=`, `client=`, `cache=`...), or a
-      ready `analyzer=`. azure-core keywords (`logging_enable`, `retry_total`,
-      `transport`...) are accepted and ignored; `api_version` is the Image Analysis
-      version, not Azure OpenAI's (set `OPENAI_API_VERSION` or pass an `analyzer=`).
+    - The model side is configured as everywhere in viewfinder: `OPENAI_*` /
+      `AZURE_OPENAI_*` environment variables, `ImageAnalyzer` settings passed as
+      keywords (`model=`, `base_url=`, `client=`, `cache=`...), or a ready `analyzer=`.
+      `endpoint` only names the resource in request URLs (never contacted; optional);
+      `transport=` is replaced by the in-process one. `api_version` is the Image
+      Analysis version, not Azure OpenAI's.
+    - A `TokenCredential` (Microsoft Entra ID): its bearer token is accepted without a
+      check unless a `token_validator=` is given (the hook for validating Entra ID
+      tokens; `viewfinder.compat.handler.Service`). The SDK still asks the credential
+      for a token, as it does against Azure.
     - Confidences are the model's own estimates, not calibrated detector scores.
     - `model_version` is viewfinder's `<model>+<hash of prompts and schemas>`, not a
       date such as `2023-10-01`; `model_version="latest"` (or `None`) is the only
@@ -52,69 +61,74 @@ What differs:
     - `language` is checked against the service's list for tags, but captions, dense
       captions and object names are also written in that language, where the service
       accepts English only for them.
-    - Per-call `**kwargs` (azure-core's `headers`, `params`, `timeout`...) are ignored,
-      and there is no `send_request`: nothing goes over an azure-core pipeline. Errors'
-      `response` is an in-memory azure-core response whose `request` carries the URL
-      and query the SDK would send, without body or credentials.
+    - Errors are raised from the response, as the SDK raises them: the viewfinder error
+      behind a failure is logged (logger `viewfinder.compat.handler`), not chained.
+    - The 401's reason phrase is the service's `PermissionDenied` (the server sends
+      `Unauthorized`).
 """
 
 from __future__ import annotations
 
 try:
-    from azure.ai.vision.imageanalysis.models import ImageAnalysisResult, VisualFeatures
+    from azure.ai.vision.imageanalysis import ImageAnalysisClient as _SdkClient
+    from azure.ai.vision.imageanalysis import __version__ as VERSION
+    from azure.ai.vision.imageanalysis.models import VisualFeatures as _VisualFeatures
 except ImportError as _missing:
     raise ImportError(
         "viewfinder.azure needs azure-core and azure-ai-vision-imageanalysis: "
         "pip install 'viewfinder[azure]'"
     ) from _missing
 
-from collections.abc import Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
+from viewfinder.azure import models
 from viewfinder.azure._client import (
     DEFAULT_API_VERSION,
-    _Call,
-    _ClientBase,
-    image_bytes,
-    url_image,
+    DEFAULT_ENDPOINT,
+    InProcessTransport,
+    look_alike,
 )
-from viewfinder.errors import ViewfinderError
 
 if TYPE_CHECKING:
     from azure.core.credentials import AzureKeyCredential, TokenCredential
 
-__all__ = ["ImageAnalysisClient"]
+    from viewfinder.compat.handler import TokenValidator
+
+__all__ = ["VERSION", "ImageAnalysisClient", "models"]
+
+del _VisualFeatures  # imported above only to say what to install when it is missing
+
+_ANONYMOUS_KEY = "anonymous"
+"""Sent when no credential is given: Microsoft's client needs one. It matches no
+configured key, so it passes only when none is configured."""
 
 
-class ImageAnalysisClient(_ClientBase):
-    """`azure.ai.vision.imageanalysis.ImageAnalysisClient`, answered by a GPT vision model.
+class ImageAnalysisClient(_SdkClient):
+    """Microsoft's `ImageAnalysisClient`, answered in-process by a GPT vision model.
 
     Args:
-        endpoint: Accepted for compatibility; never contacted (it only appears in the
-            request URL of error responses).
-        credential: Accepted for compatibility; never stored or used.
+        endpoint: Names the resource in request URLs; never contacted. Default
+            `https://viewfinder.invalid`.
+        credential: `AzureKeyCredential` (checked against the configured keys) or a
+            `TokenCredential` (see `token_validator`). `None` presents no usable key.
         api_version: Image Analysis api-version: `2023-10-01` (the SDK's default) or
-            `2024-02-01`. Others fail every call with a 400 `InvalidRequest`.
-        analyzer: A ready `viewfinder.ImageAnalyzer`. It stays open when the client
-            closes (the client closes only an analyzer it built).
-        **options: `ImageAnalyzer` settings (`model=`, `base_url=`, `api_key=`,
-            `client=`, `cache=`, `retry=`...), used when `analyzer` is not given.
-            azure-core keywords (`logging_enable`, `retry_total`, `transport`...) are
-            accepted and ignored.
+            `2024-02-01`. Others get the service's 404.
+        analyzer: A ready `viewfinder.ImageAnalyzer`, adopted as the server adopts one
+            (its model calls get one attempt each: the SDK's retry policy waits). It
+            stays open when the client closes (the client closes only one it built).
+        api_keys: Keys callers must present (a list, or a comma-separated string).
+            Default: `VIEWFINDER_API_KEYS`; none configured accepts any key.
+        token_validator: Decides whether a bearer token (Entra ID) is accepted;
+            default: accepted unchecked.
+        **options: azure-core keywords (`logging_enable`, `retry_total`,
+            `raw_response_hook`...), passed to Microsoft's client; any other keyword is
+            an `ImageAnalyzer` setting (`model=`, `base_url=`, `client=`, `cache=`...),
+            used when `analyzer` is not given.
 
     Raises:
         ConfigurationError: No model endpoint is configured, or both `analyzer` and
             analyzer settings were given.
-
-    Example:
-        >>> client = ImageAnalysisClient(  # doctest: +SKIP
-        ...     endpoint, AzureKeyCredential(key), model="gpt-4.1-mini"
-        ... )
-        >>> result = client.analyze(data, [VisualFeatures.CAPTION])  # doctest: +SKIP
-        >>> result.caption.text  # doctest: +SKIP
-        'a cat lying on a wooden floor'
     """
 
     def __init__(
@@ -124,116 +138,35 @@ class ImageAnalysisClient(_ClientBase):
         *,
         api_version: str = DEFAULT_API_VERSION,
         analyzer: ImageAnalyzer | None = None,
+        api_keys: str | list[str] | tuple[str, ...] | None = None,
+        token_validator: TokenValidator | None = None,
         **options: Any,
     ) -> None:
+        service, sdk_options, owns = look_alike(
+            analyzer, options, api_keys=api_keys, token_validator=token_validator
+        )
+        if credential is None:
+            from azure.core.credentials import AzureKeyCredential
+
+            credential = AzureKeyCredential(_ANONYMOUS_KEY)
+        self._transport = InProcessTransport(service, owns_analyzer=owns)
         super().__init__(
-            endpoint, credential, api_version=api_version, analyzer=analyzer, **options
+            endpoint or DEFAULT_ENDPOINT,
+            credential,
+            api_version=api_version,
+            transport=self._transport,
+            **sdk_options,
         )
 
-    def _complete(self, image: Any, call: _Call, *, url: bool = False) -> ImageAnalysisResult:
-        """Run the analysis; raise the service-shaped error outside the `except` block
-        (as the SDK raises its own), chained to viewfinder's."""
-        try:
-            result = self._analyzer.run(call.plan, url_image(image) if url else image)
-        except ViewfinderError as exc:
-            failure = exc
-        else:
-            return call.finish(result)
-        raise call.failure(failure) from failure
+    @property
+    def analyzer(self) -> ImageAnalyzer:
+        """The viewfinder analyzer that answers (given, or built from the options)."""
+        return self._transport.service.analyzer
 
-    def analyze_from_url(
-        self,
-        image_url: str,
-        visual_features: Sequence[VisualFeatures | str],
-        *,
-        language: str | None = None,
-        gender_neutral_caption: bool | None = None,
-        smart_crops_aspect_ratios: Sequence[float] | None = None,
-        model_version: str | None = None,
-        **kwargs: Any,
-    ) -> ImageAnalysisResult:
-        """Analyse the image at a public http(s) URL (fetched by viewfinder).
+    @property
+    def api_version(self) -> str:
+        """The Image Analysis api-version this client speaks."""
+        return str(self._config.api_version)
 
-        Args:
-            image_url: An http(s) URL; anything else fails with the service's 400
-                "The provided image url is not accessible."
-            visual_features: `VisualFeatures` members or their values (`"caption"`,
-                `"denseCaptions"`...), at least one.
-            language: A language code from the service's list; default `en`.
-            gender_neutral_caption: "person" / "child" instead of gendered words.
-            smart_crops_aspect_ratios: Width/height ratios in 0.75-1.8, one crop each.
-            model_version: `None` or `"latest"`.
-            **kwargs: azure-core per-call options; ignored.
-
-        Returns:
-            The SDK's `ImageAnalysisResult`.
-
-        Raises:
-            HttpResponseError: As the service would answer (or a subclass of it).
-        """
-        call = self._start(
-            visual_features,
-            language=language,
-            gender_neutral_caption=gender_neutral_caption,
-            smart_crops_aspect_ratios=smart_crops_aspect_ratios,
-            model_version=model_version,
-            content_type="application/json",
-        )
-        return self._complete(image_url, call, url=True)
-
-    def analyze(
-        self,
-        image_data: bytes,
-        visual_features: Sequence[VisualFeatures | str],
-        *,
-        language: str | None = None,
-        gender_neutral_caption: bool | None = None,
-        smart_crops_aspect_ratios: Sequence[float] | None = None,
-        model_version: str | None = None,
-        **kwargs: Any,
-    ) -> ImageAnalysisResult:
-        """Analyse an image given as bytes (or a binary file object).
-
-        Args:
-            image_data: The whole image file: JPEG, PNG, GIF, BMP, WEBP, ICO, TIFF or
-                MPO, under 20 MB, sides 50-16,000 px.
-            visual_features: `VisualFeatures` members or their values, at least one.
-            language: A language code from the service's list; default `en`.
-            gender_neutral_caption: "person" / "child" instead of gendered words.
-            smart_crops_aspect_ratios: Width/height ratios in 0.75-1.8, one crop each.
-            model_version: `None` or `"latest"`.
-            **kwargs: azure-core per-call options; ignored.
-
-        Returns:
-            The SDK's `ImageAnalysisResult`.
-
-        Raises:
-            HttpResponseError: As the service would answer (or a subclass of it).
-            TypeError: `image_data` is neither bytes nor a binary file object.
-        """
-        data = image_bytes(image_data)
-        call = self._start(
-            visual_features,
-            language=language,
-            gender_neutral_caption=gender_neutral_caption,
-            smart_crops_aspect_ratios=smart_crops_aspect_ratios,
-            model_version=model_version,
-            content_type="application/octet-stream",
-        )
-        return self._complete(data, call)
-
-    def close(self) -> None:
-        """Close the analyzer this client built (one passed as `analyzer=` stays open)."""
-        if self._owns_analyzer:
-            self._analyzer.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(analyzer={self.analyzer!r})"

@@ -1,32 +1,33 @@
-"""Logic shared by the sync and async `ImageAnalysisClient` look-alikes (no I/O here).
+"""What the sync and async clients share: Microsoft's client, answered in-process.
 
-One call goes: `_ClientBase._start` (the service's option checks, as
-`viewfinder.compat.service.check_options` states them, giving the analyzer's call plan)
--> the analyzer answering that plan (`run` / `arun`, the only part that differs between
-the clients) -> `_Call.finish` (the SDK's own result model, built
-from `viewfinder.compat.rest.to_azure_json`), or `_Call.failure` (azure-core's own
-exception, built from the service-shaped error body).
+`viewfinder.azure.ImageAnalysisClient` is Microsoft's `ImageAnalysisClient` (the aio one
+for `viewfinder.azure.aio`) built with an azure-core transport that never opens a
+socket: `InProcessTransport.send` turns the pipeline's `azure.core.rest.HttpRequest`
+into a `viewfinder.compat.handler.WireRequest`, answers it with
+`viewfinder.compat.handler.Service` (the rules `viewfinder serve` applies) and hands
+back an `azure.core.rest.HttpResponse` holding the bytes the server would send. So the
+whole azure-core pipeline runs as against Azure: headers, user agent, retry, the
+credential's policy, `raw_request_hook` / `raw_response_hook`, `logging_enable`, per-call
+`params=` / `headers=`, `send_request`, and the SDK's own deserialisation and error
+mapping (`map_error` with `{401: ClientAuthenticationError, 404: ResourceNotFoundError,
+...}`, else `HttpResponseError`).
 
-Errors are built the way the SDK builds them: the generated operation calls
-`azure.core.exceptions.map_error` with `{401: ClientAuthenticationError, 404:
-ResourceNotFoundError, 409: ResourceExistsError, 304: ResourceNotModifiedError}` and
-otherwise raises `HttpResponseError(response=response)`. Here `response` is a real
-`azure.core.rest.HttpResponse` (`AsyncHttpResponse` for the async client) holding the
-service's JSON error body in memory, so azure-core parses `error` (an `ODataV4Format`),
-`message`, `status_code` and `reason` with its own code, exactly as for a response that
-came over the wire.
+Retries: the analyzer's model calls get one attempt each (`ONE_ATTEMPT`, as on the
+server) and the SDK's `RetryPolicy` does the waiting (3 retries by default, honouring the
+answer's `Retry-After`), so retries never multiply.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator, MutableMapping, Sequence
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping, MutableMapping
 from http import HTTPStatus
+from types import TracebackType
 from typing import IO, Any, cast
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from azure.ai.vision.imageanalysis.models import ImageAnalysisResult, VisualFeatures
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
@@ -34,27 +35,34 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
     ResourceNotModifiedError,
 )
+from azure.core.pipeline.transport import AsyncHttpTransport, HttpTransport
 from azure.core.rest import AsyncHttpResponse, HttpRequest, HttpResponse
 from azure.core.utils import case_insensitive_dict
 
-from viewfinder.analyzers.image_analysis import FeatureOptions, ImageAnalyzer
-from viewfinder.build.plan import CallPlan
-from viewfinder.compat.rest import to_azure_json
-from viewfinder.compat.service import (
-    ServiceError,
-    check_api_version,
-    check_options,
-    service_error_for,
+from viewfinder.analyzers.image_analysis import ImageAnalyzer
+from viewfinder.compat.handler import (
+    ONE_ATTEMPT,
+    ApiKeys,
+    Service,
+    TokenValidator,
+    WireRequest,
+    WireResponse,
+    error_response,
 )
-from viewfinder.errors import ConfigurationError, ImageFetchError, ViewfinderError
-from viewfinder.schemas.result import ImageAnalysisResult as NativeResult
+from viewfinder.compat.service import ServiceError
+from viewfinder.errors import ConfigurationError, ImageFetchError
 
 __all__ = [
+    "API_KEYS_ENV",
     "AZURE_CORE_OPTIONS",
     "DEFAULT_API_VERSION",
+    "DEFAULT_ENDPOINT",
     "ERROR_MAP",
+    "AsyncInProcessTransport",
+    "InProcessTransport",
     "azure_error",
     "image_bytes",
+    "look_alike",
     "url_image",
 ]
 
@@ -62,6 +70,13 @@ logger = logging.getLogger("viewfinder.azure")
 
 DEFAULT_API_VERSION = "2023-10-01"
 """The SDK's default `api_version`."""
+
+DEFAULT_ENDPOINT = "https://viewfinder.invalid"
+"""The endpoint when none is given: never resolved (`.invalid` is reserved), it only
+appears in request URLs, hooks and logs."""
+
+API_KEYS_ENV = "VIEWFINDER_API_KEYS"
+"""Comma-separated keys callers must present, as for `viewfinder serve`."""
 
 ERROR_MAP: dict[int, type[HttpResponseError]] = {
     401: ClientAuthenticationError,
@@ -132,32 +147,23 @@ AZURE_CORE_OPTIONS = frozenset(
         "use_env_settings",
     }
 )
-"""Constructor keywords the SDK hands to azure-core. Accepted so that existing code
-keeps working, and ignored: no azure-core pipeline is involved (viewfinder's own
-`retry=` policy governs the model calls)."""
-
-_JSON = "application/json; charset=utf-8"
+"""Constructor keywords the SDK hands to azure-core; every other keyword configures the
+`ImageAnalyzer`. `transport` is replaced by the in-process one (a debug log says so)."""
 
 
-# --- azure-core responses holding a service error body ------------------------------
+# --- azure-core responses holding an answer in memory ---------------------------------
 
 
-class _ErrorResponseFields:
+class _MemoryResponseFields:
     """The `azure.core.rest` response surface, for a body already in memory."""
 
-    def __init__(self, request: HttpRequest, error: ServiceError) -> None:
+    def __init__(self, request: HttpRequest, answer: WireResponse) -> None:
         self._request = request
-        self._status_code = error.status
-        self._reason = _REASONS.get(error.status) or _phrase(error.status)
-        self._content = json.dumps(error.body()).encode("utf-8")
-        self._headers: MutableMapping[str, str] = case_insensitive_dict(
-            {
-                "content-type": _JSON,
-                "content-length": str(len(self._content)),
-                **error.headers,
-            }
-        )
-        self._encoding: str | None = "utf-8"
+        self._status_code = answer.status
+        self._reason = _REASONS.get(answer.status) or _phrase(answer.status)
+        self._content = answer.body
+        self._headers: MutableMapping[str, str] = case_insensitive_dict(answer.headers)
+        self._encoding: str | None = None
         self._is_closed = False
 
     @property
@@ -190,7 +196,7 @@ class _ErrorResponseFields:
 
     @property
     def encoding(self) -> str | None:
-        return self._encoding
+        return self._encoding or "utf-8"
 
     @encoding.setter
     def encoding(self, value: str | None) -> None:
@@ -205,7 +211,7 @@ class _ErrorResponseFields:
         return self._content
 
     def text(self, encoding: str | None = None) -> str:
-        return self._content.decode(encoding or self._encoding or "utf-8")
+        return self._content.decode(encoding or self.encoding or "utf-8")
 
     def json(self) -> Any:
         return json.loads(self.text())
@@ -215,10 +221,10 @@ class _ErrorResponseFields:
             raise HttpResponseError(response=cast("HttpResponse", self))
 
 
-class _ErrorResponse(_ErrorResponseFields, HttpResponse):
-    """A sync `azure.core.rest.HttpResponse` carrying a service error."""
+class _MemoryResponse(_MemoryResponseFields, HttpResponse):
+    """A sync `azure.core.rest.HttpResponse` whose body is in memory."""
 
-    def __enter__(self) -> _ErrorResponse:
+    def __enter__(self) -> _MemoryResponse:
         return self
 
     def __exit__(self, *args: Any) -> None:
@@ -236,9 +242,13 @@ class _ErrorResponse(_ErrorResponseFields, HttpResponse):
     def iter_bytes(self, **kwargs: Any) -> Iterator[bytes]:
         yield self._content
 
+    def __repr__(self) -> str:
+        content_type = f", Content-Type: {self.content_type}" if self.content_type else ""
+        return f"<HttpResponse: {self.status_code} {self.reason}{content_type}>"
 
-class _AsyncErrorResponse(_ErrorResponseFields, AsyncHttpResponse):
-    """An `azure.core.rest.AsyncHttpResponse` carrying a service error."""
+
+class _AsyncMemoryResponse(_MemoryResponseFields, AsyncHttpResponse):
+    """An `azure.core.rest.AsyncHttpResponse` whose body is in memory."""
 
     async def __aexit__(self, *args: Any) -> None:
         await self.close()
@@ -273,20 +283,141 @@ def azure_error(
     """azure-core's exception for a service error, as the SDK raises it.
 
     401 gives `ClientAuthenticationError`, 404 `ResourceNotFoundError` (and 409 / 304
-    their own subclasses, as in the SDK's `error_map`), anything else `HttpResponseError`.
-    `error` (`code`, `message`, `innererror`), `message`, `status_code` and `reason` are
+    their own subclasses, as in the SDK's `error_map`), anything else `HttpResponseError`,
     parsed by azure-core itself from a response holding the service's JSON body.
-
-    Args:
-        error: The service-shaped error.
-        request: The request the SDK would have sent (no body, no credentials).
-        asynchronous: Attach an `AsyncHttpResponse` (the aio SDK's response type).
     """
+    answer = error_response(error)
     response: HttpResponse | AsyncHttpResponse = (
-        _AsyncErrorResponse(request, error) if asynchronous else _ErrorResponse(request, error)
+        _AsyncMemoryResponse(request, answer) if asynchronous else _MemoryResponse(request, answer)
     )
-    error_type = ERROR_MAP.get(error.status, HttpResponseError)
-    return error_type(response=response)
+    return ERROR_MAP.get(error.status, HttpResponseError)(response=response)
+
+
+# --- the transports ---------------------------------------------------------------------
+
+
+def _wire_request(request: HttpRequest) -> WireRequest:
+    """The pipeline's request as the service reads it: path, query pairs, headers, body."""
+    parts = urlsplit(request.url)
+    content = request.content
+    return WireRequest(
+        method=request.method,
+        path=unquote(parts.path),
+        query=parse_qsl(parts.query, keep_blank_values=True),
+        headers=case_insensitive_dict(request.headers),
+        body=b"" if content is None else image_bytes(content),
+    )
+
+
+class InProcessTransport(HttpTransport[HttpRequest, HttpResponse]):
+    """An azure-core transport answered by `Service.handle`, with no socket.
+
+    It closes the analyzer when it is closed if it owns it (the client built it).
+    """
+
+    def __init__(self, service: Service, *, owns_analyzer: bool) -> None:
+        self.service = service
+        self._owns_analyzer = owns_analyzer
+
+    def send(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        """The service's answer to `request`; transport keywords (timeouts...) do nothing."""
+        return _MemoryResponse(request, self.service.handle(_wire_request(request)))
+
+    def open(self) -> None:
+        """Nothing to open."""
+
+    def close(self) -> None:
+        """Close the analyzer if this transport owns it."""
+        if self._owns_analyzer:
+            self.service.analyzer.close()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
+        self.close()
+
+
+class AsyncInProcessTransport(AsyncHttpTransport[HttpRequest, AsyncHttpResponse]):
+    """An async azure-core transport answered by `Service.ahandle`, with no socket."""
+
+    def __init__(self, service: Service, *, owns_analyzer: bool) -> None:
+        self.service = service
+        self._owns_analyzer = owns_analyzer
+
+    async def send(self, request: HttpRequest, **kwargs: Any) -> AsyncHttpResponse:
+        """The service's answer to `request`; transport keywords (timeouts...) do nothing."""
+        answer = await self.service.ahandle(_wire_request(request))
+        return _AsyncMemoryResponse(request, answer)
+
+    async def open(self) -> None:
+        """Nothing to open."""
+
+    async def close(self) -> None:
+        """Close the analyzer if this transport owns it."""
+        if self._owns_analyzer:
+            await self.service.analyzer.aclose()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
+        await self.close()
+
+
+# --- construction -----------------------------------------------------------------------
+
+
+def _configured_keys(api_keys: str | list[str] | tuple[str, ...] | None) -> ApiKeys:
+    if api_keys is None:
+        api_keys = os.environ.get(API_KEYS_ENV, "")
+    if isinstance(api_keys, str):
+        api_keys = api_keys.split(",")
+    return ApiKeys.of(list(api_keys))
+
+
+def look_alike(
+    analyzer: ImageAnalyzer | None,
+    options: Mapping[str, Any],
+    *,
+    api_keys: str | list[str] | tuple[str, ...] | None,
+    token_validator: TokenValidator | None,
+) -> tuple[Service, dict[str, Any], bool]:
+    """The service answering a client, the keywords left for azure-core, and whether the
+    client owns (built) the analyzer.
+
+    The analyzer's model calls get one attempt each (`ONE_ATTEMPT`): the SDK's retry
+    policy waits. Only a `retry=` keyword given with analyzer settings keeps its own.
+
+    Raises:
+        ConfigurationError: Both `analyzer` and analyzer settings were given, or no
+            model endpoint is configured.
+    """
+    sdk_options = {k: v for k, v in options.items() if k in AZURE_CORE_OPTIONS}
+    settings = {k: v for k, v in options.items() if k not in AZURE_CORE_OPTIONS}
+    if sdk_options.pop("transport", None) is not None:
+        logger.debug("transport= replaced: the look-alike answers in-process")
+    if analyzer is not None and settings:
+        raise ConfigurationError(
+            f"pass either analyzer= or analyzer settings, not both (got {sorted(settings)})"
+        )
+    owns = analyzer is None
+    if analyzer is None:
+        settings.setdefault("retry", ONE_ATTEMPT)
+        analyzer = ImageAnalyzer(**settings)
+    elif analyzer.has_endpoint:
+        analyzer.engine.retry = ONE_ATTEMPT  # adopted as the server adopts it
+    service = Service(
+        analyzer,
+        _configured_keys(api_keys),
+        token_validator=token_validator,
+        fetch_url=url_image,
+    )
+    return service, sdk_options, owns
 
 
 # --- inputs ----------------------------------------------------------------------------
@@ -331,149 +462,3 @@ def url_image(image_url: Any) -> str:
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         raise ImageFetchError("not an absolute http(s) URL")
     return image_url.strip()
-
-
-def _feature_names(visual_features: Iterable[VisualFeatures | str]) -> list[str]:
-    return [str(getattr(f, "value", f)) for f in visual_features]
-
-
-def _query(name: str, values: Sequence[str]) -> str:
-    return f"{name}={','.join(quote(v, safe='') for v in values)}"
-
-
-def _request(
-    endpoint: str | None,
-    api_version: str,
-    features: Sequence[str],
-    *,
-    language: str | None,
-    gender_neutral_caption: bool | None,
-    smart_crops_aspect_ratios: Sequence[float] | None,
-    model_version: str | None,
-    content_type: str,
-) -> HttpRequest:
-    """The request the SDK would build (URL and query in its order), without a body."""
-    query = [_query("api-version", [api_version]), _query("features", features)]
-    if language is not None:
-        query.append(_query("language", [language]))
-    if gender_neutral_caption is not None:
-        query.append(_query("gender-neutral-caption", [str(bool(gender_neutral_caption)).lower()]))
-    if smart_crops_aspect_ratios is not None:
-        ratios = [str(float(r)) for r in smart_crops_aspect_ratios]
-        query.append(_query("smartcrops-aspect-ratios", ratios))
-    if model_version is not None:
-        query.append(_query("model-version", [model_version]))
-    base = (endpoint or "").rstrip("/")
-    url = f"{base}/computervision/imageanalysis:analyze?{'&'.join(query)}"
-    return HttpRequest(
-        "POST", url, headers={"Content-Type": content_type, "Accept": "application/json"}
-    )
-
-
-# --- one call ----------------------------------------------------------------------------
-
-
-class _Call:
-    """One analyze call whose options passed the service's checks."""
-
-    def __init__(
-        self,
-        plan: CallPlan[FeatureOptions, NativeResult],
-        request: HttpRequest,
-        asynchronous: bool,
-    ) -> None:
-        self.plan = plan
-        """The analyzer's plan for the call (`ImageAnalyzer.run` / `arun` answer it)."""
-        self.request = request
-        self.asynchronous = asynchronous
-
-    def finish(self, result: NativeResult) -> ImageAnalysisResult:
-        """The SDK's own result model, from the service's JSON for `result`."""
-        return ImageAnalysisResult(to_azure_json(result))
-
-    def failure(self, exc: ViewfinderError) -> HttpResponseError:
-        """azure-core's exception for a viewfinder error raised by the analysis."""
-        return azure_error(service_error_for(exc), self.request, asynchronous=self.asynchronous)
-
-
-class _ClientBase:
-    """Construction and per-call checks shared by the sync and async clients."""
-
-    _asynchronous = False
-
-    def __init__(
-        self,
-        endpoint: str | None = None,
-        credential: object | None = None,
-        *,
-        api_version: str = DEFAULT_API_VERSION,
-        analyzer: ImageAnalyzer | None = None,
-        **options: Any,
-    ) -> None:
-        ignored = sorted(AZURE_CORE_OPTIONS & set(options))
-        if ignored:
-            logger.debug("ignoring azure-core options %s: no azure-core pipeline is used", ignored)
-        settings = {k: v for k, v in options.items() if k not in AZURE_CORE_OPTIONS}
-        if analyzer is not None and settings:
-            raise ConfigurationError(
-                f"pass either analyzer= or analyzer settings, not both (got {sorted(settings)})"
-            )
-        # `endpoint` only names the resource in error responses' request URL; the
-        # credential is never stored or used: nothing is sent to Azure.
-        self._endpoint = endpoint
-        self._api_version = api_version
-        self._owns_analyzer = analyzer is None
-        self._analyzer = analyzer if analyzer is not None else ImageAnalyzer(**settings)
-
-    @property
-    def analyzer(self) -> ImageAnalyzer:
-        """The viewfinder analyzer that answers (given, or built from the options)."""
-        return self._analyzer
-
-    @property
-    def api_version(self) -> str:
-        """The Image Analysis api-version this client speaks."""
-        return self._api_version
-
-    def _start(
-        self,
-        visual_features: Iterable[VisualFeatures | str],
-        *,
-        language: str | None,
-        gender_neutral_caption: bool | None,
-        smart_crops_aspect_ratios: Sequence[float] | None,
-        model_version: str | None,
-        content_type: str,
-    ) -> _Call:
-        """Check the call's options as the service does; raise its error if they fail."""
-        names = _feature_names(visual_features)
-        request = _request(
-            self._endpoint,
-            self._api_version,
-            names,
-            language=language,
-            gender_neutral_caption=gender_neutral_caption,
-            smart_crops_aspect_ratios=smart_crops_aspect_ratios,
-            model_version=model_version,
-            content_type=content_type,
-        )
-        try:
-            check_api_version(self._api_version)
-            plan = check_options(
-                self._analyzer,
-                names,
-                language=language,
-                gender_neutral_caption=gender_neutral_caption,
-                smart_crops_aspect_ratios=smart_crops_aspect_ratios,
-                model_version=model_version,
-            )
-        except ServiceError as exc:
-            refused = exc
-        else:
-            return _Call(plan, request, self._asynchronous)
-        # Built outside the `except` block, as the SDK builds it (azure-core records
-        # sys.exc_info() when an error is constructed); chained to the service error.
-        raise azure_error(refused, request, asynchronous=self._asynchronous) from refused
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(analyzer={self._analyzer!r})"

@@ -72,15 +72,13 @@ except ImportError as _missing:
         "viewfinder's server needs FastAPI and uvicorn: pip install 'viewfinder[server]'"
     ) from _missing
 
-import hashlib
-import hmac
 import json
 import logging
 import math
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
@@ -88,13 +86,21 @@ from urllib.parse import urlsplit
 
 from viewfinder.analyzers.image_analysis import FeatureOptions, ImageAnalyzer
 from viewfinder.build.plan import CallPlan
+from viewfinder.compat.handler import (
+    ANALYZE_PATH,
+    ApiKeys,
+    image_url,
+    is_image_type,
+    media_type,
+    presented_key,
+    query_plan,
+)
 from viewfinder.compat.rest import to_azure_json
 from viewfinder.compat.service import (
     API_VERSIONS,
     MAX_IMAGE_BYTES,
     RESOURCE_NOT_FOUND,
     ServiceError,
-    check_options,
     retry_after_header,
     service_error_for,
     unauthorized,
@@ -104,7 +110,6 @@ from viewfinder.engine.retry import RetryPolicy
 from viewfinder.errors import (
     ConfigurationError,
     ImageSizeError,
-    InvalidOptionError,
     RateLimitError,
     ViewfinderError,
 )
@@ -122,9 +127,6 @@ __all__ = [
     "create_app",
     "run",
 ]
-
-ANALYZE_PATH: Final = "/computervision/imageanalysis:analyze"
-"""The service's analyze route, under the endpoint."""
 
 MAX_JSON_BYTES: Final = 64 * 1024
 """Largest `application/json` body (`{"url": ...}`) read."""
@@ -156,9 +158,6 @@ _RECORD: Final = "viewfinder.access"  # scope key of the access-log record
 _INTERNAL: Final = service_error_for(ViewfinderError("unexpected"))
 _UNSUPPORTED_TYPE: Final = ServiceError(
     400, "InvalidRequest", "The provided image content type is not supported."
-)
-_BAD_JSON: Final = ServiceError(
-    400, "InvalidRequest", "The request body must be a JSON object with the image 'url'."
 )
 _IMAGE_TOO_LARGE: Final = service_error_for(ImageSizeError("too large", limit="bytes"))
 _JSON_TOO_LARGE: Final = ServiceError(
@@ -301,48 +300,14 @@ def _record(request: Request) -> dict[str, Any]:
 # --- request parsing ------------------------------------------------------------------
 
 
-def _csv(values: Sequence[str]) -> list[str]:
-    """Repeated and comma-separated values, flattened, empty items dropped."""
-    return [item.strip() for value in values for item in value.split(",") if item.strip()]
-
-
-def _bool_param(value: str | None) -> bool | None:
-    if value is None:
-        return None
-    if value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise service_error_for(
-        InvalidOptionError("'gender-neutral-caption' must be 'true' or 'false'")
-    )
-
-
-def _ratios_param(values: Sequence[str]) -> list[float] | None:
-    items = _csv(values)
-    try:
-        return [float(item) for item in items] or None
-    except ValueError:
-        raise service_error_for(
-            InvalidOptionError("'smartcrops-aspect-ratios' must be comma-separated numbers")
-        ) from None
-
-
 def _plan(
     params: QueryParams, record: dict[str, Any], analyzer: ImageAnalyzer
 ) -> CallPlan[FeatureOptions, ImageAnalysisResult]:
     """The call plan of the query, checked as the service checks it (before the body)."""
     version = params.get("api-version")
-    if version not in API_VERSIONS:
-        record["api_version"] = "unsupported"  # the value itself may be anything
-        raise RESOURCE_NOT_FOUND
-    record["api_version"] = version
-    plan = check_options(
-        analyzer,
-        _csv(params.getlist("features")),
-        language=params.get("language"),
-        gender_neutral_caption=_bool_param(params.get("gender-neutral-caption")),
-        smart_crops_aspect_ratios=_ratios_param(params.getlist("smartcrops-aspect-ratios")),
-        model_version=params.get("model-version"),
-    )
+    # the value itself may be anything: only a known one is logged
+    record["api_version"] = version if version in API_VERSIONS else "unsupported"
+    plan = query_plan(params.multi_items(), analyzer)
     record["features"] = [feature.azure_name for feature in plan.options.features]
     return plan
 
@@ -371,22 +336,6 @@ async def _read_body(
     return b"".join(chunks)
 
 
-def _image_url(body: bytes) -> str:
-    """The `url` of a JSON body; any body that does not parse is the service's 400.
-
-    A deeply nested body (`[[[[...`) makes `json.loads` raise `RecursionError` rather
-    than `ValueError`; it is a bad request like any other, not a server error.
-    """
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        raise _BAD_JSON from None
-    url = data.get("url") if isinstance(data, dict) else None
-    if not isinstance(url, str) or not url.strip():
-        raise _BAD_JSON
-    return url.strip()
-
-
 def _url_host(url: str) -> str | None:
     try:
         host = urlsplit(url).hostname
@@ -396,29 +345,6 @@ def _url_host(url: str) -> str | None:
 
 
 # --- keys -----------------------------------------------------------------------------
-
-
-def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode("utf-8")).digest()
-
-
-def _presented_key(request: Request) -> str | None:
-    key = request.headers.get("ocp-apim-subscription-key")
-    if key is not None:
-        return key.strip()
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return None
-
-
-def _key_matches(presented: str | None, digests: Sequence[bytes]) -> bool:
-    """Constant-time: equal-length digests, every key compared, no early exit."""
-    given = _digest(presented or "")
-    matched = False
-    for digest in digests:
-        matched |= hmac.compare_digest(given, digest)
-    return matched and presented is not None
 
 
 # --- the app --------------------------------------------------------------------------
@@ -482,7 +408,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             or are otherwise invalid (see `ServerSettings.validate`).
     """
     settings.validate()
-    digests = tuple(_digest(key.strip()) for key in settings.api_keys)
+    keys = ApiKeys.of(settings.api_keys)
     analyzers = _Analyzers(settings)
     pixels = PixelBudget(settings.max_decode_pixels)
 
@@ -515,14 +441,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error)
 
     async def read_image(request: Request, record: dict[str, Any]) -> bytes:
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media == "application/octet-stream" or media.startswith("image/"):
+        media = media_type(request.headers.get("content-type"))
+        if is_image_type(media):
             record["source"] = "bytes"
             return await _read_body(request, settings.max_body_bytes, _IMAGE_TOO_LARGE, record)
         if media != "application/json":
             raise _UNSUPPORTED_TYPE
         record["source"] = "url"
-        url = _image_url(await _read_body(request, MAX_JSON_BYTES, _JSON_TOO_LARGE, record))
+        url = image_url(await _read_body(request, MAX_JSON_BYTES, _JSON_TOO_LARGE, record))
         record["url_host"] = _url_host(url)
         return await afetch_image(
             url,
@@ -536,7 +462,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         """Image Analysis 4.0 `analyze`: octet-stream / image body, or JSON `{"url"}`."""
         record = _record(request)
         try:
-            if not settings.no_auth and not _key_matches(_presented_key(request), digests):
+            if not settings.no_auth and not keys.match(presented_key(request.headers)):
                 raise unauthorized()
             analyzer = analyzers.get()
             plan = _plan(request.query_params, record, analyzer)
