@@ -436,3 +436,80 @@ def test_an_unmodified_entra_sample_runs_through_the_identity_shim(
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "a tabby cat on a wooden floor"
+
+
+# --- viewfinder serve -----------------------------------------------------------------
+
+
+def _invoke_serve(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: list[str]
+) -> tuple[Any, dict[str, Any]]:
+    from typer.testing import CliRunner
+
+    import viewfinder.compat.server as server_module
+    from viewfinder.cli import app as cli_app
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(server_module, "run", lambda s, **o: seen.update(o, settings=s))
+    monkeypatch.setenv("VIEWFINDER_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("VIEWFINDER_API_KEYS", raising=False)
+    result = CliRunner().invoke(cli_app, ["serve", "--base-url", "http://127.0.0.1:9/v1", *args])
+    if "settings" in seen:
+        seen["settings"].analyzer.close()
+    return result, seen
+
+
+def test_serve_takes_entra_settings_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tls: tuple[Path, Path]
+) -> None:
+    monkeypatch.setenv("VIEWFINDER_ENTRA_TENANT", "tenant-1")
+    monkeypatch.setenv("VIEWFINDER_ENTRA_ALLOW", "oid-1, app-2")
+    monkeypatch.setenv("VIEWFINDER_ENTRA_JWKS_URL", "http://127.0.0.1:9/keys")
+    result, seen = _invoke_serve(
+        monkeypatch,
+        tmp_path,
+        ["--ssl-certfile", str(tls[0]), "--ssl-keyfile", str(tls[1])],
+    )
+    assert result.exit_code == 0, result.output
+    entra = seen["settings"].entra
+    assert (entra.tenant, entra.principals) == ("tenant-1", ("oid-1", "app-2"))
+    assert entra.audience == "https://cognitiveservices.azure.com"
+    assert entra.keys_url == "http://127.0.0.1:9/keys"
+    assert seen["settings"].api_keys == ()
+    assert "Entra ID tenant tenant-1 (2 principals)" in result.output
+
+
+def test_serve_flags_override_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tls: tuple[Path, Path]
+) -> None:
+    monkeypatch.setenv("VIEWFINDER_ENTRA_ALLOW", "from-env")
+    args = ["--entra-tenant", "t2", "--entra-allow", "oid-9", "--entra-audience", "api://x"]
+    args += ["--entra-issuer", "https://issuer.example/", "--api-key-file", str(tls[0])]
+    result, seen = _invoke_serve(
+        monkeypatch, tmp_path, [*args, "--ssl-certfile", str(tls[0]), "--ssl-keyfile", str(tls[1])]
+    )
+    assert result.exit_code == 0, result.output
+    entra = seen["settings"].entra
+    assert (entra.principals, entra.audience) == (("oid-9",), "api://x")
+    assert entra.accepted_issuers == ("https://issuer.example/",)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--entra-tenant", "t", "--entra-allow", "p"], "needs TLS"),
+        (["--entra-tenant", "t", "--ssl-certfile", "CERT"], "principals"),
+    ],
+)
+def test_serve_refuses_entra_without_tls_or_principals(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    tls: tuple[Path, Path],
+    args: list[str],
+    message: str,
+) -> None:
+    monkeypatch.delenv("VIEWFINDER_ENTRA_ALLOW", raising=False)
+    args = [str(tls[0]) if a == "CERT" else a for a in args]
+    result, seen = _invoke_serve(monkeypatch, tmp_path, args)
+    assert result.exit_code == 2 and message in result.output
+    assert not seen
