@@ -14,14 +14,25 @@ from viewfinder.compat.server import ANALYZE_PATH
 
 
 class Serving:
-    """uvicorn in a background thread, on `localhost` and a free port."""
+    """uvicorn in a background thread, on `localhost` and a free port (HTTPS when given
+    a certificate and its key)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(
+        self, app: Any, ssl_certfile: str | None = None, ssl_keyfile: str | None = None
+    ) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("localhost", 0))
-        self.endpoint = f"http://localhost:{self.sock.getsockname()[1]}"
+        scheme = "https" if ssl_certfile else "http"
+        self.endpoint = f"{scheme}://localhost:{self.sock.getsockname()[1]}"
         config = uvicorn.Config(
-            app, log_config=None, access_log=False, ws="none", lifespan="on", http="h11"
+            app,
+            log_config=None,
+            access_log=False,
+            ws="none",
+            lifespan="on",
+            http="h11",
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(

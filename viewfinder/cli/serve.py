@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,6 +20,9 @@ from viewfinder.cli.options import (
 )
 from viewfinder.cli.render import plural
 from viewfinder.errors import ConfigurationError, UserError
+
+if TYPE_CHECKING:
+    from viewfinder.compat.entra import EntraSettings
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
@@ -77,6 +80,63 @@ def serve(
         Path | None,
         typer.Option(help="PEM private key of --ssl-certfile.", metavar="FILE", dir_okay=False),
     ] = None,
+    entra_tenant: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "Accept Microsoft Entra ID tokens of this tenant id (needs --entra-allow and "
+                "TLS). Default: VIEWFINDER_ENTRA_TENANT."
+            ),
+            metavar="TENANT",
+            show_default=False,
+        ),
+    ] = None,
+    entra_allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--entra-allow",
+            help=(
+                "Object id (oid) or application id (appid/azp) allowed to call with a token, "
+                "repeatable. Default: VIEWFINDER_ENTRA_ALLOW, comma-separated."
+            ),
+            metavar="ID",
+            show_default=False,
+        ),
+    ] = None,
+    entra_audience: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "Expected token audience. Default: VIEWFINDER_ENTRA_AUDIENCE, else "
+                "https://cognitiveservices.azure.com."
+            ),
+            metavar="AUD",
+            show_default=False,
+        ),
+    ] = None,
+    entra_issuer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--entra-issuer",
+            help=(
+                "Accepted token issuer, repeatable. Default: VIEWFINDER_ENTRA_ISSUERS, else "
+                "the tenant's v1 and v2 issuers."
+            ),
+            metavar="URL",
+            show_default=False,
+        ),
+    ] = None,
+    entra_jwks_url: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "The tenant's signing keys. Default: VIEWFINDER_ENTRA_JWKS_URL, else "
+                "https://login.microsoftonline.com/TENANT/discovery/v2.0/keys."
+            ),
+            metavar="URL",
+            show_default=False,
+        ),
+    ] = None,
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
 ) -> None:
@@ -119,8 +179,22 @@ def serve(
         keys = split_commas([os.environ.get("VIEWFINDER_API_KEYS", "")])
     if ssl_keyfile is not None and ssl_certfile is None:
         raise fail("--ssl-keyfile needs --ssl-certfile")
+    try:
+        entra = _entra_settings(
+            entra_tenant, entra_allow, entra_audience, entra_issuer, entra_jwks_url
+        )
+    except ImportError as exc:
+        raise fail(str(exc)) from None
+    if entra is not None and ssl_certfile is None:
+        raise fail(
+            "Entra ID needs TLS (--ssl-certfile/--ssl-keyfile): azure-core sends tokens "
+            "over HTTPS only"
+        )
     settings = server.ServerSettings(
-        api_keys=tuple(keys), no_auth=no_auth, allow_hosts=trusted_hosts(allow_hosts_of(allow_host))
+        api_keys=tuple(keys),
+        no_auth=no_auth,
+        entra=entra,
+        allow_hosts=trusted_hosts(allow_hosts_of(allow_host)),
     )
     try:
         settings.validate()  # before the analyzer: an open server is refused first
@@ -140,6 +214,8 @@ def serve(
             soft_wrap=True,
         )
     auth = "no key (--no-auth)" if no_auth else plural(len(keys), "key")
+    if entra is not None:
+        auth += f", Entra ID tenant {entra.tenant} ({plural(len(entra.principals), 'principal')})"
     err.print(
         Text(f"viewfinder serve: {scheme}://{host}:{port}, {auth}, model {analyzer.model}"),
         soft_wrap=True,
@@ -150,6 +226,30 @@ def serve(
         port=port,
         ssl_certfile=None if ssl_certfile is None else str(ssl_certfile),
         ssl_keyfile=None if ssl_keyfile is None else str(ssl_keyfile),
+    )
+
+
+def _entra_settings(
+    tenant: str | None,
+    allow: list[str] | None,
+    audience: str | None,
+    issuers: list[str] | None,
+    jwks_url: str | None,
+) -> EntraSettings | None:
+    """Entra ID settings from the flags, else the VIEWFINDER_ENTRA_* variables; `None`
+    without a tenant. `ServerSettings.validate` refuses a tenant without principals."""
+    env = os.environ
+    tenant = (tenant or env.get("VIEWFINDER_ENTRA_TENANT", "")).strip()
+    if not tenant:
+        return None
+    from viewfinder.compat.entra import DEFAULT_AUDIENCE, EntraSettings  # PyJWT: lazily
+
+    return EntraSettings(
+        tenant=tenant,
+        principals=tuple(split_commas(allow or [env.get("VIEWFINDER_ENTRA_ALLOW", "")])),
+        audience=audience or env.get("VIEWFINDER_ENTRA_AUDIENCE") or DEFAULT_AUDIENCE,
+        issuers=tuple(split_commas(issuers or [env.get("VIEWFINDER_ENTRA_ISSUERS", "")])),
+        jwks_url=jwks_url or env.get("VIEWFINDER_ENTRA_JWKS_URL") or None,
     )
 
 

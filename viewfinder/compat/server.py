@@ -31,17 +31,24 @@ SDK call costs at most 4 model calls when the endpoint throttles or fails, and a
 Security:
 
 - Keys: `Ocp-Apim-Subscription-Key: <key>` or `Authorization: Bearer <key>`, compared
-  in constant time (SHA-256 digests, against every configured key). Microsoft Entra ID
-  tokens are NOT validated: a bearer token is accepted only when it equals a key.
-  An app without keys is refused unless `no_auth=True` is asked for explicitly.
+  in constant time (SHA-256 digests, against every configured key).
+- Microsoft Entra ID: with `ServerSettings.entra`, a bearer token that is not a key is
+  validated (`viewfinder.compat.entra`: the tenant's signing keys, issuer, audience,
+  lifetime, and an allow-list of the principals that may call); keys keep working
+  beside it. A refused token gets the service's 401 and the log says why (never the
+  token); a key set that cannot be fetched is a 503. azure-core sends tokens over
+  HTTPS only, so Entra needs TLS (`ssl_certfile`, `ssl_keyfile`).
+- An app with neither keys nor Entra ID is refused unless `no_auth=True` is asked for
+  explicitly.
 - Image URLs are fetched with `viewfinder.prepare.fetch.afetch_image`: internal
   addresses (loopback, private, link-local, cloud metadata...) are refused before
   any connection, unless allow-listed in `ServerSettings.allow_hosts`.
 - Request bodies are limited before they are read whole: a `Content-Length` over the
   limit is refused at once, and a chunked body is counted while it streams.
 - The access log (logger `viewfinder.compat.server.access`, one JSON object per line) holds
-  no headers, keys, query strings, image URLs (only the host of a URL input) nor image
-  bytes. `run` turns uvicorn's own access log off: it prints full query strings.
+  no headers, keys, tokens, query strings, image URLs (only the host of a URL input) nor
+  image bytes; an Entra caller is named by its allow-listed id (`principal`). `run`
+  turns uvicorn's own access log off: it prints full query strings.
 - Plain HTTP sends keys in clear text: off loopback, serve TLS (`ssl_certfile`,
   `ssl_keyfile`) or put the server behind a TLS-terminating proxy.
 
@@ -81,7 +88,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from viewfinder.analyzers.image_analysis import FeatureOptions, ImageAnalyzer
@@ -98,6 +105,7 @@ from viewfinder.compat.handler import (
 from viewfinder.compat.rest import to_azure_json
 from viewfinder.compat.service import (
     API_VERSIONS,
+    DEFAULT_RETRY_AFTER,
     MAX_IMAGE_BYTES,
     RESOURCE_NOT_FOUND,
     ServiceError,
@@ -116,6 +124,9 @@ from viewfinder.errors import (
 from viewfinder.prepare.fetch import afetch_image
 from viewfinder.prepare.pixel_budget import PixelBudget, budget_scope
 from viewfinder.schemas.result import ImageAnalysisResult
+
+if TYPE_CHECKING:  # PyJWT is needed only when Entra ID is configured
+    from viewfinder.compat.entra import EntraSettings, TokenValidator
 
 __all__ = [
     "ANALYZE_PATH",
@@ -151,8 +162,8 @@ logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("viewfinder.server.access")
 
 _OPEN_SERVER: Final = (
-    "refusing to start an open server: set VIEWFINDER_API_KEYS (or --api-key-file) "
-    "or pass --no-auth"
+    "refusing to start an open server: set VIEWFINDER_API_KEYS (or --api-key-file), "
+    "configure Entra ID (--entra-tenant) or pass --no-auth"
 )
 _RECORD: Final = "viewfinder.access"  # scope key of the access-log record
 _INTERNAL: Final = service_error_for(ViewfinderError("unexpected"))
@@ -163,6 +174,12 @@ _IMAGE_TOO_LARGE: Final = service_error_for(ImageSizeError("too large", limit="b
 _JSON_TOO_LARGE: Final = ServiceError(
     400, "InvalidRequest", f"The JSON request body must be smaller than {MAX_JSON_BYTES} bytes."
 )
+_KEYS_UNAVAILABLE: Final = ServiceError(
+    503,
+    "ServiceUnavailable",
+    "Token validation is temporarily unavailable.",
+    retry_after=DEFAULT_RETRY_AFTER,
+)
 
 
 @dataclass(frozen=True)
@@ -170,8 +187,12 @@ class ServerSettings:
     """How the server authenticates, fetches and analyses.
 
     Attributes:
-        api_keys: Accepted keys (never shown in `repr`). Required unless `no_auth`.
-        no_auth: Serve without keys. Only for trusted networks; contradicts `api_keys`.
+        api_keys: Accepted keys (never shown in `repr`). Required unless `entra` or
+            `no_auth`.
+        no_auth: Serve without keys. Only for trusted networks; contradicts `api_keys`
+            and `entra`.
+        entra: Microsoft Entra ID tokens accepted beside the keys (see
+            `viewfinder.compat.entra`); `None` accepts keys only.
         allow_hosts: Internal hosts (names or IPs) image URLs may point at; every
             other non-public address is refused (see `viewfinder.prepare.fetch`).
         max_body_bytes: Images (uploaded or fetched) of this many bytes or more are
@@ -196,6 +217,7 @@ class ServerSettings:
 
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     no_auth: bool = False
+    entra: EntraSettings | None = None
     allow_hosts: tuple[str, ...] = ()
     max_body_bytes: int = MAX_IMAGE_BYTES
     fetch_timeout: float = 10.0
@@ -210,15 +232,20 @@ class ServerSettings:
         """Refuse settings that would serve unsafely or cannot work.
 
         Raises:
-            ConfigurationError: No key and no `no_auth`, keys and `no_auth` both, an
-                empty key, or a non-positive limit.
+            ConfigurationError: No key, no Entra ID and no `no_auth`; keys or Entra ID
+                with `no_auth`; an empty key; Entra settings that `EntraSettings.validate`
+                refuses; or a non-positive limit.
         """
         if any(not key.strip() for key in self.api_keys):
             raise ConfigurationError("an API key is empty")
-        if not self.api_keys and not self.no_auth:
+        if not self.api_keys and self.entra is None and not self.no_auth:
             raise ConfigurationError(_OPEN_SERVER)
         if self.api_keys and self.no_auth:
             raise ConfigurationError("pass API keys or no_auth (--no-auth), not both")
+        if self.entra is not None:
+            if self.no_auth:
+                raise ConfigurationError("pass Entra ID settings or no_auth (--no-auth), not both")
+            self.entra.validate()
         if self.max_body_bytes < 1 or self.fetch_timeout <= 0:
             raise ConfigurationError("max_body_bytes and fetch_timeout must be positive")
         if not (math.isfinite(self.max_queue_seconds) and self.max_queue_seconds >= 0):
@@ -347,6 +374,47 @@ def _url_host(url: str) -> str | None:
 # --- keys -----------------------------------------------------------------------------
 
 
+class _Auth:
+    """Who may call: a configured key (constant time), else, when Entra ID is
+    configured, a bearer token that `viewfinder.compat.entra` accepts."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self._open = settings.no_auth
+        self._keys = ApiKeys.of(settings.api_keys)
+        self._tokens: TokenValidator | None = None
+        if settings.entra is not None:
+            from viewfinder.compat.entra import TokenValidator  # PyJWT: only when asked for
+
+            self._tokens = TokenValidator(settings.entra)
+
+    async def check(self, request: Request, record: dict[str, Any]) -> None:
+        """Return when the request may be served.
+
+        Raises:
+            ServiceError: The service's 401 (no detail: the log says why a token was
+                refused), or a 503 when the tenant's signing keys cannot be fetched.
+        """
+        if self._open:
+            return
+        presented = presented_key(request.headers)
+        if self._keys.match(presented):
+            return
+        bearer = None if "ocp-apim-subscription-key" in request.headers else presented
+        if self._tokens is None or bearer is None:
+            raise unauthorized()
+        from viewfinder.compat.entra import KeysUnavailable, TokenRefused
+
+        request_id = record.get("request_id")
+        try:
+            record["principal"] = await self._tokens.aprincipal(bearer)
+        except TokenRefused as exc:
+            logger.warning("request %s: bearer token refused: %s", request_id, exc)
+            raise unauthorized() from None
+        except KeysUnavailable as exc:
+            logger.error("request %s: Entra signing keys unavailable: %s", request_id, exc)
+            raise _KEYS_UNAVAILABLE from None
+
+
 # --- the app --------------------------------------------------------------------------
 
 
@@ -408,7 +476,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             or are otherwise invalid (see `ServerSettings.validate`).
     """
     settings.validate()
-    keys = ApiKeys.of(settings.api_keys)
+    auth = _Auth(settings)
     analyzers = _Analyzers(settings)
     pixels = PixelBudget(settings.max_decode_pixels)
 
@@ -462,8 +530,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         """Image Analysis 4.0 `analyze`: octet-stream / image body, or JSON `{"url"}`."""
         record = _record(request)
         try:
-            if not settings.no_auth and not keys.match(presented_key(request.headers)):
-                raise unauthorized()
+            await auth.check(request, record)
             analyzer = analyzers.get()
             plan = _plan(request.query_params, record, analyzer)
             image = await read_image(request, record)
