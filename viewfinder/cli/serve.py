@@ -77,6 +77,17 @@ def serve(
         Path | None,
         typer.Option(help="PEM private key of --ssl-certfile.", metavar="FILE", dir_okay=False),
     ] = None,
+    report_model_version: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "What results' modelVersion says, e.g. 2023-10-01 for code that checks "
+                "it. Default: the engine's true <model>+<hash>, always in the "
+                "x-viewfinder-model-version header."
+            ),
+            metavar="VERSION",
+        ),
+    ] = None,
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
 ) -> None:
@@ -120,7 +131,10 @@ def serve(
     if ssl_keyfile is not None and ssl_certfile is None:
         raise fail("--ssl-keyfile needs --ssl-certfile")
     settings = server.ServerSettings(
-        api_keys=tuple(keys), no_auth=no_auth, allow_hosts=trusted_hosts(allow_hosts_of(allow_host))
+        api_keys=tuple(keys),
+        no_auth=no_auth,
+        allow_hosts=trusted_hosts(allow_hosts_of(allow_host)),
+        model_version=report_model_version,
     )
     try:
         settings.validate()  # before the analyzer: an open server is refused first

@@ -79,9 +79,16 @@ def _read(read: ReadResult) -> JSON:
     }
 
 
-def to_azure_json(result: ImageAnalysisResult) -> JSON:
-    """The service's JSON for `result`: requested features only, in the service's order."""
-    out: JSON = {"modelVersion": result.model_version}
+def to_azure_json(result: ImageAnalysisResult, *, model_version: str | None = None) -> JSON:
+    """The service's JSON for `result`: requested features only, in the service's order.
+
+    Args:
+        result: viewfinder's result.
+        model_version: What `modelVersion` says; `None`: the result's own
+            `<model>+<hash>` (a model or prompt change shows in it). Code that checks
+            for the service's `2023-10-01` gets it by passing that.
+    """
+    out: JSON = {"modelVersion": model_version or result.model_version}
     if result.caption is not None:
         out["captionResult"] = {
             "text": result.caption.text,

@@ -11,7 +11,8 @@ What it serves:
 
 - `POST /computervision/imageanalysis:analyze`: the service's query parameters
   (`api-version` `2023-10-01` or `2024-02-01`, `features`, `language`,
-  `gender-neutral-caption`, `smartcrops-aspect-ratios`, `model-version`; unknown
+  `gender-neutral-caption`, `smartcrops-aspect-ratios`, `model-version` (`latest` or
+  `2023-10-01`; what results report is `ServerSettings.model_version`); unknown
   extra parameters are ignored), a raw image body (`application/octet-stream` or
   `image/*`) or `application/json` `{"url": "..."}`, and the service's JSON answer
   (`viewfinder.compat.rest.to_azure_json`) or its error bodies
@@ -117,6 +118,7 @@ __all__ = [
     "DECODE_WAIT_SECONDS",
     "MAX_DECODE_PIXELS",
     "MAX_QUEUE_SECONDS",
+    "MODEL_VERSION_HEADER",
     "SERVER_RETRY",
     "ServerSettings",
     "create_app",
@@ -125,6 +127,10 @@ __all__ = [
 
 ANALYZE_PATH: Final = "/computervision/imageanalysis:analyze"
 """The service's analyze route, under the endpoint."""
+
+MODEL_VERSION_HEADER: Final = "x-viewfinder-model-version"
+"""Response header of every result: the engine's true `<model>+<hash>`, whatever
+`ServerSettings.model_version` makes the body report."""
 
 MAX_JSON_BYTES: Final = 64 * 1024
 """Largest `application/json` body (`{"url": ...}`) read."""
@@ -193,6 +199,11 @@ class ServerSettings:
             bound, see `MAX_DECODE_PIXELS`). An image larger than this is decoded alone.
         decode_wait_seconds: Longest a request waits for its pixels before it is
             answered 429 with `Retry-After`; 0 answers at once.
+        model_version: What results' `modelVersion` reports. `None` (the default): the
+            engine's true `<model>+<hash of prompts and schemas>`, so pipelines keying
+            stored results on it see a model or prompt change; `"2023-10-01"`
+            (`AZURE_MODEL_VERSION`) for code that checks the service's value. Either
+            way the true version is in the `x-viewfinder-model-version` header.
     """
 
     api_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -206,6 +217,7 @@ class ServerSettings:
     max_queue_seconds: float = MAX_QUEUE_SECONDS
     max_decode_pixels: int = MAX_DECODE_PIXELS
     decode_wait_seconds: float = DECODE_WAIT_SECONDS
+    model_version: str | None = None
 
     def validate(self) -> None:
         """Refuse settings that would serve unsafely or cannot work.
@@ -558,7 +570,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
         except Exception:
             logger.exception("request %s: unexpected error", record.get("request_id"))
             return _error_response(_INTERNAL, record)
-        return _ServiceJSON(to_azure_json(result))
+        return _ServiceJSON(
+            to_azure_json(result, model_version=settings.model_version),
+            headers={MODEL_VERSION_HEADER: result.model_version},
+        )
 
     @app.get("/health", response_model=None)
     async def health() -> Response:

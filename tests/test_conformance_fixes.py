@@ -1,0 +1,66 @@
+"""What Microsoft's own tests found wrong on the service side (issue 13), one test each."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from local_server import post_analyze
+
+from viewfinder import ImageAnalyzer
+from viewfinder.compat.server import MODEL_VERSION_HEADER, ServerSettings
+from viewfinder.compat.service import AZURE_MODEL_VERSION, ServiceError, check_options
+from viewfinder.testing import compact_answer
+from viewfinder.testing.simulator import Simulator
+
+KEY = "fixes-test-key-0123456789"
+CAT = (Path(__file__).parent / "assets" / "chelsea.png").read_bytes()
+CAPTION = compact_answer({"caption": {"text": "a cat", "confidence": 0.9}})
+
+
+@pytest.fixture
+def analyzer(sim: Simulator) -> Iterator[ImageAnalyzer]:
+    made = ImageAnalyzer(
+        base_url=sim.base_url, api_key="test-key-placeholder", model="gpt-4.1-mini", cache=False
+    )
+    yield made
+    made.close()
+
+
+# --- model_version ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [None, "latest", "2023-10-01"])
+def test_the_services_model_versions_are_accepted(
+    analyzer: ImageAnalyzer, version: str | None
+) -> None:
+    plan = check_options(analyzer, ["caption"], model_version=version)
+    assert [f.azure_name for f in plan.options.features] == ["caption"]
+
+
+def test_another_model_version_is_refused(analyzer: ImageAnalyzer) -> None:
+    with pytest.raises(ServiceError) as refused:
+        check_options(analyzer, ["caption"], model_version="2022-01-01")
+    assert (refused.value.status, refused.value.inner_code) == (400, "InvalidModelVersion")
+
+
+@pytest.mark.parametrize("reported", [None, AZURE_MODEL_VERSION])
+def test_what_results_report_is_a_setting_and_the_true_version_a_header(
+    serve: Callable[[ServerSettings], str],
+    sim: Simulator,
+    analyzer: ImageAnalyzer,
+    reported: str | None,
+) -> None:
+    sim.script(CAPTION)
+    endpoint = serve(ServerSettings(api_keys=(KEY,), analyzer=analyzer, model_version=reported))
+    response = post_analyze(
+        endpoint, "api-version=2023-10-01&features=caption&model-version=2023-10-01", key=KEY,
+        image=CAT,
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    true_version = response.headers[MODEL_VERSION_HEADER]
+    assert true_version.startswith("gpt-4.1-mini+")
+    body: dict[str, Any] = response.json()
+    assert body["modelVersion"] == (reported or true_version)
