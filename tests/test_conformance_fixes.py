@@ -10,6 +10,7 @@ import pytest
 from local_server import post_analyze
 
 from viewfinder import ImageAnalyzer
+from viewfinder.compat.rest import MAX_CONFIDENCE, MIN_CONFIDENCE, from_azure_json, to_azure_json
 from viewfinder.compat.server import MODEL_VERSION_HEADER, ServerSettings
 from viewfinder.compat.service import AZURE_MODEL_VERSION, ServiceError, check_options
 from viewfinder.testing import compact_answer
@@ -64,3 +65,38 @@ def test_what_results_report_is_a_setting_and_the_true_version_a_header(
     assert true_version.startswith("gpt-4.1-mini+")
     body: dict[str, Any] = response.json()
     assert body["modelVersion"] == (reported or true_version)
+
+
+# --- confidences ------------------------------------------------------------------------
+
+
+def _every_confidence(data: Any) -> list[float]:
+    if isinstance(data, dict):
+        own = [data["confidence"]] if "confidence" in data else []
+        return own + [c for value in data.values() for c in _every_confidence(value)]
+    if isinstance(data, list):
+        return [c for value in data for c in _every_confidence(value)]
+    return []
+
+
+def test_the_azure_json_keeps_confidences_strictly_between_0_and_1() -> None:
+    """A model may say 0 or 100 %; the service never does, and code written for it (and
+    Microsoft's tests) asserts `0 < c < 1`. The native result keeps the model's number."""
+    box = {"x": 10, "y": 10, "w": 100, "h": 100}
+    polygon = [{"x": 10, "y": 10}, {"x": 110, "y": 10}, {"x": 110, "y": 30}, {"x": 10, "y": 30}]
+    sure, unsure = {"confidence": 1.0}, {"confidence": 0.0}
+    said = {
+        "modelVersion": "gpt-4.1-mini+abc",
+        "captionResult": {"text": "a cat", "confidence": 1.0},
+        "denseCaptionsResult": {"values": [{"text": "a cat", **sure, "boundingBox": box}]},
+        "metadata": {"width": 451, "height": 300},
+        "tagsResult": {"values": [{"name": "cat", "confidence": 1.0}]},
+        "objectsResult": {"values": [{"boundingBox": box, "tags": [{"name": "cat", **unsure}]}]},
+        "readResult": {"blocks": [{"lines": [{"text": "CAT", "boundingPolygon": polygon, "words": [
+            {"text": "CAT", "boundingPolygon": polygon, "confidence": 0.0}]}]}]},
+        "peopleResult": {"values": [{"boundingBox": box, "confidence": 0.0}]},
+    }  # fmt: skip
+    result = from_azure_json(said)
+    assert result.caption is not None and result.caption.confidence == 1.0
+    confidences = _every_confidence(to_azure_json(result))
+    assert sorted(confidences) == [MIN_CONFIDENCE] * 3 + [MAX_CONFIDENCE] * 3

@@ -35,6 +35,7 @@ from local_server import Serving
 from microsoft_sdk import answer_for, redirect_urls, sdist, swap_imports, unpack
 
 from viewfinder.compat.server import ServerSettings, create_app
+from viewfinder.compat.service import AZURE_MODEL_VERSION
 from viewfinder.testing.simulator import Simulator
 
 KEY = "conformance-key-0123456789"
@@ -80,7 +81,6 @@ _NO_MODELS = (
     "part B: `viewfinder.azure.models` is no attribute of `import viewfinder.azure as sdk` "
     "(Microsoft's base uses `sdk.models.VisualFeatures`): nothing is collected"
 )
-_MODEL_VERSION = "results report the engine's model version, not 2023-10-01"
 XFAIL: dict[tuple[str, str], str] = {
     ("endpoint", SAMPLES[2]): _ENTRA,
     ("endpoint", SAMPLES[13]): _ENTRA,
@@ -88,7 +88,6 @@ XFAIL: dict[tuple[str, str], str] = {
     ("import", SAMPLES[13]): _NO_IDENTITY,
     ("endpoint", MS_TESTS[2]): _ENTRA,
     ("endpoint", MS_TESTS[6]): _ENTRA,
-    **{("endpoint", MS_TESTS[i]): _MODEL_VERSION for i in (0, 1, 4, 5)},
     **{("import", test): _NO_MODELS for test in MS_TESTS},
 }
 """(path, case) -> the missing piece that makes Microsoft's file fail there."""
@@ -181,6 +180,7 @@ def endpoint(simulator: Simulator) -> Iterator[str]:
     settings = ServerSettings(
         api_keys=(KEY,),
         allow_hosts=("127.0.0.1",),
+        model_version=AZURE_MODEL_VERSION,
         analyzer_options={
             "base_url": simulator.base_url,
             "api_key": "test-key-placeholder",

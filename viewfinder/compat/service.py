@@ -38,10 +38,10 @@ if TYPE_CHECKING:
 __all__ = [
     "API_VERSIONS",
     "AZURE_MODEL_VERSION",
-    "MODEL_VERSIONS",
     "DEFAULT_RETRY_AFTER",
     "LANGUAGES",
     "MAX_IMAGE_BYTES",
+    "MODEL_VERSIONS",
     "RESOURCE_NOT_FOUND",
     "ServiceError",
     "check_api_version",
