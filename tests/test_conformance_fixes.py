@@ -100,3 +100,34 @@ def test_the_azure_json_keeps_confidences_strictly_between_0_and_1() -> None:
     assert result.caption is not None and result.caption.confidence == 1.0
     confidences = _every_confidence(to_azure_json(result))
     assert sorted(confidences) == [MIN_CONFIDENCE] * 3 + [MAX_CONFIDENCE] * 3
+
+
+# --- the first dense caption ------------------------------------------------------------
+
+DIFFERENTLY_WORDED = {
+    "caption": {"text": "a tabby cat lying on a wooden floor", "confidence": 0.91},
+    "dense_captions": [
+        {"text": "a cat on the floor", "confidence": 0.9, "box": [0, 0, 1000, 1000]},
+        {"text": "the face of a cat", "confidence": 0.8, "box": [400, 100, 700, 600]},
+    ],
+}
+
+
+@pytest.mark.parametrize("answer_format", ["compact", "verbose"])
+def test_the_first_dense_caption_is_the_caption_in_either_answer_format(
+    make_analyzer: Callable[..., ImageAnalyzer],
+    sim: Simulator,
+    cat_image: Path,
+    answer_format: str,
+) -> None:
+    """Microsoft asserts it; the compact format makes it so, the verbose one now agrees."""
+    sim.script(
+        compact_answer(DIFFERENTLY_WORDED) if answer_format == "compact" else DIFFERENTLY_WORDED
+    )
+    analyzer = make_analyzer(cache=False, answer_format=answer_format)
+    result = analyzer.analyze(cat_image, ["caption", "dense_captions"])
+    assert result.caption is not None and result.dense_captions is not None
+    first = result.dense_captions[0]
+    assert first.text == result.caption.text == "a tabby cat lying on a wooden floor"
+    assert (first.box.x, first.box.y, first.box.width, first.box.height) == (0, 0, 451, 300)
+    assert [d.text for d in result.dense_captions[1:]] == ["the face of a cat"]
