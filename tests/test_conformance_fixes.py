@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from local_server import post_analyze
+from PIL import Image
 
 from viewfinder import ImageAnalyzer
 from viewfinder.compat.rest import MAX_CONFIDENCE, MIN_CONFIDENCE, from_azure_json, to_azure_json
 from viewfinder.compat.server import MODEL_VERSION_HEADER, ServerSettings
 from viewfinder.compat.service import AZURE_MODEL_VERSION, ServiceError, check_options
+from viewfinder.errors import ImageSizeError
+from viewfinder.prepare import prepare_image
 from viewfinder.testing import compact_answer
 from viewfinder.testing.simulator import Simulator
 
@@ -131,3 +135,36 @@ def test_the_first_dense_caption_is_the_caption_in_either_answer_format(
     assert first.text == result.caption.text == "a tabby cat lying on a wooden floor"
     assert (first.box.x, first.box.y, first.box.width, first.box.height) == (0, 0, 451, 300)
     assert [d.text for d in result.dense_captions[1:]] == ["the face of a cat"]
+
+
+# --- size limits ------------------------------------------------------------------------
+
+
+def _png(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 120, 40)).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("size", [(50, 50), (50, 400), (400, 50), (16_000, 60), (60, 16_000)])
+def test_sides_of_exactly_50_or_16000_are_refused(size: tuple[int, int]) -> None:
+    """The service takes images "greater than 50 x 50 and less than 16,000 x 16,000"."""
+    with pytest.raises(ImageSizeError, match="more than 50 and less than 16000"):
+        prepare_image(_png(*size))
+
+
+def test_a_side_of_51_is_accepted() -> None:
+    prepared = prepare_image(_png(51, 51))
+    assert (prepared.width, prepared.height) == (51, 51)
+
+
+def test_the_server_refuses_50_x_50_with_the_services_size_error(
+    serve: Callable[[ServerSettings], str], analyzer: ImageAnalyzer
+) -> None:
+    endpoint = serve(ServerSettings(api_keys=(KEY,), analyzer=analyzer))
+    response = post_analyze(endpoint, "api-version=2023-10-01&features=caption", key=KEY,
+                            image=_png(50, 50))  # fmt: skip
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["message"]) == ("InvalidRequest", "Image size is not valid")
+    assert error["innererror"]["code"] == "InvalidImageSize"
