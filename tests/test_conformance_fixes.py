@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -168,3 +170,15 @@ def test_the_server_refuses_50_x_50_with_the_services_size_error(
     error = response.json()["error"]
     assert (error["code"], error["message"]) == ("InvalidRequest", "Image size is not valid")
     assert error["innererror"]["code"] == "InvalidImageSize"
+
+
+# --- docstrings -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", ["viewfinder.azure", "viewfinder.azure.aio"])
+def test_the_clients_say_an_unknown_api_version_is_a_404(module: str) -> None:
+    """It is (test_azure_client.test_an_unsupported_api_version_fails_every_call)."""
+    client = importlib.import_module(module).ImageAnalysisClient
+    doc = inspect.getdoc(client) or ""
+    api_version = doc[doc.index("api_version:") : doc.index("analyzer:")]
+    assert "404" in api_version and "400" not in api_version

@@ -96,7 +96,7 @@ class ImageAnalysisClient(_ClientBase):
             request URL of error responses).
         credential: Accepted for compatibility; never stored or used.
         api_version: Image Analysis api-version: `2023-10-01` (the SDK's default) or
-            `2024-02-01`. Others fail every call with a 400 `InvalidRequest`.
+            `2024-02-01`. Others fail every call with the service's 404 "Resource not found".
         analyzer: A ready `viewfinder.ImageAnalyzer`. It stays open when the client
             closes (the client closes only an analyzer it built).
         **options: `ImageAnalyzer` settings (`model=`, `base_url=`, `api_key=`,
