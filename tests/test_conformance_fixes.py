@@ -9,14 +9,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from local_server import post_analyze
 from PIL import Image
 
 from viewfinder import ImageAnalyzer
 from viewfinder.compat.rest import MAX_CONFIDENCE, MIN_CONFIDENCE, from_azure_json, to_azure_json
-from viewfinder.compat.server import MODEL_VERSION_HEADER, ServerSettings
-from viewfinder.compat.service import AZURE_MODEL_VERSION, ServiceError, check_options
+from viewfinder.compat.server import ANALYZE_PATH, MODEL_VERSION_HEADER, ServerSettings
+from viewfinder.compat.service import (
+    AZURE_MODEL_VERSION,
+    ServiceError,
+    check_options,
+    service_error_for,
+)
 from viewfinder.errors import ImageSizeError
 from viewfinder.prepare import prepare_image
 from viewfinder.testing import compact_answer
@@ -24,6 +30,7 @@ from viewfinder.testing.simulator import Simulator
 
 KEY = "fixes-test-key-0123456789"
 CAT = (Path(__file__).parent / "assets" / "chelsea.png").read_bytes()
+SIZE_ERROR = service_error_for(ImageSizeError("empty", limit="bytes")).body()
 CAPTION = compact_answer({"caption": {"text": "a cat", "confidence": 0.9}})
 
 
@@ -182,3 +189,44 @@ def test_the_clients_say_an_unknown_api_version_is_a_404(module: str) -> None:
     doc = inspect.getdoc(client) or ""
     api_version = doc[doc.index("api_version:") : doc.index("analyzer:")]
     assert "404" in api_version and "400" not in api_version
+
+
+# --- multipart/form-data ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["file", "image", "anything"])
+def test_the_server_takes_the_image_as_a_form_part(
+    serve: Callable[[ServerSettings], str], sim: Simulator, analyzer: ImageAnalyzer, field: str
+) -> None:
+    """The REST reference allows `multipart/form-data` for the binary image."""
+    sim.script(CAPTION)
+    endpoint = serve(ServerSettings(api_keys=(KEY,), analyzer=analyzer))
+    with httpx2.Client(trust_env=False, timeout=10) as client:
+        response = client.post(
+            f"{endpoint}{ANALYZE_PATH}?api-version=2023-10-01&features=caption",
+            headers={"Ocp-Apim-Subscription-Key": KEY},
+            data={"note": "not the image"},
+            files={field: ("chelsea.png", CAT, "image/png")},
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["captionResult"]["text"] == "a cat"
+    assert response.json()["metadata"] == {"width": 451, "height": 300}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"--x\r\n\r\n\r\n--x--\r\n", SIZE_ERROR["error"]["message"]),
+        (b"no parts at all", "The multipart/form-data body must hold the image in a part."),
+    ],
+)
+def test_a_form_without_an_image_is_the_services_400(
+    serve: Callable[[ServerSettings], str], analyzer: ImageAnalyzer, body: bytes, message: str
+) -> None:
+    endpoint = serve(ServerSettings(api_keys=(KEY,), analyzer=analyzer))
+    headers = {"Ocp-Apim-Subscription-Key": KEY, "Content-Type": "multipart/form-data; boundary=x"}
+    response = post_analyze(
+        endpoint, "api-version=2023-10-01&features=caption", key=KEY, image=body, headers=headers
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == message

@@ -14,7 +14,8 @@ What it serves:
   `gender-neutral-caption`, `smartcrops-aspect-ratios`, `model-version` (`latest` or
   `2023-10-01`; what results report is `ServerSettings.model_version`); unknown
   extra parameters are ignored), a raw image body (`application/octet-stream` or
-  `image/*`) or `application/json` `{"url": "..."}`, and the service's JSON answer
+  `image/*`), the image as a part of a `multipart/form-data` body, or
+  `application/json` `{"url": "..."}`, and the service's JSON answer
   (`viewfinder.compat.rest.to_azure_json`) or its error bodies
   (`viewfinder.compat.service`), with `apim-request-id` / `request-id` headers.
 - `GET /health`: `{"status": "ok"}`, without a key.
@@ -73,6 +74,9 @@ except ImportError as _missing:
         "viewfinder's server needs FastAPI and uvicorn: pip install 'viewfinder[server]'"
     ) from _missing
 
+import email.message
+import email.parser
+import email.policy
 import hashlib
 import hmac
 import json
@@ -165,6 +169,9 @@ _UNSUPPORTED_TYPE: Final = ServiceError(
 )
 _BAD_JSON: Final = ServiceError(
     400, "InvalidRequest", "The request body must be a JSON object with the image 'url'."
+)
+_BAD_FORM: Final = ServiceError(
+    400, "InvalidRequest", "The multipart/form-data body must hold the image in a part."
 )
 _IMAGE_TOO_LARGE: Final = service_error_for(ImageSizeError("too large", limit="bytes"))
 _JSON_TOO_LARGE: Final = ServiceError(
@@ -399,6 +406,26 @@ def _image_url(body: bytes) -> str:
     return url.strip()
 
 
+def _form_image(content_type: str, body: bytes) -> bytes:
+    """The image of a `multipart/form-data` body, which the REST reference allows for the
+    binary image: the first part that is a file (has a `filename`), else the first part,
+    whatever its field name. Parsed with the standard library's MIME parser (a header
+    block for the request's own `Content-Type`, then the body).
+    """
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    parts = [part for part in message.iter_parts() if isinstance(part, email.message.Message)]
+    if not message.is_multipart() or not parts:
+        raise _BAD_FORM
+    chosen = next((part for part in parts if part.get_filename()), parts[0])
+    image = chosen.get_payload(decode=True)
+    if not isinstance(image, bytes):
+        raise _BAD_FORM
+    if not image:
+        raise service_error_for(ImageSizeError("the image part is empty", limit="bytes"))
+    return image
+
+
 def _url_host(url: str) -> str | None:
     try:
         host = urlsplit(url).hostname
@@ -531,6 +558,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
         if media == "application/octet-stream" or media.startswith("image/"):
             record["source"] = "bytes"
             return await _read_body(request, settings.max_body_bytes, _IMAGE_TOO_LARGE, record)
+        if media == "multipart/form-data":
+            record["source"] = "form"
+            body = await _read_body(
+                request, settings.max_body_bytes + MAX_JSON_BYTES, _IMAGE_TOO_LARGE, record
+            )
+            image = _form_image(request.headers["content-type"], body)
+            if len(image) >= settings.max_body_bytes:
+                raise _IMAGE_TOO_LARGE
+            return image
         if media != "application/json":
             raise _UNSUPPORTED_TYPE
         record["source"] = "url"
@@ -545,7 +581,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.post(ANALYZE_PATH, response_model=None)
     async def analyze(request: Request) -> Response:
-        """Image Analysis 4.0 `analyze`: octet-stream / image body, or JSON `{"url"}`."""
+        """Image Analysis 4.0 `analyze`: octet-stream / image / form body, or JSON `{"url"}`."""
         record = _record(request)
         try:
             if not settings.no_auth and not _key_matches(_presented_key(request), digests):
