@@ -9,6 +9,7 @@ unpack it into a temp dir. The only edits made to Microsoft's files are `redirec
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -24,6 +25,8 @@ from viewfinder.testing import compact_answer
 PACKAGE = "azure-ai-vision-imageanalysis"
 VERSION = "1.0.0"
 SDIST = f"azure_ai_vision_imageanalysis-{VERSION}.tar.gz"
+SHA256 = "a79bbbb9c6992fef3be53395d339c9db850719583ef96ac64e054b00b545b3b6"
+"""The sdist's digest: a cached or downloaded file with any other content is not used."""
 IMAGE_URL = "https://aka.ms/azsdk/image-analysis/sample.jpg"
 """The URL samples and tests analyse: served on loopback instead (`redirect_urls`)."""
 BAD_URL = "https://www.this.is.a.bad.url.com/for/sure.jpg"
@@ -48,12 +51,14 @@ def sdist() -> Path:
     """
     folder = cache_dir()
     archive = folder / SDIST
-    if archive.is_file():
+    if archive.is_file() and _digest(archive) == SHA256:
         return archive
+    archive.unlink(missing_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-        "--disable-pip-version-check", "--timeout", "30", "--dest", str(folder),
+        "--disable-pip-version-check", "--timeout", "30", "--retries", "2",
+        "--dest", str(folder),
         f"{PACKAGE}=={VERSION}",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
@@ -62,7 +67,13 @@ def sdist() -> Path:
             f"could not download Microsoft's {PACKAGE}=={VERSION} sdist from the package "
             f"index (needed by the conformance tests; cache: {folder}):\n{done.stderr[-2000:]}"
         )
+    if _digest(archive) != SHA256:
+        raise RuntimeError(f"{archive} is not Microsoft's {PACKAGE} {VERSION} (sha256 differs)")
     return archive
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def unpack(archive: Path, into: Path) -> Path:

@@ -282,6 +282,17 @@ def runs(
         yield futures
 
 
+def test_an_unreachable_index_fails_with_a_clear_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the sdist the job cannot run: it must fail loudly, never skip silently."""
+    monkeypatch.setenv("VIEWFINDER_TEST_CACHE", str(tmp_path))
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # nothing listens
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # no find-links of the developer's
+    with pytest.raises(RuntimeError, match="could not download Microsoft's"):
+        sdist()
+
+
 @pytest.mark.parametrize(("path", "sample"), _params(SAMPLES))
 def test_microsoft_sample(
     runs: dict[tuple[str, str], Future[Outcome]], path: str, sample: str
