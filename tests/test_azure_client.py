@@ -393,7 +393,7 @@ def _call(client: ImageAnalysisClient, data: bytes, **overrides: Any) -> None:
             "BadArgument",
         ),
         (
-            {"model_version": "2023-10-01"},
+            {"model_version": "2022-01-01"},
             "InvalidRequest",
             "Analyze query is invalid.",
             "InvalidModelVersion",

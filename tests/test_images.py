@@ -204,9 +204,9 @@ def test_default_max_side_on_a_portrait_image() -> None:
 
 
 def test_small_image_is_not_upscaled() -> None:
-    prepared = prepare_image(encode(gradient((60, 50)), "PNG"), max_side=2048)
+    prepared = prepare_image(encode(gradient((60, 51)), "PNG"), max_side=2048)
 
-    assert (prepared.model_width, prepared.model_height) == (60, 50)
+    assert (prepared.model_width, prepared.model_height) == (60, 51)
 
 
 def test_model_copy_has_no_metadata() -> None:
@@ -285,7 +285,7 @@ def test_data_url() -> None:
 
 
 def test_limit_boundaries() -> None:
-    prepare_image(encode(gradient((50, 50)), "PNG"))  # 50 itself is accepted
+    prepare_image(encode(gradient((51, 51)), "PNG"))  # more than 50 (50: test_conformance_fixes)
     data = encode(gradient((64, 64)), "PNG")
     prepare_image(data, limits=ImageLimits(max_bytes=len(data) + 1))
     with pytest.raises(ImageSizeError, match=f"smaller than {len(data)} bytes"):
@@ -349,11 +349,11 @@ def test_empty_input() -> None:
 
 def test_decompression_bomb_fails_fast() -> None:
     # Within the side limits, over Pillow's own ceiling (2 * MAX_IMAGE_PIXELS, ~179 MP).
-    data = png_with_declared_size(16_000, 15_000)
+    data = png_with_declared_size(15_999, 15_000)
     assert len(data) < 100
 
     started = time.perf_counter()
-    with pytest.raises(DecompressionBombError, match="16000x15000"):
+    with pytest.raises(DecompressionBombError, match="15999x15000"):
         prepare_image(data)
     assert time.perf_counter() - started < 0.5
 

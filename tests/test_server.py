@@ -513,9 +513,7 @@ def test_good_options_reach_the_model(offline: Callable[..., str], access_log: A
     assert record["api_version"] == "2024-02-01" and record["body_bytes"] == len(CAT)
 
 
-@pytest.mark.parametrize(
-    "content_type", ["text/plain", "multipart/form-data; boundary=x", "application/xml", ""]
-)
+@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", ""])
 def test_an_unsupported_content_type(offline: Callable[..., str], content_type: str) -> None:
     headers = {"Ocp-Apim-Subscription-Key": KEY, "Content-Type": content_type}
     response = _post(offline(), headers=headers)

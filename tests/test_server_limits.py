@@ -144,7 +144,7 @@ def test_a_side_out_of_range_is_invalid_image_size_everywhere(
 
 def test_too_many_pixels_within_the_side_limits_is_invalid_image_size(offline: str) -> None:
     """Over the pixel ceiling, within the sides: still a size problem, not a format one."""
-    image = _png_with_declared_size(16_000, 15_000)
+    image = _png_with_declared_size(15_999, 15_000)
     with (
         ImageAnalyzer(base_url="http://127.0.0.1:9/v1", api_key="unused", cache=False) as library,
         pytest.raises(DecompressionBombError),

@@ -63,6 +63,8 @@ from viewfinder.errors import (
 )
 from viewfinder.finish.crops import validate_aspect_ratios
 from viewfinder.prepare.load import ImageInput, LoadedImage
+from viewfinder.schemas.features import Caption, DenseCaption
+from viewfinder.schemas.geometry import BoundingBox
 from viewfinder.schemas.result import ImageAnalysisResult, ImageMetadata
 
 if TYPE_CHECKING:
@@ -569,6 +571,7 @@ class ImageAnalyzer(BaseAnalyzer):
             )
             answer = verbose.model_validate(to_verbose(answer, features))
         parts = {f.value: FEATURES[f].finish(getattr(answer, f.value), ctx) for f in features}
+        _whole_image_is_the_caption(parts, ctx.frame)
         return ImageAnalysisResult(
             model_version=self.model_version,
             metadata=ImageMetadata(width=image.width, height=image.height),
@@ -741,3 +744,21 @@ class ImageAnalyzer(BaseAnalyzer):
             tpm=tpm,
             budget=budget,
         )
+
+
+def _whole_image_is_the_caption(parts: dict[str, Any], frame: Frame) -> None:
+    """With both asked, the first dense caption is the caption, as the service says it.
+
+    The service's first dense caption is its whole-image caption (Microsoft's tests assert
+    equal texts). The compact format makes it from `caption`; a verbose answer writes both,
+    and may word them differently: `caption` wins, the dense caption keeps its confidence.
+    """
+    caption: Caption | None = parts.get(Feature.CAPTION.value)
+    dense: list[DenseCaption] | None = parts.get(Feature.DENSE_CAPTIONS.value)
+    if caption is None or dense is None:
+        return
+    whole = BoundingBox(x=0, y=0, width=frame.width, height=frame.height)
+    if dense:
+        dense[0] = dense[0].model_copy(update={"text": caption.text, "box": whole})
+    else:
+        dense.append(DenseCaption(text=caption.text, confidence=caption.confidence, box=whole))

@@ -137,6 +137,17 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    report_model_version: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "What results' modelVersion says, e.g. 2023-10-01 for code that checks "
+                "it. Default: the engine's true <model>+<hash>, always in the "
+                "x-viewfinder-model-version header."
+            ),
+            metavar="VERSION",
+        ),
+    ] = None,
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
 ) -> None:
@@ -195,6 +206,7 @@ def serve(
         no_auth=no_auth,
         entra=entra,
         allow_hosts=trusted_hosts(allow_hosts_of(allow_host)),
+        model_version=report_model_version,
     )
     try:
         settings.validate()  # before the analyzer: an open server is refused first

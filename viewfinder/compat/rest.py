@@ -3,9 +3,10 @@
 `to_azure_json` writes exactly the shape `POST /computervision/imageanalysis:analyze`
 answers: `modelVersion`, `captionResult`, `denseCaptionsResult`, `metadata`,
 `tagsResult`, `objectsResult`, `readResult`, `smartCropsResult`, `peopleResult`, in
-that order, with `values` lists, `{x, y, w, h}` boxes and 4-point polygons, and only
-the features that were requested. `from_azure_json` reads stored service output (for
-comparisons and tests) into the same result models.
+that order, with `values` lists, `{x, y, w, h}` boxes and 4-point polygons, confidences
+strictly between 0 and 1 (`MIN_CONFIDENCE`), and only the features that were
+requested. `from_azure_json` reads stored service output (for comparisons and tests)
+into the same result models.
 
 Needs no Azure package: this is plain JSON.
 """
@@ -30,7 +31,7 @@ from viewfinder.schemas.features import (
 from viewfinder.schemas.geometry import BoundingBox, Point, Polygon
 from viewfinder.schemas.result import ImageAnalysisResult, ImageMetadata
 
-__all__ = ["RESULT_KEYS", "from_azure_json", "to_azure_json"]
+__all__ = ["MAX_CONFIDENCE", "MIN_CONFIDENCE", "RESULT_KEYS", "from_azure_json", "to_azure_json"]
 
 RESULT_KEYS: dict[str, str] = {
     "caption": "captionResult",
@@ -44,6 +45,19 @@ RESULT_KEYS: dict[str, str] = {
 """viewfinder feature name -> the service's result key."""
 
 JSON = dict[str, Any]
+
+MIN_CONFIDENCE = 0.001
+MAX_CONFIDENCE = 0.999
+"""The service's confidences are detector probabilities, strictly between 0 and 1, and
+code written for it relies on that (Microsoft's tests assert `0 < c < 1`). A model may
+say 0 or 100 %: `to_azure_json` clamps to these bounds. Only the Azure surfaces do: the
+native result keeps the model's own number, and the bounds are no compact-format value
+(those have two decimals), so a clamped confidence shows that it was."""
+
+
+def _conf(confidence: float) -> float:
+    """A confidence inside the service's open interval (see `MIN_CONFIDENCE`)."""
+    return min(max(confidence, MIN_CONFIDENCE), MAX_CONFIDENCE)
 
 
 def _box(box: BoundingBox) -> JSON:
@@ -66,7 +80,7 @@ def _read(read: ReadResult) -> JSON:
                             {
                                 "text": word.text,
                                 "boundingPolygon": _polygon(word.polygon),
-                                "confidence": word.confidence,
+                                "confidence": _conf(word.confidence),
                             }
                             for word in line.words
                         ],
@@ -79,32 +93,39 @@ def _read(read: ReadResult) -> JSON:
     }
 
 
-def to_azure_json(result: ImageAnalysisResult) -> JSON:
-    """The service's JSON for `result`: requested features only, in the service's order."""
-    out: JSON = {"modelVersion": result.model_version}
+def to_azure_json(result: ImageAnalysisResult, *, model_version: str | None = None) -> JSON:
+    """The service's JSON for `result`: requested features only, in the service's order.
+
+    Args:
+        result: viewfinder's result.
+        model_version: What `modelVersion` says; `None`: the result's own
+            `<model>+<hash>` (a model or prompt change shows in it). Code that checks
+            for the service's `2023-10-01` gets it by passing that.
+    """
+    out: JSON = {"modelVersion": model_version or result.model_version}
     if result.caption is not None:
         out["captionResult"] = {
             "text": result.caption.text,
-            "confidence": result.caption.confidence,
+            "confidence": _conf(result.caption.confidence),
         }
     if result.dense_captions is not None:
         out["denseCaptionsResult"] = {
             "values": [
-                {"text": d.text, "confidence": d.confidence, "boundingBox": _box(d.box)}
+                {"text": d.text, "confidence": _conf(d.confidence), "boundingBox": _box(d.box)}
                 for d in result.dense_captions
             ]
         }
     out["metadata"] = {"width": result.metadata.width, "height": result.metadata.height}
     if result.tags is not None:
         out["tagsResult"] = {
-            "values": [{"name": t.name, "confidence": t.confidence} for t in result.tags]
+            "values": [{"name": t.name, "confidence": _conf(t.confidence)} for t in result.tags]
         }
     if result.objects is not None:
         out["objectsResult"] = {
             "values": [
                 {
                     "boundingBox": _box(o.box),
-                    "tags": [{"name": o.name, "confidence": o.confidence}],
+                    "tags": [{"name": o.name, "confidence": _conf(o.confidence)}],
                 }
                 for o in result.objects
             ]
@@ -121,7 +142,8 @@ def to_azure_json(result: ImageAnalysisResult) -> JSON:
     if result.people is not None:
         out["peopleResult"] = {
             "values": [
-                {"boundingBox": _box(p.box), "confidence": p.confidence} for p in result.people
+                {"boundingBox": _box(p.box), "confidence": _conf(p.confidence)}
+                for p in result.people
             ]
         }
     return out

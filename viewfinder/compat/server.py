@@ -11,9 +11,11 @@ What it serves:
 
 - `POST /computervision/imageanalysis:analyze`: the service's query parameters
   (`api-version` `2023-10-01` or `2024-02-01`, `features`, `language`,
-  `gender-neutral-caption`, `smartcrops-aspect-ratios`, `model-version`; unknown
+  `gender-neutral-caption`, `smartcrops-aspect-ratios`, `model-version` (`latest` or
+  `2023-10-01`; what results report is `ServerSettings.model_version`); unknown
   extra parameters are ignored), a raw image body (`application/octet-stream` or
-  `image/*`) or `application/json` `{"url": "..."}`, and the service's JSON answer
+  `image/*`), the image as a part of a `multipart/form-data` body, or
+  `application/json` `{"url": "..."}`, and the service's JSON answer
   (`viewfinder.compat.rest.to_azure_json`) or its error bodies
   (`viewfinder.compat.service`), with `apim-request-id` / `request-id` headers.
 - `GET /health`: `{"status": "ok"}`, without a key.
@@ -79,6 +81,9 @@ except ImportError as _missing:
         "viewfinder's server needs FastAPI and uvicorn: pip install 'viewfinder[server]'"
     ) from _missing
 
+import email.message
+import email.parser
+import email.policy
 import json
 import logging
 import math
@@ -133,11 +138,16 @@ __all__ = [
     "DECODE_WAIT_SECONDS",
     "MAX_DECODE_PIXELS",
     "MAX_QUEUE_SECONDS",
+    "MODEL_VERSION_HEADER",
     "SERVER_RETRY",
     "ServerSettings",
     "create_app",
     "run",
 ]
+
+MODEL_VERSION_HEADER: Final = "x-viewfinder-model-version"
+"""Response header of every result: the engine's true `<model>+<hash>`, whatever
+`ServerSettings.model_version` makes the body report."""
 
 MAX_JSON_BYTES: Final = 64 * 1024
 """Largest `application/json` body (`{"url": ...}`) read."""
@@ -169,6 +179,9 @@ _RECORD: Final = "viewfinder.access"  # scope key of the access-log record
 _INTERNAL: Final = service_error_for(ViewfinderError("unexpected"))
 _UNSUPPORTED_TYPE: Final = ServiceError(
     400, "InvalidRequest", "The provided image content type is not supported."
+)
+_BAD_FORM: Final = ServiceError(
+    400, "InvalidRequest", "The multipart/form-data body must hold the image in a part."
 )
 _IMAGE_TOO_LARGE: Final = service_error_for(ImageSizeError("too large", limit="bytes"))
 _JSON_TOO_LARGE: Final = ServiceError(
@@ -213,6 +226,11 @@ class ServerSettings:
             bound, see `MAX_DECODE_PIXELS`). An image larger than this is decoded alone.
         decode_wait_seconds: Longest a request waits for its pixels before it is
             answered 429 with `Retry-After`; 0 answers at once.
+        model_version: What results' `modelVersion` reports. `None` (the default): the
+            engine's true `<model>+<hash of prompts and schemas>`, so pipelines keying
+            stored results on it see a model or prompt change; `"2023-10-01"`
+            (`AZURE_MODEL_VERSION`) for code that checks the service's value. Either
+            way the true version is in the `x-viewfinder-model-version` header.
     """
 
     api_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -227,6 +245,7 @@ class ServerSettings:
     max_queue_seconds: float = MAX_QUEUE_SECONDS
     max_decode_pixels: int = MAX_DECODE_PIXELS
     decode_wait_seconds: float = DECODE_WAIT_SECONDS
+    model_version: str | None = None
 
     def validate(self) -> None:
         """Refuse settings that would serve unsafely or cannot work.
@@ -361,6 +380,26 @@ async def _read_body(
     if total == 0:
         raise service_error_for(ImageSizeError("the request body is empty", limit="bytes"))
     return b"".join(chunks)
+
+
+def _form_image(content_type: str, body: bytes) -> bytes:
+    """The image of a `multipart/form-data` body, which the REST reference allows for the
+    binary image: the first part that is a file (has a `filename`), else the first part,
+    whatever its field name. Parsed with the standard library's MIME parser (a header
+    block for the request's own `Content-Type`, then the body).
+    """
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    parts = [part for part in message.iter_parts() if isinstance(part, email.message.Message)]
+    if not message.is_multipart() or not parts:
+        raise _BAD_FORM
+    chosen = next((part for part in parts if part.get_filename()), parts[0])
+    image = chosen.get_payload(decode=True)
+    if not isinstance(image, bytes):
+        raise _BAD_FORM
+    if not image:
+        raise service_error_for(ImageSizeError("the image part is empty", limit="bytes"))
+    return image
 
 
 def _url_host(url: str) -> str | None:
@@ -513,6 +552,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
         if is_image_type(media):
             record["source"] = "bytes"
             return await _read_body(request, settings.max_body_bytes, _IMAGE_TOO_LARGE, record)
+        if media == "multipart/form-data":
+            record["source"] = "form"
+            body = await _read_body(
+                request, settings.max_body_bytes + MAX_JSON_BYTES, _IMAGE_TOO_LARGE, record
+            )
+            image = _form_image(request.headers["content-type"], body)
+            if len(image) >= settings.max_body_bytes:
+                raise _IMAGE_TOO_LARGE
+            return image
         if media != "application/json":
             raise _UNSUPPORTED_TYPE
         record["source"] = "url"
@@ -527,7 +575,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.post(ANALYZE_PATH, response_model=None)
     async def analyze(request: Request) -> Response:
-        """Image Analysis 4.0 `analyze`: octet-stream / image body, or JSON `{"url"}`."""
+        """Image Analysis 4.0 `analyze`: octet-stream / image / form body, or JSON `{"url"}`."""
         record = _record(request)
         try:
             await auth.check(request, record)
@@ -551,7 +599,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
         except Exception:
             logger.exception("request %s: unexpected error", record.get("request_id"))
             return _error_response(_INTERNAL, record)
-        return _ServiceJSON(to_azure_json(result))
+        return _ServiceJSON(
+            to_azure_json(result, model_version=settings.model_version),
+            headers={MODEL_VERSION_HEADER: result.model_version},
+        )
 
     @app.get("/health", response_model=None)
     async def health() -> Response:

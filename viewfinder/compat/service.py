@@ -37,9 +37,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "API_VERSIONS",
+    "AZURE_MODEL_VERSION",
     "DEFAULT_RETRY_AFTER",
     "LANGUAGES",
     "MAX_IMAGE_BYTES",
+    "MODEL_VERSIONS",
     "RESOURCE_NOT_FOUND",
     "ServiceError",
     "check_api_version",
@@ -50,6 +52,10 @@ __all__ = [
 ]
 
 API_VERSIONS = ("2023-10-01", "2024-02-01")
+AZURE_MODEL_VERSION = "2023-10-01"
+"""The service's only public model version (what its results report)."""
+MODEL_VERSIONS = ("latest", AZURE_MODEL_VERSION)
+"""`model-version` values the service accepts in requests; both mean viewfinder's model."""
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 """The service refuses bodies of this size or more ("larger than 20971520 bytes")."""
 DEFAULT_RETRY_AFTER = 1
@@ -158,7 +164,7 @@ def check_options(
         ServiceError: 400 with the service's codes: no features, an unknown feature
             (`NotSupportedVisualFeature`), an unknown language (`NotSupportedLanguage`),
             a ratio outside 0.75-1.8 (`BadArgument`), a model version other than
-            `latest` (`InvalidModelVersion`).
+            `latest` or `2023-10-01` (`InvalidModelVersion`).
     """
     names = [str(getattr(f, "value", f)).strip() for f in features]
     names = [n for n in names if n]
@@ -187,10 +193,11 @@ def check_options(
         )
     except InvalidOptionError as exc:
         raise _invalid_query("BadArgument", _BAD_RATIO) from exc
-    if model_version not in (None, "latest"):
+    if model_version is not None and model_version not in MODEL_VERSIONS:
         raise _invalid_query(
             "InvalidModelVersion",
-            f"The model version '{model_version}' is not supported; use 'latest'.",
+            f"The model version '{model_version}' is not supported; use 'latest' or "
+            f"'{AZURE_MODEL_VERSION}'.",
         )
     return plan
 

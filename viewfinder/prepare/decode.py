@@ -163,12 +163,12 @@ def _check_header(fmt: str, width: int, height: int, label: str, limits: ImageLi
         raise ImageFormatError(
             f"image format {fmt} is not accepted (accepted: {accepted})", source=label
         )
-    if not (limits.min_side <= width <= limits.max_side) or not (
-        limits.min_side <= height <= limits.max_side
+    if not (limits.min_side < width < limits.max_side) or not (
+        limits.min_side < height < limits.max_side
     ):
         raise ImageSizeError(
-            f"the image is {width}x{height} pixels; each side must be between "
-            f"{limits.min_side} and {limits.max_side}",
+            f"the image is {width}x{height} pixels; each side must be more than "
+            f"{limits.min_side} and less than {limits.max_side}",
             source=label,
             limit="dimensions",
         )

@@ -39,8 +39,10 @@ class ImageLimits:
 
     Attributes:
         max_bytes: Files of this many bytes or more are refused (Azure: under 20 MB).
-        min_side: Smallest accepted width and height, in pixels.
-        max_side: Largest accepted width and height, in pixels.
+        min_side: Width and height must be greater than this, in pixels (the service
+            documents "greater than 50 x 50": exactly 50 is refused).
+        max_side: Width and height must be less than this, in pixels (the service
+            documents "less than 16,000 x 16,000": exactly 16,000 is refused).
         formats: Accepted Pillow format names.
         max_pixels: Decompression-bomb ceiling on width x height, read from the header.
             Pillow's own process-wide hard limit (`2 * PIL.Image.MAX_IMAGE_PIXELS`,
