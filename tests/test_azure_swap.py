@@ -19,6 +19,7 @@ import viewfinder as vf
 import viewfinder.azure as vf_sdk
 import viewfinder.azure.aio as vf_aio
 from viewfinder.testing import compact_answer
+from viewfinder.testing.entra import LocalTenant, serve_jwks
 from viewfinder.testing.simulator import Simulator
 
 ENDPOINT = "https://fake-resource-name.cognitiveservices.azure.com"
@@ -75,6 +76,35 @@ def test_keys_come_from_the_environment_and_none_accepts_any(
         ENDPOINT, AzureKeyCredential("any Azure key"), analyzer=make_analyzer(cache=False)
     ) as client:
         assert client.analyze(image_data, ["caption"]).caption is not None  # type: ignore[list-item]
+
+
+def test_entra_tokens_are_checked_as_the_server_checks_them(
+    make_analyzer: Callable[..., vf.ImageAnalyzer],
+    sim: Simulator,
+    image_data: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tenant = LocalTenant()
+    stranger = LocalTenant(tenant=tenant.tenant, key=tenant.key)  # same tenant, not allowed
+    with serve_jwks(tenant) as jwks:
+        monkeypatch.setenv("VIEWFINDER_ENTRA_TENANT", tenant.tenant)
+        monkeypatch.setenv("VIEWFINDER_ENTRA_ALLOW", tenant.principal)
+        monkeypatch.setenv("VIEWFINDER_ENTRA_JWKS_URL", jwks.url)
+        with (
+            vf_sdk.ImageAnalysisClient(
+                ENDPOINT, stranger.credential(), analyzer=make_analyzer(cache=False)
+            ) as client,
+            pytest.raises(ClientAuthenticationError),
+        ):
+            client.analyze(image_data, ["caption"])  # type: ignore[list-item]
+        assert sim.requests == []
+        sim.script(CAPTION)
+        with vf_sdk.ImageAnalysisClient(
+            ENDPOINT, tenant.credential(), analyzer=make_analyzer(cache=False)
+        ) as client:
+            result = client.analyze(image_data, ["caption"])  # type: ignore[list-item]
+        assert jwks.fetches == 2  # each client fetched the key set once: checked for real
+    assert result.caption is not None and result.caption.text == "a cat"
 
 
 def test_hooks_logging_params_and_send_request(

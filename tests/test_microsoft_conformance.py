@@ -12,8 +12,13 @@ Microsoft's files are fetched at test time (`microsoft_sdk.sdist`, cached) and o
 image URLs are edited (to a loopback image server, the bad one to its 404). Every sample
 and every Microsoft test is one case here. The subprocesses of a run start together in a
 thread pool when the first case asks, so the whole job takes about as long as its slowest
-process; each case then waits for its own. What fails because of another part of issue 13
-is `xfail(strict=True)` with the missing piece named, so it flips loudly when fixed.
+process; each case then waits for its own. A case that cannot pass yet would be marked
+`xfail(strict=True)` with the missing piece named in `XFAIL` (none is today).
+
+The Entra ID cases run through a local tenant (`viewfinder.testing.entra`): an
+`azure.identity` stand-in on the subprocesses' path mints its tokens, the server (over
+TLS: azure-core sends tokens over HTTPS only) and the import swap (`VIEWFINDER_ENTRA_*`)
+check them against its keys, served on loopback, and allow its one principal.
 """
 
 from __future__ import annotations
@@ -34,8 +39,16 @@ import pytest
 from local_server import Serving
 from microsoft_sdk import answer_for, redirect_urls, sdist, swap_imports, unpack
 
+from viewfinder.compat.entra import EntraSettings
 from viewfinder.compat.server import ServerSettings, create_app
 from viewfinder.compat.service import AZURE_MODEL_VERSION
+from viewfinder.testing.entra import (
+    ENV_TENANT_FILE,
+    JWKSServer,
+    LocalTenant,
+    write_identity_shim,
+    write_tls_certificate,
+)
 from viewfinder.testing.simulator import Simulator
 
 KEY = "conformance-key-0123456789"
@@ -75,22 +88,9 @@ MS_TESTS = [
 ]
 PATHS = ("endpoint", "import")
 
-_ENTRA = "part C: Entra ID (TLS and token validation on viewfinder serve; azure-identity)"
-_NO_IDENTITY = "azure-identity is not installed here: the Entra ID samples (parts B and C)"
-_NO_MODELS = (
-    "part B: `viewfinder.azure.models` is no attribute of `import viewfinder.azure as sdk` "
-    "(Microsoft's base uses `sdk.models.VisualFeatures`): nothing is collected"
-)
-XFAIL: dict[tuple[str, str], str] = {
-    ("endpoint", SAMPLES[2]): _ENTRA,
-    ("endpoint", SAMPLES[13]): _ENTRA,
-    ("import", SAMPLES[2]): _NO_IDENTITY,
-    ("import", SAMPLES[13]): _NO_IDENTITY,
-    ("endpoint", MS_TESTS[2]): _ENTRA,
-    ("endpoint", MS_TESTS[6]): _ENTRA,
-    **{("import", test): _NO_MODELS for test in MS_TESTS},
-}
-"""(path, case) -> the missing piece that makes Microsoft's file fail there."""
+XFAIL: dict[tuple[str, str], str] = {}
+"""(path, case) -> the missing piece that makes Microsoft's file fail there (none left:
+kept so that a case that cannot pass yet is marked, not deleted)."""
 
 
 @dataclass(frozen=True)
@@ -175,10 +175,36 @@ def simulator() -> Iterator[Simulator]:
 
 
 @pytest.fixture(scope="module")
-def endpoint(simulator: Simulator) -> Iterator[str]:
-    """`viewfinder serve` with one key, loopback images allowed, Azure's model version."""
+def tenant() -> LocalTenant:
+    """A local Microsoft Entra tenant: its key signs the tokens of the Entra ID cases."""
+    return LocalTenant()
+
+
+@pytest.fixture(scope="module")
+def jwks(tenant: LocalTenant) -> Iterator[JWKSServer]:
+    """The tenant's signing keys on loopback, where the server fetches them."""
+    server = JWKSServer(tenant.jwks()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1: azure-core sends tokens over HTTPS only."""
+    return write_tls_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def endpoint(
+    simulator: Simulator, tenant: LocalTenant, jwks: JWKSServer, tls: tuple[Path, Path]
+) -> Iterator[str]:
+    """`viewfinder serve` over TLS with one key and the local tenant's tokens (its one
+    principal allowed), loopback images allowed, Azure's model version."""
     settings = ServerSettings(
         api_keys=(KEY,),
+        entra=EntraSettings(
+            tenant=tenant.tenant, principals=(tenant.principal,), jwks_url=jwks.url
+        ),
         allow_hosts=("127.0.0.1",),
         model_version=AZURE_MODEL_VERSION,
         analyzer_options={
@@ -188,7 +214,7 @@ def endpoint(simulator: Simulator) -> Iterator[str]:
             "cache": False,
         },
     )
-    serving = Serving(create_app(settings))
+    serving = Serving(create_app(settings), str(tls[0]), str(tls[1]))
     yield serving.start()
     serving.stop()
 
@@ -248,19 +274,33 @@ def runs(
     images: str,
     endpoint: str,
     simulator: Simulator,
+    tenant: LocalTenant,
+    jwks: JWKSServer,
+    tls: tuple[Path, Path],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[tuple[str, str], Future[Any]]]:
     """Every sample and both test runs of both paths, started together (`microsoft`: the
     sdist is downloaded, or the fixture fails, before any copy is made)."""
+    identity = write_identity_shim(tmp_path_factory.mktemp("identity"))
+    tenant_file = tenant.save(tmp_path_factory.mktemp("tenant") / "tenant.json")
     base = {
         **os.environ,
-        "PYTHONPATH": str(STANDIN),
+        # Our devtools_testutils, and an azure.identity whose DefaultAzureCredential
+        # mints the local tenant's tokens (azure-identity is not installed here).
+        "PYTHONPATH": os.pathsep.join((str(STANDIN), str(identity))),
+        ENV_TENANT_FILE: str(tenant_file),
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     envs = {
-        "endpoint": {**base, "VISION_ENDPOINT": endpoint, "VISION_KEY": KEY},
+        "endpoint": {
+            **base,
+            "VISION_ENDPOINT": endpoint,
+            "VISION_KEY": KEY,
+            "REQUESTS_CA_BUNDLE": str(tls[0]),  # the sync clients trust our certificate
+            "SSL_CERT_FILE": str(tls[0]),  # and the async (aiohttp) ones
+        },
         "import": {
             **base,
             "VISION_ENDPOINT": "https://fake-resource-name.cognitiveservices.azure.com",
@@ -270,6 +310,12 @@ def runs(
             "VIEWFINDER_MODEL": "gpt-4.1-mini",
             "VIEWFINDER_ALLOW_HOSTS": "127.0.0.1",
             "VIEWFINDER_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
+            "VIEWFINDER_API_KEYS": KEY,  # a wrong key is refused, as Microsoft's test expects
+            "VIEWFINDER_REPORT_MODEL_VERSION": AZURE_MODEL_VERSION,
+            # Tokens checked against the local tenant's keys, as the server checks them.
+            "VIEWFINDER_ENTRA_TENANT": tenant.tenant,
+            "VIEWFINDER_ENTRA_ALLOW": tenant.principal,
+            "VIEWFINDER_ENTRA_JWKS_URL": jwks.url,
         },
     }
     futures: dict[tuple[str, str], Future[Any]] = {}

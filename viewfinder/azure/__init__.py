@@ -119,8 +119,14 @@ class ImageAnalysisClient(_SdkClient):
             stays open when the client closes (the client closes only one it built).
         api_keys: Keys callers must present (a list, or a comma-separated string).
             Default: `VIEWFINDER_API_KEYS`; none configured accepts any key.
-        token_validator: Decides whether a bearer token (Entra ID) is accepted;
-            default: accepted unchecked.
+        token_validator: Decides whether a bearer token (Entra ID) is accepted.
+            Default: checked as `viewfinder serve` checks them when
+            `VIEWFINDER_ENTRA_TENANT` (and `_ALLOW`, `_JWKS_URL`...) is set, else
+            accepted unchecked.
+        report_model_version: What results' `model_version` says: `"2023-10-01"` for
+            code that checks it. Default: `VIEWFINDER_REPORT_MODEL_VERSION`, else the
+            engine's true `<model>+<hash>` (always in the `x-viewfinder-model-version`
+            response header).
         **options: azure-core keywords (`logging_enable`, `retry_total`,
             `raw_response_hook`...), passed to Microsoft's client; any other keyword is
             an `ImageAnalyzer` setting (`model=`, `base_url=`, `client=`, `cache=`...),
@@ -140,10 +146,15 @@ class ImageAnalysisClient(_SdkClient):
         analyzer: ImageAnalyzer | None = None,
         api_keys: str | list[str] | tuple[str, ...] | None = None,
         token_validator: TokenValidator | None = None,
+        report_model_version: str | None = None,
         **options: Any,
     ) -> None:
         service, sdk_options, owns = look_alike(
-            analyzer, options, api_keys=api_keys, token_validator=token_validator
+            analyzer,
+            options,
+            api_keys=api_keys,
+            token_validator=token_validator,
+            report_model_version=report_model_version,
         )
         if credential is None:
             from azure.core.credentials import AzureKeyCredential

@@ -42,6 +42,7 @@ from azure.core.utils import case_insensitive_dict
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
 from viewfinder.compat.handler import (
     ONE_ATTEMPT,
+    REPORT_MODEL_VERSION_ENV,
     ApiKeys,
     Service,
     TokenValidator,
@@ -380,18 +381,43 @@ def _configured_keys(api_keys: str | list[str] | tuple[str, ...] | None) -> ApiK
     return ApiKeys.of(list(api_keys))
 
 
+def _entra_check() -> TokenValidator:
+    """Bearer tokens checked as `viewfinder serve` checks them, from `VIEWFINDER_ENTRA_*`.
+
+    Raises:
+        ConfigurationError: The settings are not valid, or PyJWT is not installed.
+    """
+    from viewfinder.compat.entra import settings_from_env, token_check
+
+    settings = settings_from_env()
+    if settings is None:  # pragma: no cover - the caller checked the tenant
+        raise ConfigurationError("VIEWFINDER_ENTRA_TENANT is not set")
+    try:
+        import jwt  # noqa: F401 - PyJWT, of the server extra
+    except ImportError:
+        raise ConfigurationError(
+            "checking Entra ID tokens (VIEWFINDER_ENTRA_TENANT is set) needs PyJWT: "
+            "pip install 'viewfinder[server]'"
+        ) from None
+    return token_check(settings)
+
+
 def look_alike(
     analyzer: ImageAnalyzer | None,
     options: Mapping[str, Any],
     *,
     api_keys: str | list[str] | tuple[str, ...] | None,
     token_validator: TokenValidator | None,
+    report_model_version: str | None = None,
 ) -> tuple[Service, dict[str, Any], bool]:
     """The service answering a client, the keywords left for azure-core, and whether the
     client owns (built) the analyzer.
 
     The analyzer's model calls get one attempt each (`ONE_ATTEMPT`): the SDK's retry
-    policy waits. Only a `retry=` keyword given with analyzer settings keeps its own.
+    policy waits. `report_model_version` (default `VIEWFINDER_REPORT_MODEL_VERSION`) is
+    what results' `model_version` says; unset, the engine's true version. Without a
+    `token_validator`, `VIEWFINDER_ENTRA_*` (as for `viewfinder serve`) makes one.
+    Only a `retry=` keyword given with analyzer settings keeps its own.
 
     Raises:
         ConfigurationError: Both `analyzer` and analyzer settings were given, or no
@@ -411,11 +437,16 @@ def look_alike(
         analyzer = ImageAnalyzer(**settings)
     elif analyzer.has_endpoint:
         analyzer.engine.retry = ONE_ATTEMPT  # adopted as the server adopts it
+    if token_validator is None and os.environ.get("VIEWFINDER_ENTRA_TENANT", "").strip():
+        token_validator = _entra_check()
     service = Service(
         analyzer,
         _configured_keys(api_keys),
         token_validator=token_validator,
         fetch_url=url_image,
+        report_model_version=report_model_version
+        or os.environ.get(REPORT_MODEL_VERSION_ENV, "").strip()
+        or None,
     )
     return service, sdk_options, owns
 

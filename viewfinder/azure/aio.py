@@ -55,10 +55,15 @@ class ImageAnalysisClient(_SdkClient):
         analyzer: ImageAnalyzer | None = None,
         api_keys: str | list[str] | tuple[str, ...] | None = None,
         token_validator: TokenValidator | None = None,
+        report_model_version: str | None = None,
         **options: Any,
     ) -> None:
         service, sdk_options, owns = look_alike(
-            analyzer, options, api_keys=api_keys, token_validator=token_validator
+            analyzer,
+            options,
+            api_keys=api_keys,
+            token_validator=token_validator,
+            report_model_version=report_model_version,
         )
         if credential is None:
             from azure.core.credentials import AzureKeyCredential

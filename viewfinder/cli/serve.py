@@ -142,8 +142,8 @@ def serve(
         typer.Option(
             help=(
                 "What results' modelVersion says, e.g. 2023-10-01 for code that checks "
-                "it. Default: the engine's true <model>+<hash>, always in the "
-                "x-viewfinder-model-version header."
+                "it. Default: VIEWFINDER_REPORT_MODEL_VERSION, else the engine's true "
+                "<model>+<hash>, always in the x-viewfinder-model-version header."
             ),
             metavar="VERSION",
         ),
@@ -206,7 +206,9 @@ def serve(
         no_auth=no_auth,
         entra=entra,
         allow_hosts=trusted_hosts(allow_hosts_of(allow_host)),
-        model_version=report_model_version,
+        model_version=report_model_version
+        or os.environ.get("VIEWFINDER_REPORT_MODEL_VERSION", "").strip()
+        or None,
     )
     try:
         settings.validate()  # before the analyzer: an open server is refused first

@@ -39,7 +39,10 @@ except ImportError as _missing:
     ) from _missing
 
 import asyncio
+import logging
 import math
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
@@ -52,6 +55,8 @@ __all__ = [
     "KeysUnavailable",
     "TokenRefused",
     "TokenValidator",
+    "settings_from_env",
+    "token_check",
 ]
 
 DEFAULT_AUDIENCE: Final = "https://cognitiveservices.azure.com"
@@ -206,3 +211,53 @@ class TokenValidator:
     async def aprincipal(self, token: str) -> str:
         """`principal(token)` in a worker thread: the key fetch must not block the loop."""
         return await asyncio.to_thread(self.principal, token)
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def settings_from_env(env: Mapping[str, str] | None = None) -> EntraSettings | None:
+    """Entra ID settings from the `VIEWFINDER_ENTRA_*` variables, as `viewfinder serve`
+    reads them (`_TENANT`, `_ALLOW`, `_AUDIENCE`, `_ISSUERS`, `_JWKS_URL`); `None` when no
+    tenant is set.
+
+    Raises:
+        ConfigurationError: The settings are not valid (`EntraSettings.validate`).
+    """
+    environ: Mapping[str, str] = os.environ if env is None else env
+    tenant = environ.get("VIEWFINDER_ENTRA_TENANT", "").strip()
+    if not tenant:
+        return None
+    settings = EntraSettings(
+        tenant=tenant,
+        principals=_names(environ.get("VIEWFINDER_ENTRA_ALLOW", "")),
+        audience=environ.get("VIEWFINDER_ENTRA_AUDIENCE", "").strip() or DEFAULT_AUDIENCE,
+        issuers=_names(environ.get("VIEWFINDER_ENTRA_ISSUERS", "")),
+        jwks_url=environ.get("VIEWFINDER_ENTRA_JWKS_URL", "").strip() or None,
+    )
+    settings.validate()
+    return settings
+
+
+def token_check(settings: EntraSettings) -> Callable[[str], bool]:
+    """A yes/no check of bearer tokens under `settings`, for the import swap's
+    `token_validator`: a refused token, or signing keys that cannot be fetched, is a no
+    (logged on `viewfinder.compat.entra` with the reason, never the token)."""
+    validator = TokenValidator(settings)
+
+    def check(token: str) -> bool:
+        try:
+            validator.principal(token)
+        except TokenRefused as exc:
+            _logger.warning("bearer token refused: %s", exc)
+            return False
+        except KeysUnavailable as exc:
+            _logger.error("Entra signing keys unavailable: %s", exc)
+            return False
+        return True
+
+    return check
+
+
+_logger = logging.getLogger(__name__)

@@ -49,7 +49,9 @@ if TYPE_CHECKING:
 __all__ = [
     "ANALYZE_PATH",
     "JSON_CONTENT_TYPE",
+    "MODEL_VERSION_HEADER",
     "ONE_ATTEMPT",
+    "REPORT_MODEL_VERSION_ENV",
     "ApiKeys",
     "Service",
     "WireRequest",
@@ -268,6 +270,15 @@ TokenValidator = Callable[[str], bool]
 """Decides whether an `Authorization: Bearer` token (Microsoft Entra ID) is accepted."""
 
 
+MODEL_VERSION_HEADER: Final = "x-viewfinder-model-version"
+"""Response header of every result: the engine's true `<model>+<hash>`, whatever the
+body's `modelVersion` is set to report."""
+
+REPORT_MODEL_VERSION_ENV: Final = "VIEWFINDER_REPORT_MODEL_VERSION"
+"""What results' `modelVersion` reports when not set in code (`2023-10-01` for code
+that checks it); unset: the engine's true version."""
+
+
 class Service:
     """The analyze operation for requests whose body is already in memory.
 
@@ -281,6 +292,9 @@ class Service:
             import swap used Microsoft's client); keys are still checked.
         fetch_url: Turns an image URL into what `analyzer.run` / `arun` take (checks
             the scheme, for one); the default passes it through.
+        report_model_version: What results' `modelVersion` says (e.g. `2023-10-01` for
+            code that checks it); `None`: the engine's true `<model>+<hash>`, which is
+            in the `MODEL_VERSION_HEADER` header of every result either way.
     """
 
     def __init__(
@@ -290,8 +304,10 @@ class Service:
         *,
         token_validator: TokenValidator | None = None,
         fetch_url: Callable[[str], str] = str,
+        report_model_version: str | None = None,
     ) -> None:
         self.analyzer = analyzer
+        self.report_model_version = report_model_version
         self.api_keys = api_keys or ApiKeys(())
         self.token_validator = token_validator
         self._fetch_url = fetch_url
@@ -339,7 +355,7 @@ class Service:
         except Exception:
             logger.exception("unexpected error")
             return self._respond(error_response(_INTERNAL))
-        return self._respond(json_response(to_azure_json(result)))
+        return self._respond(self._result(result))
 
     async def ahandle(self, request: WireRequest) -> WireResponse:
         """Answer `request` with `analyzer.arun`."""
@@ -353,7 +369,12 @@ class Service:
         except Exception:
             logger.exception("unexpected error")
             return self._respond(error_response(_INTERNAL))
-        return self._respond(json_response(to_azure_json(result)))
+        return self._respond(self._result(result))
+
+    def _result(self, result: ImageAnalysisResult) -> WireResponse:
+        response = json_response(to_azure_json(result, model_version=self.report_model_version))
+        response.headers[MODEL_VERSION_HEADER] = result.model_version
+        return response
 
     @staticmethod
     def _failure(exc: ViewfinderError) -> WireResponse:

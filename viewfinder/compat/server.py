@@ -100,6 +100,7 @@ from viewfinder.analyzers.image_analysis import FeatureOptions, ImageAnalyzer
 from viewfinder.build.plan import CallPlan
 from viewfinder.compat.handler import (
     ANALYZE_PATH,
+    MODEL_VERSION_HEADER,
     ApiKeys,
     image_url,
     is_image_type,
@@ -144,10 +145,6 @@ __all__ = [
     "create_app",
     "run",
 ]
-
-MODEL_VERSION_HEADER: Final = "x-viewfinder-model-version"
-"""Response header of every result: the engine's true `<model>+<hash>`, whatever
-`ServerSettings.model_version` makes the body report."""
 
 MAX_JSON_BYTES: Final = 64 * 1024
 """Largest `application/json` body (`{"url": ...}`) read."""
