@@ -84,8 +84,10 @@ from typing import TYPE_CHECKING, Any
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
 from viewfinder.azure import models
 from viewfinder.azure._client import (
+    ANONYMOUS_KEY,
     DEFAULT_API_VERSION,
     DEFAULT_ENDPOINT,
+    ClientExtras,
     InProcessTransport,
     look_alike,
 )
@@ -99,12 +101,11 @@ __all__ = ["VERSION", "ImageAnalysisClient", "models"]
 
 del _VisualFeatures  # imported above only to say what to install when it is missing
 
-_ANONYMOUS_KEY = "anonymous"
 """Sent when no credential is given: Microsoft's client needs one. It matches no
 configured key, so it passes only when none is configured."""
 
 
-class ImageAnalysisClient(_SdkClient):
+class ImageAnalysisClient(ClientExtras, _SdkClient):
     """Microsoft's `ImageAnalysisClient`, answered in-process by a GPT vision model.
 
     Args:
@@ -159,7 +160,7 @@ class ImageAnalysisClient(_SdkClient):
         if credential is None:
             from azure.core.credentials import AzureKeyCredential
 
-            credential = AzureKeyCredential(_ANONYMOUS_KEY)
+            credential = AzureKeyCredential(ANONYMOUS_KEY)
         self._transport = InProcessTransport(service, owns_analyzer=owns)
         super().__init__(
             endpoint or DEFAULT_ENDPOINT,
@@ -168,16 +169,3 @@ class ImageAnalysisClient(_SdkClient):
             transport=self._transport,
             **sdk_options,
         )
-
-    @property
-    def analyzer(self) -> ImageAnalyzer:
-        """The viewfinder analyzer that answers (given, or built from the options)."""
-        return self._transport.service.analyzer
-
-    @property
-    def api_version(self) -> str:
-        """The Image Analysis api-version this client speaks."""
-        return str(self._config.api_version)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(analyzer={self.analyzer!r})"

@@ -54,12 +54,14 @@ from viewfinder.compat.service import ServiceError
 from viewfinder.errors import ConfigurationError, ImageFetchError
 
 __all__ = [
+    "ANONYMOUS_KEY",
     "API_KEYS_ENV",
     "AZURE_CORE_OPTIONS",
     "DEFAULT_API_VERSION",
     "DEFAULT_ENDPOINT",
     "ERROR_MAP",
     "AsyncInProcessTransport",
+    "ClientExtras",
     "InProcessTransport",
     "azure_error",
     "image_bytes",
@@ -68,6 +70,31 @@ __all__ = [
 ]
 
 logger = logging.getLogger("viewfinder.azure")
+
+ANONYMOUS_KEY = "anonymous"
+"""The key a client built without a credential sends: it matches no configured key."""
+
+
+class ClientExtras:
+    """What both look-alike clients add to Microsoft's: the analyzer, the api-version,
+    a repr. Mixed in before Microsoft's client class."""
+
+    _transport: InProcessTransport | AsyncInProcessTransport
+    _config: Any
+
+    @property
+    def analyzer(self) -> ImageAnalyzer:
+        """The viewfinder analyzer that answers (given, or built from the options)."""
+        return self._transport.service.analyzer
+
+    @property
+    def api_version(self) -> str:
+        """The Image Analysis api-version this client speaks."""
+        return str(self._config.api_version)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(analyzer={self.analyzer!r})"
+
 
 DEFAULT_API_VERSION = "2023-10-01"
 """The SDK's default `api_version`."""

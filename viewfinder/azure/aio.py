@@ -24,9 +24,11 @@ from azure.ai.vision.imageanalysis.aio import ImageAnalysisClient as _SdkClient
 
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
 from viewfinder.azure._client import (
+    ANONYMOUS_KEY,
     DEFAULT_API_VERSION,
     DEFAULT_ENDPOINT,
     AsyncInProcessTransport,
+    ClientExtras,
     look_alike,
 )
 
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["ImageAnalysisClient"]
 
 
-class ImageAnalysisClient(_SdkClient):
+class ImageAnalysisClient(ClientExtras, _SdkClient):
     """Microsoft's aio `ImageAnalysisClient`, answered in-process by a GPT vision model.
 
     Arguments as for `viewfinder.azure.ImageAnalysisClient`; a token credential is an
@@ -68,7 +70,7 @@ class ImageAnalysisClient(_SdkClient):
         if credential is None:
             from azure.core.credentials import AzureKeyCredential
 
-            credential = AzureKeyCredential("anonymous")  # matches no configured key
+            credential = AzureKeyCredential(ANONYMOUS_KEY)
         self._transport = AsyncInProcessTransport(service, owns_analyzer=owns)
         super().__init__(
             endpoint or DEFAULT_ENDPOINT,
@@ -77,16 +79,3 @@ class ImageAnalysisClient(_SdkClient):
             transport=self._transport,
             **sdk_options,
         )
-
-    @property
-    def analyzer(self) -> ImageAnalyzer:
-        """The viewfinder analyzer that answers (given, or built from the options)."""
-        return self._transport.service.analyzer
-
-    @property
-    def api_version(self) -> str:
-        """The Image Analysis api-version this client speaks."""
-        return str(self._config.api_version)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(analyzer={self.analyzer!r})"
