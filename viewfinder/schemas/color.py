@@ -56,8 +56,9 @@ class ColorInfo(BaseModel):
     """The most frequent colour name of the image's centre (the subject, usually)."""
     dominant_color_background: ColorName
     """The most frequent colour name of the image's border."""
-    dominant_colors: tuple[ColorName, ...] = Field(min_length=1)
-    """The names that cover a large part of the whole image, most frequent first."""
+    dominant_colors: tuple[ColorName, ...]
+    """The names that cover a large part of the whole image, most frequent first (ours
+    always hold at least one; a stored result may hold none)."""
     accent_color: str = Field(pattern=r"^[0-9A-F]{6}$")
     """The most vibrant colour, as 6 upper-case hex digits without `#` (e.g. `873B59`)."""
     is_bw_img: bool
@@ -68,6 +69,17 @@ class ColorInfo(BaseModel):
     def _upper_hex(cls, value: Any) -> Any:
         """Accept `873b59` and `#873B59` as well: the service and the docs write both."""
         return value.removeprefix("#").upper() if isinstance(value, str) else value
+
+    @classmethod
+    def from_rest(cls, color: dict[str, Any]) -> ColorInfo:
+        """Read a 3.2 JSON object `color` (wire names, e.g. a stored 3.2 result)."""
+        return cls(
+            dominant_color_foreground=color["dominantColorForeground"],
+            dominant_color_background=color["dominantColorBackground"],
+            dominant_colors=tuple(color["dominantColors"]),
+            accent_color=color["accentColor"],
+            is_bw_img=color["isBWImg"],
+        )
 
     def to_rest(self) -> dict[str, Any]:
         """The 3.2 JSON object `color` (section 4 `ColorInfo`), wire names."""
@@ -89,6 +101,14 @@ class ImageType(BaseModel):
     """0 non-clip-art, 1 ambiguous, 2 normal clip art, 3 good clip art."""
     line_drawing_type: Literal[0, 1]
     """1 for a line drawing, else 0 (the docs call it a boolean; the wire is an integer)."""
+
+    @classmethod
+    def from_rest(cls, image_type: dict[str, Any]) -> ImageType:
+        """Read a 3.2 JSON object `imageType` (wire names)."""
+        return cls(
+            clip_art_type=image_type["clipArtType"],
+            line_drawing_type=image_type["lineDrawingType"],
+        )
 
     def to_rest(self) -> dict[str, Any]:
         """The 3.2 JSON object `imageType` (section 4 `ImageType`), wire names."""
