@@ -8,6 +8,8 @@
   people grown from Haar-cascade faces).
 - `viewfinder.local.saliency`: the smart-crop region of interest (spectral residual
   saliency, NumPy only).
+- `viewfinder.local.color`: Computer Vision 3.2's Color and ImageType from the pixels,
+  Pillow only: importable and working without the `local` extra.
 """
 
 from viewfinder.local.read import read_text
