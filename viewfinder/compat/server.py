@@ -93,11 +93,13 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from viewfinder.analyzers.image_analysis import FeatureOptions, ImageAnalyzer
 from viewfinder.build.plan import CallPlan
+from viewfinder.compat import read32
 from viewfinder.compat.handler import (
     ANALYZE_PATH,
     MODEL_VERSION_HEADER,
@@ -228,6 +230,9 @@ class ServerSettings:
             stored results on it see a model or prompt change; `"2023-10-01"`
             (`AZURE_MODEL_VERSION`) for code that checks the service's value. Either
             way the true version is in the `x-viewfinder-model-version` header.
+        read_store: The directory of the Computer Vision 3.2 Read operations
+            (`viewfinder.compat.read32`): give every worker the same one. `None`: a
+            temp directory of this app, removed when it stops.
     """
 
     api_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -243,6 +248,7 @@ class ServerSettings:
     max_decode_pixels: int = MAX_DECODE_PIXELS
     decode_wait_seconds: float = DECODE_WAIT_SECONDS
     model_version: str | None = None
+    read_store: Path | None = None
 
     def validate(self) -> None:
         """Refuse settings that would serve unsafely or cannot work.
@@ -515,6 +521,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     auth = _Auth(settings)
     analyzers = _Analyzers(settings)
     pixels = PixelBudget(settings.max_decode_pixels)
+    operations = read32.ReadOperations(read32.OperationStore(settings.read_store))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -522,6 +529,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         try:
             yield
         finally:
+            await operations.aclose()
             await analyzers.aclose()
 
     app = FastAPI(
@@ -600,6 +608,54 @@ def create_app(settings: ServerSettings) -> FastAPI:
             to_azure_json(result, model_version=settings.model_version),
             headers={MODEL_VERSION_HEADER: result.model_version},
         )
+
+    def refused(exc: Exception, record: dict[str, Any]) -> Response:
+        """The error answer of a 3.2 route, as `analyze` answers the same failure."""
+        if isinstance(exc, ServiceError):
+            return _error_response(exc, record)
+        if isinstance(exc, ViewfinderError):
+            return _error_response(analyzers.service_error(exc), record)
+        logger.error("request %s: unexpected error", record.get("request_id"), exc_info=exc)
+        return _error_response(_INTERNAL, record)
+
+    @app.post(read32.READ_PATH, response_model=None)
+    async def read_analyze(request: Request) -> Response:
+        """Computer Vision 3.2 Read: 202 + `Operation-Location`, the work in the background."""
+        record = _record(request)
+        record["api_version"] = "3.2"
+        try:
+            await auth.check(request, record)
+            analyzer = analyzers.get()
+            query = read32.ReadQuery.of(request.query_params.multi_items())
+            plan = read32.read_plan(analyzer)
+            record["features"] = ["read"]
+            image = await read_image(request, record)
+            read32.check_image(image, query)
+
+            async def analyze() -> ImageAnalysisResult:
+                with budget_scope(pixels, settings.decode_wait_seconds):
+                    return await analyzer.arun(plan, image)
+
+            operation_id = operations.submit(analyze, query)
+        except Exception as exc:
+            return refused(exc, record)
+        endpoint = str(request.base_url).rstrip("/")
+        location = f"{endpoint}{read32.RESULTS_PATH}/{operation_id}"
+        return Response(status_code=202, headers={"Operation-Location": location})
+
+    @app.get(read32.RESULTS_PATH + "/{operation_id}", response_model=None)
+    async def read_result(request: Request, operation_id: str) -> Response:
+        """Computer Vision 3.2 Read result: the operation's status and, when done, text."""
+        record = _record(request)
+        record["api_version"] = "3.2"
+        try:
+            await auth.check(request, record)
+            found = operations.result(operation_id)
+            if found is None:
+                raise RESOURCE_NOT_FOUND
+        except Exception as exc:
+            return refused(exc, record)
+        return _ServiceJSON(found)
 
     @app.get("/health", response_model=None)
     async def health() -> Response:
