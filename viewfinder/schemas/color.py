@@ -8,7 +8,7 @@ Attributes are snake_case like the rest of `viewfinder.schemas`; `to_rest()` giv
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -30,20 +30,7 @@ ColorName = Literal[
 ]
 """One of the 12 colour names of section 5.2, capitalised as the service returns them."""
 
-COLOR_NAMES: tuple[ColorName, ...] = (
-    "Black",
-    "Blue",
-    "Brown",
-    "Gray",
-    "Green",
-    "Orange",
-    "Pink",
-    "Purple",
-    "Red",
-    "Teal",
-    "White",
-    "Yellow",
-)
+COLOR_NAMES: tuple[ColorName, ...] = get_args(ColorName)
 """The 12 names in the reference's (alphabetical) order: ties between names break in it."""
 
 
