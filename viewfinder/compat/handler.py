@@ -348,13 +348,8 @@ class Service:
         try:
             plan, image = self._start(request)
             result = self.analyzer.run(plan, image)
-        except ServiceError as refused:
-            return self._respond(error_response(refused))
-        except ViewfinderError as exc:
-            return self._respond(self._failure(exc))
-        except Exception:
-            logger.exception("unexpected error")
-            return self._respond(error_response(_INTERNAL))
+        except Exception as exc:
+            return self._respond(self._refusal(exc))
         return self._respond(self._result(result))
 
     async def ahandle(self, request: WireRequest) -> WireResponse:
@@ -362,13 +357,8 @@ class Service:
         try:
             plan, image = self._start(request)
             result = await self.analyzer.arun(plan, image)
-        except ServiceError as refused:
-            return self._respond(error_response(refused))
-        except ViewfinderError as exc:
-            return self._respond(self._failure(exc))
-        except Exception:
-            logger.exception("unexpected error")
-            return self._respond(error_response(_INTERNAL))
+        except Exception as exc:
+            return self._respond(self._refusal(exc))
         return self._respond(self._result(result))
 
     def _result(self, result: ImageAnalysisResult) -> WireResponse:
@@ -377,11 +367,17 @@ class Service:
         return response
 
     @staticmethod
-    def _failure(exc: ViewfinderError) -> WireResponse:
-        error = service_error_for(exc)
-        if error.status >= 500:
-            logger.warning("analysis failed: %s: %s", type(exc).__name__, exc)
-        return error_response(error)
+    def _refusal(exc: Exception) -> WireResponse:
+        """The service's answer to what `handle` / `ahandle` caught (call it while handling)."""
+        if isinstance(exc, ServiceError):
+            return error_response(exc)
+        if isinstance(exc, ViewfinderError):
+            error = service_error_for(exc)
+            if error.status >= 500:
+                logger.warning("analysis failed: %s: %s", type(exc).__name__, exc)
+            return error_response(error)
+        logger.exception("unexpected error")
+        return error_response(_INTERNAL)
 
     @staticmethod
     def _respond(response: WireResponse) -> WireResponse:
