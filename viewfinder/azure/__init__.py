@@ -84,12 +84,9 @@ from typing import TYPE_CHECKING, Any
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
 from viewfinder.azure import models
 from viewfinder.azure._client import (
-    ANONYMOUS_KEY,
     DEFAULT_API_VERSION,
-    DEFAULT_ENDPOINT,
     ClientExtras,
     InProcessTransport,
-    look_alike,
 )
 
 if TYPE_CHECKING:
@@ -150,22 +147,14 @@ class ImageAnalysisClient(ClientExtras, _SdkClient):
         report_model_version: str | None = None,
         **options: Any,
     ) -> None:
-        service, sdk_options, owns = look_alike(
-            analyzer,
-            options,
+        self._connect(
+            InProcessTransport,
+            endpoint,
+            credential,
+            api_version=api_version,
+            analyzer=analyzer,
             api_keys=api_keys,
             token_validator=token_validator,
             report_model_version=report_model_version,
-        )
-        if credential is None:
-            from azure.core.credentials import AzureKeyCredential
-
-            credential = AzureKeyCredential(ANONYMOUS_KEY)
-        self._transport = InProcessTransport(service, owns_analyzer=owns)
-        super().__init__(
-            endpoint or DEFAULT_ENDPOINT,
-            credential,
-            api_version=api_version,
-            transport=self._transport,
-            **sdk_options,
+            options=options,
         )

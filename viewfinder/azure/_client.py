@@ -76,11 +76,46 @@ ANONYMOUS_KEY = "anonymous"
 
 
 class ClientExtras:
-    """What both look-alike clients add to Microsoft's: the analyzer, the api-version,
-    a repr. Mixed in before Microsoft's client class."""
+    """What both look-alike clients add to Microsoft's: their construction, the analyzer,
+    the api-version, a repr. Mixed in before Microsoft's client class."""
 
     _transport: InProcessTransport | AsyncInProcessTransport
     _config: Any
+
+    def _connect(
+        self,
+        transport_type: type[InProcessTransport] | type[AsyncInProcessTransport],
+        endpoint: str | None,
+        credential: Any,
+        *,
+        api_version: str,
+        analyzer: ImageAnalyzer | None,
+        api_keys: str | list[str] | tuple[str, ...] | None,
+        token_validator: TokenValidator | None,
+        report_model_version: str | None,
+        options: Mapping[str, Any],
+    ) -> None:
+        """Build the in-process service and transport, then Microsoft's client over them
+        (`look_alike` splits `options` between azure-core and the analyzer)."""
+        service, sdk_options, owns = look_alike(
+            analyzer,
+            options,
+            api_keys=api_keys,
+            token_validator=token_validator,
+            report_model_version=report_model_version,
+        )
+        if credential is None:
+            from azure.core.credentials import AzureKeyCredential
+
+            credential = AzureKeyCredential(ANONYMOUS_KEY)
+        self._transport = transport_type(service, owns_analyzer=owns)
+        cast(Any, super()).__init__(  # Microsoft's client, next in the subclass's MRO
+            endpoint or DEFAULT_ENDPOINT,
+            credential,
+            api_version=api_version,
+            transport=self._transport,
+            **sdk_options,
+        )
 
     @property
     def analyzer(self) -> ImageAnalyzer:

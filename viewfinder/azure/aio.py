@@ -24,12 +24,9 @@ from azure.ai.vision.imageanalysis.aio import ImageAnalysisClient as _SdkClient
 
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
 from viewfinder.azure._client import (
-    ANONYMOUS_KEY,
     DEFAULT_API_VERSION,
-    DEFAULT_ENDPOINT,
     AsyncInProcessTransport,
     ClientExtras,
-    look_alike,
 )
 
 if TYPE_CHECKING:
@@ -60,22 +57,14 @@ class ImageAnalysisClient(ClientExtras, _SdkClient):
         report_model_version: str | None = None,
         **options: Any,
     ) -> None:
-        service, sdk_options, owns = look_alike(
-            analyzer,
-            options,
+        self._connect(
+            AsyncInProcessTransport,
+            endpoint,
+            credential,
+            api_version=api_version,
+            analyzer=analyzer,
             api_keys=api_keys,
             token_validator=token_validator,
             report_model_version=report_model_version,
-        )
-        if credential is None:
-            from azure.core.credentials import AzureKeyCredential
-
-            credential = AzureKeyCredential(ANONYMOUS_KEY)
-        self._transport = AsyncInProcessTransport(service, owns_analyzer=owns)
-        super().__init__(
-            endpoint or DEFAULT_ENDPOINT,
-            credential,
-            api_version=api_version,
-            transport=self._transport,
-            **sdk_options,
+            options=options,
         )
