@@ -571,18 +571,20 @@ def offline_analyzer(
         return ImageAnalyzer(base_url=OFFLINE_BASE_URL, cache=False, mode=mode, **options)
 
 
-def _schema_tokens(request: Request[BaseModel], analyzer: ImageAnalyzer, model: str) -> int:
-    """Tokens instructor adds to carry the answer schema, in the analyzer's mode.
+def _text_tokens(
+    request: Request[BaseModel], analyzer: ImageAnalyzer, model: str
+) -> tuple[int, int]:
+    """The request's prompt tokens, and the tokens instructor adds to carry the schema.
 
     Counted on the body the engine would send (`Engine.request_body`, no I/O): in the JSON modes
     instructor writes the schema into the system prompt, counted as the text it adds; in
     `json_schema` and `tools` modes it sends the schema as `response_format` / `tools`,
     counted as the JSON text of that payload. OpenAI does not publish how it bills that
-    payload, so the JSON text is an approximation.
+    payload, so the JSON text is an approximation. Both are text before the image.
     """
     body = analyzer.engine.request_body(request, model=model)
-    added = prefix_tokens(body, model=model) - count_message_tokens(request.messages, model=model)
-    return max(added, 0)
+    prompt = count_message_tokens(request.messages, model=model)
+    return prompt, max(prefix_tokens(body, model=model) - prompt, 0)
 
 
 def estimate_request(
@@ -649,14 +651,13 @@ def estimate_request(
     request = plan.build(prepared)
     name = model or analyzer.model
 
-    prompt_tokens = count_message_tokens(request.messages, model=name)
-    schema_tokens = _schema_tokens(request, analyzer, name)
+    prompt_tokens, schema_tokens = _text_tokens(request, analyzer, name)
     image_tokens = estimate_image_tokens(
         prepared.model_width, prepared.model_height, model=name, detail=analyzer.detail
     )
     output_tokens = _output_tokens(chosen, analyzer.answer_format)
-    prefix_tokens = prompt_tokens + schema_tokens
-    cached_tokens = prompt_cache_tokens(prefix_tokens)
+    before_image = prompt_tokens + schema_tokens
+    cached_tokens = prompt_cache_tokens(before_image)
 
     notes: list[str] = []
     input_tokens: int | None = None
@@ -693,7 +694,7 @@ def estimate_request(
         image_tokens=image_tokens,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        prefix_tokens=prefix_tokens,
+        prefix_tokens=before_image,
         cached_input_tokens=cached_tokens,
         cost_usd=cost,
         batch_cost_usd=batch_cost,
