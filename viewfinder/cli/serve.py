@@ -168,6 +168,7 @@ def serve(
 
     try:
         from viewfinder.compat import server
+        from viewfinder.compat.handler import REPORT_MODEL_VERSION_ENV
     except ImportError as exc:
         raise fail(str(exc)) from None
 
@@ -207,7 +208,7 @@ def serve(
         entra=entra,
         allow_hosts=trusted_hosts(allow_hosts_of(allow_host)),
         model_version=report_model_version
-        or os.environ.get("VIEWFINDER_REPORT_MODEL_VERSION", "").strip()
+        or os.environ.get(REPORT_MODEL_VERSION_ENV, "").strip()
         or None,
     )
     try:
