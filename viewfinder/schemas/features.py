@@ -12,6 +12,7 @@ __all__ = [
     "DenseCaption",
     "DetectedObject",
     "DetectedPerson",
+    "ObjectParent",
     "ReadBlock",
     "ReadLine",
     "ReadResult",
@@ -55,6 +56,22 @@ class Tag(BaseModel):
     """Lower-case tag name."""
     confidence: float = _Confidence
     """The model's own estimate, 0-1."""
+    hint: str | None = None
+    """3.2's disambiguation of an ambiguous name (`ascomycete` -> `fungus`), when the call
+    asked for hints (`tag_hints`) and the name needs one; else None."""
+
+
+class ObjectParent(BaseModel):
+    """A broader kind of an object (3.2's `ObjectHierarchy`: a bulldog's parent is dog)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    """The broader kind."""
+    confidence: float = _Confidence
+    """The model's own estimate, 0-1."""
+    parent: ObjectParent | None = None
+    """A broader kind still, or None."""
 
 
 class DetectedObject(BaseModel):
@@ -68,6 +85,8 @@ class DetectedObject(BaseModel):
     """The model's own estimate, 0-1."""
     box: BoundingBox
     """Where it is, in pixels."""
+    parent: ObjectParent | None = None
+    """Its broader kind (3.2), when the call asked for it (`object_parents`); else None."""
 
 
 class DetectedPerson(BaseModel):

@@ -6,6 +6,15 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from viewfinder.schemas.color import ColorInfo, ImageType
+from viewfinder.schemas.cv32 import (
+    AdultContent,
+    Category,
+    Description,
+    DetectedBrand,
+    DetectedFace,
+    Landmark,
+)
 from viewfinder.schemas.features import (
     Caption,
     CropRegion,
@@ -90,6 +99,22 @@ class ImageAnalysisResult(BaseModel):
     """One crop per requested aspect ratio, in request order."""
     read: ReadResult | None = None
     """Text in the image."""
+    categories: list[Category] | None = None
+    """Computer Vision 3.2: categories of the 86-category taxonomy, best first."""
+    description: Description | None = None
+    """Computer Vision 3.2: candidate captions and description tags."""
+    brands: list[DetectedBrand] | None = None
+    """Computer Vision 3.2: brands (logos and names) with boxes."""
+    adult: AdultContent | None = None
+    """Computer Vision 3.2: adult, racy and gory content."""
+    faces: list[DetectedFace] | None = None
+    """Computer Vision 3.2: face rectangles (a local detector where installed)."""
+    color: ColorInfo | None = None
+    """Computer Vision 3.2: the colour scheme, computed from the pixels."""
+    image_type: ImageType | None = None
+    """Computer Vision 3.2: clip art and line drawing, computed from the pixels."""
+    landmarks: list[Landmark] | None = None
+    """Computer Vision 3.2's landmarks detail, best first."""
     usage: Usage = Field(default_factory=Usage)
     """What this analysis spent."""
     unserved: dict[str, str] | None = None
