@@ -351,6 +351,26 @@ async def test_a_stop_fails_the_operations_in_flight(tmp_path: Path) -> None:
     reopened.close()
 
 
+async def test_a_long_operation_renews_its_record_while_it_runs(tmp_path: Path) -> None:
+    """A document running longer than IN_FLIGHT_SECONDS must not expire (and turn 404)."""
+    store = read32.OperationStore(tmp_path / "ops")
+    operations = read32.ReadOperations(store, renew_seconds=0.01)
+    started, never = asyncio.Event(), asyncio.Event()
+
+    async def analyze() -> Any:
+        started.set()
+        await never.wait()
+
+    operation_id = operations.submit(analyze)
+    await started.wait()
+    _, first = store._open().get(operation_id, expire_time=True)
+    deadline = time.monotonic() + 10
+    while store._open().get(operation_id, expire_time=True)[1] == first:
+        assert time.monotonic() < deadline, "the running record was never renewed"
+        await asyncio.sleep(0.01)  # lets the renewal run (the event loop's turn)
+    await operations.aclose()
+
+
 async def test_too_many_operations_in_flight_are_the_services_429(tmp_path: Path) -> None:
     operations = read32.ReadOperations(read32.OperationStore(tmp_path / "ops"), max_in_flight=1)
     never = asyncio.Event()

@@ -45,9 +45,10 @@ Operations live in `OperationStore`, a diskcache directory that every worker giv
 same directory shares. A record holds the status and, once done, the JSON result: never
 the image, which only the running task holds. Finished records expire after 48 hours
 (the Read specification: "The operation ID will expire in 48 hours", section 7);
-records in flight after `IN_FLIGHT_SECONDS`, so an operation whose process died is
-forgotten (404) instead of running forever. A restart loses the operations in flight:
-a graceful stop marks them `failed`, a crash leaves them to expire.
+records in flight after `IN_FLIGHT_SECONDS`, renewed while they run (a long document
+lives on), so an operation whose process died is forgotten (404) instead of running
+forever. A restart loses the operations in flight: a graceful stop marks them `failed`,
+a crash leaves them to expire.
 """
 
 from __future__ import annotations
@@ -398,9 +399,15 @@ class OperationStore:
 class ReadOperations:
     """Read operations run as tasks of the server's event loop, recorded in a store."""
 
-    def __init__(self, store: OperationStore, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+    def __init__(
+        self,
+        store: OperationStore,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        renew_seconds: float = IN_FLIGHT_SECONDS / 3,
+    ) -> None:
         self.store = store
         self._max = max_in_flight
+        self._renew = renew_seconds
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     def submit(self, work: Callable[[], Awaitable[dict[str, Any]]]) -> str:
@@ -428,6 +435,7 @@ class ReadOperations:
         self, operation_id: str, created: str, work: Callable[[], Awaitable[dict[str, Any]]]
     ) -> None:
         self._write(operation_id, "running", created)
+        renewing = asyncio.get_running_loop().create_task(self._keep(operation_id, created))
         try:
             analyzed = await work()
         except ViewfinderError as exc:
@@ -438,7 +446,16 @@ class ReadOperations:
             logger.exception("read %s: unexpected error", operation_id)
             self._write(operation_id, "failed", created)
             return
+        finally:
+            renewing.cancel()
         self._write(operation_id, "succeeded", created, analyzed)
+
+    async def _keep(self, operation_id: str, created: str) -> None:
+        """Renew a running record every `renew_seconds`: a long document outlives
+        `IN_FLIGHT_SECONDS`, while the record of a process that died still expires."""
+        while True:
+            await asyncio.sleep(self._renew)
+            self._write(operation_id, "running", created)
 
     def _write(
         self, operation_id: str, status: str, created: str, analyzed: dict[str, Any] | None = None
