@@ -728,6 +728,24 @@ def test_serve_takes_keys_from_the_environment_and_never_prints_them(
     assert settings.allow_hosts == ("images.internal",) and not settings.no_auth
     assert (seen["host"], seen["port"]) == ("127.0.0.1", 8123)
     assert "key" in result.output and "first-key-123" not in result.output
+    assert settings.read_store == tmp_path / "read-operations"  # under the cache directory
+
+
+def test_serve_read_store_names_the_read_operations_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    seen: list[ServerSettings] = []
+    monkeypatch.setattr(server_module, "run", lambda settings, **_: seen.append(settings))
+    store = tmp_path / "shared-read-store"
+    result = CliRunner().invoke(
+        cli_app,
+        ["serve", "--api-key", KEY, "--read-store", str(store), "--base-url", "http://x:9/v1"],
+    )
+    assert result.exit_code == 0, result.output
+    assert seen[0].read_store == store
+    seen[0].analyzer.close()
+    help_text = CliRunner(env={"COLUMNS": "200"}).invoke(cli_app, ["serve", "--help"]).output
+    assert "--read-store" in help_text and "restart loses the operations in flight" in help_text
 
 
 def test_serve_refuses_keys_and_no_auth_together(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from viewfinder.compat.entra import EntraSettings
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+READ_STORE_NAME = "read-operations"
+"""`--read-store`'s default: this folder of the answer cache's directory."""
 
 __all__ = ["register", "serve"]
 
@@ -148,6 +150,21 @@ def serve(
             metavar="VERSION",
         ),
     ] = None,
+    read_store: Annotated[
+        Path | None,
+        typer.Option(
+            "--read-store",
+            help=(
+                "Directory of the Computer Vision 3.2 Read operations (read/analyze), shared "
+                "by every server given it; finished results are kept 48 hours. A restart "
+                "loses the operations in flight (a clean stop marks them failed), not the "
+                "finished ones. Default: read-operations under the cache directory."
+            ),
+            metavar="DIR",
+            file_okay=False,
+            show_default=False,
+        ),
+    ] = None,
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
 ) -> None:
@@ -158,6 +175,7 @@ def serve(
     VIEWFINDER_API_KEYS or --api-key-file: other users can read --api-key in `ps`.
     """
     from viewfinder.analyzers.image_analysis import ImageAnalyzer  # the engine: lazily
+    from viewfinder.engine.cache import default_cache_dir
     from viewfinder.prepare.fetch import trusted_hosts  # httpx2 and asyncio: lazily
 
     err = Console(stderr=True, highlight=False)
@@ -210,6 +228,7 @@ def serve(
         model_version=report_model_version
         or os.environ.get(REPORT_MODEL_VERSION_ENV, "").strip()
         or None,
+        read_store=read_store or default_cache_dir() / READ_STORE_NAME,
     )
     try:
         settings.validate()  # before the analyzer: an open server is refused first

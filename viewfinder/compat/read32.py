@@ -8,34 +8,47 @@ References are to `azure-computer-vision-3.2.md` (sections 2-4, 6-7, 8.8, 8.9, 9
   <endpoint>/vision/v3.2/read/analyzeResults/<uuid>` (the docs' format, section 8.8;
   clients take the last path segment as the id, section 9.6). The query (section 3):
   `language` (a forced language: reported as the page's `language`, the text is read the
-  same way), `pages` (an image has one page: a selection that names another page is the
+  same way), `pages` (pages of a PDF or a multi-page TIFF, `viewfinder.compat.read_pages`;
+  an image has one page; a selection that names a page the document lacks is the
   service's `InvalidPageRange`), `readingOrder` (`basic` or `natural`; viewfinder's lines
   come in the model's reading order either way), `model-version` (`latest`,
   `latest-preview` or one of the Read model dates; all mean viewfinder's model).
-  The image's header is checked before the 202 (format, sides), so a bad or too small
-  image is the 4.0 route's 400, not a failed operation.
+  The input is checked before the 202 (`read_pages.open_document`: Read's formats,
+  sides, page count and selection), so a bad, corrupt or too small input is a 400, not
+  a failed operation.
+- Errors of both routes are Read's own `ComputerVisionOcrError` (section 6.1): top-level
+  `{"code", "message", "requestId"}` (`ocr_error`), not the 4.0 route's `{"error": ...}`.
+  Microsoft's 3.2 SDK raises `ComputerVisionOcrErrorException` for Read and reads only
+  this shape: `e.error.code`, `e.error.message` and `str(e)` come from it, while for a
+  wrapped body they are `None` and "Operation returned an invalid status code" (section
+  9.5). A bad key's 401 takes the same shape for the same reason (the gateway's wrapped
+  401 is UNVERIFIED for 3.2, section 6.2).
 - `GET /vision/v3.2/read/analyzeResults/{operationId}` (section 4, `ReadOperationResult`):
   `status` `notStarted` / `running` / `succeeded` / `failed`, `createdDateTime`,
   `lastUpdatedDateTime` and, once succeeded, `analyzeResult` (`version` "3.2",
-  `modelVersion` = the engine's true `<model>+<hash>`, `readResults` with page 1:
-  `angle` 0, the image's `width` and `height`, `unit` "pixel", the lines with 8-number
+  `modelVersion` = the engine's true `<model>+<hash>`, `readResults`: one per selected
+  page, with its number in the document, `angle` 0, its `width` and `height` in `unit`
+  "pixel" (images, TIFF) or "inch" (PDF, boxes converted too), the lines with 8-number
   `boundingBox`es and their words with `confidence`). `appearance` is left out: the
   `read` feature does not tell handwriting from print, and the schema makes it optional.
   An id the store does not hold (unknown, expired, or lost) is the 4.0 route's 404 body.
 
 The text comes from viewfinder's `read` feature: the plan of the 4.0 route's
-`features=read` (`check_options`), so one model request per image, the same prompts,
+`features=read` (`check_options`), so one model request per page, the same prompts,
 the same answer cache. It runs as a task of the server's event loop, paced by the same
-rate limiter and pixel budget as the 4.0 route; a model error fails the operation (the
-3.2 result has no error field: the reason is logged).
+rate limiter and pixel budget as the 4.0 route, at most `PAGE_CONCURRENCY` pages of an
+operation at once. Any page failing fails the whole operation and stops its other pages:
+the service has one status per operation and the 3.2 result no error field, so a result
+without a page's text would pass for a page without text (the reason is logged).
 
 Operations live in `OperationStore`, a diskcache directory that every worker given the
 same directory shares. A record holds the status and, once done, the JSON result: never
 the image, which only the running task holds. Finished records expire after 48 hours
 (the Read specification: "The operation ID will expire in 48 hours", section 7);
-records in flight after `IN_FLIGHT_SECONDS`, so an operation whose process died is
-forgotten (404) instead of running forever. A restart loses the operations in flight:
-a graceful stop marks them `failed`, a crash leaves them to expire.
+records in flight after `IN_FLIGHT_SECONDS`, renewed while they run (a long document
+lives on), so an operation whose process died is forgotten (404) instead of running
+forever. A restart loses the operations in flight: a graceful stop marks them `failed`,
+a crash leaves them to expire.
 """
 
 from __future__ import annotations
@@ -55,10 +68,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 import diskcache
 
+from viewfinder.compat.read_pages import Document, Page
 from viewfinder.compat.rest import MAX_CONFIDENCE, MIN_CONFIDENCE
+from viewfinder.compat.rest32 import OCR_ERROR_CODES
 from viewfinder.compat.service import DEFAULT_RETRY_AFTER, ServiceError, check_options
-from viewfinder.errors import ViewfinderError
-from viewfinder.prepare.decode import DEFAULT_LIMITS, open_checked
+from viewfinder.errors import ImageFetchError, ImageSizeError, ViewfinderError
+from viewfinder.prepare.pixel_budget import run_holding
 
 if TYPE_CHECKING:
     from viewfinder.analyzers.image_analysis import FeatureOptions, ImageAnalyzer
@@ -70,14 +85,17 @@ __all__ = [
     "IN_FLIGHT_SECONDS",
     "MAX_IN_FLIGHT",
     "OPERATION_SECONDS",
+    "PAGE_CONCURRENCY",
     "READ_PATH",
     "RESULTS_PATH",
     "OperationStore",
     "ReadOperations",
     "ReadQuery",
-    "check_image",
+    "ocr_error",
+    "read_document",
+    "read_error_for",
+    "read_page",
     "read_plan",
-    "read_results",
 ]
 
 READ_PATH: Final = "/vision/v3.2/read/analyze"
@@ -92,6 +110,9 @@ operation whose process stopped is forgotten after this, not `running` for 48 ho
 MAX_IN_FLIGHT: Final = 32
 """Operations one process runs at once (each holds its image in memory); one more is
 answered 429 with `Retry-After`, as a busy 4.0 route is."""
+PAGE_CONCURRENCY: Final = 4
+"""Pages of one operation analysed at once (each a model request and a decoded page);
+the server's rate limiter and pixel budget bound all operations together."""
 MODEL_VERSIONS: Final = frozenset(
     ("latest", "latest-preview", "2021-04-12", "2021-09-30", "2022-01-30", "2022-04-30")
 )
@@ -167,6 +188,23 @@ class ReadQuery:
                     f"The page range is not valid: the document has {page_count} page(s).",
                 )
 
+    def select(self, page_count: int) -> tuple[int, ...]:
+        """The page numbers to read of a document of `page_count` pages, in order, each
+        once; every page when `pages` is not given.
+
+        Raises:
+            ServiceError: 400 `InvalidPageRange` (see `check_pages`).
+        """
+        self.check_pages(page_count)
+        if not self.pages:
+            return tuple(range(1, page_count + 1))
+        chosen = {
+            number
+            for first, last in self.pages
+            for number in range(first, (page_count if last is None else last) + 1)
+        }
+        return tuple(sorted(chosen))
+
 
 def _page_range(item: str) -> tuple[int, int | None]:
     """`3` -> (3, 3), `1-3` -> (1, 3), `2-` -> (2, None), `-3` -> (1, 3); pages count from 1."""
@@ -185,18 +223,6 @@ def read_plan(analyzer: ImageAnalyzer) -> CallPlan[FeatureOptions, ImageAnalysis
     return check_options(analyzer, ["read"])
 
 
-def check_image(image: bytes, query: ReadQuery) -> None:
-    """Check the image's header (format, sides) and the page selection before the 202.
-
-    Raises:
-        ViewfinderError: `ImageFormatError` / `ImageSizeError` / `DecompressionBombError`,
-            answered as the 4.0 route answers them.
-        ServiceError: A page selection beyond the image's one page.
-    """
-    open_checked(image, "image", DEFAULT_LIMITS).close()
-    query.check_pages(1)
-
-
 # --- the result ---------------------------------------------------------------------------
 
 
@@ -210,25 +236,47 @@ def _box(polygon: Polygon) -> list[int]:
     return [value for point in polygon.points for value in (point.x, point.y)]
 
 
-def read_results(result: ImageAnalysisResult, language: str | None) -> dict[str, Any]:
-    """The `analyzeResult` of an image's analysis (sections 4, 8.9): one page."""
+def read_page(result: ImageAnalysisResult, page: Page, language: str | None) -> dict[str, Any]:
+    """The `ReadResult` of one page's analysis (sections 4, 8.9).
+
+    An image's page is in its pixels; a PDF page (`page.inches`) in inches: its size, and
+    its boxes scaled from the rendered pixels, rounded to 4 decimals.
+    """
     read = result.read
     lines = [] if read is None else read.lines
-    page: dict[str, Any] = {"page": 1}
+    width: float = result.metadata.width
+    height: float = result.metadata.height
+    unit = "pixel"
+
+    def box(polygon: Polygon) -> list[int | float]:
+        return [*_box(polygon)]
+
+    if page.inches is not None:
+        unit = "inch"
+        x_scale, y_scale = page.inches[0] / width, page.inches[1] / height
+        width, height = page.inches
+
+        def box(polygon: Polygon) -> list[int | float]:
+            return [
+                round(value * (x_scale if i % 2 == 0 else y_scale), 4)
+                for i, value in enumerate(_box(polygon))
+            ]
+
+    answer: dict[str, Any] = {"page": page.number}
     if language is not None:
-        page["language"] = language
-    page.update(
+        answer["language"] = language
+    answer.update(
         angle=0,
-        width=result.metadata.width,
-        height=result.metadata.height,
-        unit="pixel",
+        width=width,
+        height=height,
+        unit=unit,
         lines=[
             {
-                "boundingBox": _box(line.polygon),
+                "boundingBox": box(line.polygon),
                 "text": line.text,
                 "words": [
                     {
-                        "boundingBox": _box(word.polygon),
+                        "boundingBox": box(word.polygon),
                         "text": word.text,
                         "confidence": min(max(word.confidence, MIN_CONFIDENCE), MAX_CONFIDENCE),
                     }
@@ -238,7 +286,72 @@ def read_results(result: ImageAnalysisResult, language: str | None) -> dict[str,
             for line in lines
         ],
     )
-    return {"version": "3.2", "modelVersion": result.model_version, "readResults": [page]}
+    return answer
+
+
+async def read_document(
+    document: Document,
+    query: ReadQuery,
+    analyze: Callable[[bytes], Awaitable[ImageAnalysisResult]],
+) -> dict[str, Any]:
+    """The `analyzeResult` of `document`'s selected pages (sections 4, 8.9).
+
+    Each page's image is made in a worker thread holding its pixels of the current pixel
+    budget (`run_holding`), then analysed by `analyze`; at most `PAGE_CONCURRENCY` pages
+    at once. The document is closed at the end.
+
+    Raises:
+        ViewfinderError: The first page that failed (the others are cancelled).
+    """
+    gate = asyncio.Semaphore(PAGE_CONCURRENCY)
+
+    async def one(page: Page) -> tuple[dict[str, Any], str]:
+        async with gate:
+            if page.pixels:
+                image = await run_holding(page.pixels, document.page_image, page)
+            else:
+                image = document.page_image(page)
+            result = await analyze(image)
+        return read_page(result, page, query.language), result.model_version
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(page)) for page in document.pages]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    finally:
+        await asyncio.to_thread(document.close)
+    pages = [task.result() for task in tasks]
+    return {
+        "version": "3.2",
+        "modelVersion": pages[0][1],
+        "readResults": [page for page, _ in pages],
+    }
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+def read_error_for(exc: ImageFetchError | ImageSizeError) -> ServiceError:
+    """Read's error for an input that could not be had: a URL not fetched
+    (`InvalidImageUrl`) or a body too large or empty (`InvalidImageSize`)."""
+    if isinstance(exc, ImageFetchError):
+        return _bad("InvalidImageUrl", "The provided image url is not accessible.")
+    return _bad("InvalidImageSize", "The input is empty or larger than this server accepts.")
+
+
+def ocr_error(error: ServiceError, request_id: str | None) -> dict[str, Any]:
+    """`error` as Read's `ComputerVisionOcrError` body: top-level `code`, `message`,
+    `requestId` (section 6.1). A 4.0 error whose inner code is one of Read's codes
+    (`InvalidImageSize`, `InvalidImageFormat`, ...) is answered with that code."""
+    inner = error.inner_code in OCR_ERROR_CODES and error.inner_message is not None
+    body: dict[str, Any] = {
+        "code": error.inner_code if inner else error.code,
+        "message": error.inner_message if inner else error.message,
+    }
+    if request_id is not None:
+        body["requestId"] = request_id
+    return body
 
 
 # --- the store ----------------------------------------------------------------------------
@@ -286,15 +399,20 @@ class OperationStore:
 class ReadOperations:
     """Read operations run as tasks of the server's event loop, recorded in a store."""
 
-    def __init__(self, store: OperationStore, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+    def __init__(
+        self,
+        store: OperationStore,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        renew_seconds: float = IN_FLIGHT_SECONDS / 3,
+    ) -> None:
         self.store = store
         self._max = max_in_flight
+        self._renew = renew_seconds
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    def submit(
-        self, analyze: Callable[[], Awaitable[ImageAnalysisResult]], query: ReadQuery
-    ) -> str:
-        """Record a `notStarted` operation, start `analyze` in the background, return its id.
+    def submit(self, work: Callable[[], Awaitable[dict[str, Any]]]) -> str:
+        """Record a `notStarted` operation, start `work` (which returns the `analyzeResult`,
+        `read_document`) in the background, return its id.
 
         Raises:
             ServiceError: 429 when `max_in_flight` operations are running.
@@ -304,9 +422,7 @@ class ReadOperations:
         operation_id = str(uuid.uuid4())
         created = _now()
         self._write(operation_id, "notStarted", created)
-        task = asyncio.get_running_loop().create_task(
-            self._run(operation_id, created, analyze, query)
-        )
+        task = asyncio.get_running_loop().create_task(self._run(operation_id, created, work))
         self._tasks[operation_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(operation_id, None))
         return operation_id
@@ -316,15 +432,12 @@ class ReadOperations:
         return self.store.get(operation_id)
 
     async def _run(
-        self,
-        operation_id: str,
-        created: str,
-        analyze: Callable[[], Awaitable[ImageAnalysisResult]],
-        query: ReadQuery,
+        self, operation_id: str, created: str, work: Callable[[], Awaitable[dict[str, Any]]]
     ) -> None:
         self._write(operation_id, "running", created)
+        renewing = asyncio.get_running_loop().create_task(self._keep(operation_id, created))
         try:
-            result = await analyze()
+            analyzed = await work()
         except ViewfinderError as exc:
             logger.warning("read %s failed: %s: %s", operation_id, type(exc).__name__, exc)
             self._write(operation_id, "failed", created)
@@ -333,7 +446,16 @@ class ReadOperations:
             logger.exception("read %s: unexpected error", operation_id)
             self._write(operation_id, "failed", created)
             return
-        self._write(operation_id, "succeeded", created, read_results(result, query.language))
+        finally:
+            renewing.cancel()
+        self._write(operation_id, "succeeded", created, analyzed)
+
+    async def _keep(self, operation_id: str, created: str) -> None:
+        """Renew a running record every `renew_seconds`: a long document outlives
+        `IN_FLIGHT_SECONDS`, while the record of a process that died still expires."""
+        while True:
+            await asyncio.sleep(self._renew)
+            self._write(operation_id, "running", created)
 
     def _write(
         self, operation_id: str, status: str, created: str, analyzed: dict[str, Any] | None = None

@@ -81,6 +81,7 @@ except ImportError as _missing:
         "viewfinder's server needs FastAPI and uvicorn: pip install 'viewfinder[server]'"
     ) from _missing
 
+import asyncio
 import email.message
 import email.parser
 import email.policy
@@ -99,7 +100,7 @@ from urllib.parse import urlsplit
 
 from viewfinder.analyzers.image_analysis import FeatureOptions, ImageAnalyzer
 from viewfinder.build.plan import CallPlan
-from viewfinder.compat import read32
+from viewfinder.compat import read32, read_pages
 from viewfinder.compat.handler import (
     ANALYZE_PATH,
     MODEL_VERSION_HEADER,
@@ -125,6 +126,7 @@ from viewfinder.engine.ratelimit import RateLimiter
 from viewfinder.engine.retry import RetryPolicy
 from viewfinder.errors import (
     ConfigurationError,
+    ImageFetchError,
     ImageSizeError,
     RateLimitError,
     ViewfinderError,
@@ -232,7 +234,9 @@ class ServerSettings:
             way the true version is in the `x-viewfinder-model-version` header.
         read_store: The directory of the Computer Vision 3.2 Read operations
             (`viewfinder.compat.read32`): give every worker the same one. `None`: a
-            temp directory of this app, removed when it stops.
+            temp directory of this app, removed when it stops (`viewfinder serve`
+            passes `--read-store`, by default `read-operations` under the cache
+            directory, so finished results outlive a restart; those in flight do not).
     """
 
     api_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -609,14 +613,21 @@ def create_app(settings: ServerSettings) -> FastAPI:
             headers={MODEL_VERSION_HEADER: result.model_version},
         )
 
-    def refused(exc: Exception, record: dict[str, Any]) -> Response:
-        """The error answer of a 3.2 route, as `analyze` answers the same failure."""
+    def read_refused(exc: Exception, record: dict[str, Any]) -> Response:
+        """The error answer of a Read route: what `analyze` answers for the same failure,
+        in Read's own `ComputerVisionOcrError` shape (`read32.ocr_error`)."""
         if isinstance(exc, ServiceError):
-            return _error_response(exc, record)
-        if isinstance(exc, ViewfinderError):
-            return _error_response(analyzers.service_error(exc), record)
-        logger.error("request %s: unexpected error", record.get("request_id"), exc_info=exc)
-        return _error_response(_INTERNAL, record)
+            error = exc
+        elif isinstance(exc, ImageFetchError | ImageSizeError):
+            error = read32.read_error_for(exc)
+        elif isinstance(exc, ViewfinderError):
+            error = analyzers.service_error(exc)
+        else:
+            logger.error("request %s: unexpected error", record.get("request_id"), exc_info=exc)
+            error = _INTERNAL
+        body = read32.ocr_error(error, record.get("request_id"))
+        record["error"] = body["code"]
+        return _ServiceJSON(body, status_code=error.status, headers=error.headers)
 
     @app.post(read32.READ_PATH, response_model=None)
     async def read_analyze(request: Request) -> Response:
@@ -630,15 +641,25 @@ def create_app(settings: ServerSettings) -> FastAPI:
             plan = read32.read_plan(analyzer)
             record["features"] = ["read"]
             image = await read_image(request, record)
-            read32.check_image(image, query)
+            document = await asyncio.to_thread(
+                read_pages.open_document, image, query.select, pixels.total
+            )
 
-            async def analyze() -> ImageAnalysisResult:
+            async def analyze(page: bytes) -> ImageAnalysisResult:
+                return await analyzer.arun(plan, page)
+
+            async def work() -> dict[str, Any]:
                 with budget_scope(pixels, settings.decode_wait_seconds):
-                    return await analyzer.arun(plan, image)
+                    return await read32.read_document(document, query, analyze)
 
-            operation_id = operations.submit(analyze, query)
+            try:
+                operation_id = operations.submit(work)
+            except BaseException:
+                await asyncio.to_thread(document.close)
+                raise
         except Exception as exc:
-            return refused(exc, record)
+            return read_refused(exc, record)
+        record["pages"] = len(document.pages)
         endpoint = str(request.base_url).rstrip("/")
         location = f"{endpoint}{read32.RESULTS_PATH}/{operation_id}"
         return Response(status_code=202, headers={"Operation-Location": location})
@@ -654,7 +675,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             if found is None:
                 raise RESOURCE_NOT_FOUND
         except Exception as exc:
-            return refused(exc, record)
+            return read_refused(exc, record)
         return _ServiceJSON(found)
 
     @app.get("/health", response_model=None)

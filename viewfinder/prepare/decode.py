@@ -32,6 +32,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "PIL_ERRORS",
     "ImageLimits",
+    "decode_frame",
     "decode_pixels",
     "decode_rgb",
     "has_image_suffix",
@@ -91,6 +92,26 @@ def decode_rgb(data: bytes, label: str, limits: ImageLimits = DEFAULT_LIMITS) ->
         ImageError: The image is refused or cannot be decoded.
     """
     return to_rgb(_decode(open_checked(data, label, limits), label))
+
+
+def decode_frame(
+    data: bytes, label: str, index: int, limits: ImageLimits = DEFAULT_LIMITS
+) -> Image.Image:
+    """Decode frame `index` (from 0) of a multi-frame image, as stored (a TIFF's page).
+
+    The checks of `open_checked` on the file, then on the frame's own sides; no
+    orientation is applied and the mode is the frame's. Read 3.2 reads a TIFF's pages
+    this way (`viewfinder.compat.read_pages`).
+
+    Raises:
+        ImageError: The image or the frame is refused, missing or cannot be decoded.
+    """
+    image = open_checked(data, label, limits)
+    with _decoding(label):
+        image.seek(index)
+        _check_header(str(image.format), *image.size, label, limits)
+        image.load()
+    return image
 
 
 def decode_pixels(data: bytes, max_side: int | None) -> int:

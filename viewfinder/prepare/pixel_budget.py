@@ -36,7 +36,14 @@ from typing import Any, Final, TypeVar
 from viewfinder.errors import DecodeBusyError, InvalidOptionError
 from viewfinder.prepare.decode import decode_pixels
 
-__all__ = ["TRIM_PIXELS", "PixelBudget", "budget_scope", "run_decode", "trim_heap"]
+__all__ = [
+    "TRIM_PIXELS",
+    "PixelBudget",
+    "budget_scope",
+    "run_decode",
+    "run_holding",
+    "trim_heap",
+]
 
 T = TypeVar("T")
 
@@ -171,11 +178,24 @@ async def run_decode(
     Raises:
         DecodeBusyError: The pixels could not be had within the scope's wait.
     """
+    if _SCOPE.get() is None:
+        return await asyncio.to_thread(func, *args, **kwargs)
+    return await run_holding(decode_pixels(data, max_side), func, *args, **kwargs)
+
+
+async def run_holding(pixels: int, func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """`func(*args, **kwargs)` in a worker thread, holding `pixels` of the scope's budget.
+
+    `run_decode` for work whose size no image header tells: a PDF page rendered at a
+    known size, a TIFF frame. Outside `budget_scope` this is `asyncio.to_thread`.
+
+    Raises:
+        DecodeBusyError: The pixels could not be had within the scope's wait.
+    """
     scope = _SCOPE.get()
     if scope is None:
         return await asyncio.to_thread(func, *args, **kwargs)
     budget = scope.budget
-    pixels = decode_pixels(data, max_side)
     held = await budget.acquire(pixels, scope.wait)
 
     def decode() -> T:
