@@ -5,6 +5,10 @@ viewfinder compare --azure azure/ --images photos/ --model gpt-4.1-mini --out re
 viewfinder compare --azure azure.jsonl --images photos/ --synonyms synonyms.json
 ```
 
+The stored results may be Image Analysis 4.0 or Computer Vision 3.2 analyze bodies
+(`viewfinder.evaluate.report.load_azure`). Features only the Azure side holds are listed
+as not scored.
+
 Exit codes: 0 when every image was compared, 1 when any image failed (the others are
 still compared and reported), 2 for usage or configuration errors.
 """
@@ -43,7 +47,8 @@ def compare(
         Path,
         typer.Option(
             "--azure",
-            help="Stored Azure results: a directory of <image-stem>.json, or a JSONL file.",
+            help="Stored Azure results (Image Analysis 4.0 or Computer Vision 3.2): a directory "
+            "of <image-stem>.json, or a JSONL file.",
             metavar="DIR_OR_JSONL",
         ),
     ],
@@ -131,6 +136,14 @@ def compare(
             ),
         )
     out_console.print(table)
+    if document["unscored"]:
+        out_console.print(
+            Text(
+                "not scored (in the Azure results, not in viewfinder's): "
+                + ", ".join(document["unscored"])
+            ),
+            soft_wrap=True,
+        )
     total = document["total_cost"]
     latency = document["mean_latency_s"]
     out_console.print(

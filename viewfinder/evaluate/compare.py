@@ -14,34 +14,53 @@ Conventions, so every score is a plain float:
   the optional synonym map (`{"sofa": "couch"}`) on both sides.
 * Boxes match at IoU >= 0.5, one-to-one, greedily: predictions in descending
   confidence (ties keep their order) each take the unmatched reference of highest IoU.
+* Agreement of two flags or values is a float, 1.0 or 0.0, so it averages over images
+  into an agreement rate.
+
+The reference may be a stored Computer Vision 3.2 result too (read it with
+`viewfinder.compat.results32.from_cv32_json`): its tags and objects score as above, and
+its 3.2 features (reference `azure-computer-vision-3.2.md` §4, §5.1-5.6) score as
+`CategoryScores`, `DescriptionScores`, `AdultScores`, `ColorScores`,
+`ImageTypeScores`, and brands and faces as `DetectionScores` (brands matched by name
+and box, faces by box alone). A feature only one side holds is not scored; the
+reference's are listed in `ImageComparison.unscored`.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from viewfinder.schemas.color import ColorInfo, ImageType
+from viewfinder.schemas.cv32 import AdultContent, Category, Description
 from viewfinder.schemas.features import CropRegion, ReadResult
 from viewfinder.schemas.geometry import BoundingBox
 from viewfinder.schemas.result import ImageAnalysisResult
 
 __all__ = [
+    "AdultScores",
     "CaptionScores",
+    "CategoryScores",
+    "ColorScores",
     "CropScore",
     "DenseCaptionScores",
+    "DescriptionScores",
     "DetectionScores",
     "FeatureScores",
     "ImageComparison",
+    "ImageTypeScores",
     "ReadScores",
     "SmartCropScores",
     "TagScores",
     "average_precision",
     "caption_char_ratio",
     "caption_token_f1",
+    "category_family",
     "compare_results",
     "error_rate",
     "iou",
@@ -170,6 +189,101 @@ class CaptionScores(_Frozen):
     """Azure's caption."""
 
 
+class DescriptionScores(CaptionScores):
+    """3.2 Description: the caption metrics on each side's best caption (highest
+    confidence, the first on ties; `""` when a side has none), and the description tags
+    compared as sets of words (normalised and mapped like tags)."""
+
+    tags_f1: float
+    """F1 of the two sets of description tags."""
+
+
+class CategoryScores(_Frozen):
+    """3.2 Categories (the 86-category taxonomy, reference §5.1), by name.
+
+    A name's *family* is its part up to the first `_` (`people_portrait` and the parent
+    `people_` are both `people_`): the family scores count a parent as agreeing with any
+    of its children, and siblings with each other, since the service answers a parent
+    when it is unsure of the child. The exact scores take names as given.
+    """
+
+    top1: float
+    """1.0 when both sides' most confident categories (the first on ties) are the same
+    name, else 0.0; 1.0 when both sides have none."""
+    top1_family: float
+    """The same on families."""
+    precision: float
+    """Share of viewfinder's category names Azure also gives."""
+    recall: float
+    """Share of Azure's category names viewfinder also gives."""
+    f1: float
+    """Harmonic mean of precision and recall, on names."""
+    family_f1: float
+    """The same F1 on the sets of families."""
+    predicted: int
+    """Distinct viewfinder category names."""
+    reference: int
+    """Distinct Azure category names."""
+    matched: int
+    """Names on both sides."""
+    viewfinder_top: str | None
+    """viewfinder's most confident category."""
+    azure_top: str | None
+    """Azure's most confident category."""
+
+
+class AdultScores(_Frozen):
+    """3.2 Adult (reference §5.4): the three flags' agreement and the scores' distance."""
+
+    adult_agree: float
+    """`isAdultContent` equal on both sides (1.0 or 0.0)."""
+    racy_agree: float
+    """`isRacyContent` equal."""
+    gory_agree: float
+    """`isGoryContent` equal."""
+    agreement: float
+    """Mean of the three."""
+    adult_score_diff: float
+    """`|viewfinder adultScore - Azure adultScore|`, 0-1."""
+    racy_score_diff: float
+    """The same for `racyScore`."""
+    gore_score_diff: float
+    """The same for `goreScore`."""
+
+
+class ColorScores(_Frozen):
+    """3.2 Color (reference §5.2)."""
+
+    foreground_equal: float
+    """`dominantColorForeground` equal (1.0 or 0.0)."""
+    background_equal: float
+    """`dominantColorBackground` equal."""
+    dominant_colors_jaccard: float
+    """Intersection over union of the two `dominantColors` sets (1.0 when both are
+    empty)."""
+    is_bw_equal: float
+    """`isBWImg` equal."""
+    accent_distance: float
+    """Euclidean distance of the two `accentColor`s in 8-bit RGB, 0 to 441.7."""
+    viewfinder_accent: str
+    """viewfinder's accent colour, 6 hex digits."""
+    azure_accent: str
+    """Azure's accent colour."""
+
+
+class ImageTypeScores(_Frozen):
+    """3.2 ImageType (reference §5.3)."""
+
+    clip_art_equal: float
+    """`clipArtType` (0-3) equal (1.0 or 0.0)."""
+    line_drawing_equal: float
+    """`lineDrawingType` (0 or 1) equal."""
+    viewfinder_clip_art: int
+    """viewfinder's `clipArtType`."""
+    azure_clip_art: int
+    """Azure's `clipArtType`."""
+
+
 class FeatureScores(_Frozen):
     """Scores per feature; `None` where a feature is missing from either side."""
 
@@ -187,6 +301,20 @@ class FeatureScores(_Frozen):
     """Crop boxes."""
     read: ReadScores | None = None
     """OCR text and lines."""
+    categories: CategoryScores | None = None
+    """3.2 categories."""
+    description: DescriptionScores | None = None
+    """3.2 description: best caption and description tags."""
+    brands: DetectionScores | None = None
+    """3.2 brand boxes, matched by name too."""
+    faces: DetectionScores | None = None
+    """3.2 face rectangles (boxes alone)."""
+    adult: AdultScores | None = None
+    """3.2 adult, racy and gory flags and scores."""
+    color: ColorScores | None = None
+    """3.2 colour scheme."""
+    image_type: ImageTypeScores | None = None
+    """3.2 clip art and line drawing."""
 
 
 class ImageComparison(_Frozen):
@@ -200,6 +328,9 @@ class ImageComparison(_Frozen):
     """Features present in both results, and so scored."""
     scores: FeatureScores
     """The scores."""
+    unscored: tuple[str, ...] = ()
+    """Features the reference holds and viewfinder's result does not (e.g. 3.2
+    features viewfinder was not asked for), so not scored."""
 
 
 # --- primitives -----------------------------------------------------------------------------
@@ -511,6 +642,165 @@ def _score_crops(
     return SmartCropScores(crops=crops, mean_iou=mean)
 
 
+def category_family(name: str) -> str:
+    """A 3.2 category's family: its name up to and including the first `_`.
+
+    Args:
+        name: A taxonomy name (`people_portrait`, or the parent `people_`).
+
+    Returns:
+        `people_` for both; a name without `_` is its own family.
+    """
+    head, sep, _ = name.strip().lower().partition("_")
+    return head + sep
+
+
+def _top(items: Sequence[Category]) -> str | None:
+    best: Category | None = None
+    for item in items:  # the first of equal confidences wins
+        if best is None or item.confidence > best.confidence:
+            best = item
+    return None if best is None else best.name.strip().lower()
+
+
+def _agree(a: object, b: object) -> float:
+    return 1.0 if a == b else 0.0
+
+
+def _set_f1(predicted: set[str], reference: set[str]) -> tuple[float, float, float]:
+    both_empty = not predicted and not reference
+    common = len(predicted & reference)
+    precision = _ratio(common, len(predicted), both_empty=both_empty)
+    recall = _ratio(common, len(reference), both_empty=both_empty)
+    return precision, recall, _f1(precision, recall)
+
+
+def _score_categories(
+    predicted: Sequence[Category], reference: Sequence[Category]
+) -> CategoryScores:
+    p = {c.name.strip().lower() for c in predicted}
+    r = {c.name.strip().lower() for c in reference}
+    precision, recall, f1 = _set_f1(p, r)
+    p_top, r_top = _top(predicted), _top(reference)
+    return CategoryScores(
+        top1=_agree(p_top, r_top),
+        top1_family=_agree(
+            None if p_top is None else category_family(p_top),
+            None if r_top is None else category_family(r_top),
+        ),
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        family_f1=_set_f1({category_family(n) for n in p}, {category_family(n) for n in r})[2],
+        predicted=len(p),
+        reference=len(r),
+        matched=len(p & r),
+        viewfinder_top=p_top,
+        azure_top=r_top,
+    )
+
+
+def _best_caption(description: Description) -> str:
+    best = None
+    for caption in description.captions:  # the first of equal confidences wins
+        if best is None or caption.confidence > best.confidence:
+            best = caption
+    return "" if best is None else best.text
+
+
+def _score_description(
+    predicted: Description, reference: Description, canon: Callable[[str], str]
+) -> DescriptionScores:
+    p_text, r_text = _best_caption(predicted), _best_caption(reference)
+    return DescriptionScores(
+        token_f1=caption_token_f1(p_text, r_text),
+        char_ratio=caption_char_ratio(p_text, r_text),
+        viewfinder_text=p_text,
+        azure_text=r_text,
+        tags_f1=_set_f1({canon(t) for t in predicted.tags}, {canon(t) for t in reference.tags})[2],
+    )
+
+
+def _score_adult(predicted: AdultContent, reference: AdultContent) -> AdultScores:
+    flags = (
+        _agree(predicted.is_adult_content, reference.is_adult_content),
+        _agree(predicted.is_racy_content, reference.is_racy_content),
+        _agree(predicted.is_gory_content, reference.is_gory_content),
+    )
+    return AdultScores(
+        adult_agree=flags[0],
+        racy_agree=flags[1],
+        gory_agree=flags[2],
+        agreement=sum(flags) / len(flags),
+        adult_score_diff=abs(predicted.adult_score - reference.adult_score),
+        racy_score_diff=abs(predicted.racy_score - reference.racy_score),
+        gore_score_diff=abs(predicted.gore_score - reference.gore_score),
+    )
+
+
+def _rgb(hex_color: str) -> tuple[int, int, int]:
+    return int(hex_color[0:2], 16), int(hex_color[2:4], 16), int(hex_color[4:6], 16)
+
+
+def _score_color(predicted: ColorInfo, reference: ColorInfo) -> ColorScores:
+    p, r = set(predicted.dominant_colors), set(reference.dominant_colors)
+    return ColorScores(
+        foreground_equal=_agree(
+            predicted.dominant_color_foreground, reference.dominant_color_foreground
+        ),
+        background_equal=_agree(
+            predicted.dominant_color_background, reference.dominant_color_background
+        ),
+        dominant_colors_jaccard=_ratio(len(p & r), len(p | r), both_empty=not p and not r),
+        is_bw_equal=_agree(predicted.is_bw_img, reference.is_bw_img),
+        accent_distance=math.dist(_rgb(predicted.accent_color), _rgb(reference.accent_color)),
+        viewfinder_accent=predicted.accent_color,
+        azure_accent=reference.accent_color,
+    )
+
+
+def _score_image_type(predicted: ImageType, reference: ImageType) -> ImageTypeScores:
+    return ImageTypeScores(
+        clip_art_equal=_agree(predicted.clip_art_type, reference.clip_art_type),
+        line_drawing_equal=_agree(predicted.line_drawing_type, reference.line_drawing_type),
+        viewfinder_clip_art=predicted.clip_art_type,
+        azure_clip_art=reference.clip_art_type,
+    )
+
+
+def _score_cv32(
+    vf: ImageAnalysisResult,
+    az: ImageAnalysisResult,
+    canon: Callable[[str], str],
+    iou_threshold: float,
+) -> dict[str, Any]:
+    """The 3.2 features both results hold, scored."""
+    scores: dict[str, Any] = {}
+    if vf.categories is not None and az.categories is not None:
+        scores["categories"] = _score_categories(vf.categories, az.categories)
+    if vf.description is not None and az.description is not None:
+        scores["description"] = _score_description(vf.description, az.description, canon)
+    if vf.brands is not None and az.brands is not None:
+        scores["brands"] = _score_boxes(
+            [(b.box, b.confidence, canon(b.name)) for b in vf.brands],
+            [(b.box, canon(b.name)) for b in az.brands],
+            iou_threshold,
+        )
+    if vf.faces is not None and az.faces is not None:
+        scores["faces"] = _score_boxes(
+            [(f.box, f.confidence, "") for f in vf.faces],
+            [(f.box, "") for f in az.faces],
+            iou_threshold,
+        )
+    if vf.adult is not None and az.adult is not None:
+        scores["adult"] = _score_adult(vf.adult, az.adult)
+    if vf.color is not None and az.color is not None:
+        scores["color"] = _score_color(vf.color, az.color)
+    if vf.image_type is not None and az.image_type is not None:
+        scores["image_type"] = _score_image_type(vf.image_type, az.image_type)
+    return scores
+
+
 def compare_results(
     viewfinder_result: ImageAnalysisResult,
     azure_result: ImageAnalysisResult,
@@ -578,13 +868,20 @@ def compare_results(
         scores["smart_crops"] = _score_crops(vf.smart_crops, az.smart_crops)
     if vf.read is not None and az.read is not None:
         scores["read"] = _score_read(vf.read, az.read, iou_threshold)
+    scores.update(_score_cv32(vf, az, canon, iou_threshold))
 
     order = [name for name in FeatureScores.model_fields if name in scores]
+    unscored = [
+        name
+        for name in (*FeatureScores.model_fields, "landmarks")
+        if name not in scores and getattr(az, name) is not None
+    ]
     return ImageComparison(
         viewfinder_model_version=vf.model_version,
         azure_model_version=az.model_version,
         features=tuple(order),
         scores=FeatureScores(**scores),
+        unscored=tuple(unscored),
     )
 
 

@@ -30,10 +30,16 @@ from pydantic import BaseModel, ConfigDict
 from viewfinder.analyzers.features import Feature
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
 from viewfinder.compat.rest import from_azure_json
+from viewfinder.compat.results32 import from_cv32_json, is_cv32_json
 from viewfinder.cost.pricing import cost_of
 from viewfinder.draw import draw
 from viewfinder.errors import AzureInputError
-from viewfinder.evaluate.compare import ImageComparison, compare_results, summarize
+from viewfinder.evaluate.compare import (
+    FeatureScores,
+    ImageComparison,
+    compare_results,
+    summarize,
+)
 from viewfinder.prepare.decode import has_image_suffix
 from viewfinder.schemas.result import ImageAnalysisResult, Usage
 
@@ -81,9 +87,12 @@ class ImageReport(BaseModel):
 
 
 def _parse(data: Any, where: str) -> ImageAnalysisResult:
+    """An Image Analysis 4.0 body, or a Computer Vision 3.2 analyze body (`is_cv32_json`)."""
     if not isinstance(data, Mapping):
         raise AzureInputError(f"{where}: expected a JSON object")
     try:
+        if is_cv32_json(data):
+            return from_cv32_json(data)
         return from_azure_json(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise AzureInputError(f"{where}: not Azure Image Analysis JSON ({exc!r})") from None
@@ -91,6 +100,10 @@ def _parse(data: Any, where: str) -> ImageAnalysisResult:
 
 def load_azure(path: str | Path) -> Iterator[tuple[str, ImageAnalysisResult]]:
     """Read stored Azure REST results.
+
+    Each result is an Image Analysis 4.0 body or a stored Computer Vision 3.2 analyze
+    (describe, tag, detect) body (`viewfinder.compat.results32`); a directory or file
+    may mix both.
 
     Args:
         path: A directory of `<image-stem>.json` files (read in name order; the name is
@@ -161,6 +174,10 @@ def find_image(name: str, images_dir: str | Path) -> Path | None:
     return None
 
 
+_REFERENCE_FIELDS: Final = (*FeatureScores.model_fields, "landmarks")
+"""Result fields a reference may hold."""
+
+
 def _features_of(result: ImageAnalysisResult) -> tuple[Feature, ...]:
     return tuple(f for f in Feature if getattr(result, f.value, None) is not None)
 
@@ -222,7 +239,11 @@ def _compare_one(
         raise FileNotFoundError(f"no image named {name!r} in {images_dir}")
     features = _features_of(azure)
     if not features:
-        raise AzureInputError("the Azure result has no feature to compare")
+        held = [name for name in _REFERENCE_FIELDS if getattr(azure, name) is not None]
+        raise AzureInputError(
+            "the Azure result has no feature viewfinder can analyze"
+            + (f" (it holds: {', '.join(held)})" if held else "")
+        )
     ratios = sorted(
         {
             c.aspect_ratio
@@ -300,6 +321,16 @@ def _headlines(comparison: ImageComparison) -> dict[str, float]:
         values["read 1-CER"] = max(0.0, 1.0 - s.read.cer)
     if s.smart_crops is not None:
         values["crops mean IoU"] = s.smart_crops.mean_iou
+    if s.categories is not None:
+        values["categories family F1"] = s.categories.family_f1
+    if s.description is not None:
+        values["description token F1"] = s.description.token_f1
+    if s.brands is not None:
+        values["brands recall"] = s.brands.recall
+    if s.faces is not None:
+        values["faces recall"] = s.faces.recall
+    if s.adult is not None:
+        values["adult agreement"] = s.adult.agreement
     return values
 
 
@@ -311,8 +342,10 @@ def badness(report: ImageReport) -> float:
 
     Returns:
         `1 - mean` of the available headline metrics (caption token F1, tags F1,
-        objects and people recall, read `1 - CER` floored at 0, smart crops mean IoU),
-        in 0-1; `2.0` for a failed image, `1.0` when no headline metric applies.
+        objects and people recall, read `1 - CER` floored at 0, smart crops mean IoU;
+        for 3.2 references also categories family F1, description token F1, brands
+        and faces recall, adult agreement), in 0-1; `2.0` for a failed image, `1.0`
+        when no headline metric applies.
     """
     if report.scores is None:
         return 2.0
@@ -337,6 +370,7 @@ def _document(reports: Sequence[ImageReport]) -> dict[str, Any]:
         "failed": sum(r.error is not None for r in reports),
         "total_cost": sum(costs) if costs else None,
         "mean_latency_s": _mean(latencies),
+        "unscored": sorted({name for c in comparisons for name in c.unscored}),
         "results": [
             {
                 "image": r.image,
@@ -379,6 +413,8 @@ def _panel(label: str, result: ImageAnalysisResult | None, image: Path | None) -
         except Exception as exc:  # a picture that cannot be drawn must not lose the page
             parts.append(f'<p class="err">cannot draw: {_e(type(exc).__name__)}: {_e(exc)}</p>')
     caption = None if result is None or result.caption is None else result.caption.text
+    if caption is None and result is not None and result.description is not None:
+        caption = next((c.text for c in result.description.captions), None)  # 3.2's best
     parts.append(f"<p>caption: {_e(caption if caption is not None else '-')}</p></figure>")
     return "".join(parts)
 
@@ -393,6 +429,8 @@ def _scores_html(comparison: ImageComparison) -> str:
             if isinstance(v, int | float) and not isinstance(v, bool)
         )
         rows.append(f"<tr><td>{_e(feature)}</td><td>{metrics}</td></tr>")
+    for feature in comparison.unscored:
+        rows.append(f"<tr><td>{_e(feature)}</td><td>not scored: viewfinder has none</td></tr>")
     return "<table><tr><th>feature</th><th>scores</th></tr>" + "".join(rows) + "</table>"
 
 

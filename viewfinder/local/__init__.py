@@ -6,6 +6,9 @@
   (also `engine="auto"` without an endpoint, and `fallback="local"`).
 - `viewfinder.local.people`: person boxes (OpenCV 4's HOG pedestrian detector, plus
   people grown from Haar-cascade faces).
+- `viewfinder.local.faces`: Computer Vision 3.2's face rectangles (OpenCV 4's Haar
+  cascades), the one face detector `people` also uses; `faces_available()` says whether
+  OpenCV is installed.
 - `viewfinder.local.saliency`: the smart-crop region of interest (spectral residual
   saliency, NumPy only).
 - `viewfinder.local.color`: Computer Vision 3.2's Color and ImageType from the pixels,
