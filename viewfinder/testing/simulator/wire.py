@@ -55,7 +55,7 @@ def error_body(
     default_type, default_code = _ERROR_KINDS.get(
         status, ("server_error", None) if status >= 500 else ("invalid_request_error", None)
     )
-    error = {
+    error: dict[str, Any] = {
         "message": message,
         "type": error_type or default_type,
         "param": None,
