@@ -654,3 +654,38 @@ def test_run_to_records_emits_one_json_record_per_image(
     assert progress == ["1 batch for 2 images: 1 in_progress", "1 batch for 2 images: 1 completed"]
     assert (summary.done, summary.failed, summary.complete) == (2, 1, False)
     assert summary.dollars == pytest.approx(sum(r["cost"] for r in records))
+
+
+# --- Computer Vision 3.2 pixel features: computed while the image is at hand ---------------
+
+
+def test_pixel_features_ride_along_and_pixel_only_images_send_nothing(
+    analyzer: vf.ImageAnalyzer, sim: Simulator, images: list[Path], tmp_path: Path
+) -> None:
+    sim.script(*(answer(i) for i in range(2)))
+    mixed = list(
+        run_batch(
+            analyzer,
+            images[:2],
+            work_dir=tmp_path / "mixed",
+            features=[*FEATURES, "color", "image_type"],
+            **FAST,
+        )
+    )
+    online_colour = [
+        analyzer.analyze(path, features=["color", "image_type"]) for path in images[:2]
+    ]
+    for item, alone in zip(mixed, online_colour, strict=True):
+        assert item.error is None and item.result is not None
+        assert item.result.caption is not None
+        assert item.result.color == alone.color and item.result.color is not None
+        assert item.result.image_type == alone.image_type
+    before = calls(sim, "POST /v1/batches")
+    assert before == 1
+    only = list(
+        run_batch(analyzer, images[2:4], work_dir=tmp_path / "only", features=["color"], **FAST)
+    )
+    assert calls(sim, "POST /v1/batches") == before  # nothing was asked of the model
+    assert [item.result.color is not None for item in only if item.result] == [True, True]
+    widths = [item.result.metadata.width for item in only if item.result]
+    assert widths == [size[0] for size in SIZES[2:4]]

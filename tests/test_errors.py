@@ -43,6 +43,8 @@ def sample(annotation: Any, name: str) -> Any:
         return typing.get_args(annotation)[-1]
     if annotation is Usage:
         return Usage(input_tokens=1200, cached_input_tokens=200, output_tokens=80, requests=2)
+    if origin is tuple:
+        return ("sexual", "violence")
     if origin is Mapping or annotation is Mapping:
         return {"x-request-id": "req_1", "retry-after": "2"}
     if annotation is str:

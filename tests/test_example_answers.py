@@ -11,7 +11,7 @@ import pytest
 import viewfinder as vf
 from viewfinder.analyzers.compact import from_verbose, to_verbose
 from viewfinder.analyzers.examples import example_answers, prompt_example, render_answer
-from viewfinder.analyzers.features import ALL_FEATURES, Feature
+from viewfinder.analyzers.features import ALL_FEATURES, EVERY_FEATURE, FEATURES, Feature
 from viewfinder.analyzers.image_analysis import answer_model
 from viewfinder.build.grid import Frame, box_to_grid
 from viewfinder.compat.rest import from_azure_json
@@ -52,14 +52,29 @@ def test_the_azure_sample_is_microsofts_result_in_grid_units() -> None:
     ]
 
 
+MODEL_FEATURES = tuple(f for f in EVERY_FEATURE if f in FEATURES)
+"""Every feature a model answers, 4.0's and 3.2's."""
+
+
 @pytest.mark.parametrize("example", example_answers(), ids=lambda e: e.name)
-def test_every_example_is_a_valid_answer_in_both_formats(example: Any) -> None:
-    for features in [ALL_FEATURES, (Feature.DENSE_CAPTIONS,), (Feature.CAPTION, Feature.READ)]:
-        verbose = render_answer(example.answer, features, "verbose")
-        answer_model(features, answer_format="verbose").model_validate(verbose)
-        compact = render_answer(example.answer, features, "compact")
-        assert compact == from_verbose(example.answer, features)
-        answer_model(features, answer_format="compact").model_validate(compact)
+@pytest.mark.parametrize("cv32", [False, True], ids=["plain", "hints-and-parents"])
+def test_every_example_is_a_valid_answer_in_both_formats(example: Any, cv32: bool) -> None:
+    options = {"tag_hints": cv32, "object_parents": cv32}
+    for features in [
+        ALL_FEATURES,
+        MODEL_FEATURES,
+        (Feature.DENSE_CAPTIONS,),
+        (Feature.CAPTION, Feature.READ),
+        (Feature.DESCRIPTION, Feature.ADULT),
+    ]:
+        verbose = render_answer(example.answer, features, "verbose", **options)
+        answer_model(features, answer_format="verbose", **options).model_validate(verbose)
+        compact = render_answer(example.answer, features, "compact", **options)
+        assert compact == from_verbose(example.answer, features, **options)
+        answer_model(features, answer_format="compact", **options).model_validate(compact)
+        assert ("hint" in compact["tags"][0]) is cv32 if "tags" in compact else True
+        if compact.get("objects"):
+            assert ("parents" in compact["objects"][0]) is cv32
 
 
 def _finish(analyzer: vf.ImageAnalyzer, answer: dict[str, Any]) -> vf.ImageAnalysisResult:
@@ -95,16 +110,23 @@ def test_the_same_content_gives_the_same_result_in_both_formats(example: Any) ->
 
 
 def test_a_compact_answer_round_trips_to_the_verbose_content() -> None:
-    example = example_answers()[0].answer
-    compact_model = answer_model(ALL_FEATURES, answer_format="compact")
+    example = example_answers()[1].answer
+    options = {"tag_hints": True, "object_parents": True}
+    compact_model = answer_model(MODEL_FEATURES, answer_format="compact", **options)
     back = to_verbose(
-        compact_model.model_validate(from_verbose(example, ALL_FEATURES)), ALL_FEATURES
+        compact_model.model_validate(from_verbose(example, MODEL_FEATURES, **options)),
+        MODEL_FEATURES,
     )
     assert back["caption"] == example["caption"]
     assert back["dense_captions"][1:] == example["dense_captions"][1:]
     assert back["tags"] == example["tags"]
+    assert any(tag["hint"] for tag in back["tags"])
+    assert back["objects"] == example["objects"]
+    assert any(o["parents"] for o in back["objects"])
     assert back["smart_crops"] == example["smart_crops"]
     assert back["read"] == example["read"]
+    for key in ("categories", "description", "brands", "adult", "faces", "landmarks"):
+        assert back[key] == example[key], key
 
 
 def test_the_prompt_example_obeys_the_vocabularies() -> None:

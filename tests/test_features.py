@@ -42,7 +42,7 @@ def test_feature_names_accept_snake_case_azure_spelling_and_members() -> None:
     ]
 
 
-@pytest.mark.parametrize("bad", [["faces"], [], ["caption", "brands"]])
+@pytest.mark.parametrize("bad", [["celebrities"], [], ["caption", "emotions"]])
 def test_unknown_or_no_features_are_refused(bad: list[str]) -> None:
     with pytest.raises(InvalidOptionError):
         parse_features(bad)

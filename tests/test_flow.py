@@ -196,9 +196,13 @@ def test_an_image_analyzer_composes_its_path_from_engine_and_fallback(
     make_analyzer: Any,
 ) -> None:
     from viewfinder.analyzers.flow import ModelPath
+    from viewfinder.analyzers.split import SplitPath
 
-    assert isinstance(make_analyzer().path(), ModelPath)
-    wrapped = make_analyzer(fallback="local").path()
+    plain = make_analyzer().path()
+    assert isinstance(plain, SplitPath) and isinstance(plain.model, ModelPath)
+    split = make_analyzer(fallback="local").path()
+    assert isinstance(split, SplitPath)
+    wrapped = split.model
     assert isinstance(wrapped, FallbackPath) and isinstance(wrapped.primary, ModelPath)
     assert wrapped.fallback(vf.ServerError("down", status_code=500)) is not None
     assert wrapped.fallback(vf.AuthenticationError("no", status_code=401)) is None

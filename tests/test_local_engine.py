@@ -26,7 +26,7 @@ from viewfinder.local.engine import MODEL_ONLY_FEATURES
 from viewfinder.testing.simulator import Reply, Simulator
 
 PEOPLE = Path(__file__).parent / "assets" / "people"
-MODEL_ONLY = {feature.value for feature in MODEL_ONLY_FEATURES}
+MODEL_ONLY = {feature.value for feature in MODEL_ONLY_FEATURES if feature in vf.ALL_FEATURES}
 ONE_PERSON: dict[str, Any] = {"people": [{"box": [0, 0, 500, 1000], "conf": 90}]}
 NO_RETRY = vf.RetryPolicy(max_attempts=1)
 

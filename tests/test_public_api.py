@@ -66,7 +66,12 @@ def test_model_version_is_stable_and_changes_with_the_prompt() -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"detail": "ultra"}, {"max_reasks": -1}, {"templates": {"faces": "x"}}, {"max_side": 10}],
+    [
+        {"detail": "ultra"},
+        {"max_reasks": -1},
+        {"templates": {"celebrities": "x"}},
+        {"max_side": 10},
+    ],
 )
 def test_bad_options_are_typed_errors(options: dict[str, object]) -> None:
     with pytest.raises(vf.InvalidOptionError):

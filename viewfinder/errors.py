@@ -443,7 +443,25 @@ class InvalidAnswerError(ModelBehaviorError):
 
 
 class ContentFilterError(ModelBehaviorError):
-    """The model refused, or a content filter stopped the answer. Never re-asked."""
+    """The model refused, or a content filter stopped the answer. Never re-asked.
+
+    Attributes:
+        categories: The filter's categories that were filtered, as the provider names
+            them (Azure OpenAI: `sexual`, `violence`, `hate`, `self_harm`, ...); `()`
+            when it named none (a plain refusal).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        raw_answer: str | None = None,
+        attempts: int = 1,
+        usage: Usage | None = None,
+        categories: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, raw_answer=raw_answer, attempts=attempts, usage=usage)
+        self.categories = tuple(categories)
 
 
 class OutputTruncatedError(ModelBehaviorError):

@@ -388,11 +388,17 @@ class BaseAnalyzer:
         flow: Flow[R] = self.path().flow(plan, image, budget)
         return await adrive(flow)
 
+    def around_model(self, model: AnswerPath[Any]) -> AnswerPath[Any]:
+        """The path that answers a call, given the path that asks the model: `model`
+        itself here; `ImageAnalyzer` puts its pixel features and content-filter rule
+        around it (`viewfinder.analyzers.split`)."""
+        return model
+
     def _batch_call(self, plan: CallPlan[Any, R]) -> BatchCall[R]:
         """`arun` of `plan` for one read image, through a batch's engine (its pacing)."""
 
         async def call(loaded: LoadedImage, engine: Engine, budget: Budget | None) -> R:
-            path: ModelPath[R] = ModelPath(self, engine)
+            path: AnswerPath[Any] = self.around_model(ModelPath(self, engine))
             return await adrive(path.flow(plan, loaded, budget))
 
         return call

@@ -13,6 +13,12 @@ default model-facing answer is written to be short without being cryptic:
 - text as lines only: word polygons are estimated from their line, as the `verbose`
   format already does when the model gives no word boxes.
 
+The Computer Vision 3.2 features add `categories` (names from the 86-name taxonomy, an
+enum in the schema), `captions` and `words` (description), `brands`, `adult` (three
+integer scores), `faces` and `landmarks`; 3.2's tag hints and object parents add `hint`
+to each tag and `parents` to each object only when the call asks for them, so a 4.0
+call's schema is byte for byte what it was.
+
 `ImageAnalyzer(answer_format="verbose")` keeps the earlier format (`FEATURES[f].answer_type`).
 Both decode into the same `ImageAnalysisResult`: a compact answer is rewritten as the
 verbose answer with the same content (`to_verbose`) and finished by the same code, so
@@ -29,7 +35,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import DEFAULT_REF_TEMPLATE, GenerateJsonSchema, JsonSchemaMode
 
-from viewfinder.analyzers.features import ALL_FEATURES, Feature, name_field
+from viewfinder.analyzers.features import EVERY_FEATURE, FEATURES, Feature, name_field
 from viewfinder.build.grid import GRID, BareGridBox
 
 __all__ = [
@@ -151,6 +157,37 @@ class LineItem(CompactModel):
     conf: Conf
 
 
+class HintedTagItem(TagItem):
+    hint: str
+
+
+class ParentedObjectItem(ObjectItem):
+    parents: list[str]
+
+
+class NamedItem(CompactModel):
+    name: str
+    conf: Conf
+
+
+class BoxItem(CompactModel):
+    box: BareGridBox
+    conf: Conf
+
+
+class AdultItem(CompactModel):
+    adult: Conf
+    racy: Conf
+    gore: Conf
+
+
+@cache
+def _category_item() -> type[CompactModel]:
+    from viewfinder.schemas.taxonomy import cv32_categories
+
+    return _named(NamedItem, cv32_categories())
+
+
 @cache
 def _named(base: type[CompactModel], names: tuple[str, ...]) -> type[CompactModel]:
     """`base` with `name` constrained to `names` (cached per vocabulary)."""
@@ -165,20 +202,28 @@ def compact_answer_model(
     *,
     tag_vocabulary: tuple[str, ...] = (),
     object_names: tuple[str, ...] = (),
+    tag_hints: bool = False,
+    object_parents: bool = False,
 ) -> type[BaseModel]:
-    """The compact model-facing schema for `features` (in `ALL_FEATURES` order).
+    """The compact model-facing schema for `features` (in `EVERY_FEATURE` order).
 
     Keys: `caption` (also when only dense captions are asked: it is their first one),
     `regions` (dense captions but the whole image), `tags`, `objects`, `people`, `crop`
-    (smart crops' region of interest) and `lines` (read). Every field is required and
-    none has a default, so the schema passes OpenAI's strict subset.
+    (smart crops' region of interest), `lines` (read), and for 3.2 `categories`,
+    `captions` and `words` (description), `brands`, `adult`, `faces`, `landmarks`.
+    Features no model answers (`color`, `image_type`) have no key. Every field is
+    required and none has a default, so the schema passes OpenAI's strict subset.
     """
-    return _compact_answer_model(features, tag_vocabulary, object_names)
+    return _compact_answer_model(features, tag_vocabulary, object_names, tag_hints, object_parents)
 
 
 @cache
 def _compact_answer_model(
-    features: tuple[Feature, ...], tag_vocabulary: tuple[str, ...], object_names: tuple[str, ...]
+    features: tuple[Feature, ...],
+    tag_vocabulary: tuple[str, ...],
+    object_names: tuple[str, ...],
+    tag_hints: bool,
+    object_parents: bool,
 ) -> type[BaseModel]:
     chosen = set(features)
     fields: dict[str, Any] = {}
@@ -187,15 +232,30 @@ def _compact_answer_model(
     if Feature.DENSE_CAPTIONS in chosen:
         fields["regions"] = (list[Region], ...)
     if Feature.TAGS in chosen:
-        fields["tags"] = (list[_named(TagItem, tag_vocabulary)], ...)  # type: ignore[misc]
+        tag = _named(HintedTagItem if tag_hints else TagItem, tag_vocabulary)
+        fields["tags"] = (list[tag], ...)  # type: ignore[valid-type]
     if Feature.OBJECTS in chosen:
-        fields["objects"] = (list[_named(ObjectItem, object_names)], ...)  # type: ignore[misc]
+        item = _named(ParentedObjectItem if object_parents else ObjectItem, object_names)
+        fields["objects"] = (list[item], ...)  # type: ignore[valid-type]
     if Feature.PEOPLE in chosen:
         fields["people"] = (list[PersonItem], ...)
     if Feature.SMART_CROPS in chosen:
         fields["crop"] = (BareGridBox, ...)
     if Feature.READ in chosen:
         fields["lines"] = (list[LineItem], ...)
+    if Feature.CATEGORIES in chosen:
+        fields["categories"] = (list[_category_item()], ...)  # type: ignore[misc]
+    if Feature.DESCRIPTION in chosen:
+        fields["captions"] = (list[Text], ...)
+        fields["words"] = (list[str], ...)
+    if Feature.BRANDS in chosen:
+        fields["brands"] = (list[ObjectItem], ...)
+    if Feature.ADULT in chosen:
+        fields["adult"] = (AdultItem, ...)
+    if Feature.FACES in chosen:
+        fields["faces"] = (list[BoxItem], ...)
+    if Feature.LANDMARKS in chosen:
+        fields["landmarks"] = (list[NamedItem], ...)
     model: type[BaseModel] = create_model("ImageAnalysis", __base__=CompactAnswer, **fields)
     return model
 
@@ -232,14 +292,9 @@ def to_verbose(answer: BaseModel, features: tuple[Feature, ...]) -> dict[str, An
                 for r in data["regions"]
             ]
         elif feature is Feature.TAGS:
-            out["tags"] = [
-                {"name": t["name"], "confidence": _fraction(t["conf"])} for t in data["tags"]
-            ]
+            out["tags"] = [_verbose_item(t) for t in data["tags"]]
         elif feature is Feature.OBJECTS:
-            out["objects"] = [
-                {"name": o["name"], "confidence": _fraction(o["conf"]), "box": o["box"]}
-                for o in data["objects"]
-            ]
+            out["objects"] = [_verbose_item(o) for o in data["objects"]]
         elif feature is Feature.PEOPLE:
             out["people"] = [
                 {"box": p["box"], "confidence": _fraction(p["conf"])} for p in data["people"]
@@ -251,10 +306,58 @@ def to_verbose(answer: BaseModel, features: tuple[Feature, ...]) -> dict[str, An
                 {"text": line["text"], "box": line["box"], "confidence": _fraction(line["conf"])}
                 for line in data["lines"]
             ]
+        elif feature is Feature.DESCRIPTION:
+            out["description"] = {
+                "captions": [
+                    {"text": c["text"], "confidence": _fraction(c["conf"])}
+                    for c in data["captions"]
+                ],
+                "tags": list(data["words"]),
+            }
+        elif feature is Feature.ADULT:
+            adult = data["adult"]
+            out["adult"] = {
+                "adult_score": _fraction(adult["adult"]),
+                "racy_score": _fraction(adult["racy"]),
+                "gore_score": _fraction(adult["gore"]),
+            }
+        elif feature in _ITEM_KEYS:
+            out[feature.value] = [_verbose_item(item) for item in data[feature.value]]
     return out
 
 
-def from_verbose(answer: Mapping[str, Any], features: tuple[Feature, ...]) -> dict[str, Any]:
+_ITEM_KEYS = frozenset({Feature.CATEGORIES, Feature.BRANDS, Feature.FACES, Feature.LANDMARKS})
+"""3.2 features whose compact key is their name and whose items map one to one."""
+
+
+def _verbose_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A compact list item as the verbose one: `conf` becomes `confidence`, 0-1."""
+    return {
+        ("confidence" if k == "conf" else k): (_fraction(v) if k == "conf" else v)
+        for k, v in item.items()
+    }
+
+
+def _compact_item(item: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """A verbose list item as the compact one, keeping `keys` in order."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        if key == "conf":
+            out["conf"] = _percent(item.get("confidence", 1.0))
+        elif key == "box":
+            out["box"] = list(item["box"])
+        else:
+            out[key] = item[key]
+    return out
+
+
+def from_verbose(
+    answer: Mapping[str, Any],
+    features: tuple[Feature, ...],
+    *,
+    tag_hints: bool | None = None,
+    object_parents: bool | None = None,
+) -> dict[str, Any]:
     """A verbose answer (a dict in grid units) written in the compact format.
 
     The inverse of `to_verbose` up to what the compact format drops: word boxes and
@@ -263,6 +366,9 @@ def from_verbose(answer: Mapping[str, Any], features: tuple[Feature, ...]) -> di
     answers in tests and to count the output tokens of example answers.
 
     The whole-image caption comes from `caption`, else from the first dense caption.
+    `tag_hints` and `object_parents` say whether tags carry `hint` and objects `parents`
+    (a missing one written as `""` / `[]`); None: as the answer's first item has them.
+    Features no model answers (`color`, `image_type`) are left out.
     """
     chosen = set(features)
     out: dict[str, Any] = {}
@@ -276,13 +382,22 @@ def from_verbose(answer: Mapping[str, Any], features: tuple[Feature, ...]) -> di
             for r in answer["dense_captions"][1:]
         ]
     if Feature.TAGS in chosen:
+        tags = answer["tags"]
+        hints = any("hint" in t for t in tags[:1]) if tag_hints is None else tag_hints
         out["tags"] = [
-            {"name": t["name"], "conf": _percent(t["confidence"])} for t in answer["tags"]
+            {"name": t["name"], "conf": _percent(t["confidence"])}
+            | ({"hint": t.get("hint") or ""} if hints else {})
+            for t in tags
         ]
     if Feature.OBJECTS in chosen:
+        objects = answer["objects"]
+        parents = (
+            any("parents" in o for o in objects[:1]) if object_parents is None else object_parents
+        )
         out["objects"] = [
             {"name": o["name"], "conf": _percent(o["confidence"]), "box": list(o["box"])}
-            for o in answer["objects"]
+            | ({"parents": list(o.get("parents") or [])} if parents else {})
+            for o in objects
         ]
     if Feature.PEOPLE in chosen:
         out["people"] = [
@@ -299,6 +414,25 @@ def from_verbose(answer: Mapping[str, Any], features: tuple[Feature, ...]) -> di
             }
             for line in answer["read"]
         ]
+    if Feature.CATEGORIES in chosen:
+        out["categories"] = [_compact_item(c, ("name", "conf")) for c in answer["categories"]]
+    if Feature.DESCRIPTION in chosen:
+        description = answer["description"]
+        out["captions"] = [_compact_item(c, ("text", "conf")) for c in description["captions"]]
+        out["words"] = list(description["tags"])
+    if Feature.BRANDS in chosen:
+        out["brands"] = [_compact_item(b, ("name", "conf", "box")) for b in answer["brands"]]
+    if Feature.ADULT in chosen:
+        adult = answer["adult"]
+        out["adult"] = {
+            "adult": _percent(adult["adult_score"]),
+            "racy": _percent(adult["racy_score"]),
+            "gore": _percent(adult["gore_score"]),
+        }
+    if Feature.FACES in chosen:
+        out["faces"] = [_compact_item(f, ("box", "conf")) for f in answer["faces"]]
+    if Feature.LANDMARKS in chosen:
+        out["landmarks"] = [_compact_item(m, ("name", "conf")) for m in answer["landmarks"]]
     return out
 
 
@@ -311,5 +445,5 @@ def compact_answer(answer: Mapping[str, Any]) -> dict[str, Any]:
     keys present. See `from_verbose` for what the compact format drops. Also importable
     from `viewfinder.testing`.
     """
-    features = tuple(f for f in ALL_FEATURES if f.value in answer)
+    features = tuple(f for f in EVERY_FEATURE if f.value in answer and f in FEATURES)
     return from_verbose(answer, features)

@@ -1,8 +1,11 @@
-"""The seven Image Analysis 4.0 features as data: what the model answers, and `finish`.
+"""The features as data: what the model answers, and `finish`.
 
-Each feature is one row of `FEATURES`: its prompt template, its model-facing answer
-type (grid coordinates) and a pure `finish` that turns a validated answer into the
-result schema in pixels of the original image.
+The seven Image Analysis 4.0 features (`ALL_FEATURES`, the default) and the Computer
+Vision 3.2 ones (`CV32_FEATURES`). Each feature the model answers is one row of
+`FEATURES`: its prompt template, its model-facing answer type (grid coordinates) and a
+pure `finish` that turns a validated answer into the result schema in pixels of the
+original image. `color` and `image_type` are computed from the pixels, never by a model
+(`PIXEL_FEATURES`, `viewfinder.local.color`), and so are `faces` where OpenCV is installed.
 """
 
 from __future__ import annotations
@@ -14,19 +17,28 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, Field, create_model
 
 from viewfinder.build.grid import Frame, GridBox, box_to_pixels
 from viewfinder.errors import InvalidOptionError
 from viewfinder.finish.crops import smart_crops
+from viewfinder.schemas.cv32 import (
+    AdultContent,
+    Category,
+    Description,
+    DetectedBrand,
+    DetectedFace,
+    Landmark,
+)
 from viewfinder.schemas.features import (
     Caption,
     CropRegion,
     DenseCaption,
     DetectedObject,
     DetectedPerson,
+    ObjectParent,
     ReadBlock,
     ReadLine,
     ReadResult,
@@ -34,15 +46,20 @@ from viewfinder.schemas.features import (
     Tag,
 )
 from viewfinder.schemas.geometry import BoundingBox
+from viewfinder.schemas.taxonomy import cv32_categories
 
 __all__ = [
     "ALL_FEATURES",
+    "CV32_FEATURES",
+    "EVERY_FEATURE",
     "FEATURES",
+    "PIXEL_FEATURES",
     "Feature",
     "FeatureSpec",
     "FinishContext",
     "VocabularyArg",
     "answer_type",
+    "category_answer_type",
     "copy_side_for",
     "load_vocabulary",
     "name_field",
@@ -54,7 +71,7 @@ __all__ = [
 
 
 class Feature(StrEnum):
-    """The seven visual features of Image Analysis 4.0."""
+    """The visual features: Image Analysis 4.0's seven, then Computer Vision 3.2's."""
 
     CAPTION = "caption"
     DENSE_CAPTIONS = "dense_captions"
@@ -63,6 +80,14 @@ class Feature(StrEnum):
     PEOPLE = "people"
     SMART_CROPS = "smart_crops"
     READ = "read"
+    CATEGORIES = "categories"
+    DESCRIPTION = "description"
+    BRANDS = "brands"
+    ADULT = "adult"
+    FACES = "faces"
+    COLOR = "color"
+    IMAGE_TYPE = "image_type"
+    LANDMARKS = "landmarks"
 
     @property
     def azure_name(self) -> str:
@@ -71,8 +96,15 @@ class Feature(StrEnum):
         return head + "".join(part.title() for part in rest)
 
 
-ALL_FEATURES: tuple[Feature, ...] = tuple(Feature)
-"""Every feature, in the order results list them."""
+EVERY_FEATURE: tuple[Feature, ...] = tuple(Feature)
+"""Every feature, 4.0's and 3.2's, in the order results list them."""
+ALL_FEATURES: tuple[Feature, ...] = EVERY_FEATURE[:7]
+"""The seven Image Analysis 4.0 features: the default of every call."""
+CV32_FEATURES: tuple[Feature, ...] = EVERY_FEATURE[7:]
+"""The Computer Vision 3.2 features beyond 4.0 (3.2's tags and objects are 4.0's, with
+`tag_hints` and `object_parents`)."""
+PIXEL_FEATURES: frozenset[Feature] = frozenset({Feature.COLOR, Feature.IMAGE_TYPE})
+"""Computed from the pixels on this machine, never asked of a model."""
 
 _ALIASES = {
     re.sub(r"[_\-\s]", "", feature.value): feature for feature in Feature
@@ -82,7 +114,7 @@ _ALIASES = {
 def parse_features(features: Iterable[Feature | str] | Feature | str) -> tuple[Feature, ...]:
     """Normalise feature names: enum members, snake_case or Azure's spelling.
 
-    Returns them de-duplicated, in `ALL_FEATURES` order.
+    Returns them de-duplicated, in `EVERY_FEATURE` order.
 
     Raises:
         InvalidOptionError: A name is unknown, or none was given.
@@ -99,7 +131,7 @@ def parse_features(features: Iterable[Feature | str] | Feature | str) -> tuple[F
         chosen.add(_ALIASES[key])
     if not chosen:
         raise InvalidOptionError("at least one feature is required")
-    return tuple(f for f in ALL_FEATURES if f in chosen)
+    return tuple(f for f in EVERY_FEATURE if f in chosen)
 
 
 # --- what the model answers (grid coordinates) ----------------------------------------
@@ -149,6 +181,52 @@ class LineAnswer(BaseModel):
     box: GridBox
     confidence: float = _Confidence
     words: list[WordAnswer] | None = None
+
+
+class HintedTagAnswer(TagAnswer):
+    hint: str = Field(
+        description='a broader word when the name is ambiguous or rare (e.g. "fungus" '
+        'for "ascomycete"), else ""'
+    )
+
+
+class ParentedObjectAnswer(ObjectAnswer):
+    parents: list[str] = Field(
+        description='broader kinds of the object, narrowest first (e.g. ["dog", "mammal"] '
+        "for a bulldog); [] when it has none"
+    )
+
+
+class CategoryAnswer(BaseModel):
+    name: Any = Field(description="a category name of the taxonomy")
+    confidence: float = _Confidence
+
+
+class DescriptionAnswer(BaseModel):
+    captions: list[CaptionAnswer]
+    tags: list[str]
+
+
+class BrandAnswer(BaseModel):
+    name: str
+    confidence: float = _Confidence
+    box: GridBox
+
+
+class AdultAnswer(BaseModel):
+    adult_score: float = _Confidence
+    racy_score: float = _Confidence
+    gore_score: float = _Confidence
+
+
+class FaceAnswer(BaseModel):
+    box: GridBox
+    confidence: float = _Confidence
+
+
+class LandmarkAnswer(BaseModel):
+    name: str
+    confidence: float = _Confidence
 
 
 # --- vocabulary control: names constrained in the model-facing schema ------------------
@@ -209,36 +287,52 @@ def name_field(names: tuple[str, ...]) -> Any:
 
 
 @cache
-def tag_answer_type(names: tuple[str, ...] = ()) -> type[TagAnswer]:
-    """`TagAnswer`, or a subclass whose `name` is `Literal[names]` (cached per vocabulary)."""
+def tag_answer_type(names: tuple[str, ...] = (), hints: bool = False) -> type[TagAnswer]:
+    """`TagAnswer` (`HintedTagAnswer` with 3.2 hints), its `name` `Literal[names]` when a
+    vocabulary is given (cached per arguments)."""
+    base: type[TagAnswer] = HintedTagAnswer if hints else TagAnswer
     if not names:
-        return TagAnswer
-    model: type[TagAnswer] = create_model("TagAnswer", __base__=TagAnswer, name=name_field(names))
-    return model
+        return base
+    model = create_model(base.__name__, __base__=base, name=name_field(names))
+    return cast(type[TagAnswer], model)
 
 
 @cache
-def object_answer_type(names: tuple[str, ...] = ()) -> type[ObjectAnswer]:
-    """`ObjectAnswer`, or a subclass whose `name` is `Literal[names]` (cached per vocabulary)."""
+def object_answer_type(names: tuple[str, ...] = (), parents: bool = False) -> type[ObjectAnswer]:
+    """`ObjectAnswer` (`ParentedObjectAnswer` with 3.2 parents), its `name` `Literal[names]`
+    when a vocabulary is given (cached per arguments)."""
+    base: type[ObjectAnswer] = ParentedObjectAnswer if parents else ObjectAnswer
     if not names:
-        return ObjectAnswer
-    model: type[ObjectAnswer] = create_model(
-        "ObjectAnswer", __base__=ObjectAnswer, name=name_field(names)
+        return base
+    model = create_model(base.__name__, __base__=base, name=name_field(names))
+    return cast(type[ObjectAnswer], model)
+
+
+@cache
+def category_answer_type() -> type[CategoryAnswer]:
+    """`CategoryAnswer` with `name` one of the 86 names of the 3.2 taxonomy (an enum)."""
+    model: type[CategoryAnswer] = create_model(
+        "CategoryAnswer", __base__=CategoryAnswer, name=name_field(cv32_categories())
     )
     return model
 
 
 def answer_type(
-    feature: Feature, *, tag_vocabulary: tuple[str, ...] = (), object_names: tuple[str, ...] = ()
+    feature: Feature,
+    *,
+    tag_vocabulary: tuple[str, ...] = (),
+    object_names: tuple[str, ...] = (),
+    tag_hints: bool = False,
+    object_parents: bool = False,
 ) -> Any:
-    """A feature's model-facing answer type under the given vocabularies.
+    """A feature's model-facing answer type under the given vocabularies and 3.2 options.
 
-    With empty vocabularies it is exactly `FEATURES[feature].answer_type`.
+    With empty vocabularies and no 3.2 option it is exactly `FEATURES[feature].answer_type`.
     """
-    if feature is Feature.TAGS and tag_vocabulary:
-        return list[tag_answer_type(tag_vocabulary)]  # type: ignore[misc]
-    if feature is Feature.OBJECTS and object_names:
-        return list[object_answer_type(object_names)]  # type: ignore[misc]
+    if feature is Feature.TAGS and (tag_vocabulary or tag_hints):
+        return list[tag_answer_type(tag_vocabulary, tag_hints)]  # type: ignore[misc]
+    if feature is Feature.OBJECTS and (object_names or object_parents):
+        return list[object_answer_type(object_names, object_parents)]  # type: ignore[misc]
     return FEATURES[feature].answer_type
 
 
@@ -275,6 +369,7 @@ class FinishContext:
     frame: Frame
     smart_crops_aspect_ratios: tuple[float, ...] = ()
     gender_neutral_caption: bool = False
+    max_candidates: int = 1
 
 
 _GENDERED = {
@@ -321,14 +416,34 @@ def _finish_dense(answers: list[RegionCaptionAnswer], ctx: FinishContext) -> lis
 
 def _finish_tags(answers: list[TagAnswer], ctx: FinishContext) -> list[Tag]:
     best: dict[str, float] = {}
+    hints: dict[str, str] = {}
     for answer in answers:
         # A vocabulary's names are kept as spelled there; free names are normalised.
-        constrained = type(answer) is not TagAnswer
+        constrained = type(answer) not in (TagAnswer, HintedTagAnswer)
         name = answer.name if constrained else " ".join(answer.name.lower().split())
         if name:
             best[name] = max(best.get(name, 0.0), answer.confidence)
+            hint = " ".join(getattr(answer, "hint", "").lower().split())
+            if hint and hint != name:
+                hints.setdefault(name, hint)
     ranked = sorted(best.items(), key=lambda item: -item[1])  # stable: ties keep answer order
-    return [Tag(name=name, confidence=confidence) for name, confidence in ranked]
+    return [
+        Tag(name=name, confidence=confidence, hint=hints.get(name)) for name, confidence in ranked
+    ]
+
+
+def _parent_chain(names: list[str], confidence: float, own: str) -> ObjectParent | None:
+    """`["dog", "mammal"]` as dog -> mammal; each broader kind at the object's confidence
+    (the model gives one per object). Blanks and repeats of a narrower name are dropped."""
+    kept: list[str] = []
+    for raw in names:
+        name = " ".join(raw.split())
+        if name and name.lower() != own.lower() and name.lower() not in map(str.lower, kept):
+            kept.append(name)
+    parent: ObjectParent | None = None
+    for name in reversed(kept):
+        parent = ObjectParent(name=name, confidence=confidence, parent=parent)
+    return parent
 
 
 def _finish_objects(answers: list[ObjectAnswer], ctx: FinishContext) -> list[DetectedObject]:
@@ -337,6 +452,9 @@ def _finish_objects(answers: list[ObjectAnswer], ctx: FinishContext) -> list[Det
             name=answer.name.strip(),
             confidence=answer.confidence,
             box=box_to_pixels(answer.box, ctx.frame),
+            parent=_parent_chain(
+                getattr(answer, "parents", []), answer.confidence, answer.name.strip()
+            ),
         )
         for answer in answers
     ]
@@ -404,6 +522,72 @@ def _finish_read(answers: list[LineAnswer], ctx: FinishContext) -> ReadResult:
     return ReadResult(blocks=[ReadBlock(lines=lines)] if lines else [])
 
 
+def _ranked(items: Iterable[Any]) -> list[Any]:
+    """Best first by `confidence`; ties keep the answer's order."""
+    return sorted(items, key=lambda item: -item.confidence)
+
+
+def _finish_categories(answers: list[CategoryAnswer], ctx: FinishContext) -> list[Category]:
+    best: dict[str, float] = {}
+    for answer in answers:
+        best[answer.name] = max(best.get(answer.name, 0.0), answer.confidence)
+    return _ranked(Category(name=name, confidence=conf) for name, conf in best.items())
+
+
+def _finish_description(answer: DescriptionAnswer, ctx: FinishContext) -> Description:
+    captions: dict[str, Caption] = {}
+    for caption in _ranked(answer.captions):
+        text = _neutral(caption.text.strip(), ctx)
+        if text and text not in captions:
+            captions[text] = Caption(text=text, confidence=caption.confidence)
+    words = dict.fromkeys(" ".join(word.lower().split()) for word in answer.tags)
+    words.pop("", None)
+    return Description(captions=tuple(captions.values())[: ctx.max_candidates], tags=tuple(words))
+
+
+def _finish_brands(answers: list[BrandAnswer], ctx: FinishContext) -> list[DetectedBrand]:
+    return [
+        DetectedBrand(
+            name=answer.name.strip(),
+            confidence=answer.confidence,
+            box=box_to_pixels(answer.box, ctx.frame),
+        )
+        for answer in answers
+        if answer.name.strip()
+    ]
+
+
+ADULT_THRESHOLD = 0.5
+"""A score at or above this sets its flag (the service does not publish its threshold)."""
+
+
+def _finish_adult(answer: AdultAnswer, ctx: FinishContext) -> AdultContent:
+    return AdultContent(
+        is_adult_content=answer.adult_score >= ADULT_THRESHOLD,
+        is_racy_content=answer.racy_score >= ADULT_THRESHOLD,
+        is_gory_content=answer.gore_score >= ADULT_THRESHOLD,
+        adult_score=answer.adult_score,
+        racy_score=answer.racy_score,
+        gore_score=answer.gore_score,
+    )
+
+
+def _finish_faces(answers: list[FaceAnswer], ctx: FinishContext) -> list[DetectedFace]:
+    return [
+        DetectedFace(box=box_to_pixels(answer.box, ctx.frame), confidence=answer.confidence)
+        for answer in answers
+    ]
+
+
+def _finish_landmarks(answers: list[LandmarkAnswer], ctx: FinishContext) -> list[Landmark]:
+    best: dict[str, float] = {}
+    for answer in answers:
+        name = " ".join(answer.name.split())
+        if name:
+            best[name] = max(best.get(name, 0.0), answer.confidence)
+    return _ranked(Landmark(name=name, confidence=conf) for name, conf in best.items())
+
+
 # --- the table -------------------------------------------------------------------------
 
 
@@ -433,16 +617,24 @@ FEATURES: dict[Feature, FeatureSpec] = {
         FeatureSpec(Feature.PEOPLE, list[PersonAnswer], _finish_people, 768),
         FeatureSpec(Feature.SMART_CROPS, RegionOfInterestAnswer, _finish_smart_crops, 512),
         FeatureSpec(Feature.READ, list[LineAnswer], _finish_read, 1024),
+        FeatureSpec(Feature.CATEGORIES, list[category_answer_type()], _finish_categories, 512),  # type: ignore[misc]
+        FeatureSpec(Feature.DESCRIPTION, DescriptionAnswer, _finish_description, 512),
+        FeatureSpec(Feature.BRANDS, list[BrandAnswer], _finish_brands, 768),
+        FeatureSpec(Feature.ADULT, AdultAnswer, _finish_adult, 512),
+        FeatureSpec(Feature.FACES, list[FaceAnswer], _finish_faces, 768),
+        FeatureSpec(Feature.LANDMARKS, list[LandmarkAnswer], _finish_landmarks, 512),
     )
 }
+"""The features a model answers: every feature but `PIXEL_FEATURES`."""
 
 
 def copy_side_for(features: Iterable[Feature]) -> int:
-    """Long side, in pixels, of the copy sent for `features`: the largest any of them needs.
+    """Long side, in pixels, of the copy sent for `features`: the largest any of them needs
+    (pixel features are never sent; 512 when only they are asked).
 
     A whole-image caption, tags or a crop read well at 512 px (OpenAI's `low` detail is
     512 px); boxes around people, objects and regions get 768 px; text needs 1024 px
     (viewfinder's default copy before this table). A judgment, not a measurement: no model
     could be asked here. An analyzer's `max_side` replaces it for every call.
     """
-    return max(FEATURES[f].copy_side for f in features)
+    return max((FEATURES[f].copy_side for f in features if f in FEATURES), default=512)

@@ -1,10 +1,16 @@
-"""`ImageAnalyzer`: any subset of the seven features in ONE request per image."""
+"""`ImageAnalyzer`: any subset of the features, 4.0's and 3.2's, in ONE request per image.
+
+Pixel features (`color`, `image_type`, and `faces` where OpenCV is installed) are
+computed on this machine and never asked of the model; a call asking only those sends no
+request (`viewfinder.analyzers.split`).
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -28,7 +34,10 @@ from viewfinder.analyzers.compact import (
 from viewfinder.analyzers.examples import example_answers, examples_digest, prompt_example
 from viewfinder.analyzers.features import (
     ALL_FEATURES,
+    CV32_FEATURES,
+    EVERY_FEATURE,
     FEATURES,
+    PIXEL_FEATURES,
     Feature,
     FinishContext,
     VocabularyArg,
@@ -39,6 +48,7 @@ from viewfinder.analyzers.features import (
     vocabulary_prompt,
 )
 from viewfinder.analyzers.flow import AnswerPath, FallbackPath, LocalPath, ModelPath
+from viewfinder.analyzers.split import SplitPath
 from viewfinder.batch.online import (
     DEFAULT_CONCURRENCY,
     AsyncBatchRun,
@@ -63,6 +73,7 @@ from viewfinder.errors import (
 )
 from viewfinder.finish.crops import validate_aspect_ratios
 from viewfinder.prepare.load import ImageInput, LoadedImage
+from viewfinder.schemas.cv32 import Category, Landmark
 from viewfinder.schemas.features import Caption, DenseCaption
 from viewfinder.schemas.geometry import BoundingBox
 from viewfinder.schemas.result import ImageAnalysisResult, ImageMetadata
@@ -96,6 +107,9 @@ _NOT_CONFIGURED = (
 _LOCAL_CHOSEN = "needs a model endpoint (engine='local' was chosen)"
 _MODEL_FAILED = "needs the model endpoint"
 
+_OPTION_TEMPLATES = ("tag_hints", "object_parents")
+"""Prompt sections of 3.2's options, overridable by these names in `templates`."""
+
 _INSTRUCTIONS = (
     "Analyse the image and fill every field of the JSON object, following these "
     "instructions for each field:"
@@ -117,33 +131,53 @@ def answer_model(
     answer_format: AnswerFormat = DEFAULT_ANSWER_FORMAT,
     tag_vocabulary: tuple[str, ...] = (),
     object_names: tuple[str, ...] = (),
+    tag_hints: bool = False,
+    object_parents: bool = False,
 ) -> type[BaseModel]:
     """The combined model-facing schema for a set of features (one request per image).
 
     Args:
-        features: The features answered, in `ALL_FEATURES` order.
+        features: The features answered, in `EVERY_FEATURE` order; pixel features
+            (`PIXEL_FEATURES`) have no field.
         answer_format: `compact` (see `viewfinder.analyzers.compact`) or `verbose`.
         tag_vocabulary: Allowed tag names (see `load_vocabulary`); `()`: any name.
         object_names: Allowed object names; `()`: any name.
+        tag_hints: Each tag carries 3.2's `hint`.
+        object_parents: Each object carries 3.2's `parents`.
 
     Returns:
         The response model, cached per arguments. With both vocabularies empty it is
         exactly the unconstrained model (same class, same JSON schema).
     """
+    asked = tuple(f for f in features if f in FEATURES)
     if answer_format == "compact":
         return compact_answer_model(
-            features, tag_vocabulary=tag_vocabulary, object_names=object_names
+            asked,
+            tag_vocabulary=tag_vocabulary,
+            object_names=object_names,
+            tag_hints=tag_hints,
+            object_parents=object_parents,
         )
-    return _answer_model(features, tag_vocabulary, object_names)
+    return _answer_model(asked, tag_vocabulary, object_names, tag_hints, object_parents)
 
 
 @cache
 def _answer_model(
-    features: tuple[Feature, ...], tag_vocabulary: tuple[str, ...], object_names: tuple[str, ...]
+    features: tuple[Feature, ...],
+    tag_vocabulary: tuple[str, ...],
+    object_names: tuple[str, ...],
+    tag_hints: bool,
+    object_parents: bool,
 ) -> type[BaseModel]:
     fields: dict[str, Any] = {
         f.value: (
-            answer_type(f, tag_vocabulary=tag_vocabulary, object_names=object_names),
+            answer_type(
+                f,
+                tag_vocabulary=tag_vocabulary,
+                object_names=object_names,
+                tag_hints=tag_hints,
+                object_parents=object_parents,
+            ),
             ...,
         )
         for f in features
@@ -152,18 +186,43 @@ def _answer_model(
     return model
 
 
+MAX_CANDIDATES = 10
+"""Most description captions one call may ask for (3.2 states no maximum)."""
+
+
 @dataclass(frozen=True)
 class FeatureOptions:
     """An `ImageAnalyzer` call's options, validated: make them with `FeatureOptions.of`."""
 
     features: tuple[Feature, ...]
-    """The features answered, de-duplicated, in `ALL_FEATURES` order."""
+    """The features answered, de-duplicated, in `EVERY_FEATURE` order."""
     smart_crops_aspect_ratios: tuple[float, ...] = ()
     """Width/height ratios, one crop each; `()`: the one crop Azure chooses."""
     gender_neutral_caption: bool = False
     """"person" / "child" instead of gendered words."""
     language: str = "en"
     """Language of generated text."""
+    max_candidates: int = 1
+    """Captions of the 3.2 `description`, at most (3.2's `maxCandidates`)."""
+    tag_hints: bool = False
+    """Tags carry 3.2's `hint`."""
+    object_parents: bool = False
+    """Objects carry 3.2's `parent` chain."""
+    on_this_machine: tuple[Feature, ...] = ()
+    """The features computed from the pixels here, not asked of the model (set by
+    `ImageAnalyzer.plan`: `PIXEL_FEATURES`, and `faces` where OpenCV is installed)."""
+
+    @property
+    def model_features(self) -> tuple[Feature, ...]:
+        """The features the model answers: all but `on_this_machine`."""
+        return tuple(f for f in self.features if f not in self.on_this_machine)
+
+    @property
+    def cv32(self) -> bool:
+        """True when the call asks anything 3.2 adds (a feature, hints or parents)."""
+        return (
+            self.tag_hints or self.object_parents or any(f in CV32_FEATURES for f in self.features)
+        )
 
     @classmethod
     def of(
@@ -173,6 +232,9 @@ class FeatureOptions:
         smart_crops_aspect_ratios: Sequence[float] | None = None,
         gender_neutral_caption: bool = False,
         language: str = "en",
+        max_candidates: int = 1,
+        tag_hints: bool = False,
+        object_parents: bool = False,
     ) -> FeatureOptions:
         """Validate a call's options: the one place they are checked.
 
@@ -180,14 +242,27 @@ class FeatureOptions:
         too, to refuse a typo before anything runs (exit 2).
 
         Raises:
-            InvalidOptionError: An unknown feature or none, a ratio out of range, or a
-                language that is not a language code.
+            InvalidOptionError: An unknown feature or none, a ratio out of range, a
+                language that is not a language code, or `max_candidates` outside
+                1-`MAX_CANDIDATES`.
         """
+        if (
+            isinstance(max_candidates, bool)
+            or not isinstance(max_candidates, int)
+            or not 1 <= max_candidates <= MAX_CANDIDATES
+        ):
+            raise InvalidOptionError(
+                f"max_candidates must be an integer from 1 to {MAX_CANDIDATES}, "
+                f"not {max_candidates!r}"
+            )
         return cls(
             features=parse_features(features),
             smart_crops_aspect_ratios=validate_aspect_ratios(smart_crops_aspect_ratios),
             gender_neutral_caption=bool(gender_neutral_caption),
             language=check_language(language),
+            max_candidates=max_candidates,
+            tag_hints=bool(tag_hints),
+            object_parents=bool(object_parents),
         )
 
 
@@ -254,7 +329,8 @@ class ImageAnalyzer(BaseAnalyzer):
             )
         self.answer_format: AnswerFormat = answer_format
         """How the model writes its answer (`compact` or `verbose`); part of `model_version`."""
-        self._levels: dict[tuple[tuple[Feature, ...], bool, str], int] = {}
+        self._levels: dict[tuple[tuple[Feature, ...], FeatureOptions], int] = {}
+        self._faces_here: bool | None = None
         if answer_format == "compact" and options.get("system_prompt") is None:
             options["system_prompt"] = builtin_template("compact/system")
         if engine not in get_args(EngineChoice):
@@ -279,38 +355,69 @@ class ImageAnalyzer(BaseAnalyzer):
         overrides = dict(templates or {})
         folder = "compact/" if answer_format == "compact" else ""
         self.templates: dict[Feature, PromptTemplate] = {}
-        for feature in ALL_FEATURES:
+        for feature in FEATURES:
             given = overrides.pop(feature.value, None)
             self.templates[feature] = (
                 builtin_template(folder + feature.value)
                 if given is None
                 else load_template(given, name=f"{feature.value} template")
             )
+        self.option_templates: dict[str, PromptTemplate] = {
+            name: builtin_template(folder + name)
+            if (given := overrides.pop(name, None)) is None
+            else load_template(given, name=f"{name} template")
+            for name in _OPTION_TEMPLATES
+        }
+        """The sections 3.2's `tag_hints` and `object_parents` add to the prompt."""
         if overrides:
             raise InvalidOptionError(f"no feature named {sorted(overrides)} to override")
         self.model_version = (
-            self.model_version_for(
-                [self.templates[f].source for f in ALL_FEATURES]
-                + [
-                    schema_text(
-                        answer_model(
-                            (f,),
-                            answer_format=answer_format,
-                            tag_vocabulary=self.tag_vocabulary,
-                            object_names=self.object_names,
-                        )
-                    )
-                    for f in ALL_FEATURES
-                ]
-                + (
-                    [self._example(ALL_FEATURES), examples_digest()]
-                    if answer_format == "compact"
-                    else []
+            self._version_of(ALL_FEATURES, cv32=False) if use_model else self.local_engine.version
+        )
+        self._cv32_version = self._version_of(EVERY_FEATURE, cv32=True) if use_model else ""
+
+    def _version_of(self, features: tuple[Feature, ...], *, cv32: bool) -> str:
+        """`<model>+<hash>` of the templates, schemas and examples of `features`.
+
+        The 4.0 features' version (`model_version`) hashes exactly what it hashed before
+        the 3.2 features existed, so their cache entries keep their meaning; a call that
+        asks anything 3.2 adds is fingerprinted by the version of every feature.
+        """
+        asked = tuple(f for f in features if f in FEATURES)
+        parts = [self.templates[f].source for f in asked] + [
+            schema_text(
+                answer_model(
+                    (f,),
+                    answer_format=self.answer_format,
+                    tag_vocabulary=self.tag_vocabulary,
+                    object_names=self.object_names,
                 )
             )
-            if use_model
-            else self.local_engine.version
-        )
+            for f in asked
+        ]
+        if self.answer_format == "compact":
+            parts += [self._example(asked), examples_digest()]
+        if cv32:
+            parts += [template.source for template in self.option_templates.values()]
+            parts += [
+                schema_text(
+                    answer_model(
+                        (Feature.TAGS, Feature.OBJECTS),
+                        answer_format=self.answer_format,
+                        tag_vocabulary=self.tag_vocabulary,
+                        object_names=self.object_names,
+                        tag_hints=True,
+                        object_parents=True,
+                    )
+                ),
+                examples_digest(cv32=True),
+            ]
+        return self.model_version_for(parts)
+
+    def version_for(self, options: FeatureOptions) -> str:
+        """The `model_version` of a call with `options`: `model_version`, or the version
+        of every feature when the call asks anything 3.2 adds."""
+        return self._cv32_version if options.cv32 and self.has_endpoint else self.model_version
 
     @property
     def local_engine(self) -> LocalEngine:
@@ -326,14 +433,38 @@ class ImageAnalyzer(BaseAnalyzer):
 
         The local engine; the model endpoint; or, with `fallback="local"`, the model
         endpoint wrapped in a `FallbackPath` that turns to the local engine on the
-        run-time failures `fallback` answers.
+        run-time failures `fallback` answers. Around the model's path, `SplitPath`
+        computes the pixel features here (`around_model`).
         """
         if self.engine_name == "local":
             return LocalPath(self.load, self._answer_locally)
         model: AnswerPath[ImageAnalysisResult] = ModelPath(self, self.engine)
-        if self.fallback is None:
-            return model
-        return FallbackPath(self.load, model, self._fallback_for)
+        if self.fallback is not None:
+            model = FallbackPath(self.load, model, self._fallback_for)
+        return self.around_model(model)
+
+    def around_model(self, model: AnswerPath[Any]) -> AnswerPath[Any]:
+        """`model` inside a `SplitPath`: pixel features here, the adult refusal answered."""
+        return SplitPath(self.load, model, self._pixels_of, self._replan)
+
+    def _pixels_of(
+        self, loaded: LoadedImage, features: tuple[Feature, ...]
+    ) -> tuple[ImageMetadata, dict[str, Any]]:
+        return self.local_engine.pixels_of(loaded, features)
+
+    def _replan(
+        self, options: FeatureOptions, features: tuple[Feature, ...]
+    ) -> CallPlan[FeatureOptions, ImageAnalysisResult]:
+        """The plan of a call with `options` for other `features` (SplitPath's retry)."""
+        return self.plan(
+            features,
+            smart_crops_aspect_ratios=options.smart_crops_aspect_ratios or None,
+            gender_neutral_caption=options.gender_neutral_caption,
+            language=options.language,
+            max_candidates=options.max_candidates,
+            tag_hints=options.tag_hints,
+            object_parents=options.object_parents,
+        )
 
     def _answer_locally(self, loaded: LoadedImage, options: FeatureOptions) -> ImageAnalysisResult:
         """The local engine's answer, as chosen (`engine="local"`, or `"auto"` without one)."""
@@ -366,7 +497,7 @@ class ImageAnalyzer(BaseAnalyzer):
         logger.warning("The model endpoint failed (%s): answering from the local engine", what)
         return self.local_engine.analyze(
             loaded,
-            options.features,
+            options.model_features,
             smart_crops_aspect_ratios=options.smart_crops_aspect_ratios,
             model_reason=_MODEL_FAILED,
             prefix=f"fell back to the local engine after the model endpoint failed ({what}): ",
@@ -382,6 +513,9 @@ class ImageAnalyzer(BaseAnalyzer):
         smart_crops_aspect_ratios: Sequence[float] | None = None,
         gender_neutral_caption: bool = False,
         language: str = "en",
+        max_candidates: int = 1,
+        tag_hints: bool = False,
+        object_parents: bool = False,
     ) -> CallPlan[FeatureOptions, ImageAnalysisResult]:
         """The call plan for these options: the one place they are validated.
 
@@ -394,53 +528,73 @@ class ImageAnalyzer(BaseAnalyzer):
             smart_crops_aspect_ratios: Width/height ratios in 0.75-1.8, one crop each.
             gender_neutral_caption: "person" / "child" instead of gendered words.
             language: Language of generated text (captions, tags, names).
+            max_candidates: Captions of the 3.2 `description`, 1-10.
+            tag_hints: Tags carry 3.2's `hint` (a broader word for a rare name).
+            object_parents: Objects carry 3.2's `parent` chain (bulldog -> dog).
 
         Returns:
             A frozen plan: the options, `build`, `finish`, the response model and the
-            fingerprint (`model_version`).
+            fingerprint (`model_version`). Its request and answer cover
+            `options.model_features`; the pixel features are computed on this machine
+            (`viewfinder.analyzers.split`).
 
         Raises:
-            InvalidOptionError: An unknown feature or none, a ratio out of range, or a
-                language that is not a language code.
+            InvalidOptionError: An unknown feature or none, a ratio out of range, a
+                language that is not a language code, or `max_candidates` out of range.
         """
         options = FeatureOptions.of(
             features,
             smart_crops_aspect_ratios=smart_crops_aspect_ratios,
             gender_neutral_caption=gender_neutral_caption,
             language=language,
+            max_candidates=max_candidates,
+            tag_hints=tag_hints,
+            object_parents=object_parents,
         )
+        here = tuple(
+            f
+            for f in options.features
+            if f in PIXEL_FEATURES or (f is Feature.FACES and self.faces_on_this_machine)
+        )
+        options = replace(options, on_this_machine=here)
+        asked = options.model_features
+        version = self.version_for(options)
 
         def build(image: ImagePart) -> Request[BaseModel]:
-            return self.build(
-                image,
-                options.features,
-                gender_neutral_caption=options.gender_neutral_caption,
-                language=options.language,
-            )
+            return self.build(image, asked, options=options)
 
         def finish(done: Completed[BaseModel], size: ImageSize) -> ImageAnalysisResult:
-            return self.finish(
-                done,
-                size,
-                options.features,
-                smart_crops_aspect_ratios=options.smart_crops_aspect_ratios,
-                gender_neutral_caption=options.gender_neutral_caption,
-            )
+            return self.finish(done, size, asked, options=options)
 
+        described: list[Any] = [
+            [f.value for f in options.features],
+            list(options.smart_crops_aspect_ratios),
+            options.gender_neutral_caption,
+            options.language,
+        ]
+        if options.cv32:
+            described += [options.max_candidates, options.tag_hints, options.object_parents]
         return CallPlan(
             options=options,
-            response_model=self.response_model(options.features),
-            fingerprint=self.model_version,
-            max_side=self.max_side if self.max_side_given else copy_side_for(options.features),
+            response_model=self.response_model(asked, options),
+            fingerprint=version,
+            max_side=self.max_side if self.max_side_given else copy_side_for(asked),
             builder=build,
             finisher=finish,
-            described=[
-                [f.value for f in options.features],
-                list(options.smart_crops_aspect_ratios),
-                options.gender_neutral_caption,
-                options.language,
-            ],
+            described=described,
         )
+
+    @property
+    def faces_on_this_machine(self) -> bool:
+        """True when `faces` is computed here (OpenCV's cascades installed), not by the model."""
+        if self._faces_here is None:
+            try:  # TODO(i14): a plain import once viewfinder.local.faces lands
+                faces = importlib.import_module("viewfinder.local.faces")
+            except ImportError:
+                self._faces_here = False
+            else:
+                self._faces_here = bool(faces.faces_available())
+        return self._faces_here
 
     # --- pure: build and finish ------------------------------------------------------
 
@@ -451,26 +605,41 @@ class ImageAnalyzer(BaseAnalyzer):
         *,
         gender_neutral_caption: bool = False,
         language: str = "en",
+        options: FeatureOptions | None = None,
     ) -> Request[BaseModel]:
         """The one request for `image` and `features`.
 
         Everything before the image (schema, system message, instructions) depends on the
         call's options only, so it is byte-identical for every image of a plan.
+        `options` (a plan's) gives every option at once and overrides the two keywords.
         """
-        level = self._example_level(features, gender_neutral_caption, language)
-        return self._request(image, features, gender_neutral_caption, language, level)
+        if options is None:
+            options = FeatureOptions(
+                features=features,
+                gender_neutral_caption=gender_neutral_caption,
+                language=language,
+            )
+        level = self._example_level(features, options)
+        return self._request(image, features, options, level)
 
     def _request(
         self,
         image: ImagePart,
         features: tuple[Feature, ...],
-        gender_neutral_caption: bool,
-        language: str,
+        options: FeatureOptions,
         level: int,
     ) -> Request[BaseModel]:
         """The request, its compact format example at `level` (see `prompt_example`)."""
-        variables = {"gender_neutral_caption": gender_neutral_caption, "language": language}
+        variables = {
+            "gender_neutral_caption": options.gender_neutral_caption,
+            "language": options.language,
+            "max_candidates": options.max_candidates,
+        }
         sections = [self.templates[f].render(variables) for f in self._prompted(features)]
+        if options.tag_hints and Feature.TAGS in features:
+            sections.append(self.option_templates["tag_hints"].render(variables))
+        if options.object_parents and Feature.OBJECTS in features:
+            sections.append(self.option_templates["object_parents"].render(variables))
         allowed = vocabulary_prompt(
             features, tag_vocabulary=self.tag_vocabulary, object_names=self.object_names
         )
@@ -478,17 +647,15 @@ class ImageAnalyzer(BaseAnalyzer):
             sections.append(allowed)
         if self.answer_format == "compact":
             header = _EXAMPLE if level <= 1 else _EXAMPLES
-            sections.append(f"{header}\n{self._example(features, level)}")
+            sections.append(f"{header}\n{self._example(features, level, options)}")
         user_text = "\n\n".join([_INSTRUCTIONS, *sections])
         return Request(
-            messages=self.messages(self.render_system(language), user_text, image),
-            response_model=self.response_model(features),
-            model_version=self.model_version,
+            messages=self.messages(self.render_system(options.language), user_text, image),
+            response_model=self.response_model(features, options),
+            model_version=self.version_for(options),
         )
 
-    def _example_level(
-        self, features: tuple[Feature, ...], gender_neutral_caption: bool, language: str
-    ) -> int:
+    def _example_level(self, features: tuple[Feature, ...], options: FeatureOptions) -> int:
         """How much format example the prompt shows: 0, or more to make its prefix cacheable.
 
         OpenAI's prompt cache holds a prefix of 1,024 tokens or more. A prefix a little
@@ -499,20 +666,18 @@ class ImageAnalyzer(BaseAnalyzer):
         body, in `o200k_base`). Decided once per features and options; 0 without a model
         endpoint or in the verbose format.
         """
-        key = (features, gender_neutral_caption, language)
+        key = (features, replace(options, features=features, on_this_machine=()))
         if key not in self._levels:
-            self._levels[key] = self._choose_level(*key)
+            self._levels[key] = self._choose_level(features, options)
         return self._levels[key]
 
-    def _choose_level(
-        self, features: tuple[Feature, ...], gender_neutral_caption: bool, language: str
-    ) -> int:
+    def _choose_level(self, features: tuple[Feature, ...], options: FeatureOptions) -> int:
         if self.answer_format != "compact" or not self.has_endpoint:
             return 0
         stub = SourceRef(sha256="0" * 64, max_side=0)
         tokens = 0
         for level in range(len(example_answers()) + 1):
-            request = self._request(stub, features, gender_neutral_caption, language, level)
+            request = self._request(stub, features, options, level)
             tokens = prefix_tokens(self.engine.request_body(request), model=self.model)
             if level == 0 and not _PADDING_PAYS <= tokens < _CACHEABLE:
                 return 0
@@ -521,29 +686,39 @@ class ImageAnalyzer(BaseAnalyzer):
         # Every example shown: cacheable without the margin, else no padding at all.
         return level if tokens >= _CACHE_THRESHOLD else 0
 
-    def response_model(self, features: tuple[Feature, ...]) -> type[BaseModel]:
+    def response_model(
+        self, features: tuple[Feature, ...], options: FeatureOptions | None = None
+    ) -> type[BaseModel]:
         """The model-facing schema of `features` in this analyzer's format and vocabularies."""
         return answer_model(
             features,
             answer_format=self.answer_format,
             tag_vocabulary=self.tag_vocabulary,
             object_names=self.object_names,
+            tag_hints=options is not None and options.tag_hints,
+            object_parents=options is not None and options.object_parents,
         )
 
     def _prompted(self, features: tuple[Feature, ...]) -> tuple[Feature, ...]:
-        """Features whose instructions the prompt holds: the compact format's dense captions
-        start from `caption`, so its instruction comes with them."""
-        if self.answer_format == "compact" and Feature.DENSE_CAPTIONS in features:
-            return tuple(f for f in ALL_FEATURES if f in features or f is Feature.CAPTION)
-        return features
+        """Features whose instructions the prompt holds (those the model answers): the
+        compact format's dense captions start from `caption`, so its instruction comes
+        with them."""
+        asked = tuple(f for f in features if f in FEATURES)
+        if self.answer_format == "compact" and Feature.DENSE_CAPTIONS in asked:
+            return tuple(f for f in EVERY_FEATURE if f in asked or f is Feature.CAPTION)
+        return asked
 
-    def _example(self, features: tuple[Feature, ...], level: int = 0) -> str:
+    def _example(
+        self, features: tuple[Feature, ...], level: int = 0, options: FeatureOptions | None = None
+    ) -> str:
         """The compact format example for `features` (names from the vocabularies)."""
         return prompt_example(
             features,
             level=level,
             tag_vocabulary=self.tag_vocabulary,
             object_names=self.object_names,
+            tag_hints=options is not None and options.tag_hints,
+            object_parents=options is not None and options.object_parents,
         )
 
     def finish(
@@ -554,12 +729,23 @@ class ImageAnalyzer(BaseAnalyzer):
         *,
         smart_crops_aspect_ratios: tuple[float, ...] = (),
         gender_neutral_caption: bool = False,
+        options: FeatureOptions | None = None,
     ) -> ImageAnalysisResult:
-        """Grid answers to pixels of the original image, per feature."""
+        """Grid answers to pixels of the original image, per feature.
+
+        `options` (a plan's) gives every option at once and overrides the two keywords.
+        """
+        if options is None:
+            options = FeatureOptions(
+                features=features,
+                smart_crops_aspect_ratios=smart_crops_aspect_ratios,
+                gender_neutral_caption=gender_neutral_caption,
+            )
         ctx = FinishContext(
             frame=Frame(image.width, image.height),
-            smart_crops_aspect_ratios=smart_crops_aspect_ratios,
-            gender_neutral_caption=gender_neutral_caption,
+            smart_crops_aspect_ratios=options.smart_crops_aspect_ratios,
+            gender_neutral_caption=options.gender_neutral_caption,
+            max_candidates=options.max_candidates,
         )
         answer = done.answer
         if self.answer_format == "compact":
@@ -568,12 +754,15 @@ class ImageAnalyzer(BaseAnalyzer):
                 answer_format="verbose",
                 tag_vocabulary=self.tag_vocabulary,
                 object_names=self.object_names,
+                tag_hints=options.tag_hints,
+                object_parents=options.object_parents,
             )
             answer = verbose.model_validate(to_verbose(answer, features))
         parts = {f.value: FEATURES[f].finish(getattr(answer, f.value), ctx) for f in features}
         _whole_image_is_the_caption(parts, ctx.frame)
+        _landmarks_on_their_categories(parts)
         return ImageAnalysisResult(
-            model_version=self.model_version,
+            model_version=self.version_for(options),
             metadata=ImageMetadata(width=image.width, height=image.height),
             usage=done.usage,
             **parts,
@@ -589,9 +778,12 @@ class ImageAnalyzer(BaseAnalyzer):
         smart_crops_aspect_ratios: Sequence[float] | None = None,
         gender_neutral_caption: bool = False,
         language: str = "en",
+        max_candidates: int = 1,
+        tag_hints: bool = False,
+        object_parents: bool = False,
         budget: Budget | None = None,
     ) -> ImageAnalysisResult:
-        """Analyse `image` for `features` (default: all seven) in one request.
+        """Analyse `image` for `features` (default: the seven 4.0 ones) in one request.
 
         Args:
             image: A path, bytes, a binary file object, a PIL image, or an http(s) URL.
@@ -599,6 +791,9 @@ class ImageAnalyzer(BaseAnalyzer):
             smart_crops_aspect_ratios: Width/height ratios in 0.75-1.8, one crop each.
             gender_neutral_caption: "person" / "child" instead of gendered words.
             language: Language of generated text (captions, tags, names).
+            max_candidates: Captions of the 3.2 `description`, 1-10.
+            tag_hints: Tags carry 3.2's `hint`.
+            object_parents: Objects carry 3.2's `parent` chain.
             budget: A shared cap (e.g. a batch's) charged besides the per-call one.
 
         Returns:
@@ -610,6 +805,9 @@ class ImageAnalyzer(BaseAnalyzer):
             smart_crops_aspect_ratios=smart_crops_aspect_ratios,
             gender_neutral_caption=gender_neutral_caption,
             language=language,
+            max_candidates=max_candidates,
+            tag_hints=tag_hints,
+            object_parents=object_parents,
         )
         return self.run(plan, image, budget=budget)
 
@@ -621,6 +819,9 @@ class ImageAnalyzer(BaseAnalyzer):
         smart_crops_aspect_ratios: Sequence[float] | None = None,
         gender_neutral_caption: bool = False,
         language: str = "en",
+        max_candidates: int = 1,
+        tag_hints: bool = False,
+        object_parents: bool = False,
         budget: Budget | None = None,
     ) -> ImageAnalysisResult:
         """Async twin of `analyze` (the local engine runs in a worker thread).
@@ -633,6 +834,9 @@ class ImageAnalyzer(BaseAnalyzer):
             smart_crops_aspect_ratios=smart_crops_aspect_ratios,
             gender_neutral_caption=gender_neutral_caption,
             language=language,
+            max_candidates=max_candidates,
+            tag_hints=tag_hints,
+            object_parents=object_parents,
         )
         return await self.arun(plan, image, budget=budget)
 
@@ -644,6 +848,9 @@ class ImageAnalyzer(BaseAnalyzer):
         smart_crops_aspect_ratios: Sequence[float] | None,
         gender_neutral_caption: bool,
         language: str,
+        max_candidates: int,
+        tag_hints: bool,
+        object_parents: bool,
     ) -> CallPlan[FeatureOptions, ImageAnalysisResult]:
         """The plan of a batch, made once for all its images; the batch needs the model."""
         if not self.has_endpoint:
@@ -656,6 +863,9 @@ class ImageAnalyzer(BaseAnalyzer):
             smart_crops_aspect_ratios=smart_crops_aspect_ratios,
             gender_neutral_caption=gender_neutral_caption,
             language=language,
+            max_candidates=max_candidates,
+            tag_hints=tag_hints,
+            object_parents=object_parents,
         )
 
     def analyze_many(
@@ -666,6 +876,9 @@ class ImageAnalyzer(BaseAnalyzer):
         smart_crops_aspect_ratios: Sequence[float] | None = None,
         gender_neutral_caption: bool = False,
         language: str = "en",
+        max_candidates: int = 1,
+        tag_hints: bool = False,
+        object_parents: bool = False,
         concurrency: int = DEFAULT_CONCURRENCY,
         rate_limiter: Gate | None = None,
         rpm: float | None = None,
@@ -685,6 +898,9 @@ class ImageAnalyzer(BaseAnalyzer):
             smart_crops_aspect_ratios: As for `analyze`.
             gender_neutral_caption: As for `analyze`.
             language: As for `analyze`.
+            max_candidates: As for `analyze`.
+            tag_hints: As for `analyze`.
+            object_parents: As for `analyze`.
             concurrency: Images worked on at the same time.
             rate_limiter: Paces the batch's requests (default: `RateLimiter(rpm, tpm)`
                 when either is given, else this analyzer's `rate_limiter`, else an
@@ -698,7 +914,13 @@ class ImageAnalyzer(BaseAnalyzer):
             An iterator of `BatchItem`s with a live `summary`.
         """
         plan = self._many_plan(
-            features, smart_crops_aspect_ratios, gender_neutral_caption, language
+            features,
+            smart_crops_aspect_ratios,
+            gender_neutral_caption,
+            language,
+            max_candidates,
+            tag_hints,
+            object_parents,
         )
         call = self._batch_call(plan)
         return run_many(
@@ -720,6 +942,9 @@ class ImageAnalyzer(BaseAnalyzer):
         smart_crops_aspect_ratios: Sequence[float] | None = None,
         gender_neutral_caption: bool = False,
         language: str = "en",
+        max_candidates: int = 1,
+        tag_hints: bool = False,
+        object_parents: bool = False,
         concurrency: int = DEFAULT_CONCURRENCY,
         rate_limiter: Gate | None = None,
         rpm: float | None = None,
@@ -731,7 +956,13 @@ class ImageAnalyzer(BaseAnalyzer):
         `images` may also be an async iterable; a sync one is pulled on the event loop.
         """
         plan = self._many_plan(
-            features, smart_crops_aspect_ratios, gender_neutral_caption, language
+            features,
+            smart_crops_aspect_ratios,
+            gender_neutral_caption,
+            language,
+            max_candidates,
+            tag_hints,
+            object_parents,
         )
         call = self._batch_call(plan)
         return arun_many(
@@ -762,3 +993,26 @@ def _whole_image_is_the_caption(parts: dict[str, Any], frame: Frame) -> None:
         dense[0] = dense[0].model_copy(update={"text": caption.text, "box": whole})
     else:
         dense.append(DenseCaption(text=caption.text, confidence=caption.confidence, box=whole))
+
+
+_LANDMARK_PARENTS = ("building_", "outdoor_")
+"""Categories the 3.2 landmarks domain model attaches to (reference section 5.1)."""
+
+
+def _landmarks_on_their_categories(parts: dict[str, Any]) -> None:
+    """With both asked, landmarks go on the `building_` and `outdoor_` categories too.
+
+    The service runs its landmarks model on images whose categories match it and reports
+    them in `categories[].detail.landmarks`; here the landmarks are asked at once, and
+    put on every category of those families (`[]` when the model saw none).
+    """
+    categories: list[Category] | None = parts.get(Feature.CATEGORIES.value)
+    landmarks: list[Landmark] | None = parts.get(Feature.LANDMARKS.value)
+    if categories is None or landmarks is None:
+        return
+    parts[Feature.CATEGORIES.value] = [
+        category.model_copy(update={"landmarks": tuple(landmarks)})
+        if category.name.startswith(_LANDMARK_PARENTS)
+        else category
+        for category in categories
+    ]

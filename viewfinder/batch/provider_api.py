@@ -64,7 +64,7 @@ from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 
 from viewfinder.analyzers.custom import Analyzer
-from viewfinder.analyzers.image_analysis import ImageAnalyzer
+from viewfinder.analyzers.image_analysis import FeatureOptions, ImageAnalyzer
 from viewfinder.batch.locks import WriterLock
 from viewfinder.batch.records import BatchInput, BatchInputLike, BatchItem, split_input
 from viewfinder.build.plan import CallPlan
@@ -93,7 +93,7 @@ from viewfinder.errors import (
     ViewfinderError,
 )
 from viewfinder.prepare import PreparedImage
-from viewfinder.prepare.load import ImageInput
+from viewfinder.prepare.load import ImageInput, LoadedImage
 from viewfinder.prepare.redact import safe_url
 from viewfinder.schemas.result import AnalysisRun, ImageAnalysisResult, Usage
 
@@ -346,6 +346,31 @@ def _label(image: ImageInput) -> str:
     return "<bytes>" if isinstance(image, bytes | bytearray) else f"<{type(image).__name__}>"
 
 
+def _split(plan: CallPlan[Any, Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """An `ImageAnalyzer` plan's features computed here and those asked of the model; a
+    custom `Analyzer`'s plan asks everything of the model."""
+    options = plan.options
+    if not isinstance(options, FeatureOptions):
+        return (), ("custom",)
+    return options.on_this_machine, options.model_features
+
+
+def _pixels(
+    analyzer: ImageAnalyzer | Analyzer[Any], loaded: LoadedImage, here: tuple[Any, ...]
+) -> dict[str, Any]:
+    """The pixel features (colour, image type, local faces) of an image, as JSON for its
+    manifest entry: computed while the image is at hand, merged into its result later, so
+    a Batch API run loses none of them."""
+    assert isinstance(analyzer, ImageAnalyzer)
+    _, parts = analyzer.local_engine.pixels_of(loaded, here)
+    return {
+        name: [item.model_dump(mode="json") for item in value]
+        if isinstance(value, list)
+        else value.model_dump(mode="json")
+        for name, value in parts.items()
+    }
+
+
 def _geometry(prepared: PreparedImage) -> dict[str, Any]:
     """What a manifest entry keeps of a prepared image (all `finish()` needs)."""
     return {
@@ -596,8 +621,12 @@ class BatchJob:
         url = safe_url(image) if isinstance(image, str) and path is None else None
         base_id = str(given_id) if given_id is not None else path or url or f"item-{index}"
         entry: dict[str, Any] = {"index": index, "base_id": base_id, "path": path, "shard": None}
+        here, asked = _split(self._plan)
         try:
-            prepared = self.analyzer.prepare(image, self._plan.max_side)
+            loaded = self.analyzer.load(image)
+            prepared = self.analyzer.prepare(loaded, self._plan.max_side)
+            if here:
+                entry["pixels"] = _pixels(self.analyzer, loaded, here)
         except ViewfinderError as exc:
             entry["custom_id"] = _unique(f"{base_id}#unreadable", seen)
             entry |= {"source": _label(image), "sha256": None, "error": exc.to_record()}
@@ -606,6 +635,8 @@ class BatchJob:
         entry |= _geometry(prepared)
         if url is not None:
             entry["source"] = url  # the prepared image's source has no query string at all
+        if not asked:  # pixel features only: nothing to ask the model
+            return entry
         line = self._line(entry["custom_id"], self._plan.build(prepared))
         entry["shard"] = writer.add(line)
         if entry["shard"] is None:
@@ -847,6 +878,13 @@ class BatchJob:
         """The result of one manifest entry, from its output or error line if any."""
         if entry["error"] is not None:
             return self._failure(entry, ViewfinderError.from_record(entry["error"]), Usage())
+        if entry["shard"] is None and "pixels" in entry:  # nothing was asked of the model
+            only = ImageAnalysisResult(
+                model_version=self._plan.fingerprint,
+                metadata={"width": entry["width"], "height": entry["height"]},
+                **entry["pixels"],
+            )
+            return self._item_result(entry, only, None, Usage(), batch=True)
         if record is None:
             return self._failure(entry, _missing(state.shards[entry["shard"]]))
         response = record.get("response") or {}
@@ -883,6 +921,8 @@ class BatchJob:
             return self._failure(entry, error, usage)
         clean = model.model_validate_json(parsed.model_dump_json())  # as Engine._completed
         result = self._plan.finish(Completed(clean, usage, request_id), _stub_image(entry))
+        if entry.get("pixels") and isinstance(result, ImageAnalysisResult):
+            result = ImageAnalysisResult.model_validate(result.model_dump() | entry["pixels"])
         return self._item_result(entry, result, None, usage, batch=True)
 
     def _response_model(self) -> type[BaseModel]:

@@ -111,8 +111,10 @@ def analyze(
             "-f",
             help=(
                 "Features to extract, comma-separated or repeated: caption, dense_captions, "
-                "tags, objects, people, smart_crops, read (Azure spellings such as "
-                "denseCaptions work too). Default: all seven."
+                "tags, objects, people, smart_crops, read (Image Analysis 4.0); categories, "
+                "description, brands, adult, faces, color, image_type, landmarks (Computer "
+                "Vision 3.2). Azure spellings such as denseCaptions work too. Default: the "
+                "seven 4.0 features."
             ),
             callback=features_callback,
             metavar="LIST",
@@ -158,21 +160,40 @@ def analyze(
             show_default=False,
         ),
     ] = None,
+    max_candidates: Annotated[
+        int,
+        typer.Option(
+            "--max-candidates",
+            help="Captions of the 3.2 description, 1-10.",
+            min=1,
+            max=10,
+        ),
+    ] = 1,
+    tag_hints: Annotated[
+        bool,
+        typer.Option("--tag-hints", help="3.2 tag hints: a broader word for a rare tag name."),
+    ] = False,
+    object_parents: Annotated[
+        bool,
+        typer.Option("--object-parents", help="3.2 object parents: bulldog -> dog -> mammal."),
+    ] = False,
     engine: Annotated[
         EngineOption,
         typer.Option(
             help=(
                 "Who computes the features: 'model' (the endpoint; fails when none is "
-                "configured), 'local' (this machine: people, smart crops, read; needs the "
-                "'local' extra), or 'auto' (the model when an endpoint is configured, "
-                "else local)."
+                "configured), 'local' (this machine: people, smart crops, read, faces, "
+                "colour, image type; needs the 'local' extra), or 'auto' (the model when "
+                "an endpoint is configured, else local)."
             ),
             case_sensitive=False,
         ),
     ] = EngineOption.AUTO,
     allow_host: AllowHostOption = None,
 ) -> None:
-    """Analyse images: caption, dense captions, tags, objects, people, smart crops, read."""
+    """Analyse images: the 4.0 features (caption, dense captions, tags, objects, people,
+    smart crops, read) and the 3.2 ones (categories, description, brands, adult, faces,
+    colour, image type, landmarks)."""
     from viewfinder.analyzers.image_analysis import ImageAnalyzer  # the engine: lazily
 
     out = Console(highlight=False)
@@ -198,8 +219,8 @@ def analyze(
         err.print(
             Text(
                 "note: no model endpoint is configured: using the local engine "
-                "(people, smart crops, read; caption, dense captions, tags and objects "
-                "need a model)",
+                "(people, smart crops, read, faces, colour, image type; the other "
+                "features need a model)",
                 style="yellow",
             ),
             soft_wrap=True,
@@ -220,6 +241,9 @@ def analyze(
                         smart_crops_aspect_ratios=ratios,
                         gender_neutral_caption=gender_neutral_caption,
                         language=language,
+                        max_candidates=max_candidates,
+                        tag_hints=tag_hints,
+                        object_parents=object_parents,
                     )
                     if draw_path is not None:
                         target = draw_path

@@ -127,7 +127,7 @@ def split_commas(values: Sequence[str]) -> list[str]:
 
 
 def features_of(values: Sequence[str] | None) -> tuple[Feature, ...]:
-    """The features named by `--features` values; all seven when none are."""
+    """The features named by `--features` values; the seven 4.0 ones when none are."""
     from viewfinder.analyzers.image_analysis import FeatureOptions  # the engine: lazily
 
     names = split_commas(values or ())

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from viewfinder.prepare.inputs import is_url
 from viewfinder.prepare.redact import redact_url
+from viewfinder.schemas.features import DetectedObject
 from viewfinder.schemas.geometry import BoundingBox
 from viewfinder.schemas.result import ImageAnalysisResult, Usage
 
@@ -79,8 +80,85 @@ def unserved_lines(unserved: dict[str, str]) -> list[str]:
     return [f"{', '.join(features)}: {reason}" for reason, features in by_reason.items()]
 
 
+def _object_name(obj: DetectedObject) -> str:
+    """`bulldog < dog < mammal`: the object and its 3.2 parents, when it has them."""
+    names = [obj.name]
+    parent = obj.parent
+    while parent is not None:
+        names.append(parent.name)
+        parent = parent.parent
+    return " < ".join(names)
+
+
+def _cv32_parts(result: ImageAnalysisResult) -> list[RenderableType]:
+    """The Computer Vision 3.2 features of a result, in `EVERY_FEATURE` order."""
+    parts: list[RenderableType] = []
+    if result.categories is not None:
+        line = Text("categories: ", style="bold")
+        line.append(
+            ", ".join(
+                f"{c.name} {c.confidence:.2f}"
+                + (f" (landmarks: {', '.join(m.name for m in c.landmarks)})" if c.landmarks else "")
+                for c in result.categories
+            )
+            or "none"
+        )
+        parts.append(line)
+    if result.description is not None:
+        parts.append(Text("description:", style="bold"))
+        for caption in result.description.captions:
+            parts.append(
+                Text.assemble(f"  {caption.text}", (f" ({caption.confidence:.2f})", "dim"))
+            )
+        parts.append(Text(f"  tags: {', '.join(result.description.tags) or 'none'}"))
+    if result.brands is not None:
+        if result.brands:
+            table = _box_table("brands", "name")
+            for brand in result.brands:
+                table.add_row(brand.name, f"{brand.confidence:.2f}", _box_text(brand.box))
+            parts.append(table)
+        else:
+            parts.append(Text.assemble(("brands: ", "bold"), "none"))
+    if result.adult is not None:
+        adult = result.adult
+        line = Text("adult: ", style="bold")
+        line.append(
+            f"adult {adult.is_adult_content} ({adult.adult_score:.2f}), "
+            f"racy {adult.is_racy_content} ({adult.racy_score:.2f}), "
+            f"gory {adult.is_gory_content} ({adult.gore_score:.2f})"
+        )
+        if adult.filtered:
+            line.append(f"  from a content-filter refusal: {adult.evidence}", style="yellow")
+        parts.append(line)
+    if result.faces is not None:
+        line = Text("faces: ", style="bold")
+        line.append("; ".join(_box_text(face.box) for face in result.faces) or "none")
+        parts.append(line)
+    if result.color is not None:
+        color = result.color
+        line = Text("color: ", style="bold")
+        line.append(
+            f"foreground {color.dominant_color_foreground}, background "
+            f"{color.dominant_color_background}, dominant {', '.join(color.dominant_colors)}, "
+            f"accent #{color.accent_color}, black and white {color.is_bw_img}"
+        )
+        parts.append(line)
+    if result.image_type is not None:
+        line = Text("image type: ", style="bold")
+        line.append(
+            f"clip art {result.image_type.clip_art_type}, "
+            f"line drawing {result.image_type.line_drawing_type}"
+        )
+        parts.append(line)
+    if result.landmarks is not None:
+        line = Text("landmarks: ", style="bold")
+        line.append(", ".join(f"{m.name} {m.confidence:.2f}" for m in result.landmarks) or "none")
+        parts.append(line)
+    return parts
+
+
 def render_result(name: str, result: ImageAnalysisResult) -> RenderableType:
-    """A readable rendering of one result, features in `ALL_FEATURES` order.
+    """A readable rendering of one result, features in `EVERY_FEATURE` order.
 
     Args:
         name: The image as shown to the user (URLs already redacted).
@@ -114,14 +192,20 @@ def render_result(name: str, result: ImageAnalysisResult) -> RenderableType:
 
     if result.tags is not None:
         line = Text("tags: ", style="bold")
-        line.append(", ".join(f"{tag.name} {tag.confidence:.2f}" for tag in result.tags) or "none")
+        line.append(
+            ", ".join(
+                f"{tag.name}{f' ({tag.hint})' if tag.hint else ''} {tag.confidence:.2f}"
+                for tag in result.tags
+            )
+            or "none"
+        )
         parts.append(line)
 
     if result.objects is not None:
         if result.objects:
             table = _box_table("objects", "name")
             for obj in result.objects:
-                table.add_row(obj.name, f"{obj.confidence:.2f}", _box_text(obj.box))
+                table.add_row(_object_name(obj), f"{obj.confidence:.2f}", _box_text(obj.box))
             parts.append(table)
         else:
             parts.append(Text.assemble(("objects: ", "bold"), "none"))
@@ -152,6 +236,8 @@ def render_result(name: str, result: ImageAnalysisResult) -> RenderableType:
             parts.extend(Text(f"  {line.text}") for line in lines)
         else:
             parts.append(Text.assemble(("read: ", "bold"), "no text"))
+
+    parts.extend(_cv32_parts(result))
 
     for reason_line in unserved_lines(result.unserved or {}):
         parts.append(Text.assemble(("not served: ", "bold yellow"), reason_line))

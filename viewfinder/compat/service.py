@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from viewfinder.analyzers.features import Feature
+from viewfinder.analyzers.features import ALL_FEATURES, Feature
 from viewfinder.build.plan import CallPlan
 from viewfinder.errors import (
     AuthenticationError,
@@ -71,7 +71,7 @@ LANGUAGES = frozenset(
 """Language codes the service accepts (its tags list, the widest). Unlike the service,
 viewfinder also writes captions and object names in these languages."""
 
-_FEATURES_BY_WIRE_NAME = {f.azure_name.lower(): f for f in Feature}
+_FEATURES_BY_WIRE_NAME = {f.azure_name.lower(): f for f in ALL_FEATURES}  # 4.0 only
 
 
 @dataclass(frozen=True)

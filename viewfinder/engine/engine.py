@@ -191,6 +191,7 @@ def check_completion(completion: ChatCompletion, tally: Tally) -> None:
             raw_answer=raw,
             attempts=tally.completions,
             usage=tally.usage(),
+            categories=filtered_categories(getattr(choice, "content_filter_results", None)),
         )
     if choice.finish_reason == "length":
         raise OutputTruncatedError(
@@ -202,12 +203,40 @@ def check_completion(completion: ChatCompletion, tally: Tally) -> None:
         )
 
 
+def filtered_categories(results: Any) -> tuple[str, ...]:
+    """The categories an Azure OpenAI content-filter result marks `filtered`.
+
+    `results` is `{"sexual": {"filtered": true, "severity": "medium"}, ...}` (the
+    `content_filter_result` of a refused prompt, or a choice's `content_filter_results`);
+    anything else names none.
+    """
+    if not isinstance(results, Mapping):
+        return ()
+    return tuple(
+        str(name)
+        for name, verdict in results.items()
+        if isinstance(verdict, Mapping) and verdict.get("filtered") is True
+    )
+
+
+def _prompt_filter_results(body: Any) -> Any:
+    """A refused prompt's `content_filter_result` in an error body (Azure OpenAI puts it
+    under `innererror`), or None."""
+    if not isinstance(body, Mapping):
+        return None
+    inner = body.get("innererror")
+    if isinstance(inner, Mapping) and "content_filter_result" in inner:
+        return inner["content_filter_result"]
+    return body.get("content_filter_result")
+
+
 def _provider_error(exc: BaseException, tally: Tally) -> ViewfinderError:
     if isinstance(exc, openai.BadRequestError) and exc.code == "content_filter":
         return ContentFilterError(
             f"the prompt or image was stopped by the content filter: {exc.message}",
             attempts=tally.completions,
             usage=tally.usage(),
+            categories=filtered_categories(_prompt_filter_results(exc.body)),
         )
     return to_viewfinder_error(
         exc, attempts=tally.attempts, usage=tally.usage(), deadline=tally.deadline

@@ -9,7 +9,14 @@ configured, and `fallback="local"` when the endpoint fails):
 | `people` | `viewfinder.local.people` (HOG pedestrians + faces) | OpenCV 4, NumPy |
 | `smart_crops` | `viewfinder.local.saliency` + `viewfinder.finish.crops.smart_crops` | NumPy |
 | `read` | `viewfinder.local.read.read_text` | its OCR engine |
+| `color`, `image_type` (3.2) | `viewfinder.local.color` | Pillow only |
+| `faces` (3.2) | `viewfinder.local.faces` (Haar cascades) | OpenCV 4, NumPy |
 | `caption`, `dense_captions`, `tags`, `objects` | never: a model is needed | - |
+| `categories`, `description`, `brands`, `adult`, `landmarks` (3.2) | never | - |
+
+`pixels` serves `color`, `image_type` and `faces` for the model path as well: they are
+computed here whoever answers the rest (`ImageAnalyzer` never asks a model for them when
+this machine can compute them).
 
 A requested feature the engine cannot serve stays `None` in the result and is named,
 with the reason, in `ImageAnalysisResult.unserved`; a served feature that found
@@ -47,11 +54,32 @@ __all__ = [
 INSTALL_HINT: Final = "pip install 'viewfinder[local]'"
 """How to get what the local engine's features need."""
 
-LOCAL_FEATURES: Final = frozenset({Feature.PEOPLE, Feature.SMART_CROPS, Feature.READ})
+LOCAL_FEATURES: Final = frozenset(
+    {
+        Feature.PEOPLE,
+        Feature.SMART_CROPS,
+        Feature.READ,
+        Feature.COLOR,
+        Feature.IMAGE_TYPE,
+        Feature.FACES,
+    }
+)
 """Features the local engine can serve (when their dependencies are installed)."""
 
+_PIXEL_SERVED: Final = frozenset({Feature.COLOR, Feature.IMAGE_TYPE, Feature.FACES})
+
 MODEL_ONLY_FEATURES: Final = frozenset(
-    {Feature.CAPTION, Feature.DENSE_CAPTIONS, Feature.TAGS, Feature.OBJECTS}
+    {
+        Feature.CAPTION,
+        Feature.DENSE_CAPTIONS,
+        Feature.TAGS,
+        Feature.OBJECTS,
+        Feature.CATEGORIES,
+        Feature.DESCRIPTION,
+        Feature.BRANDS,
+        Feature.ADULT,
+        Feature.LANDMARKS,
+    }
 )
 """Features only a model endpoint can serve."""
 
@@ -189,11 +217,41 @@ class LocalEngine:
             **parts,
         )
 
-    def _serve(
-        self, feature: Feature, picture: Image.Image, ratios: Sequence[float]
-    ) -> list[DetectedPerson] | list[CropRegion] | ReadResult:
+    def _serve(self, feature: Feature, picture: Image.Image, ratios: Sequence[float]) -> Any:
         if feature is Feature.PEOPLE:
             return self._people(picture)
         if feature is Feature.SMART_CROPS:
             return self._smart_crops(picture, ratios)
+        if feature in _PIXEL_SERVED:
+            return self.pixels(picture, (feature,))[feature.value]
         return self._read(picture)
+
+    def pixels(self, picture: Image.Image, features: Sequence[Feature]) -> dict[str, Any]:
+        """`color`, `image_type` and `faces` of `picture`, those of `features` asked.
+
+        Deterministic; no model. Colour and image type share one small working copy.
+
+        Raises:
+            ImportError: `faces` was asked and OpenCV is not installed.
+        """
+        from viewfinder.local import color
+
+        parts: dict[str, Any] = {}
+        if Feature.COLOR in features or Feature.IMAGE_TYPE in features:
+            small = color.working_copy(picture)
+            if Feature.COLOR in features:
+                parts[Feature.COLOR.value] = color.color_info(small)
+            if Feature.IMAGE_TYPE in features:
+                parts[Feature.IMAGE_TYPE.value] = color.image_type(small)
+        if Feature.FACES in features:
+            faces = importlib.import_module("viewfinder.local.faces")  # TODO(i14): plain import
+            parts[Feature.FACES.value] = faces.detect_faces(picture)
+        return parts
+
+    def pixels_of(
+        self, image: ImageInput | LoadedImage, features: Sequence[Feature]
+    ) -> tuple[ImageMetadata, dict[str, Any]]:
+        """`pixels` of an image still to decode (at full size), with its size."""
+        picture = decode_full(image)
+        size = ImageMetadata(width=picture.width, height=picture.height)
+        return size, self.pixels(picture, features)

@@ -63,6 +63,9 @@ class Reply:
             ``server_error``).
         error_code: ``error.code`` of a non-200 answer, e.g.
             ``"content_filter"``; default derived from ``status``.
+        error_inner: ``error.innererror`` of a non-200 answer, as Azure OpenAI sends
+            it with a refused prompt (``{"code": "ResponsibleAIPolicyViolation",
+            "content_filter_result": {"sexual": {"filtered": true, ...}}}``).
     """
 
     content: Any = None
@@ -76,6 +79,7 @@ class Reply:
     delay: float = 0.0
     error_type: str | None = None
     error_code: str | None = None
+    error_inner: dict[str, Any] | None = None
 
 
 ReplyLike = Reply | dict[str, Any] | list[Any] | str

@@ -43,17 +43,26 @@ class Response:
     content_type: str = "application/json"
 
 
-def error_body(status: int, message: str, error_type: str | None, code: str | None) -> bytes:
-    """An OpenAI-shaped error body ``{"error": {"message", "type", "param", "code"}}``."""
+def error_body(
+    status: int,
+    message: str,
+    error_type: str | None,
+    code: str | None,
+    inner: dict[str, Any] | None = None,
+) -> bytes:
+    """An OpenAI-shaped error body ``{"error": {"message", "type", "param", "code"}}``
+    (and Azure OpenAI's ``innererror`` when given)."""
     default_type, default_code = _ERROR_KINDS.get(
         status, ("server_error", None) if status >= 500 else ("invalid_request_error", None)
     )
-    error = {
+    error: dict[str, Any] = {
         "message": message,
         "type": error_type or default_type,
         "param": None,
         "code": code if code is not None else default_code,
     }
+    if inner is not None:
+        error["innererror"] = inner
     return json.dumps({"error": error}).encode()
 
 
@@ -95,7 +104,9 @@ def render_reply(
         deployment: The Azure deployment named in the path, if any.
     """
     if reply.status != 200:
-        error = error_body(reply.status, reply.error_message, reply.error_type, reply.error_code)
+        error = error_body(
+            reply.status, reply.error_message, reply.error_type, reply.error_code, reply.error_inner
+        )
         return Response(reply.status, error, dict(reply.headers))
 
     text = answer_text(reply.content)
