@@ -256,3 +256,17 @@ def test_the_local_engine_serves_the_pixel_features_and_names_the_rest(photo: Pa
         result = analyzer.analyze(photo, ["color", "image_type", "categories", "adult"])
     assert result.color is not None and result.image_type is not None
     assert set(result.unserved or {}) == {"categories", "adult"}
+
+
+def test_faces_are_found_here_where_opencv_is_installed() -> None:
+    diptych = Path(__file__).parent / "assets" / "people" / "diptych.png"
+    fake = FakeOpenAI(compact_answer({"caption": ANSWER["caption"]}))
+    with vf.ImageAnalyzer(**fake.clients(), cache=False) as analyzer:
+        assert analyzer.faces_on_this_machine  # the test extra installs OpenCV 4
+        alone = analyzer.analyze(diptych, ["faces"])
+        assert fake.requests == []
+        mixed = analyzer.analyze(diptych, ["caption", "faces"])
+    assert len(fake.requests) == 1
+    assert '"faces"' not in json.dumps(_schema(fake.requests[0]))
+    assert alone.faces is not None and len(alone.faces) == 2  # the two people of the diptych
+    assert mixed.faces == alone.faces and mixed.caption is not None

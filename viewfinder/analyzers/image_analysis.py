@@ -7,7 +7,6 @@ request (`viewfinder.analyzers.split`).
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -588,12 +587,9 @@ class ImageAnalyzer(BaseAnalyzer):
     def faces_on_this_machine(self) -> bool:
         """True when `faces` is computed here (OpenCV's cascades installed), not by the model."""
         if self._faces_here is None:
-            try:  # TODO(i14): a plain import once viewfinder.local.faces lands
-                faces = importlib.import_module("viewfinder.local.faces")
-            except ImportError:
-                self._faces_here = False
-            else:
-                self._faces_here = bool(faces.faces_available())
+            from viewfinder.local.faces import faces_available  # no OpenCV import here
+
+            self._faces_here = faces_available()
         return self._faces_here
 
     # --- pure: build and finish ------------------------------------------------------

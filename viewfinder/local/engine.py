@@ -169,6 +169,9 @@ class LocalEngine:
             parts.append(f"read:{marker or 'unversioned'}")
         except ImportError:
             parts.append("read:unavailable")
+        from viewfinder.local import color, faces
+
+        parts += [f"color:{color.VERSION}", faces.settings_text()]
         return parts
 
     # --- the analysis -----------------------------------------------------------------
@@ -244,8 +247,9 @@ class LocalEngine:
             if Feature.IMAGE_TYPE in features:
                 parts[Feature.IMAGE_TYPE.value] = color.image_type(small)
         if Feature.FACES in features:
-            faces = importlib.import_module("viewfinder.local.faces")  # TODO(i14): plain import
-            parts[Feature.FACES.value] = faces.detect_faces(picture)
+            from viewfinder.local.faces import detect_faces
+
+            parts[Feature.FACES.value] = detect_faces(picture)
         return parts
 
     def pixels_of(
