@@ -356,3 +356,68 @@ def test_the_command_shows_3_2_scores_and_what_it_did_not_score(
     assert "adult" in result.output and "agreement 1.000" in result.output
     assert "not scored (in the Azure results, not in viewfinder's):" in result.output
     assert "landmarks" in result.output
+
+
+def test_a_live_analyzer_is_asked_for_what_the_3_2_reference_holds(tmp_path: Path) -> None:
+    """Against a stored 3.2 result, viewfinder runs the 3.2 features in one request, with
+    the stored result's caption count, tag hints and object parents (the model is scripted)."""
+    from PIL import Image
+
+    import viewfinder as vf
+    from viewfinder.testing import compact_answer
+    from viewfinder.testing.fakes import FakeOpenAI
+
+    Image.new("RGB", (400, 300), (200, 30, 30)).save(tmp_path / "red.png")
+    stored = from_cv32_json(
+        {
+            "tags": [{"name": "ascomycete", "confidence": 0.8, "hint": "fungus"}],
+            "description": {
+                "tags": ["red"],
+                "captions": [
+                    {"text": "a red square", "confidence": 0.9},
+                    {"text": "a red wall", "confidence": 0.5},
+                ],
+            },
+            "objects": [
+                {
+                    "rectangle": {"x": 0, "y": 0, "w": 100, "h": 100},
+                    "object": "bulldog",
+                    "confidence": 0.7,
+                    "parent": {"object": "dog", "confidence": 0.8},
+                }
+            ],
+            "color": {
+                "dominantColorForeground": "Red",
+                "dominantColorBackground": "Red",
+                "dominantColors": ["Red"],
+                "accentColor": "C81E1E",
+                "isBWImg": False,
+            },
+            "requestId": "r",
+            "metadata": {"width": 400, "height": 300, "format": "Png"},
+            "modelVersion": "2021-05-01",
+        }
+    )
+    answer = compact_answer(
+        {
+            "tags": [{"name": "ascomycete", "confidence": 0.7, "hint": "fungus"}],
+            "objects": [
+                {"name": "bulldog", "confidence": 0.6, "box": [0, 0, 250, 333], "parents": ["dog"]}
+            ],
+            "description": {
+                "captions": [{"text": "a red square", "confidence": 0.8}],
+                "tags": ["red"],
+            },
+        }
+    )
+    fake = FakeOpenAI(answer)
+    with vf.ImageAnalyzer(**fake.clients(), cache=False) as analyzer:
+        (report,) = compare_images(analyzer, [("red.png", stored)], tmp_path)
+    assert report.error is None, report.error
+    (request,) = fake.requests
+    body = json.dumps(request)
+    assert '"hint"' in body and '"parents"' in body and "up to 2 different sentences" in body
+    assert report.viewfinder is not None and report.viewfinder.color is not None
+    assert report.scores.unscored == ()
+    assert {"tags", "objects", "description", "color"} <= set(report.scores.features)
+    assert report.scores.scores.tags is not None

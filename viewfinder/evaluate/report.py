@@ -251,8 +251,17 @@ def _compare_one(
             if _MIN_RATIO <= c.aspect_ratio <= _MAX_RATIO
         }
     )
+    candidates = len(azure.description.captions) if azure.description is not None else 1
     start = time.perf_counter()
-    result = analyzer.analyze(image, features=features, smart_crops_aspect_ratios=ratios or None)
+    result = analyzer.analyze(
+        image,
+        features=features,
+        smart_crops_aspect_ratios=ratios or None,
+        # a stored 3.2 result is asked for as it was: its caption count, hints, parents
+        max_candidates=min(max(candidates, 1), 10),
+        tag_hints=any(tag.hint for tag in azure.tags or ()),
+        object_parents=any(obj.parent for obj in azure.objects or ()),
+    )
     latency = time.perf_counter() - start
     return ImageReport(
         image=name,
