@@ -78,7 +78,7 @@ from viewfinder.errors import (
     InvalidOptionError,
     ViewfinderError,
 )
-from viewfinder.prepare.decode import decode_rgb
+from viewfinder.prepare.decode import DEFAULT_LIMITS, decode_rgb, open_checked
 from viewfinder.prepare.pixel_budget import PixelBudget, budget_scope, run_decode
 from viewfinder.schemas.geometry import BoundingBox
 
@@ -358,8 +358,7 @@ def render_thumbnail(
     if box is not None:
         picture = picture.crop((box.x, box.y, box.x + box.width, box.y + box.height))
     picture = picture.resize((width, height), Image.Resampling.LANCZOS)
-    with Image.open(io.BytesIO(data)) as original:
-        found = original.format
+    found = open_checked(data, "the image", DEFAULT_LIMITS).format
     fmt = found if found in THUMBNAIL_FORMATS else "JPEG"
     out = io.BytesIO()
     picture.save(out, format=fmt)
@@ -369,9 +368,8 @@ def render_thumbnail(
 def _image_format(data: bytes) -> str | None:
     """`metadata.format` as the service spells it (`Jpeg`, `Png`), from the header."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            found = image.format
-    except Exception:  # the image was analysed: its format is only a label
+        found = open_checked(data, "the image", DEFAULT_LIMITS).format
+    except ViewfinderError:  # the image was analysed: its format is only a label
         return None
     return found.title() if found else None
 
