@@ -18,6 +18,8 @@ What it serves:
   `application/json` `{"url": "..."}`, and the service's JSON answer
   (`viewfinder.compat.rest.to_azure_json`) or its error bodies
   (`viewfinder.compat.service`), with `apim-request-id` / `request-id` headers.
+- `/vision/v3.2/...`: Computer Vision 3.2's image operations (`viewfinder.compat.ops32`)
+  and Read (`viewfinder.compat.read32`), with the same keys, limits and URL policy.
 - `GET /health`: `{"status": "ok"}`, without a key.
 
 Throttling: all requests share one `viewfinder.engine.ratelimit.RateLimiter`, so a 429 from
@@ -100,7 +102,7 @@ from urllib.parse import urlsplit
 
 from viewfinder.analyzers.image_analysis import FeatureOptions, ImageAnalyzer
 from viewfinder.build.plan import CallPlan
-from viewfinder.compat import read32, read_pages
+from viewfinder.compat import ops32, read32, read_pages
 from viewfinder.compat.handler import (
     ANALYZE_PATH,
     MODEL_VERSION_HEADER,
@@ -677,6 +679,20 @@ def create_app(settings: ServerSettings) -> FastAPI:
         except Exception as exc:
             return read_refused(exc, record)
         return _ServiceJSON(found)
+
+    ops32.register(
+        app,
+        ops32.Host(
+            check=auth.check,
+            analyzer=analyzers.get,
+            service_error=analyzers.service_error,
+            read_image=read_image,
+            pixels=pixels,
+            decode_wait=settings.decode_wait_seconds,
+            record=_record,
+            error_response=_error_response,
+        ),
+    )
 
     @app.get("/health", response_model=None)
     async def health() -> Response:
