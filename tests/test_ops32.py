@@ -5,9 +5,9 @@ One server for the module (`served`), its model side the simulator answering eve
 request with `ANSWER` (scripted, not a model: it never looks at the image; the keys a
 request's features do not ask for are ignored). The SDK's calls run twice (`connect`):
 against the server over HTTP, and through the import swap
-(`viewfinder.azure.computervision`, in-process), with the same answers expected. The mapping (`viewfinder.compat.map32`)
-is checked on Microsoft's spec example: read into a result by `results32`, written back
-equal.
+(`viewfinder.azure.computervision`, in-process), with the same answers expected. The
+mapping (`viewfinder.compat.map32`) is checked on Microsoft's spec example: read into a
+result by `results32`, written back equal.
 """
 
 from __future__ import annotations

@@ -106,9 +106,15 @@ class ASGIAdapter(BaseAdapter):
             self._stop_loop()
 
     def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+        """Join the loop's executor threads (`asyncio.to_thread`: decodes, the store),
+        then stop the loop and its thread."""
+        try:
+            self._call(self._loop.shutdown_asyncgens())
+            self._call(self._loop.shutdown_default_executor())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
 
     # --- requests ---------------------------------------------------------------------
 
