@@ -188,9 +188,9 @@ class ComputerVisionClient(_SdkClient):
         ) -> Any:
             """Mount the in-process adapter on msrest's session (one per thread), then
             leave the request's keywords to the callback that was set before."""
-            for prefix in ("http://", "https://"):
-                if session.adapters.get(prefix) is not adapter:
-                    session.mount(prefix, adapter)
+            for scheme in ("http", "https"):  # every URL requests sends, not a URL test
+                if session.adapters.get(f"{scheme}://") is not adapter:
+                    session.mount(f"{scheme}://", adapter)
             answer = chained(session, global_config, local_config, **kwargs)
             return kwargs if answer is None else answer
 
