@@ -3,16 +3,18 @@
 
 One server for the module (`served`), its model side the simulator answering every
 request with `ANSWER` (scripted, not a model: it never looks at the image; the keys a
-request's features do not ask for are ignored). The mapping (`viewfinder.compat.map32`)
-is checked on Microsoft's spec example: read into a result by `results32`, written back
-equal.
+request's features do not ask for are ignored). The SDK's calls run twice (`connect`):
+against the server over HTTP, and through the import swap
+(`viewfinder.azure.computervision`, in-process), with the same answers expected. The
+mapping (`viewfinder.compat.map32`) is checked on Microsoft's spec example: read into a
+result by `results32`, written back equal.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
@@ -31,6 +33,7 @@ from msrest.authentication import CognitiveServicesCredentials
 from msrest.exceptions import HttpOperationError
 from PIL import Image
 
+import viewfinder.azure.computervision as swap
 from viewfinder import ImageAnalyzer, RetryPolicy
 from viewfinder.compat import map32, ops32, rest32
 from viewfinder.compat.results32 import from_cv32_json
@@ -85,19 +88,23 @@ class _Images(BaseHTTPRequestHandler):
         pass
 
 
+def _analyzer(sim: Simulator) -> ImageAnalyzer:
+    return ImageAnalyzer(
+        base_url=sim.base_url,
+        api_key="test-key-placeholder",
+        model="gpt-4.1-mini",
+        cache=False,
+        retry=RetryPolicy(max_attempts=1),
+    )
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Simulator]]:
     """(endpoint, image URL, simulator): one server, one image server, one simulator."""
     images = ThreadingHTTPServer(("127.0.0.1", 0), _Images)
     Thread(target=images.serve_forever, daemon=True).start()
     with Simulator(default=lambda body: ANSWER) as sim:
-        analyzer = ImageAnalyzer(
-            base_url=sim.base_url,
-            api_key="test-key-placeholder",
-            model="gpt-4.1-mini",
-            cache=False,
-            retry=RetryPolicy(max_attempts=1),
-        )
+        analyzer = _analyzer(sim)
         settings = ServerSettings(
             api_keys=(KEY,),
             analyzer=analyzer,
@@ -115,9 +122,37 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
             images.server_close()
 
 
+@pytest.fixture(scope="module", params=["server", "swap"])
+def connect(
+    request: pytest.FixtureRequest, served: tuple[str, str, Simulator]
+) -> Iterator[Callable[[str], ComputerVisionClient]]:
+    """Microsoft's client presenting a key: against the server, or the import swap (its
+    own app with the server's keys and URL policy, its analyzer on the same simulator)."""
+    made: list[ComputerVisionClient] = []
+
+    def connect(key: str) -> ComputerVisionClient:
+        if request.param == "server":
+            made.append(ComputerVisionClient(served[0], CognitiveServicesCredentials(key)))
+        else:
+            made.append(
+                swap.ComputerVisionClient(
+                    "https://fake-resource.cognitiveservices.azure.com",
+                    CognitiveServicesCredentials(key),
+                    analyzer=_analyzer(served[2]),
+                    api_keys=[KEY],
+                    allow_hosts=["127.0.0.1"],
+                )
+            )
+        return made[-1]
+
+    yield connect
+    for client in made:
+        client.close()
+
+
 @pytest.fixture(scope="module")
-def client(served: tuple[str, str, Simulator]) -> ComputerVisionClient:
-    return ComputerVisionClient(served[0], CognitiveServicesCredentials(KEY))
+def client(connect: Callable[[str], ComputerVisionClient]) -> ComputerVisionClient:
+    return connect(KEY)
 
 
 @pytest.fixture(scope="module")
@@ -225,10 +260,14 @@ def test_models(client: ComputerVisionClient, url: str) -> None:
     assert _inner(details) == (403, "NotSupportedFeature")
 
 
-def test_errors(client: ComputerVisionClient, served: tuple[str, str, Simulator]) -> None:
+def test_errors(
+    client: ComputerVisionClient,
+    connect: Callable[[str], ComputerVisionClient],
+    served: tuple[str, str, Simulator],
+) -> None:
     sim = served[2]
     before = len(sim.requests)
-    stranger = ComputerVisionClient(served[0], CognitiveServicesCredentials("wrong"))
+    stranger = connect("wrong")
     with pytest.raises(ComputerVisionErrorResponseException) as bad_key:
         stranger.tag_image_in_stream(_stream())
     assert bad_key.value.response.status_code == 401
