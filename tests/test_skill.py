@@ -30,7 +30,7 @@ from viewfinder.schemas.cv32 import DetectedFace
 from viewfinder.schemas.geometry import BoundingBox
 from viewfinder.schemas.result import ImageAnalysisResult, ImageMetadata
 from viewfinder.testing import compact_answer
-from viewfinder.testing.simulator import Simulator
+from viewfinder.testing.simulator import Reply, Simulator
 
 KEY = "skill-test-key-7c2d"
 ASSETS = Path(__file__).parent / "assets"
@@ -251,6 +251,15 @@ def test_calls_refused_whole(endpoint: str, key: str, query: str, status: int) -
     """A bad key (the skillset's `httpHeaders`) and bad skill-wide parameters refuse the call."""
     values = [{"recordId": "1", "data": {"image": ASTRONAUT}}]
     assert _call(endpoint, values, query=query, key=key).status_code == status
+
+
+def test_a_throttled_call_is_answered_429(endpoint: str, sim: Simulator) -> None:
+    """Every record throttled: 429 + `Retry-After` for the call, which the indexer retries
+    (B.5); a per-record error would not be."""
+    sim.script(Reply(status=429, headers={"retry-after": "0"}))
+    response = _call(endpoint, [{"recordId": "1", "data": {"image": ASTRONAUT}}])
+    assert response.status_code == 429
+    assert "retry-after" in response.headers
 
 
 def test_late_records_get_a_timeout_error(
