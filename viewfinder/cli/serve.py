@@ -165,6 +165,32 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    skill_batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help=(
+                "Most records per call of the AI Search skill (POST /skills/image-analysis); "
+                "set the skillset's batchSize to this or less. Default: 16."
+            ),
+            min=1,
+            metavar="N",
+            show_default=False,
+        ),
+    ] = None,
+    skill_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help=(
+                "Seconds of the AI Search skill's timeout (the skillset's timeout, 1-230); "
+                "records not analysed within 90% of it are answered with a Timeout error. "
+                "Default: 30, the skill's own default."
+            ),
+            min=1.0,
+            max=230.0,
+            metavar="SECONDS",
+            show_default=False,
+        ),
+    ] = None,
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
 ) -> None:
@@ -187,6 +213,7 @@ def serve(
     try:
         from viewfinder.compat import server
         from viewfinder.compat.handler import REPORT_MODEL_VERSION_ENV
+        from viewfinder.compat.skill import SkillSettings
     except ImportError as exc:
         raise fail(str(exc)) from None
 
@@ -229,6 +256,10 @@ def serve(
         or os.environ.get(REPORT_MODEL_VERSION_ENV, "").strip()
         or None,
         read_store=read_store or default_cache_dir() / READ_STORE_NAME,
+        skill=SkillSettings(
+            batch_size=skill_batch_size or SkillSettings.batch_size,
+            timeout=skill_timeout or SkillSettings.timeout,
+        ),
     )
     try:
         settings.validate()  # before the analyzer: an open server is refused first

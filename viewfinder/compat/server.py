@@ -20,6 +20,8 @@ What it serves:
   (`viewfinder.compat.service`), with `apim-request-id` / `request-id` headers.
 - `/vision/v3.2/...`: Computer Vision 3.2's image operations (`viewfinder.compat.ops32`)
   and Read (`viewfinder.compat.read32`), with the same keys, limits and URL policy.
+- `POST /skills/image-analysis`: Azure AI Search's image-analysis skill as a custom Web API
+  skill (`viewfinder.compat.skill`), with the same keys, limits and URL policy.
 - `GET /health`: `{"status": "ok"}`, without a key.
 
 Throttling: all requests share one `viewfinder.engine.ratelimit.RateLimiter`, so a 429 from
@@ -102,7 +104,7 @@ from urllib.parse import urlsplit
 
 from viewfinder.analyzers.image_analysis import FeatureOptions, ImageAnalyzer
 from viewfinder.build.plan import CallPlan
-from viewfinder.compat import ops32, read32, read_pages
+from viewfinder.compat import ops32, read32, read_pages, skill
 from viewfinder.compat.handler import (
     ANALYZE_PATH,
     MODEL_VERSION_HEADER,
@@ -124,6 +126,7 @@ from viewfinder.compat.service import (
     service_error_for,
     unauthorized,
 )
+from viewfinder.compat.skill import SkillSettings
 from viewfinder.engine.ratelimit import RateLimiter
 from viewfinder.engine.retry import RetryPolicy
 from viewfinder.errors import (
@@ -239,6 +242,7 @@ class ServerSettings:
             temp directory of this app, removed when it stops (`viewfinder serve`
             passes `--read-store`, by default `read-operations` under the cache
             directory, so finished results outlive a restart; those in flight do not).
+        skill: Batch size and timeout of the AI Search skill (`viewfinder.compat.skill`).
     """
 
     api_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -255,6 +259,7 @@ class ServerSettings:
     decode_wait_seconds: float = DECODE_WAIT_SECONDS
     model_version: str | None = None
     read_store: Path | None = None
+    skill: SkillSettings = field(default_factory=SkillSettings)
 
     def validate(self) -> None:
         """Refuse settings that would serve unsafely or cannot work.
@@ -279,6 +284,7 @@ class ServerSettings:
         if not (math.isfinite(self.max_queue_seconds) and self.max_queue_seconds >= 0):
             raise ConfigurationError("max_queue_seconds must be a number >= 0")
         _check_pixel_budget(self.max_decode_pixels, self.decode_wait_seconds)
+        self.skill.validate()
 
 
 # --- the pixel budget -----------------------------------------------------------------
@@ -680,18 +686,33 @@ def create_app(settings: ServerSettings) -> FastAPI:
             return read_refused(exc, record)
         return _ServiceJSON(found)
 
-    ops32.register(
+    host = ops32.Host(
+        check=auth.check,
+        analyzer=analyzers.get,
+        service_error=analyzers.service_error,
+        read_image=read_image,
+        pixels=pixels,
+        decode_wait=settings.decode_wait_seconds,
+        record=_record,
+        error_response=_error_response,
+    )
+    ops32.register(app, host)
+
+    async def fetch(url: str) -> bytes:
+        return await afetch_image(
+            url,
+            allow_hosts=settings.allow_hosts,
+            max_bytes=settings.max_body_bytes,
+            timeout=settings.fetch_timeout,
+        )
+
+    skill.register(
         app,
-        ops32.Host(
-            check=auth.check,
-            analyzer=analyzers.get,
-            service_error=analyzers.service_error,
-            read_image=read_image,
-            pixels=pixels,
-            decode_wait=settings.decode_wait_seconds,
-            record=_record,
-            error_response=_error_response,
-        ),
+        host,
+        settings.skill,
+        read_body=_read_body,
+        fetch=fetch,
+        max_image_bytes=settings.max_body_bytes,
     )
 
     @app.get("/health", response_model=None)
