@@ -25,7 +25,16 @@ ROOT_MODULES = {"__init__.py", "__main__.py", "errors.py", "draw.py"}
 
 ALLOWED: dict[str, set[str]] = {
     # the root's own modules, then each folder: what it may import from the package
-    "__init__": {"analyzers", "build", "draw", "engine", "errors", "prepare", "schemas"},
+    "__init__": {
+        "analyzers",
+        "build",
+        "draw",
+        "embed",
+        "engine",
+        "errors",
+        "prepare",
+        "schemas",
+    },
     "__main__": {"cli"},
     "errors": {"schemas"},
     "draw": {"errors", "prepare", "schemas"},
@@ -34,6 +43,7 @@ ALLOWED: dict[str, set[str]] = {
     "build": {"errors", "schemas"},
     "finish": {"errors", "schemas"},
     "engine": {"errors", "schemas", "prepare", "cost"},
+    "embed": {"errors", "schemas", "prepare", "engine", "cost"},
     "cost": {"errors", "schemas", "prepare", "engine", "finish", "analyzers"},
     "local": {"errors", "schemas", "prepare", "finish", "analyzers"},
     "analyzers": {

@@ -414,9 +414,12 @@ def test_health_models_and_unknown_route(sim: Simulator) -> None:
     status, _, body = raw_request(sim, "GET", "/v1/models")
     assert status == 200
     assert json.loads(body)["object"] == "list"
-    status, _, body = raw_request(sim, "POST", "/v1/embeddings", b"{}")
+    status, _, body = raw_request(sim, "POST", "/v1/audio/speech", b"{}")
     assert status == 404
     assert "simulator" in json.loads(body)["error"]["message"]
+    status, _, body = raw_request(sim, "POST", "/v1/embeddings", b"{}")  # a route since issue 16
+    assert status == 400
+    assert "input" in json.loads(body)["error"]["message"]
 
 
 def test_keep_alive_connection_is_reused_and_stop_does_not_hang() -> None:

@@ -81,6 +81,7 @@ if TYPE_CHECKING:
     from viewfinder.analyzers import Analyzer, ImageAnalyzer
     from viewfinder.analyzers.image_analysis import FeatureArg
     from viewfinder.build.templates import PromptTemplate
+    from viewfinder.embed import Embedder, Embedding
     from viewfinder.engine.budget import Budget
     from viewfinder.engine.cache import ResponseCache
     from viewfinder.engine.retry import RetryPolicy
@@ -118,6 +119,8 @@ __all__ = [
     "DetectedFace",
     "DetectedObject",
     "DetectedPerson",
+    "Embedder",
+    "Embedding",
     "Feature",
     "ImageAnalysisResult",
     "ImageAnalyzer",
@@ -168,6 +171,8 @@ _LAZY = {
     "ResponseCache": "viewfinder.engine.cache",
     "RetryPolicy": "viewfinder.engine.retry",
     "ImageInput": "viewfinder.prepare.load",
+    "Embedder": "viewfinder.embed",
+    "Embedding": "viewfinder.embed",
 }
 """Exported names imported on first access (PEP 562), not by `import viewfinder`: the
 analyzers and the engine pull in openai and instructor, most of the start-up time, and

@@ -18,6 +18,9 @@ What it does simulate, honestly labelled:
 * ``429`` rate limiting (concurrency cap, requests-per-minute and
   tokens-per-minute over a sliding window) with ``retry-after``,
   ``retry-after-ms`` and ``x-ratelimit-*`` headers;
+* embeddings (``POST /v1/embed`` and ``/v2/embed`` in Cohere's shape,
+  ``POST /v1/embeddings`` in OpenAI's, Infinity's and vLLM's): vectors derived
+  from the input's SHA-256, not from any model (see :mod:`.embeddings`);
 * latency, via a sleep in the handler thread;
 * the Files and Batches APIs a Batch API client needs (``POST /v1/files``
   multipart upload, ``GET /v1/files/{id}[/content]``, ``POST /v1/batches``,
@@ -57,6 +60,7 @@ Example:
 """
 
 from viewfinder.testing.simulator.chat import SimulatorStats
+from viewfinder.testing.simulator.embeddings import EmbedFault, fake_vector
 from viewfinder.testing.simulator.replies import (
     CREATED,
     SYSTEM_FINGERPRINT,
@@ -71,9 +75,11 @@ __all__ = [
     "CREATED",
     "SYSTEM_FINGERPRINT",
     "BatchScript",
+    "EmbedFault",
     "Reply",
     "ReplyLike",
     "Simulator",
     "SimulatorStats",
     "estimate_prompt_tokens",
+    "fake_vector",
 ]

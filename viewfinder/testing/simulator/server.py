@@ -28,6 +28,7 @@ from viewfinder.testing.simulator.batches import (
     StoredFile,
 )
 from viewfinder.testing.simulator.chat import ChatCompletions, SimulatorStats
+from viewfinder.testing.simulator.embeddings import EMBED_PATHS, Embeddings
 from viewfinder.testing.simulator.replies import CREATED, BatchScript, Reply, ReplyLike, to_reply
 from viewfinder.testing.simulator.wire import Response, error_body, models_body
 
@@ -141,6 +142,16 @@ class _Handler(BaseHTTPRequestHandler):
             content_type = self.headers.get("content-type", "")
             self._send(self._sim._handle_files_api("POST", path, url.query, raw_body, content_type))
             return
+        elif path in EMBED_PATHS:
+            try:
+                raw_body = self._read_body()
+            except (OSError, ValueError):
+                self.close_connection = True
+                self._send(Response(400, error_body(400, "simulator: bad body", None, None)))
+                return
+            lowered = {name.lower(): value for name, value in self.headers.items()}
+            self._send(self._sim._handle_embed(path, raw_body, lowered))
+            return
         elif path not in _CHAT_PATHS:
             try:
                 self._read_body()
@@ -158,7 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(self._sim._handle_chat(raw, headers, deployment))
 
 
-class Simulator(ChatCompletions, FilesAndBatches):
+class Simulator(ChatCompletions, FilesAndBatches, Embeddings):
     """Scripted OpenAI-compatible server on 127.0.0.1; it is NOT a model.
 
     Every chat completion answer is the next :class:`Reply` queued with
@@ -257,6 +268,7 @@ class Simulator(ChatCompletions, FilesAndBatches):
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._init_embeddings()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -387,6 +399,7 @@ class Simulator(ChatCompletions, FilesAndBatches):
             self._batch_scripts.clear()
             self._file_counter = 0
             self._batch_counter = 0
+        self.reset_embeddings()
 
     # ------------------------------------------------------------------ internals
 
