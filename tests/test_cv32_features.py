@@ -270,3 +270,17 @@ def test_faces_are_found_here_where_opencv_is_installed() -> None:
     assert '"faces"' not in json.dumps(_schema(fake.requests[0]))
     assert alone.faces is not None and len(alone.faces) == 2  # the two people of the diptych
     assert mixed.faces == alone.faces and mixed.caption is not None
+
+
+def test_the_estimate_counts_only_what_is_sent(photo: Path) -> None:
+    from viewfinder.cost.estimate import estimate_request, offline_analyzer
+
+    with offline_analyzer("gpt-4.1-mini") as analyzer:
+        pixels = estimate_request(analyzer, photo, ["color", "image_type"])
+        plain = estimate_request(analyzer, photo, ["tags", "objects"])
+        cv32 = estimate_request(
+            analyzer, photo, ["tags", "objects"], tag_hints=True, object_parents=True
+        )
+    assert (pixels.input_tokens, pixels.output_tokens, pixels.cost_usd) == (0, 0, 0.0)
+    assert cv32.output_tokens > plain.output_tokens  # hints and parents are written out
+    assert cv32.schema_tokens > plain.schema_tokens

@@ -25,9 +25,13 @@ from viewfinder.cli.options import (
     BaseUrlOption,
     DetailChoice,
     DetailOption,
+    FeaturesHelp,
+    MaxCandidatesOption,
     MaxSideOption,
     ModelOption,
     NoCacheOption,
+    ObjectParentsOption,
+    TagHintsOption,
     allow_hosts_of,
     features_callback,
     features_of,
@@ -109,13 +113,7 @@ def analyze(
         typer.Option(
             "--features",
             "-f",
-            help=(
-                "Features to extract, comma-separated or repeated: caption, dense_captions, "
-                "tags, objects, people, smart_crops, read (Image Analysis 4.0); categories, "
-                "description, brands, adult, faces, color, image_type, landmarks (Computer "
-                "Vision 3.2). Azure spellings such as denseCaptions work too. Default: the "
-                "seven 4.0 features."
-            ),
+            help=FeaturesHelp,
             callback=features_callback,
             metavar="LIST",
             show_default=False,
@@ -160,23 +158,9 @@ def analyze(
             show_default=False,
         ),
     ] = None,
-    max_candidates: Annotated[
-        int,
-        typer.Option(
-            "--max-candidates",
-            help="Captions of the 3.2 description, 1-10.",
-            min=1,
-            max=10,
-        ),
-    ] = 1,
-    tag_hints: Annotated[
-        bool,
-        typer.Option("--tag-hints", help="3.2 tag hints: a broader word for a rare tag name."),
-    ] = False,
-    object_parents: Annotated[
-        bool,
-        typer.Option("--object-parents", help="3.2 object parents: bulldog -> dog -> mammal."),
-    ] = False,
+    max_candidates: MaxCandidatesOption = 1,
+    tag_hints: TagHintsOption = False,
+    object_parents: ObjectParentsOption = False,
     engine: Annotated[
         EngineOption,
         typer.Option(

@@ -43,7 +43,11 @@ from viewfinder.cli.options import (
     AnswerFormatOption,
     DetailChoice,
     DetailOption,
+    FeaturesHelp,
+    MaxCandidatesOption,
     MaxSideOption,
+    ObjectParentsOption,
+    TagHintsOption,
     allow_hosts_of,
     features_callback,
     features_of,
@@ -203,6 +207,7 @@ def _estimates(
     max_side: int | None,
     allow_hosts: tuple[str, ...] | None,
     answer_format: AnswerFormat,
+    options: dict[str, Any],
 ) -> Iterator[tuple[str, Estimate | ViewfinderError]]:
     from viewfinder.cost.estimate import estimate_request, offline_analyzer
 
@@ -217,7 +222,7 @@ def _estimates(
         for source in sources:
             name = redact_url(source) if is_url(source) else source
             try:
-                yield name, estimate_request(analyzer, source, features)
+                yield name, estimate_request(analyzer, source, features, **options)
             except ViewfinderError as exc:
                 yield name, exc
     finally:
@@ -493,10 +498,7 @@ def cost(
         typer.Option(
             "--features",
             "-f",
-            help=(
-                "Features to request, comma-separated or repeated: caption, dense_captions, "
-                "tags, objects, people, smart_crops, read. Default: all seven."
-            ),
+            help=FeaturesHelp,
             callback=features_callback,
             metavar="LIST",
             show_default=False,
@@ -509,6 +511,9 @@ def cost(
         bool, typer.Option("--json", help="Print one JSON document instead of a table.")
     ] = False,
     allow_host: AllowHostOption = None,
+    max_candidates: MaxCandidatesOption = 1,
+    tag_hints: TagHintsOption = False,
+    object_parents: ObjectParentsOption = False,
     from_results: Annotated[
         Path | None,
         typer.Option(
@@ -563,6 +568,11 @@ def cost(
             max_side=max_side,
             allow_hosts=allow_hosts_of(allow_host),
             answer_format=answer_format.value,
+            options={
+                "max_candidates": max_candidates,
+                "tag_hints": tag_hints,
+                "object_parents": object_parents,
+            },
         ):
             if isinstance(outcome, Estimate):
                 rows.append((name, outcome))

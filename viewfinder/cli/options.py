@@ -28,9 +28,13 @@ __all__ = [
     "BaseUrlOption",
     "DetailChoice",
     "DetailOption",
+    "FeaturesHelp",
+    "MaxCandidatesOption",
     "MaxSideOption",
     "ModelOption",
     "NoCacheOption",
+    "ObjectParentsOption",
+    "TagHintsOption",
     "allow_hosts_of",
     "features_callback",
     "features_of",
@@ -99,6 +103,32 @@ AnswerFormatOption: TypeAlias = Annotated[
     ),
 ]
 """`--answer-format`."""
+
+FeaturesHelp = (
+    "Features, comma-separated or repeated: caption, dense_captions, tags, objects, people, "
+    "smart_crops, read (Image Analysis 4.0); categories, description, brands, adult, faces, "
+    "color, image_type, landmarks (Computer Vision 3.2). Azure spellings such as "
+    "denseCaptions work too. Default: the seven 4.0 features."
+)
+"""The help of every command's `--features`."""
+
+MaxCandidatesOption: TypeAlias = Annotated[
+    int,
+    typer.Option("--max-candidates", help="Captions of the 3.2 description, 1-10.", min=1, max=10),
+]
+"""`--max-candidates`."""
+
+TagHintsOption: TypeAlias = Annotated[
+    bool,
+    typer.Option("--tag-hints", help="3.2 tag hints: a broader word for a rare tag name."),
+]
+"""`--tag-hints`."""
+
+ObjectParentsOption: TypeAlias = Annotated[
+    bool,
+    typer.Option("--object-parents", help="3.2 object parents: bulldog -> dog -> mammal."),
+]
+"""`--object-parents`."""
 
 NoCacheOption: TypeAlias = Annotated[
     bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")

@@ -334,7 +334,11 @@ def estimate_image_tokens(
 
 
 def expected_output_tokens(
-    features: FeatureArg = ALL_FEATURES, *, answer_format: AnswerFormat = DEFAULT_ANSWER_FORMAT
+    features: FeatureArg = ALL_FEATURES,
+    *,
+    answer_format: AnswerFormat = DEFAULT_ANSWER_FORMAT,
+    tag_hints: bool = False,
+    object_parents: bool = False,
 ) -> int:
     """Output tokens of one answer for `features`, estimated from example answers.
 
@@ -345,20 +349,30 @@ def expected_output_tokens(
     gives more, a plain product shot less. Reasoning tokens are not included.
 
     Args:
-        features: Features requested (one answer holds them all).
+        features: Features requested (one answer holds them all); the pixel features
+            (`color`, `image_type`) are no part of it.
         answer_format: `compact` (the default) or `verbose`.
+        tag_hints: Tags carry 3.2's `hint`.
+        object_parents: Objects carry 3.2's `parents`.
 
     Returns:
         The mean output tokens of the examples.
     """
-    return _output_tokens(FeatureOptions.of(features).features, answer_format)
+    chosen = FeatureOptions.of(features).features
+    return _output_tokens(chosen, answer_format, tag_hints, object_parents)
 
 
 @cache
-def _output_tokens(features: tuple[Feature, ...], answer_format: AnswerFormat) -> int:
+def _output_tokens(
+    features: tuple[Feature, ...],
+    answer_format: AnswerFormat,
+    tag_hints: bool = False,
+    object_parents: bool = False,
+) -> int:
     """`expected_output_tokens` for features a call plan already validated."""
+    options = {"tag_hints": tag_hints, "object_parents": object_parents}
     counts = [
-        count_tokens(answer_text(example.answer, features, answer_format))
+        count_tokens(answer_text(example.answer, features, answer_format, **options))
         for example in example_answers()
     ]
     return math.ceil(sum(counts) / len(counts))
@@ -596,6 +610,9 @@ def estimate_request(
     smart_crops_aspect_ratios: Sequence[float] | None = None,
     gender_neutral_caption: bool = False,
     language: str = "en",
+    max_candidates: int = 1,
+    tag_hints: bool = False,
+    object_parents: bool = False,
 ) -> Estimate:
     """Estimate the tokens and dollars of `analyzer.analyze(image, features, ...)`.
 
@@ -632,9 +649,13 @@ def estimate_request(
         smart_crops_aspect_ratios: Ratios asked for: one crop each in the output.
         gender_neutral_caption: As for `analyze` (changes the caption prompt).
         language: As for `analyze` (changes the prompts).
+        max_candidates: As for `analyze` (the 3.2 description's captions).
+        tag_hints: As for `analyze` (3.2 tag hints: more output).
+        object_parents: As for `analyze` (3.2 object parents: more output).
 
     Returns:
-        The estimate.
+        The estimate. A call asking only pixel features (`color`, `image_type`, and
+        `faces` where computed here) sends no request: its tokens and costs are 0.
 
     Raises:
         InvalidOptionError: A feature, ratio or language is not valid.
@@ -645,17 +666,24 @@ def estimate_request(
         smart_crops_aspect_ratios=smart_crops_aspect_ratios,
         gender_neutral_caption=gender_neutral_caption,
         language=language,
+        max_candidates=max_candidates,
+        tag_hints=tag_hints,
+        object_parents=object_parents,
     )
     chosen = plan.options.features
+    asked = plan.options.model_features
     prepared = image if isinstance(image, PreparedImage) else analyzer.prepare(image, plan.max_side)
-    request = plan.build(prepared)
     name = model or analyzer.model
-
-    prompt_tokens, schema_tokens = _text_tokens(request, analyzer, name)
-    image_tokens = estimate_image_tokens(
-        prepared.model_width, prepared.model_height, model=name, detail=analyzer.detail
-    )
-    output_tokens = _output_tokens(chosen, analyzer.answer_format)
+    if asked:
+        request = plan.build(prepared)
+        prompt_tokens, schema_tokens = _text_tokens(request, analyzer, name)
+        image_tokens = estimate_image_tokens(
+            prepared.model_width, prepared.model_height, model=name, detail=analyzer.detail
+        )
+        output_tokens = _output_tokens(asked, analyzer.answer_format, tag_hints, object_parents)
+    else:  # pixel features only: computed here, no request
+        prompt_tokens = schema_tokens = output_tokens = 0
+        image_tokens = 0
     before_image = prompt_tokens + schema_tokens
     cached_tokens = prompt_cache_tokens(before_image)
 
