@@ -69,6 +69,7 @@ from viewfinder.cli.options import (
     AnswerFormatChoice,
     AnswerFormatOption,
     BaseUrlOption,
+    FeaturesHelp,
     ModelOption,
     NoCacheOption,
     allow_hosts_of,
@@ -363,7 +364,7 @@ def batch(
         typer.Option(
             "--features",
             "-f",
-            help="Features, comma-separated or repeated (default: all seven).",
+            help=FeaturesHelp,
             callback=features_callback,
             metavar="LIST",
             show_default=False,
