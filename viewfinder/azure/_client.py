@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, MutableMapping
 from http import HTTPStatus
 from types import TracebackType
 from typing import IO, Any, cast
@@ -64,6 +64,7 @@ __all__ = [
     "ClientExtras",
     "InProcessTransport",
     "azure_error",
+    "configured_keys",
     "image_bytes",
     "look_alike",
     "url_image",
@@ -435,12 +436,17 @@ class AsyncInProcessTransport(AsyncHttpTransport[HttpRequest, AsyncHttpResponse]
 # --- construction -----------------------------------------------------------------------
 
 
-def _configured_keys(api_keys: str | list[str] | tuple[str, ...] | None) -> ApiKeys:
+def configured_keys(api_keys: str | Collection[str] | None) -> tuple[str, ...]:
+    """The keys callers must present: `api_keys` (a list, or a comma-separated string),
+    else `VIEWFINDER_API_KEYS`; stripped, blanks dropped. Both import swaps read them here."""
     if api_keys is None:
         api_keys = os.environ.get(API_KEYS_ENV, "")
-    if isinstance(api_keys, str):
-        api_keys = api_keys.split(",")
-    return ApiKeys.of(list(api_keys))
+    items = api_keys.split(",") if isinstance(api_keys, str) else api_keys
+    return tuple(key.strip() for key in items if key.strip())
+
+
+def _configured_keys(api_keys: str | list[str] | tuple[str, ...] | None) -> ApiKeys:
+    return ApiKeys.of(configured_keys(api_keys))
 
 
 def _entra_check() -> TokenValidator:

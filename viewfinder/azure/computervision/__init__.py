@@ -92,7 +92,7 @@ import requests
 
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
 from viewfinder.azure._asgi import ASGIAdapter
-from viewfinder.azure._client import ANONYMOUS_KEY, API_KEYS_ENV
+from viewfinder.azure._client import ANONYMOUS_KEY, configured_keys
 from viewfinder.azure.computervision import models
 from viewfinder.errors import ConfigurationError
 
@@ -111,7 +111,11 @@ retries above the engine, so waiting is the retry."""
 
 
 def _listed(value: str | Collection[str] | None, env: str) -> tuple[str, ...]:
-    """`value`, else the comma-separated environment variable `env`: stripped, no blanks."""
+    """`value`, else the comma-separated environment variable `env`: stripped, no blanks.
+
+    (`azure` may not import `prepare`, whose `trusted_hosts` reads the same variable but
+    takes a lone string as one host, not a comma-separated list.)
+    """
     if value is None:
         value = os.environ.get(env, "")
     items = value.split(",") if isinstance(value, str) else value
@@ -159,7 +163,7 @@ class ComputerVisionClient(_SdkClient):
             )
         if analyzer is None:
             analyzer = ImageAnalyzer(**options)
-        keys = _listed(api_keys, API_KEYS_ENV)
+        keys = configured_keys(api_keys)
         settings = ServerSettings(
             api_keys=keys,
             no_auth=not keys,
