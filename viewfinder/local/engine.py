@@ -66,7 +66,8 @@ LOCAL_FEATURES: Final = frozenset(
 )
 """Features the local engine can serve (when their dependencies are installed)."""
 
-_PIXEL_SERVED: Final = frozenset({Feature.COLOR, Feature.IMAGE_TYPE, Feature.FACES})
+_COLOUR_FEATURES: Final = frozenset({Feature.COLOR, Feature.IMAGE_TYPE})
+"""Served together by `LocalEngine.pixels`, from one small working copy."""
 
 MODEL_ONLY_FEATURES: Final = frozenset(
     {
@@ -204,7 +205,12 @@ class LocalEngine:
         picture = decode_full(image)
         parts: dict[str, Any] = {}
         unserved: dict[str, str] = {}
+        colours = tuple(f for f in features if f in _COLOUR_FEATURES)
+        if colours:  # one working copy for both (Pillow only: never an ImportError)
+            parts.update(self.pixels(picture, colours))
         for feature in features:
+            if feature in _COLOUR_FEATURES:
+                continue
             if feature in MODEL_ONLY_FEATURES:
                 unserved[feature.value] = prefix + model_reason
                 continue
@@ -225,7 +231,7 @@ class LocalEngine:
             return self._people(picture)
         if feature is Feature.SMART_CROPS:
             return self._smart_crops(picture, ratios)
-        if feature in _PIXEL_SERVED:
+        if feature is Feature.FACES:
             return self.pixels(picture, (feature,))[feature.value]
         return self._read(picture)
 
