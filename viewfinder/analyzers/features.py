@@ -414,21 +414,30 @@ def _finish_dense(answers: list[RegionCaptionAnswer], ctx: FinishContext) -> lis
     return result
 
 
-def _finish_tags(answers: list[TagAnswer], ctx: FinishContext) -> list[Tag]:
+def _best_per_name(named: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Each non-blank name once, at its best confidence, best first; ties keep the order
+    in which the names first came."""
     best: dict[str, float] = {}
+    for name, confidence in named:
+        if name:
+            best[name] = max(best.get(name, 0.0), confidence)
+    return sorted(best.items(), key=lambda item: -item[1])  # stable
+
+
+def _finish_tags(answers: list[TagAnswer], ctx: FinishContext) -> list[Tag]:
+    named = []
     hints: dict[str, str] = {}
     for answer in answers:
         # A vocabulary's names are kept as spelled there; free names are normalised.
         constrained = type(answer) not in (TagAnswer, HintedTagAnswer)
         name = answer.name if constrained else " ".join(answer.name.lower().split())
-        if name:
-            best[name] = max(best.get(name, 0.0), answer.confidence)
-            hint = " ".join(getattr(answer, "hint", "").lower().split())
-            if hint and hint != name:
-                hints.setdefault(name, hint)
-    ranked = sorted(best.items(), key=lambda item: -item[1])  # stable: ties keep answer order
+        named.append((name, answer.confidence))
+        hint = " ".join(getattr(answer, "hint", "").lower().split())
+        if name and hint and hint != name:
+            hints.setdefault(name, hint)
     return [
-        Tag(name=name, confidence=confidence, hint=hints.get(name)) for name, confidence in ranked
+        Tag(name=name, confidence=confidence, hint=hints.get(name))
+        for name, confidence in _best_per_name(named)
     ]
 
 
@@ -528,10 +537,8 @@ def _ranked(items: Iterable[Any]) -> list[Any]:
 
 
 def _finish_categories(answers: list[CategoryAnswer], ctx: FinishContext) -> list[Category]:
-    best: dict[str, float] = {}
-    for answer in answers:
-        best[answer.name] = max(best.get(answer.name, 0.0), answer.confidence)
-    return _ranked(Category(name=name, confidence=conf) for name, conf in best.items())
+    ranked = _best_per_name((answer.name, answer.confidence) for answer in answers)
+    return [Category(name=name, confidence=conf) for name, conf in ranked]
 
 
 def _finish_description(answer: DescriptionAnswer, ctx: FinishContext) -> Description:
@@ -580,12 +587,8 @@ def _finish_faces(answers: list[FaceAnswer], ctx: FinishContext) -> list[Detecte
 
 
 def _finish_landmarks(answers: list[LandmarkAnswer], ctx: FinishContext) -> list[Landmark]:
-    best: dict[str, float] = {}
-    for answer in answers:
-        name = " ".join(answer.name.split())
-        if name:
-            best[name] = max(best.get(name, 0.0), answer.confidence)
-    return _ranked(Landmark(name=name, confidence=conf) for name, conf in best.items())
+    ranked = _best_per_name((" ".join(a.name.split()), a.confidence) for a in answers)
+    return [Landmark(name=name, confidence=conf) for name, conf in ranked]
 
 
 # --- the table -------------------------------------------------------------------------
