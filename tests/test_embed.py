@@ -120,9 +120,30 @@ def test_an_image_over_5_mb_is_prepared_down_for_cohere_v3(sim: Simulator, tmp_p
     assert max(Image.open(io.BytesIO(sent)).size) <= 1024
 
 
-def test_azure_ai_foundry_gets_the_key_as_api_key() -> None:
+def test_azure_ai_foundry_gets_the_key_as_a_bearer_token() -> None:
+    # Microsoft documents `Authorization: Bearer <TOKEN>` for the deployment's Cohere route.
     backend = CohereBackend(api_key="k", base_url="https://x.eastus.models.ai.azure.com")
-    assert backend.headers() == {"api-key": "k"}
+    assert backend.headers() == {"authorization": "Bearer k"}
+    assert CohereBackend(api_key="k", azure=True).headers() == {"api-key": "k"}
+
+
+def test_cohere_v4_batches_stay_under_its_20_mb_request_limit(sim: Simulator) -> None:
+    v4, v3 = CohereBackend(), CohereBackend(model="embed-multilingual-v3.0")
+    assert v4.max_batch("image") * v4.max_image_bytes * 4 / 3 < 20_000_000
+    assert (v3.max_batch("image"), v3.max_image_bytes) == (1, 5 * 1024 * 1024)
+    assert v4.max_batch("text") == v3.max_batch("text") == 96
+    with _cohere(sim) as embedder:
+        embedder.embed_images([_png((i, 0, 0)) for i in range(15)])
+    assert [len(body["images"]) for _, body, _ in sim.embed_requests] == [14, 1]
+
+
+def test_cohere_v4_image_tokens_are_read_apart_from_text_tokens() -> None:
+    payload = {
+        "embeddings": {"float": [[0.5, 0.5]]},
+        "meta": {"billed_units": {"images": 1, "image_tokens": 1610}},
+    }
+    parsed = CohereBackend().parse("image", payload, 1)
+    assert (parsed.images, parsed.image_tokens, parsed.input_tokens) == (1, 1610, 0)
 
 
 def test_infinity_request_shape_and_batching(sim: Simulator) -> None:

@@ -5,9 +5,10 @@ the answer (`parse`), and knows its model's limits (`max_batch`, `dimensions`). 
 `Embedder` owns the HTTP, retries, cache and normalisation, written once for all of them.
 
 - `CohereBackend`: Cohere Embed v3/v4, `POST /v2/embed` of Cohere's API, also through an
-  Azure AI Foundry deployment (its base URL, the key in an `api-key` header). v3 takes one
-  image per call (JPEG or PNG, at most 5 MB) and gives 1,024 dimensions (384 for the
-  `-light-` models); v4 takes `output_dimension` 256, 512, 1,024 or 1,536.
+  Azure AI Foundry deployment (its base URL; the key as a bearer token, as on Cohere's API).
+  v3 takes one image per call (JPEG or PNG, at most 5 MB) and gives 1,024 dimensions (384
+  for the `-light-` models); v4 takes `output_dimension` 256, 512, 1,024 or 1,536 and
+  several images per call, at most 20 MB of them together.
 - `OpenAICompatibleBackend`: `POST /v1/embeddings` servers that take images: Infinity
   (`"modality": "image"`, image URLs or data URLs in `input`) and vLLM (one image per
   request, as a chat-style `messages` list with an `image_url` part).
@@ -22,7 +23,6 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
-from urllib.parse import urlsplit
 
 from viewfinder.errors import ConfigurationError, InvalidOptionError
 
@@ -44,6 +44,13 @@ COHERE_BASE_URL: Final = "https://api.cohere.com"
 COHERE_MAX_IMAGE_BYTES: Final = 5 * 1024 * 1024
 """Cohere's limit on one image (v3: "at most 5 MB", JPEG or PNG)."""
 _COHERE_MAX_TEXTS: Final = 96
+_COHERE_V4_REQUEST_IMAGE_BYTES: Final = 20_000_000
+"""v4: "the combined size of all images in the request must be at most 20MB"."""
+_COHERE_V4_MAX_IMAGE_BYTES: Final = 1024 * 1024
+"""v4's cap on one prepared image: a 1,024-px JPEG is well under it (larger ones are halved)."""
+_COHERE_V4_MAX_IMAGES: Final = 14
+"""v4 images per call: 14 base64 data URLs of at most 1 MiB (4/3 of that once encoded,
+18.7 MiB) stay under the 20 MB request limit whatever the images."""
 _COHERE_V4_DIMENSIONS: Final = (256, 512, 1024, 1536)
 _DEFAULT_DIMENSIONS: Final = 1024
 """Azure's multimodal embeddings have 1,024 dimensions (reference §A.3): the default."""
@@ -73,6 +80,8 @@ class Parsed:
     vectors: list[list[float]]
     input_tokens: int
     images: int
+    image_tokens: int = 0
+    """Cohere v4's `billed_units.image_tokens` (0 where the API bills none)."""
 
 
 class EmbeddingBackend(Protocol):
@@ -152,11 +161,29 @@ class CohereBackend:
     Args:
         model: `embed-v4.0`, `embed-english-v3.0`, `embed-multilingual-v3.0`, or a
             `-light-v3.0` model (384 dimensions).
-        api_key: Sent as `Authorization: Bearer`, or as `api-key` for an Azure AI
-            Foundry deployment.
-        base_url: Cohere's API by default; an Azure AI Foundry deployment's URL.
-        azure: Send the key as `api-key` (Azure AI Foundry). None: when the base URL's
-            host ends in `.azure.com`.
+        api_key: Sent as `Authorization: Bearer` (Cohere's API and Azure AI Foundry alike).
+        base_url: Cohere's API by default; an Azure AI Foundry deployment's URL
+            (`https://<name>.<region>.models.ai.azure.com`), which serves the same route.
+        azure: Send the key as an `api-key` header instead, for a gateway in front of
+            the deployment that wants it. None or False: a bearer token.
+
+    Sources (checked for issue 16):
+    - cohere-python `src/cohere/v2/raw_client.py` (`V2Client.embed`, commit bc495da):
+      `POST v2/embed`; "Maximum number of texts per call is `96`"; "For **Embed v3.x**
+      models, the maximum number of images per call is `1`, and each image has a maximum
+      size of `5MB`. For **Embed v4.0 and newer** models, there is no limit on the number
+      of images per call. The combined size of all images in the request must be at most
+      `20MB`."; `output_dimension` "`256`, `512`, `1024`, and `1536`. The default is
+      `1536`"; `inputs` (content parts `{"type": "image_url", "image_url": {"url"}}`) are
+      for text and image fused into ONE embedding, so `images` is the field for one
+      embedding per image.
+    - cohere-python `src/cohere/types/api_meta_billed_units.py`: `meta.billed_units` has
+      `images`, `input_tokens` and `image_tokens`.
+    - Microsoft's "How to use Cohere Embed V3 models" (azure-ai-docs,
+      deploy-models-cohere-embed): the deployment serves Cohere's native API with
+      "Authorization: Bearer <TOKEN>" (`api-key` is the header of the Azure AI model
+      inference routes `/embeddings` and `/images/embeddings`, which this backend does
+      not use).
     """
 
     model: str = "embed-v4.0"
@@ -164,7 +191,6 @@ class CohereBackend:
     base_url: str = COHERE_BASE_URL
     azure: bool | None = None
     name: str = "cohere"
-    max_image_bytes: int | None = COHERE_MAX_IMAGE_BYTES
 
     @property
     def is_v4(self) -> bool:
@@ -172,13 +198,20 @@ class CohereBackend:
         return "v4" in self.model
 
     @property
+    def max_image_bytes(self) -> int:
+        """v3: 5 MB per image; v4: 1 MiB, so that a full batch stays under 20 MB."""
+        return _COHERE_V4_MAX_IMAGE_BYTES if self.is_v4 else COHERE_MAX_IMAGE_BYTES
+
+    @property
     def native(self) -> int:
         """The v3 model's only width (v4: its default)."""
         return 384 if "light" in self.model else _DEFAULT_DIMENSIONS
 
     def max_batch(self, kind: Kind) -> int:
-        """v3: one image per call; 96 inputs otherwise."""
-        return 1 if kind == "image" and not self.is_v4 else _COHERE_MAX_TEXTS
+        """96 texts; images: one per call (v3), 14 (v4, the 20 MB request limit)."""
+        if kind == "image":
+            return _COHERE_V4_MAX_IMAGES if self.is_v4 else 1
+        return _COHERE_MAX_TEXTS
 
     def dimensions(self, requested: int | None) -> Dimensions:
         """v4: one of 256/512/1,024/1,536 asked of the server; v3: its native width only."""
@@ -199,13 +232,12 @@ class CohereBackend:
         return Dimensions(request=None, truncate=None, expect=self.native)
 
     def headers(self) -> dict[str, str]:
-        """`api-key` for Azure AI Foundry, else a bearer token."""
+        """A bearer token (Cohere and Azure AI Foundry); `api-key` only when asked."""
         if not self.api_key:
             return {}
-        azure = self.azure
-        if azure is None:
-            azure = (urlsplit(self.base_url).hostname or "").endswith(".azure.com")
-        return {"api-key": self.api_key} if azure else {"authorization": f"Bearer {self.api_key}"}
+        if self.azure:
+            return {"api-key": self.api_key}
+        return {"authorization": f"Bearer {self.api_key}"}
 
     def request(
         self, kind: Kind, items: Sequence[str], dims: Dimensions, input_type: str
@@ -222,7 +254,11 @@ class CohereBackend:
         return "/v2/embed", body
 
     def parse(self, kind: Kind, payload: Any, count: int) -> Parsed:
-        """`embeddings.float` (one list per input) and `meta.billed_units`."""
+        """`embeddings.float` (one list per input) and `meta.billed_units`.
+
+        v4 bills images as `image_tokens`, counted apart from the text's `input_tokens`
+        (they are priced differently).
+        """
         if not isinstance(payload, dict) or not isinstance(payload.get("embeddings"), dict):
             raise ValueError("no 'embeddings' object")
         vectors = _vectors(payload["embeddings"].get("float"), count)
@@ -231,7 +267,10 @@ class CohereBackend:
         billed = billed if isinstance(billed, dict) else {}
         tokens = int(billed.get("input_tokens") or 0)
         images = int(billed.get("images") or (count if kind == "image" else 0))
-        return Parsed(vectors=vectors, input_tokens=tokens, images=images)
+        image_tokens = int(billed.get("image_tokens") or 0)
+        return Parsed(
+            vectors=vectors, input_tokens=tokens, images=images, image_tokens=image_tokens
+        )
 
 
 @dataclass(frozen=True)
