@@ -315,10 +315,11 @@ def test_vectorize_skill_refuses_whole_calls(endpoint: str, sim: Simulator) -> N
     five = [{"recordId": str(n), "data": {"text": "t"}} for n in range(5)]
     big = _error(_post(endpoint, VECTORIZE_SKILL_PATH, json={"values": five}), 400)
     assert "batchSize to 4" in big["message"]
-    sim.script_embed_faults(EmbedFault(429, {"retry-after": "3"}))
+    # retry-after 0: the server's shared rate limiter pauses every later request for it
+    sim.script_embed_faults(EmbedFault(429, {"retry-after": "0"}))
     throttled = _post(endpoint, VECTORIZE_SKILL_PATH, json=one)
     _error(throttled, 429)
-    assert throttled.headers["Retry-After"] == "3"
+    assert throttled.headers["Retry-After"] == "1"  # at least a second, as the service says
 
 
 # --- unconfigured -------------------------------------------------------------------------
@@ -365,3 +366,135 @@ def test_serve_builds_the_embedder_from_flags_or_environment(
     monkeypatch.setenv("VIEWFINDER_EMBED_BASE_URL", sim.base_url)
     found = embedder_of(None, None, None, 512)
     assert found is not None and model_version(found) == "viewfinder-infinity-siglip2-512"
+
+
+# --- the README's AI Search definitions, written by Microsoft's SDK -------------------------
+
+README_INDEX: dict[str, Any] = {
+    "name": "images",
+    "fields": [
+        {"name": "id", "type": "Edm.String", "key": True},
+        {
+            "name": "image_vector",
+            "type": "Collection(Edm.Single)",
+            "searchable": True,
+            "retrievable": False,
+            "dimensions": 1024,
+            "vectorSearchProfile": "image-profile",
+        },
+    ],
+    "vectorSearch": {
+        "algorithms": [{"name": "hnsw-1", "kind": "hnsw", "hnswParameters": {"metric": "cosine"}}],
+        "vectorizers": [
+            {
+                "name": "viewfinder-vectorizer",
+                "kind": "customWebApi",
+                "customWebApiParameters": {
+                    "uri": "https://viewfinder.example.com/vectorizers/multimodal",
+                    "httpMethod": "POST",
+                    "httpHeaders": {"Ocp-Apim-Subscription-Key": "<key>"},
+                    "timeout": "PT30S",
+                },
+            }
+        ],
+        "profiles": [
+            {"name": "image-profile", "algorithm": "hnsw-1", "vectorizer": "viewfinder-vectorizer"}
+        ],
+    },
+}
+"""The README's index after the move (B.7's, with viewfinder's paths)."""
+
+README_SKILL: dict[str, Any] = {
+    "@odata.type": "#Microsoft.Skills.Custom.WebApiSkill",
+    "name": "image-vector",
+    "description": "Replaces #Microsoft.Skills.Vision.VectorizeSkill: viewfinder serve",
+    "context": "/document/normalized_images/*",
+    "uri": "https://viewfinder.example.com/skills/vectorize",
+    "httpMethod": "POST",
+    "httpHeaders": {"Ocp-Apim-Subscription-Key": "<key>"},
+    "timeout": "PT30S",
+    "batchSize": 16,
+    "inputs": [{"name": "image", "source": "/document/normalized_images/*"}],
+    "outputs": [{"name": "vector", "targetName": "image_vector"}],
+}
+"""The README's vectorize skill after the move (B.3's image skill as a Web API skill);
+`timeout` and `batchSize` are `viewfinder serve`'s `--skill-timeout` and
+`--skill-batch-size` defaults."""
+
+
+def test_readme_json_is_what_microsofts_search_sdk_writes(endpoint: str) -> None:
+    """The index and skill JSON the README shows are what `azure-search-documents`
+    serialises for `WebApiVectorizer` and `WebApiSkill`, and their `uri`s are the routes
+    `viewfinder serve` answers; the skill's record shape is answered by it."""
+    from datetime import timedelta
+
+    m = pytest.importorskip("azure.search.documents.indexes.models")
+    headers = {"Ocp-Apim-Subscription-Key": "<key>"}
+    vectorizer = m.WebApiVectorizer(
+        vectorizer_name="viewfinder-vectorizer",
+        web_api_parameters=m.WebApiVectorizerParameters(
+            url="https://viewfinder.example.com" + VECTORIZER_PATH,
+            http_method="POST",
+            http_headers=headers,
+            timeout=timedelta(seconds=30),
+        ),
+    )
+    index = m.SearchIndex(
+        name="images",
+        fields=[
+            m.SearchField(name="id", type="Edm.String", key=True),
+            m.SearchField(
+                name="image_vector",
+                type="Collection(Edm.Single)",
+                searchable=True,
+                hidden=True,
+                vector_search_dimensions=DIMENSIONS,
+                vector_search_profile_name="image-profile",
+            ),
+        ],
+        vector_search=m.VectorSearch(
+            algorithms=[
+                m.HnswAlgorithmConfiguration(
+                    name="hnsw-1", parameters=m.HnswParameters(metric="cosine")
+                )
+            ],
+            vectorizers=[vectorizer],
+            profiles=[
+                m.VectorSearchProfile(
+                    name="image-profile",
+                    algorithm_configuration_name="hnsw-1",
+                    vectorizer_name="viewfinder-vectorizer",
+                )
+            ],
+        ),
+    )
+    skill = m.WebApiSkill(
+        name="image-vector",
+        description=README_SKILL["description"],
+        context="/document/normalized_images/*",
+        uri="https://viewfinder.example.com" + VECTORIZE_SKILL_PATH,
+        http_method="POST",
+        http_headers=headers,
+        timeout=timedelta(seconds=30),
+        batch_size=16,
+        inputs=[m.InputFieldMappingEntry(name="image", source="/document/normalized_images/*")],
+        outputs=[m.OutputFieldMappingEntry(name="vector", target_name="image_vector")],
+    )
+    written = index.serialize() if hasattr(index, "serialize") else index.as_dict()
+    for field in written["fields"]:  # the SDK writes every field attribute it knows
+        for key in [k for k, v in field.items() if v is None]:
+            del field[key]
+    assert _sorted(written) == _sorted(README_INDEX)
+    assert _sorted(skill.as_dict()) == _sorted(README_SKILL)
+    record = {"recordId": "1", "data": {"image": {"data": base64.b64encode(IMAGE).decode()}}}
+    items = _values(_post(endpoint, VECTORIZE_SKILL_PATH, json={"values": [record]}))
+    assert len(items["1"]["data"]["vector"]) == DIMENSIONS
+
+
+def _sorted(value: Any) -> Any:
+    """`value` with every object's keys in one order (the SDK orders them its own way)."""
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
