@@ -17,15 +17,18 @@ import math
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 from local_server import Serving
 from PIL import Image
+from typer.testing import CliRunner
 
+import viewfinder.compat.server as server_module
 from viewfinder import ImageAnalyzer, RetryPolicy
-from viewfinder.cli.serve import embedder_of
+from viewfinder.cli import app as cli_app
 from viewfinder.compat.server import ServerSettings, create_app
 from viewfinder.compat.skill import SkillSettings
 from viewfinder.compat.vectorize import (
@@ -350,22 +353,91 @@ def test_without_an_embedder_every_route_says_so(
         analyzer.close()
 
 
-def test_serve_builds_the_embedder_from_flags_or_environment(
-    monkeypatch: pytest.MonkeyPatch, sim: Simulator
+def _serve(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *args: str) -> tuple[Any, str]:
+    """`viewfinder serve ARGS` up to the point it would serve: its settings and output."""
+    seen: list[ServerSettings] = []
+    monkeypatch.setattr(server_module, "run", lambda settings, **_: seen.append(settings))
+    monkeypatch.setenv("VIEWFINDER_CACHE_DIR", str(tmp_path))
+    command = ["serve", "--api-key", KEY, "--base-url", "http://127.0.0.1:9/v1", *args]
+    result = CliRunner().invoke(cli_app, command)
+    if seen:
+        seen[0].analyzer.close()  # type: ignore[union-attr]
+    return (seen[0] if seen else result.exit_code), result.output
+
+
+def test_serve_turns_embeddings_on_from_flags_or_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sim: Simulator
 ) -> None:
-    """`viewfinder serve`: no flag and no VIEWFINDER_EMBED_* is embeddings off; the flags
-    or the environment (`resolve_backend`) turn them on, 1,024 dimensions by default."""
-    for name in ("VIEWFINDER_EMBED_BACKEND", "VIEWFINDER_EMBED_MODEL", "COHERE_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("VIEWFINDER_EMBED_BASE_URL", raising=False)
-    assert embedder_of(None, None, None, None) is None
-    on = embedder_of("cohere", None, sim.endpoint, None)
-    assert on is not None and model_version(on) == "viewfinder-cohere-embed-v4.0-1024"
+    """`viewfinder serve`: no `--embed-*` flag and no VIEWFINDER_EMBED_* is embeddings off;
+    the flags or the environment (`resolve_backend`) turn them on, 1,024 dimensions by
+    default; the startup lines say which."""
+    for name in ("BACKEND", "MODEL", "BASE_URL", "API_KEY"):
+        monkeypatch.delenv(f"VIEWFINDER_EMBED_{name}", raising=False)
+    monkeypatch.delenv("COHERE_API_KEY", raising=False)
+    settings, output = _serve(monkeypatch, tmp_path)
+    assert settings.embedder is None and "embeddings: off" in output
+    flags = ("--embed-backend", "cohere", "--embed-base-url", sim.endpoint)
+    settings, output = _serve(monkeypatch, tmp_path, *flags)
+    assert "embeddings: on, modelVersion viewfinder-cohere-embed-v4.0-1024" in output
     monkeypatch.setenv("VIEWFINDER_EMBED_BACKEND", "infinity")
     monkeypatch.setenv("VIEWFINDER_EMBED_MODEL", "siglip2")
     monkeypatch.setenv("VIEWFINDER_EMBED_BASE_URL", sim.base_url)
-    found = embedder_of(None, None, None, 512)
-    assert found is not None and model_version(found) == "viewfinder-infinity-siglip2-512"
+    settings, output = _serve(monkeypatch, tmp_path, "--embed-dimensions", "512")
+    assert settings.embedder is not None and settings.embedder.backend.model == "siglip2"
+    assert "modelVersion viewfinder-infinity-siglip2-512" in output
+    monkeypatch.setenv("VIEWFINDER_EMBED_BACKEND", "")
+    code, output = _serve(monkeypatch, tmp_path, "--embed-dimensions", "512")
+    assert code == 2 and "no embedding backend configured" in output
+
+
+class _Held(BaseHTTPRequestHandler):
+    """An embeddings endpoint that answers nothing until the test lets it go."""
+
+    def do_POST(self) -> None:
+        self.server.release.wait(10)  # type: ignore[attr-defined]
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+def test_records_not_vectorised_by_the_deadline_get_a_timeout_error(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """As the image-analysis skill: records not done at 90% of the skill's timeout are
+    answered with a `Timeout` error, HTTP 200, before AI Search gives up on the call."""
+    held = ThreadingHTTPServer(("localhost", 0), _Held)
+    held.release = threading.Event()  # type: ignore[attr-defined]
+    held.daemon_threads = True
+    thread = threading.Thread(target=held.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    backend = OpenAICompatibleBackend(
+        model="siglip2", base_url=f"http://localhost:{held.server_port}/v1", matryoshka=True
+    )
+    analyzer = _analyzer(sim)
+    settings = ServerSettings(
+        api_keys=(KEY,),
+        analyzer=analyzer,
+        read_store=tmp_path,
+        skill=SkillSettings(timeout=0.5),
+        embedder=Embedder(backend),
+    )
+    serving = Serving(create_app(settings))
+    try:
+        endpoint = serving.start()
+        values = [{"recordId": "1", "data": {"text": "slow"}}, {"recordId": "2", "data": {}}]
+        items = _values(_post(endpoint, VECTORIZE_SKILL_PATH, json={"values": values}))
+        assert items["1"]["errors"][0]["message"].startswith("Timeout: ")
+        assert items["2"]["errors"][0]["message"].startswith("InvalidInput: ")
+    finally:
+        held.release.set()  # type: ignore[attr-defined]
+        serving.stop()
+        analyzer.close()
+        held.shutdown()
+        held.server_close()
+        thread.join(5)
 
 
 # --- the README's AI Search definitions, written by Microsoft's SDK -------------------------

@@ -29,7 +29,7 @@ _LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 READ_STORE_NAME = "read-operations"
 """`--read-store`'s default: this folder of the answer cache's directory."""
 
-__all__ = ["embedder_of", "register", "serve"]
+__all__ = ["register", "serve"]
 
 
 def serve(
@@ -306,7 +306,7 @@ def serve(
     except UserError as exc:
         raise fail(str(exc)) from None
     try:
-        embedder = embedder_of(embed_backend, embed_model, embed_base_url, embed_dimensions)
+        embedder = _embedder(embed_backend, embed_model, embed_base_url, embed_dimensions)
     except UserError as exc:
         raise fail(str(exc)) from None
     settings = dataclasses.replace(settings, analyzer=analyzer, embedder=embedder)
@@ -349,7 +349,7 @@ def serve(
     )
 
 
-def embedder_of(
+def _embedder(
     backend: str | None, model: str | None, base_url: str | None, dimensions: int | None
 ) -> Embedder | None:
     """The vectorize routes' embedder from the flags, else `VIEWFINDER_EMBED_*` (read by

@@ -445,20 +445,22 @@ def register(
         except Exception as exc:
             return refused(exc, record)
         remaining = settings.timeout * DEADLINE_SHARE - (time.monotonic() - started)
-        work = asyncio.ensure_future(_skill_records(used, values, fetch, max_image_bytes))
-        done, _ = await asyncio.wait([work], timeout=max(0.0, remaining))
-        if work in done:
-            outcomes = work.result()
-        else:
+        found: list[_Outcome | None] = [None] * len(values)
+        work = asyncio.ensure_future(_skill_records(used, values, found, fetch, max_image_bytes))
+        await asyncio.wait([work], timeout=max(0.0, remaining))
+        if not work.done():
             work.cancel()
-            await asyncio.gather(work, return_exceptions=True)
-            late = _bad(
+        await asyncio.gather(work, return_exceptions=True)
+        late = _Outcome(
+            error=ServiceError(
+                504,
+                "Timeout",
                 f"The record was not vectorised within the skill's {settings.timeout:g} s "
                 "timeout; lower the skill's batchSize or raise its timeout and viewfinder "
                 "serve's --skill-timeout together.",
-                "Timeout",
             )
-            outcomes = [_Outcome(error=replace(late, status=504))] * len(values)
+        )
+        outcomes = [late if o is None else o for o in found]
         errors = [o.error for o in outcomes if o.error is not None]
         record["failed"] = len(errors)
         if values and len(errors) == len(values) and all(e.status == 429 for e in errors):
@@ -483,12 +485,14 @@ def register(
 async def _skill_records(
     embedder: Embedder,
     values: Sequence[Mapping[str, Any]],
+    outcomes: list[_Outcome | None],
     fetch: Fetch,
     max_image_bytes: int,
-) -> list[_Outcome]:
-    """Every record's outcome, in order: inputs read (URLs fetched concurrently), then the
-    texts in one `aembed_texts` call and the images in one `aembed_images` call, so the
-    embedder batches them to its backend's limits."""
+) -> None:
+    """Set every record's outcome in `outcomes` (in the records' order) as it is known:
+    inputs read (URLs fetched concurrently), then the texts in one `aembed_texts` call and
+    the images in one `aembed_images` call, so the embedder batches them to its backend's
+    limits. Records still `None` when the deadline cancels this were not done in time."""
 
     async def read(value: Mapping[str, Any]) -> _Input | ServiceError:
         try:
@@ -498,9 +502,9 @@ async def _skill_records(
             return _error_for(exc)
 
     inputs = await asyncio.gather(*(read(value) for value in values))
-    outcomes: list[_Outcome] = [
-        _Outcome(error=i) if isinstance(i, ServiceError) else _Outcome() for i in inputs
-    ]
+    for n, read_input in enumerate(inputs):
+        if isinstance(read_input, ServiceError):
+            outcomes[n] = _Outcome(error=read_input)
     texts = [n for n, i in enumerate(inputs) if isinstance(i, _Input) and i.text is not None]
     images = [n for n, i in enumerate(inputs) if isinstance(i, _Input) and i.image is not None]
 
@@ -508,11 +512,10 @@ async def _skill_records(
         if not indexes:
             return
         chosen = [inputs[n] for n in indexes]
-        for n, found in zip(indexes, await _embed_each(embedder, chosen, kind), strict=True):
-            outcomes[n] = found
+        for n, outcome in zip(indexes, await _embed_each(embedder, chosen, kind), strict=True):
+            outcomes[n] = outcome
 
     await asyncio.gather(embed(texts, "text"), embed(images, "image"))
-    return outcomes
 
 
 async def _embed_each(embedder: Embedder, inputs: Sequence[Any], kind: str) -> list[_Outcome]:
