@@ -369,9 +369,16 @@ def register(
         return JSONResponse(body, media_type=JSON_CONTENT_TYPE)
 
     def refused(exc: Exception, record: dict[str, Any]) -> Response:
+        """The service's answer for `exc`; a failure of this server's side is logged (an
+        unexpected one with its traceback), never the request's content."""
         error = _error_for(exc)
-        if error.status >= 500:
-            logger.warning("embedding failed: %s: %s", type(exc).__name__, exc)
+        request_id = record.get("request_id")
+        if not isinstance(exc, ServiceError | ViewfinderError):
+            logger.error("request %s: unexpected error", request_id, exc_info=exc)
+        elif error.status >= 500:
+            logger.warning(
+                "request %s: embedding failed: %s: %s", request_id, type(exc).__name__, exc
+            )
         return host.error_response(error, record)
 
     async def embed_one(used: Embedder, item: _Input, input_type: str) -> tuple[float, ...]:
