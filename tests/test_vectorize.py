@@ -22,11 +22,13 @@ from typing import Any
 
 import httpx2
 import pytest
+from fastapi import FastAPI
 from local_server import Serving
 from PIL import Image
 from typer.testing import CliRunner
 
 import viewfinder.compat.server as server_module
+import viewfinder.embed.embedder as embedder_module
 from viewfinder import ImageAnalyzer, RetryPolicy
 from viewfinder.cli import app as cli_app
 from viewfinder.compat.server import ServerSettings, create_app
@@ -39,6 +41,7 @@ from viewfinder.compat.vectorize import (
     model_version,
 )
 from viewfinder.embed import Embedder, OpenAICompatibleBackend
+from viewfinder.prepare import prepare_image
 from viewfinder.testing.simulator import EmbedFault, Simulator
 
 KEY = "vectorize-test-key-41f0"
@@ -107,8 +110,8 @@ def _analyzer(sim: Simulator) -> ImageAnalyzer:
 
 
 @pytest.fixture(scope="session")
-def endpoint(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The server with embeddings: the simulator's, a batch of 4 records."""
+def app(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
+    """The app with embeddings: the simulator's, a batch of 4 records."""
     analyzer = _analyzer(sim)
     settings = ServerSettings(
         api_keys=(KEY,),
@@ -118,12 +121,19 @@ def endpoint(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         skill=SkillSettings(batch_size=4),
         embedder=Embedder(_backend(sim)),
     )
-    serving = Serving(create_app(settings))
+    try:
+        yield create_app(settings)
+    finally:
+        analyzer.close()
+
+
+@pytest.fixture(scope="session")
+def endpoint(app: FastAPI) -> Iterator[str]:
+    serving = Serving(app)
     try:
         yield serving.start()
     finally:
         serving.stop()
-        analyzer.close()
 
 
 def _post(endpoint: str, path: str, key: str | None = KEY, **kwargs: Any) -> httpx2.Response:
@@ -219,6 +229,34 @@ def test_vectorize_rest_errors(endpoint: str) -> None:
     assert _error(refused, 400)["message"] == "The provided image url is not accessible."
     assert _error(_post(endpoint, image, key=None, content=IMAGE, headers=png), 401)
     assert _error(_post(endpoint, text, key="wrong", json={"text": "a"}), 401)
+
+
+def test_image_decodes_hold_the_servers_pixel_budget(
+    endpoint: str, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every route's image decode holds its pixels of the server's budget (the memory
+    bound of `viewfinder serve`), and gives them back."""
+    budget = app.state.pixel_budget
+    held: list[int] = []
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        held.append(budget.total - budget.available)
+        return prepare_image(*args, **kwargs)
+
+    monkeypatch.setattr(embedder_module, "prepare_image", spy)
+    other = _png(40, (1, 2, 3))  # not cached by an earlier test: decoded here
+    _vector(
+        _post(
+            endpoint,
+            f"{VECTORIZE_IMAGE_PATH}?{GA}",
+            content=other,
+            headers={"Content-Type": "image/png"},
+        )
+    )
+    record = {"recordId": "1", "data": {"image": base64.b64encode(_png(41)).decode()}}
+    _values(_post(endpoint, VECTORIZE_SKILL_PATH, json={"values": [record]}))
+    assert held == [40 * 40, 41 * 41]
+    assert budget.available == budget.total
 
 
 # --- AI Search's vectorizer (B.6) -----------------------------------------------------------

@@ -76,6 +76,7 @@ from viewfinder.compat.service import RESOURCE_NOT_FOUND, ServiceError, service_
 from viewfinder.compat.skill import DEADLINE_SHARE, SkillSettings
 from viewfinder.errors import ImageSizeError, ViewfinderError
 from viewfinder.prepare.inputs import ImageLimits
+from viewfinder.prepare.pixel_budget import budget_scope
 
 if TYPE_CHECKING:
     from viewfinder.embed.embedder import Embedder, Embedding
@@ -386,7 +387,8 @@ def register(
             found = await used.aembed_texts([item.text], input_type=input_type)
         else:
             image = item.image if item.image is not None else await fetch(item.url or "")
-            found = await used.aembed_images([image])
+            with budget_scope(host.pixels, host.decode_wait):
+                found = await used.aembed_images([image])
         return found[0].vector
 
     async def vectorize_image(request: Request) -> Response:
@@ -453,7 +455,10 @@ def register(
             return refused(exc, record)
         remaining = settings.timeout * DEADLINE_SHARE - (time.monotonic() - started)
         found: list[_Outcome | None] = [None] * len(values)
-        work = asyncio.ensure_future(_skill_records(used, values, found, fetch, max_image_bytes))
+        with budget_scope(host.pixels, host.decode_wait):  # the task inherits the scope
+            work = asyncio.ensure_future(
+                _skill_records(used, values, found, fetch, max_image_bytes)
+            )
         await asyncio.wait([work], timeout=max(0.0, remaining))
         if not work.done():
             work.cancel()
