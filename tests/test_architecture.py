@@ -73,6 +73,7 @@ ALLOWED: dict[str, set[str]] = {
         "batch",
         "cost",
         "compat",
+        "embed",
         "evaluate",
         "draw",
         "__init__",

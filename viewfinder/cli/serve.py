@@ -23,6 +23,7 @@ from viewfinder.errors import ConfigurationError, UserError
 
 if TYPE_CHECKING:
     from viewfinder.compat.entra import EntraSettings
+    from viewfinder.embed import Embedder
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 READ_STORE_NAME = "read-operations"
@@ -191,6 +192,44 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    embed_backend: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "Embedding backend of the vectorize routes (retrieval:vectorizeImage/Text, "
+                "/vectorizers/multimodal, /skills/vectorize): cohere, infinity or vllm. "
+                "Default: VIEWFINDER_EMBED_BACKEND (cohere when only COHERE_API_KEY is "
+                "set); none: those routes answer that embeddings are not configured."
+            ),
+            metavar="NAME",
+            show_default=False,
+        ),
+    ] = None,
+    embed_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Embedding model. Default: VIEWFINDER_EMBED_MODEL.",
+            metavar="MODEL",
+            show_default=False,
+        ),
+    ] = None,
+    embed_base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Embedding endpoint. Default: VIEWFINDER_EMBED_BASE_URL.",
+            metavar="URL",
+            show_default=False,
+        ),
+    ] = None,
+    embed_dimensions: Annotated[
+        int | None,
+        typer.Option(
+            help="Vector length. Default: 1024 where the model allows it.",
+            min=1,
+            metavar="N",
+            show_default=False,
+        ),
+    ] = None,
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
 ) -> None:
@@ -266,7 +305,11 @@ def serve(
         analyzer = ImageAnalyzer(model=model, base_url=base_url)
     except UserError as exc:
         raise fail(str(exc)) from None
-    settings = dataclasses.replace(settings, analyzer=analyzer)
+    try:
+        embedder = _embedder(embed_backend, embed_model, embed_base_url, embed_dimensions)
+    except UserError as exc:
+        raise fail(str(exc)) from None
+    settings = dataclasses.replace(settings, analyzer=analyzer, embedder=embedder)
 
     scheme = "https" if ssl_certfile else "http"
     if scheme == "http" and host not in _LOOPBACK_HOSTS:
@@ -285,6 +328,18 @@ def serve(
         Text(f"viewfinder serve: {scheme}://{host}:{port}, {auth}, model {analyzer.model}"),
         soft_wrap=True,
     )
+    if embedder is None:
+        err.print(
+            Text(
+                "embeddings: off (no --embed-backend, VIEWFINDER_EMBED_BACKEND or "
+                "COHERE_API_KEY): the vectorize routes answer 404"
+            ),
+            soft_wrap=True,
+        )
+    else:
+        from viewfinder.compat.vectorize import model_version
+
+        err.print(Text(f"embeddings: on, modelVersion {model_version(embedder)}"), soft_wrap=True)
     server.run(
         settings,
         host=host,
@@ -292,6 +347,24 @@ def serve(
         ssl_certfile=None if ssl_certfile is None else str(ssl_certfile),
         ssl_keyfile=None if ssl_keyfile is None else str(ssl_keyfile),
     )
+
+
+def _embedder(
+    backend: str | None, model: str | None, base_url: str | None, dimensions: int | None
+) -> Embedder | None:
+    """The vectorize routes' embedder from the flags, else `VIEWFINDER_EMBED_*` (read by
+    `resolve_backend`); `None` when neither names a backend (embeddings off).
+
+    Raises:
+        UserError: A backend is named but cannot be configured.
+    """
+    env = os.environ
+    named = backend or env.get("VIEWFINDER_EMBED_BACKEND") or env.get("COHERE_API_KEY")
+    if not named and model is None and base_url is None and dimensions is None:
+        return None
+    from viewfinder.embed import Embedder  # httpx2 and the engine: lazily
+
+    return Embedder(backend, model=model, base_url=base_url, dimensions=dimensions)
 
 
 def _entra_settings(

@@ -22,6 +22,10 @@ What it serves:
   and Read (`viewfinder.compat.read32`), with the same keys, limits and URL policy.
 - `POST /skills/image-analysis`: Azure AI Search's image-analysis skill as a custom Web API
   skill (`viewfinder.compat.skill`), with the same keys, limits and URL policy.
+- `POST /computervision/retrieval:vectorizeImage` and `:vectorizeText`, AI Search's
+  `POST /vectorizers/multimodal` and `POST /skills/vectorize` (`viewfinder.compat.vectorize`):
+  multimodal embeddings, when `ServerSettings.embedder` is set, with the same keys, limits
+  and URL policy.
 - `GET /health`: `{"status": "ok"}`, without a key.
 
 Throttling: all requests share one `viewfinder.engine.ratelimit.RateLimiter`, so a 429 from
@@ -104,7 +108,7 @@ from urllib.parse import urlsplit
 
 from viewfinder.analyzers.image_analysis import FeatureOptions, ImageAnalyzer
 from viewfinder.build.plan import CallPlan
-from viewfinder.compat import ops32, read32, read_pages, skill
+from viewfinder.compat import ops32, read32, read_pages, skill, vectorize
 from viewfinder.compat.handler import (
     ANALYZE_PATH,
     MODEL_VERSION_HEADER,
@@ -142,6 +146,7 @@ from viewfinder.schemas.result import ImageAnalysisResult
 
 if TYPE_CHECKING:  # PyJWT is needed only when Entra ID is configured
     from viewfinder.compat.entra import EntraSettings, TokenValidator
+    from viewfinder.embed.embedder import Embedder
 
 __all__ = [
     "ANALYZE_PATH",
@@ -242,7 +247,13 @@ class ServerSettings:
             temp directory of this app, removed when it stops (`viewfinder serve`
             passes `--read-store`, by default `read-operations` under the cache
             directory, so finished results outlive a restart; those in flight do not).
-        skill: Batch size and timeout of the AI Search skill (`viewfinder.compat.skill`).
+        skill: Batch size and timeout of the AI Search skills (`viewfinder.compat.skill`,
+            `viewfinder.compat.vectorize`).
+        embedder: The embedder of the vectorize routes (`viewfinder.compat.vectorize`);
+            `None` (the default): they answer that embeddings are not configured. The
+            server sets its `retry` policy, its image `limits` (the retrieval ones, A.3 of
+            the reference) and, when it has none, a `RateLimiter`, and closes it when it
+            stops.
     """
 
     api_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -260,6 +271,7 @@ class ServerSettings:
     model_version: str | None = None
     read_store: Path | None = None
     skill: SkillSettings = field(default_factory=SkillSettings)
+    embedder: Embedder | None = None
 
     def validate(self) -> None:
         """Refuse settings that would serve unsafely or cannot work.
@@ -515,6 +527,20 @@ class _Analyzers:
             await self._analyzer.aclose()
 
 
+def _adopt_embedder(settings: ServerSettings) -> Embedder | None:
+    """The settings' embedder set up to serve, as `_Analyzers` sets up the analyzer: the
+    server's retry policy, the retrieval image limits, a rate limiter unless it has one."""
+    embedder = settings.embedder
+    if embedder is None:
+        return None
+    if settings.retry is not None:
+        embedder.retry = settings.retry
+    embedder.limits = vectorize.retrieval_limits(settings.max_body_bytes)
+    if embedder.rate_limiter is None:
+        embedder.rate_limiter = RateLimiter(max_wait=settings.max_queue_seconds)
+    return embedder
+
+
 def create_app(settings: ServerSettings) -> FastAPI:
     """The FastAPI application serving Image Analysis 4.0 requests.
 
@@ -534,6 +560,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     analyzers = _Analyzers(settings)
     pixels = PixelBudget(settings.max_decode_pixels)
     operations = read32.ReadOperations(read32.OperationStore(settings.read_store))
+    embedder = _adopt_embedder(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -543,6 +570,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         finally:
             await operations.aclose()
             await analyzers.aclose()
+            if embedder is not None:
+                embedder.close()
 
     app = FastAPI(
         title="viewfinder",
@@ -709,6 +738,16 @@ def create_app(settings: ServerSettings) -> FastAPI:
     skill.register(
         app,
         host,
+        settings.skill,
+        read_body=_read_body,
+        fetch=fetch,
+        max_image_bytes=settings.max_body_bytes,
+    )
+
+    vectorize.register(
+        app,
+        host,
+        embedder,
         settings.skill,
         read_body=_read_body,
         fetch=fetch,

@@ -43,6 +43,7 @@ from viewfinder.errors import (
 from viewfinder.prepare import DEFAULT_MAX_SIDE, MIN_MAX_SIDE, prepare_image
 from viewfinder.prepare.inputs import DEFAULT_LIMITS, ImageLimits
 from viewfinder.prepare.load import ImageInput, LoadedImage, load_image
+from viewfinder.prepare.pixel_budget import run_decode
 
 __all__ = ["Embedder", "Embedding", "EmbeddingUsage"]
 
@@ -190,10 +191,12 @@ class Embedder:
         return _results(items)
 
     async def aembed_images(self, images: Sequence[ImageInput]) -> list[Embedding]:
-        """`embed_images`, awaited: images read in a thread, batches sent concurrently."""
-        items = list(
-            await asyncio.gather(*(asyncio.to_thread(self._image_item, i) for i in images))
-        )
+        """`embed_images`, awaited: images read in a thread, batches sent concurrently.
+
+        Image bytes are decoded under the caller's `budget_scope`, if any (`viewfinder
+        serve`'s pixel budget); outside one, as plain threads.
+        """
+        items = list(await asyncio.gather(*(self._aimage_item(i) for i in images)))
         await self._asend_all(items, "image", "image")
         return _results(items)
 
@@ -261,6 +264,12 @@ class Embedder:
         if item.result is None:
             item.payload = self._data_url(loaded)
         return item
+
+    async def _aimage_item(self, image: ImageInput) -> _Item:
+        """`_image_item` in a thread; bytes hold their decoded pixels of a pixel budget."""
+        if isinstance(image, bytes | bytearray):
+            return await run_decode(bytes(image), self.max_side, self._image_item, image)
+        return await asyncio.to_thread(self._image_item, image)
 
     def _text_item(self, text: str, input_type: str) -> _Item:
         if not isinstance(text, str) or not text.strip():
