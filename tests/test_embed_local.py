@@ -16,6 +16,7 @@ import json
 import math
 import shutil
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,16 @@ def test_async_path_matches_sync(backend: LocalBackend) -> None:
     got_images, got_texts = asyncio.run(both())
     assert got_images == embedder.embed_images(images)
     assert got_texts == embedder.embed_texts(texts)
+
+
+def test_threads_share_one_session_per_tower(tiny: Path) -> None:
+    shared = LocalBackend(tiny, text_batch_size=2)
+    texts = ["the cat", "a red car", "blue tree"]
+    alone = vf.Embedder(LocalBackend(tiny, text_batch_size=2)).embed_texts(texts)
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(lambda _: vf.Embedder(shared).embed_texts(texts), range(8)))
+    assert all(run == alone for run in runs)
+    assert list(shared._sessions) == ["text"]  # loaded once, on first use
 
 
 def test_path_bytes_and_pil_give_the_same_vector(tmp_path: Path, backend: LocalBackend) -> None:

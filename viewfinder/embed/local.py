@@ -60,7 +60,8 @@ Producing it, where the user has torch (not needed, nor installed, here)::
                       input_names=["input_ids"], output_names=["embeds"],
                       dynamic_axes=axes, opset_version=17)
     # then write viewfinder-embed.json as above (the processor's preprocessor_config.json
-    # has image_size, resample, rescale, mean and std).
+    # has image_size, resample, rescale, mean and std). Where get_*_features returns an
+    # output object rather than a tensor, return its `.pooler_output`.
 
 For OpenCLIP, `model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32",
 pretrained="laion2b_s34b_b79k")`; export `model.encode_image` and `model.encode_text`
