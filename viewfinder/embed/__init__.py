@@ -1,18 +1,22 @@
-"""Multimodal embeddings: `Embedder` and its HTTP backends (issue 16).
+"""Multimodal embeddings: `Embedder` and its backends (issue 16).
 
 `Embedder` (embedder.py) turns images and texts into L2-normalised float32 vectors in
 one space, with the analyzer's image inputs and engine habits (cache, retries, rate
 limiting, typed errors). backends.py holds the wire format of each embeddings API
-(Cohere Embed v3/v4, OpenAI-compatible Infinity and vLLM servers) behind one Protocol.
+(Cohere Embed v3/v4, OpenAI-compatible Infinity and vLLM servers) behind one Protocol;
+local.py the in-process `LocalBackend` (SigLIP 2 / OpenCLIP in ONNX Runtime, the
+`embed-local` extra: its packages are imported on first use).
 """
 
 from viewfinder.embed.backends import (
     CohereBackend,
     EmbeddingBackend,
+    InProcessBackend,
     OpenAICompatibleBackend,
     resolve_backend,
 )
 from viewfinder.embed.embedder import Embedder, Embedding, EmbeddingUsage
+from viewfinder.embed.local import LocalBackend
 
 __all__ = [
     "CohereBackend",
@@ -20,6 +24,8 @@ __all__ = [
     "Embedding",
     "EmbeddingBackend",
     "EmbeddingUsage",
+    "InProcessBackend",
+    "LocalBackend",
     "OpenAICompatibleBackend",
     "resolve_backend",
 ]

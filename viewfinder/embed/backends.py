@@ -13,6 +13,9 @@ the answer (`parse`), and knows its model's limits (`max_batch`, `dimensions`). 
   (`"modality": "image"`, image URLs or data URLs in `input`) and vLLM (one image per
   request, as a chat-style `messages` list with an `image_url` part).
 
+`viewfinder.embed.local.LocalBackend` (the `embed-local` extra) is the in-process kind
+(`InProcessBackend`): SigLIP 2 / OpenCLIP towers run by ONNX Runtime, no HTTP.
+
 `resolve_backend` picks one from constructor arguments, else environment variables, as
 `viewfinder.engine.providers` does for the analyzer.
 """
@@ -22,18 +25,23 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
 
 from viewfinder.errors import ConfigurationError, InvalidOptionError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = [
     "COHERE_BASE_URL",
     "CohereBackend",
     "Dimensions",
     "EmbeddingBackend",
+    "InProcessBackend",
     "Kind",
     "OpenAICompatibleBackend",
     "Parsed",
+    "model_dimensions",
     "resolve_backend",
 ]
 
@@ -89,7 +97,7 @@ class EmbeddingBackend(Protocol):
 
     @property
     def name(self) -> str:
-        """`cohere`, `infinity` or `vllm`: part of the cache key."""
+        """`cohere`, `infinity`, `vllm` or `local`: part of the cache key."""
         ...
 
     @property
@@ -152,6 +160,48 @@ def _vectors(items: Any, count: int) -> list[list[float]]:
             raise ValueError("a vector is not a non-empty list of numbers")
         vectors.append([float(v) for v in item])
     return vectors
+
+
+def model_dimensions(
+    model: str, native: int | None, matryoshka: bool, requested: int | None
+) -> Dimensions:
+    """`dimensions` for a model truncated on this machine: a Matryoshka model keeps the
+    leading `requested` values (1,024 by default when it is wider) and is re-normalised;
+    another gives its native width only.
+
+    Raises:
+        InvalidOptionError: The model cannot give `requested` dimensions.
+    """
+    _check_dimensions(requested)
+    if matryoshka:
+        if requested is None:
+            wide = native is None or native >= _DEFAULT_DIMENSIONS
+            requested = _DEFAULT_DIMENSIONS if wide else native
+        if native is not None and requested is not None and requested > native:
+            raise InvalidOptionError(f"{model} gives {native} dimensions: cannot give {requested}")
+        return Dimensions(request=None, truncate=requested, expect=requested)
+    if requested is not None and native is not None and requested != native:
+        raise InvalidOptionError(
+            f"{model} gives {native} dimensions only (not declared a Matryoshka "
+            f"model, so its vectors cannot be truncated): got dimensions={requested}"
+        )
+    return Dimensions(request=None, truncate=None, expect=requested or native)
+
+
+@runtime_checkable
+class InProcessBackend(EmbeddingBackend, Protocol):
+    """A backend that computes on this machine (`viewfinder.embed.local.LocalBackend`):
+    the `Embedder` calls `compute` (in a worker thread in its async methods) instead of
+    sending HTTP, and adds `weights_digest` to its cache keys."""
+
+    @property
+    def weights_digest(self) -> str:
+        """A digest of the weights: changed weights never hit old cache entries."""
+        ...
+
+    def compute(self, kind: Kind, inputs: Sequence[Image.Image | str]) -> Parsed:
+        """One batch's raw vectors: decoded RGB images, or texts."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -313,23 +363,7 @@ class OpenAICompatibleBackend:
     def dimensions(self, requested: int | None) -> Dimensions:
         """Matryoshka models truncate on this machine (1,024 by default when the model
         is wider); other models give their native width only."""
-        _check_dimensions(requested)
-        native = self.native_dimensions
-        if self.matryoshka:
-            if requested is None:
-                wide = native is None or native >= _DEFAULT_DIMENSIONS
-                requested = _DEFAULT_DIMENSIONS if wide else native
-            if native is not None and requested is not None and requested > native:
-                raise InvalidOptionError(
-                    f"{self.model} gives {native} dimensions: cannot give {requested}"
-                )
-            return Dimensions(request=None, truncate=requested, expect=requested)
-        if requested is not None and native is not None and requested != native:
-            raise InvalidOptionError(
-                f"{self.model} gives {native} dimensions only (not declared a Matryoshka "
-                f"model, so its vectors cannot be truncated): got dimensions={requested}"
-            )
-        return Dimensions(request=None, truncate=None, expect=requested or native)
+        return model_dimensions(self.model, self.native_dimensions, self.matryoshka, requested)
 
     def headers(self) -> dict[str, str]:
         """A bearer token when a key is set."""
@@ -372,8 +406,9 @@ def resolve_backend(
 ) -> EmbeddingBackend:
     """The backend from arguments, else `VIEWFINDER_EMBED_*` environment variables.
 
-    `VIEWFINDER_EMBED_BACKEND` (`cohere`, `infinity` or `vllm`; default `cohere` when
-    `COHERE_API_KEY` is set), `VIEWFINDER_EMBED_MODEL`, `VIEWFINDER_EMBED_BASE_URL` and
+    `VIEWFINDER_EMBED_BACKEND` (`cohere`, `infinity`, `vllm` or `local`; default `cohere`
+    when `COHERE_API_KEY` is set), `VIEWFINDER_EMBED_MODEL` (`local`: the model directory,
+    see `viewfinder.embed.local`), `VIEWFINDER_EMBED_BASE_URL` and
     `VIEWFINDER_EMBED_API_KEY` (Cohere: `COHERE_API_KEY` too). An argument wins over its
     variable.
 
@@ -405,9 +440,18 @@ def resolve_backend(
         return OpenAICompatibleBackend(
             model=model, base_url=base_url.rstrip("/"), flavor=flavor, api_key=key
         )
+    if kind == "local":
+        if not model:
+            raise ConfigurationError(
+                "the local backend needs a model directory: set VIEWFINDER_EMBED_MODEL "
+                "(or pass model=)"
+            )
+        from viewfinder.embed.local import LocalBackend  # numpy and onnxruntime on demand
+
+        return LocalBackend(model)
     if kind:
         raise ConfigurationError(
-            f"unknown embedding backend {kind!r}: use 'cohere', 'infinity' or 'vllm'"
+            f"unknown embedding backend {kind!r}: use 'cohere', 'infinity', 'vllm' or 'local'"
         )
     raise ConfigurationError(
         "no embedding backend configured: set COHERE_API_KEY, or VIEWFINDER_EMBED_BACKEND "

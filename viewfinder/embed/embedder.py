@@ -8,6 +8,11 @@ the backend's size through httpx2, each HTTP attempt paced (an optional `RateLim
 and retried by the engine's one policy (`engine.retry`: tenacity, `Retry-After`); then
 truncated (Matryoshka models), re-normalised, rounded to float32 and cached.
 
+An in-process backend (`InProcessBackend`: `viewfinder.embed.local`, ONNX Runtime) takes
+the same steps with `compute` in place of HTTP (in a worker thread in the async methods):
+images decoded batch by batch (`decode_rgb`, the same limits) instead of made into JPEG
+data URLs, and its `weights_digest` added to the cache keys. Nothing else changes.
+
 Vectors are tuples of Python floats holding float32 values: numpy stays out of the core
 install (it is in the `local` extra only) and `import viewfinder` stays light;
 `numpy.asarray(e.vector, dtype=numpy.float32)` or `Embedding.to_bytes()` give a packed
@@ -24,12 +29,19 @@ from array import array
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx2
 import openai
 
-from viewfinder.embed.backends import Dimensions, EmbeddingBackend, Kind, Parsed, resolve_backend
+from viewfinder.embed.backends import (
+    Dimensions,
+    EmbeddingBackend,
+    InProcessBackend,
+    Kind,
+    Parsed,
+    resolve_backend,
+)
 from viewfinder.engine.cache import ResponseCache
 from viewfinder.engine.ratelimit import RateLimiter
 from viewfinder.engine.retry import RetryPolicy, async_retrying, sync_retrying, to_viewfinder_error
@@ -44,6 +56,9 @@ from viewfinder.prepare import DEFAULT_MAX_SIDE, MIN_MAX_SIDE, prepare_image
 from viewfinder.prepare.inputs import DEFAULT_LIMITS, ImageLimits
 from viewfinder.prepare.load import ImageInput, LoadedImage, load_image
 from viewfinder.prepare.pixel_budget import run_decode
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = ["Embedder", "Embedding", "EmbeddingUsage"]
 
@@ -102,19 +117,22 @@ def normalise(values: Sequence[float], truncate: int | None = None) -> tuple[flo
 
 @dataclass
 class _Item:
-    """One input on its way: its cache key, then its payload (a data URL or the text)."""
+    """One input on its way: its cache key, then its payload (a data URL or the text;
+    for an in-process backend, the image's bytes in `image`, decoded batch by batch)."""
 
     key: str
     payload: str | None = None
     result: Embedding | None = None
+    image: LoadedImage | None = None
 
 
 class Embedder:
     """Images and texts to vectors in one space, through one backend.
 
     Args:
-        backend: An `EmbeddingBackend`, a backend name (`cohere`, `infinity`, `vllm`),
-            or None to read `VIEWFINDER_EMBED_*` (see `resolve_backend`).
+        backend: An `EmbeddingBackend`, a backend name (`cohere`, `infinity`, `vllm`,
+            `local`: `model` is then the model directory), or None to read
+            `VIEWFINDER_EMBED_*` (see `resolve_backend`).
         model, base_url, api_key: Override the environment for a named backend.
         dimensions: Vector length; None: 1,024 where the model allows it, else its own.
             Matryoshka models are truncated and re-normalised; others refuse a length
@@ -236,6 +254,8 @@ class Embedder:
             "kind": kind,
             **identity,
         }
+        if isinstance(self.backend, InProcessBackend):
+            material["weights"] = self.backend.weights_digest
         canonical = json.dumps(material, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -261,7 +281,9 @@ class Embedder:
         )
         key = self._key("image", {"sha256": loaded.sha256, "max_side": self.max_side})
         item = _Item(key=key, result=self._cached(key))
-        if item.result is None:
+        if item.result is None and isinstance(self.backend, InProcessBackend):
+            item.image = loaded
+        elif item.result is None:
             item.payload = self._data_url(loaded)
         return item
 
@@ -325,7 +347,23 @@ class Embedder:
         )
         return self.backend.base_url.rstrip("/") + path, body
 
+    def _compute(self, batch: list[_Item], kind: Kind) -> Parsed:
+        """An in-process backend's batch: images decoded here (the image limits apply),
+        one batch at a time so memory stays bounded."""
+        from viewfinder.prepare.decode import decode_rgb
+
+        assert isinstance(self.backend, InProcessBackend)
+        inputs: list[Image.Image | str] = [
+            decode_rgb(item.image.data, item.image.source, self.limits)
+            if item.image is not None
+            else item.payload or ""
+            for item in batch
+        ]
+        return self.backend.compute(kind, inputs)
+
     def _send(self, batch: list[_Item], kind: Kind, input_type: str) -> Parsed:
+        if isinstance(self.backend, InProcessBackend):
+            return self._compute(batch, kind)
         url, body = self._request(batch, kind, input_type)
         if self._client is None:
             self._client = httpx2.Client(timeout=self.timeout)
@@ -346,6 +384,10 @@ class Embedder:
         return self._parse(response, kind, len(batch))
 
     async def _asend_all(self, items: list[_Item], kind: Kind, input_type: str) -> None:
+        if isinstance(self.backend, InProcessBackend):  # CPU-bound: a worker thread
+            for batch in self._batches(items, kind):
+                self._fill(batch, kind, await asyncio.to_thread(self._compute, batch, kind))
+            return
         gate = asyncio.Semaphore(self.max_concurrency)
         async with httpx2.AsyncClient(timeout=self.timeout) as client:
 
