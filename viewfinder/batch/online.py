@@ -50,7 +50,7 @@ from collections.abc import (
 )
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeAlias
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeAlias, TypeVar
 
 from viewfinder.batch.records import BatchInputLike, BatchItem, BatchSummary, R, split_input
 from viewfinder.batch.settings import DEFAULT_CONCURRENCY
@@ -81,6 +81,9 @@ __all__ = [
     "run_many",
 ]
 
+
+T = TypeVar("T")
+"""What `_in_thread` hands over (`BatchItem`s here; `viewfinder.embed.many`'s items too)."""
 
 BatchCall: TypeAlias = Callable[[LoadedImage, Engine, Budget | None], Awaitable[R]]
 """Analyse one read image through `engine`, charging `budget`; built by the analyzer."""
@@ -490,8 +493,8 @@ def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) 
 
 
 def _in_thread(
-    produce: Callable[[], AsyncGenerator[BatchItem[R], None]], queue_size: int
-) -> Generator[BatchItem[R], None, None]:
+    produce: Callable[[], AsyncGenerator[T, None]], queue_size: int
+) -> Generator[T, None, None]:
     """Run an async generator on an event loop of its own thread; yield its items here.
 
     The thread may be at most `queue_size` items ahead of this generator. Closing this

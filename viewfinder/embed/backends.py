@@ -73,6 +73,8 @@ class Parsed:
     vectors: list[list[float]]
     input_tokens: int
     images: int
+    image_tokens: int = 0
+    """Tokens billed for the images, where the API reports them (Cohere v4)."""
 
 
 class EmbeddingBackend(Protocol):
@@ -231,7 +233,8 @@ class CohereBackend:
         billed = billed if isinstance(billed, dict) else {}
         tokens = int(billed.get("input_tokens") or 0)
         images = int(billed.get("images") or (count if kind == "image" else 0))
-        return Parsed(vectors=vectors, input_tokens=tokens, images=images)
+        image_tokens = int(billed.get("image_tokens") or 0)
+        return Parsed(vectors, input_tokens=tokens, images=images, image_tokens=image_tokens)
 
 
 @dataclass(frozen=True)
