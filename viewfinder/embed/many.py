@@ -5,7 +5,8 @@
 
 - inputs (`(id, image)` pairs, `BatchInput`s or bare images: `batch.records.split_input`)
   are pulled one at a time, only when a slot is free, and grouped into batches of the
-  backend's size (`max_batch("image")`: 1 for Cohere v3); at most `concurrency` batches
+  backend's size (`max_batch("image")`: 1 for Cohere v3), a batch leaving with what it
+  has when the source is slow (`LINGER`: stdin, a slow listing); at most `concurrency` batches
   are in flight, so memory stays flat however long the input;
 - each input gives one `EmbedItem`, with its `Embedding` or a typed error: an image that
   cannot be read, or a batch the server refuses, never stops the run;
@@ -25,7 +26,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterable, Generator, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 import httpx2
 
@@ -45,6 +46,9 @@ from viewfinder.errors import BudgetExceededError, InvalidOptionError, Viewfinde
 
 if TYPE_CHECKING:
     from viewfinder.embed.embedder import Embedder
+
+LINGER: Final = 0.05
+"""Seconds a partly filled batch waits for one more input before it is sent."""
 
 __all__ = ["EmbedItem", "EmbedRun", "EmbedSummary", "aembed_many", "embed_many"]
 
@@ -181,13 +185,25 @@ class _Core:
         pending: set[asyncio.Task[list[EmbedItem]]] = set()
         index = 0
         exhausted = False
+        upcoming: asyncio.Future[object] | None = None  # a pull still waiting on the source
         try:
             async with httpx2.AsyncClient(timeout=self.embedder.timeout) as client:
                 while True:
                     while not exhausted and len(pending) < self.concurrency and self._may_start():
                         batch: list[tuple[int, object]] = []
+                        stalled = False
                         while len(batch) < size:
-                            raw = await source.next()
+                            if upcoming is None:
+                                upcoming = asyncio.ensure_future(source.next())
+                            if batch or pending:
+                                # A slow source (stdin) holds back neither a partly
+                                # filled batch nor the results of those in flight.
+                                await asyncio.wait({upcoming}, timeout=LINGER)
+                                if not upcoming.done():
+                                    stalled = not batch
+                                    break
+                            raw = await upcoming
+                            upcoming = None
                             if raw is _END:
                                 exhausted = True
                                 break
@@ -195,16 +211,28 @@ class _Core:
                             index += 1
                         if batch:
                             pending.add(asyncio.create_task(self._batch(client, batch)))
+                        if stalled:
+                            break
                     if not pending:
                         break
-                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    waiting: set[asyncio.Future[Any]] = set(pending)
+                    if upcoming is not None:
+                        waiting.add(upcoming)  # wake up for a new input too
+                    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                    done = {task for task in pending if task.done()}
+                    pending -= done
                     finished = [item for task in done for item in task.result()]
                     for item in sorted(finished, key=lambda i: i.index):
                         summary.record(item)
                         yield item
                 if summary.budget_error is not None and not exhausted:
+                    if upcoming is not None and await upcoming is not _END:
+                        summary.not_started += 1
+                    upcoming = None
                     summary.not_started += await source.count_rest()
         finally:
+            if upcoming is not None:
+                upcoming.cancel()
             for task in pending:
                 task.cancel()
             if pending:
