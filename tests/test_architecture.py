@@ -75,6 +75,7 @@ ALLOWED: dict[str, set[str]] = {
         "compat",
         "evaluate",
         "draw",
+        "embed",
         "__init__",
     },
 }

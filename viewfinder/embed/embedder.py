@@ -191,7 +191,7 @@ class Embedder:
 
     # --- public API ---------------------------------------------------------------------
 
-    def embed_images(self, images: Sequence[ImageInput]) -> list[Embedding]:
+    def embed_images(self, images: Sequence[ImageInput | LoadedImage]) -> list[Embedding]:
         """One embedding per image, in order (any input `vf.analyze` accepts)."""
         items = [self._image_item(image) for image in images]
         for batch in self._batches(items, "image"):
@@ -207,7 +207,7 @@ class Embedder:
             self._fill(batch, "text", self._send(batch, "text", input_type))
         return _results(items)
 
-    async def aembed_images(self, images: Sequence[ImageInput]) -> list[Embedding]:
+    async def aembed_images(self, images: Sequence[ImageInput | LoadedImage]) -> list[Embedding]:
         """`embed_images`, awaited: images read in a thread, batches sent concurrently."""
         items = list(
             await asyncio.gather(*(asyncio.to_thread(self._image_item, i) for i in images))
@@ -293,7 +293,7 @@ class Embedder:
         except (ValueError, KeyError, TypeError):
             return None  # an unreadable entry is a miss
 
-    def _image_item(self, image: ImageInput) -> _Item:
+    def _image_item(self, image: ImageInput | LoadedImage) -> _Item:
         loaded = load_image(
             image,
             limits=self.limits,

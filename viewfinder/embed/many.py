@@ -3,7 +3,7 @@
 `Embedder.embed_many` / `aembed_many` are thin wrappers around this module, modelled on
 `viewfinder.batch.online` (and reusing its input sources and background-thread pump):
 
-- inputs (`(id, image)` pairs, `BatchInput`s or bare images: `batch.records.split_input`)
+- inputs (`(id, image)` pairs, `BatchInput`s or bare images: `split_input`)
   are pulled one at a time, only when a slot is free, and grouped into batches of the
   backend's size (`max_batch("image")`: 1 for Cohere v3), a batch leaving with what it
   has when the source is slow (`LINGER`: stdin, a slow listing); at most `concurrency` batches
@@ -28,24 +28,32 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
-import httpx2
-
-from viewfinder.batch.online import (
-    _END,
-    _AsyncSource,
-    _describe,
-    _in_thread,
-    _InlineSource,
-    _Source,
-    _ThreadedSource,
-)
-from viewfinder.batch.records import ID_VERSION, split_input
-from viewfinder.embed.embedder import Embedding, EmbeddingUsage, _Item
+from viewfinder.embed.embedder import Embedding, EmbeddingUsage
 from viewfinder.engine.ratelimit import RateLimiter
-from viewfinder.errors import BudgetExceededError, InvalidOptionError, ViewfinderError
+from viewfinder.engine.stream import (
+    END,
+    AsyncSource,
+    InlineSource,
+    PullSource,
+    ThreadedSource,
+    describe_input,
+    in_thread,
+)
+from viewfinder.errors import (
+    BadRequestError,
+    BudgetExceededError,
+    ImageError,
+    InvalidOptionError,
+    ViewfinderError,
+)
+from viewfinder.prepare.load import LoadedImage, load_image
 
 if TYPE_CHECKING:
     from viewfinder.embed.embedder import Embedder
+
+ID_VERSION: Final = 2
+"""`"id_version"` of the records, as `viewfinder.batch.records.ID_VERSION` (ids of URLs
+keep their query string, secret values digested): embed runs resume like batch runs."""
 
 LINGER: Final = 0.05
 """Seconds a partly filled batch waits for one more input before it is sent."""
@@ -177,7 +185,7 @@ class _Core:
     concurrency: int
     summary: EmbedSummary
 
-    async def run(self, source: _Source) -> AsyncGenerator[EmbedItem, None]:
+    async def run(self, source: PullSource) -> AsyncGenerator[EmbedItem, None]:
         """Yield one `EmbedItem` per input started, as each batch completes."""
         summary = self.summary
         summary.started_at = time.monotonic()
@@ -187,49 +195,48 @@ class _Core:
         exhausted = False
         upcoming: asyncio.Future[object] | None = None  # a pull still waiting on the source
         try:
-            async with httpx2.AsyncClient(timeout=self.embedder.timeout) as client:
-                while True:
-                    while not exhausted and len(pending) < self.concurrency and self._may_start():
-                        batch: list[tuple[int, object]] = []
-                        stalled = False
-                        while len(batch) < size:
-                            if upcoming is None:
-                                upcoming = asyncio.ensure_future(source.next())
-                            if batch or pending:
-                                # A slow source (stdin) holds back neither a partly
-                                # filled batch nor the results of those in flight.
-                                await asyncio.wait({upcoming}, timeout=LINGER)
-                                if not upcoming.done():
-                                    stalled = not batch
-                                    break
-                            raw = await upcoming
-                            upcoming = None
-                            if raw is _END:
-                                exhausted = True
+            while True:
+                while not exhausted and len(pending) < self.concurrency and self._may_start():
+                    batch: list[tuple[int, object]] = []
+                    stalled = False
+                    while len(batch) < size:
+                        if upcoming is None:
+                            upcoming = asyncio.ensure_future(source.next())
+                        if batch or pending:
+                            # A slow source (stdin) holds back neither a partly
+                            # filled batch nor the results of those in flight.
+                            await asyncio.wait({upcoming}, timeout=LINGER)
+                            if not upcoming.done():
+                                stalled = not batch
                                 break
-                            batch.append((index, raw))
-                            index += 1
-                        if batch:
-                            pending.add(asyncio.create_task(self._batch(client, batch)))
-                        if stalled:
+                        raw = await upcoming
+                        upcoming = None
+                        if raw is END:
+                            exhausted = True
                             break
-                    if not pending:
+                        batch.append((index, raw))
+                        index += 1
+                    if batch:
+                        pending.add(asyncio.create_task(self._batch(batch)))
+                    if stalled:
                         break
-                    waiting: set[asyncio.Future[Any]] = set(pending)
-                    if upcoming is not None:
-                        waiting.add(upcoming)  # wake up for a new input too
-                    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                    done = {task for task in pending if task.done()}
-                    pending -= done
-                    finished = [item for task in done for item in task.result()]
-                    for item in sorted(finished, key=lambda i: i.index):
-                        summary.record(item)
-                        yield item
-                if summary.budget_error is not None and not exhausted:
-                    if upcoming is not None and await upcoming is not _END:
-                        summary.not_started += 1
-                    upcoming = None
-                    summary.not_started += await source.count_rest()
+                if not pending:
+                    break
+                waiting: set[asyncio.Future[Any]] = set(pending)
+                if upcoming is not None:
+                    waiting.add(upcoming)  # wake up for a new input too
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                done = {task for task in pending if task.done()}
+                pending -= done
+                finished = [item for task in done for item in task.result()]
+                for item in sorted(finished, key=lambda i: i.index):
+                    summary.record(item)
+                    yield item
+            if summary.budget_error is not None and not exhausted:
+                if upcoming is not None and await upcoming is not END:
+                    summary.not_started += 1
+                upcoming = None
+                summary.not_started += await source.count_rest()
         finally:
             if upcoming is not None:
                 upcoming.cancel()
@@ -253,51 +260,70 @@ class _Core:
             return False
         return True
 
-    async def _batch(
-        self, client: httpx2.AsyncClient, batch: list[tuple[int, object]]
-    ) -> list[EmbedItem]:
-        """Read each image (a bad one is its own error item), then send the misses.
+    async def _batch(self, batch: list[tuple[int, object]]) -> list[EmbedItem]:
+        """Read each image (a bad one is its own error item), then embed the rest.
 
-        The embedder's own steps (`_image_item`, `_asend`, `_fill`: this module is its
-        streaming front end), so cache keys, retries and pacing are the same as
-        `aembed_images`'."""
+        Through the embedder's public `aembed_images`, so cache keys, retries, pacing
+        and the budget check are exactly those of a direct call. When a request of
+        several images is refused because of its input (an image error, a 4xx), each
+        image is tried alone, so one bad image fails only its own item.
+        """
         embedder = self.embedder
         items: list[EmbedItem] = []
-        ready: list[tuple[int, Any, str, _Item]] = []
+        ready: list[tuple[int, Any, str, LoadedImage]] = []
         for index, raw in batch:
             given, image = split_input(raw)
-            source = _describe(image)
-            ident = (
-                given
-                if given is not None
-                else (source if isinstance(image, str | os.PathLike) else index)
-            )
+            source = describe_input(image)
+            ident = given
+            if ident is None:
+                ident = source if isinstance(image, str | os.PathLike) else index
             try:
-                item = await asyncio.to_thread(embedder._image_item, image)  # noqa: SLF001
+                loaded = await asyncio.to_thread(
+                    load_image,
+                    image,  # type: ignore[arg-type]  # checked by load_image
+                    limits=embedder.limits,
+                    fetch_timeout=embedder.fetch_timeout,
+                    allow_hosts=embedder.allow_hosts,
+                )
             except ViewfinderError as exc:
                 items.append(EmbedItem(ident, index, source, error=exc))
                 continue
-            ready.append((index, ident, source, item))
-        misses = [entry[3] for entry in ready if entry[3].result is None]
-        if misses:
+            ready.append((index, ident, source, loaded))
+        groups = [ready] if ready else []
+        while groups:
+            group = groups.pop()
             try:
-                parsed = await embedder._asend(client, misses, "image", "image")  # noqa: SLF001
-                embedder._fill(misses, "image", parsed)  # noqa: SLF001
+                embeddings = await embedder.aembed_images([entry[3] for entry in group])
             except BudgetExceededError as exc:
                 # Another batch spent the rest first: these never went out.
                 self.summary.budget_error = self.summary.budget_error or exc
-                self.summary.not_started += len(misses)
-                ready = [entry for entry in ready if entry[3].result is not None]
+                self.summary.not_started += len(group)
+            except (ImageError, BadRequestError) as exc:
+                if len(group) > 1:
+                    groups.extend([entry] for entry in group)
+                else:
+                    index, ident, source, _ = group[0]
+                    items.append(EmbedItem(ident, index, source, error=exc))
             except ViewfinderError as exc:
-                for index, ident, source, item in ready:
-                    if item.result is None:
-                        items.append(EmbedItem(ident, index, source, error=exc))
-                ready = [entry for entry in ready if entry[3].result is not None]
-        items.extend(
-            EmbedItem(ident, index, source, embedding=item.result)
-            for index, ident, source, item in ready
-        )
+                items.extend(
+                    EmbedItem(ident, index, source, error=exc) for index, ident, source, _ in group
+                )
+            else:
+                items.extend(
+                    EmbedItem(ident, index, source, embedding=embedding)
+                    for (index, ident, source, _), embedding in zip(group, embeddings, strict=True)
+                )
         return items
+
+
+def split_input(raw: object) -> tuple[Any, object]:
+    """`(id, image)` of one input: an `(id, image)` pair, an object with `.id` and `.image`
+    (`viewfinder.batch.records.BatchInput`), or a bare image (id None)."""
+    if isinstance(raw, tuple) and len(raw) == 2:
+        return raw[0], raw[1]
+    if hasattr(raw, "image") and hasattr(raw, "id"):
+        return raw.id, raw.image
+    return None, raw
 
 
 def _core(embedder: Embedder, concurrency: int, rate_limiter: RateLimiter | None) -> _Core:
@@ -319,12 +345,12 @@ class EmbedRun:
         rate_limiter: The limiter pacing this run's requests.
     """
 
-    def __init__(self, core: _Core, source: _Source, *, threaded: bool) -> None:
+    def __init__(self, core: _Core, source: PullSource, *, threaded: bool) -> None:
         self.summary = core.summary
         self.rate_limiter = core.embedder.rate_limiter
         self._async = None if threaded else core.run(source)
         self._sync: Generator[EmbedItem, None, None] | None = (
-            _in_thread(lambda: core.run(source), core.concurrency) if threaded else None
+            in_thread(lambda: core.run(source), core.concurrency) if threaded else None
         )
 
     def __iter__(self) -> Self:
@@ -387,7 +413,7 @@ def embed_many(
     if isinstance(images, AsyncIterable):
         raise InvalidOptionError("embed_many takes a sync iterable; use aembed_many")
     core = _core(embedder, concurrency, rate_limiter)
-    return EmbedRun(core, _ThreadedSource(images), threaded=True)
+    return EmbedRun(core, ThreadedSource(images), threaded=True)
 
 
 def aembed_many(
@@ -399,7 +425,7 @@ def aembed_many(
 ) -> EmbedRun:
     """The async run, in the caller's event loop. See the module docstring."""
     core = _core(embedder, concurrency, rate_limiter)
-    source: _Source = (
-        _AsyncSource(images) if isinstance(images, AsyncIterable) else _InlineSource(images)
+    source: PullSource = (
+        AsyncSource(images) if isinstance(images, AsyncIterable) else InlineSource(images)
     )
     return EmbedRun(core, source, threaded=False)
