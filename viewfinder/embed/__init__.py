@@ -4,6 +4,8 @@
 one space, with the analyzer's image inputs and engine habits (cache, retries, rate
 limiting, typed errors). backends.py holds the wire format of each embeddings API
 (Cohere Embed v3/v4, OpenAI-compatible Infinity and vLLM servers) behind one Protocol.
+many.py streams a collection through an embedder (`Embedder.embed_many`); pricing.py
+holds embedding prices and `EmbeddingBudget`.
 """
 
 from viewfinder.embed.backends import (
@@ -13,13 +15,27 @@ from viewfinder.embed.backends import (
     resolve_backend,
 )
 from viewfinder.embed.embedder import Embedder, Embedding, EmbeddingUsage
+from viewfinder.embed.many import EmbedItem, EmbedRun, EmbedSummary
+from viewfinder.embed.pricing import (
+    EmbeddingBudget,
+    EmbeddingPrice,
+    embedding_cost,
+    embedding_price_for,
+)
 
 __all__ = [
     "CohereBackend",
+    "EmbedItem",
+    "EmbedRun",
+    "EmbedSummary",
     "Embedder",
     "Embedding",
     "EmbeddingBackend",
+    "EmbeddingBudget",
+    "EmbeddingPrice",
     "EmbeddingUsage",
     "OpenAICompatibleBackend",
+    "embedding_cost",
+    "embedding_price_for",
     "resolve_backend",
 ]

@@ -265,8 +265,9 @@ class _Core:
 
         Through the embedder's public `aembed_images`, so cache keys, retries, pacing
         and the budget check are exactly those of a direct call. When a request of
-        several images is refused because of its input (an image error, a 4xx), each
-        image is tried alone, so one bad image fails only its own item.
+        several images is refused because of its input (an image that cannot be decoded
+        or prepared, a 4xx), its halves are tried in turn, down to single images, so one
+        bad image fails only its own item.
         """
         embedder = self.embedder
         items: list[EmbedItem] = []
@@ -299,8 +300,9 @@ class _Core:
                 self.summary.budget_error = self.summary.budget_error or exc
                 self.summary.not_started += len(group)
             except (ImageError, BadRequestError) as exc:
-                if len(group) > 1:
-                    groups.extend([entry] for entry in group)
+                if len(group) > 1:  # halves: a bad image among n costs ~2 log2(n) requests
+                    half = len(group) // 2
+                    groups.extend([group[half:], group[:half]])
                 else:
                     index, ident, source, _ = group[0]
                     items.append(EmbedItem(ident, index, source, error=exc))

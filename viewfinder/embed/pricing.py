@@ -25,7 +25,13 @@ from viewfinder.errors import BudgetExceededError, ConfigurationError, InvalidOp
 if TYPE_CHECKING:
     from viewfinder.embed.embedder import EmbeddingUsage
 
-__all__ = ["EmbeddingBudget", "EmbeddingPrice", "embedding_cost", "embedding_price_for"]
+__all__ = [
+    "EmbeddingBudget",
+    "EmbeddingPrice",
+    "embedding_cost",
+    "embedding_price_for",
+    "load_embedding_prices",
+]
 
 LOCAL_BACKENDS = frozenset({"local"})
 """Backends that run on this machine: their embeddings cost nothing."""
