@@ -295,3 +295,22 @@ def test_kill_9_mid_run_then_a_second_writer_is_refused_and_a_rerun_completes(
     assert "1 skipped" in result.output
     ids = [r["id"] for r in lines(out)]
     assert len(ids) == len(set(ids)) == 5
+
+
+def test_a_cache_directory_makes_a_second_collection_free(
+    runner: CliRunner, app: typer.Typer, sim: Simulator, photos: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    first = runner.invoke(
+        app, cohere(sim, str(photos), "--out", str(tmp_path / "a.jsonl"), "--cache", str(cache))
+    )
+    assert first.exit_code == 0, first.output
+    sent = len(sim.embed_requests)
+    second = runner.invoke(
+        app, cohere(sim, str(photos), "--out", str(tmp_path / "b.jsonl"), "--cache", str(cache))
+    )
+    assert second.exit_code == 0, second.output
+    assert "5 ok, 0 failed, 5 cached" in second.output and "0 requests" in second.output
+    assert len(sim.embed_requests) == sent
+    by_id = [{r["id"]: r for r in lines(tmp_path / n)} for n in ("a.jsonl", "b.jsonl")]
+    assert by_id[0] == by_id[1]
