@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,6 +107,9 @@ async def test_aembed_many_batches_streams_and_isolates_a_bad_image(sim: Simulat
     good = items["a"].to_record()
     assert good["status"] == "ok" and good["dimensions"] == len(good["vector"]) == 1024
     assert good["id_version"] == ID_VERSION == many.ID_VERSION
+    embedding = items["a"].embedding
+    assert embedding is not None  # the record's shorter numbers are the same float32s
+    assert array("f", good["vector"]) == array("f", embedding.vector)
     # One batch of four (Infinity takes 32 images a request); "bad" only fails when it is
     # decoded, so the batch is halved: [a, b] in one request, then [bad] and [3] alone.
     assert [len(body["input"]) for _, body, _ in sim.embed_requests] == [2, 1]

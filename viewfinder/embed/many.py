@@ -102,7 +102,8 @@ class EmbedItem:
             }
         return {
             "id": self.id,
-            "vector": list(self.embedding.vector),
+            # 9 significant digits give back the same float32 (and halve the line).
+            "vector": [float(f"{value:.9g}") for value in self.embedding.vector],
             "model": self.embedding.model,
             "dimensions": self.embedding.dimensions,
             "status": "ok",
