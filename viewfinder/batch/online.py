@@ -34,9 +34,7 @@ import copy
 import dataclasses
 import hashlib
 import os
-import queue
 import stat
-import threading
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -50,7 +48,7 @@ from collections.abc import (
 )
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeAlias
+from typing import TYPE_CHECKING, Generic, Self, TypeAlias
 
 from viewfinder.batch.records import BatchInputLike, BatchItem, BatchSummary, R, split_input
 from viewfinder.batch.settings import DEFAULT_CONCURRENCY
@@ -59,6 +57,13 @@ from viewfinder.engine.budget import Budget
 from viewfinder.engine.engine import Engine, Gate
 from viewfinder.engine.providers import has_own_http_client, with_own_pool
 from viewfinder.engine.ratelimit import RateLimiter
+from viewfinder.engine.stream import END as _END
+from viewfinder.engine.stream import AsyncSource as _AsyncSource
+from viewfinder.engine.stream import InlineSource as _InlineSource
+from viewfinder.engine.stream import PullSource as _Source
+from viewfinder.engine.stream import ThreadedSource as _ThreadedSource
+from viewfinder.engine.stream import describe_input as _describe
+from viewfinder.engine.stream import in_thread as _in_thread
 from viewfinder.errors import (
     BudgetExceededError,
     ConfigurationError,
@@ -66,7 +71,6 @@ from viewfinder.errors import (
     ViewfinderError,
 )
 from viewfinder.prepare.load import ImageInput, LoadedImage, is_url
-from viewfinder.prepare.redact import safe_url
 from viewfinder.schemas.result import Usage
 
 if TYPE_CHECKING:
@@ -87,91 +91,6 @@ BatchCall: TypeAlias = Callable[[LoadedImage, Engine, Budget | None], Awaitable[
 
 
 # --- inputs -----------------------------------------------------------------------------
-
-_END = object()
-"""Returned by a source when the inputs are exhausted."""
-
-
-class _Source(Protocol):
-    async def next(self) -> object:
-        """The next input, or `_END`."""
-
-    async def count_rest(self) -> int:
-        """Consume what is left, counting it (nothing is kept)."""
-
-
-class _InlineSource:
-    """A sync iterable pulled on the event loop (`aanalyze_many` with a list or generator)."""
-
-    def __init__(self, items: Iterable[object]) -> None:
-        self._items = iter(items)
-
-    async def next(self) -> object:
-        return next(self._items, _END)
-
-    async def count_rest(self) -> int:
-        return sum(1 for _ in self._items)
-
-
-class _AsyncSource:
-    """An async iterable."""
-
-    def __init__(self, items: AsyncIterable[object]) -> None:
-        self._items = aiter(items)
-
-    async def next(self) -> object:
-        return await anext(self._items, _END)
-
-    async def count_rest(self) -> int:
-        count = 0
-        async for _ in self._items:
-            count += 1
-        return count
-
-
-class _ThreadedSource:
-    """A sync iterable pulled in worker threads (`analyze_many`): it may block (stdin)."""
-
-    def __init__(self, items: Iterable[object]) -> None:
-        self._items = items
-        self._iterator: Iterator[object] | None = None
-        self._stop = threading.Event()
-
-    def _next(self) -> object:
-        if self._iterator is None:
-            self._iterator = iter(self._items)
-        return next(self._iterator, _END)
-
-    def _count(self) -> int:
-        count = 0
-        while not self._stop.is_set() and self._next() is not _END:
-            count += 1
-        return count
-
-    async def next(self) -> object:
-        return await asyncio.to_thread(self._next)
-
-    async def count_rest(self) -> int:
-        try:
-            return await asyncio.to_thread(self._count)
-        except asyncio.CancelledError:
-            self._stop.set()  # the counting thread stops at its next item
-            raise
-
-
-def _describe(image: object) -> str:
-    """A printable source: the path, the URL (`safe_url`), or what kind of input it is."""
-    if isinstance(image, str):
-        return safe_url(image) if is_url(image) else image
-    if isinstance(image, os.PathLike):
-        return os.fsdecode(os.fspath(image))
-    if isinstance(image, bytes | bytearray):
-        return "<bytes>"
-    if callable(getattr(image, "read", None)):
-        return "<file object>"
-    if hasattr(image, "getbbox"):
-        return "<PIL image>"
-    return f"<{type(image).__name__}>"
 
 
 def _digest_of(image: object) -> str | None:
@@ -482,67 +401,6 @@ async def _on_own_loop(core: _Core[R], source: _Source) -> AsyncGenerator[BatchI
                 yield item
     finally:
         await client.close()
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
-    with contextlib.suppress(RuntimeError):  # the loop already closed: nothing to do
-        loop.call_soon_threadsafe(callback)
-
-
-def _in_thread(
-    produce: Callable[[], AsyncGenerator[BatchItem[R], None]], queue_size: int
-) -> Generator[BatchItem[R], None, None]:
-    """Run an async generator on an event loop of its own thread; yield its items here.
-
-    The thread may be at most `queue_size` items ahead of this generator. Closing this
-    generator cancels the async one and joins the thread.
-    """
-    out: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-    ready = threading.Event()
-    handle: dict[str, Any] = {}
-
-    async def pump() -> None:
-        credits = asyncio.Semaphore(queue_size)
-        handle.update(loop=asyncio.get_running_loop(), task=asyncio.current_task(), credits=credits)
-        ready.set()
-        try:
-            async with contextlib.aclosing(produce()) as items:
-                async for item in items:
-                    await credits.acquire()
-                    out.put(("item", item))
-        except asyncio.CancelledError:
-            out.put(("end", None))
-            raise
-        except BaseException as exc:  # handed to the consumer, raised in its thread
-            out.put(("error", exc))
-        else:
-            out.put(("end", None))
-
-    def main() -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            asyncio.run(pump())
-
-    thread = threading.Thread(target=main, name="viewfinder-batch", daemon=True)
-    thread.start()
-    ready.wait()
-    loop: asyncio.AbstractEventLoop = handle["loop"]
-    finished = False
-    try:
-        while True:
-            kind, value = out.get()
-            if kind == "item":
-                _call_soon(loop, handle["credits"].release)
-                yield value
-            elif kind == "error":
-                finished = True
-                raise value
-            else:
-                finished = True
-                return
-    finally:
-        if not finished:
-            _call_soon(loop, handle["task"].cancel)
-        thread.join()
 
 
 def run_many(

@@ -33,6 +33,7 @@ from viewfinder.cli import analyze as analyze_command
 from viewfinder.cli import batch as batch_command
 from viewfinder.cli import compare as compare_command
 from viewfinder.cli import cost as cost_command
+from viewfinder.cli import embed as embed_command
 from viewfinder.cli import serve as serve_command
 
 __all__ = ["app", "main"]
@@ -74,6 +75,7 @@ serve_command.register(app)
 batch_command.register(app)
 compare_command.register(app)
 cost_command.register(app)
+embed_command.register(app)
 
 
 class _CacheWarnings(logging.Handler):

@@ -85,7 +85,14 @@ if TYPE_CHECKING:  # the engine (openai, instructor): imported when the command 
     from viewfinder.batch.online import BatchRun
     from viewfinder.schemas.result import ImageAnalysisResult
 
-__all__ = ["iter_sources", "read_done_ids", "register"]
+__all__ = [
+    "JsonlWriter",
+    "classify_source",
+    "duration_text",
+    "iter_sources",
+    "read_done_ids",
+    "register",
+]
 
 # The same codes as `viewfinder.cli` (not imported from there: cli imports this module).
 
@@ -176,7 +183,7 @@ class _Source:
         return None
 
 
-def _classify(argument: str) -> _Source:
+def classify_source(argument: str) -> _Source:
     """Raises `InvalidOptionError` for an argument that names nothing."""
     if argument == "-":
         return _Source(argument, "stdin")
@@ -197,7 +204,7 @@ def iter_sources(arguments: Sequence[str]) -> Iterator[tuple[str, str]]:
     Raises:
         InvalidOptionError: An argument names nothing (checked before anything is read).
     """
-    sources = [_classify(argument) for argument in arguments]
+    sources = [classify_source(argument) for argument in arguments]
     return (item for source in sources for item in source.items())
 
 
@@ -252,7 +259,7 @@ def read_done_ids(path: Path, legacy: set[str] | None = None) -> tuple[set[str],
     return done, torn
 
 
-class _Writer:
+class JsonlWriter:
     """Appends whole lines, each flushed and fsynced before the next is written."""
 
     def __init__(self, path: Path) -> None:
@@ -273,7 +280,7 @@ class _Writer:
 # --- progress and summary ---------------------------------------------------------------
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     seconds = max(0, round(seconds))
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
@@ -300,7 +307,7 @@ def _status(run: BatchRun[ImageAnalysisResult], counts: _Counts, total: int | No
     ]
     if total is not None and summary.done and summary.elapsed > 0:
         left = max(total - counts.skipped - summary.done, 0)
-        parts.append(f"ETA {_duration(left * summary.elapsed / summary.done)}")
+        parts.append(f"ETA {duration_text(left * summary.elapsed / summary.done)}")
     parts.append(f"${summary.dollars:.4f}")
     limiter = run.rate_limiter
     if isinstance(limiter, RateLimiter):
@@ -443,7 +450,7 @@ def batch(
         return typer.Exit(EXIT_USAGE)
 
     try:
-        sources = [_classify(argument) for argument in inputs]
+        sources = [classify_source(argument) for argument in inputs]
         analyzer = ImageAnalyzer(
             model=model,
             base_url=base_url,
@@ -466,7 +473,7 @@ def batch(
             )
         lock.acquire()  # before reading: a torn line is only cut off by the one writer
         done_ids, torn = read_done_ids(out, legacy)
-        writer = _Writer(out)
+        writer = JsonlWriter(out)
     except (UserError, OSError) as exc:
         lock.release()
         analyzer.close()
@@ -544,7 +551,7 @@ def batch(
 def _run_batch_api(
     analyzer: ImageAnalyzer,
     pending: Iterator[tuple[str, str]],
-    writer: _Writer,
+    writer: JsonlWriter,
     *,
     work_dir: Path,
     features: tuple[Feature, ...],

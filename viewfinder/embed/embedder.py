@@ -26,7 +26,7 @@ import hashlib
 import json
 import math
 from array import array
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
@@ -42,6 +42,7 @@ from viewfinder.embed.backends import (
     Parsed,
     resolve_backend,
 )
+from viewfinder.embed.pricing import EmbeddingBudget, embedding_cost
 from viewfinder.engine.cache import ResponseCache
 from viewfinder.engine.ratelimit import RateLimiter
 from viewfinder.engine.retry import RetryPolicy, async_retrying, sync_retrying, to_viewfinder_error
@@ -59,6 +60,9 @@ from viewfinder.prepare.pixel_budget import run_decode
 
 if TYPE_CHECKING:
     from PIL import Image
+
+if TYPE_CHECKING:
+    from viewfinder.embed.many import EmbedRun
 
 __all__ = ["Embedder", "Embedding", "EmbeddingUsage"]
 
@@ -78,6 +82,8 @@ class EmbeddingUsage:
     images: int = 0
     requests: int = 0
     cache_hit: bool = False
+    image_tokens: int = 0
+    """Tokens billed for images, where the provider bills them so (Cohere v4)."""
 
     def __add__(self, other: EmbeddingUsage) -> EmbeddingUsage:
         return EmbeddingUsage(
@@ -85,17 +91,23 @@ class EmbeddingUsage:
             images=self.images + other.images,
             requests=self.requests + other.requests,
             cache_hit=self.cache_hit and other.cache_hit,
+            image_tokens=self.image_tokens + other.image_tokens,
         )
 
 
 @dataclass(frozen=True)
 class Embedding:
-    """One input's vector: L2-normalised, float32 values, `dimensions` long."""
+    """One input's vector: L2-normalised, float32 values, `dimensions` long.
+
+    `cost` is the dollars of `usage` (`viewfinder.embed.pricing`): 0 for a cache hit or
+    the local backend, None when the model has no price.
+    """
 
     vector: tuple[float, ...]
     model: str
     dimensions: int
     usage: EmbeddingUsage = EmbeddingUsage()
+    cost: float | None = 0.0
 
     def to_bytes(self) -> bytes:
         """The vector as packed float32 values, in the machine's byte order."""
@@ -145,6 +157,8 @@ class Embedder:
         max_side: Long side of the image copy sent, in pixels.
         limits, fetch_timeout, allow_hosts: Image input rules, as for the analyzer.
         max_concurrency: Requests in flight at once in the async methods.
+        budget: An `EmbeddingBudget` checked before every request and charged after
+            it (`BudgetExceededError` once reached); share one across embedders.
         env: Environment to read instead of `os.environ`.
 
     Raises:
@@ -169,6 +183,7 @@ class Embedder:
         fetch_timeout: float = 30.0,
         allow_hosts: Collection[str] | None = None,
         max_concurrency: int = 4,
+        budget: EmbeddingBudget | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.backend = resolve_backend(
@@ -188,11 +203,14 @@ class Embedder:
         self.fetch_timeout = fetch_timeout
         self.allow_hosts = allow_hosts
         self.max_concurrency = max_concurrency
+        self.budget = budget
+        if budget is not None:
+            budget.require_price(self.backend.model, self.backend.name)
         self._client: httpx2.Client | None = None
 
     # --- public API ---------------------------------------------------------------------
 
-    def embed_images(self, images: Sequence[ImageInput]) -> list[Embedding]:
+    def embed_images(self, images: Sequence[ImageInput | LoadedImage]) -> list[Embedding]:
         """One embedding per image, in order (any input `vf.analyze` accepts)."""
         items = [self._image_item(image) for image in images]
         for batch in self._batches(items, "image"):
@@ -208,7 +226,7 @@ class Embedder:
             self._fill(batch, "text", self._send(batch, "text", input_type))
         return _results(items)
 
-    async def aembed_images(self, images: Sequence[ImageInput]) -> list[Embedding]:
+    async def aembed_images(self, images: Sequence[ImageInput | LoadedImage]) -> list[Embedding]:
         """`embed_images`, awaited: images read in a thread, batches sent concurrently.
 
         Image bytes are decoded under the caller's `budget_scope`, if any (`viewfinder
@@ -225,6 +243,32 @@ class Embedder:
         items = [self._text_item(text, input_type) for text in texts]
         await self._asend_all(items, "text", input_type)
         return _results(items)
+
+    def embed_many(
+        self,
+        images: Iterable[object],
+        *,
+        concurrency: int = 4,
+        rate_limiter: RateLimiter | None = None,
+    ) -> EmbedRun:
+        """Embed a stream of images (or `(id, image)` pairs, `BatchInput`s): one
+        `EmbedItem` each as its batch completes, at most `concurrency` batches in flight,
+        a bad image an error item; see `viewfinder.embed.many`."""
+        from viewfinder.embed.many import embed_many
+
+        return embed_many(self, images, concurrency=concurrency, rate_limiter=rate_limiter)
+
+    def aembed_many(
+        self,
+        images: Iterable[object] | AsyncIterable[object],
+        *,
+        concurrency: int = 4,
+        rate_limiter: RateLimiter | None = None,
+    ) -> EmbedRun:
+        """`embed_many` in the caller's event loop: `async for item in run`."""
+        from viewfinder.embed.many import aembed_many
+
+        return aembed_many(self, images, concurrency=concurrency, rate_limiter=rate_limiter)
 
     def close(self) -> None:
         """Close the sync HTTP client (the async methods close theirs per call)."""
@@ -272,7 +316,7 @@ class Embedder:
         except (ValueError, KeyError, TypeError):
             return None  # an unreadable entry is a miss
 
-    def _image_item(self, image: ImageInput) -> _Item:
+    def _image_item(self, image: ImageInput | LoadedImage) -> _Item:
         loaded = load_image(
             image,
             limits=self.limits,
@@ -287,7 +331,7 @@ class Embedder:
             item.payload = self._data_url(loaded)
         return item
 
-    async def _aimage_item(self, image: ImageInput) -> _Item:
+    async def _aimage_item(self, image: ImageInput | LoadedImage) -> _Item:
         """`_image_item` in a thread; bytes hold their decoded pixels of a pixel budget."""
         if isinstance(image, bytes | bytearray):
             return await run_decode(bytes(image), self.max_side, self._image_item, image)
@@ -327,11 +371,16 @@ class Embedder:
                     "Matryoshka to truncate)"
                 )
             usage = (
-                EmbeddingUsage(parsed.input_tokens, parsed.images, requests=1)
+                EmbeddingUsage(
+                    parsed.input_tokens, parsed.images, 1, image_tokens=parsed.image_tokens
+                )
                 if index == 0
                 else EmbeddingUsage()
             )
-            item.result = Embedding(vector, self.backend.model, len(vector), usage)
+            cost = embedding_cost(usage, self.backend.model, self.backend.name)
+            if index == 0 and self.budget is not None:
+                self.budget.charge(usage, cost)
+            item.result = Embedding(vector, self.backend.model, len(vector), usage, cost)
             if self.cache is not None:
                 self.cache.set(
                     item.key, json.dumps({"vector": vector, "model": self.backend.model})
@@ -365,6 +414,8 @@ class Embedder:
         if isinstance(self.backend, InProcessBackend):
             return self._compute(batch, kind)
         url, body = self._request(batch, kind, input_type)
+        if self.budget is not None:
+            self.budget.check()
         if self._client is None:
             self._client = httpx2.Client(timeout=self.timeout)
         client = self._client
@@ -401,6 +452,8 @@ class Embedder:
         self, client: httpx2.AsyncClient, batch: list[_Item], kind: Kind, input_type: str
     ) -> Parsed:
         url, body = self._request(batch, kind, input_type)
+        if self.budget is not None:
+            self.budget.check()
         attempts = 0
         try:
             async for attempt in async_retrying(self.retry):

@@ -1,0 +1,442 @@
+"""`viewfinder embed`: re-embed a collection into JSON Lines, resumable after any kill.
+
+```
+viewfinder embed photos/ --out vectors.jsonl --backend cohere --max-dollars 20
+viewfinder embed 'scans/**/*.png' items.jsonl --out vectors.jsonl --concurrency 8 --rpm 600
+viewfinder embed --query "a red bicycle" vectors.jsonl --top 5
+viewfinder embed --to-parquet vectors.parquet vectors.jsonl
+```
+
+Inputs are those of `viewfinder batch` (a directory, a glob, an image path or URL, a
+list file of paths/URLs, `-` for stdin), plus JSONL files (`*.jsonl`) of
+`{"id", "url" | "path"}` lines. They are streamed, never listed whole, through
+`Embedder.embed_many` (`viewfinder.embed.many`): bounded memory, at most `--concurrency`
+requests in flight, paced by a `RateLimiter` (`--rpm`, else learned from the headers).
+
+Each input gives one line, `EmbedItem.to_record()`: `{"id", "vector", "model",
+"dimensions", "status": "ok", "id_version"}`, or `viewfinder batch`'s error shape
+(`"status": "error"`, `"error": {"type", "message", ...}`). The file, its lock, and
+resuming are `viewfinder batch`'s (`viewfinder.cli.batch`): whole lines, each fsynced;
+a torn last line cut off on the next start; ids whose latest line is ok skipped, error
+lines retried; one writer per output (`OUT.lock`, exit 2 for a second one).
+
+`--to-parquet OUT.parquet RUN.jsonl` converts a finished run (the run's lock is taken,
+so a run still writing is refused): one row per id, the last line winning, error lines
+left out and counted; columns `id` (string), `vector` (list of float32), `model`,
+`dimensions`. It needs pyarrow (`pip install 'viewfinder[parquet]'`).
+
+`--query TEXT RUN.jsonl` embeds TEXT with the run's model and dimensions (refused when
+`--model` / `--dimensions` say otherwise) and prints the `--top` ids by cosine, reading
+the run streaming (a heap of `--top` entries).
+
+Exit codes: 0 when every input is embedded (now or before), 1 when any failed or the
+budget stopped the run first, 2 for usage and configuration errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from viewfinder.cli.batch import (
+    JsonlWriter,
+    classify_source,
+    duration_text,
+    read_done_ids,
+)
+from viewfinder.cli.options import EXIT_IMAGE_FAILED, EXIT_OK, EXIT_USAGE, BaseUrlOption
+from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
+
+if TYPE_CHECKING:  # httpx2, Pillow: imported when the command runs
+    from viewfinder.embed.embedder import Embedder
+    from viewfinder.embed.many import EmbedRun, EmbedSummary
+
+__all__ = ["register"]
+
+
+# --- inputs -----------------------------------------------------------------------------
+
+
+def _jsonl_items(path: str) -> Iterator[tuple[str, str]]:
+    """`(id, path or url)` of each `{"id", "url" | "path"}` line, streaming."""
+    with open(path, encoding="utf-8") as stream:
+        for number, raw in enumerate(stream, 1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+                image = record.get("url") or record.get("path")
+                ident = record["id"]
+            except (ValueError, KeyError, AttributeError):
+                raise InvalidOptionError(
+                    f'{path}:{number}: not a {{"id", "url" | "path"}} line'
+                ) from None
+            if not isinstance(image, str) or ident is None:
+                raise InvalidOptionError(f'{path}:{number}: needs an "id" and a "url" or "path"')
+            yield str(ident), image
+
+
+def _sources(arguments: list[str]) -> list[Iterator[tuple[str, str]]]:
+    """The items each argument names (checked now, read lazily)."""
+    sources: list[Any] = []
+    for argument in arguments:
+        if argument.endswith(".jsonl") and os.path.isfile(argument):
+            sources.append(argument)
+        else:
+            sources.append(classify_source(argument))
+    return [
+        _jsonl_items(source) if isinstance(source, str) else source.items() for source in sources
+    ]
+
+
+# --- summary ----------------------------------------------------------------------------
+
+
+def _status(run: EmbedRun, skipped: int) -> str:
+    summary = run.summary
+    return " · ".join(
+        [
+            f"{summary.ok} done",
+            f"{summary.failed} failed",
+            f"{skipped} skipped",
+            f"{summary.per_minute:.0f} images/min",
+            f"${summary.dollars:.4f}",
+            f"{duration_text(summary.elapsed)}",
+        ]
+    )
+
+
+def _summary_text(summary: EmbedSummary, skipped: int, torn: bool) -> str:
+    usage = summary.usage
+    cost = f"${summary.dollars:.4f}"
+    if summary.unpriced:
+        cost += f" (+{summary.unpriced} unpriced requests)"
+    text = (
+        f"embed: {summary.ok} ok, {summary.failed} failed, {summary.cached} cached, "
+        f"{skipped} skipped (already done), {summary.not_started} not started (budget); "
+        f"{usage.requests} requests, {usage.input_tokens + usage.image_tokens} tokens, "
+        f"{usage.images} images, {cost}, {summary.elapsed:.1f} s"
+    )
+    if torn:
+        text += "; repaired a torn last line of the output"
+    if summary.budget_error is not None and summary.not_started:
+        text += f"\nstopped: {summary.budget_error}"
+    return text
+
+
+# --- reading a run ----------------------------------------------------------------------
+
+
+def _ok_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """The ok records of a run, streaming (torn or foreign lines skipped)."""
+    with path.open("rb") as stream:
+        for line in stream:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("status") == "ok" and "vector" in record:
+                yield record
+
+
+def _run_shape(path: Path) -> tuple[str, int]:
+    """The model and dimensions of a run's first ok line."""
+    for record in _ok_lines(path):
+        return str(record["model"]), int(record["dimensions"])
+    raise InvalidOptionError(f"{path} holds no embedded line")
+
+
+def _query(embedder: Embedder, text: str, path: Path, top: int) -> list[tuple[float, str]]:
+    """The `top` (score, id) pairs by cosine, best first; bounded memory (a heap)."""
+    model, dimensions = _run_shape(path)
+    if embedder.backend.model != model or embedder.dims.expect not in (None, dimensions):
+        raise InvalidOptionError(
+            f"{path} was embedded with {model} at {dimensions} dimensions; the query would "
+            f"use {embedder.backend.model} at {embedder.dims.expect}: vectors of different "
+            "models or lengths cannot be compared"
+        )
+    query = embedder.embed_texts([text])[0].vector
+    heap: list[tuple[float, str]] = []
+    for record in _ok_lines(path):
+        vector = record["vector"]
+        if record.get("model") != model or len(vector) != len(query):
+            raise InvalidOptionError(f"{path}: line {record.get('id')!r} is of another model")
+        score = math.fsum(a * b for a, b in zip(query, vector, strict=True))
+        entry = (score, str(record["id"]))
+        if len(heap) < top:
+            heapq.heappush(heap, entry)
+        elif entry > heap[0]:
+            heapq.heapreplace(heap, entry)
+    return sorted(heap, reverse=True)
+
+
+def _to_parquet(run: Path, out: Path) -> tuple[int, int]:
+    """Write the run's latest ok line per id to `out`; (rows, error lines left out)."""
+    try:
+        import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
+        import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
+    except ImportError:
+        raise InvalidOptionError(
+            "--to-parquet needs pyarrow: pip install 'viewfinder[parquet]'"
+        ) from None
+    latest: dict[str, dict[str, Any] | None] = {}
+    errors = 0
+    with run.open("rb") as stream:
+        for line in stream:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(record, dict) or "id" not in record:
+                continue
+            ident = str(record["id"])
+            latest.pop(ident, None)  # the last line wins, in its own position
+            if record.get("status") == "ok" and "vector" in record:
+                latest[ident] = record
+            else:
+                errors += 1
+                latest[ident] = None
+    rows = [record for record in latest.values() if record is not None]
+    table = pa.table(
+        {
+            "id": pa.array([str(r["id"]) for r in rows], pa.string()),
+            "vector": pa.array([r["vector"] for r in rows], pa.list_(pa.float32())),
+            "model": pa.array([str(r["model"]) for r in rows], pa.string()),
+            "dimensions": pa.array([int(r["dimensions"]) for r in rows], pa.int32()),
+        }
+    )
+    pq.write_table(table, out)
+    return len(rows), errors
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+def embed(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Directories, globs, images, list files, JSONL of {id, url|path} ('-': "
+            "stdin); with --query / --to-parquet: the run's JSONL.",
+            metavar="DIR|GLOB|LIST|JSONL",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="JSON Lines file to append to; re-runs skip what it holds as ok.",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="cohere, infinity or vllm (default: VIEWFINDER_EMBED_BACKEND)."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Embedding model (default: VIEWFINDER_EMBED_MODEL).")
+    ] = None,
+    base_url: BaseUrlOption = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(help="Name of the environment variable holding the API key."),
+    ] = None,
+    dimensions: Annotated[
+        int | None, typer.Option(help="Vector length (default: 1,024 where allowed).", min=1)
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.", min=1)] = 4,
+    rpm: Annotated[
+        int | None,
+        typer.Option(help="Requests per minute (default: learned from the headers).", min=1),
+    ] = None,
+    max_dollars: Annotated[
+        float | None,
+        typer.Option(help="Stop starting requests once this many dollars are spent."),
+    ] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option(help="Cache directory: inputs embedded before cost nothing.", file_okay=False),
+    ] = None,
+    query: Annotated[
+        str | None,
+        typer.Option(help="Rank the run's ids against this text (the input is the run)."),
+    ] = None,
+    top: Annotated[int, typer.Option(help="--query: ids to print.", min=1)] = 10,
+    to_parquet: Annotated[
+        Path | None,
+        typer.Option(
+            help="Convert the finished run (the input) to this Parquet file.", dir_okay=False
+        ),
+    ] = None,
+    progress: Annotated[
+        bool,
+        typer.Option("--progress", help="Show progress even when stderr is not a terminal."),
+    ] = False,
+) -> None:
+    """Embed many images into a JSON Lines file; re-run to resume or retry failures."""
+    from viewfinder.batch.locks import WriterLock
+
+    err = Console(stderr=True, highlight=False)
+
+    def fail(message: str) -> typer.Exit:
+        err.print(Text(f"error: {message}"), soft_wrap=True)
+        return typer.Exit(EXIT_USAGE)
+
+    if query is not None or to_parquet is not None:
+        if len(inputs) != 1 or out is not None or (query is not None and to_parquet is not None):
+            raise fail("--query and --to-parquet take one run JSONL, and no --out")
+        run_path = Path(inputs[0])
+        if not run_path.is_file():
+            raise fail(f"{run_path}: no such file")
+        if to_parquet is not None:
+            lock = WriterLock(
+                run_path, hint="let it finish first", doing="being written by viewfinder embed"
+            )
+            try:
+                lock.acquire()
+                try:
+                    rows, errors = _to_parquet(run_path, to_parquet)
+                finally:
+                    lock.release()
+            except UserError as exc:
+                raise fail(str(exc)) from None
+            err.print(
+                Text(f"parquet: {rows} rows to {to_parquet}, {errors} error lines left out"),
+                soft_wrap=True,
+            )
+            raise typer.Exit(EXIT_OK)
+        assert query is not None
+        try:
+            run_model, run_dimensions = _run_shape(run_path)
+            embedder = _embedder(
+                backend,
+                model or run_model,
+                base_url,
+                api_key_env,
+                dimensions or run_dimensions,
+                cache,
+                None,
+                None,
+            )
+            with embedder:
+                ranked = _query(embedder, query, run_path, top)
+        except ViewfinderError as exc:
+            raise fail(f"{type(exc).__name__}: {exc}") from None
+        for score, ident in ranked:
+            typer.echo(f"{score:.6f}\t{ident}")
+        raise typer.Exit(EXIT_OK)
+
+    if out is None:
+        raise fail("--out is required to embed (or give --query / --to-parquet)")
+    try:
+        sources = _sources(inputs)
+        embedder = _embedder(
+            backend, model, base_url, api_key_env, dimensions, cache, max_dollars, rpm
+        )
+    except UserError as exc:
+        raise fail(str(exc)) from None
+    lock = WriterLock(
+        out, hint="wait for it or choose another --out", doing="being written by viewfinder embed"
+    )
+    try:
+        lock.acquire()  # before reading: a torn line is only cut off by the one writer
+        done_ids, torn = read_done_ids(out)
+        writer = JsonlWriter(out)
+    except (UserError, OSError) as exc:
+        lock.release()
+        embedder.close()
+        raise fail(str(exc)) from None
+
+    skipped = 0
+
+    def pending() -> Iterator[tuple[str, str]]:
+        nonlocal skipped
+        for items in sources:
+            for ident, image in items:
+                if ident in done_ids:
+                    skipped += 1
+                else:
+                    yield ident, image
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    show = progress or err.is_terminal
+    try:
+        with contextlib.ExitStack() as stack:
+            run = stack.enter_context(embedder.embed_many(pending(), concurrency=concurrency))
+            bar = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
+            )
+            task = stack.enter_context(bar).add_task("starting", total=None) if show else None
+            shown = 0.0
+            for item in run:
+                writer.write(item.to_record())
+                if task is not None and time.monotonic() - shown > 0.1:
+                    shown = time.monotonic()
+                    bar.update(task, description=_status(run, skipped))
+            summary = run.summary
+    except ViewfinderError as exc:  # an input argument that turned out unreadable
+        err.print(Text(f"error: {type(exc).__name__}: {exc}"), soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    finally:
+        writer.close()
+        embedder.close()
+        lock.release()
+    err.print(Text(_summary_text(summary, skipped, torn)), soft_wrap=True)
+    raise typer.Exit(EXIT_OK if summary.complete else EXIT_IMAGE_FAILED)
+
+
+def _embedder(
+    backend: str | None,
+    model: str | None,
+    base_url: str | None,
+    api_key_env: str | None,
+    dimensions: int | None,
+    cache: Path | None,
+    max_dollars: float | None,
+    rpm: int | None,
+) -> Embedder:
+    """The `Embedder` the options describe (the environment fills the rest)."""
+    from viewfinder.embed.embedder import Embedder
+    from viewfinder.embed.pricing import EmbeddingBudget
+    from viewfinder.engine.cache import ResponseCache
+    from viewfinder.engine.ratelimit import RateLimiter
+
+    api_key = None
+    if api_key_env is not None:
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            raise InvalidOptionError(f"--api-key-env: {api_key_env} is not set")
+    return Embedder(
+        backend,
+        model=model,
+        base_url=base_url,
+        api_key=api_key,
+        dimensions=dimensions,
+        cache=ResponseCache(cache) if cache is not None else None,
+        rate_limiter=RateLimiter(rpm) if rpm is not None else None,
+        budget=EmbeddingBudget(max_dollars=max_dollars) if max_dollars is not None else None,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `embed` command to `app`."""
+    app.command("embed")(embed)
