@@ -125,3 +125,27 @@ def test_a_refused_request_of_several_images_is_retried_one_by_one(sim: Simulato
         items = list(run)
     assert [item.ok for item in sorted(items, key=lambda i: i.index)] == [True, True]
     assert len(sim.embed_requests) == 3  # the refused pair, then each half alone
+
+
+def test_a_run_sends_every_batch_through_one_connection_pool(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cohere v3 takes one image per request: a pool per request would be a new connection
+    (a TLS handshake, against the real API) per image."""
+    opened: list[object] = []
+    original = many.httpx2.AsyncClient
+
+    class Counting(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            opened.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(many.httpx2, "AsyncClient", Counting)
+    backend = CohereBackend(model="embed-english-v3.0", api_key="k", base_url=sim.endpoint)
+    with vf.Embedder(backend) as embedder:
+        items = list(embedder.embed_many([png(shade) for shade in range(5)], concurrency=2))
+        assert [item.ok for item in items] == [True] * 5
+        assert len(sim.embed_requests) == 5
+        assert len(opened) == 1
+        embedder.embed_images([png(9)])  # outside a run: unchanged, its own client
+    assert len(opened) == 1  # the sync path uses httpx2.Client

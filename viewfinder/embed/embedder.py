@@ -22,6 +22,7 @@ array without a copy through JSON.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import math
@@ -67,6 +68,10 @@ if TYPE_CHECKING:
 __all__ = ["Embedder", "Embedding", "EmbeddingUsage"]
 
 CACHE_KEY_VERSION: Final = 1
+_SHARED_CLIENT: contextvars.ContextVar[tuple[object, httpx2.AsyncClient] | None] = (
+    contextvars.ContextVar("viewfinder_embed_shared_client", default=None)
+)
+"""The connection pool an async call of this context uses (`share_client`), if any."""
 _REFUSED_IMAGE_STATUSES: Final = frozenset({400, 415, 422})
 
 
@@ -440,13 +445,17 @@ class Embedder:
                 self._fill(batch, kind, await asyncio.to_thread(self._compute, batch, kind))
             return
         gate = asyncio.Semaphore(self.max_concurrency)
+
+        async def one(client: httpx2.AsyncClient, batch: list[_Item]) -> None:
+            async with gate:
+                self._fill(batch, kind, await self._asend(client, batch, kind, input_type))
+
+        shared = _SHARED_CLIENT.get()
+        if shared is not None and shared[0] is self:
+            await asyncio.gather(*(one(shared[1], b) for b in self._batches(items, kind)))
+            return
         async with httpx2.AsyncClient(timeout=self.timeout) as client:
-
-            async def one(batch: list[_Item]) -> None:
-                async with gate:
-                    self._fill(batch, kind, await self._asend(client, batch, kind, input_type))
-
-            await asyncio.gather(*(one(batch) for batch in self._batches(items, kind)))
+            await asyncio.gather(*(one(client, b) for b in self._batches(items, kind)))
 
     async def _asend(
         self, client: httpx2.AsyncClient, batch: list[_Item], kind: Kind, input_type: str
@@ -480,6 +489,17 @@ class Embedder:
                 status_code=response.status_code,
                 headers=response.headers,
             ) from exc
+
+
+def share_client(embedder: Embedder, client: httpx2.AsyncClient) -> None:
+    """Make `embedder`'s async calls in the current context (a task of the caller's)
+    send through `client`, keeping its connections open from one call to the next.
+
+    `embed_many` runs each batch in its own task and binds the run's one client there:
+    without it every batch (every image, for Cohere v3) would open a new connection, a
+    TLS handshake each against a real provider. The caller owns and closes `client`.
+    """
+    _SHARED_CLIENT.set((embedder, client))
 
 
 def _results(items: list[_Item]) -> list[Embedding]:

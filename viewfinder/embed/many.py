@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
-from viewfinder.embed.embedder import Embedding, EmbeddingUsage
+import httpx2
+
+from viewfinder.embed.embedder import Embedding, EmbeddingUsage, share_client
 from viewfinder.engine.ratelimit import RateLimiter
 from viewfinder.engine.stream import (
     END,
@@ -195,6 +197,7 @@ class _Core:
         index = 0
         exhausted = False
         upcoming: asyncio.Future[object] | None = None  # a pull still waiting on the source
+        client = httpx2.AsyncClient(timeout=self.embedder.timeout)  # one pool for the run
         try:
             while True:
                 while not exhausted and len(pending) < self.concurrency and self._may_start():
@@ -218,7 +221,7 @@ class _Core:
                         batch.append((index, raw))
                         index += 1
                     if batch:
-                        pending.add(asyncio.create_task(self._batch(batch)))
+                        pending.add(asyncio.create_task(self._batch(batch, client)))
                     if stalled:
                         break
                 if not pending:
@@ -245,6 +248,7 @@ class _Core:
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+            await client.aclose()
             summary.finished_at = time.monotonic()
 
     def _may_start(self) -> bool:
@@ -261,7 +265,9 @@ class _Core:
             return False
         return True
 
-    async def _batch(self, batch: list[tuple[int, object]]) -> list[EmbedItem]:
+    async def _batch(
+        self, batch: list[tuple[int, object]], client: httpx2.AsyncClient
+    ) -> list[EmbedItem]:
         """Read each image (a bad one is its own error item), then embed the rest.
 
         Through the embedder's public `aembed_images`, so cache keys, retries, pacing
@@ -271,6 +277,7 @@ class _Core:
         bad image fails only its own item.
         """
         embedder = self.embedder
+        share_client(embedder, client)  # this task's context only: the run's one pool
         items: list[EmbedItem] = []
         ready: list[tuple[int, Any, str, LoadedImage]] = []
         for index, raw in batch:
