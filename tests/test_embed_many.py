@@ -149,3 +149,19 @@ def test_a_run_sends_every_batch_through_one_connection_pool(
         assert len(opened) == 1
         embedder.embed_images([png(9)])  # outside a run: unchanged, its own client
     assert len(opened) == 1  # the sync path uses httpx2.Client
+
+
+def test_the_simulators_rate_window_applies_to_embeddings_too() -> None:
+    """The benchmark paces embeddings against the simulator's rpm window: a request past
+    it is a 429 with the window's headers, as for chat completions."""
+    from viewfinder.engine.retry import RetryPolicy
+    from viewfinder.errors import RateLimitError
+
+    with Simulator(rpm_limit=2, rate_window=60) as limited:
+        backend = OpenAICompatibleBackend(model="m", base_url=limited.endpoint + "/v1")
+        with vf.Embedder(backend, retry=RetryPolicy(max_attempts=1)) as embedder:
+            embedder.embed_texts(["one"])
+            embedder.embed_texts(["two"])
+            with pytest.raises(RateLimitError):
+                embedder.embed_texts(["three"])
+        assert limited.stats.ok == 2 and limited.stats.rejected_429 == 1

@@ -6,6 +6,9 @@ get unrelated ones, and nothing about the image or the text's meaning is looked 
 Tests check request shapes, batching, normalisation and truncation with it; its vectors
 are deliberately NOT unit length, so that the client's normalisation shows.
 
+Embeddings requests go through the chat routes' admission (`latency`, `max_concurrency`,
+`rpm_limit` per `rate_window`, `x-ratelimit-*` headers), so benchmarks can pace them.
+
 What a test can script (FIFO, before the deterministic answers): failures, as
 `EmbedFault(status, headers)`. `embed_text_only = True` makes `/v1/embeddings` answer
 image input with a 400, as a text-only embedding server does.
@@ -17,9 +20,10 @@ import hashlib
 import json
 import random
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from viewfinder.testing.simulator.wire import Response, error_body
 
@@ -90,9 +94,38 @@ class Embeddings:
             return Response(
                 fault.status, error_body(fault.status, fault.message, None, None), fault.headers
             )
-        if path.endswith("/embed"):
-            return self._cohere(body)
-        return self._openai(body)
+        return self._admitted(path, body)
+
+    def _admitted(self, path: str, body: dict[str, Any]) -> Response:
+        """The answer, through the chat routes' admission: the same `latency`, concurrency
+        cap and rpm window (`rate_window`) and `x-ratelimit-*` headers, so a benchmark
+        measures embeddings against a rate-limit bound as it does analysis."""
+        sim: Any = self  # mixed into `Simulator` with `ChatCompletions`
+        with sim._lock:
+            sim._counter += 1
+            sim._stats.total += 1
+            n = sim._counter
+            now = time.monotonic()
+            limited = sim._rate_limited(n, {"messages": []}, now)
+            if limited is not None:
+                sim._count(429)
+                return cast(Response, limited)
+            sim._in_flight += 1
+            sim._stats.in_flight_max = max(sim._stats.in_flight_max, sim._in_flight)
+            headers = sim._ratelimit_headers(now)
+            sim._in_flight_ends[n] = now + sim.latency
+        status = 500
+        try:
+            if sim.latency > 0:
+                sim._stopping.wait(sim.latency)
+            response = self._cohere(body) if path.endswith("/embed") else self._openai(body)
+            status = response.status
+            return cast(Response, sim._finish(response, n, headers))
+        finally:
+            with sim._lock:
+                sim._in_flight -= 1
+                sim._in_flight_ends.pop(n, None)
+                sim._count(status)
 
     def _cohere(self, body: dict[str, Any]) -> Response:
         images = body.get("images") or []
