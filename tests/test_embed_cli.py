@@ -314,3 +314,30 @@ def test_a_cache_directory_makes_a_second_collection_free(
     assert len(sim.embed_requests) == sent
     by_id = [{r["id"]: r for r in lines(tmp_path / n)} for n in ("a.jsonl", "b.jsonl")]
     assert by_id[0] == by_id[1]
+
+
+def test_the_local_backend_embeds_a_collection_and_answers_a_query(
+    runner: CliRunner, app: typer.Typer, sim: Simulator, photos: Path, tmp_path: Path
+) -> None:
+    """`--backend local --model DIR`: in-process, no request sent (a tiny random-weight
+    model, NOT a real one: the ranking itself means nothing, only its plumbing)."""
+    pytest.importorskip("onnxruntime")
+    from viewfinder.embed import Embedder
+    from viewfinder.testing.tiny_embed import write_tiny_model
+
+    model = write_tiny_model(tmp_path / "tiny")
+    out = tmp_path / "vectors.jsonl"
+    local = ("--backend", "local", "--model", str(model))
+    result = runner.invoke(app, ["embed", str(photos), "--out", str(out), *local])
+    assert result.exit_code == 0, result.output
+    records = {Path(r["id"]).name: r for r in lines(out)}
+    assert len(records) == 5 and not sim.embed_requests
+    with Embedder("local", model=str(model)) as embedder:
+        (direct,) = embedder.embed_images([photos / "p1.png"])
+    assert records["p1.png"]["vector"] == pytest.approx(list(direct.vector), abs=1e-6)
+
+    ranked = runner.invoke(app, ["embed", "--query", "a photo", str(out), "--top", "3", *local])
+    assert ranked.exit_code == 0, ranked.output
+    rows = [line.split("\t") for line in ranked.stdout.splitlines()]
+    assert len(rows) == 3 and all(-1.0 <= float(score) <= 1.0 for score, _ in rows)
+    assert [float(score) for score, _ in rows] == sorted((float(s) for s, _ in rows), reverse=True)

@@ -55,7 +55,7 @@ from viewfinder.cli.batch import (
     duration_text,
     read_done_ids,
 )
-from viewfinder.cli.options import EXIT_IMAGE_FAILED, EXIT_OK, EXIT_USAGE, BaseUrlOption
+from viewfinder.cli.options import EXIT_IMAGE_FAILED, EXIT_OK, EXIT_USAGE
 from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
 
 if TYPE_CHECKING:  # httpx2, Pillow: imported when the command runs
@@ -249,12 +249,23 @@ def embed(
     ] = None,
     backend: Annotated[
         str | None,
-        typer.Option(help="cohere, infinity or vllm (default: VIEWFINDER_EMBED_BACKEND)."),
+        typer.Option(help="cohere, infinity, vllm or local (default: VIEWFINDER_EMBED_BACKEND)."),
     ] = None,
     model: Annotated[
-        str | None, typer.Option(help="Embedding model (default: VIEWFINDER_EMBED_MODEL).")
+        str | None,
+        typer.Option(
+            help="Embedding model; for local, the model's directory "
+            "(default: VIEWFINDER_EMBED_MODEL)."
+        ),
     ] = None,
-    base_url: BaseUrlOption = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The embeddings API's base URL (default: VIEWFINDER_EMBED_BASE_URL; Cohere's "
+            "API for cohere).",
+            metavar="URL",
+        ),
+    ] = None,
     api_key_env: Annotated[
         str | None,
         typer.Option(help="Name of the environment variable holding the API key."),

@@ -197,7 +197,7 @@ def serve(
         typer.Option(
             help=(
                 "Embedding backend of the vectorize routes (retrieval:vectorizeImage/Text, "
-                "/vectorizers/multimodal, /skills/vectorize): cohere, infinity or vllm. "
+                "/vectorizers/multimodal, /skills/vectorize): cohere, infinity, vllm or local. "
                 "Default: VIEWFINDER_EMBED_BACKEND (cohere when only COHERE_API_KEY is "
                 "set); none: those routes answer that embeddings are not configured."
             ),
@@ -208,7 +208,7 @@ def serve(
     embed_model: Annotated[
         str | None,
         typer.Option(
-            help="Embedding model. Default: VIEWFINDER_EMBED_MODEL.",
+            help="Embedding model (local: its directory). Default: VIEWFINDER_EMBED_MODEL.",
             metavar="MODEL",
             show_default=False,
         ),
