@@ -84,7 +84,7 @@ class Child:
     requests: int
 
 
-def _write_images(directory: Path, count: int) -> list[Path]:
+def write_images(directory: Path, count: int) -> list[Path]:
     """`count` 64x64 PNGs whose bytes all differ."""
     paths = []
     for index in range(count):
@@ -99,7 +99,7 @@ def _write_list(path: Path, images: list[Path]) -> Path:
     return path
 
 
-def _environment(cache_dir: Path) -> dict[str, str]:
+def environment(cache_dir: Path) -> dict[str, str]:
     """This environment without model endpoints or keys, so only the simulator is reachable."""
     env = {
         name: value
@@ -110,7 +110,7 @@ def _environment(cache_dir: Path) -> dict[str, str]:
     return env
 
 
-def _run_child(
+def run_child(
     arguments: list[str], env: dict[str, str], sim: Simulator, scratch: Path, timeout: float
 ) -> Child:
     """Run `python -m viewfinder ARGUMENTS` to the end, through the launcher.
@@ -178,12 +178,12 @@ def main() -> None:
         images_dir = root / "images"
         images_dir.mkdir()
         started = time.perf_counter()
-        images = _write_images(images_dir, args.large)
+        images = write_images(images_dir, args.large)
         print(
             f"{args.large} distinct 64x64 PNGs written in {time.perf_counter() - started:.1f} s;"
             f" simulator (scripted, not a model) on {sim.base_url}, latency 0"
         )
-        env = _environment(root / "cache")
+        env = environment(root / "cache")
 
         def batch(count: int, out: Path) -> list[str]:
             listing = _write_list(root / f"list-{count}.txt", images[:count])
@@ -222,7 +222,7 @@ def main() -> None:
         print(f"\n  {'run':<36}{'peak RSS':>10}{'wall':>9}{'CPU':>9}{'requests':>10}  exit")
         results: list[Child] = []
         for label, arguments, out, requests, lines in runs:
-            child = _run_child(arguments, env, sim, root, args.timeout)
+            child = run_child(arguments, env, sim, root, args.timeout)
             results.append(child)
             print(
                 f"  {label:<36}{child.peak_mb:>7.1f} MB{child.seconds:>7.1f} s"

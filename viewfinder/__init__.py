@@ -81,7 +81,7 @@ if TYPE_CHECKING:
     from viewfinder.analyzers import Analyzer, ImageAnalyzer
     from viewfinder.analyzers.image_analysis import FeatureArg
     from viewfinder.build.templates import PromptTemplate
-    from viewfinder.embed import Embedder, Embedding
+    from viewfinder.embed import Embedder, Embedding, EmbeddingBudget
     from viewfinder.engine.budget import Budget
     from viewfinder.engine.cache import ResponseCache
     from viewfinder.engine.retry import RetryPolicy
@@ -121,6 +121,7 @@ __all__ = [
     "DetectedPerson",
     "Embedder",
     "Embedding",
+    "EmbeddingBudget",
     "Feature",
     "ImageAnalysisResult",
     "ImageAnalyzer",
@@ -173,6 +174,7 @@ _LAZY = {
     "ImageInput": "viewfinder.prepare.load",
     "Embedder": "viewfinder.embed",
     "Embedding": "viewfinder.embed",
+    "EmbeddingBudget": "viewfinder.embed",
 }
 """Exported names imported on first access (PEP 562), not by `import viewfinder`: the
 analyzers and the engine pull in openai and instructor, most of the start-up time, and
