@@ -19,14 +19,14 @@ online); `"batch_priced"` says the answer was billed at Batch API prices.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, Protocol, TypeAlias, TypeVar
 
 from pydantic import BaseModel
 
-from viewfinder.errors import BudgetExceededError, ViewfinderError
+from viewfinder.engine.tally import RunTally
+from viewfinder.errors import ViewfinderError
 from viewfinder.schemas.result import ImageAnalysisResult, Usage
 
 if TYPE_CHECKING:  # the loader imports Pillow and httpx2; the CLI reads records at start-up
@@ -208,7 +208,7 @@ def record_outcome(record: object) -> RecordOutcome | None:
 
 
 @dataclass
-class BatchSummary:
+class BatchSummary(RunTally):
     """Running totals of a batch, updated as items are yielded.
 
     Attributes:
@@ -224,36 +224,7 @@ class BatchSummary:
         finished_at: `time.monotonic()` when it ended; None while it runs.
     """
 
-    ok: int = 0
-    failed: int = 0
-    cached: int = 0
     usage: Usage = field(default_factory=Usage)
-    dollars: float = 0.0
-    unpriced: int = 0
-    not_started: int = 0
-    budget_error: BudgetExceededError | None = None
-    started_at: float = field(default_factory=time.monotonic)
-    finished_at: float | None = None
-
-    @property
-    def done(self) -> int:
-        """Items yielded so far (analysed or failed)."""
-        return self.ok + self.failed
-
-    @property
-    def complete(self) -> bool:
-        """True when every input was analysed: none failed, none left unstarted."""
-        return not self.failed and not self.not_started
-
-    @property
-    def elapsed(self) -> float:
-        """Seconds since the start (until the end, once finished)."""
-        return (self.finished_at or time.monotonic()) - self.started_at
-
-    @property
-    def per_minute(self) -> float:
-        """Items yielded per minute so far."""
-        return self.done * 60.0 / self.elapsed if self.elapsed > 0 else 0.0
 
     def record(self, item: BatchItem[Any]) -> None:
         """Count one yielded item."""

@@ -41,6 +41,7 @@ from viewfinder.engine.stream import (
     describe_input,
     in_thread,
 )
+from viewfinder.engine.tally import RunTally
 from viewfinder.errors import (
     BadRequestError,
     BudgetExceededError,
@@ -114,7 +115,7 @@ class EmbedItem:
 
 
 @dataclass
-class EmbedSummary:
+class EmbedSummary(RunTally):
     """Running totals of a run, updated as items are yielded.
 
     Attributes:
@@ -127,36 +128,7 @@ class EmbedSummary:
         budget_error: The error that stopped the run, if its budget was reached.
     """
 
-    ok: int = 0
-    failed: int = 0
-    cached: int = 0
     usage: EmbeddingUsage = field(default_factory=EmbeddingUsage)
-    dollars: float = 0.0
-    unpriced: int = 0
-    not_started: int = 0
-    budget_error: BudgetExceededError | None = None
-    started_at: float = field(default_factory=time.monotonic)
-    finished_at: float | None = None
-
-    @property
-    def done(self) -> int:
-        """Items yielded so far."""
-        return self.ok + self.failed
-
-    @property
-    def complete(self) -> bool:
-        """True when every input was embedded: none failed, none left unstarted."""
-        return not self.failed and not self.not_started
-
-    @property
-    def elapsed(self) -> float:
-        """Seconds since the start (until the end, once finished)."""
-        return (self.finished_at or time.monotonic()) - self.started_at
-
-    @property
-    def per_minute(self) -> float:
-        """Items yielded per minute so far."""
-        return self.done * 60.0 / self.elapsed if self.elapsed > 0 else 0.0
 
     def record(self, item: EmbedItem) -> None:
         """Count one yielded item."""
