@@ -80,9 +80,13 @@ __all__ = [
     "DEFAULT_FEATURES",
     "DEFAULT_TIMEOUT",
     "SKILL_PATH",
+    "Fetch",
+    "ReadBody",
     "SkillSettings",
+    "read_records",
     "register",
     "skill_outputs",
+    "skill_values",
 ]
 
 SKILL_PATH: Final = "/skills/image-analysis"
@@ -210,8 +214,9 @@ class _Query:
         return cls(features, language)
 
 
-def _values(body: bytes) -> list[dict[str, Any]]:
-    """The `values` of the contract's request body (B.5), each with a string `recordId`.
+def skill_values(body: bytes) -> list[dict[str, Any]]:
+    """The `values` of the contract's request body (B.5), each with a string `recordId`
+    (the vectorize skill and vectorizer of compat/vectorize.py read theirs here too).
 
     Raises:
         ServiceError: 400 for anything else.
@@ -226,6 +231,36 @@ def _values(body: bytes) -> list[dict[str, Any]]:
     for value in values:
         if not isinstance(value, dict) or not isinstance(value.get("recordId"), str):
             raise _bad("Every item of 'values' must be an object with a string 'recordId'.")
+    return values
+
+
+async def read_records(
+    request: Request,
+    read_body: ReadBody,
+    settings: SkillSettings,
+    max_body: int,
+    too_large: ServiceError,
+    record: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """A skill call's records (B.5): a JSON body of at most `settings.batch_size` of them.
+
+    Raises:
+        ServiceError: 415 for a body that is not JSON by its type, 400 for a malformed body
+            or too many records (naming the settings to change), `too_large` past
+            `max_body`.
+    """
+    if media_type(request.headers.get("content-type")) != "application/json":
+        raise ServiceError(
+            415, "InvalidRequest", "The skill's request body must be application/json."
+        )
+    values = skill_values(await read_body(request, max_body, too_large, record))
+    record["records"] = len(values)
+    if len(values) > settings.batch_size:
+        raise _bad(
+            f"This skill accepts at most {settings.batch_size} records per call, got "
+            f"{len(values)}: set the skill's batchSize to {settings.batch_size} or "
+            "less (or start viewfinder serve with a larger --skill-batch-size)."
+        )
     return values
 
 
@@ -346,18 +381,7 @@ def register(
             analyzer = host.analyzer()
             query = _Query.of(request.query_params.multi_items())
             record["features"] = [f.azure_name for f in query.features]
-            if media_type(request.headers.get("content-type")) != "application/json":
-                raise ServiceError(
-                    415, "InvalidRequest", "The skill's request body must be application/json."
-                )
-            values = _values(await read_body(request, max_body, too_large, record))
-            record["records"] = len(values)
-            if len(values) > settings.batch_size:
-                raise _bad(
-                    f"This skill accepts at most {settings.batch_size} records per call, got "
-                    f"{len(values)}: set the skill's batchSize to {settings.batch_size} or "
-                    "less (or start viewfinder serve with a larger --skill-batch-size)."
-                )
+            values = await read_records(request, read_body, settings, max_body, too_large, record)
         except ServiceError as refused:
             return host.error_response(refused, record)
         with budget_scope(host.pixels, host.decode_wait):

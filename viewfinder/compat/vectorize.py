@@ -63,7 +63,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
@@ -73,7 +73,14 @@ from fastapi.responses import JSONResponse, Response
 from viewfinder.compat.handler import JSON_CONTENT_TYPE, media_type
 from viewfinder.compat.ops32 import Host
 from viewfinder.compat.service import RESOURCE_NOT_FOUND, ServiceError, service_error_for
-from viewfinder.compat.skill import DEADLINE_SHARE, SkillSettings
+from viewfinder.compat.skill import (
+    DEADLINE_SHARE,
+    Fetch,
+    ReadBody,
+    SkillSettings,
+    read_records,
+    skill_values,
+)
 from viewfinder.errors import ImageSizeError, ViewfinderError
 from viewfinder.prepare.inputs import ImageLimits
 from viewfinder.prepare.pixel_budget import budget_scope
@@ -131,8 +138,6 @@ _IMAGE_SIZE: Final = (
     "larger than 16000 x 16000 pixels"
 )
 
-ReadBody = Callable[[Request, int, ServiceError, dict[str, Any]], Awaitable[bytes]]
-Fetch = Callable[[str], Awaitable[bytes]]
 logger = logging.getLogger(__name__)
 
 
@@ -231,18 +236,6 @@ def _error_for(exc: Exception) -> ServiceError:
 def _message(error: ServiceError) -> str:
     """A record's error message: `<code>: <text>`, as the image-analysis skill writes it."""
     return f"{error.inner_code or error.code}: {error.inner_message or error.message}"
-
-
-def _values(body: bytes) -> list[dict[str, Any]]:
-    """The contract's `values` (B.5), each with a string `recordId`."""
-    parsed = _json(body)
-    values = parsed.get("values") if isinstance(parsed, dict) else None
-    if not isinstance(values, list):
-        raise _bad('The request body must be {"values": [{"recordId": ..., "data": {...}}]}.')
-    for value in values:
-        if not isinstance(value, dict) or not isinstance(value.get("recordId"), str):
-            raise _bad("Every item of 'values' must be an object with a string 'recordId'.")
-    return values
 
 
 def _entry(record_id: str, vector: Sequence[float] | None, error: str | None) -> dict[str, Any]:
@@ -423,7 +416,7 @@ def register(
         record = host.record(request)
         try:
             used = await start(request, record, "vectorizer")
-            values = _values(await read_body(request, one_record, record_too_large, record))
+            values = skill_values(await read_body(request, one_record, record_too_large, record))
             if len(values) != 1:
                 raise _bad(f"The vectorizer takes exactly one record, got {len(values)}.")
             item = _vectorizer_input(values[0].get("data"), max_image_bytes)
@@ -439,18 +432,7 @@ def register(
         record = host.record(request)
         try:
             used = await start(request, record, "skill")
-            if media_type(request.headers.get("content-type")) != "application/json":
-                raise ServiceError(
-                    415, "InvalidRequest", "The skill's request body must be application/json."
-                )
-            values = _values(await read_body(request, max_body, too_large, record))
-            record["records"] = len(values)
-            if len(values) > settings.batch_size:
-                raise _bad(
-                    f"This skill accepts at most {settings.batch_size} records per call, got "
-                    f"{len(values)}: set the skill's batchSize to {settings.batch_size} or "
-                    "less (or start viewfinder serve with a larger --skill-batch-size)."
-                )
+            values = await read_records(request, read_body, settings, max_body, too_large, record)
         except Exception as exc:
             return refused(exc, record)
         remaining = settings.timeout * DEADLINE_SHARE - (time.monotonic() - started)
