@@ -138,8 +138,9 @@ def _summary_text(summary: EmbedSummary, skipped: int, torn: bool) -> str:
 # --- reading a run ----------------------------------------------------------------------
 
 
-def _ok_lines(path: Path) -> Iterator[dict[str, Any]]:
-    """The ok records of a run, streaming (torn or foreign lines skipped)."""
+def _records(path: Path) -> Iterator[dict[str, Any]]:
+    """A run's records, streaming: whole lines only (a torn last line ends it), lines that
+    are not JSON objects skipped."""
     with path.open("rb") as stream:
         for line in stream:
             if not line.endswith(b"\n"):
@@ -148,8 +149,17 @@ def _ok_lines(path: Path) -> Iterator[dict[str, Any]]:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict) and record.get("status") == "ok" and "vector" in record:
+            if isinstance(record, dict):
                 yield record
+
+
+def _is_ok(record: dict[str, Any]) -> bool:
+    return record.get("status") == "ok" and "vector" in record
+
+
+def _ok_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """The ok records of a run, streaming (torn or foreign lines skipped)."""
+    return (record for record in _records(path) if _is_ok(record))
 
 
 def _run_shape(path: Path) -> tuple[str, int]:
@@ -184,7 +194,8 @@ def _query(embedder: Embedder, text: str, path: Path, top: int) -> list[tuple[fl
 
 
 def _to_parquet(run: Path, out: Path) -> tuple[int, int]:
-    """Write the run's latest ok line per id to `out`; (rows, error lines left out)."""
+    """Write the run's latest ok line per id to `out`; (rows, ids left out because their
+    latest line is an error)."""
     try:
         import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
         import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
@@ -193,25 +204,14 @@ def _to_parquet(run: Path, out: Path) -> tuple[int, int]:
             "--to-parquet needs pyarrow: pip install 'viewfinder[parquet]'"
         ) from None
     latest: dict[str, dict[str, Any] | None] = {}
-    errors = 0
-    with run.open("rb") as stream:
-        for line in stream:
-            if not line.endswith(b"\n"):
-                break
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(record, dict) or "id" not in record:
-                continue
-            ident = str(record["id"])
-            latest.pop(ident, None)  # the last line wins, in its own position
-            if record.get("status") == "ok" and "vector" in record:
-                latest[ident] = record
-            else:
-                errors += 1
-                latest[ident] = None
+    for record in _records(run):
+        if "id" not in record:
+            continue
+        ident = str(record["id"])
+        latest.pop(ident, None)  # the last line wins, in its own position
+        latest[ident] = record if _is_ok(record) else None
     rows = [record for record in latest.values() if record is not None]
+    failed = len(latest) - len(rows)
     table = pa.table(
         {
             "id": pa.array([str(r["id"]) for r in rows], pa.string()),
@@ -221,7 +221,7 @@ def _to_parquet(run: Path, out: Path) -> tuple[int, int]:
         }
     )
     pq.write_table(table, out)
-    return len(rows), errors
+    return len(rows), failed
 
 
 # --- the command --------------------------------------------------------------------------
@@ -324,13 +324,16 @@ def embed(
             try:
                 lock.acquire()
                 try:
-                    rows, errors = _to_parquet(run_path, to_parquet)
+                    rows, failed = _to_parquet(run_path, to_parquet)
                 finally:
                     lock.release()
             except UserError as exc:
                 raise fail(str(exc)) from None
             err.print(
-                Text(f"parquet: {rows} rows to {to_parquet}, {errors} error lines left out"),
+                Text(
+                    f"parquet: {rows} rows to {to_parquet}; {failed} ids left out (their "
+                    "latest line is an error: re-run the embedding to retry them)"
+                ),
                 soft_wrap=True,
             )
             raise typer.Exit(EXIT_OK)
