@@ -1,0 +1,252 @@
+"""COCO ground truth: hand-computed cases, and the numbers checked against pycocotools."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from viewfinder.errors import AzureInputError
+from viewfinder.evaluate.coco import (
+    IOU_THRESHOLDS,
+    CocoGroundTruth,
+    Detection,
+    box_iou,
+    coco_results_json,
+    detections_of,
+    load_coco,
+    score_coco,
+)
+from viewfinder.schemas.features import DetectedObject, DetectedPerson
+from viewfinder.schemas.geometry import BoundingBox
+from viewfinder.schemas.result import ImageAnalysisResult, ImageMetadata
+
+CATEGORIES = [{"id": 1, "name": "Cat"}, {"id": 2, "name": "dog"}, {"id": 7, "name": "person"}]
+IMAGES = ["perfect", "shifted", "duplicates", "missed", "wrong_class", "crowd"]
+
+
+def _dataset() -> dict[str, Any]:
+    """One image per case; boxes `[x, y, w, h]` in pixels of 100x100 images."""
+    boxes = [
+        (1, 1, [10, 10, 40, 40], 0),  # perfect: found exactly
+        (2, 2, [0, 0, 40, 40], 0),  # shifted: detected 20 px off, IoU 1/7
+        (3, 1, [0, 0, 50, 50], 0),  # duplicates: found twice
+        (4, 2, [10, 10, 20, 20], 0),  # missed: the dog found ...
+        (4, 1, [50, 50, 30, 30], 0),  # ... the cat not
+        (5, 1, [0, 0, 30, 30], 0),  # wrong class: detected as a dog
+        (6, 7, [0, 0, 60, 60], 1),  # crowd: a crowd of people, and ...
+        (6, 7, [70, 70, 20, 20], 0),  # ... one person apart
+    ]
+    return {
+        "images": [
+            {"id": k, "file_name": f"{name}.png", "width": 100, "height": 100}
+            for k, name in enumerate(IMAGES, 1)
+        ],
+        "annotations": [
+            {"id": n, "image_id": i, "category_id": c, "bbox": b, "iscrowd": crowd, "area": 1.0}
+            for n, (i, c, b, crowd) in enumerate(boxes, 1)
+        ],
+        "categories": CATEGORIES,
+    }
+
+
+def _detections() -> dict[int, list[Detection]]:
+    def d(name: str, conf: float, *bbox: float) -> Detection:
+        return Detection(name=name, confidence=conf, bbox=(bbox[0], bbox[1], bbox[2], bbox[3]))
+
+    return {
+        1: [d("cat", 0.9, 10, 10, 40, 40)],
+        2: [d("dog", 0.5, 20, 20, 40, 40)],
+        3: [d("cat", 0.8, 0, 0, 50, 50), d("cat", 0.7, 0, 0, 50, 50)],
+        4: [d("dog", 0.6, 10, 10, 20, 20)],
+        5: [d("dog", 0.95, 0, 0, 30, 30)],
+        # two in the crowd (ignored), the one apart found, and a name no category has
+        6: [
+            d("person", 0.9, 0, 0, 30, 30),
+            d("person", 0.8, 30, 30, 30, 30),
+            d("person", 0.4, 70, 70, 20, 20),
+            d("unicorn", 0.3, 0, 0, 10, 10),
+        ],
+    }
+
+
+@pytest.fixture
+def truth(tmp_path: Path) -> CocoGroundTruth:
+    path = tmp_path / "coco.json"
+    path.write_text(json.dumps(_dataset()), encoding="utf-8")
+    return load_coco(path)
+
+
+def test_box_iou_is_pycocotools_formula() -> None:
+    assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert box_iou((20, 20, 40, 40), (0, 0, 40, 40)) == pytest.approx(400 / 2800)
+    assert box_iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
+    # a crowd region: intersection over the detection's area alone
+    assert box_iou((0, 0, 10, 10), (0, 0, 100, 100), crowd=True) == 1.0
+
+
+def test_hand_computed_cases(truth: CocoGroundTruth) -> None:
+    scores = score_coco(truth, _detections())
+    cat, dog, person = scores.classes
+    assert truth.categories == ("cat", "dog", "person")
+    # cat: 4 boxes; 0.9 TP, 0.8 TP, 0.7 FP (duplicate): recall 0.5 with precision 1,
+    # so the 51 recall points 0.00-0.50 score 1 and the other 50 score 0.
+    assert (cat.reference, cat.predicted, cat.matched) == (4, 3, 2)
+    assert (cat.precision, cat.recall) == (pytest.approx(2 / 3), 0.5)
+    assert cat.ap50 == pytest.approx(51 / 101)
+    assert cat.ap75 == pytest.approx(51 / 101) and cat.ap == pytest.approx(51 / 101)
+    # dog: 2 boxes; 0.95 FP (wrong class), 0.6 TP, 0.5 FP (shifted): interpolated
+    # precision 0.5 up to recall 0.5.
+    assert (dog.reference, dog.predicted, dog.matched) == (2, 3, 1)
+    assert dog.ap50 == pytest.approx(51 * 0.5 / 101)
+    # person: the crowd is not a box to find and absorbs the two detections on it
+    assert (person.reference, person.predicted, person.matched) == (1, 1, 1)
+    assert person.ap50 == pytest.approx(1.0) and person.precision == 1.0
+    assert scores.map50 == pytest.approx((51 / 101 + 25.5 / 101 + 1) / 3)
+    assert scores.unknown_names == ("unicorn",)
+    # overall at 0.5: 4 of 7 boxes, 4 of 8 counted detections (the unicorn counts)
+    assert (scores.reference, scores.predicted, scores.matched) == (7, 8, 4)
+    assert scores.precision == 0.5 and scores.recall == pytest.approx(4 / 7)
+    by_image = {s.image: s for s in scores.per_image}
+    assert by_image["perfect.png"].f1 == 1.0 and by_image["perfect.png"].mean_iou == 1.0
+    assert by_image["shifted.png"].matched == 0 and by_image["shifted.png"].mean_iou is None
+    assert by_image["duplicates.png"].precision == 0.5
+    assert by_image["missed.png"].recall == 0.5 and by_image["missed.png"].precision == 1.0
+    assert by_image["wrong_class.png"].f1 == 0.0
+
+
+def test_a_box_between_thresholds_counts_at_0_5_not_at_0_75(truth: CocoGroundTruth) -> None:
+    # 40x40 against 40x32 inside it: IoU 0.8 scores at every threshold to 0.8, not above.
+    one = {1: [Detection(name="cat", confidence=0.9, bbox=(10, 10, 40, 32))]}
+    cat = score_coco(truth, one).classes[0]
+    assert cat.reference == 1  # only the scored image's boxes count
+    assert cat.ap50 == pytest.approx(1.0) and cat.ap75 == pytest.approx(1.0)
+    assert cat.ap == pytest.approx(7 / 10)  # 0.5 ... 0.8 of the ten thresholds
+    one = {1: [Detection(name="cat", confidence=0.9, bbox=(10, 10, 40, 24))]}  # IoU 0.6
+    cat = score_coco(truth, one).classes[0]
+    assert cat.ap50 == pytest.approx(1.0) and cat.ap75 == 0.0 and cat.ap == pytest.approx(3 / 10)
+
+
+def test_detections_of_a_result_use_the_label_map_and_people() -> None:
+    result = ImageAnalysisResult(
+        model_version="scripted",
+        metadata=ImageMetadata(width=100, height=100),
+        objects=[
+            DetectedObject(
+                name=" Kitty ", confidence=0.9, box=BoundingBox(x=1, y=2, width=3, height=4)
+            ),
+            DetectedObject(
+                name="Person", confidence=0.8, box=BoundingBox(x=0, y=0, width=9, height=9)
+            ),
+        ],
+        people=[DetectedPerson(confidence=0.7, box=BoundingBox(x=5, y=5, width=10, height=20))],
+    )
+    found = detections_of(result, ("cat", "person"), {"KITTY": "Cat"})
+    assert [(d.name, d.confidence, d.bbox) for d in found] == [
+        ("cat", 0.9, (1.0, 2.0, 3.0, 4.0)),
+        ("person", 0.7, (5.0, 5.0, 10.0, 20.0)),  # people, not the person object
+    ]
+    # no person category: people are not scored, the person object keeps its name
+    assert [d.name for d in detections_of(result, ("cat",))] == ["kitty", "person"]
+
+
+def test_bad_files_are_input_errors(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    with pytest.raises(AzureInputError, match=r"(?i)no such file"):
+        load_coco(path)
+    path.write_text(json.dumps({"images": [], "annotations": []}))
+    with pytest.raises(AzureInputError, match="not COCO"):
+        load_coco(path)
+    data = _dataset()
+    data["annotations"][0]["category_id"] = 99
+    path.write_text(json.dumps(data))
+    with pytest.raises(AzureInputError, match="unknown id"):
+        load_coco(path)
+
+
+def _pycocotools_stats(
+    truth_path: Path, truth: CocoGroundTruth, dets: dict[int, list[Detection]]
+) -> tuple[list[float], list[float]]:
+    """COCOeval's stats[0:3] (AP, AP50, AP75) and its per-class AP50."""
+    coco = pytest.importorskip("pycocotools.coco")
+    cocoeval = pytest.importorskip("pycocotools.cocoeval")
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = coco.COCO(str(truth_path))
+        dt = gt.loadRes(coco_results_json(truth, dets))
+        run = cocoeval.COCOeval(gt, dt, "bbox")
+        run.evaluate()
+        run.accumulate()
+        run.summarize()
+    # precision[T, R, K, A, M]: threshold 0.5, all recall points, every class, area all,
+    # 100 detections
+    per_class = []
+    for k in range(len(truth.categories)):
+        p = run.eval["precision"][0, :, k, 0, -1]
+        per_class.append(float(p.mean()) if (p > -1).all() else -1.0)
+    return [float(v) for v in run.stats[:3]], per_class
+
+
+def test_the_numbers_are_pycocotools(truth: CocoGroundTruth, tmp_path: Path) -> None:
+    path = tmp_path / "coco.json"
+    path.write_text(json.dumps(_dataset()), encoding="utf-8")
+    dets = _detections()
+    dets[6] = dets[6][:3]  # pycocotools cannot hold a name outside the dataset
+    stats, per_class = _pycocotools_stats(path, truth, dets)
+    ours = score_coco(truth, dets)
+    assert [ours.map, ours.map50, ours.map75] == pytest.approx(stats, abs=1e-12)
+    assert [c.ap50 for c in ours.classes] == pytest.approx(per_class, abs=1e-12)
+
+
+def test_random_sets_match_pycocotools(tmp_path: Path) -> None:
+    """Jittered boxes, duplicates, misses and tied confidences, several seeds."""
+    for seed in range(5):
+        rng = random.Random(seed)
+        data: dict[str, Any] = {"images": [], "annotations": [], "categories": CATEGORIES}
+        dets: dict[int, list[Detection]] = {}
+        for image_id in range(1, 7):
+            data["images"].append(
+                {"id": image_id, "file_name": f"{image_id}.png", "width": 200, "height": 200}
+            )
+            dets[image_id] = []
+            for _ in range(rng.randint(0, 5)):
+                cat = rng.choice(CATEGORIES)
+                x, y = rng.uniform(0, 150), rng.uniform(0, 150)
+                w, h = rng.uniform(5, 50), rng.uniform(5, 50)
+                crowd = int(rng.random() < 0.1)
+                data["annotations"].append(
+                    {
+                        "id": len(data["annotations"]) + 1,
+                        "image_id": image_id,
+                        "category_id": cat["id"],
+                        "bbox": [x, y, w, h],
+                        "iscrowd": crowd,
+                        "area": w * h,
+                    }
+                )
+                for _ in range(rng.choice((0, 1, 1, 2))):
+                    j = rng.uniform(-8, 8)
+                    name = str(cat["name"]).lower() if rng.random() < 0.9 else "dog"
+                    conf = rng.choice((0.5, 0.7, rng.random()))  # ties across images
+                    dets[image_id].append(
+                        Detection(name=name, confidence=conf, bbox=(x + j, y - j, w, h + j / 2))
+                    )
+        path = tmp_path / f"coco{seed}.json"
+        path.write_text(json.dumps(data), encoding="utf-8")
+        truth = load_coco(path)
+        stats, per_class = _pycocotools_stats(path, truth, dets)
+        ours = score_coco(truth, dets)
+        assert [-1.0 if v is None else v for v in (ours.map, ours.map50, ours.map75)] == (
+            pytest.approx(stats, abs=1e-12)
+        ), seed
+        assert [-1.0 if c.ap50 is None else c.ap50 for c in ours.classes] == pytest.approx(
+            per_class, abs=1e-12
+        ), seed
+
+
+def test_iou_thresholds_are_cocos() -> None:
+    assert IOU_THRESHOLDS[0] == 0.5 and IOU_THRESHOLDS[5] == 0.75 and len(IOU_THRESHOLDS) == 10
