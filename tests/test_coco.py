@@ -250,3 +250,166 @@ def test_random_sets_match_pycocotools(tmp_path: Path) -> None:
 
 def test_iou_thresholds_are_cocos() -> None:
     assert IOU_THRESHOLDS[0] == 0.5 and IOU_THRESHOLDS[5] == 0.75 and len(IOU_THRESHOLDS) == 10
+
+
+# --- the command, end to end (scripted answers: the simulator, not a model) -------------------
+
+W, H = 200, 100
+
+
+def _labelled_set(folder: Path) -> Path:
+    """Two plain images and their COCO labels, side by side in `folder`."""
+    from PIL import Image
+
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (W, H), (120, 130, 140)).save(folder / name)
+    data = {
+        "images": [
+            {"id": 1, "file_name": "a.png", "width": W, "height": H},
+            {"id": 2, "file_name": "b.png", "width": W, "height": H},
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [20, 10, 60, 40]},
+            {"id": 2, "image_id": 1, "category_id": 7, "bbox": [100, 0, 50, 100]},
+            {"id": 3, "image_id": 2, "category_id": 2, "bbox": [0, 0, 100, 50]},
+        ],
+        "categories": CATEGORIES,
+    }
+    path = folder / "coco.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def _grid(x: float, y: float, w: float, h: float) -> list[int]:
+    """Pixels of a 200x100 image on the compact answer's 0-1000 grid."""
+    return [
+        round(x * 1000 / W),
+        round(y * 1000 / H),
+        round((x + w) * 1000 / W),
+        round((y + h) * 1000 / H),
+    ]
+
+
+SCRIPTED = (
+    {  # a.png: the cat (as "Kitty") and the person where they are
+        "objects": [{"name": "Kitty", "conf": 90, "box": _grid(20, 10, 60, 40)}],
+        "people": [{"conf": 80, "box": _grid(100, 0, 50, 100)}],
+    },
+    {  # b.png: the dog half a box to the right (IoU 1/3): a miss and a false positive
+        "objects": [{"name": "dog", "conf": 70, "box": _grid(50, 0, 100, 50)}],
+        "people": [],
+    },
+)
+
+
+def _app() -> Any:
+    import typer
+
+    from viewfinder.cli.compare import register
+
+    app = typer.Typer()
+    register(app)
+    app.command("noop")(lambda: None)  # two commands: `compare` stays a subcommand
+    return app
+
+
+def _check_report(out: Path) -> dict[str, Any]:
+    document = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    scores = document["scores"]
+    by_name = {c["name"]: c for c in scores["classes"]}
+    assert by_name["cat"]["ap50"] == pytest.approx(1.0)  # "Kitty" through the label map
+    assert by_name["person"]["ap50"] == pytest.approx(1.0)
+    assert by_name["dog"]["ap50"] == 0.0 and by_name["dog"]["predicted"] == 1
+    assert (scores["reference"], scores["predicted"], scores["matched"]) == (3, 3, 2)
+    assert scores["map50"] == pytest.approx(2 / 3)
+    assert "| **all** | 3 | 3 | 2 |" in (out / "report.md").read_text(encoding="utf-8")
+    return document
+
+
+def test_cli_analyses_the_images_and_scores_them(
+    sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-placeholder")
+    truth = _labelled_set(tmp_path / "set")
+    label_map = tmp_path / "map.json"
+    label_map.write_text(json.dumps({"KITTY": "cat"}), encoding="utf-8")
+    sim.script(*SCRIPTED)
+    out = tmp_path / "out"
+    args = ["compare", "--ground-truth", str(truth), "--label-map", str(label_map)]
+    args += ["--model", "gpt-4.1-mini", "--base-url", sim.base_url, "--out", str(out)]
+    result = CliRunner().invoke(_app(), [*args, "--no-cache"])  # images: the JSON's folder
+    assert result.exit_code == 0, result.output
+    assert "AP50" in result.output and "report.md" in result.output
+    document = _check_report(out)
+    assert document["failed"] == 0 and document["mean_latency_s"] is not None
+    # each image asked for objects and people (the dataset has a person category)
+    assert len(sim.requests) == 2
+
+
+def test_cli_scores_a_batch_output_with_no_model_call(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    truth = _labelled_set(tmp_path / "set")
+    label_map = tmp_path / "map.json"
+    label_map.write_text(json.dumps({"kitty": "Cat"}), encoding="utf-8")
+    boxes = {  # the same answers as above, as a batch run's results in pixels
+        "a.png": {
+            "objects": [_object("Kitty", 0.9, 20, 10, 60, 40)],
+            "people": [{"confidence": 0.8, "box": _box(100, 0, 50, 100)}],
+        },
+        "b.png": {"objects": [_object("dog", 0.7, 50, 0, 100, 50)], "people": []},
+    }
+    batch = tmp_path / "out.jsonl"
+    lines = [
+        {
+            "id": f"photos/{name}",
+            "status": "ok",
+            "cost": 0.001,
+            "result": {"model_version": "scripted", "metadata": {"width": W, "height": H}, **r},
+        }
+        for name, r in boxes.items()
+    ]
+    batch.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["compare", "--ground-truth", str(truth), "--results", str(batch)]
+    result = CliRunner().invoke(_app(), [*args, "--label-map", str(label_map), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    document = _check_report(out)
+    assert document["total_cost"] == pytest.approx(0.002) and document["mean_latency_s"] is None
+    assert document["model_versions"] == ["scripted"]
+
+    # an image the batch has no result for: reported, left out of the scores, exit 1
+    batch.write_text(json.dumps(lines[0]) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(_app(), [*args, "--out", str(out)])
+    assert result.exit_code == 1
+    assert "b.png" in result.output and "no successful result" in result.output
+    document = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert document["failed"] == 1 and document["scores"]["images"] == 1
+
+
+def _box(x: int, y: int, w: int, h: int) -> dict[str, int]:
+    return {"x": x, "y": y, "width": w, "height": h}
+
+
+def _object(name: str, conf: float, x: int, y: int, w: int, h: int) -> dict[str, Any]:
+    return {"name": name, "confidence": conf, "box": _box(x, y, w, h)}
+
+
+def test_cli_usage_errors(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    truth = _labelled_set(tmp_path / "set")
+    runner = CliRunner()
+    for args in (
+        ["compare", "--images", str(tmp_path)],  # no reference
+        ["compare", "--ground-truth", str(truth), "--azure", str(tmp_path)],  # two
+        ["compare", "--ground-truth", str(truth), "--synonyms", str(truth)],
+        ["compare", "--azure", str(tmp_path), "--label-map", str(truth), "--images", "."],
+        ["compare", "--azure", str(tmp_path)],  # no --images
+        ["compare", "--ground-truth", str(tmp_path / "nope.json"), "--results", str(truth)],
+    ):
+        result = runner.invoke(_app(), args)
+        assert result.exit_code == 2, (args, result.output)
