@@ -413,3 +413,16 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
     ):
         result = runner.invoke(_app(), args)
         assert result.exit_code == 2, (args, result.output)
+
+
+def test_the_people_set_in_coco_format_has_the_hand_labels() -> None:
+    """tests/assets/people/coco.json (the scripted benchmark's truth) keeps labels.json's boxes."""
+    folder = Path(__file__).parent / "assets" / "people"
+    labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))["images"]
+    truth = load_coco(folder / "coco.json")
+    for image in truth.images:
+        people = [list(b.bbox) for b in truth.boxes[image.id] if b.category == "person"]
+        assert people == labels[image.file_name]["people"], image.file_name
+        others = [list(b.bbox) for b in truth.boxes[image.id] if b.category != "person"]
+        assert others in ([], [labels[image.file_name]["subject"]]), image.file_name
+    assert {i.file_name for i in truth.images} == set(labels)
