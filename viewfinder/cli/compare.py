@@ -1,13 +1,16 @@
-"""`viewfinder compare`: score viewfinder against stored Azure results, write a report.
+"""`viewfinder compare`: score viewfinder against stored Azure results or COCO ground truth.
 
 ```
 viewfinder compare --azure azure/ --images photos/ --model gpt-4.1-mini --out report/
 viewfinder compare --azure azure.jsonl --images photos/ --synonyms synonyms.json
+viewfinder compare --ground-truth labels/coco.json --images photos/ --label-map map.json
+viewfinder compare --ground-truth labels/coco.json --results out.jsonl
 ```
 
 The stored results may be Image Analysis 4.0 or Computer Vision 3.2 analyze bodies
 (`viewfinder.evaluate.report.load_azure`). Features only the Azure side holds are listed
-as not scored.
+as not scored. COCO ground truth scores objects and people boxes as COCO's evaluation
+does (`viewfinder.evaluate.coco`), writing report.json and report.md.
 
 Exit codes: 0 when every image was compared, 1 when any image failed (the others are
 still compared and reported), 2 for usage or configuration errors.
@@ -16,8 +19,9 @@ still compared and reported), 2 for usage or configuration errors.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -26,6 +30,10 @@ from rich.text import Text
 
 from viewfinder.cli.options import EXIT_IMAGE_FAILED, EXIT_OK, EXIT_USAGE
 from viewfinder.errors import AzureInputError, ViewfinderError
+
+if TYPE_CHECKING:
+    from viewfinder.analyzers.image_analysis import ImageAnalyzer
+    from viewfinder.evaluate.ground_truth import GroundTruthRun
 
 __all__ = ["register"]
 
@@ -44,17 +52,41 @@ def _load_synonyms(path: Path) -> dict[str, str]:
 
 def compare(
     azure: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--azure",
             help="Stored Azure results (Image Analysis 4.0 or Computer Vision 3.2): a directory "
             "of <image-stem>.json, or a JSONL file.",
             metavar="DIR_OR_JSONL",
         ),
-    ],
+    ] = None,
     images: Annotated[
-        Path, typer.Option("--images", help="Directory of the images.", metavar="DIR")
-    ],
+        Path | None,
+        typer.Option(
+            "--images",
+            help="Directory of the images (with --ground-truth: default, the JSON's directory).",
+            metavar="DIR",
+        ),
+    ] = None,
+    ground_truth: Annotated[
+        Path | None,
+        typer.Option(
+            "--ground-truth",
+            help="COCO detection ground truth (images, annotations, categories) to score "
+            "objects and people boxes against, instead of --azure.",
+            metavar="COCO_JSON",
+            dir_okay=False,
+        ),
+    ] = None,
+    label_map: Annotated[
+        Path | None,
+        typer.Option(
+            "--label-map",
+            help="With --ground-truth: JSON object mapping the model's names to the "
+            "dataset's (case-insensitive).",
+            metavar="FILE",
+        ),
+    ] = None,
     model: Annotated[
         str | None,
         typer.Option("--model", "-m", help="Model to evaluate.", metavar="NAME"),
@@ -64,7 +96,10 @@ def compare(
         typer.Option("--base-url", help="OpenAI-compatible endpoint.", metavar="URL"),
     ] = None,
     out: Annotated[
-        Path, typer.Option("--out", help="Directory for report.json and report.html.")
+        Path,
+        typer.Option(
+            "--out", help="Directory for report.json and report.html (report.md with COCO)."
+        ),
     ] = Path("report"),
     synonyms: Annotated[
         Path | None,
@@ -79,13 +114,19 @@ def compare(
         Path | None,
         typer.Option(
             "--viewfinder",
+            "--results",
             help="A `viewfinder batch` output file to score instead of analysing again.",
             metavar="JSONL",
             dir_okay=False,
         ),
     ] = None,
 ) -> None:
-    """Compare viewfinder with stored Azure results and write an HTML and JSON report."""
+    """Compare viewfinder with stored Azure results or COCO ground truth, and report.
+
+    With --azure: an HTML and JSON report. With --ground-truth: boxes scored as COCO does
+    (precision, recall, F1 at IoU 0.5; AP50, AP75, AP over 0.5:0.95), a JSON and
+    Markdown report.
+    """
     # The engine and the report (openai, instructor, Pillow) load when the command runs.
     from viewfinder.analyzers.image_analysis import ImageAnalyzer
     from viewfinder.evaluate.report import (
@@ -97,9 +138,36 @@ def compare(
 
     out_console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
+
+    def usage(message: str) -> typer.Exit:
+        err.print(Text(f"error: {message}"), soft_wrap=True)
+        return typer.Exit(EXIT_USAGE)
+
+    if (azure is None) == (ground_truth is None):
+        raise usage("give exactly one reference: --azure or --ground-truth")
+    if ground_truth is not None:
+        if synonyms is not None:
+            raise usage("--synonyms is for --azure; with --ground-truth use --label-map")
+        folder = ground_truth.parent if images is None else images
+        if viewfinder_results is None and not folder.is_dir():
+            raise usage(f"{folder}: not a directory")
+        run = _ground_truth_run(
+            ground_truth,
+            folder,
+            label_map,
+            viewfinder_results,
+            lambda: ImageAnalyzer(model=model, base_url=base_url, cache=not no_cache),
+            err,
+        )
+        _print_ground_truth(run, out, out_console, err)
+        raise typer.Exit(EXIT_IMAGE_FAILED if run.failed else EXIT_OK)
+    if label_map is not None:
+        raise usage("--label-map is for --ground-truth; with --azure use --synonyms")
+    if images is None:
+        raise usage("--azure needs --images")
+    assert azure is not None  # exactly one reference, checked above
     if not images.is_dir():
-        err.print(Text(f"error: {images}: not a directory"), soft_wrap=True)
-        raise typer.Exit(EXIT_USAGE)
+        raise usage(f"{images}: not a directory")
     try:
         synonym_map = None if synonyms is None else _load_synonyms(synonyms)
         items = list(load_azure(azure))
@@ -158,6 +226,82 @@ def compare(
     )
     out_console.print(Text(f"report: {json_path}\nreport: {html_path}"), soft_wrap=True)
     raise typer.Exit(EXIT_IMAGE_FAILED if document["failed"] else EXIT_OK)
+
+
+def _ground_truth_run(
+    ground_truth: Path,
+    images: Path,
+    label_map: Path | None,
+    results: Path | None,
+    make_analyzer: Callable[[], ImageAnalyzer],
+    err: Console,
+) -> GroundTruthRun:
+    """Read the dataset and viewfinder's results (stored, or analysed now), and score."""
+    from viewfinder.evaluate.coco import load_coco
+    from viewfinder.evaluate.ground_truth import run_ground_truth
+    from viewfinder.evaluate.report import load_viewfinder_batch
+
+    analyzer = None
+    try:
+        mapping = None if label_map is None else _load_synonyms(label_map)
+        truth = load_coco(ground_truth)
+        stored = None if results is None else load_viewfinder_batch(results)
+        analyzer = None if stored is not None else make_analyzer()
+    except (ViewfinderError, OSError) as exc:
+        err.print(Text(f"error: {exc}"), soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    try:
+        return run_ground_truth(truth, images, analyzer=analyzer, stored=stored, label_map=mapping)
+    finally:
+        if analyzer is not None:
+            analyzer.close()
+
+
+def _print_ground_truth(run: GroundTruthRun, out: Path, console: Console, err: Console) -> None:
+    """The terminal table (one row per class, then all), failures, and the report paths."""
+    from viewfinder.evaluate.ground_truth import write_ground_truth_report
+
+    json_path, md_path = write_ground_truth_report(run, out)
+    for outcome in run.outcomes:
+        if outcome.error is not None:
+            err.print(Text(f"error: {outcome.image}: {outcome.error}", style="red"), soft_wrap=True)
+
+    def f(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    s = run.scores
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("class", "boxes", "detections", "matched", "P", "R", "F1"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for column in ("AP50", "AP75", "AP"):
+        table.add_column(column, justify="right")
+    for c in s.classes:
+        table.add_row(
+            c.name, str(c.reference), str(c.predicted), str(c.matched),
+            *(f(v) for v in (c.precision, c.recall, c.f1, c.ap50, c.ap75, c.ap)),
+        )  # fmt: skip
+    table.add_row(
+        "all", str(s.reference), str(s.predicted), str(s.matched),
+        *(f(v) for v in (s.precision, s.recall, s.f1, s.map50, s.map75, s.map)),
+        style="bold",
+    )  # fmt: skip
+    console.print(table)
+    if s.unknown_names:
+        console.print(
+            Text("names outside the dataset (false positives): " + ", ".join(s.unknown_names)),
+            soft_wrap=True,
+        )
+    costs = [o.cost for o in run.outcomes if o.cost is not None]
+    console.print(
+        Text(
+            f"images {len(run.outcomes)}, scored {s.images}, failed {run.failed}, "
+            f"mean IoU of matches {f(s.mean_iou)}, total cost "
+            + (f"${sum(costs):.4f}" if costs else "unknown"),
+            style="bold",
+        ),
+        soft_wrap=True,
+    )
+    console.print(Text(f"report: {json_path}\nreport: {md_path}"), soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
