@@ -1,9 +1,11 @@
 """The `read` feature (OCR) on this machine: no model endpoint, no key, no download.
 
-The engine is RapidOCR (`rapidocr-onnxruntime`): PaddleOCR's PP-OCRv4 text detector
+The engine is RapidOCR (`rapidocr` 3.x): PaddleOCR's PP-OCRv6 (small) text detector
 and recogniser, and its text-direction classifier, as ONNX models shipped inside the
-wheel and run by ONNX Runtime on the CPU. Install it with `pip install
-'viewfinder[local]'`.
+wheel and run by ONNX Runtime on the CPU; the models are named by file, so nothing is
+ever downloaded. Install it with `pip install 'viewfinder[local]'`. On the images in
+`tests/assets/ocr/` it reads at least as well as the PP-OCRv4 models of
+`rapidocr-onnxruntime` 1.4.4 it replaced, in less CPU time (see BENCHMARKS.md).
 
 ```python
 from PIL import Image, ImageOps
@@ -43,7 +45,7 @@ Limits: the recogniser knows Chinese and English (ASCII letters, digits, punctua
 few accented letters); handwriting reads poorly. A read takes about half a second for
 a small page on two cores, and grows with the number and length of lines. `read_text`
 is thread-safe; concurrent calls run one at a time (ONNX Runtime already uses every
-core). rapidocr-onnxruntime supports Python < 3.13.
+core).
 """
 
 from __future__ import annotations
@@ -51,12 +53,12 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
-import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from PIL import Image, ImageOps
 
@@ -95,21 +97,28 @@ _MAX_DETECTION_SIDE = 2000
 _MAX_ASPECT = 8.0  # wider detection inputs are padded top and bottom, as RapidOCR does
 _BOX_THRESHOLD = 0.3  # RapidOCR: 0.5
 _UNCLIP_RATIO = 2.0  # RapidOCR: 1.6
-_REC_HEIGHT = 48  # PP-OCRv4 recogniser input height
+_REC_HEIGHT = 48  # the PP-OCR recogniser's input height
 _REC_MIN_WIDTH = 320  # ... and its nominal width: narrower crops are padded to it
 _REC_BATCH = 6
 _VERTICAL_RATIO = 1.5  # boxes this much taller than wide hold vertical text
 _MERGE_GAP = 0.9  # line pieces closer than this many line heights are one line
+_DETECTOR_LIMIT = 736  # the detector shrinks its input to this long side (RapidOCR's default)
+_MODEL_FILES = {
+    "det": "PP-OCRv6_det_small.onnx",
+    "cls": "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
+    "rec": "PP-OCRv6_rec_small.onnx",
+}
+"""The models that ship inside the rapidocr wheel (its defaults), by file name."""
 _INSTALL_HINT = (
-    "the local read engine needs rapidocr-onnxruntime (PP-OCRv4 models shipped in the "
-    "wheel): pip install 'viewfinder[local]'"
+    "the local read engine needs rapidocr and onnxruntime (PP-OCRv6 models shipped in "
+    "the wheel): pip install 'viewfinder[local]'"
 )
 
 
 def _version() -> str:
     """The engine's packages and this module's settings, for cache keys and results."""
     parts = []
-    for package in ("rapidocr-onnxruntime", "onnxruntime"):
+    for package in ("rapidocr", "onnxruntime"):
         try:
             parts.append(f"{package} {metadata.version(package)}")
         except metadata.PackageNotFoundError:
@@ -122,7 +131,7 @@ def _version() -> str:
 
 
 VERSION = _version()
-"""What produced the results: `rapidocr-onnxruntime X; onnxruntime Y; <settings>`."""
+"""What produced the results: `rapidocr X; onnxruntime Y; <settings>`."""
 
 Quad = Sequence[tuple[float, float]]
 """Four (x, y) points clockwise from the text's top-left."""
@@ -134,49 +143,62 @@ Quad = Sequence[tuple[float, float]]
 class _Engine:
     """RapidOCR's three ONNX sessions and the recogniser's character table.
 
-    The only place that reaches into RapidOCR's objects (`text_det`, `text_cls`,
-    `text_rec.session`, the recogniser's character table and the classifier's
-    threshold): its public `RapidOCR(image)` runs the stock pipeline end to end, and
-    the steps this module improves on (see the module docstring) need each model on
-    its own. A rapidocr-onnxruntime upgrade that moves them breaks here and in
-    `tests/test_local_read.py`, which pins the 1.4 line.
+    The only place that reaches into RapidOCR's objects (its `_load_*_model` loaders,
+    the detector's `boxes`, the classifier's `cls_res` and threshold, the recogniser's
+    ONNX session and character table): its public `RapidOCR(image)` runs the stock pipeline end
+    to end, and the steps this module improves on (see the module docstring) need each
+    model on its own. A rapidocr upgrade that moves them breaks here and in
+    `tests/test_local_read.py`, which pins the 3.x line.
     """
 
     def __init__(self) -> None:
         try:
             import cv2  # noqa: F401  (checked here so the error names the extra)
             import numpy  # noqa: F401
-            from rapidocr_onnxruntime import RapidOCR
+            import onnxruntime  # noqa: F401  (rapidocr does not require its engine)
+            import rapidocr
         except ImportError as exc:
-            hint = _INSTALL_HINT
-            if sys.version_info >= (3, 13):
-                hint += " (rapidocr-onnxruntime supports Python < 3.13 only)"
-            raise ImportError(hint, name="rapidocr-onnxruntime") from exc
-        self.ocr: Any = RapidOCR(
-            det_limit_type="max",
-            det_box_thresh=_BOX_THRESHOLD,
-            det_unclip_ratio=_UNCLIP_RATIO,
+            raise ImportError(_INSTALL_HINT, name="rapidocr") from exc
+        models = Path(rapidocr.__file__).parent / "models"
+        # every model named by its file in the wheel: RapidOCR downloads a model it
+        # cannot find (or whose checksum differs), and this engine must never do that;
+        # Any: the loaders used below are untyped
+        self.ocr: Any = cast(Any, rapidocr.RapidOCR)(
+            params={
+                "Global.log_level": "warning",
+                "Det.model_path": str(models / _MODEL_FILES["det"]),
+                "Det.limit_type": "max",
+                "Det.limit_side_len": _DETECTOR_LIMIT,
+                "Det.box_thresh": _BOX_THRESHOLD,
+                "Det.unclip_ratio": _UNCLIP_RATIO,
+                "Cls.model_path": str(models / _MODEL_FILES["cls"]),
+                "Rec.model_path": str(models / _MODEL_FILES["rec"]),
+            }
         )
-        characters = list(self.ocr.text_rec.postprocess_op.character)
+        # RapidOCR loads each model on first use; its loaders are the way to get them
+        self.detector: Any = self.ocr._load_det_model()  # noqa: SLF001
+        self.classifier: Any = self.ocr._load_cls_model()  # noqa: SLF001
+        self.recogniser: Any = self.ocr._load_rec_model()  # noqa: SLF001
+        characters = list(self.recogniser.postprocess_op.character)
         if not characters or characters[-1] != " ":
-            raise RuntimeError("unexpected rapidocr-onnxruntime recogniser character table")
+            raise RuntimeError("unexpected rapidocr recogniser character table")
         self.characters: list[str] = characters
         self.space = len(characters) - 1
-        self.cls_threshold = float(self.ocr.text_cls.cls_thresh)
+        self.cls_threshold = float(self.classifier.cls_thresh)
         self.lock = threading.Lock()
         """RapidOCR's detector keeps per-call state; ONNX Runtime already uses every core."""
 
     def detect(self, bgr: Any) -> Any:
         """The text detector's boxes for a BGR image (`None` or empty when none)."""
-        return self.ocr.text_det(bgr)[0]
+        return self.detector(bgr).boxes
 
     def directions(self, crops: list[Any]) -> list[tuple[str, float]]:
         """The direction classifier's `(label, score)` for each line crop."""
-        return list(self.ocr.text_cls(crops)[1])
+        return list(self.classifier(crops).cls_res)
 
     def recognise(self, tensor: Any) -> Any:
         """The recogniser's per-frame character probabilities for a batch of lines."""
-        return self.ocr.text_rec.session(tensor)[0]
+        return self.recogniser.session(tensor)
 
 
 _engine: _Engine | None = None
@@ -212,7 +234,7 @@ def read_text(image: Image.Image) -> ReadResult:
         recogniser's confidence, 0-1. No text: no blocks.
 
     Raises:
-        ImportError: rapidocr-onnxruntime is not installed (`pip install
+        ImportError: rapidocr or onnxruntime is not installed (`pip install
             'viewfinder[local]'`).
     """
     engine = _get_engine()
