@@ -25,7 +25,7 @@ from PIL import Image, ImageOps
 pytest.importorskip("rapidocr", reason="the local extra is not installed")
 
 from viewfinder.local import read as local_read
-from viewfinder.local.read import read_text, reading_order
+from viewfinder.local.read import detect_text_regions, read_text, reading_order
 from viewfinder.schemas.features import ReadResult
 from viewfinder.schemas.geometry import Polygon
 
@@ -267,6 +267,31 @@ def test_no_network_is_touched(run: Run) -> None:
     """Model loading and reading, under a socket guard (the suite also runs --block-network)."""
     assert run.network_attempts == []
     assert len(run.readings) == len(GROUND_TRUTH)
+
+
+# --- the detector's regions -------------------------------------------------------------
+
+
+def test_detected_regions_are_the_lines_where_the_text_is(run: Run) -> None:
+    """The detector alone finds every line, in reading order, around read's own polygon;
+    with words the regions are read's lines exactly (receipt: 16 short lines)."""
+    reading = run.readings["receipt.png"]
+    lines = reading.result.lines
+    regions = detect_text_regions(reading.image)
+    assert len(regions) == len(lines)
+    width, height = reading.image.size
+    for region, line in zip(regions, lines, strict=True):
+        assert region.words == []
+        assert len(region.polygon) == 4 and _signed_area(region.polygon) > 0
+        assert all(0 <= p.x <= width and 0 <= p.y <= height for p in region.polygon)
+        outer, inner = region.polygon.bounds, line.polygon.bounds  # detector box pads the ink
+        assert outer.x <= inner.x + 2 and outer.y <= inner.y + 2
+        assert inner.x + inner.width <= outer.x + outer.width + 2
+        assert inner.y + inner.height <= outer.y + outer.height + 2
+    with_words = detect_text_regions(reading.image, words=True)
+    assert [region.polygon for region in with_words] == [line.polygon for line in lines]
+    assert [region.words for region in with_words] == [line.words for line in lines]
+    assert detect_text_regions(Image.new("RGB", (320, 200), "white")) == []
 
 
 # --- the engine object ------------------------------------------------------------------

@@ -37,6 +37,9 @@ What viewfinder adds to the stock pipeline (each step measured on the images in
 - Lines are put in reading order (see `reading_order`), and pieces of one line that
   the detector split are joined.
 
+`detect_text_regions` gives the detector's line polygons alone (and, asked, each
+line's words with their boxes): geometry for a read whose text comes from a model.
+
 Geometry is in pixels of the image given, as ints clamped to its bounds, each
 polygon four points clockwise from the text's own top-left: the top-left corner for
 upright text; for upside-down or vertical text, where the text starts.
@@ -77,6 +80,8 @@ __all__ = [
     "MIN_LINE_CONFIDENCE",
     "SPACE_PROBABILITY",
     "VERSION",
+    "TextRegion",
+    "detect_text_regions",
     "read_text",
     "reading_order",
 ]
@@ -237,8 +242,13 @@ def read_text(image: Image.Image) -> ReadResult:
         ImportError: rapidocr or onnxruntime is not installed (`pip install
             'viewfinder[local]'`).
     """
+    read_lines = _read_lines(ImageOps.exif_transpose(image))
+    return ReadResult(blocks=[ReadBlock(lines=read_lines)] if read_lines else [])
+
+
+def _read_lines(oriented: Image.Image) -> list[ReadLine]:
+    """Every line read, in reading order, with its words: the body of `read_text`."""
     engine = _get_engine()
-    oriented = ImageOps.exif_transpose(image)
     bgr = _to_bgr(oriented)
     with engine.lock:
         raw = _recognise(engine, bgr)
@@ -246,8 +256,62 @@ def read_text(image: Image.Image) -> ReadResult:
     order = reading_order([line.frame for line in lines])
     width, height = oriented.size
     read_lines = [lines[index].to_schema(width, height) for index in order]
-    read_lines = [line for line in read_lines if line.words]
-    return ReadResult(blocks=[ReadBlock(lines=read_lines)] if read_lines else [])
+    return [line for line in read_lines if line.words]
+
+
+@dataclass(frozen=True)
+class TextRegion:
+    """One text line the detector found, in pixels of the (oriented) image given."""
+
+    polygon: Polygon
+    """Four points clockwise from the text's top-left, ints clamped to the image."""
+    words: list[ReadWord] = field(default_factory=list)
+    """The line's words, left to right, each with its polygon and the recogniser's
+    confidence; empty unless `detect_text_regions(..., words=True)`."""
+
+
+def detect_text_regions(image: Image.Image, *, words: bool = False) -> list[TextRegion]:
+    """Where the text lines are, from the text detector: geometry without a model's boxes.
+
+    For a read whose geometry comes from the detector and whose text comes from a
+    model (the model names what each numbered region says; it draws no boxes).
+
+    Args:
+        image: The image, full resolution; EXIF orientation is applied as in
+            `read_text`.
+        words: Also recognise each line here and return its words with their boxes.
+            Then the regions are exactly `read_text`'s lines (ink-tight polygons,
+            upside-down text turned by the direction classifier, lines below
+            `MIN_LINE_CONFIDENCE` and empty ones left out). Without it only the
+            detector runs (a fraction of a read's time): each region is the
+            detector's box (padded around the text by its unclip ratio), pieces of
+            one line joined as `read_text` joins them, and a box more than 1.5
+            times taller than wide is taken for vertical text; upside-down text is
+            not recognised as such (its polygon starts at the page's top-left).
+
+    Returns:
+        The regions in reading order (see `reading_order`); none when no text.
+
+    Raises:
+        ImportError: rapidocr is not installed (`pip install 'viewfinder[local]'`).
+    """
+    oriented = ImageOps.exif_transpose(image)
+    if words:
+        return [
+            TextRegion(polygon=line.polygon, words=list(line.words))
+            for line in _read_lines(oriented)
+        ]
+    engine = _get_engine()
+    bgr = _to_bgr(oriented)
+    with engine.lock:
+        boxes = _detect(engine, bgr)
+    frames = [[(float(x), float(y)) for x, y in _frame_of(box)] for box in boxes]
+    found = _merge_pieces([_Line(frame, "", 1.0, upright=_is_upright(frame)) for frame in frames])
+    width, height = oriented.size
+    return [
+        TextRegion(polygon=_polygon(found[index].frame, width, height))
+        for index in reading_order([line.frame for line in found])
+    ]
 
 
 # --- image conversion ------------------------------------------------------------------
@@ -427,8 +491,9 @@ def _mean_probability(chars: list[_Char]) -> float:
     return sum(char.probability for char in chars) / len(chars) if chars else 0.0
 
 
-def _is_upright(frame: FloatArray) -> bool:
-    dx, dy = (float(v) for v in frame[1] - frame[0])
+def _is_upright(frame: Quad | FloatArray) -> bool:
+    """Whether the text runs left to right (within 45 degrees)."""
+    dx, dy = float(frame[1][0] - frame[0][0]), float(frame[1][1] - frame[0][1])
     return abs(math.atan2(dy, dx)) < math.pi / 4
 
 
