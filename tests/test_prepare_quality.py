@@ -114,7 +114,7 @@ def test_the_copy_is_deterministic(text_page: bytes) -> None:
 
 
 def test_the_local_ocr_reads_the_same_letters_in_the_copy(text_page: bytes) -> None:
-    pytest.importorskip("rapidocr_onnxruntime", reason="the local extra is not installed")
+    pytest.importorskip("rapidocr", reason="the local extra is not installed")
     from viewfinder.local.read import read_text
 
     top_lines = (0, 0, 1024, 40)  # the first two lines of 10 px text, whole

@@ -1,9 +1,11 @@
 """The `read` feature (OCR) on this machine: no model endpoint, no key, no download.
 
-The engine is RapidOCR (`rapidocr-onnxruntime`): PaddleOCR's PP-OCRv4 text detector
+The engine is RapidOCR (`rapidocr` 3.x): PaddleOCR's PP-OCRv6 (small) text detector
 and recogniser, and its text-direction classifier, as ONNX models shipped inside the
-wheel and run by ONNX Runtime on the CPU. Install it with `pip install
-'viewfinder[local]'`.
+wheel and run by ONNX Runtime on the CPU; the models are named by file, so nothing is
+ever downloaded. Install it with `pip install 'viewfinder[local]'`. On the images in
+`tests/assets/ocr/` it reads at least as well as the PP-OCRv4 models of
+`rapidocr-onnxruntime` 1.4.4 it replaced, in less CPU time (see BENCHMARKS.md).
 
 ```python
 from PIL import Image, ImageOps
@@ -35,6 +37,9 @@ What viewfinder adds to the stock pipeline (each step measured on the images in
 - Lines are put in reading order (see `reading_order`), and pieces of one line that
   the detector split are joined.
 
+`detect_text_regions` gives the detector's line polygons alone (and, asked, each
+line's words with their boxes): geometry for a read whose text comes from a model.
+
 Geometry is in pixels of the image given, as ints clamped to its bounds, each
 polygon four points clockwise from the text's own top-left: the top-left corner for
 upright text; for upside-down or vertical text, where the text starts.
@@ -43,7 +48,7 @@ Limits: the recogniser knows Chinese and English (ASCII letters, digits, punctua
 few accented letters); handwriting reads poorly. A read takes about half a second for
 a small page on two cores, and grows with the number and length of lines. `read_text`
 is thread-safe; concurrent calls run one at a time (ONNX Runtime already uses every
-core). rapidocr-onnxruntime supports Python < 3.13.
+core).
 """
 
 from __future__ import annotations
@@ -51,12 +56,12 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
-import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from PIL import Image, ImageOps
 
@@ -75,6 +80,8 @@ __all__ = [
     "MIN_LINE_CONFIDENCE",
     "SPACE_PROBABILITY",
     "VERSION",
+    "TextRegion",
+    "detect_text_regions",
     "read_text",
     "reading_order",
 ]
@@ -95,21 +102,28 @@ _MAX_DETECTION_SIDE = 2000
 _MAX_ASPECT = 8.0  # wider detection inputs are padded top and bottom, as RapidOCR does
 _BOX_THRESHOLD = 0.3  # RapidOCR: 0.5
 _UNCLIP_RATIO = 2.0  # RapidOCR: 1.6
-_REC_HEIGHT = 48  # PP-OCRv4 recogniser input height
+_REC_HEIGHT = 48  # the PP-OCR recogniser's input height
 _REC_MIN_WIDTH = 320  # ... and its nominal width: narrower crops are padded to it
 _REC_BATCH = 6
 _VERTICAL_RATIO = 1.5  # boxes this much taller than wide hold vertical text
 _MERGE_GAP = 0.9  # line pieces closer than this many line heights are one line
+_DETECTOR_LIMIT = 736  # the detector shrinks its input to this long side (RapidOCR's default)
+_MODEL_FILES = {
+    "det": "PP-OCRv6_det_small.onnx",
+    "cls": "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
+    "rec": "PP-OCRv6_rec_small.onnx",
+}
+"""The models that ship inside the rapidocr wheel (its defaults), by file name."""
 _INSTALL_HINT = (
-    "the local read engine needs rapidocr-onnxruntime (PP-OCRv4 models shipped in the "
-    "wheel): pip install 'viewfinder[local]'"
+    "the local read engine needs rapidocr and onnxruntime (PP-OCRv6 models shipped in "
+    "the wheel): pip install 'viewfinder[local]'"
 )
 
 
 def _version() -> str:
     """The engine's packages and this module's settings, for cache keys and results."""
     parts = []
-    for package in ("rapidocr-onnxruntime", "onnxruntime"):
+    for package in ("rapidocr", "onnxruntime"):
         try:
             parts.append(f"{package} {metadata.version(package)}")
         except metadata.PackageNotFoundError:
@@ -122,7 +136,7 @@ def _version() -> str:
 
 
 VERSION = _version()
-"""What produced the results: `rapidocr-onnxruntime X; onnxruntime Y; <settings>`."""
+"""What produced the results: `rapidocr X; onnxruntime Y; <settings>`."""
 
 Quad = Sequence[tuple[float, float]]
 """Four (x, y) points clockwise from the text's top-left."""
@@ -134,49 +148,62 @@ Quad = Sequence[tuple[float, float]]
 class _Engine:
     """RapidOCR's three ONNX sessions and the recogniser's character table.
 
-    The only place that reaches into RapidOCR's objects (`text_det`, `text_cls`,
-    `text_rec.session`, the recogniser's character table and the classifier's
-    threshold): its public `RapidOCR(image)` runs the stock pipeline end to end, and
-    the steps this module improves on (see the module docstring) need each model on
-    its own. A rapidocr-onnxruntime upgrade that moves them breaks here and in
-    `tests/test_local_read.py`, which pins the 1.4 line.
+    The only place that reaches into RapidOCR's objects (its `_load_*_model` loaders,
+    the detector's `boxes`, the classifier's `cls_res` and threshold, the recogniser's
+    ONNX session and character table): its public `RapidOCR(image)` runs the stock pipeline end
+    to end, and the steps this module improves on (see the module docstring) need each
+    model on its own. A rapidocr upgrade that moves them breaks here and in
+    `tests/test_local_read.py`, which pins the 3.x line.
     """
 
     def __init__(self) -> None:
         try:
             import cv2  # noqa: F401  (checked here so the error names the extra)
             import numpy  # noqa: F401
-            from rapidocr_onnxruntime import RapidOCR
+            import onnxruntime  # noqa: F401  (rapidocr does not require its engine)
+            import rapidocr
         except ImportError as exc:
-            hint = _INSTALL_HINT
-            if sys.version_info >= (3, 13):
-                hint += " (rapidocr-onnxruntime supports Python < 3.13 only)"
-            raise ImportError(hint, name="rapidocr-onnxruntime") from exc
-        self.ocr: Any = RapidOCR(
-            det_limit_type="max",
-            det_box_thresh=_BOX_THRESHOLD,
-            det_unclip_ratio=_UNCLIP_RATIO,
+            raise ImportError(_INSTALL_HINT, name="rapidocr") from exc
+        models = Path(rapidocr.__file__).parent / "models"
+        # every model named by its file in the wheel: RapidOCR downloads a model it
+        # cannot find (or whose checksum differs), and this engine must never do that;
+        # Any: the loaders used below are untyped
+        self.ocr: Any = cast(Any, rapidocr.RapidOCR)(
+            params={
+                "Global.log_level": "warning",
+                "Det.model_path": str(models / _MODEL_FILES["det"]),
+                "Det.limit_type": "max",
+                "Det.limit_side_len": _DETECTOR_LIMIT,
+                "Det.box_thresh": _BOX_THRESHOLD,
+                "Det.unclip_ratio": _UNCLIP_RATIO,
+                "Cls.model_path": str(models / _MODEL_FILES["cls"]),
+                "Rec.model_path": str(models / _MODEL_FILES["rec"]),
+            }
         )
-        characters = list(self.ocr.text_rec.postprocess_op.character)
+        # RapidOCR loads each model on first use; its loaders are the way to get them
+        self.detector: Any = self.ocr._load_det_model()  # noqa: SLF001
+        self.classifier: Any = self.ocr._load_cls_model()  # noqa: SLF001
+        self.recogniser: Any = self.ocr._load_rec_model()  # noqa: SLF001
+        characters = list(self.recogniser.postprocess_op.character)
         if not characters or characters[-1] != " ":
-            raise RuntimeError("unexpected rapidocr-onnxruntime recogniser character table")
+            raise RuntimeError("unexpected rapidocr recogniser character table")
         self.characters: list[str] = characters
         self.space = len(characters) - 1
-        self.cls_threshold = float(self.ocr.text_cls.cls_thresh)
+        self.cls_threshold = float(self.classifier.cls_thresh)
         self.lock = threading.Lock()
         """RapidOCR's detector keeps per-call state; ONNX Runtime already uses every core."""
 
     def detect(self, bgr: Any) -> Any:
         """The text detector's boxes for a BGR image (`None` or empty when none)."""
-        return self.ocr.text_det(bgr)[0]
+        return self.detector(bgr).boxes
 
     def directions(self, crops: list[Any]) -> list[tuple[str, float]]:
         """The direction classifier's `(label, score)` for each line crop."""
-        return list(self.ocr.text_cls(crops)[1])
+        return list(self.classifier(crops).cls_res)
 
     def recognise(self, tensor: Any) -> Any:
         """The recogniser's per-frame character probabilities for a batch of lines."""
-        return self.ocr.text_rec.session(tensor)[0]
+        return self.recogniser.session(tensor)
 
 
 _engine: _Engine | None = None
@@ -212,11 +239,16 @@ def read_text(image: Image.Image) -> ReadResult:
         recogniser's confidence, 0-1. No text: no blocks.
 
     Raises:
-        ImportError: rapidocr-onnxruntime is not installed (`pip install
+        ImportError: rapidocr or onnxruntime is not installed (`pip install
             'viewfinder[local]'`).
     """
+    read_lines = _read_lines(ImageOps.exif_transpose(image))
+    return ReadResult(blocks=[ReadBlock(lines=read_lines)] if read_lines else [])
+
+
+def _read_lines(oriented: Image.Image) -> list[ReadLine]:
+    """Every line read, in reading order, with its words: the body of `read_text`."""
     engine = _get_engine()
-    oriented = ImageOps.exif_transpose(image)
     bgr = _to_bgr(oriented)
     with engine.lock:
         raw = _recognise(engine, bgr)
@@ -224,8 +256,62 @@ def read_text(image: Image.Image) -> ReadResult:
     order = reading_order([line.frame for line in lines])
     width, height = oriented.size
     read_lines = [lines[index].to_schema(width, height) for index in order]
-    read_lines = [line for line in read_lines if line.words]
-    return ReadResult(blocks=[ReadBlock(lines=read_lines)] if read_lines else [])
+    return [line for line in read_lines if line.words]
+
+
+@dataclass(frozen=True)
+class TextRegion:
+    """One text line the detector found, in pixels of the (oriented) image given."""
+
+    polygon: Polygon
+    """Four points clockwise from the text's top-left, ints clamped to the image."""
+    words: list[ReadWord] = field(default_factory=list)
+    """The line's words, left to right, each with its polygon and the recogniser's
+    confidence; empty unless `detect_text_regions(..., words=True)`."""
+
+
+def detect_text_regions(image: Image.Image, *, words: bool = False) -> list[TextRegion]:
+    """Where the text lines are, from the text detector: geometry without a model's boxes.
+
+    For a read whose geometry comes from the detector and whose text comes from a
+    model (the model names what each numbered region says; it draws no boxes).
+
+    Args:
+        image: The image, full resolution; EXIF orientation is applied as in
+            `read_text`.
+        words: Also recognise each line here and return its words with their boxes.
+            Then the regions are exactly `read_text`'s lines (ink-tight polygons,
+            upside-down text turned by the direction classifier, lines below
+            `MIN_LINE_CONFIDENCE` and empty ones left out). Without it only the
+            detector runs (a fraction of a read's time): each region is the
+            detector's box (padded around the text by its unclip ratio), pieces of
+            one line joined as `read_text` joins them, and a box more than 1.5
+            times taller than wide is taken for vertical text; upside-down text is
+            not recognised as such (its polygon starts at the page's top-left).
+
+    Returns:
+        The regions in reading order (see `reading_order`); none when no text.
+
+    Raises:
+        ImportError: rapidocr is not installed (`pip install 'viewfinder[local]'`).
+    """
+    oriented = ImageOps.exif_transpose(image)
+    if words:
+        return [
+            TextRegion(polygon=line.polygon, words=list(line.words))
+            for line in _read_lines(oriented)
+        ]
+    engine = _get_engine()
+    bgr = _to_bgr(oriented)
+    with engine.lock:
+        boxes = _detect(engine, bgr)
+    frames = [[(float(x), float(y)) for x, y in _frame_of(box)] for box in boxes]
+    found = _merge_pieces([_Line(frame, "", 1.0, upright=_is_upright(frame)) for frame in frames])
+    width, height = oriented.size
+    return [
+        TextRegion(polygon=_polygon(found[index].frame, width, height))
+        for index in reading_order([line.frame for line in found])
+    ]
 
 
 # --- image conversion ------------------------------------------------------------------
@@ -405,8 +491,9 @@ def _mean_probability(chars: list[_Char]) -> float:
     return sum(char.probability for char in chars) / len(chars) if chars else 0.0
 
 
-def _is_upright(frame: FloatArray) -> bool:
-    dx, dy = (float(v) for v in frame[1] - frame[0])
+def _is_upright(frame: Quad | FloatArray) -> bool:
+    """Whether the text runs left to right (within 45 degrees)."""
+    dx, dy = float(frame[1][0] - frame[0][0]), float(frame[1][1] - frame[0][1])
     return abs(math.atan2(dy, dx)) < math.pi / 4
 
 
