@@ -125,15 +125,40 @@ class BoxConvention:
             return "0,0 is the top-left corner and 1,1 the bottom-right corner"
         return "0,0 is the top-left pixel"
 
-    def wording(self) -> str:
-        """The system prompt's paragraph on boxes for this convention."""
+    def wording(self, *, compact: bool = False) -> str:
+        """The system prompt's paragraph on boxes in this convention.
+
+        `compact`: the compact format's words (`Boxes: every "box" is ...`), else the
+        verbose format's (`Coordinates: every box is ... and every polygon point is ...`).
+        """
         box, point, rule = _ORDER_WORDS[self.order]
+        second = "x" if self.order == "yx" else "y"
+        rules = f"{rule} and {second}_min smaller than {second}_max."
+        if compact:
+            return (
+                f'Boxes: every "box" is {box}, {self._range()}: {self._corners()}, whatever '
+                f"the image's shape. {rules} Make every box tight around what it holds."
+            )
         return (
             f"Coordinates: every box is {box} and every polygon point is {point}, as "
-            f"{self._range()}: {self._corners()}, whatever the image's shape. {rule}, and "
-            f"{'x' if self.order == 'yx' else 'y'}_min smaller than "
-            f"{'x' if self.order == 'yx' else 'y'}_max."
+            f"{self._range()}: {self._corners()}, whatever the image's shape. {rules}"
         )
+
+    def from_grid(self, box: list[int]) -> list[float]:
+        """A 0-1000 grid box (an example answer's) written in this convention.
+
+        Pixels are those of an example copy 1000 px on each side (examples show the
+        form, not a real image); `grid` and `unit` rescale; `yx` swaps the axes.
+        """
+        if self.scale == "grid":
+            values: list[float] = [round(v * self.top / 1000) for v in box]
+        elif self.scale == "unit":
+            values = [round(v / 1000, 3) for v in box]
+        else:
+            values = list(box)
+        if self.order == "yx":
+            values = [values[1], values[0], values[3], values[2]]
+        return values
 
     def box_description(self) -> str:
         """A box field's description in the schema."""
