@@ -328,3 +328,45 @@ def test_a_custom_schema_s_boxes_and_polygons_follow_the_convention(photo: Path)
     assert [(p.x, p.y) for p in shelf.outline.points] == corners
     schema = json.dumps(fake.requests[0]["response_format"])
     assert "four [y, x] points" in schema
+
+
+@pytest.mark.parametrize("name", sorted(CONVENTIONS))
+def test_every_box_feature_of_a_compact_answer_follows_the_convention(
+    photo: Path, name: str
+) -> None:
+    convention = CONVENTIONS[name]
+
+    def answer(body: dict[str, Any]) -> Any:
+        copy = sent_size(body)
+        first, second = (written_in(convention, b, SIZE, copy) for b in BOXES)
+        return compact_answer(
+            {
+                "caption": {"text": "two things", "confidence": 0.9},
+                "dense_captions": [
+                    {"text": "two things", "confidence": 0.9, "box": [0, 0, 1, 1]},
+                    {"text": "a thing", "confidence": 0.8, "box": first},
+                ],
+                "people": [{"box": second, "confidence": 0.7}],
+                "read": [{"text": "SALE", "confidence": 0.9, "box": second}],
+            }
+        )
+
+    fake = FakeOpenAI(default=answer)
+    features = ["caption", "dense_captions", "people", "read"]
+    with vf.ImageAnalyzer(**fake.clients(), cache=False, box_convention=name) as analyzer:
+        result = analyzer.analyze(photo, features)
+    assert result.dense_captions is not None and result.people is not None
+    assert result.read is not None
+    whole = result.dense_captions[0].box
+    assert (whole.x, whole.y, whole.width, whole.height) == (0, 0, *SIZE)
+    region, person = result.dense_captions[1].box, result.people[0].box
+    line = result.read.blocks[0].lines[0].polygon.points
+    got = [
+        (region.x, region.y, region.x + region.width, region.y + region.height),
+        (person.x, person.y, person.x + person.width, person.y + person.height),
+        (line[0].x, line[0].y, line[2].x, line[2].y),
+    ]
+    want = [BOXES[0], BOXES[1], BOXES[1]]
+    slack = 1 if name in INEXACT else 0
+    for g_box, w_box in zip(got, want, strict=True):
+        assert all(abs(g - w) <= slack for g, w in zip(g_box, w_box, strict=True))

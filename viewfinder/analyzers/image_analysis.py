@@ -762,7 +762,8 @@ class ImageAnalyzer(BaseAnalyzer):
                 object_parents=options.object_parents,
             )
             verbose = retarget(verbose, self.box_convention)
-            answer = verbose.model_validate(to_verbose(answer, features))
+            whole = self.box_convention.from_grid([0, 0, 1000, 1000])
+            answer = verbose.model_validate(to_verbose(answer, features, whole=whole))
         parts = {f.value: FEATURES[f].finish(getattr(answer, f.value), ctx) for f in features}
         _whole_image_is_the_caption(parts, ctx.frame)
         _landmarks_on_their_categories(parts)

@@ -198,6 +198,8 @@ class BoxConvention:
     ) -> tuple[int, int]:
         """One answered point (in the convention's order) as `(x, y)` pixels of the
         original image of `size`, clamped to it; `copy` is the copy sent's size."""
+        if self.scale == "pixels" and not (copy[0] > 0 and copy[1] > 0):
+            raise ValueError(f"the {self.name} convention needs the copy's size, not {copy}")
         a, b = point
         x, y = (a, b) if self.order == "xy" else (b, a)
         dx, dy = self.divisors(*copy)
