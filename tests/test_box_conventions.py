@@ -370,3 +370,20 @@ def test_every_box_feature_of_a_compact_answer_follows_the_convention(
     slack = 1 if name in INEXACT else 0
     for g_box, w_box in zip(got, want, strict=True):
         assert all(abs(g - w) <= slack for g, w in zip(g_box, w_box, strict=True))
+
+
+def test_a_pixel_value_past_any_copy_of_the_plan_is_re_asked(photo: Path) -> None:
+    good = written_in(CONVENTIONS["qwen2.5-vl"], BOXES[0], SIZE, SIZE)
+    fake = FakeOpenAI()
+    fake.script(
+        # 0-1000 grid numbers where pixels were asked: 900 is past the 768 px copy
+        compact_answer(
+            {"objects": [{"name": "a", "confidence": 0.9, "box": [100, 100, 400, 900]}]}
+        ),
+        compact_answer({"objects": [{"name": "a", "confidence": 0.9, "box": good}]}),
+    )
+    with vf.ImageAnalyzer(**fake.clients(), model="qwen2.5vl:7b", cache=False) as analyzer:
+        result = analyzer.analyze(photo, ["objects"])
+    assert len(fake.requests) == 2
+    assert "768" in json.dumps(fake.requests[1]["messages"][2:])
+    assert pixels(result) == [BOXES[0]]

@@ -13,6 +13,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
+from math import isqrt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -388,6 +389,18 @@ class BaseAnalyzer:
             "max_pixels": rule.max_pixels,
             "min_pixels": rule.min_pixels,
         }
+
+    def pixel_limit(self, max_side: int) -> int | None:
+        """For a `pixels` convention, the longest side a copy for `max_side` can have:
+        the bound of every answered value (past it, the answer is re-asked). None else."""
+        convention = self.box_convention
+        if convention.scale != "pixels":
+            return None
+        side = self.copy_side(max_side)
+        rule = convention.copy
+        rounded = copy_size((side, side), side, multiple=rule.multiple)[0]
+        upscaled = 0 if rule.min_pixels is None else isqrt(rule.min_pixels) + 2 * rule.multiple
+        return max(side, rounded, upscaled)
 
     def copy_side(self, max_side: int) -> int:
         """The copy's long side for a call asking `max_side`: the convention's bound wins."""

@@ -60,7 +60,9 @@ class Analyzer(BaseAnalyzer, Generic[T]):
         super().__init__(**options)
         self.schema: type[T] = schema
         self.prompt = load_template(prompt, name=f"prompt of {schema.__name__}")
-        self._response_model: type[BaseModel] = retarget(facing.annotation, self.box_convention)
+        self._response_model: type[BaseModel] = retarget(
+            facing.annotation, self.box_convention, self.pixel_limit(self.max_side)
+        )
         self._convert = facing.convert
         self.model_version = self.model_version_for(
             [self.prompt.source, schema_text(self._response_model)]

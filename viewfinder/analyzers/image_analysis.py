@@ -700,7 +700,8 @@ class ImageAnalyzer(BaseAnalyzer):
             tag_hints=options is not None and options.tag_hints,
             object_parents=options is not None and options.object_parents,
         )
-        return retarget(model, self.box_convention)
+        limit = self.pixel_limit(self._copy_side_for(features))
+        return retarget(model, self.box_convention, limit)
 
     def _prompted(self, features: tuple[Feature, ...]) -> tuple[Feature, ...]:
         """Features whose instructions the prompt holds (those the model answers): the
@@ -761,9 +762,10 @@ class ImageAnalyzer(BaseAnalyzer):
                 tag_hints=options.tag_hints,
                 object_parents=options.object_parents,
             )
-            verbose = retarget(verbose, self.box_convention)
+            limit = self.pixel_limit(self._copy_side_for(features))
+            verbose = retarget(verbose, self.box_convention, limit)
             whole = self.box_convention.from_grid([0, 0, 1000, 1000])
-            answer = verbose.model_validate(to_verbose(answer, features, whole=whole))
+            answer = verbose.model_validate(to_verbose(answer, features, whole_box=whole))
         parts = {f.value: FEATURES[f].finish(getattr(answer, f.value), ctx) for f in features}
         _whole_image_is_the_caption(parts, ctx.frame)
         _landmarks_on_their_categories(parts)

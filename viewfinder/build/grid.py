@@ -379,22 +379,26 @@ def _model(model: type[BaseModel]) -> ModelFacing:
 # --- another convention's form: `retarget` -------------------------------------------
 
 
-def _coordinate(convention: BoxConvention) -> Any:
+def _coordinate(convention: BoxConvention, limit: int | None) -> Any:
     """One coordinate as `convention` writes it, with the bounds its scale allows.
 
-    A `pixels` value is only bounded below here: the copy's size is the image's, not
-    the schema's; a value past the copy's edge is clamped when mapped.
+    A `pixels` value is bounded by `limit`, the longest side the call's copy can have
+    (the schema is the plan's, not the image's): past it is impossible and re-asked;
+    between the copy's own edge and `limit` it is clamped when mapped.
     """
     if convention.scale == "unit":
         return Annotated[float, Field(ge=0, le=1)]
     if convention.scale == "pixels":
-        return Annotated[int, Field(ge=0)]
+        return (
+            Annotated[int, Field(ge=0)] if limit is None else Annotated[int, Field(ge=0, le=limit)]
+        )
     return Annotated[int, Field(ge=0, le=convention.top)]
 
 
 @cache
-def box_type(convention: BoxConvention, *, described: bool = True) -> Any:
-    """The model-facing box of `convention` (`GridBox` / `BareGridBox` for `DEFAULT`)."""
+def box_type(convention: BoxConvention, *, described: bool = True, limit: int | None = None) -> Any:
+    """The model-facing box of `convention` (`GridBox` / `BareGridBox` for `DEFAULT`);
+    `limit`: a `pixels` value's bound (see `_coordinate`)."""
     if convention is DEFAULT:
         return GridBox if described else BareGridBox
 
@@ -406,16 +410,17 @@ def box_type(convention: BoxConvention, *, described: bool = True) -> Any:
     size = Field(min_length=4, max_length=4)
     if described:
         size = Field(min_length=4, max_length=4, description=convention.box_description())
-    return Annotated[list[_coordinate(convention)], size, AfterValidator(check), _BOX]  # type: ignore[misc]
+    coordinate = _coordinate(convention, limit)
+    return Annotated[_generic(list, coordinate), size, AfterValidator(check), _BOX]
 
 
 @cache
-def polygon_type(convention: BoxConvention) -> Any:
+def polygon_type(convention: BoxConvention, limit: int | None = None) -> Any:
     """The model-facing polygon of `convention` (`GridPolygon` for `DEFAULT`)."""
     if convention is DEFAULT:
         return GridPolygon
     point: Any = Annotated[
-        _generic(list, _coordinate(convention)), Field(min_length=2, max_length=2)
+        _generic(list, _coordinate(convention, limit)), Field(min_length=2, max_length=2)
     ]
     return Annotated[
         _generic(list, point),
@@ -428,25 +433,25 @@ def _geometry_of(metadata: Sequence[Any]) -> _Geometry | None:
     return next((m for m in metadata if isinstance(m, _Geometry)), None)
 
 
-def _retyped(geometry: _Geometry, convention: BoxConvention) -> Any:
+def _retyped(geometry: _Geometry, convention: BoxConvention, limit: int | None) -> Any:
     if geometry.kind == "polygon":
-        return polygon_type(convention)
-    return box_type(convention, described=geometry.kind == "box")
+        return polygon_type(convention, limit)
+    return box_type(convention, described=geometry.kind == "box", limit=limit)
 
 
-def _retarget_annotation(annotation: Any, convention: BoxConvention) -> Any:
+def _retarget_annotation(annotation: Any, convention: BoxConvention, limit: int | None) -> Any:
     """`annotation` with every marked box/polygon and every model in `convention`'s form."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return retarget(annotation, convention)
+        return retarget(annotation, convention, limit)
     origin, args = get_origin(annotation), get_args(annotation)
     if origin is Annotated:
         geometry = _geometry_of(args[1:])
         if geometry is not None:
-            return _retyped(geometry, convention)
-        return Annotated[(_retarget_annotation(args[0], convention), *args[1:])]
+            return _retyped(geometry, convention, limit)
+        return Annotated[(_retarget_annotation(args[0], convention, limit), *args[1:])]
     if not args:
         return annotation
-    new_args = tuple(_retarget_annotation(arg, convention) for arg in args)
+    new_args = tuple(_retarget_annotation(arg, convention, limit) for arg in args)
     if new_args == args:
         return annotation
     if origin in (Union, types.UnionType):
@@ -467,23 +472,35 @@ def _kept(info: FieldInfo) -> Any:
     return Field(default, **settings)
 
 
-@cache
-def retarget(model: type[BaseModel], convention: BoxConvention) -> type[BaseModel]:
+def retarget(
+    model: type[BaseModel], convention: BoxConvention, limit: int | None = None
+) -> type[BaseModel]:
     """`model` (a model-facing schema) with its boxes and polygons in `convention`'s form.
+
+    `limit`: for a `pixels` convention, the longest side the call's copy can have, the
+    bound of every value (`BaseAnalyzer.pixel_limit`); ignored by the other scales.
 
     `DEFAULT` returns `model` itself, so today's schemas (and request bodies) are unchanged.
     Another convention gets a subclass of the same name (validators, config and schema
     hooks kept) whose marked fields take `box_type` / `polygon_type`, at any depth.
     """
+    return _retarget(model, convention, limit if convention.scale == "pixels" else None)
+
+
+@cache
+def _retarget(
+    model: type[BaseModel], convention: BoxConvention, limit: int | None
+) -> type[BaseModel]:
+    """`retarget`, once per model, convention and limit."""
     if convention is DEFAULT:
         return model
     overrides: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         geometry = _geometry_of(info.metadata)
         if geometry is not None:
-            overrides[name] = (_retyped(geometry, convention), _kept(info))
+            overrides[name] = (_retyped(geometry, convention, limit), _kept(info))
             continue
-        annotation = _retarget_annotation(info.annotation, convention)
+        annotation = _retarget_annotation(info.annotation, convention, limit)
         if annotation is not info.annotation and annotation != info.annotation:
             overrides[name] = (annotation, FieldInfo.merge_field_infos(info, annotation=annotation))
     if not overrides:
