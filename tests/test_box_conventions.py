@@ -11,6 +11,7 @@ import base64
 import hashlib
 import io
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -387,3 +388,24 @@ def test_a_pixel_value_past_any_copy_of_the_plan_is_re_asked(photo: Path) -> Non
     assert len(fake.requests) == 2
     assert "768" in json.dumps(fake.requests[1]["messages"][2:])
     assert pixels(result) == [BOXES[0]]
+
+
+def test_the_compact_example_shows_boxes_in_the_convention(photo: Path) -> None:
+    with vf.ImageAnalyzer(base_url=OFFLINE_BASE_URL, model="qwen2.5vl:7b", cache=False) as qwen:
+        plan = qwen.plan(["caption", "objects"])  # a 768 px copy
+        text = plan.build(qwen.prepare(photo, plan.max_side)).messages[1]["content"][0]["text"]
+    boxes = _boxes(text)
+    assert boxes and max(max(box) for box in boxes) <= plan.max_side == 768
+    assert max(max(box) for box in boxes) > 700  # pixels of that copy, not of 0-1000
+    with vf.ImageAnalyzer(base_url=OFFLINE_BASE_URL, model="gemini-2.5-flash", cache=False) as g:
+        plan = g.plan(["objects"])
+        text = plan.build(g.prepare(photo, plan.max_side)).messages[1]["content"][0]["text"]
+    with vf.ImageAnalyzer(base_url=OFFLINE_BASE_URL, cache=False) as grid:
+        plan = grid.plan(["objects"])
+        default = plan.build(grid.prepare(photo, plan.max_side)).messages[1]["content"][0]["text"]
+    swapped = [[b[1], b[0], b[3], b[2]] for b in _boxes(default)]
+    assert _boxes(text) == swapped
+
+
+def _boxes(text: str) -> list[list[int]]:
+    return [json.loads(found) for found in re.findall(r'"box":(\[[^\]]*\])', text)]

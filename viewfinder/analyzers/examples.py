@@ -167,6 +167,7 @@ def prompt_example(
     tag_hints: bool = False,
     object_parents: bool = False,
     convention: BoxConvention = DEFAULT,
+    pixel_side: int = 1000,
 ) -> str:
     """The compact format example shown to the model, as minified JSON.
 
@@ -176,7 +177,8 @@ def prompt_example(
     `ImageAnalyzer` asks for when it lifts the prompt over the prompt cache's threshold.
     Tag and object names come from the vocabularies when they are constrained, so the
     example never shows a name the schema refuses. Its boxes are written in `convention`
-    (`BoxConvention.from_grid`), so the example never contradicts the prompt's wording.
+    (`BoxConvention.from_grid`; pixels of a copy `pixel_side` px square), so the example
+    never contradicts the prompt's wording.
     """
     chosen = (
         [_trimmed(example_answers()[0].answer)]
@@ -190,7 +192,7 @@ def prompt_example(
         if object_names:
             answer["objects"] = _renamed(answer["objects"], object_names)
         if convention is not DEFAULT:
-            answer = _boxes_in(answer, convention)
+            answer = _boxes_in(answer, convention, pixel_side)
         lines.append(
             answer_text(
                 answer,
@@ -203,17 +205,17 @@ def prompt_example(
     return "\n".join(lines)
 
 
-def _boxes_in(value: Any, convention: BoxConvention) -> Any:
+def _boxes_in(value: Any, convention: BoxConvention, side: int) -> Any:
     """`value` (an example answer, grid units) with every `box` written in `convention`."""
     if isinstance(value, Mapping):
         return {
-            key: convention.from_grid(list(item))
+            key: convention.from_grid(list(item), side)
             if key == "box" and isinstance(item, list)
-            else _boxes_in(item, convention)
+            else _boxes_in(item, convention, side)
             for key, item in value.items()
         }
     if isinstance(value, list):
-        return [_boxes_in(item, convention) for item in value]
+        return [_boxes_in(item, convention, side) for item in value]
     return value
 
 

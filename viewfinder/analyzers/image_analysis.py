@@ -724,6 +724,7 @@ class ImageAnalyzer(BaseAnalyzer):
             tag_hints=options is not None and options.tag_hints,
             object_parents=options is not None and options.object_parents,
             convention=self.box_convention,
+            pixel_side=self._copy_side_for(features),
         )
 
     def finish(

@@ -144,18 +144,19 @@ class BoxConvention:
             f"{self._range()}: {self._corners()}, whatever the image's shape. {rules}"
         )
 
-    def from_grid(self, box: list[int]) -> list[float]:
+    def from_grid(self, box: list[int], side: int = 1000) -> list[float]:
         """A 0-1000 grid box (an example answer's) written in this convention.
 
-        Pixels are those of an example copy 1000 px on each side (examples show the
-        form, not a real image); `grid` and `unit` rescale; `yx` swaps the axes.
+        Pixels are those of an example copy `side` px on each side (examples show the
+        form and the magnitudes, not a real image); `grid` and `unit` rescale; `yx`
+        swaps the axes.
         """
         if self.scale == "grid":
             values: list[float] = [round(v * self.top / 1000) for v in box]
         elif self.scale == "unit":
             values = [round(v / 1000, 3) for v in box]
         else:
-            values = list(box)
+            values = [round(v * side / 1000) for v in box]
         if self.order == "yx":
             values = [values[1], values[0], values[3], values[2]]
         return values
