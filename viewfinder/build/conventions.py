@@ -243,9 +243,9 @@ CONVENTIONS: dict[str, BoxConvention] = {
         ),
         BoxConvention(
             name="qwen3-vl",
-            source="QwenLM/Qwen3-VL #1741 (README: relative 0-1000), #1485; the cookbooks "
-            "divide by 1000 (Alibaba Model Studio's 0-999 differs by 0.1 %, under a pixel "
-            "on copies up to 1000 px)",
+            source="QwenLM/Qwen3-VL #1741 (quotes the README: relative 0-1000), #1485; "
+            "ms-swift #6167. Alibaba Model Studio says 0-999: read as 0-1000, a value is "
+            "off by at most 0.1 % of the side",
         ),
         BoxConvention(name="qwen2-vl", source="QwenLM/Qwen3-VL #663, #1485 (0-1000, relative)"),
         BoxConvention(
