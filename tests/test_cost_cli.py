@@ -173,3 +173,18 @@ def test_expand_images(images: Path) -> None:
     empty = images / "empty"
     empty.mkdir()
     assert expand_images([str(empty)]) == ([], [f"{empty}: no image files in this directory"])
+
+
+def test_box_convention_sizes_the_copy_and_a_bad_name_is_refused(
+    app: typer.Typer, runner: CliRunner, images: Path
+) -> None:
+    rocket = str(images / "rocket.jpg")
+    result = runner.invoke(
+        app, ["cost", rocket, "-m", "gpt-4.1-mini", "--box-convention", "qwen2.5-vl", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    item = json.loads(result.stdout)["images"][0]
+    assert item["model_width"] % 28 == 0 and item["model_height"] % 28 == 0
+    refused = runner.invoke(app, ["cost", rocket, "--box-convention", "nope"])
+    assert refused.exit_code == 2
+    assert "qwen2.5-vl" in refused.output

@@ -13,6 +13,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
+from math import isqrt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -20,7 +21,9 @@ import openai
 
 from viewfinder.analyzers.flow import AnswerPath, Flow, ModelPath, adrive, drive
 from viewfinder.analyzers.settings import Detail
-from viewfinder.build.plan import CallPlan, ImagePart, SourceRef
+from viewfinder.build.conventions import DEFAULT, BoxConvention, resolve_convention
+from viewfinder.build.grid import Frame
+from viewfinder.build.plan import CallPlan, ImagePart, ImageSize, SourceRef
 from viewfinder.build.templates import PromptTemplate, builtin_template, load_template
 from viewfinder.engine.body import DEFAULT_PROMPT_CACHE_SHARDS
 from viewfinder.engine.budget import Budget
@@ -29,7 +32,7 @@ from viewfinder.engine.engine import Engine, Gate
 from viewfinder.engine.providers import Mode, Provider, resolve_provider, sampling_params
 from viewfinder.engine.retry import RetryPolicy
 from viewfinder.errors import ConfigurationError, InvalidOptionError
-from viewfinder.prepare import DEFAULT_MAX_SIDE, PreparedImage, prepare_image
+from viewfinder.prepare import DEFAULT_MAX_SIDE, PreparedImage, copy_size, prepare_image
 from viewfinder.prepare.fetch import trusted_hosts
 from viewfinder.prepare.load import ImageInput, LoadedImage, load_image
 from viewfinder.prepare.pixel_budget import run_decode
@@ -122,6 +125,18 @@ def check_language(language: str) -> str:
     return language
 
 
+_BOX_PARAGRAPH = re.compile(r"^(?:Coordinates|Boxes): .*$", re.MULTILINE)
+
+
+def with_box_wording(system: str, convention: BoxConvention) -> str:
+    """`system` with its paragraph on boxes in `convention`'s words (appended if none)."""
+    compact = system.count("Boxes: ") > 0
+    wording = convention.wording(compact=compact)
+    if _BOX_PARAGRAPH.search(system):
+        return _BOX_PARAGRAPH.sub(lambda _: wording, system, count=1)
+    return f"{system}\n\n{wording}"
+
+
 def version_hash(*parts: str) -> str:
     """Short digest of template sources and schemas, for `model_version`."""
     digest = hashlib.sha256()
@@ -184,6 +199,14 @@ class BaseAnalyzer:
             a prefix over this many cache routes (default 16, about 240 requests a
             minute before OpenAI spills to uncached machines; 1 is one route, 0 sends no
             key). Not part of the cache key: changing it keeps cached answers.
+        box_convention: How the model writes boxes and polygon points: a row's name of
+            `viewfinder.build.conventions.CONVENTIONS` (`"gemini"`, `"qwen2.5-vl"`,
+            `"claude"`, ...) or a `BoxConvention`. Default None: the table's row for
+            `model` (`qwen2.5vl:7b` asks for pixels of a copy sized in multiples of 28,
+            `gemini-*` for `[y_min, x_min, y_max, x_max]` on 0-1000), else today's
+            `[x_min, y_min, x_max, y_max]` on a 0-1000 grid (OpenAI's models, unknown
+            models). A convention other than that grid is part of `model_version`
+            (and so of cache keys); its copy size rule wins over per-feature sizing.
     """
 
     def __init__(
@@ -215,7 +238,10 @@ class BaseAnalyzer:
         with_endpoint: bool = True,
         strict_schema: bool = True,
         prompt_cache_shards: int = DEFAULT_PROMPT_CACHE_SHARDS,
+        box_convention: str | BoxConvention | None = None,
     ) -> None:
+        self.box_convention: BoxConvention = resolve_convention(box_convention, "")
+        """How the model writes boxes (see `box_convention`); the model's row once resolved."""
         if detail not in _DETAILS:
             raise InvalidOptionError(f"detail must be one of {_DETAILS}, not {detail!r}")
         if max_side is not None and (
@@ -266,6 +292,7 @@ class BaseAnalyzer:
             azure_ad_token_provider=azure_ad_token_provider,
             mode=mode,
         )
+        self.box_convention = resolve_convention(box_convention, provider.model)
         self._engine = Engine(
             provider,
             cache=_make_cache(cache, cache_ttl, cache_size_limit),
@@ -334,8 +361,8 @@ class BaseAnalyzer:
             image: The image.
             max_side: The copy's long side (a plan's `max_side`); default `self.max_side`.
         """
-        side = self.max_side if max_side is None else max_side
-        return prepare_image(image, max_side=side, allow_hosts=self.allow_hosts)
+        side = self.copy_side(self.max_side if max_side is None else max_side)
+        return prepare_image(image, max_side=side, allow_hosts=self.allow_hosts, **self._rule())
 
     async def aprepare(
         self, image: ImageInput | LoadedImage, max_side: int | None = None
@@ -345,10 +372,55 @@ class BaseAnalyzer:
         Inside a `viewfinder.prepare.pixel_budget.budget_scope` (the server's), the decode
         holds its pixels of the budget while it runs.
         """
-        side = self.max_side if max_side is None else max_side
+        side = self.copy_side(self.max_side if max_side is None else max_side)
         if not isinstance(image, LoadedImage):
             image = await self.aload(image)
-        return await run_decode(image.data, side, prepare_image, image, max_side=side)
+        return await run_decode(
+            image.data, side, prepare_image, image, max_side=side, **self._rule()
+        )
+
+    def _rule(self) -> dict[str, Any]:
+        """The convention's copy size rule as `prepare_image`'s keywords (none: today's copy)."""
+        rule = self.box_convention.copy
+        if self.box_convention is DEFAULT:
+            return {}
+        return {
+            "multiple": rule.multiple,
+            "max_pixels": rule.max_pixels,
+            "min_pixels": rule.min_pixels,
+        }
+
+    def pixel_limit(self, max_side: int) -> int | None:
+        """For a `pixels` convention, the longest side a copy for `max_side` can have:
+        the bound of every answered value (past it, the answer is re-asked). None else."""
+        convention = self.box_convention
+        if convention.scale != "pixels":
+            return None
+        side = self.copy_side(max_side)
+        rule = convention.copy
+        rounded = copy_size((side, side), side, multiple=rule.multiple)[0]
+        upscaled = 0 if rule.min_pixels is None else isqrt(rule.min_pixels) + 2 * rule.multiple
+        return max(side, rounded, upscaled)
+
+    def copy_side(self, max_side: int) -> int:
+        """The copy's long side for a call asking `max_side`: the convention's bound wins."""
+        return self.box_convention.copy.long_side(max_side)
+
+    def frame(self, size: ImageSize, max_side: int) -> Frame:
+        """What answers to an image of `size` map onto: its pixels, the convention, and
+        the copy sent for a plan of `max_side` (the size `prepare` gave it)."""
+        convention = self.box_convention
+        if convention is DEFAULT:
+            return Frame(size.width, size.height)
+        rule = convention.copy
+        copy_w, copy_h = copy_size(
+            (size.width, size.height),
+            self.copy_side(max_side),
+            multiple=rule.multiple,
+            max_pixels=rule.max_pixels,
+            min_pixels=rule.min_pixels,
+        )
+        return Frame(size.width, size.height, convention, copy_w, copy_h)
 
     # --- the calls: a plan, answered through this analyzer's path ---------------------
 
@@ -423,12 +495,23 @@ class BaseAnalyzer:
         ]
 
     def render_system(self, language: str = "en") -> str:
-        """The system message for `language`."""
-        return self.system_template.render({"language": language})
+        """The system message for `language`, its paragraph on boxes in the convention's words.
+
+        The built-in templates word today's grid; another convention's wording replaces
+        that paragraph (`Coordinates: ...` or `Boxes: ...`), or is appended to a system
+        prompt of the user's that has none.
+        """
+        text = self.system_template.render({"language": language})
+        if self.box_convention is DEFAULT:
+            return text
+        return with_box_wording(text, self.box_convention)
 
     def model_version_for(self, parts: Iterable[str]) -> str:
-        """`<model>+<short hash>` of the given template sources and schemas."""
-        return f"{self.provider.model}+{version_hash(self.system_template.source, *parts)}"
+        """`<model>+<short hash>` of the given template sources and schemas; a convention
+        other than the default grid is hashed too (the default's versions are unchanged)."""
+        extra = [] if self.box_convention is DEFAULT else [self.box_convention.describe()]
+        digest = version_hash(self.system_template.source, *parts, *extra)
+        return f"{self.provider.model}+{digest}"
 
     def close(self) -> None:
         """Close the cache and the sync client this analyzer made (yours stay open)."""

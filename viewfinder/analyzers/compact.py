@@ -268,11 +268,15 @@ def _percent(confidence: float) -> int:
     return min(max(round(confidence * 100), 0), 100)
 
 
-def to_verbose(answer: BaseModel, features: tuple[Feature, ...]) -> dict[str, Any]:
+def to_verbose(
+    answer: BaseModel, features: tuple[Feature, ...], *, whole_box: list[Any] | None = None
+) -> dict[str, Any]:
     """A validated compact answer as the verbose answer with the same content (grid units).
 
     Validate the result with the verbose answer model of the same features and
     vocabularies; `ImageAnalyzer.finish` then finishes it as any verbose answer.
+    `whole_box`: the whole image's box in the answer's box convention (the first dense
+    caption's, which finishing replaces by the image's bounds); default the 0-1000 grid's.
     """
     data = answer.model_dump()
     out: dict[str, Any] = {}
@@ -285,7 +289,7 @@ def to_verbose(answer: BaseModel, features: tuple[Feature, ...]) -> dict[str, An
             whole = {
                 "text": caption["text"],
                 "confidence": _fraction(caption["conf"]),
-                "box": list(_WHOLE_IMAGE),
+                "box": list(_WHOLE_IMAGE if whole_box is None else whole_box),
             }
             out["dense_captions"] = [whole] + [
                 {"text": r["text"], "confidence": _fraction(r["conf"]), "box": r["box"]}

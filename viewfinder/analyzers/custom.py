@@ -18,7 +18,7 @@ from viewfinder.batch.online import (
     run_many,
 )
 from viewfinder.batch.records import BatchInputLike
-from viewfinder.build.grid import Frame, model_facing
+from viewfinder.build.grid import model_facing, retarget
 from viewfinder.build.plan import CallPlan, ImageSize
 from viewfinder.build.templates import PromptTemplate, load_template
 from viewfinder.engine.budget import Budget
@@ -36,7 +36,8 @@ class Analyzer(BaseAnalyzer, Generic[T]):
     """Fill a custom schema from an image.
 
     `BoundingBox` and `Polygon` fields may sit at any depth of `schema`; the model
-    answers them on a 0-1000 grid and you get pixels of the original image back. A
+    answers them in its box convention (`box_convention`: the table's row for the
+    model, by default a 0-1000 grid) and you get pixels of the original image back. A
     position viewfinder cannot map raises `SchemaError` here, when the analyzer is built.
 
     Args:
@@ -59,7 +60,9 @@ class Analyzer(BaseAnalyzer, Generic[T]):
         super().__init__(**options)
         self.schema: type[T] = schema
         self.prompt = load_template(prompt, name=f"prompt of {schema.__name__}")
-        self._response_model: type[BaseModel] = facing.annotation
+        self._response_model: type[BaseModel] = retarget(
+            facing.annotation, self.box_convention, self.pixel_limit(self.max_side)
+        )
         self._convert = facing.convert
         self.model_version = self.model_version_for(
             [self.prompt.source, schema_text(self._response_model)]
@@ -83,7 +86,7 @@ class Analyzer(BaseAnalyzer, Generic[T]):
 
     def finish(self, done: Completed[BaseModel], image: ImageSize) -> AnalysisRun[T]:
         """Boxes to pixels of the original image; usage and version attached."""
-        frame = Frame(image.width, image.height)
+        frame = self.frame(image, self.max_side)
         output = done.answer if self._convert is None else self._convert(done.answer, frame)
         return AnalysisRun[self.schema](  # type: ignore[name-defined]
             output=output,
@@ -109,7 +112,7 @@ class Analyzer(BaseAnalyzer, Generic[T]):
             options=given,
             response_model=self._response_model,
             fingerprint=self.model_version,
-            max_side=self.max_side,
+            max_side=self.copy_side(self.max_side),
             builder=lambda part: self.build(part, given),
             finisher=self.finish,
             described=dict(given),

@@ -21,6 +21,7 @@ from typing import Any
 
 from viewfinder.analyzers.compact import AnswerFormat, from_verbose
 from viewfinder.analyzers.features import FEATURES, Feature, split_words
+from viewfinder.build.conventions import DEFAULT, BoxConvention
 from viewfinder.schemas.geometry import BoundingBox
 
 __all__ = [
@@ -165,6 +166,8 @@ def prompt_example(
     object_names: tuple[str, ...] = (),
     tag_hints: bool = False,
     object_parents: bool = False,
+    convention: BoxConvention = DEFAULT,
+    pixel_side: int = 1000,
 ) -> str:
     """The compact format example shown to the model, as minified JSON.
 
@@ -173,7 +176,9 @@ def prompt_example(
     Level k shows the first k examples in full, one per line: a longer prefix, which
     `ImageAnalyzer` asks for when it lifts the prompt over the prompt cache's threshold.
     Tag and object names come from the vocabularies when they are constrained, so the
-    example never shows a name the schema refuses.
+    example never shows a name the schema refuses. Its boxes are written in `convention`
+    (`BoxConvention.from_grid`; pixels of a copy `pixel_side` px square), so the example
+    never contradicts the prompt's wording.
     """
     chosen = (
         [_trimmed(example_answers()[0].answer)]
@@ -186,6 +191,8 @@ def prompt_example(
             answer["tags"] = _renamed(answer["tags"], tag_vocabulary)
         if object_names:
             answer["objects"] = _renamed(answer["objects"], object_names)
+        if convention is not DEFAULT:
+            answer = _boxes_in(answer, convention, pixel_side)
         lines.append(
             answer_text(
                 answer,
@@ -196,6 +203,20 @@ def prompt_example(
             )
         )
     return "\n".join(lines)
+
+
+def _boxes_in(value: Any, convention: BoxConvention, side: int) -> Any:
+    """`value` (an example answer, grid units) with every `box` written in `convention`."""
+    if isinstance(value, Mapping):
+        return {
+            key: convention.from_grid(list(item), side)
+            if key == "box" and isinstance(item, list)
+            else _boxes_in(item, convention, side)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_boxes_in(item, convention, side) for item in value]
+    return value
 
 
 def _trimmed(answer: Mapping[str, Any]) -> dict[str, Any]:

@@ -56,7 +56,7 @@ from viewfinder.batch.online import (
     run_many,
 )
 from viewfinder.batch.records import BatchInputLike
-from viewfinder.build.grid import Frame
+from viewfinder.build.grid import Frame, retarget
 from viewfinder.build.plan import CallPlan, ImageSize, SourceRef
 from viewfinder.build.templates import PromptTemplate, builtin_template, load_template
 from viewfinder.cost.tokens import prefix_tokens
@@ -577,11 +577,16 @@ class ImageAnalyzer(BaseAnalyzer):
             options=options,
             response_model=self.response_model(asked, options),
             fingerprint=version,
-            max_side=self.max_side if self.max_side_given else copy_side_for(asked),
+            max_side=self._copy_side_for(asked),
             builder=build,
             finisher=finish,
             described=described,
         )
+
+    def _copy_side_for(self, features: tuple[Feature, ...]) -> int:
+        """The copy's long side: the analyzer's, else the features'; the convention's
+        bound wins over both (`BaseAnalyzer.copy_side`)."""
+        return self.copy_side(self.max_side if self.max_side_given else copy_side_for(features))
 
     @property
     def faces_on_this_machine(self) -> bool:
@@ -685,8 +690,9 @@ class ImageAnalyzer(BaseAnalyzer):
     def response_model(
         self, features: tuple[Feature, ...], options: FeatureOptions | None = None
     ) -> type[BaseModel]:
-        """The model-facing schema of `features` in this analyzer's format and vocabularies."""
-        return answer_model(
+        """The model-facing schema of `features` in this analyzer's format, vocabularies
+        and box convention."""
+        model = answer_model(
             features,
             answer_format=self.answer_format,
             tag_vocabulary=self.tag_vocabulary,
@@ -694,6 +700,8 @@ class ImageAnalyzer(BaseAnalyzer):
             tag_hints=options is not None and options.tag_hints,
             object_parents=options is not None and options.object_parents,
         )
+        limit = self.pixel_limit(self._copy_side_for(features))
+        return retarget(model, self.box_convention, limit)
 
     def _prompted(self, features: tuple[Feature, ...]) -> tuple[Feature, ...]:
         """Features whose instructions the prompt holds (those the model answers): the
@@ -715,6 +723,8 @@ class ImageAnalyzer(BaseAnalyzer):
             object_names=self.object_names,
             tag_hints=options is not None and options.tag_hints,
             object_parents=options is not None and options.object_parents,
+            convention=self.box_convention,
+            pixel_side=self._copy_side_for(features),
         )
 
     def finish(
@@ -738,7 +748,7 @@ class ImageAnalyzer(BaseAnalyzer):
                 gender_neutral_caption=gender_neutral_caption,
             )
         ctx = FinishContext(
-            frame=Frame(image.width, image.height),
+            frame=self.frame(image, self._copy_side_for(features)),
             smart_crops_aspect_ratios=options.smart_crops_aspect_ratios,
             gender_neutral_caption=options.gender_neutral_caption,
             max_candidates=options.max_candidates,
@@ -753,7 +763,10 @@ class ImageAnalyzer(BaseAnalyzer):
                 tag_hints=options.tag_hints,
                 object_parents=options.object_parents,
             )
-            answer = verbose.model_validate(to_verbose(answer, features))
+            limit = self.pixel_limit(self._copy_side_for(features))
+            verbose = retarget(verbose, self.box_convention, limit)
+            whole = self.box_convention.from_grid([0, 0, 1000, 1000])
+            answer = verbose.model_validate(to_verbose(answer, features, whole_box=whole))
         parts = {f.value: FEATURES[f].finish(getattr(answer, f.value), ctx) for f in features}
         _whole_image_is_the_caption(parts, ctx.frame)
         _landmarks_on_their_categories(parts)

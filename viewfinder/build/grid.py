@@ -9,6 +9,12 @@ model-facing answer back to the user's schema in pixels of the original image.
 
 An unsupported position (a box as a dict key, in a set, in a union with another
 non-`None` type) raises `SchemaError` when the schema is rewritten, never at run time.
+
+That grid is `DEFAULT` of `viewfinder.build.conventions`; another model family's convention
+(`y` first, 0-999, 0-1, pixels of the copy) is applied by `retarget`, which rewrites a
+model-facing schema's boxes and polygons (marked by `_Geometry` in their `Annotated`
+metadata, which pydantic ignores) into that convention's form, and by the `Frame`, which
+carries the convention and the copy's size to `box_to_pixels` and `polygon_to_pixels`.
 """
 
 from __future__ import annotations
@@ -18,11 +24,12 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, Field, create_model
 from pydantic.fields import FieldInfo
 
+from viewfinder.build.conventions import DEFAULT, BoxConvention
 from viewfinder.errors import SchemaError
 from viewfinder.schemas.geometry import BoundingBox, Point, Polygon
 
@@ -37,6 +44,7 @@ __all__ = [
     "box_to_pixels",
     "model_facing",
     "polygon_to_pixels",
+    "retarget",
 ]
 
 GRID = 1000
@@ -45,10 +53,33 @@ GRID = 1000
 
 @dataclass(frozen=True)
 class Frame:
-    """Pixel size of the original image that grid coordinates map onto."""
+    """Pixel size of the original image that answers map onto, and how they are written.
+
+    Attributes:
+        width: The original image's width after its EXIF orientation.
+        height: Its height.
+        convention: How the model wrote boxes and points (`DEFAULT`: the 0-1000 grid).
+        copy_width: Width of the copy sent (what a `pixels` convention's numbers measure).
+        copy_height: Height of the copy sent.
+    """
 
     width: int
     height: int
+    convention: BoxConvention = DEFAULT
+    copy_width: int = 0
+    copy_height: int = 0
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """Marks a model-facing box or polygon type for `retarget` (pydantic ignores it)."""
+
+    kind: Literal["box", "bare_box", "polygon"]
+
+
+_BOX = _Geometry("box")
+_BARE_BOX = _Geometry("bare_box")
+_POLYGON = _Geometry("polygon")
 
 
 def _check_box(value: list[int]) -> list[int]:
@@ -72,11 +103,12 @@ GridBox = Annotated[
         "(0,0 = top-left corner, 1000,1000 = bottom-right corner)",
     ),
     AfterValidator(_check_box),
+    _BOX,
 ]
 """A box as the model answers it."""
 
 BareGridBox = Annotated[
-    list[_GridCoord], Field(min_length=4, max_length=4), AfterValidator(_check_box)
+    list[_GridCoord], Field(min_length=4, max_length=4), AfterValidator(_check_box), _BARE_BOX
 ]
 """`GridBox` without a description: for schemas whose prompt describes boxes once."""
 
@@ -89,6 +121,7 @@ GridPolygon = Annotated[
         max_length=4,
         description="four [x, y] points on the 0-1000 grid, clockwise from the top-left corner",
     ),
+    _POLYGON,
 ]
 """A quadrilateral as the model answers it."""
 
@@ -99,15 +132,34 @@ _GRID_DESCRIPTIONS: dict[Any, str] = {
 }
 
 
-def _scale(value: int, size: int) -> int:
+_GRID_WORDING = frozenset(
+    [
+        *_GRID_DESCRIPTIONS.values(),
+        *(m.description for m in get_args(GridBox)[1:] if isinstance(m, FieldInfo)),
+        *(m.description for m in get_args(GridPolygon)[1:] if isinstance(m, FieldInfo)),
+    ]
+)
+"""The grid's own descriptions: replaced, not kept, when a field is retargeted."""
+
+
+def _scale(value: float, size: int) -> int:
     return min(max(round(value * size / GRID), 0), size)
 
 
-def box_to_pixels(grid_box: Sequence[int], frame: Frame) -> BoundingBox:
-    """Map a grid box to pixels of the original image, clamped to its bounds."""
-    x0, y0, x1, y1 = grid_box
-    left, top = _scale(x0, frame.width), _scale(y0, frame.height)
-    right, bottom = _scale(x1, frame.width), _scale(y1, frame.height)
+def box_to_pixels(grid_box: Sequence[float], frame: Frame) -> BoundingBox:
+    """Map an answered box to pixels of the original image, clamped to its bounds.
+
+    The box is read in `frame.convention` (the 0-1000 grid by default), never guessed.
+    """
+    if frame.convention is DEFAULT:
+        x0, y0, x1, y1 = grid_box
+        left, top = _scale(x0, frame.width), _scale(y0, frame.height)
+        right, bottom = _scale(x1, frame.width), _scale(y1, frame.height)
+    else:
+        size, copy = (frame.width, frame.height), (frame.copy_width, frame.copy_height)
+        a0, b0, a1, b1 = grid_box
+        left, top = frame.convention.point_to_pixels((a0, b0), size, copy)
+        right, bottom = frame.convention.point_to_pixels((a1, b1), size, copy)
     return BoundingBox(x=left, y=top, width=max(right - left, 0), height=max(bottom - top, 0))
 
 
@@ -126,11 +178,17 @@ def box_to_grid(box: BoundingBox, frame: Frame) -> list[int]:
     return [min(x0, x1 - 1), min(y0, y1 - 1), x1, y1]
 
 
-def polygon_to_pixels(grid_points: Sequence[Sequence[int]], frame: Frame) -> Polygon:
-    """Map four grid points to a pixel polygon of the original image."""
-    return Polygon(
-        points=[Point(x=_scale(x, frame.width), y=_scale(y, frame.height)) for x, y in grid_points]
-    )
+def polygon_to_pixels(grid_points: Sequence[Sequence[float]], frame: Frame) -> Polygon:
+    """Map four answered points (in `frame.convention`) to a pixel polygon of the original."""
+    if frame.convention is DEFAULT:
+        return Polygon(
+            points=[
+                Point(x=_scale(x, frame.width), y=_scale(y, frame.height)) for x, y in grid_points
+            ]
+        )
+    size, copy = (frame.width, frame.height), (frame.copy_width, frame.copy_height)
+    points = [frame.convention.point_to_pixels((a, b), size, copy) for a, b in grid_points]
+    return Polygon(points=[Point(x=x, y=y) for x, y in points])
 
 
 Converter = Callable[[Any, Frame], Any]
@@ -316,3 +374,141 @@ def _model(model: type[BaseModel]) -> ModelFacing:
         return model.model_construct(_fields_set=value.model_fields_set, **data)
 
     return ModelFacing(facing, convert_model)
+
+
+# --- another convention's form: `retarget` -------------------------------------------
+
+
+def _coordinate(convention: BoxConvention, limit: int | None) -> Any:
+    """One coordinate as `convention` writes it, with the bounds its scale allows.
+
+    A `pixels` value is bounded by `limit`, the longest side the call's copy can have
+    (the schema is the plan's, not the image's): past it is impossible and re-asked;
+    between the copy's own edge and `limit` it is clamped when mapped.
+    """
+    if convention.scale == "unit":
+        return Annotated[float, Field(ge=0, le=1)]
+    if convention.scale == "pixels":
+        return (
+            Annotated[int, Field(ge=0)] if limit is None else Annotated[int, Field(ge=0, le=limit)]
+        )
+    return Annotated[int, Field(ge=0, le=convention.top)]
+
+
+@cache
+def box_type(convention: BoxConvention, *, described: bool = True, limit: int | None = None) -> Any:
+    """The model-facing box of `convention` (`GridBox` / `BareGridBox` for `DEFAULT`);
+    `limit`: a `pixels` value's bound (see `_coordinate`)."""
+    if convention is DEFAULT:
+        return GridBox if described else BareGridBox
+
+    def check(value: list[Any]) -> list[Any]:
+        if value[0] >= value[2] or value[1] >= value[3]:
+            raise ValueError(convention.empty_box_message(value))
+        return value
+
+    size = Field(min_length=4, max_length=4)
+    if described:
+        size = Field(min_length=4, max_length=4, description=convention.box_description())
+    coordinate = _coordinate(convention, limit)
+    return Annotated[_generic(list, coordinate), size, AfterValidator(check), _BOX]
+
+
+@cache
+def polygon_type(convention: BoxConvention, limit: int | None = None) -> Any:
+    """The model-facing polygon of `convention` (`GridPolygon` for `DEFAULT`)."""
+    if convention is DEFAULT:
+        return GridPolygon
+    point: Any = Annotated[
+        _generic(list, _coordinate(convention, limit)), Field(min_length=2, max_length=2)
+    ]
+    return Annotated[
+        _generic(list, point),
+        Field(min_length=4, max_length=4, description=convention.polygon_description()),
+        _POLYGON,
+    ]
+
+
+def _geometry_of(metadata: Sequence[Any]) -> _Geometry | None:
+    return next((m for m in metadata if isinstance(m, _Geometry)), None)
+
+
+def _retyped(geometry: _Geometry, convention: BoxConvention, limit: int | None) -> Any:
+    if geometry.kind == "polygon":
+        return polygon_type(convention, limit)
+    return box_type(convention, described=geometry.kind == "box", limit=limit)
+
+
+def _retarget_annotation(annotation: Any, convention: BoxConvention, limit: int | None) -> Any:
+    """`annotation` with every marked box/polygon and every model in `convention`'s form."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return retarget(annotation, convention, limit)
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        geometry = _geometry_of(args[1:])
+        if geometry is not None:
+            return _retyped(geometry, convention, limit)
+        return Annotated[(_retarget_annotation(args[0], convention, limit), *args[1:])]
+    if not args:
+        return annotation
+    new_args = tuple(_retarget_annotation(arg, convention, limit) for arg in args)
+    if new_args == args:
+        return annotation
+    if origin in (Union, types.UnionType):
+        return Union[new_args]  # noqa: UP007 - built at run time
+    return _generic(origin, *new_args)
+
+
+def _kept(info: FieldInfo) -> Any:
+    """A marked field's own settings: default, alias, and a description of the user's
+    (a grid description gives way to the convention's)."""
+    default = ... if info.is_required() else info.default
+    description = info.description
+    if description in _GRID_WORDING:
+        description = None
+    settings: dict[str, Any] = {"alias": info.alias}
+    if description is not None:
+        settings["description"] = description
+    return Field(default, **settings)
+
+
+def retarget(
+    model: type[BaseModel], convention: BoxConvention, limit: int | None = None
+) -> type[BaseModel]:
+    """`model` (a model-facing schema) with its boxes and polygons in `convention`'s form.
+
+    `limit`: for a `pixels` convention, the longest side the call's copy can have, the
+    bound of every value (`BaseAnalyzer.pixel_limit`); ignored by the other scales.
+
+    `DEFAULT` returns `model` itself, so today's schemas (and request bodies) are unchanged.
+    Another convention gets a subclass of the same name (validators, config and schema
+    hooks kept) whose marked fields take `box_type` / `polygon_type`, at any depth.
+    """
+    return _retarget(model, convention, limit if convention.scale == "pixels" else None)
+
+
+@cache
+def _retarget(
+    model: type[BaseModel], convention: BoxConvention, limit: int | None
+) -> type[BaseModel]:
+    """`retarget`, once per model, convention and limit."""
+    if convention is DEFAULT:
+        return model
+    overrides: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        geometry = _geometry_of(info.metadata)
+        if geometry is not None:
+            overrides[name] = (_retyped(geometry, convention, limit), _kept(info))
+            continue
+        annotation = _retarget_annotation(info.annotation, convention, limit)
+        if annotation is not info.annotation and annotation != info.annotation:
+            overrides[name] = (annotation, FieldInfo.merge_field_infos(info, annotation=annotation))
+    if not overrides:
+        return model
+    return create_model(
+        model.__name__,
+        __base__=model,
+        __module__=model.__module__,
+        __doc__=model.__doc__,
+        **overrides,
+    )

@@ -23,6 +23,7 @@ from viewfinder.cli.options import (
     AnswerFormatChoice,
     AnswerFormatOption,
     BaseUrlOption,
+    BoxConventionOption,
     DetailChoice,
     DetailOption,
     FeaturesHelp,
@@ -136,6 +137,7 @@ def analyze(
     detail: DetailOption = DetailChoice.HIGH,
     max_side: MaxSideOption = None,
     answer_format: AnswerFormatOption = AnswerFormatChoice.COMPACT,
+    box_convention: BoxConventionOption = None,
     no_cache: NoCacheOption = False,
     gender_neutral_caption: Annotated[
         bool,
@@ -192,6 +194,7 @@ def analyze(
             detail=detail.value,
             max_side=max_side,
             answer_format=answer_format.value,
+            box_convention=box_convention,
             cache=not no_cache,
             engine=engine.value,
             allow_hosts=allow_hosts_of(allow_host),

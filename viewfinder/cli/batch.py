@@ -69,6 +69,7 @@ from viewfinder.cli.options import (
     AnswerFormatChoice,
     AnswerFormatOption,
     BaseUrlOption,
+    BoxConventionOption,
     FeaturesHelp,
     ModelOption,
     NoCacheOption,
@@ -434,6 +435,7 @@ def batch(
     ] = False,
     allow_host: AllowHostOption = None,
     answer_format: AnswerFormatOption = AnswerFormatChoice.COMPACT,
+    box_convention: BoxConventionOption = None,
 ) -> None:
     """Analyse many images into a JSON Lines file; re-run to resume or retry failures."""
     from rich.progress import Progress, SpinnerColumn, TextColumn
@@ -457,6 +459,7 @@ def batch(
             cache=not no_cache,
             allow_hosts=allow_hosts_of(allow_host),
             answer_format=answer_format.value,
+            box_convention=box_convention,
         )
     except UserError as exc:
         raise fail(str(exc)) from None

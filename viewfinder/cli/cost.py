@@ -41,6 +41,7 @@ from viewfinder.cli.options import (
     AllowHostOption,
     AnswerFormatChoice,
     AnswerFormatOption,
+    BoxConventionOption,
     DetailChoice,
     DetailOption,
     FeaturesHelp,
@@ -207,6 +208,7 @@ def _estimates(
     max_side: int | None,
     allow_hosts: tuple[str, ...] | None,
     answer_format: AnswerFormat,
+    box_convention: str | None,
     options: dict[str, Any],
 ) -> Iterator[tuple[str, Estimate | ViewfinderError]]:
     from viewfinder.cost.estimate import estimate_request, offline_analyzer
@@ -217,6 +219,7 @@ def _estimates(
         max_side=max_side,
         allow_hosts=allow_hosts,
         answer_format=answer_format,
+        box_convention=box_convention,
     )
     try:
         for source in sources:
@@ -301,6 +304,7 @@ def _run_estimates(
     detail: Detail,
     max_side: int | None,
     answer_format: AnswerFormat,
+    box_convention: str | None,
 ) -> dict[str, Estimate | str]:
     """By image id: the estimate of its latest source with the run's features, or why
     there is none."""
@@ -311,7 +315,11 @@ def _run_estimates(
     run_features = run_cost(lines).features
     outcomes: dict[str, Estimate | str] = {}
     analyzer = offline_analyzer(
-        model, detail=detail, max_side=max_side, answer_format=answer_format
+        model,
+        detail=detail,
+        max_side=max_side,
+        answer_format=answer_format,
+        box_convention=box_convention,
     )
     try:
         for image_id, line in latest.items():
@@ -398,6 +406,7 @@ def _cost_from(
     detail: Detail,
     max_side: int | None,
     answer_format: AnswerFormat,
+    box_convention: str | None,
     json_output: bool,
 ) -> int:
     """`viewfinder cost --from`: print a run's real spend beside its estimate; the exit code."""
@@ -420,6 +429,7 @@ def _cost_from(
             detail=detail,
             max_side=max_side,
             answer_format=answer_format,
+            box_convention=box_convention,
         )
     except UserError as exc:  # an option the analyzer refuses
         err.print(Text(f"error: {exc}"), soft_wrap=True)
@@ -507,6 +517,7 @@ def cost(
     detail: DetailOption = DetailChoice.HIGH,
     max_side: MaxSideOption = None,
     answer_format: AnswerFormatOption = AnswerFormatChoice.COMPACT,
+    box_convention: BoxConventionOption = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON document instead of a table.")
     ] = False,
@@ -548,6 +559,7 @@ def cost(
                 detail=_DETAILS[detail],
                 max_side=max_side,
                 answer_format=answer_format.value,
+                box_convention=box_convention,
                 json_output=json_output,
             )
         )
@@ -568,6 +580,7 @@ def cost(
             max_side=max_side,
             allow_hosts=allow_hosts_of(allow_host),
             answer_format=answer_format.value,
+            box_convention=box_convention,
             options={
                 "max_candidates": max_candidates,
                 "tag_hints": tag_hints,

@@ -104,6 +104,32 @@ AnswerFormatOption: TypeAlias = Annotated[
 ]
 """`--answer-format`."""
 
+
+def _box_convention_callback(value: str | None) -> str | None:
+    """Refuse a name the conventions table does not have, with the names it has."""
+    from viewfinder.build.conventions import CONVENTIONS  # pure data, no model libraries
+
+    if value is not None and value not in CONVENTIONS:
+        raise typer.BadParameter(f"{value!r} is none of {', '.join(sorted(CONVENTIONS))}")
+    return value
+
+
+BoxConventionOption: TypeAlias = Annotated[
+    str | None,
+    typer.Option(
+        "--box-convention",
+        help=(
+            "How the model writes boxes: grid-1000, gemini, qwen2.5-vl, qwen3-vl, qwen2-vl, "
+            "claude, moondream, deepseek-vl2 or paligemma. Default: the model's own, "
+            "from its name (qwen2.5vl:7b -> qwen2.5-vl), else grid-1000."
+        ),
+        metavar="NAME",
+        callback=_box_convention_callback,
+        show_default=False,
+    ),
+]
+"""`--box-convention` (`box_convention=` of the analyzers)."""
+
 FeaturesHelp = (
     "Features, comma-separated or repeated: caption, dense_captions, tags, objects, people, "
     "smart_crops, read (Image Analysis 4.0); categories, description, brands, adult, faces, "

@@ -546,6 +546,7 @@ def offline_analyzer(
     base_url: str | None = None,
     allow_hosts: Collection[str] | None = None,
     answer_format: AnswerFormat = DEFAULT_ANSWER_FORMAT,
+    box_convention: str | None = None,
 ) -> ImageAnalyzer:
     """An `ImageAnalyzer` to estimate with, whether or not an endpoint is configured.
 
@@ -564,6 +565,8 @@ def offline_analyzer(
         base_url: An OpenAI-compatible endpoint, as for `ImageAnalyzer`.
         allow_hosts: Internal hosts image URLs may point at, as for `ImageAnalyzer`.
         answer_format: How the model would write its answer (`compact` or `verbose`).
+        box_convention: How the model would write boxes (a row of
+            `viewfinder.build.conventions.CONVENTIONS`); default: the model's own row.
 
     Returns:
         The analyzer.
@@ -577,6 +580,7 @@ def offline_analyzer(
         "max_side": max_side,
         "allow_hosts": allow_hosts,
         "answer_format": answer_format,
+        "box_convention": box_convention,
     }
     try:
         return ImageAnalyzer(base_url=base_url, cache=False, **options)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -37,7 +38,7 @@ from viewfinder.prepare.inputs import DEFAULT_LIMITS, ImageLimits
 if TYPE_CHECKING:
     from viewfinder.prepare.load import ImageInput, LoadedImage
 
-__all__ = ["DEFAULT_MAX_SIDE", "MIN_MAX_SIDE", "PreparedImage", "prepare_image"]
+__all__ = ["DEFAULT_MAX_SIDE", "MIN_MAX_SIDE", "PreparedImage", "copy_size", "prepare_image"]
 
 DEFAULT_MAX_SIDE: Final = 1024
 """Long side, in pixels, of the copy sent to the model."""
@@ -88,6 +89,43 @@ class PreparedImage:
         return hashlib.sha256(self.model_bytes).hexdigest()
 
 
+def copy_size(
+    size: tuple[int, int],
+    max_side: int,
+    *,
+    multiple: int = 1,
+    max_pixels: int | None = None,
+    min_pixels: int | None = None,
+) -> tuple[int, int]:
+    """The model copy's `(width, height)` for an image of `size` (after its orientation).
+
+    `size` scaled down so its long side is at most `max_side` (never up). A model that
+    resizes what it gets to its own grid gets a copy already on that grid, so its
+    resize is the identity and its pixel answers are ours: each side rounded to a
+    multiple of `multiple`, then the area brought within `min_pixels`..`max_pixels`
+    keeping the aspect ratio, as Qwen2-VL's `smart_resize` computes it (Claude's limits
+    are the same rule with `multiple=1`). Without a rule the copy is what it always was.
+    """
+    width, height = size
+    long_side = max(width, height)
+    if long_side > max_side:
+        scale = max_side / long_side
+        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+    if multiple == 1 and max_pixels is None and min_pixels is None:
+        return width, height
+    step = multiple
+    new_w, new_h = max(step, round(width / step) * step), max(step, round(height / step) * step)
+    if max_pixels is not None and new_w * new_h > max_pixels:
+        beta = math.sqrt(width * height / max_pixels)
+        new_w = max(step, math.floor(width / beta / step) * step)
+        new_h = max(step, math.floor(height / beta / step) * step)
+    elif min_pixels is not None and new_w * new_h < min_pixels:
+        beta = math.sqrt(min_pixels / (width * height))
+        new_w = math.ceil(width * beta / step) * step
+        new_h = math.ceil(height * beta / step) * step
+    return new_w, new_h
+
+
 def prepare_image(
     source: ImageInput | LoadedImage,
     *,
@@ -95,6 +133,9 @@ def prepare_image(
     limits: ImageLimits = DEFAULT_LIMITS,
     fetch_timeout: float = 30.0,
     allow_hosts: Collection[str] | None = None,
+    multiple: int = 1,
+    max_pixels: int | None = None,
+    min_pixels: int | None = None,
 ) -> PreparedImage:
     """Load and validate an image, and build the copy sent to the model.
 
@@ -112,6 +153,9 @@ def prepare_image(
             service refuses it (see `viewfinder.prepare.fetch`). None (the default)
             reads `VIEWFINDER_ALLOW_HOSTS` (comma-separated); a value, even `()`,
             replaces it.
+        multiple: Each side of the copy a multiple of this (see `copy_size`).
+        max_pixels: The copy's area at most this (see `copy_size`).
+        min_pixels: The copy's area at least this (see `copy_size`).
 
     Returns:
         The validated image and its model copy.
@@ -136,7 +180,9 @@ def prepare_image(
     label = loaded.source
     image = open_checked(loaded.data, label, limits)
     fmt = str(image.format)
-    (width, height), model = model_copy(image, max_side, label)
+    (width, height), model = model_copy(
+        image, max_side, label, multiple=multiple, max_pixels=max_pixels, min_pixels=min_pixels
+    )
     buffer = io.BytesIO()
     model.save(buffer, format="JPEG", **_JPEG_OPTIONS)
     return PreparedImage(

@@ -25,6 +25,7 @@ from typing import Final
 from PIL import ExifTags, Image, ImageOps
 
 from viewfinder.errors import DecompressionBombError, ImageFormatError, ImageSizeError
+from viewfinder.prepare import copy_size
 from viewfinder.prepare.inputs import DEFAULT_LIMITS, IMAGE_SUFFIXES, ImageLimits, has_image_suffix
 
 __all__ = [
@@ -254,7 +255,13 @@ def _decode(image: Image.Image, label: str) -> Image.Image:
 
 
 def model_copy(
-    image: Image.Image, max_side: int, label: str
+    image: Image.Image,
+    max_side: int,
+    label: str,
+    *,
+    multiple: int = 1,
+    max_pixels: int | None = None,
+    min_pixels: int | None = None,
 ) -> tuple[tuple[int, int], Image.Image]:
     """Decode `image`; return its size as shown and its model copy, then free its pixels.
 
@@ -265,7 +272,9 @@ def model_copy(
     is first reduced by an integer factor (band by band when its mode needs converting
     to RGB); an RGB image is never copied whole; the EXIF orientation turns the small
     copy, not the decoded image. Smaller images, unless turned a quarter, get the same
-    bytes as a full-size conversion and LANCZOS resize (cache keys, cassettes).
+    bytes as a full-size conversion and LANCZOS resize (cache keys, cassettes). A size
+    rule (`multiple`, `max_pixels`, `min_pixels`: a box convention's, see
+    `viewfinder.prepare.copy_size`) gives the copy the size a model keeps as it is.
     """
     header = image.size
     with _decoding(label):
@@ -274,7 +283,9 @@ def model_copy(
         orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
     full = header if box else image.size  # a frame can differ from the header (ICO)
     box = box or (0.0, 0.0, float(full[0]), float(full[1]))
-    size = _fit(full, max_side)
+    size = copy_size(
+        full, max_side, multiple=multiple, max_pixels=max_pixels, min_pixels=min_pixels
+    )
     factor = int(min((box[2] - box[0]) / size[0], (box[3] - box[1]) / size[1]) / _REDUCING_GAP)
     factor = max(1, factor)
     try:
