@@ -6,10 +6,12 @@ detector is the real local one (the `local` extra) on the OCR test images.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import pytest
+from endpoint_env import clear_endpoint_env
 
 import viewfinder as vf
 from viewfinder.analyzers import image_analysis
@@ -167,3 +169,24 @@ def test_the_batch_api_refuses_detector_read(tmp_path: Path) -> None:
         BatchJob(analyzer, tmp_path / "caption", features=["caption"])  # no read: as before
         with pytest.raises(InvalidOptionError, match="Batch API"):
             BatchJob(analyzer, tmp_path / "read", features=["read"])
+
+
+def test_the_command_line_reads_with_detector_geometry(
+    regions: list[Polygon], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from viewfinder.cli import app
+    from viewfinder.testing.simulator import Simulator
+
+    clear_endpoint_env(monkeypatch)
+    with Simulator() as sim:
+        sim.script({"lines": [{"region": 1, "text": "CORNER GROCER"}]})
+        args = ["analyze", str(RECEIPT), "-f", "read", "--read-geometry", "detector"]
+        result = CliRunner().invoke(
+            app, [*args, "--json", "--no-cache", "--base-url", sim.base_url]
+        )
+    assert result.exit_code == 0, result.output
+    (line,) = json.loads(result.stdout)["result"]["read"]["blocks"][0]["lines"]
+    assert line["text"] == "CORNER GROCER"
+    assert line["polygon"] == regions[0].model_dump()
