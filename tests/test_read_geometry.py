@@ -190,3 +190,13 @@ def test_the_command_line_reads_with_detector_geometry(
     (line,) = json.loads(result.stdout)["result"]["read"]["blocks"][0]["lines"]
     assert line["text"] == "CORNER GROCER"
     assert line["polygon"] == regions[0].model_dump()
+
+
+def test_aanalyze_takes_the_same_path(regions: list[Polygon]) -> None:
+    import asyncio
+
+    fake = FakeOpenAI({"lines": [{"region": 2, "text": "12 Rue Victor Hugo, Lyon"}]})
+    with vf.ImageAnalyzer(**fake.clients(), cache=False, read_geometry="detector") as analyzer:
+        result = asyncio.run(analyzer.aanalyze(RECEIPT, ["read"]))
+    assert result.read is not None
+    assert [line.polygon for line in result.read.lines] == [regions[1]]

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = [
     "READ_GEOMETRIES",
     "REGIONS_INSTRUCTIONS",
+    "REGIONS_SYSTEM",
     "ReadGeometry",
     "RegionReadPath",
     "RegionText",
