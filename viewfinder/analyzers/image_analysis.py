@@ -47,6 +47,15 @@ from viewfinder.analyzers.features import (
     vocabulary_prompt,
 )
 from viewfinder.analyzers.flow import AnswerPath, FallbackPath, LocalPath, ModelPath
+from viewfinder.analyzers.read_regions import (
+    READ_GEOMETRIES,
+    REGIONS_INSTRUCTIONS,
+    REGIONS_SYSTEM,
+    ReadGeometry,
+    RegionReadPath,
+    RegionsAnswer,
+    list_regions,
+)
 from viewfinder.analyzers.split import SplitPath
 from viewfinder.batch.online import (
     DEFAULT_CONCURRENCY,
@@ -71,10 +80,11 @@ from viewfinder.errors import (
     TransportError,
 )
 from viewfinder.finish.crops import validate_aspect_ratios
+from viewfinder.prepare import PreparedImage
 from viewfinder.prepare.load import ImageInput, LoadedImage
 from viewfinder.schemas.cv32 import Category, Landmark
 from viewfinder.schemas.features import Caption, DenseCaption
-from viewfinder.schemas.geometry import BoundingBox
+from viewfinder.schemas.geometry import BoundingBox, Polygon
 from viewfinder.schemas.result import ImageAnalysisResult, ImageMetadata
 
 if TYPE_CHECKING:
@@ -302,13 +312,18 @@ class ImageAnalyzer(BaseAnalyzer):
             object per item, short keys, integer confidences, about 30 % fewer output
             tokens; see `viewfinder.analyzers.compact`) or `"verbose"` (the first
             format). Both give the same result types. Changes `model_version`.
+        read_geometry: Where `read`'s polygons come from. `"model"` (the default): the
+            model's boxes. `"detector"`: the local text detector's line polygons, the
+            model naming each numbered region's text and the reading order in a request
+            of its own (`viewfinder.analyzers.read_regions`; the `local` extra). Changes
+            `model_version` when `"detector"`.
         **options: Shared settings; see `BaseAnalyzer`.
 
     Raises:
         ConfigurationError: The model is to be used and its endpoint is not (fully)
-            configured.
-        InvalidOptionError: An unknown `engine` or `fallback`, an unreadable or empty
-            vocabulary, or a bad shared setting.
+            configured, or `read_geometry="detector"` without the `local` extra.
+        InvalidOptionError: An unknown `engine`, `fallback` or `read_geometry`, an
+            unreadable or empty vocabulary, or a bad shared setting.
     """
 
     def __init__(
@@ -320,8 +335,15 @@ class ImageAnalyzer(BaseAnalyzer):
         tag_vocabulary: VocabularyArg | None = None,
         object_names: VocabularyArg | None = None,
         answer_format: AnswerFormat = DEFAULT_ANSWER_FORMAT,
+        read_geometry: ReadGeometry = "model",
         **options: Any,
     ) -> None:
+        if read_geometry not in READ_GEOMETRIES:
+            raise InvalidOptionError(
+                f"read_geometry must be one of {READ_GEOMETRIES}, not {read_geometry!r}"
+            )
+        self.read_geometry: ReadGeometry = read_geometry
+        """Where `read`'s polygons come from; part of `model_version` when `"detector"`."""
         if answer_format not in ANSWER_FORMATS:
             raise InvalidOptionError(
                 f"answer_format must be one of {ANSWER_FORMATS}, not {answer_format!r}"
@@ -374,6 +396,23 @@ class ImageAnalyzer(BaseAnalyzer):
             self._version_of(ALL_FEATURES, cv32=False) if use_model else self.local_engine.version
         )
         self._cv32_version = self._version_of(EVERY_FEATURE, cv32=True) if use_model else ""
+        if use_model and read_geometry == "detector":
+            detector = _detector_version()
+            self.model_version = self._with_detector(self.model_version, detector)
+            self._cv32_version = self._with_detector(self._cv32_version, detector)
+
+    def _with_detector(self, version: str, detector: str) -> str:
+        """`version` with the regions request and the detector folded in (detector mode)."""
+        return self.model_version_for(
+            [
+                version,
+                "read_geometry=detector",
+                REGIONS_INSTRUCTIONS,
+                REGIONS_SYSTEM,
+                schema_text(RegionsAnswer),
+                detector,
+            ]
+        )
 
     def _version_of(self, features: tuple[Feature, ...], *, cv32: bool) -> str:
         """`<model>+<hash>` of the templates, schemas and examples of `features`.
@@ -443,8 +482,49 @@ class ImageAnalyzer(BaseAnalyzer):
         return self.around_model(model)
 
     def around_model(self, model: AnswerPath[Any]) -> AnswerPath[Any]:
-        """`model` inside a `SplitPath`: pixel features here, the adult refusal answered."""
-        return SplitPath(self.load, model, self._pixels_of, self._replan)
+        """`model` inside a `SplitPath`: pixel features here, the adult refusal answered;
+        with `read_geometry="detector"`, inside a `RegionReadPath` too."""
+        split = SplitPath(self.load, model, self._pixels_of, self._replan)
+        if self.read_geometry != "detector" or not self.has_endpoint:
+            return split
+        engine = model.engine if isinstance(model, ModelPath) else self.engine
+        return RegionReadPath(
+            load=self.load,
+            inner=split,
+            engine=engine,
+            detect=self._detect_regions,
+            request=self._regions_request,
+            replan=self._replan,
+            read_side=self._copy_side_for((Feature.READ,)),
+        )
+
+    def _detect_regions(
+        self, loaded: LoadedImage, side: int
+    ) -> tuple[list[Polygon], PreparedImage]:
+        """The detector's line polygons (pixels of the original) and the copy to send."""
+        from viewfinder.local.engine import decode_full
+        from viewfinder.local.read import detect_text_regions
+
+        regions = detect_text_regions(decode_full(loaded), words=False)
+        return [region.polygon for region in regions], self.prepare(loaded, side)
+
+    def _regions_request(
+        self, prepared: PreparedImage, polygons: list[Polygon], options: FeatureOptions
+    ) -> Request[BaseModel]:
+        """The regions request: the numbered regions listed in the box convention."""
+        listed = list_regions(
+            polygons,
+            self.box_convention,
+            (prepared.width, prepared.height),
+            (prepared.model_width, prepared.model_height),
+        )
+        return Request(
+            messages=self.messages(
+                REGIONS_SYSTEM, REGIONS_INSTRUCTIONS.format(regions=listed), prepared
+            ),
+            response_model=RegionsAnswer,
+            model_version=self.version_for(options),
+        )
 
     def _pixels_of(
         self, loaded: LoadedImage, features: tuple[Feature, ...]
@@ -984,6 +1064,20 @@ class ImageAnalyzer(BaseAnalyzer):
             tpm=tpm,
             budget=budget,
         )
+
+
+def _detector_version() -> str:
+    """The local text detector's version, or a `ConfigurationError` naming the extra."""
+    from importlib.util import find_spec
+
+    if find_spec("rapidocr") is None or find_spec("onnxruntime") is None:
+        raise ConfigurationError(
+            "read_geometry='detector' needs the local text detector (rapidocr and "
+            "onnxruntime): pip install 'viewfinder[local]'"
+        )
+    from viewfinder.local.read import VERSION
+
+    return VERSION
 
 
 def _whole_image_is_the_caption(parts: dict[str, Any], frame: Frame) -> None:

@@ -235,9 +235,16 @@ def _plan_for(
     """The analyzer's plan for `options`: `ImageAnalyzer.plan` / `Analyzer.plan` check them."""
     if isinstance(analyzer, ImageAnalyzer):
         try:
-            return analyzer.plan(**options)
+            plan = analyzer.plan(**options)
         except TypeError as exc:
             raise InvalidOptionError(f"not an ImageAnalyzer.analyze option: {exc}") from None
+        if analyzer.read_geometry == "detector" and "read" in plan.options.model_features:
+            # Its regions come from the detector per image, in a request of their own.
+            raise InvalidOptionError(
+                "read_geometry='detector' is not available through the Batch API: "
+                "use the online batch (viewfinder batch without --via batch-api)"
+            )
+        return plan
     if isinstance(analyzer, Analyzer):
         return analyzer.plan(**options)
     raise InvalidOptionError(f"analyzer must be an ImageAnalyzer or an Analyzer, not {analyzer!r}")

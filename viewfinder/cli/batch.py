@@ -73,6 +73,8 @@ from viewfinder.cli.options import (
     FeaturesHelp,
     ModelOption,
     NoCacheOption,
+    ReadGeometryChoice,
+    ReadGeometryOption,
     allow_hosts_of,
     features_callback,
     features_of,
@@ -436,6 +438,7 @@ def batch(
     allow_host: AllowHostOption = None,
     answer_format: AnswerFormatOption = AnswerFormatChoice.COMPACT,
     box_convention: BoxConventionOption = None,
+    read_geometry: ReadGeometryOption = ReadGeometryChoice.MODEL,
 ) -> None:
     """Analyse many images into a JSON Lines file; re-run to resume or retry failures."""
     from rich.progress import Progress, SpinnerColumn, TextColumn
@@ -460,6 +463,7 @@ def batch(
             allow_hosts=allow_hosts_of(allow_host),
             answer_format=answer_format.value,
             box_convention=box_convention,
+            read_geometry=read_geometry.value,
         )
     except UserError as exc:
         raise fail(str(exc)) from None

@@ -130,6 +130,27 @@ BoxConventionOption: TypeAlias = Annotated[
 ]
 """`--box-convention` (`box_convention=` of the analyzers)."""
 
+
+class ReadGeometryChoice(StrEnum):
+    """Where read's polygons come from (`ImageAnalyzer(read_geometry=...)`)."""
+
+    MODEL = "model"
+    DETECTOR = "detector"
+
+
+ReadGeometryOption: TypeAlias = Annotated[
+    ReadGeometryChoice,
+    typer.Option(
+        help=(
+            "Where read's line polygons come from: 'model' (its boxes) or 'detector' (the "
+            "local text detector, the model naming each region's text; needs the 'local' "
+            "extra)."
+        ),
+        case_sensitive=False,
+    ),
+]
+"""`--read-geometry`."""
+
 FeaturesHelp = (
     "Features, comma-separated or repeated: caption, dense_captions, tags, objects, people, "
     "smart_crops, read (Image Analysis 4.0); categories, description, brands, adult, faces, "
