@@ -20,9 +20,12 @@ Modes, both through `ImageAnalyzer` (compact answer format, default 0-1000 grid)
   grid's rounding and the axis-aligned box lost; 10 and 25: an assumed error, NOT a
   measured one: a real model's error depends on the model and is what
   `viewfinder compare --ground-truth` measures on your own labelled images);
-- `detector` (`read_geometry="detector"`): the real local text detector's regions; the
+- `detector` (`read_geometry="detector"`): the real local text detector's regions, each
+  as tight as the recogniser makes it (`viewfinder.local.locate_text_lines`); the
   scripted model answers, in the ground truth's reading order, the text of the ground
   truth line each region overlaps most (IoU >= 0.3), and leaves other regions out.
+  Beside it, not a mode: the IoU the detector's own padded regions
+  (`detect_text_regions(words=False)`, what the first version of the mode used) get.
 
 Per image: the mean polygon IoU of the ground-truth lines (a line found with its text:
 the IoU of its polygon; not found: 0), then the input tokens (text by `o200k_base` plus
@@ -50,7 +53,7 @@ from PIL import Image, ImageChops, ImageDraw
 import viewfinder as vf
 from viewfinder.cost.estimate import estimate_image_tokens
 from viewfinder.cost.tokens import count_tokens, prefix_tokens
-from viewfinder.local import detect_text_regions
+from viewfinder.local import detect_text_regions, locate_text_lines
 from viewfinder.testing import compact_answer
 from viewfinder.testing.fakes import FakeOpenAI
 from viewfinder.testing.simulator.replies import answer_text
@@ -210,7 +213,7 @@ def _model_answer(
 def _detector_answer(truth: list[tuple[str, Quad]], path: Path) -> dict[str, Any]:
     """The scripted answer to the regions: each region's best ground-truth line's text."""
     with Image.open(path) as image:
-        regions = [_points(r.polygon) for r in detect_text_regions(image, words=False)]
+        regions = [_points(r.polygon) for r in locate_text_lines(image)]
     named: dict[int, int] = {}  # ground-truth line -> region number
     for number, region in enumerate(regions, start=1):
         scores = [iou(region, quad) for _, quad in truth]
@@ -229,11 +232,11 @@ def _score(result: vf.ImageAnalysisResult, truth: list[tuple[str, Quad]]) -> flo
     return total / len(truth)
 
 
-def _ink_tight(path: Path, truth: list[tuple[str, Quad]]) -> float:
-    """Not a mode: the IoU `detect_text_regions(words=True)`'s ink-tight lines would get
-    (each ground-truth line's best overlap; no model call, a polygon passes unchanged)."""
+def _padded(path: Path, truth: list[tuple[str, Quad]]) -> float:
+    """Not a mode: the IoU the detector's padded regions (`words=False`) would get (each
+    ground-truth line's best overlap; no model call, a polygon passes unchanged)."""
     with Image.open(path) as image:
-        regions = [_points(r.polygon) for r in detect_text_regions(image, words=True)]
+        regions = [_points(r.polygon) for r in detect_text_regions(image, words=False)]
     best = [max((iou(r, quad) for r in regions), default=0.0) for _, quad in truth]
     return sum(best) / len(truth)
 
@@ -267,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     header = (
         ["image", "lines"]
         + [f"IoU model s={s:g}" for s in SIGMAS]
-        + ["IoU detector", "IoU words=True lines", "in model", "in detector"]
+        + ["IoU detector", "IoU padded regions", "in model", "in detector"]
         + ["out model", "out detector"]
     )
     rows: list[list[str]] = []
@@ -288,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             path, _detector_answer(lines, path), args.model, read_geometry="detector"
         )
         scores.append(_score(result, lines))
-        scores.append(_ink_tight(path, lines))
+        scores.append(_padded(path, lines))
         sums = [a + b * len(lines) for a, b in zip(sums, scores, strict=True)]
         count += len(lines)
         rows.append(

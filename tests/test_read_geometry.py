@@ -30,13 +30,13 @@ RECEIPT = Path(__file__).parent / "assets" / "ocr" / "receipt.png"
 
 @pytest.fixture(scope="module")
 def regions() -> list[Polygon]:
-    """The detector's line polygons of the receipt, as the analyzer will find them."""
+    """The receipt's line polygons, as the analyzer will find them."""
     from PIL import Image
 
-    from viewfinder.local import detect_text_regions
+    from viewfinder.local import locate_text_lines
 
     with Image.open(RECEIPT) as image:
-        return [region.polygon for region in detect_text_regions(image, words=False)]
+        return [region.polygon for region in locate_text_lines(image)]
 
 
 def _inside(word: Polygon, line: Polygon) -> bool:
@@ -200,3 +200,66 @@ def test_aanalyze_takes_the_same_path(regions: list[Polygon]) -> None:
         result = asyncio.run(analyzer.aanalyze(RECEIPT, ["read"]))
     assert result.read is not None
     assert [line.polygon for line in result.read.lines] == [regions[1]]
+
+
+def test_located_lines_are_ink_tight_where_read_and_the_detector_s_region_where_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The detector's regions are padded around the text; a line the recogniser reads
+    takes read_text's tight polygon and word boxes instead, one it cannot keeps the
+    region (a model may still read it)."""
+    from PIL import Image
+
+    from viewfinder.local import detect_text_regions, locate_text_lines, read
+    from viewfinder.local.read import _read_lines
+
+    with Image.open(RECEIPT) as opened:
+        image = opened.copy()
+    padded = [region.polygon for region in detect_text_regions(image, words=False)]
+    tight = _read_lines(image)
+    located = locate_text_lines(image)
+    assert len(located) == len(padded) == len(tight)
+    assert [region.polygon for region in located] == [line.polygon for line in tight]
+    assert all(region.words for region in located)
+    # tight is smaller than padded, and inside it
+    assert all(
+        t.bounds.width * t.bounds.height < p.bounds.width * p.bounds.height
+        for t, p in zip([r.polygon for r in located], padded, strict=True)
+    )
+
+    unread = tight[1:]  # the recogniser reads every line but the first
+    monkeypatch.setattr(read, "_read_lines", lambda oriented: unread)
+    located = locate_text_lines(image)
+    assert located[0].polygon == padded[0] and not located[0].words
+    assert [region.polygon for region in located[1:]] == [line.polygon for line in unread]
+
+
+def test_words_keep_the_recogniser_s_boxes_when_the_answer_has_its_words() -> None:
+    from viewfinder.analyzers.read_regions import RegionsAnswer, RegionText, read_from_regions
+    from viewfinder.local.read import TextRegion
+    from viewfinder.schemas.features import ReadWord
+    from viewfinder.schemas.geometry import BoundingBox
+
+    line = BoundingBox(x=10, y=10, width=200, height=20).to_polygon()
+    words = [
+        ReadWord(
+            text="TOTAL",
+            polygon=BoundingBox(x=12, y=11, width=60, height=18).to_polygon(),
+            confidence=0.9,
+        ),
+        ReadWord(
+            text="12.50",
+            polygon=BoundingBox(x=150, y=11, width=55, height=18).to_polygon(),
+            confidence=0.8,
+        ),
+    ]
+    region = TextRegion(polygon=line, words=words)
+    same = read_from_regions(
+        RegionsAnswer(lines=[RegionText(region=1, text="TOTAL  12.50")]), [region]
+    )
+    assert same.lines[0].words == words  # the recogniser's boxes and confidences
+    other = read_from_regions(
+        RegionsAnswer(lines=[RegionText(region=1, text="TOTAL 12.60")]), [region]
+    )
+    assert [w.text for w in other.lines[0].words] == ["TOTAL", "12.60"]
+    assert all(w.estimated for w in other.lines[0].words)  # placed along the line

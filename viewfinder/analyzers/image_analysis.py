@@ -52,6 +52,7 @@ from viewfinder.analyzers.read_regions import (
     REGIONS_INSTRUCTIONS,
     REGIONS_SYSTEM,
     ReadGeometry,
+    Region,
     RegionReadPath,
     RegionsAnswer,
     list_regions,
@@ -498,15 +499,14 @@ class ImageAnalyzer(BaseAnalyzer):
             read_side=self._copy_side_for((Feature.READ,)),
         )
 
-    def _detect_regions(
-        self, loaded: LoadedImage, side: int
-    ) -> tuple[list[Polygon], PreparedImage]:
-        """The detector's line polygons (pixels of the original) and the copy to send."""
+    def _detect_regions(self, loaded: LoadedImage, side: int) -> tuple[list[Region], PreparedImage]:
+        """The text lines' regions (pixels of the original: tight where the recogniser
+        reads the line, the detector's region where not) and the copy to send."""
         from viewfinder.local.engine import decode_full
-        from viewfinder.local.read import detect_text_regions
+        from viewfinder.local.read import locate_text_lines
 
-        regions = detect_text_regions(decode_full(loaded), words=False)
-        return [region.polygon for region in regions], self.prepare(loaded, side)
+        regions: list[Region] = list(locate_text_lines(decode_full(loaded)))
+        return regions, self.prepare(loaded, side)
 
     def _regions_request(
         self, prepared: PreparedImage, polygons: list[Polygon], options: FeatureOptions

@@ -4,19 +4,21 @@ Vision-language models are weakest at text grounding, and a detector's geometry 
 by the model beats asking the model to regress boxes (`shared/reference/vlm-grounding.md`,
 issue 17 item 2). With `ImageAnalyzer(read_geometry="detector")` a call asking `read`:
 
-1. runs the local text detector (`viewfinder.local.detect_text_regions`, `words=False`:
-   the detector only, no recogniser) on the original image: each text line's polygon,
-   in pixels of the original, in reading order;
+1. runs the local text detector and recogniser (`viewfinder.local.locate_text_lines`) on
+   the original image: each text line's polygon, in pixels of the original, in reading
+   order: ink-tight, with word boxes, where the recogniser reads the line; the
+   detector's padded region where it cannot (a model may still read it);
 2. lists the regions in the prompt, numbered from 1, each as its box in the analyzer's
    box convention over the copy sent (listed, not drawn: the copy sent is the plain
    image, and a list is a few tokens per line);
 3. asks the model, in a request of its own (`RegionsAnswer`, the same in every answer
    format), only for what it does well: the text of each region and the reading order,
    as a list of `{region, text}`; no boxes in the answer, so fewer output tokens;
-4. gives each answered line the detector's polygon and places its words (the text split
-   on spaces) along the line polygon in proportion to character counts, as the model
-   path does for words without boxes (`ReadWord.estimated` is True): one cheap detector
-   pass, and words that always lie inside their line.
+4. gives each answered line its region's polygon; its words take the recogniser's word
+   boxes when the answer's words are the recogniser's (same words, same count), else
+   they are placed along the line polygon in proportion to character counts, as the
+   model path does for words without boxes (`ReadWord.estimated` is True): words always
+   lie inside their line.
 
 What the answer cannot say is dropped: a region the model leaves out or gives no text
 (no text there), a region number that does not exist (logged; not re-asked: the rest of
@@ -31,7 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,6 +57,7 @@ __all__ = [
     "REGIONS_INSTRUCTIONS",
     "REGIONS_SYSTEM",
     "ReadGeometry",
+    "Region",
     "RegionReadPath",
     "RegionText",
     "RegionsAnswer",
@@ -164,33 +167,48 @@ def words_along(text: str, polygon: Polygon) -> list[ReadWord]:
     return placed
 
 
-def read_from_regions(answer: RegionsAnswer, polygons: Sequence[Polygon]) -> ReadResult:
-    """The read result: the answer's texts and order on the detector's polygons.
+def read_from_regions(answer: RegionsAnswer, regions: Sequence[Region]) -> ReadResult:
+    """The read result: the answer's texts and order on the regions' polygons.
 
     Unknown region numbers are dropped (and logged), a region named twice keeps its
-    first text, and regions without text are left out.
+    first text, and regions without text are left out. A line's words keep the
+    recogniser's boxes when the answer's words are the recogniser's words.
     """
     seen: set[int] = set()
     lines = []
     for item in answer.lines:
-        if not 1 <= item.region <= len(polygons):
+        if not 1 <= item.region <= len(regions):
             logger.warning(
                 "read: the model named region %d of %d; its text is dropped",
                 item.region,
-                len(polygons),
+                len(regions),
             )
             continue
         text = " ".join(item.text.split())
         if item.region in seen or not text:
             continue
         seen.add(item.region)
-        polygon = polygons[item.region - 1]
-        lines.append(ReadLine(text=text, polygon=polygon, words=words_along(text, polygon)))
+        region = regions[item.region - 1]
+        found = list(region.words)
+        same = [word.text for word in found] == text.split()
+        words = found if found and same else words_along(text, region.polygon)
+        lines.append(ReadLine(text=text, polygon=region.polygon, words=words))
     return ReadResult(blocks=[ReadBlock(lines=lines)] if lines else [])
 
 
-Detect = Callable[[LoadedImage, int], tuple[list[Polygon], PreparedImage]]
-"""The detector's line polygons of an image, and its copy prepared at a long side."""
+class Region(Protocol):
+    """A text line's place (`viewfinder.local.read.TextRegion`): its polygon, in pixels
+    of the original, and the recogniser's words where it read the line."""
+
+    @property
+    def polygon(self) -> Polygon: ...
+
+    @property
+    def words(self) -> Sequence[ReadWord]: ...
+
+
+Detect = Callable[[LoadedImage, int], tuple[list[Region], PreparedImage]]
+"""The text lines' regions of an image, and its copy prepared at a long side."""
 RegionsRequest = Callable[[PreparedImage, list[Polygon], "FeatureOptions"], Request[BaseModel]]
 """The regions request for a prepared copy and its numbered regions."""
 Replan = Callable[
@@ -231,7 +249,7 @@ class RegionReadPath:
         if Feature.READ not in options.model_features:
             return (yield from self.inner.flow(plan, image, budget))
         loaded: LoadedImage = yield Work(self.load, (image,))
-        polygons, prepared = yield Work(
+        regions, prepared = yield Work(
             self.detect, (loaded, self.read_side), decodes=(loaded.data, None)
         )
         others = tuple(f for f in options.features if f is not Feature.READ)
@@ -241,11 +259,12 @@ class RegionReadPath:
             result = yield from self.inner.flow(self.replan(options, others), loaded, budget)
         read = ReadResult(blocks=[])
         spent = Usage()
-        if polygons:  # no text found: no request
+        if regions:  # no text found: no request
+            polygons = [region.polygon for region in regions]
             done: Completed[Any] = yield Send(
                 self.engine, self.request(prepared, polygons, options), budget
             )
-            read = read_from_regions(done.answer, polygons)
+            read = read_from_regions(done.answer, regions)
             spent = done.usage
         return result.model_copy(
             update={"read": read, "usage": result.usage + spent, "model_version": plan.fingerprint}

@@ -15,6 +15,6 @@
   Pillow only: importable and working without the `local` extra.
 """
 
-from viewfinder.local.read import TextRegion, detect_text_regions, read_text
+from viewfinder.local.read import TextRegion, detect_text_regions, locate_text_lines, read_text
 
-__all__ = ["TextRegion", "detect_text_regions", "read_text"]
+__all__ = ["TextRegion", "detect_text_regions", "locate_text_lines", "read_text"]
