@@ -251,3 +251,15 @@ def test_async_and_many_calls_list_each_images_own_proposals(tmp_path: Path) -> 
     boxes = {item.result.objects[0].box.x for item in items}
     assert boxes == {14, 28}  # grey and white
     assert single.objects is not None and single.objects[0].box.x == 14
+
+
+def test_the_batch_api_refuses_proposals_before_anything_is_written(tmp_path: Path) -> None:
+    from viewfinder.batch.provider_api import BatchJob
+
+    fake = FakeOpenAI()
+    with (
+        vf.ImageAnalyzer(**fake.clients(), cache=False, proposals=detector) as a,
+        pytest.raises(InvalidOptionError, match="Batch API cannot verify proposals"),
+    ):
+        BatchJob(a, tmp_path / "work", features=["objects"])
+    assert not (tmp_path / "work").exists()
