@@ -263,3 +263,17 @@ def test_the_batch_api_refuses_proposals_before_anything_is_written(tmp_path: Pa
     ):
         BatchJob(a, tmp_path / "work", features=["objects"])
     assert not (tmp_path / "work").exists()
+
+
+def test_the_cost_estimate_counts_the_listing(photo: Path) -> None:
+    from viewfinder.cost.estimate import estimate_request
+
+    fake = FakeOpenAI()
+    with (
+        vf.ImageAnalyzer(**fake.clients(), cache=False) as plain,
+        vf.ImageAnalyzer(**fake.clients(), cache=False, proposals=detector) as hybrid,
+    ):
+        before = estimate_request(plain, photo, ["objects"])
+        after = estimate_request(hybrid, photo, ["objects"])
+    assert after.prompt_tokens > before.prompt_tokens + 3 * 15
+    assert fake.requests == []

@@ -85,6 +85,7 @@ from viewfinder.errors import (
     TransportError,
 )
 from viewfinder.finish.crops import validate_aspect_ratios
+from viewfinder.prepare import PreparedImage
 from viewfinder.prepare.decode import decode_rgb
 from viewfinder.prepare.load import ImageInput, LoadedImage
 from viewfinder.schemas.cv32 import Category, Landmark
@@ -136,7 +137,7 @@ _CACHEABLE = _CACHE_THRESHOLD + 64
 the difference between `o200k_base` counts here and the provider's own."""
 _PROPOSED_KEPT = 1024
 """Images whose proposals an analyzer remembers between loading and building (far above
-any concurrency), most recent first."""
+any concurrency); past it, the oldest are forgotten."""
 _PADDING_PAYS = 512
 """Below this many prefix tokens no padding: showing more costs more than caching saves
 (at the break-even of gpt-4o's 50 % cached price)."""
@@ -485,6 +486,15 @@ class ImageAnalyzer(BaseAnalyzer):
                         self._proposed.popitem(last=False)
         return loaded
 
+    def prepare(
+        self, image: ImageInput | LoadedImage, max_side: int | None = None
+    ) -> PreparedImage:
+        """`BaseAnalyzer.prepare`; with `proposals`, the image loaded here first, so that
+        a request built from the copy (the cost estimate's) lists its proposals too."""
+        if self.proposals is not None:
+            image = self.load(image)
+        return super().prepare(image, max_side)
+
     def _verifies(self, features: tuple[Feature, ...]) -> bool:
         """True when the model verifies proposals for `features` (objects or people)."""
         return self.proposals is not None and bool(
@@ -722,6 +732,9 @@ class ImageAnalyzer(BaseAnalyzer):
         width, height, found = self._proposals_of(image)
         frame = self.frame(ImageMetadata(width=width, height=height), self._copy_side_for(features))
         user = request.messages[-1]
+        # After the image: the cacheable prefix (system, instructions) stays the same for
+        # every image. `finish` gets only the answer, so the proposals ride on its class
+        # (same name and schema: the cache key and the body are unchanged by it).
         content = [*user["content"], {"type": "text", "text": listing(found, frame)}]
         answer = type(
             request.response_model.__name__,
