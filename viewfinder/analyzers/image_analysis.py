@@ -8,11 +8,13 @@ request (`viewfinder.analyzers.split`).
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, create_model
 
@@ -47,6 +49,18 @@ from viewfinder.analyzers.features import (
     vocabulary_prompt,
 )
 from viewfinder.analyzers.flow import AnswerPath, FallbackPath, LocalPath, ModelPath
+from viewfinder.analyzers.proposals import (
+    INSTRUCTIONS,
+    Detector,
+    Kept,
+    Proposal,
+    ProposalsArg,
+    kept,
+    listing,
+    resolve_proposals,
+    run_detector,
+    with_verdicts,
+)
 from viewfinder.analyzers.read_regions import (
     READ_GEOMETRIES,
     REGIONS_INSTRUCTIONS,
@@ -82,9 +96,10 @@ from viewfinder.errors import (
 )
 from viewfinder.finish.crops import validate_aspect_ratios
 from viewfinder.prepare import PreparedImage
+from viewfinder.prepare.decode import decode_rgb
 from viewfinder.prepare.load import ImageInput, LoadedImage
 from viewfinder.schemas.cv32 import Category, Landmark
-from viewfinder.schemas.features import Caption, DenseCaption
+from viewfinder.schemas.features import Caption, DenseCaption, DetectedObject, DetectedPerson
 from viewfinder.schemas.geometry import BoundingBox, Polygon
 from viewfinder.schemas.result import ImageAnalysisResult, ImageMetadata
 
@@ -130,6 +145,9 @@ _CACHE_THRESHOLD = 1024
 _CACHEABLE = _CACHE_THRESHOLD + 64
 """Prefix tokens a padded prompt reaches: OpenAI's 1,024-token threshold, with a margin for
 the difference between `o200k_base` counts here and the provider's own."""
+_PROPOSED_KEPT = 1024
+"""Images whose proposals an analyzer remembers between loading and building (far above
+any concurrency); past it, the oldest are forgotten."""
 _PADDING_PAYS = 512
 """Below this many prefix tokens no padding: showing more costs more than caching saves
 (at the break-even of gpt-4o's 50 % cached price)."""
@@ -195,6 +213,9 @@ def _answer_model(
     model: type[BaseModel] = create_model("ImageAnalysis", **fields)
     return model
 
+
+_EMPTY = create_model("ImageAnalysis")
+"""An answer model without fields: what the proposals' verdicts add is hashed from it."""
 
 MAX_CANDIDATES = 10
 """Most description captions one call may ask for (3.2 states no maximum)."""
@@ -318,6 +339,17 @@ class ImageAnalyzer(BaseAnalyzer):
             model naming each numbered region's text and the reading order in a request
             of its own (`viewfinder.analyzers.read_regions`; the `local` extra). Changes
             `model_version` when `"detector"`.
+        proposals: Bring your own detector (`viewfinder.analyzers.proposals`): a callable
+            taking the original image (a PIL image, EXIF orientation applied, RGB) and
+            returning boxes in its pixels (a list of `(x, y, w, h)`, `BoundingBox` or
+            dicts with optional `label` and `score`, or supervision's `Detections`), or
+            `"local-people"` (the `local` extra's people detector). When `objects` or
+            `people` is asked, the model gets the proposals numbered (at most 50, the
+            best scored) in its box convention and answers keep/drop and a name for each,
+            plus what the detector missed; kept ones keep the detector's box exactly and
+            its score (else the model's confidence). Changes `model_version`; the
+            proposals are part of the request, so of the cache key. Not for the Batch
+            API. Default None: no detector, requests unchanged.
         **options: Shared settings; see `BaseAnalyzer`.
 
     Raises:
@@ -337,6 +369,7 @@ class ImageAnalyzer(BaseAnalyzer):
         object_names: VocabularyArg | None = None,
         answer_format: AnswerFormat = DEFAULT_ANSWER_FORMAT,
         read_geometry: ReadGeometry = "model",
+        proposals: ProposalsArg | None = None,
         **options: Any,
     ) -> None:
         if read_geometry not in READ_GEOMETRIES:
@@ -345,6 +378,10 @@ class ImageAnalyzer(BaseAnalyzer):
             )
         self.read_geometry: ReadGeometry = read_geometry
         """Where `read`'s polygons come from; part of `model_version` when `"detector"`."""
+        self.proposals: Detector | None = resolve_proposals(proposals)
+        """The detector whose boxes the model verifies (`proposals=`), or None."""
+        self._proposed: OrderedDict[str, tuple[int, int, tuple[Proposal, ...]]] = OrderedDict()
+        self._proposed_lock = threading.Lock()
         if answer_format not in ANSWER_FORMATS:
             raise InvalidOptionError(
                 f"answer_format must be one of {ANSWER_FORMATS}, not {answer_format!r}"
@@ -397,10 +434,22 @@ class ImageAnalyzer(BaseAnalyzer):
             self._version_of(ALL_FEATURES, cv32=False) if use_model else self.local_engine.version
         )
         self._cv32_version = self._version_of(EVERY_FEATURE, cv32=True) if use_model else ""
-        if use_model and read_geometry == "detector":
+        self._verifying_versions: dict[bool, str] = {}
+        """Versions of calls whose proposals the model verifies, by `cv32`: the versions
+        above with the proposals' instructions and verdict schema hashed in."""
+        if use_model and self.proposals is not None:
+            self._verifying_versions = {
+                cv32: self._version_of(features, cv32=cv32, verifying=True)
+                for cv32, features in ((False, ALL_FEATURES), (True, EVERY_FEATURE))
+            }
+        if use_model and read_geometry == "detector":  # every version, proposals' too
             detector = _detector_version()
             self.model_version = self._with_detector(self.model_version, detector)
             self._cv32_version = self._with_detector(self._cv32_version, detector)
+            self._verifying_versions = {
+                cv32: self._with_detector(version, detector)
+                for cv32, version in self._verifying_versions.items()
+            }
 
     def _with_detector(self, version: str, detector: str) -> str:
         """`version` with the regions request and the detector folded in (detector mode)."""
@@ -415,7 +464,9 @@ class ImageAnalyzer(BaseAnalyzer):
             ]
         )
 
-    def _version_of(self, features: tuple[Feature, ...], *, cv32: bool) -> str:
+    def _version_of(
+        self, features: tuple[Feature, ...], *, cv32: bool, verifying: bool = False
+    ) -> str:
         """`<model>+<hash>` of the templates, schemas and examples of `features`.
 
         The 4.0 features' version (`model_version`) hashes exactly what it hashed before
@@ -451,12 +502,69 @@ class ImageAnalyzer(BaseAnalyzer):
                 ),
                 examples_digest(cv32=True),
             ]
+        if verifying:
+            parts += [INSTRUCTIONS, schema_text(with_verdicts(_EMPTY, compact=self.compact))]
         return self.model_version_for(parts)
+
+    @property
+    def compact(self) -> bool:
+        """True in the compact answer format."""
+        return self.answer_format == "compact"
+
+    # --- proposals: the user's detector, run once per image when it is loaded -----------
+
+    def load(self, image: ImageInput | LoadedImage) -> LoadedImage:
+        """Read `image`'s bytes; with `proposals`, also run the detector on the decoded
+        original (once per image: remembered by its sha256 until `build` lists them)."""
+        loaded = super().load(image)
+        if self.proposals is not None and self.engine_name == "model":
+            with self._proposed_lock:
+                known = loaded.sha256 in self._proposed
+            if not known:
+                picture = decode_rgb(loaded.data, loaded.source)
+                found = run_detector(self.proposals, picture)
+                with self._proposed_lock:
+                    self._proposed[loaded.sha256] = (picture.width, picture.height, found)
+                    while len(self._proposed) > _PROPOSED_KEPT:
+                        self._proposed.popitem(last=False)
+        return loaded
+
+    def prepare(
+        self, image: ImageInput | LoadedImage, max_side: int | None = None
+    ) -> PreparedImage:
+        """`BaseAnalyzer.prepare`; with `proposals`, the image loaded here first, so that
+        a request built from the copy (the cost estimate's) lists its proposals too."""
+        if self.proposals is not None:
+            image = self.load(image)
+        return super().prepare(image, max_side)
+
+    def _verifies(self, features: tuple[Feature, ...]) -> bool:
+        """True when the model verifies proposals for `features` (objects or people)."""
+        return self.proposals is not None and bool(
+            {Feature.OBJECTS, Feature.PEOPLE} & set(features)
+        )
+
+    def _proposals_of(self, image: Any) -> tuple[int, int, tuple[Proposal, ...]]:
+        """The size and proposals of an image this analyzer loaded (by its sha256)."""
+        sha = getattr(image, "sha256", None)
+        with self._proposed_lock:
+            entry = None if sha is None else self._proposed.get(sha)
+        if entry is None:
+            raise InvalidOptionError(
+                "proposals: this image was not loaded by the analyzer, so its detector did "
+                "not run (proposals work with analyze, aanalyze and analyze_many, not the "
+                "Batch API)"
+            )
+        return entry
 
     def version_for(self, options: FeatureOptions) -> str:
         """The `model_version` of a call with `options`: `model_version`, or the version
-        of every feature when the call asks anything 3.2 adds."""
-        return self._cv32_version if options.cv32 and self.has_endpoint else self.model_version
+        of every feature when the call asks anything 3.2 adds; with the proposals'
+        instructions hashed in when the model verifies proposals (`proposals=`)."""
+        cv32 = options.cv32 and self.has_endpoint
+        if self._verifying_versions and self._verifies(options.model_features):
+            return self._verifying_versions[cv32]
+        return self._cv32_version if cv32 else self.model_version
 
     @property
     def local_engine(self) -> LocalEngine:
@@ -701,7 +809,30 @@ class ImageAnalyzer(BaseAnalyzer):
                 language=language,
             )
         level = self._example_level(features, options)
-        return self._request(image, features, options, level)
+        request = self._request(image, features, options, level)
+        if not self._verifies(features):
+            return request
+        width, height, found = self._proposals_of(image)
+        frame = self.frame(ImageMetadata(width=width, height=height), self._copy_side_for(features))
+        user = request.messages[-1]
+        # After the image: the cacheable prefix (system, instructions) stays the same for
+        # every image. `finish` gets only the answer, so the proposals ride on its class
+        # (same name and schema: the cache key and the body are unchanged by it).
+        content = [*user["content"], {"type": "text", "text": listing(found, frame)}]
+        answer = type(
+            request.response_model.__name__,
+            (request.response_model,),
+            {
+                "__module__": request.response_model.__module__,
+                "__annotations__": {"given_proposals": ClassVar[tuple[Proposal, ...]]},
+                "given_proposals": found,
+            },
+        )
+        return replace(
+            request,
+            messages=[*request.messages[:-1], {**user, "content": content}],
+            response_model=answer,
+        )
 
     def _request(
         self,
@@ -780,6 +911,8 @@ class ImageAnalyzer(BaseAnalyzer):
             tag_hints=options is not None and options.tag_hints,
             object_parents=options is not None and options.object_parents,
         )
+        if self._verifies(features):
+            model = with_verdicts(model, compact=self.compact)
         limit = self.pixel_limit(self._copy_side_for(features))
         return retarget(model, self.box_convention, limit)
 
@@ -848,6 +981,9 @@ class ImageAnalyzer(BaseAnalyzer):
             whole = self.box_convention.from_grid([0, 0, 1000, 1000])
             answer = verbose.model_validate(to_verbose(answer, features, whole_box=whole))
         parts = {f.value: FEATURES[f].finish(getattr(answer, f.value), ctx) for f in features}
+        if self._verifies(features):
+            given: tuple[Proposal, ...] = getattr(done.answer, "given_proposals", ())
+            _add_kept(parts, kept(given, getattr(done.answer, "proposals", [])), features)
         _whole_image_is_the_caption(parts, ctx.frame)
         _landmarks_on_their_categories(parts)
         return ImageAnalysisResult(
@@ -1078,6 +1214,24 @@ def _detector_version() -> str:
     from viewfinder.local.read import VERSION
 
     return VERSION
+
+
+def _add_kept(parts: dict[str, Any], verified: list[Kept], features: tuple[Feature, ...]) -> None:
+    """Kept proposals, with the detector's boxes, before the model's own additions: every
+    one an object (when asked); a person when named `person`, or every one when `people`
+    is asked without `objects` (the model is told to keep only people then)."""
+    if Feature.OBJECTS in features:
+        parts["objects"] = [
+            DetectedObject(name=k.name, confidence=k.confidence, box=k.proposal.box)
+            for k in verified
+        ] + list(parts["objects"])
+    if Feature.PEOPLE in features:
+        alone = Feature.OBJECTS not in features
+        parts["people"] = [
+            DetectedPerson(box=k.proposal.box, confidence=k.confidence)
+            for k in verified
+            if alone or k.name.lower() == "person"
+        ] + list(parts["people"])
 
 
 def _whole_image_is_the_caption(parts: dict[str, Any], frame: Frame) -> None:

@@ -234,6 +234,12 @@ def _plan_for(
 ) -> CallPlan[Any, BatchResult]:
     """The analyzer's plan for `options`: `ImageAnalyzer.plan` / `Analyzer.plan` check them."""
     if isinstance(analyzer, ImageAnalyzer):
+        if analyzer.proposals is not None:
+            # Its answers are finished in another run, where the detector's boxes are gone.
+            raise InvalidOptionError(
+                "the Batch API cannot verify proposals (ImageAnalyzer(proposals=...)): "
+                "use analyze_many"
+            )
         try:
             plan = analyzer.plan(**options)
         except TypeError as exc:
