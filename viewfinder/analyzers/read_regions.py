@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from viewfinder.analyzers.features import Feature
 from viewfinder.analyzers.flow import AnswerPath, Flow, Send, Work
+from viewfinder.analyzers.split import Replan
 from viewfinder.build.conventions import BoxConvention
 from viewfinder.engine.budget import Budget
 from viewfinder.engine.engine import Completed, Engine, Request
@@ -211,9 +212,6 @@ Detect = Callable[[LoadedImage, int], tuple[list[Region], PreparedImage]]
 """The text lines' regions of an image, and its copy prepared at a long side."""
 RegionsRequest = Callable[[PreparedImage, list[Polygon], "FeatureOptions"], Request[BaseModel]]
 """The regions request for a prepared copy and its numbered regions."""
-Replan = Callable[
-    ["FeatureOptions", tuple[Feature, ...]], "CallPlan[FeatureOptions, ImageAnalysisResult]"
-]
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from viewfinder.analyzers.image_analysis import FeatureOptions
     from viewfinder.build.plan import CallPlan
 
-__all__ = ["SplitPath", "adult_from_refusal"]
+__all__ = ["Replan", "SplitPath", "adult_from_refusal"]
 
 _SEXUAL = frozenset({"sexual", "sexual_minors"})
 _VIOLENT = frozenset({"violence", "self_harm"})
