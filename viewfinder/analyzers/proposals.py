@@ -5,7 +5,7 @@ or viewfinder's local people detector) proposes boxes in pixels of the original 
 the model gets them numbered and listed in its own box convention after the image, and
 answers per proposal keep/drop and a name (a rename), plus in `objects` / `people` only
 what the detector missed, with boxes it draws itself. This is the hybrid of
-/work/shared/reference/vlm-grounding.md §2.3 item 4 ("Detector proposals + VLM
+`shared/reference/vlm-grounding.md` §2.3 item 4 ("Detector proposals + VLM
 verification: generic detector proposes, VLM answers True/False per box ... beats
 selection prompting" [arXiv 2509.09958]) and item 6 (a discrete choice instead of
 regression: the model picks numbered boxes rather than writing coordinates).
