@@ -608,3 +608,28 @@ def _sorted(value: Any) -> Any:
     if isinstance(value, list):
         return [_sorted(v) for v in value]
     return value
+
+
+def test_serve_with_embeddings_only_needs_no_model_endpoint(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sim: Simulator
+) -> None:
+    """A vectorize-only migration: an embedding backend and no model endpoint starts the
+    server (analysis by the local engine, said at startup); without either it still fails."""
+    from endpoint_env import clear_endpoint_env
+
+    clear_endpoint_env(monkeypatch)
+    for name in ("BACKEND", "MODEL", "BASE_URL", "API_KEY"):
+        monkeypatch.delenv(f"VIEWFINDER_EMBED_{name}", raising=False)
+    monkeypatch.delenv("COHERE_API_KEY", raising=False)
+    monkeypatch.setattr(server_module, "run", lambda settings, **_: seen.append(settings))
+    monkeypatch.setenv("VIEWFINDER_CACHE_DIR", str(tmp_path))
+    seen: list[ServerSettings] = []
+    flags = ("--embed-backend", "cohere", "--embed-base-url", sim.endpoint)
+    result = CliRunner().invoke(cli_app, ["serve", "--api-key", KEY, *flags])
+    assert result.exit_code == 0, result.output
+    (settings,) = seen
+    assert settings.embedder is not None and settings.analyzer is not None
+    assert not settings.analyzer.has_endpoint and "no model endpoint" in result.output
+    settings.analyzer.close()
+    refused = CliRunner().invoke(cli_app, ["serve", "--api-key", KEY])
+    assert refused.exit_code == 2 and "No model endpoint is configured" in refused.output

@@ -302,11 +302,16 @@ def serve(
     )
     try:
         settings.validate()  # before the analyzer: an open server is refused first
-        analyzer = ImageAnalyzer(model=model, base_url=base_url)
-    except UserError as exc:
-        raise fail(str(exc)) from None
-    try:
         embedder = _embedder(embed_backend, embed_model, embed_base_url, embed_dimensions)
+        try:
+            analyzer = ImageAnalyzer(model=model, base_url=base_url)
+        except ConfigurationError:
+            if embedder is None or model or base_url:
+                raise
+            # Embeddings only (a vectorize-only migration): no model endpoint is needed;
+            # the analysis routes get the local engine (what it serves, it serves; other
+            # features are left out of the answers), and the startup line says so.
+            analyzer = ImageAnalyzer(engine="local")
     except UserError as exc:
         raise fail(str(exc)) from None
     settings = dataclasses.replace(settings, analyzer=analyzer, embedder=embedder)
@@ -324,10 +329,13 @@ def serve(
     auth = "no key (--no-auth)" if no_auth else plural(len(keys), "key")
     if entra is not None:
         auth += f", Entra ID tenant {entra.tenant} ({plural(len(entra.principals), 'principal')})"
-    err.print(
-        Text(f"viewfinder serve: {scheme}://{host}:{port}, {auth}, model {analyzer.model}"),
-        soft_wrap=True,
+    models = (
+        f"model {analyzer.model}"
+        if analyzer.has_endpoint
+        else "no model endpoint: analysis by the local engine only (people, smart crops, "
+        "read with the local extra; the other features are left out of the answers)"
     )
+    err.print(Text(f"viewfinder serve: {scheme}://{host}:{port}, {auth}, {models}"), soft_wrap=True)
     if embedder is None:
         err.print(
             Text(
