@@ -75,6 +75,7 @@ from viewfinder.cli.options import (
     NoCacheOption,
     ReadGeometryChoice,
     ReadGeometryOption,
+    RpmOption,
     allow_hosts_of,
     features_callback,
     features_of,
@@ -382,10 +383,7 @@ def batch(
     ] = None,
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
-    rpm: Annotated[
-        int | None,
-        typer.Option(help="Requests per minute (default: learned from the headers).", min=1),
-    ] = None,
+    rpm: RpmOption = None,
     tpm: Annotated[
         int | None,
         typer.Option(help="Tokens per minute (default: learned from the headers).", min=1),

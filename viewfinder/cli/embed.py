@@ -55,7 +55,7 @@ from viewfinder.cli.batch import (
     duration_text,
     read_done_ids,
 )
-from viewfinder.cli.options import EXIT_IMAGE_FAILED, EXIT_OK, EXIT_USAGE
+from viewfinder.cli.options import EXIT_IMAGE_FAILED, EXIT_OK, EXIT_USAGE, RpmOption
 from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
 
 if TYPE_CHECKING:  # httpx2, Pillow: imported when the command runs
@@ -274,10 +274,7 @@ def embed(
         int | None, typer.Option(help="Vector length (default: 1,024 where allowed).", min=1)
     ] = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight at once.", min=1)] = 4,
-    rpm: Annotated[
-        int | None,
-        typer.Option(help="Requests per minute (default: learned from the headers).", min=1),
-    ] = None,
+    rpm: RpmOption = None,
     max_dollars: Annotated[
         float | None,
         typer.Option(help="Stop starting requests once this many dollars are spent."),

@@ -34,6 +34,7 @@ __all__ = [
     "ModelOption",
     "NoCacheOption",
     "ObjectParentsOption",
+    "RpmOption",
     "TagHintsOption",
     "allow_hosts_of",
     "features_callback",
@@ -64,6 +65,12 @@ BaseUrlOption: TypeAlias = Annotated[
     typer.Option(help="OpenAI-compatible endpoint; default OPENAI_BASE_URL.", metavar="URL"),
 ]
 """`--base-url`, for every command that builds an analyzer."""
+
+RpmOption: TypeAlias = Annotated[
+    int | None,
+    typer.Option(help="Requests per minute (default: learned from the headers).", min=1),
+]
+"""`--rpm`, for the commands that pace a run (batch, embed)."""
 
 DetailOption: TypeAlias = Annotated[
     DetailChoice, typer.Option(help="Image detail sent to the model.", case_sensitive=False)
