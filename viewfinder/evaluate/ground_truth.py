@@ -36,7 +36,7 @@ from viewfinder.evaluate.coco import (
     detections_of,
     score_coco,
 )
-from viewfinder.evaluate.report import find_image
+from viewfinder.evaluate.report import find_image, stored_result
 from viewfinder.schemas.result import ImageAnalysisResult
 
 __all__ = [
@@ -97,16 +97,6 @@ def _image_path(image: CocoImage, images_dir: Path) -> Path:
     return found
 
 
-def _stored(
-    image: CocoImage, stored: Mapping[str, tuple[ImageAnalysisResult, float | None]]
-) -> tuple[ImageAnalysisResult, float | None]:
-    name = Path(image.file_name).name
-    entry = stored.get(name) or stored.get(Path(name).stem)
-    if entry is None:
-        raise LookupError(f"no successful result for {name!r} in the viewfinder batch output")
-    return entry
-
-
 def run_ground_truth(
     truth: CocoGroundTruth,
     images_dir: str | Path | None,
@@ -141,7 +131,7 @@ def run_ground_truth(
         latency: float | None = None
         try:
             if stored is not None:
-                result, cost = _stored(image, stored)
+                result, cost = stored_result(Path(image.file_name).name, stored)
             elif analyzer is not None and images_dir is not None:
                 path = _image_path(image, Path(images_dir))
                 start = time.perf_counter()

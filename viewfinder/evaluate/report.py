@@ -50,6 +50,7 @@ __all__ = [
     "compare_images",
     "find_image",
     "load_azure",
+    "stored_result",
     "write_report",
 ]
 
@@ -207,16 +208,28 @@ def load_viewfinder_batch(path: str | Path) -> dict[str, tuple[ImageAnalysisResu
     return found
 
 
+def stored_result(
+    name: str, stored: Mapping[str, tuple[ImageAnalysisResult, float | None]]
+) -> tuple[ImageAnalysisResult, float | None]:
+    """The stored result (and its cost) of image `name`, by its file name or stem, from
+    `load_viewfinder_batch`'s mapping.
+
+    Raises:
+        LookupError: The batch output holds no successful result for it.
+    """
+    entry = stored.get(name) or stored.get(Path(name).stem)
+    if entry is None:
+        raise LookupError(f"no successful result for {name!r} in the viewfinder batch output")
+    return entry
+
+
 def _compare_stored(
     name: str,
     azure: ImageAnalysisResult,
     stored: Mapping[str, tuple[ImageAnalysisResult, float | None]],
     synonyms: Mapping[str, str] | None,
 ) -> ImageReport:
-    entry = stored.get(name) or stored.get(Path(name).stem)
-    if entry is None:
-        raise LookupError(f"no successful result for {name!r} in the viewfinder batch output")
-    result, cost = entry
+    result, cost = stored_result(name, stored)
     return ImageReport(
         image=name,
         scores=compare_results(result, azure, synonyms=synonyms),
