@@ -228,7 +228,7 @@ def test_located_lines_are_ink_tight_where_read_and_the_detector_s_region_where_
     )
 
     unread = tight[1:]  # the recogniser reads every line but the first
-    monkeypatch.setattr(read, "_read_lines", lambda oriented: unread)
+    monkeypatch.setattr(read, "_lines_of", lambda raw, size: unread)
     located = locate_text_lines(image)
     assert located[0].polygon == padded[0] and not located[0].words
     assert [region.polygon for region in located[1:]] == [line.polygon for line in unread]

@@ -252,12 +252,28 @@ def _read_lines(oriented: Image.Image) -> list[ReadLine]:
     engine = _get_engine()
     bgr = _to_bgr(oriented)
     with engine.lock:
-        raw = _recognise(engine, bgr)
+        raw = _recognise(engine, bgr, _detect(engine, bgr))
+    return _lines_of(raw, oriented.size)
+
+
+def _lines_of(raw: list[_Line], size: tuple[int, int]) -> list[ReadLine]:
+    """Recognised lines as the schema's: confident ones, pieces joined, reading order."""
     lines = _merge_pieces([line for line in raw if line.confidence >= MIN_LINE_CONFIDENCE])
     order = reading_order([line.frame for line in lines])
-    width, height = oriented.size
+    width, height = size
     read_lines = [lines[index].to_schema(width, height) for index in order]
     return [line for line in read_lines if line.words]
+
+
+def _regions_of(boxes: list[FloatArray], size: tuple[int, int]) -> list[TextRegion]:
+    """The detector's boxes as regions: pieces of one line joined, reading order."""
+    frames = [[(float(x), float(y)) for x, y in _frame_of(box)] for box in boxes]
+    found = _merge_pieces([_Line(frame, "", 1.0, upright=_is_upright(frame)) for frame in frames])
+    width, height = size
+    return [
+        TextRegion(polygon=_polygon(found[index].frame, width, height))
+        for index in reading_order([line.frame for line in found])
+    ]
 
 
 @dataclass(frozen=True)
@@ -306,13 +322,7 @@ def detect_text_regions(image: Image.Image, *, words: bool = False) -> list[Text
     bgr = _to_bgr(oriented)
     with engine.lock:
         boxes = _detect(engine, bgr)
-    frames = [[(float(x), float(y)) for x, y in _frame_of(box)] for box in boxes]
-    found = _merge_pieces([_Line(frame, "", 1.0, upright=_is_upright(frame)) for frame in frames])
-    width, height = oriented.size
-    return [
-        TextRegion(polygon=_polygon(found[index].frame, width, height))
-        for index in reading_order([line.frame for line in found])
-    ]
+    return _regions_of(boxes, oriented.size)
 
 
 def locate_text_lines(image: Image.Image) -> list[TextRegion]:
@@ -326,16 +336,21 @@ def locate_text_lines(image: Image.Image) -> list[TextRegion]:
     bounding box) takes that line's polygon and words; a region with none (text the
     recogniser could not read, which a model may still read) or several keeps the
     detector's polygon and no words. Regions stay in the detector's reading order. The
-    detector runs twice (once within the read): simple, and a fraction of the read's time.
+    detector runs once; its boxes give both the regions and the lines read.
 
     Raises:
         ImportError: rapidocr is not installed (`pip install 'viewfinder[local]'`).
     """
     oriented = ImageOps.exif_transpose(image)
-    tight = _read_lines(oriented)
+    engine = _get_engine()
+    bgr = _to_bgr(oriented)
+    with engine.lock:
+        boxes = _detect(engine, bgr)
+        raw = _recognise(engine, bgr, boxes)
+    tight = _lines_of(raw, oriented.size)
     located = []
     used: set[int] = set()
-    for region in detect_text_regions(oriented, words=False):
+    for region in _regions_of(boxes, oriented.size):
         xs = [p.x for p in region.polygon.points]
         ys = [p.y for p in region.polygon.points]
         inside = [
@@ -497,11 +512,10 @@ class _Char:
     probability: float
 
 
-def _recognise(engine: _Engine, bgr: ByteArray) -> list[_Line]:
-    """Detect, classify and recognise every line; geometry still in float pixels."""
+def _recognise(engine: _Engine, bgr: ByteArray, boxes: list[FloatArray]) -> list[_Line]:
+    """Classify and recognise every detected line; geometry still in float pixels."""
     import numpy as np
 
-    boxes = _detect(engine, bgr)
     if not boxes:
         return []
     frames = [_frame_of(box) for box in boxes]
