@@ -92,6 +92,18 @@ class ChatCompletions:
         else:
             self._stats.errors += 1
 
+    def _enter(self) -> None:
+        """Count an admitted request in flight; caller holds the lock."""
+        self._in_flight += 1
+        self._stats.in_flight_max = max(self._stats.in_flight_max, self._in_flight)
+
+    def _leave(self, n: int, status: int) -> None:
+        """An admitted request is answered: out of flight, its outcome counted."""
+        with self._lock:
+            self._in_flight -= 1
+            self._in_flight_ends.pop(n, None)
+            self._count(status)
+
     def _expire(self, now: float) -> None:
         """Drop window entries older than the window; caller holds the lock."""
         while self._window and self._window[0][0] <= now - self.rate_window:
@@ -217,8 +229,7 @@ class ChatCompletions:
             if limited is not None:
                 self._count(429)
                 return limited
-            self._in_flight += 1
-            self._stats.in_flight_max = max(self._stats.in_flight_max, self._in_flight)
+            self._enter()
             reply = self._queue.popleft() if self._queue else None
             ratelimit_headers = self._ratelimit_headers(now)
             planned = self.latency + (reply.delay if reply is not None else 0.0)
@@ -254,10 +265,7 @@ class ChatCompletions:
             status = response.status
             return self._finish(response, n, ratelimit_headers)
         finally:
-            with self._lock:
-                self._in_flight -= 1
-                self._in_flight_ends.pop(n, None)
-                self._count(status)
+            self._leave(n, status)
 
     @staticmethod
     def _finish(response: Response, n: int, ratelimit_headers: dict[str, str]) -> Response:

@@ -110,8 +110,7 @@ class Embeddings:
             if limited is not None:
                 sim._count(429)
                 return cast(Response, limited)
-            sim._in_flight += 1
-            sim._stats.in_flight_max = max(sim._stats.in_flight_max, sim._in_flight)
+            sim._enter()
             headers = sim._ratelimit_headers(now)
             sim._in_flight_ends[n] = now + sim.latency
         status = 500
@@ -122,10 +121,7 @@ class Embeddings:
             status = response.status
             return cast(Response, sim._finish(response, n, headers))
         finally:
-            with sim._lock:
-                sim._in_flight -= 1
-                sim._in_flight_ends.pop(n, None)
-                sim._count(status)
+            sim._leave(n, status)
 
     def _cohere(self, body: dict[str, Any]) -> Response:
         images = body.get("images") or []
