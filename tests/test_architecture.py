@@ -61,6 +61,7 @@ ALLOWED: dict[str, set[str]] = {
     "compat": {"errors", "schemas", "prepare", "build", "engine", "analyzers"},
     "azure": {"errors", "schemas", "build", "compat", "analyzers"},
     "evaluate": {"errors", "schemas", "prepare", "compat", "cost", "analyzers", "draw"},
+    "export": {"errors", "schemas", "batch"},  # batch: its record is what exports read
     "testing": {"errors", "schemas", "prepare", "engine", "analyzers"},
     "cli": {
         "errors",
@@ -75,6 +76,7 @@ ALLOWED: dict[str, set[str]] = {
         "compat",
         "embed",
         "evaluate",
+        "export",
         "draw",
         "__init__",
     },
