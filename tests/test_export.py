@@ -1,5 +1,5 @@
 """`viewfinder export` and `viewfinder.export` (COCO, YOLO, CSV, Parquet,
-pandas, Label Studio), each loaded by the real tool.
+pandas, Label Studio) and the notebook display, each loaded by the real tool.
 
 The batch output here is HAND-WRITTEN (no model ran): the two results of
 tests/export_samples.py, a retried image (an error line, then an ok line), an image that
@@ -9,6 +9,7 @@ only failed, and a torn last line.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 from cli_apps import one_command_app
 from export_samples import ROOM, STREET
+from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from typer.testing import CliRunner
@@ -24,7 +26,7 @@ from typer.testing import CliRunner
 from viewfinder import export
 from viewfinder.batch.records import BatchItem
 from viewfinder.cli.export import register
-from viewfinder.errors import UserError
+from viewfinder.errors import InvalidOptionError, UserError
 from viewfinder.schemas import ImageAnalysisResult
 
 
@@ -198,6 +200,20 @@ def test_label_studio_tasks_fit_their_labelling_config(run: Path) -> None:
     box, text = street["result"][-2:]  # the OCR line "exit": a rectangle and its text
     assert box["id"] == text["id"] and text["value"]["text"] == ["exit"]
     assert street["score"] == pytest.approx((0.8 + 0.6 + 0.7 + 0.75 + 0.8 + 1.0) / 6, abs=1e-4)
+
+
+# --- notebooks ------------------------------------------------------------------------------
+
+
+def test_a_preview_shows_the_summary_and_an_inline_thumbnail() -> None:
+    image = Image.new("RGB", (200, 100), "white")
+    shown = export.preview(STREET, image, max_side=50)
+    page = shown._repr_html_()
+    assert page.count("<img") == 1 and "src='data:image/jpeg;base64," in page
+    assert "http" not in page
+    assert Image.open(io.BytesIO(shown.thumbnail_jpeg())).size == (50, 25)
+    with pytest.raises(InvalidOptionError):
+        export.preview(STREET, image, max_side=10_000)
 
 
 # --- the command ----------------------------------------------------------------------------
