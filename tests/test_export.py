@@ -202,6 +202,18 @@ def test_label_studio_tasks_fit_their_labelling_config(run: Path) -> None:
     assert street["score"] == pytest.approx((0.8 + 0.6 + 0.7 + 0.75 + 0.8 + 1.0) / 6, abs=1e-4)
 
 
+def test_label_studio_sdk_accepts_the_predictions_where_installed(run: Path) -> None:
+    """Label Studio's own validator, where its SDK is installed (not in `[test]`: 2.1 pins
+    pyjwt < 2.14, which `[server]` cannot take). 2.1.2's `validate_task` calls
+    `validate_prediction()` without its argument, so each prediction is checked alone."""
+    sdk = pytest.importorskip("label_studio_sdk.label_interface")
+    features = ("objects", "people", "read", "dense_captions")
+    interface = sdk.LabelInterface(export.label_studio_config(run, features=features))
+    for task in export.to_label_studio(run, features=features):
+        (prediction,) = task["predictions"]
+        assert interface.validate_prediction(prediction, return_errors=True) == []
+
+
 # --- notebooks ------------------------------------------------------------------------------
 
 
