@@ -140,7 +140,8 @@ class ImageAnalysisResult(BaseModel):
         Each detection has its box as `xyxy` (pixels of the original image), its
         `confidence`, a `class_id` per distinct name in order of first appearance (as
         `sv.Detections.from_azure_analyze_image` numbers them) and its name in
-        `data["class_name"]`. Features apart can be joined with `sv.Detections.merge`.
+        `data["class_name"]` (class ids restart with each feature: to merge features with
+        `sv.Detections.merge`, tell classes apart by name).
 
         Args:
             feature: `objects` (class: the object's name), `people` (`person`),
