@@ -61,6 +61,8 @@ ALLOWED: dict[str, set[str]] = {
     "compat": {"errors", "schemas", "prepare", "build", "engine", "analyzers"},
     "azure": {"errors", "schemas", "build", "compat", "analyzers"},
     "evaluate": {"errors", "schemas", "prepare", "compat", "cost", "analyzers", "draw"},
+    # batch: its record is what exports read; draw: a result beside its drawn image
+    "export": {"errors", "schemas", "batch", "draw"},
     "testing": {"errors", "schemas", "prepare", "engine", "analyzers"},
     "cli": {
         "errors",
@@ -75,6 +77,7 @@ ALLOWED: dict[str, set[str]] = {
         "compat",
         "embed",
         "evaluate",
+        "export",
         "draw",
         "__init__",
     },

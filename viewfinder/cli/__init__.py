@@ -34,6 +34,7 @@ from viewfinder.cli import batch as batch_command
 from viewfinder.cli import compare as compare_command
 from viewfinder.cli import cost as cost_command
 from viewfinder.cli import embed as embed_command
+from viewfinder.cli import export as export_command
 from viewfinder.cli import serve as serve_command
 
 __all__ = ["app", "main"]
@@ -76,6 +77,7 @@ batch_command.register(app)
 compare_command.register(app)
 cost_command.register(app)
 embed_command.register(app)
+export_command.register(app)
 
 
 class _CacheWarnings(logging.Handler):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +24,11 @@ from viewfinder.schemas.features import (
     ReadResult,
     Tag,
 )
+
+if TYPE_CHECKING:  # supervision (numpy, matplotlib, scipy) loads only in to_supervision
+    import supervision as sv
+
+    from viewfinder.schemas.regions import RegionFeature
 
 __all__ = ["AnalysisRun", "ImageAnalysisResult", "ImageMetadata", "Usage"]
 
@@ -127,6 +132,36 @@ class ImageAnalysisResult(BaseModel):
         from viewfinder.compat.rest import to_azure_json
 
         return to_azure_json(self)
+
+    def to_supervision(self, feature: RegionFeature = "objects") -> sv.Detections:
+        """One feature's findings as supervision's `sv.Detections`, for its annotators,
+        trackers and metrics.
+
+        Each detection has its box as `xyxy` (pixels of the original image), its
+        `confidence`, a `class_id` per distinct name in order of first appearance (as
+        `sv.Detections.from_azure_analyze_image` numbers them) and its name in
+        `data["class_name"]` (class ids restart with each feature: to merge features with
+        `sv.Detections.merge`, tell classes apart by name).
+
+        Args:
+            feature: `objects` (class: the object's name), `people` (`person`),
+                `dense_captions` (the caption), `read` (each line: its text, its
+                polygon's bounds, the mean of its words' confidences), `brands` (the
+                brand) or `faces` (`face`). A feature not requested gives no detections.
+
+        Raises:
+            InvalidOptionError: `feature` has no boxes.
+            ImportError: supervision is not installed (`pip install 'viewfinder[supervision]'`).
+        """
+        from viewfinder.schemas.regions import to_supervision
+
+        return to_supervision(self, feature)
+
+    def _repr_html_(self) -> str:
+        """A compact HTML summary for notebooks: caption, tags, counts, usage."""
+        from viewfinder.schemas.html import summary_html
+
+        return summary_html(self)
 
 
 class AnalysisRun(BaseModel, Generic[T]):
