@@ -50,21 +50,9 @@ from typing import Any, cast
 
 from PIL import Image
 
+from viewfinder.evaluate.compare import error_rate
+
 ASSETS = Path(__file__).resolve().parent.parent / "tests" / "assets" / "ocr"
-
-
-def levenshtein(a: list[str] | str, b: list[str] | str) -> int:
-    """Edit distance (insertions, deletions, substitutions) between two sequences."""
-    if len(a) < len(b):
-        a, b = b, a
-    previous = list(range(len(b) + 1))
-    for i, item in enumerate(a, 1):
-        current = [i]
-        for j, other in enumerate(b, 1):
-            substitute = previous[j - 1] + (item != other)
-            current.append(min(previous[j] + 1, current[j - 1] + 1, substitute))
-        previous = current
-    return previous[-1]
 
 
 def normalise(lines: list[str]) -> str:
@@ -75,9 +63,7 @@ def normalise(lines: list[str]) -> str:
 def error_rates(found: list[str], truth: list[str]) -> tuple[float, float]:
     """(CER, WER) of `found` against `truth`."""
     reference, hypothesis = normalise(truth), normalise(found)
-    cer = levenshtein(hypothesis, reference) / len(reference)
-    wer = levenshtein(hypothesis.split(), reference.split()) / len(reference.split())
-    return cer, wer
+    return error_rate(hypothesis, reference), error_rate(hypothesis.split(), reference.split())
 
 
 def _median_seconds(run: Callable[[], object], repeat: int) -> tuple[float, float]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 import pytest
@@ -162,6 +164,55 @@ def test_wer_and_levenshtein_edge_cases() -> None:
     assert error_rate(["the", "cat", "sat"], ["the", "cat", "sat", "down"]) == 0.25
     assert error_rate("", "") == 0.0
     assert error_rate("x", "") == 1.0
+
+
+def _table_levenshtein(a: Sequence[Hashable], b: Sequence[Hashable]) -> int:
+    """The pure-Python edit distance `levenshtein` replaced (issue 18): the oracle."""
+    previous = list(range(len(b) + 1))
+    for i, item_a in enumerate(a, start=1):
+        current = [i]
+        for j, item_b in enumerate(b, start=1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (item_a != item_b))
+            )
+        previous = current
+    return previous[-1]
+
+
+def _edited(text: str, rng: random.Random) -> str:
+    """`text` with about one character in ten substituted, deleted or inserted."""
+    alphabet = "aeiouxyz019 éßøЖж中文😀\u0301"  # accents, CJK, an emoji, a combining accent
+    out: list[str] = []
+    for char in text:
+        roll = rng.random()
+        if roll < 0.04:
+            out.append(rng.choice(alphabet))
+        elif roll < 0.07:
+            continue
+        elif roll < 0.1:
+            out.extend((char, rng.choice(alphabet)))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def test_levenshtein_gives_the_old_tables_numbers_on_the_ocr_ground_truth() -> None:
+    truth = json.loads((Path(__file__).parent / "assets" / "ocr" / "ground_truth.json").read_text())
+    pages = ["\n".join(lines) for lines in truth.values()]
+    rng = random.Random(18)
+    pairs = [(_edited(page, rng), page) for page in pages for _ in range(2)]
+    pairs += [(a, b) for i, a in enumerate(pages) for b in pages[i + 1 :]]  # different pages
+    pairs += [("", ""), ("", "abc"), ("abc", ""), ("é", "é"), ("ß", "ss"), ("😀a", "a😀")]
+    pairs += [("e\u0301", "é"), ("中文字", "中字"), ("Жж", "жЖ"), ("a" * 40, "b" * 3)]
+    for hypothesis, reference in pairs:
+        old = _table_levenshtein(hypothesis, reference)
+        assert levenshtein(hypothesis, reference) == old
+        assert levenshtein(reference, hypothesis) == old
+        if reference:
+            assert error_rate(hypothesis, reference) == old / len(reference)
+        words, reference_words = hypothesis.split(), reference.split()
+        assert levenshtein(words, reference_words) == _table_levenshtein(words, reference_words)
+    assert levenshtein("e\u0301", "é") == 2  # code points, not graphemes, as before
 
 
 def test_caption_token_f1_of_known_sentences() -> None:

@@ -20,9 +20,11 @@ from typer.testing import CliRunner
 from viewfinder.cli.cost import FROM_NOTICE, read_run, register
 
 ASSETS = Path(__file__).parent / "assets"
-# USD per 1M tokens: input 0.4, cached input 0.1, output 1.6; Batch API half.
+# USD per 1M tokens: input 0.4, cached input 0.1, output 1.6; Batch API half. No other
+# model has a price (genai-prices off).
 PRICES = {
     "batch_discount": 0.5,
+    "genai_prices": False,
     "models": {"gpt-4.1-mini": {"input": 0.4, "cached_input": 0.1, "output": 1.6}},
 }
 HAND_WRITTEN = [

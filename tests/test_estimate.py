@@ -380,7 +380,9 @@ def test_model_without_a_price(
     analyzer: ImageAnalyzer, cat_image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prices = tmp_path / "prices.json"
-    prices.write_text('{"models": {"gpt-4.1-mini": {"input": 0.4, "output": 1.6}}}')
+    prices.write_text(
+        '{"models": {"gpt-4.1-mini": {"input": 0.4, "output": 1.6}}, "genai_prices": false}'
+    )
     monkeypatch.setenv("VIEWFINDER_PRICES", str(prices))
     estimate = estimate_request(analyzer, cat_image, ["caption"], model="o3")
     assert estimate.image_tokens == 75 + 150

@@ -24,6 +24,7 @@ from PIL import Image, ImageOps
 
 pytest.importorskip("rapidocr", reason="the local extra is not installed")
 
+from viewfinder.evaluate.compare import error_rate, levenshtein
 from viewfinder.local import read as local_read
 from viewfinder.local.read import detect_text_regions, read_text, reading_order
 from viewfinder.schemas.features import ReadResult
@@ -45,21 +46,6 @@ LINE_COUNT_SLACK = {"page.png": 1}
 # --- measuring --------------------------------------------------------------------------
 
 
-def levenshtein(a: list[str] | str, b: list[str] | str) -> int:
-    """Edit distance (insertions, deletions, substitutions) between two sequences."""
-    if len(a) < len(b):
-        a, b = b, a
-    previous = list(range(len(b) + 1))
-    for i, item in enumerate(a, 1):
-        current = [i]
-        for j, other in enumerate(b, 1):
-            current.append(
-                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (item != other))
-            )
-        previous = current
-    return previous[-1]
-
-
 def normalise(lines: list[str]) -> str:
     """Lines in reading order joined with newlines, runs of spaces as one."""
     return "\n".join(" ".join(line.split()) for line in lines if line.strip())
@@ -67,14 +53,12 @@ def normalise(lines: list[str]) -> str:
 
 def cer(found: list[str], truth: list[str]) -> float:
     """Character error rate: edit distance over the reference's length."""
-    reference = normalise(truth)
-    return levenshtein(normalise(found), reference) / len(reference)
+    return error_rate(normalise(found), normalise(truth))
 
 
 def wer(found: list[str], truth: list[str]) -> float:
     """Word error rate: word-level edit distance over the reference's word count."""
-    reference = normalise(truth).split()
-    return levenshtein(normalise(found).split(), reference) / len(reference)
+    return error_rate(normalise(found).split(), normalise(truth).split())
 
 
 # --- reading each image once ------------------------------------------------------------

@@ -137,11 +137,10 @@ def _price_line(line: RunLine, model: str | None) -> tuple[float | None, float |
     price = None if model is None else table.price_for(model)
     if price is None:
         return (None, None) if line.usage.total_tokens else (0.0, 0.0)
-    discount = table.batch_discount if line.batch_priced else 1.0
     uncached = line.usage.model_copy(update={"cached_input_tokens": 0})
     return (
-        price.cost(line.usage, batch_discount=discount),
-        price.cost(uncached, batch_discount=discount),
+        table.cost(price, line.usage, batch=line.batch_priced),
+        table.cost(price, uncached, batch=line.batch_priced),
     )
 
 
