@@ -36,7 +36,14 @@ if TYPE_CHECKING:
 
     from viewfinder.prepare.load import ImageInput, LoadedImage
 
-__all__ = ["COMPARED_FEATURES", "DRAWN_FEATURES", "OUTCOME_COLOURS", "draw", "draw_comparison"]
+__all__ = [
+    "COMPARED_FEATURES",
+    "DRAWN_FEATURES",
+    "OUTCOME_COLOURS",
+    "draw",
+    "draw_comparison",
+    "features_to_draw",
+]
 
 RGB = tuple[int, int, int]
 Colour: TypeAlias = "RGB | str"
@@ -244,7 +251,7 @@ def draw_comparison(
     if not 0.0 <= iou_threshold <= 1.0:
         raise InvalidOptionError(f"iou_threshold must be within 0-1, not {iou_threshold}")
     _check_confidence(min_confidence)
-    wanted = _wanted(features, COMPARED_FEATURES)
+    wanted = features_to_draw(features, COMPARED_FEATURES)
     palette = _palette(colors, set(OUTCOME_COLOURS))
     base = _open(image, allow_hosts)
     _check_size(ours, base)
@@ -275,7 +282,7 @@ def _prepare(
         raise InvalidOptionError(f"draw needs a pydantic model, not {type(result).__name__}")
     _check_confidence(min_confidence)
     analysis = isinstance(result, ImageAnalysisResult)
-    wanted = _wanted(features, DRAWN_FEATURES) if analysis else None
+    wanted = features_to_draw(features, DRAWN_FEATURES) if analysis else None
     palette = _palette(colors, None)
     base = _open(image, allow_hosts)
     _check_size(result, base)
@@ -316,8 +323,21 @@ def _check_confidence(value: float) -> None:
         raise InvalidOptionError(f"min_confidence must be within 0-1, not {value}")
 
 
-def _wanted(features: Collection[str] | None, known: tuple[str, ...]) -> set[str]:
-    """The features asked for, in snake case; all of `known` when none are named."""
+def features_to_draw(
+    features: Collection[str] | None, known: tuple[str, ...] = DRAWN_FEATURES
+) -> set[str]:
+    """The features named, in snake case (`"denseCaptions"` -> `"dense_captions"`).
+
+    Args:
+        features: Names, or one name; None for all of `known`.
+        known: What may be named: `DRAWN_FEATURES` (`draw`) or `COMPARED_FEATURES`.
+
+    Returns:
+        The chosen names.
+
+    Raises:
+        InvalidOptionError: A name is not in `known`.
+    """
     if features is None:
         return set(known)
     names = [features] if isinstance(features, str) else list(features)
