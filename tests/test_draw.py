@@ -332,6 +332,18 @@ def test_labels_stay_inside_the_image_and_apart() -> None:
             assert not _overlaps(rect, other), (rect, other)
 
 
+def test_labels_without_room_are_left_out_not_stacked() -> None:
+    objects = [
+        DetectedObject(name=f"thing {n}", confidence=0.5, box=_box(n, n, 30, 20)) for n in range(12)
+    ]
+    result = _result(60, 40, objects=objects)
+    layout = _layout(_prepare(result, _grey(60, 40), **_options(legend=False)))
+    rects = [label.rect for label in layout.labels]
+    assert 0 < len(rects) < 12
+    for index, rect in enumerate(rects):
+        assert all(not _overlaps(rect, other) for other in rects[index + 1 :])
+
+
 def test_a_label_wider_than_the_image_is_shortened_to_fit() -> None:
     long = DetectedObject(name="x" * 40, confidence=0.5, box=_box(10, 40, 30, 30))
     layout = _layout(_prepare(_result(80, 100, objects=[long]), _grey(80, 100), **_options()))

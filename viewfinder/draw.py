@@ -12,7 +12,8 @@ supervision pulls OpenCV, matplotlib and scipy into an optional extra at most, a
 drawing should not look different depending on what else is installed. Each label takes
 the first free spot of eight around its shape's corners, else the free spot nearest to
 its shape (with a leader line back to it), never overlapping another label, the legend
-or the caption banner while a free spot exists, and always inside the image.
+or the caption banner, and always inside the image; a label with no free spot left is
+left out rather than drawn over another.
 """
 
 from __future__ import annotations
@@ -149,7 +150,8 @@ def draw(
 
     Each group (an object name, people, read lines, a custom schema's field) has its own
     colour and a row in the legend, in a corner the marks cover least. Labels stay inside
-    the image and off each other, the legend and the caption. Line widths and the font
+    the image and off each other, the legend and the caption (one with no free spot left
+    is left out: `labels=False` or `features=` thin crowded drawings). Line widths and the font
     size (Pillow's default font) scale with the image. The input is never modified; with
     nothing to draw the copy equals the loaded image.
 
@@ -695,10 +697,12 @@ def _bounds(points: Sequence[tuple[int, int]]) -> Rect:
     return (min(xs), min(ys), max(xs) + 1, max(ys) + 1)
 
 
-def _place(tag: tuple[int, int], shape: Rect, size: tuple[int, int], taken: list[Rect]) -> Rect:
+def _place(
+    tag: tuple[int, int], shape: Rect, size: tuple[int, int], taken: list[Rect]
+) -> Rect | None:
     """A tag's rectangle inside the image: the first free spot at the shape's corners
-    (above, inside, below), else the free spot nearest above its top-left, else above it
-    overlapping (only when the image has no room left)."""
+    (above, inside, below), else the free spot nearest above its top-left; None when no
+    spot is free (an overlapped label is unreadable and hides the one beneath)."""
     width, height = size
     w, h = min(tag[0], width), min(tag[1], height)
     x0, y0, x1, y1 = shape
@@ -720,10 +724,7 @@ def _place(tag: tuple[int, int], shape: Rect, size: tuple[int, int], taken: list
         {at(x, y) for x in xs for y in range(0, height - h + 1, max(1, h // 2))},
         key=lambda r: (abs(r[0] - x0) + abs(r[1] - (y0 - h)), r),
     )
-    for rect in far:
-        if free(rect):
-            return rect
-    return near[0]
+    return next((rect for rect in far if free(rect)), None)
 
 
 def _fit(pen: ImageDraw.ImageDraw, text: str, font: Font, room: int) -> str:
@@ -799,6 +800,8 @@ class _Drawing:
                 tag = (text_w + 2 * style.pad, text_h + 2 * style.pad)
                 shape = shapes[index]
                 rect = _place(tag, shape, size, taken)
+                if rect is None:
+                    continue
                 taken.append(rect)
                 near = (shape[0] - 2, shape[1] - 2, shape[2] + 2, shape[3] + 2)
                 placed.append(_Label(index, text, rect, not _overlaps(rect, near)))
@@ -839,11 +842,13 @@ class _Drawing:
                 pen.rectangle((x0, y0, max(x0, x1), max(y0, y1)), outline=colour, width=line)
             else:
                 pen.line([*points, points[0]], fill=colour, width=line, joint="curve")
-        for label in layout.labels:
-            mark = self.marks[label.mark]
-            tint = self.colours[mark.group]
+        for label in layout.labels:  # leader lines first: no line crosses a tag
             if label.detached:
+                mark = self.marks[label.mark]
+                tint = self.colours[mark.group]
                 _leader(pen, label.rect, _bounds(mark.points), tint, style.thin)
+        for label in layout.labels:
+            tint = self.colours[self.marks[label.mark].group]
             x0, y0, x1, y1 = label.rect
             pen.rectangle((x0, y0, x1 - 1, y1 - 1), fill=(*tint, 255))
             pen.text((x0 + style.pad, y0 + style.pad), label.text, fill=_ink(tint), font=style.font)
