@@ -19,7 +19,7 @@ left out rather than drawn over another.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
@@ -464,7 +464,7 @@ def _result_marks(result: ImageAnalysisResult) -> Iterator[_Mark]:
         yield _Mark(_corners(obj.box), label, name, "objects", confidence=obj.confidence)
 
 
-def _canonical(synonyms: Mapping[str, str] | None, ignore_names: bool) -> Any:
+def _canonical(synonyms: Mapping[str, str] | None, ignore_names: bool) -> Callable[[str], str]:
     """How object names compare: as `viewfinder.evaluate.compare` compares them."""
     table = {k.strip().lower(): v.strip().lower() for k, v in (synonyms or {}).items()}
 
@@ -486,7 +486,7 @@ class _Side:
     confidences: list[float] = field(default_factory=list)
 
 
-def _side(result: ImageAnalysisResult, feature: str, canon: Any) -> _Side | None:
+def _side(result: ImageAnalysisResult, feature: str, canon: Callable[[str], str]) -> _Side | None:
     """`result`'s items of `feature`, or None when it does not hold the feature."""
     side = _Side()
     if feature == "read":
@@ -521,7 +521,7 @@ def _comparison_marks(
     wanted: set[str],
     threshold: float,
     min_confidence: float,
-    canon: Any,
+    canon: Callable[[str], str],
 ) -> tuple[list[_Mark], dict[Outcome, int]]:
     """Every compared item as a mark of its outcome, and how many of each."""
     marks: list[_Mark] = []
