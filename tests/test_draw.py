@@ -429,3 +429,11 @@ def test_comparison_draws_read_lines_and_people_and_skips_what_one_side_lacks() 
     assert drawn.size == (300, 200)
     with pytest.raises(vf.InvalidOptionError, match="100x100"):
         draw_comparison(_grey(), ours, _result(100, 100))
+
+
+def test_groups_sharing_a_feature_colour_share_one_legend_row() -> None:
+    cup = DetectedObject(name="cup", confidence=0.9, box=_box(160, 20, 40, 40))
+    result = _result(objects=[LAPTOP, cup], people=[PERSON])
+    drawing = _prepare(result, _grey(), **_options(colors={"objects": "orange"}))
+    rows = [(text, colour) for text, colour, _ in _layout(drawing).legend_rows]
+    assert rows == [("person", drawing.colours["person"]), ("objects", (255, 165, 0))]

@@ -308,13 +308,27 @@ def _prepare(
             marks = [m for m in marks if m.feature in names or m.group in names]
     marks = [m for m in marks if m.confidence is None or m.confidence >= min_confidence]
     colours = _group_colours(marks, palette)
-    rows: list[tuple[str, RGB, Stroke]] = []
-    if legend:
-        seen: dict[str, Stroke] = {}
-        for mark in marks:
-            seen.setdefault(mark.group, mark.stroke)
-        rows = [(group, colours[group], stroke) for group, stroke in seen.items()]
+    rows = _legend_of(marks, colours) if legend else []
     return _Drawing(base, marks, caption, colours, rows, labels)
+
+
+def _legend_of(marks: Sequence[_Mark], colours: Mapping[str, RGB]) -> list[tuple[str, RGB, Stroke]]:
+    """A row per look (colour and stroke), in order of first use: named after its group,
+    or after the feature whose groups share it (`colors={"objects": ...}`)."""
+    looks: dict[tuple[RGB, Stroke], list[_Mark]] = {}
+    for mark in marks:
+        same = looks.setdefault((colours[mark.group], mark.stroke), [])
+        if all(other.group != mark.group for other in same):
+            same.append(mark)
+    rows: list[tuple[str, RGB, Stroke]] = []
+    for (colour, stroke), users in looks.items():
+        features = {mark.feature for mark in users}
+        if len(users) == 1 or len(features) > 1:
+            text = ", ".join(mark.group for mark in users)
+        else:
+            text = users[0].feature.replace("_", " ")
+        rows.append((_shorten(text), colour, stroke))
+    return rows
 
 
 # --- options ------------------------------------------------------------------------------
