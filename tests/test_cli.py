@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from viewfinder import __version__
 from viewfinder.cli import app
+from viewfinder.cli.analyze import _draw_targets
 from viewfinder.testing.simulator import Simulator
 
 CAPTION_AND_OBJECTS: dict[str, Any] = {
@@ -225,3 +226,46 @@ def test_draw_saves_the_annotated_image(
         assert drawn.size == original.size
         assert drawn.convert("RGB").tobytes() != original.convert("RGB").tobytes()
     assert len(sim.requests) == 1
+
+
+def test_draw_into_a_folder_names_each_drawing_after_its_image(
+    runner: CliRunner, sim: Simulator, image: Path, tmp_path: Path
+) -> None:
+    second = tmp_path / "second.png"
+    Image.new("RGB", (200, 100), "red").save(second)
+    sim.script(CAPTION_AND_OBJECTS, CAPTION_AND_OBJECTS)
+    folder = tmp_path / "drawn"  # not there yet: the trailing slash makes it a folder
+    options = ["--draw-features", "objects", "--draw-min-confidence", "0.5", "--draw-no-labels"]
+    args = analyze_args(sim, str(image), str(second), "-f", "caption,objects")
+    result = runner.invoke(app, [*args, "--draw", f"{folder}/", *options])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in folder.iterdir()) == ["second.png", "square.png"]
+    with Image.open(folder / "square.png") as drawn:
+        assert drawn.getpixel((0, 50)) != (255, 0, 0)  # the object's left edge
+        assert drawn.getpixel((2, 2)) == (255, 0, 0)  # no label above it
+        assert drawn.getpixel((150, 95)) == (255, 0, 0)  # no caption banner
+
+    sim.script(CAPTION_AND_OBJECTS, CAPTION_AND_OBJECTS)
+    result = runner.invoke(app, [*args, "--draw", str(tmp_path / "out.png")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out-square.png").is_file() and (tmp_path / "out-second.png").is_file()
+
+
+def test_draw_targets_are_named_after_the_inputs(tmp_path: Path) -> None:
+    images = ["a/cat.jpg", "b/cat.png", "https://example.com/img/My%20Dog.jpg?sig=x", "https://h/"]
+    folder = [p.name for p in _draw_targets(f"{tmp_path}/", images)]
+    assert folder == ["cat.png", "cat-2.png", "My_Dog.png", "image-4.png"]
+    assert _draw_targets(str(tmp_path), images)[0] == tmp_path / "cat.png"  # an existing folder
+    assert _draw_targets("out.png", ["a/cat.jpg"]) == [Path("out.png")]
+    assert [p.name for p in _draw_targets("out.png", images[:2])] == [
+        "out-cat.png",
+        "out-cat-2.png",
+    ]
+
+
+def test_draw_features_it_cannot_draw_are_refused(runner: CliRunner, image: Path) -> None:
+    result = runner.invoke(
+        app, ["analyze", str(image), "--draw", "x.png", "--draw-features", "tags"]
+    )
+    assert result.exit_code == 2
+    assert "tags" in result.output

@@ -17,7 +17,7 @@ from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from viewfinder.analyzers.features import ALL_FEATURES, Feature
-from viewfinder.draw import draw
+from viewfinder.draw import draw, draw_comparison
 from viewfinder.errors import (
     AuthenticationError,
     AzureInputError,
@@ -162,6 +162,7 @@ __all__ = [
     "aanalyze",
     "analyze",
     "draw",
+    "draw_comparison",
 ]
 
 _LAZY = {

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit
 
 import typer
 from rich.console import Console
@@ -41,8 +43,9 @@ from viewfinder.cli.options import (
     split_commas,
 )
 from viewfinder.cli.render import display_name, render_result, unserved_lines, usage_text
-from viewfinder.draw import draw
+from viewfinder.draw import DRAWN_FEATURES, draw, features_to_draw
 from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
+from viewfinder.prepare.inputs import is_url
 from viewfinder.schemas.result import Usage
 
 __all__ = ["analyze", "register"]
@@ -96,6 +99,52 @@ def _language_callback(value: str) -> str:
         raise typer.BadParameter(str(exc)) from None
 
 
+def _draw_features_callback(values: list[str] | None) -> list[str] | None:
+    """Fail fast (exit 2) on a feature `--draw` cannot draw."""
+    if values:
+        try:
+            features_to_draw(split_commas(values))
+        except InvalidOptionError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return values
+
+
+def _input_stem(source: str, index: int) -> str:
+    """A file name stem for an input: a path's own, or a URL's last segment made safe."""
+    if not is_url(source):
+        return Path(source).stem or f"image-{index}"
+    name = Path(unquote(urlsplit(source).path)).stem
+    return re.sub(r"[^\w.-]+", "_", name).strip("._") or f"image-{index}"
+
+
+def _is_folder(draw_path: str) -> bool:
+    """Whether `--draw` names a folder: an existing one, or a path ending in a slash."""
+    return draw_path.endswith(("/", "\\")) or Path(draw_path).is_dir()
+
+
+def _draw_targets(draw_path: str, images: Sequence[str]) -> list[Path]:
+    """Where `--draw` saves each image's drawing, named after the input.
+
+    A folder (an existing one, or a path ending in a slash) gets `<input stem>.png` per
+    image; a file path is the one image's drawing, or with several images
+    `<file stem>-<input stem><suffix>` beside it. Equal names get `-2`, `-3`, ...
+    """
+    folder, path = _is_folder(draw_path), Path(draw_path)
+    if not folder and len(images) == 1:
+        return [path]
+    targets: list[Path] = []
+    for index, source in enumerate(images, 1):
+        stem = _input_stem(source, index)
+        name = f"{stem}.png" if folder else f"{path.stem}-{stem}{path.suffix or '.png'}"
+        target = (path if folder else path.parent) / name
+        count = 1
+        while target in targets:
+            count += 1
+            target = target.with_stem(f"{Path(name).stem}-{count}")
+        targets.append(target)
+    return targets
+
+
 @contextlib.contextmanager
 def _progress(console: Console, message: str) -> Iterator[None]:
     """A spinner on stderr, only when stderr is a terminal."""
@@ -127,14 +176,40 @@ def analyze(
         bool, typer.Option("--json", help="Print one JSON object per image (JSON Lines).")
     ] = False,
     draw_path: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--draw",
-            help="Save an annotated copy of the image here (several images: OUT-<n>.png).",
-            metavar="PNG",
-            dir_okay=False,
+            help=(
+                "Save an annotated copy of the image: to this file, or into this folder "
+                "(DIR/) as <image name>.png per image (a file with several images: "
+                "FILE-<image name>.png)."
+            ),
+            metavar="PATH",
         ),
     ] = None,
+    draw_features: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--draw-features",
+            help=f"What --draw shows, comma-separated: {', '.join(DRAWN_FEATURES)} (default: all).",
+            callback=_draw_features_callback,
+            metavar="LIST",
+            show_default=False,
+        ),
+    ] = None,
+    draw_min_confidence: Annotated[
+        float,
+        typer.Option(
+            "--draw-min-confidence",
+            help="Leave out of --draw what has a lower confidence (0-1).",
+            min=0.0,
+            max=1.0,
+            metavar="FLOAT",
+        ),
+    ] = 0.0,
+    draw_no_labels: Annotated[
+        bool, typer.Option("--draw-no-labels", help="--draw shapes and the legend only.")
+    ] = False,
     base_url: BaseUrlOption = None,
     detail: DetailOption = DetailChoice.HIGH,
     max_side: MaxSideOption = None,
@@ -190,6 +265,13 @@ def analyze(
     chosen: tuple[Feature, ...] = features_of(features)
     ratios = _parse_ratios(smart_crops_aspect_ratios) if smart_crops_aspect_ratios else None
 
+    targets = _draw_targets(draw_path, images) if draw_path is not None else []
+    if draw_path is not None and _is_folder(draw_path):
+        try:
+            Path(draw_path).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            err.print(Text(f"error: --draw {draw_path}: {exc}"), soft_wrap=True)
+            raise typer.Exit(EXIT_USAGE) from None
     try:
         analyzer = ImageAnalyzer(
             model=model,
@@ -217,6 +299,11 @@ def analyze(
             soft_wrap=True,
         )
 
+    draw_options: dict[str, Any] = {
+        "features": split_commas(draw_features) if draw_features else None,
+        "min_confidence": draw_min_confidence,
+        "labels": not draw_no_labels,
+    }
     told: set[tuple[str, str]] = set()  # (feature, reason) pairs already on stderr
     failed = 0
     total: Usage | None = None
@@ -236,11 +323,8 @@ def analyze(
                         tag_hints=tag_hints,
                         object_parents=object_parents,
                     )
-                    if draw_path is not None:
-                        target = draw_path
-                        if len(images) > 1:
-                            target = draw_path.with_stem(f"{draw_path.stem}-{index}")
-                        draw(result, loaded).save(target)
+                    if targets:
+                        draw(result, loaded, **draw_options).save(targets[index - 1])
             except (ViewfinderError, OSError) as exc:
                 failed += 1
                 if json_output:
