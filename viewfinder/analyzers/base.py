@@ -29,6 +29,7 @@ from viewfinder.engine.body import DEFAULT_PROMPT_CACHE_SHARDS
 from viewfinder.engine.budget import Budget
 from viewfinder.engine.cache import DEFAULT_SIZE_LIMIT, ResponseCache
 from viewfinder.engine.engine import Engine, Gate
+from viewfinder.engine.hooks import Hooks
 from viewfinder.engine.providers import Mode, Provider, resolve_provider, sampling_params
 from viewfinder.engine.retry import RetryPolicy
 from viewfinder.errors import ConfigurationError, InvalidOptionError
@@ -238,6 +239,10 @@ class AnalyzerOptions(TypedDict, total=False):
     y_max]` on a 0-1000 grid (OpenAI's models, unknown models). A convention other than
     that grid is part of `model_version` (and so of cache keys); its copy size rule wins
     over per-feature sizing."""
+    hooks: Hooks | None
+    """Handlers told of every request, response, retry, re-ask and error, as typed events
+    (`viewfinder.engine.hooks`); default: a new, empty `Hooks`, which `analyzer.on(...)`
+    fills. Pass one `Hooks` to several analyzers to observe them together."""
 
 
 class BaseAnalyzer:
@@ -280,7 +285,15 @@ class BaseAnalyzer:
         strict_schema: bool = True,
         prompt_cache_shards: int = DEFAULT_PROMPT_CACHE_SHARDS,
         box_convention: str | BoxConvention | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
+        self.hooks: Hooks = Hooks() if hooks is None else hooks
+        """Handlers of this analyzer's events (`viewfinder.engine.hooks`), batches included."""
+        self.on = self.hooks.on
+        """Register a handler, as instructor's `client.on`: `analyzer.on("retry", fn)`;
+        `fn` gets the event's typed payload (`RetryEvent`...)."""
+        self.off = self.hooks.off
+        """Unregister a handler given to `on`."""
         self.box_convention: BoxConvention = resolve_convention(box_convention, "")
         """How the model writes boxes (see `box_convention`); the model's row once resolved."""
         if detail not in _DETAILS:
@@ -343,6 +356,7 @@ class BaseAnalyzer:
             gate=rate_limiter,
             strict_schema=strict_schema,
             prompt_cache_shards=prompt_cache_shards,
+            hooks=self.hooks,
             budget=None
             if max_tokens_per_call is None and max_dollars_per_call is None
             else Budget(
