@@ -15,6 +15,7 @@ import viewfinder as vf
 from viewfinder.analyzers.features import Feature, FeatureName
 from viewfinder.batch.records import BatchOutcome
 from viewfinder.embed.many import EmbedOutcome
+from viewfinder.engine.hooks import RetryEvent
 from viewfinder.schemas.result import ImageAnalysisResult
 
 
@@ -67,3 +68,14 @@ def runs_yield_outcomes(analyzer: vf.ImageAnalyzer) -> None:
             print(item.result.caption)
         else:
             print(item.error)
+
+
+def hooks_are_typed(analyzer: vf.ImageAnalyzer) -> None:
+    def on_retry(event: RetryEvent) -> None:
+        print(event.reason, event.wait)
+
+    analyzer.on("retry", on_retry)
+    analyzer.on("response", lambda event: print(event.usage.input_tokens, event.latency))
+    vf.ImageAnalyzer(hooks=vf.Hooks())
+    analyzer.on("response", on_retry)  # type: ignore[call-overload]
+    analyzer.on("respnse", print)  # type: ignore[call-overload]
