@@ -261,7 +261,7 @@ class FeatureOptions:
     @classmethod
     def of(
         cls,
-        features: FeatureArg = ALL_FEATURES,
+        features: FeatureArg | Iterable[str] = ALL_FEATURES,
         *,
         smart_crops_aspect_ratios: Sequence[float] | None = None,
         gender_neutral_caption: bool = False,
@@ -273,7 +273,9 @@ class FeatureOptions:
         """Validate a call's options: the one place they are checked.
 
         `ImageAnalyzer.plan` makes every call's options here; the command line calls it
-        too, to refuse a typo before anything runs (exit 2).
+        too, to refuse a typo before anything runs (exit 2). `features` may be any
+        strings here (a command line's, a request's), where the typed entry points take
+        `FeatureName`s.
 
         Raises:
             InvalidOptionError: An unknown feature or none, a ratio out of range, a

@@ -14,7 +14,7 @@ from typing import Annotated, TypeAlias
 
 import typer
 
-from viewfinder.analyzers.features import ALL_FEATURES, Feature, parse_features
+from viewfinder.analyzers.features import ALL_FEATURES, Feature
 from viewfinder.errors import InvalidOptionError
 from viewfinder.prepare import MIN_MAX_SIDE
 
@@ -211,12 +211,11 @@ def split_commas(values: Sequence[str]) -> list[str]:
 
 
 def features_of(values: Sequence[str] | None) -> tuple[Feature, ...]:
-    """The features named by `--features` values; the seven 4.0 ones when none are.
+    """The features named by `--features` values; the seven 4.0 ones when none are."""
+    from viewfinder.analyzers.image_analysis import FeatureOptions  # the engine: lazily
 
-    Any spelling `parse_features` takes (the names are the user's, not `FeatureName`s).
-    """
     names = split_commas(values or ())
-    return parse_features(names) if names else ALL_FEATURES
+    return FeatureOptions.of(names).features if names else ALL_FEATURES
 
 
 def allow_hosts_of(values: Sequence[str] | None) -> tuple[str, ...] | None:
