@@ -16,7 +16,7 @@ import os
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
-from viewfinder.analyzers.features import ALL_FEATURES, Feature
+from viewfinder.analyzers.features import ALL_FEATURES, Feature, FeatureName
 from viewfinder.draw import draw, draw_comparison
 from viewfinder.errors import (
     AuthenticationError,
@@ -84,6 +84,7 @@ if TYPE_CHECKING:
     from viewfinder.embed import Embedder, Embedding, EmbeddingBudget
     from viewfinder.engine.budget import Budget
     from viewfinder.engine.cache import ResponseCache
+    from viewfinder.engine.hooks import Hooks
     from viewfinder.engine.retry import RetryPolicy
     from viewfinder.prepare.load import ImageInput
 
@@ -123,6 +124,8 @@ __all__ = [
     "Embedding",
     "EmbeddingBudget",
     "Feature",
+    "FeatureName",
+    "Hooks",
     "ImageAnalysisResult",
     "ImageAnalyzer",
     "ImageError",
@@ -169,6 +172,7 @@ _LAZY = {
     "Analyzer": "viewfinder.analyzers.custom",
     "ImageAnalyzer": "viewfinder.analyzers.image_analysis",
     "Budget": "viewfinder.engine.budget",
+    "Hooks": "viewfinder.engine.hooks",
     "PromptTemplate": "viewfinder.build.templates",
     "ResponseCache": "viewfinder.engine.cache",
     "RetryPolicy": "viewfinder.engine.retry",

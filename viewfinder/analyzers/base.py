@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from math import isqrt
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypedDict, TypeVar
 
 import openai
 
@@ -29,6 +29,7 @@ from viewfinder.engine.body import DEFAULT_PROMPT_CACHE_SHARDS
 from viewfinder.engine.budget import Budget
 from viewfinder.engine.cache import DEFAULT_SIZE_LIMIT, ResponseCache
 from viewfinder.engine.engine import Engine, Gate
+from viewfinder.engine.hooks import Hooks
 from viewfinder.engine.providers import Mode, Provider, resolve_provider, sampling_params
 from viewfinder.engine.retry import RetryPolicy
 from viewfinder.errors import ConfigurationError, InvalidOptionError
@@ -45,6 +46,7 @@ __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
     "DEFAULT_MAX_REASKS",
     "ENDPOINT_ENV_VARS",
+    "AnalyzerOptions",
     "BaseAnalyzer",
     "Detail",
     "ImagePart",
@@ -151,62 +153,106 @@ def schema_text(annotation: Any) -> str:
     return json.dumps(annotation.model_json_schema(), sort_keys=True)
 
 
+class AnalyzerOptions(TypedDict, total=False):
+    """The settings `Analyzer` and `ImageAnalyzer` share, as keyword arguments.
+
+    One place of truth for their names, types and meaning: both constructors take
+    `**options: Unpack[AnalyzerOptions]`, so a type checker refuses a misspelt or
+    mistyped option and an IDE completes and documents each one. `BaseAnalyzer`'s
+    constructor has the same parameters (with their defaults) and validates them
+    (`tests/test_typed_options.py` keeps the two in step).
+    """
+
+    model: str | None
+    """Model (OpenAI) or deployment (Azure) name; default `VIEWFINDER_MODEL`, else
+    `gpt-4.1-mini`."""
+    client: openai.OpenAI | openai.AsyncOpenAI | None
+    """An `openai.OpenAI` / `AzureOpenAI` (or async) client to use. Its own retries are
+    turned off; viewfinder retries each HTTP attempt itself."""
+    async_client: openai.AsyncOpenAI | None
+    """The async twin; derived from `client` when not given."""
+    base_url: str | None
+    """An OpenAI-compatible endpoint (Ollama, vLLM, LM Studio, llama.cpp)."""
+    api_key: str | None
+    """Key for `base_url` or OpenAI; not needed for local servers."""
+    azure_endpoint: str | None
+    """Azure OpenAI resource endpoint."""
+    azure_deployment: str | None
+    """Azure OpenAI deployment name."""
+    api_version: str | None
+    """Azure OpenAI api-version."""
+    azure_ad_token_provider: Callable[[], str] | None
+    """Entra ID token provider for Azure OpenAI."""
+    mode: Mode | str | None
+    """instructor structured-output mode; default per provider."""
+    cache: CacheSetting
+    """`True` (per-user cache dir, the default), `False`, a directory, or a
+    `ResponseCache`."""
+    cache_ttl: float | None
+    """Seconds a cached answer lives (default: until evicted)."""
+    cache_size_limit: int
+    """Bytes on disk for the cache."""
+    detail: Detail
+    """OpenAI image `detail`: `high` (default), `low` or `auto`."""
+    max_side: int | None
+    """Long side, in pixels, of the copy sent to the model, for every call. Default None:
+    `ImageAnalyzer` sizes each call's copy by its features
+    (`viewfinder.analyzers.features.copy_side_for`: 512 for caption, tags and crops, 768
+    with boxes, 1024 with read); `Analyzer` sends 1024."""
+    retry: RetryPolicy | None
+    """Policy for transient HTTP failures."""
+    max_reasks: int
+    """Validation re-asks after the first answer (default 2)."""
+    max_output_tokens: int
+    """Output cap for every request (default 4096)."""
+    system_prompt: str | Path | PromptTemplate | None
+    """A replacement for the shared system template."""
+    max_tokens_per_call: int | None
+    """Cap on input + output tokens of one call, re-asks and retries included; reaching
+    it raises `BudgetExceededError`."""
+    max_dollars_per_call: float | None
+    """The same cap in dollars, at the model's price."""
+    rate_limiter: Gate | None
+    """Paces every HTTP attempt; share one between analyzers that use the same
+    deployment (see `viewfinder.engine.ratelimit`)."""
+    allow_hosts: Collection[str] | None
+    """Internal hosts (names or IPs) image URLs may point at. Any other URL whose host
+    is, or resolves to, a loopback, private, link-local or cloud metadata address is
+    refused before any connection, as Azure's service refuses it. Default None:
+    `VIEWFINDER_ALLOW_HOSTS` (comma-separated), read at each fetch; a value, even `()`,
+    replaces it."""
+    strict_schema: bool
+    """Send `"strict": true` structured outputs to OpenAI and Azure OpenAI when the schema
+    fits strict mode (checked locally; default True). False sends the schema as
+    instructor renders it."""
+    prompt_cache_shards: int
+    """OpenAI only: `prompt_cache_key` spreads the requests sharing a prefix over this
+    many cache routes (default 16, about 240 requests a minute before OpenAI spills to
+    uncached machines; 1 is one route, 0 sends no key). Not part of the cache key:
+    changing it keeps cached answers."""
+    box_convention: str | BoxConvention | None
+    """How the model writes boxes and polygon points: a row's name of
+    `viewfinder.build.conventions.CONVENTIONS` (`"gemini"`, `"qwen2.5-vl"`, `"claude"`,
+    ...) or a `BoxConvention`. Default None: the table's row for `model`
+    (`qwen2.5vl:7b` asks for pixels of a copy sized in multiples of 28, `gemini-*` for
+    `[y_min, x_min, y_max, x_max]` on 0-1000), else today's `[x_min, y_min, x_max,
+    y_max]` on a 0-1000 grid (OpenAI's models, unknown models). A convention other than
+    that grid is part of `model_version` (and so of cache keys); its copy size rule wins
+    over per-feature sizing."""
+    hooks: Hooks | None
+    """Handlers told of every request, response, retry, re-ask and error, as typed events
+    (`viewfinder.engine.hooks`); default: a new, empty `Hooks`, which `analyzer.on(...)`
+    fills. Pass one `Hooks` to several analyzers to observe them together."""
+
+
 class BaseAnalyzer:
     """Settings shared by `Analyzer` and `ImageAnalyzer`.
 
-    Args:
-        model: Model (OpenAI) or deployment (Azure) name; default `VIEWFINDER_MODEL`,
-            else `gpt-4.1-mini`.
-        client: An `openai.OpenAI` / `AzureOpenAI` (or async) client to use. Its own
-            retries are turned off; viewfinder retries each HTTP attempt itself.
-        async_client: The async twin; derived from `client` when not given.
-        base_url: An OpenAI-compatible endpoint (Ollama, vLLM, LM Studio, llama.cpp).
-        api_key: Key for `base_url` or OpenAI; not needed for local servers.
-        azure_endpoint: Azure OpenAI resource endpoint.
-        azure_deployment: Azure OpenAI deployment name.
-        api_version: Azure OpenAI api-version.
-        azure_ad_token_provider: Entra ID token provider for Azure OpenAI.
-        mode: instructor structured-output mode; default per provider.
-        cache: `True` (per-user cache dir), `False`, a directory, or a `ResponseCache`.
-        cache_ttl: Seconds a cached answer lives (default: until evicted).
-        cache_size_limit: Bytes on disk for the cache.
-        detail: OpenAI image `detail`: `high` (default), `low` or `auto`.
-        max_side: Long side, in pixels, of the copy sent to the model, for every call.
-            Default None: `ImageAnalyzer` sizes each call's copy by its features
-            (`viewfinder.analyzers.features.copy_side_for`: 512 for caption, tags and
-            crops, 768 with boxes, 1024 with read); `Analyzer` sends 1024.
-        retry: Policy for transient HTTP failures.
-        max_reasks: Validation re-asks after the first answer (default 2).
-        max_output_tokens: Output cap for every request (default 4096).
-        system_prompt: A replacement for the shared system template.
-        max_tokens_per_call: Cap on input + output tokens of one call, re-asks and
-            retries included; reaching it raises `BudgetExceededError`.
-        max_dollars_per_call: The same cap in dollars, at the model's price.
-        rate_limiter: Paces every HTTP attempt; share one between analyzers that use
-            the same deployment (see `viewfinder.engine.ratelimit`).
-        allow_hosts: Internal hosts (names or IPs) image URLs may point at. Any other
-            URL whose host is, or resolves to, a loopback, private, link-local or
-            cloud metadata address is refused before any connection, as Azure's
-            service refuses it. Default None: `VIEWFINDER_ALLOW_HOSTS`
-            (comma-separated), read at each fetch; a value, even `()`, replaces it.
-        with_endpoint: False builds the analyzer without resolving a model endpoint
-            (for the local engine): nothing needs to be configured, no cache is
-            opened, and `provider` and `engine` raise `ConfigurationError` when used.
-        strict_schema: Send `"strict": true` structured outputs to OpenAI and Azure OpenAI
-            when the schema fits strict mode (checked locally; default True). False sends
-            the schema as instructor renders it.
-        prompt_cache_shards: OpenAI only: `prompt_cache_key` spreads the requests sharing
-            a prefix over this many cache routes (default 16, about 240 requests a
-            minute before OpenAI spills to uncached machines; 1 is one route, 0 sends no
-            key). Not part of the cache key: changing it keeps cached answers.
-        box_convention: How the model writes boxes and polygon points: a row's name of
-            `viewfinder.build.conventions.CONVENTIONS` (`"gemini"`, `"qwen2.5-vl"`,
-            `"claude"`, ...) or a `BoxConvention`. Default None: the table's row for
-            `model` (`qwen2.5vl:7b` asks for pixels of a copy sized in multiples of 28,
-            `gemini-*` for `[y_min, x_min, y_max, x_max]` on 0-1000), else today's
-            `[x_min, y_min, x_max, y_max]` on a 0-1000 grid (OpenAI's models, unknown
-            models). A convention other than that grid is part of `model_version`
-            (and so of cache keys); its copy size rule wins over per-feature sizing.
+    The keyword arguments are `AnalyzerOptions` (each documented there, where type
+    checkers and IDEs find them), plus `with_endpoint`: False builds the analyzer without
+    resolving a model endpoint (for the local engine): nothing needs to be configured, no
+    cache is opened, and `provider` and `engine` raise `ConfigurationError` when used.
+    This constructor is the one place the shared options are validated.
     """
 
     def __init__(
@@ -239,7 +285,15 @@ class BaseAnalyzer:
         strict_schema: bool = True,
         prompt_cache_shards: int = DEFAULT_PROMPT_CACHE_SHARDS,
         box_convention: str | BoxConvention | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
+        self.hooks: Hooks = Hooks() if hooks is None else hooks
+        """Handlers of this analyzer's events (`viewfinder.engine.hooks`), batches included."""
+        self.on = self.hooks.on
+        """Register a handler, as instructor's `client.on`: `analyzer.on("retry", fn)`;
+        `fn` gets the event's typed payload (`RetryEvent`...)."""
+        self.off = self.hooks.off
+        """Unregister a handler given to `on`."""
         self.box_convention: BoxConvention = resolve_convention(box_convention, "")
         """How the model writes boxes (see `box_convention`); the model's row once resolved."""
         if detail not in _DETAILS:
@@ -302,6 +356,7 @@ class BaseAnalyzer:
             gate=rate_limiter,
             strict_schema=strict_schema,
             prompt_cache_shards=prompt_cache_shards,
+            hooks=self.hooks,
             budget=None
             if max_tokens_per_call is None and max_dollars_per_call is None
             else Budget(

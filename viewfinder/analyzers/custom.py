@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, Unpack
 
 from pydantic import BaseModel
 
-from viewfinder.analyzers.base import BaseAnalyzer, ImagePart, check_language, schema_text
+from viewfinder.analyzers.base import (
+    AnalyzerOptions,
+    BaseAnalyzer,
+    ImagePart,
+    check_language,
+    schema_text,
+)
 from viewfinder.batch.online import (
     DEFAULT_CONCURRENCY,
     AsyncBatchRun,
@@ -46,14 +52,19 @@ class Analyzer(BaseAnalyzer, Generic[T]):
         prompt: Jinja2 template text, or a file (`Path`, or a one-line `str` ending in
             `.j2`, `.jinja`, `.txt` or `.md`). Keyword arguments of `analyze` are its
             variables.
-        **options: Shared settings; see `BaseAnalyzer`.
+        **options: Shared settings, typed and documented in `AnalyzerOptions`.
 
     Example:
         >>> audit = Analyzer(schema=Shelf, prompt="List every product on the shelf.")
         >>> shelf = audit.analyze("shelf.jpg")
     """
 
-    def __init__(self, schema: type[T], prompt: str | Path | PromptTemplate, **options: Any):
+    def __init__(
+        self,
+        schema: type[T],
+        prompt: str | Path | PromptTemplate,
+        **options: Unpack[AnalyzerOptions],
+    ) -> None:
         if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
             raise SchemaError(f"schema must be a pydantic BaseModel subclass, not {schema!r}")
         facing = model_facing(schema, where=schema.__name__)

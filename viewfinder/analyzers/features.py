@@ -55,6 +55,7 @@ __all__ = [
     "FEATURES",
     "PIXEL_FEATURES",
     "Feature",
+    "FeatureName",
     "FeatureSpec",
     "FinishContext",
     "VocabularyArg",
@@ -95,6 +96,31 @@ class Feature(StrEnum):
         head, *rest = self.value.split("_")
         return head + "".join(part.title() for part in rest)
 
+
+FeatureName = Literal[
+    "caption",
+    "dense_captions",
+    "denseCaptions",
+    "tags",
+    "objects",
+    "people",
+    "smart_crops",
+    "smartCrops",
+    "read",
+    "categories",
+    "description",
+    "brands",
+    "adult",
+    "faces",
+    "color",
+    "image_type",
+    "imageType",
+    "landmarks",
+]
+"""A feature's name as type checkers know it: `Feature`'s values and Azure's spellings
+(`Feature.azure_name`), accepted wherever a feature is. At run time `parse_features` also
+takes other spellings (any case, `-` or spaces), for names read from a command line or a
+request."""
 
 EVERY_FEATURE: tuple[Feature, ...] = tuple(Feature)
 """Every feature, 4.0's and 3.2's, in the order results list them."""

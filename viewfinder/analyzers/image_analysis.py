@@ -14,11 +14,12 @@ from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Unpack, get_args
 
 from pydantic import BaseModel, create_model
 
 from viewfinder.analyzers.base import (
+    AnalyzerOptions,
     BaseAnalyzer,
     ImagePart,
     check_language,
@@ -40,6 +41,7 @@ from viewfinder.analyzers.features import (
     FEATURES,
     PIXEL_FEATURES,
     Feature,
+    FeatureName,
     FinishContext,
     VocabularyArg,
     answer_type,
@@ -117,7 +119,8 @@ __all__ = [
 
 logger = logging.getLogger("viewfinder")
 
-FeatureArg = Iterable[Feature | str] | Feature | str
+FeatureArg = Iterable[Feature | FeatureName] | Feature | FeatureName
+"""Features as a call takes them: one or several `Feature` members or names."""
 
 EngineChoice = Literal["model", "local", "auto"]
 """Who computes the features: the model endpoint, this machine, or either by configuration."""
@@ -258,7 +261,7 @@ class FeatureOptions:
     @classmethod
     def of(
         cls,
-        features: FeatureArg = ALL_FEATURES,
+        features: FeatureArg | Iterable[str] = ALL_FEATURES,
         *,
         smart_crops_aspect_ratios: Sequence[float] | None = None,
         gender_neutral_caption: bool = False,
@@ -270,7 +273,9 @@ class FeatureOptions:
         """Validate a call's options: the one place they are checked.
 
         `ImageAnalyzer.plan` makes every call's options here; the command line calls it
-        too, to refuse a typo before anything runs (exit 2).
+        too, to refuse a typo before anything runs (exit 2). `features` may be any
+        strings here (a command line's, a request's), where the typed entry points take
+        `FeatureName`s.
 
         Raises:
             InvalidOptionError: An unknown feature or none, a ratio out of range, a
@@ -350,7 +355,7 @@ class ImageAnalyzer(BaseAnalyzer):
             its score (else the model's confidence). Changes `model_version`; the
             proposals are part of the request, so of the cache key. Not for the Batch
             API. Default None: no detector, requests unchanged.
-        **options: Shared settings; see `BaseAnalyzer`.
+        **options: Shared settings, typed and documented in `AnalyzerOptions`.
 
     Raises:
         ConfigurationError: The model is to be used and its endpoint is not (fully)
@@ -370,7 +375,7 @@ class ImageAnalyzer(BaseAnalyzer):
         answer_format: AnswerFormat = DEFAULT_ANSWER_FORMAT,
         read_geometry: ReadGeometry = "model",
         proposals: ProposalsArg | None = None,
-        **options: Any,
+        **options: Unpack[AnalyzerOptions],
     ) -> None:
         if read_geometry not in READ_GEOMETRIES:
             raise InvalidOptionError(

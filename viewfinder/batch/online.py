@@ -50,7 +50,16 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Generic, Self, TypeAlias
 
-from viewfinder.batch.records import BatchInputLike, BatchItem, BatchSummary, R, split_input
+from viewfinder.batch.records import (
+    BatchError,
+    BatchInputLike,
+    BatchItem,
+    BatchOk,
+    BatchOutcome,
+    BatchSummary,
+    R,
+    split_input,
+)
 from viewfinder.batch.settings import DEFAULT_CONCURRENCY
 from viewfinder.cost.pricing import cost_of
 from viewfinder.engine.budget import Budget
@@ -80,6 +89,7 @@ __all__ = [
     "DEFAULT_CONCURRENCY",
     "AsyncBatchRun",
     "BatchCall",
+    "BatchItem",
     "BatchRun",
     "arun_many",
     "run_many",
@@ -129,11 +139,11 @@ class _Core(Generic[R]):
     _input_tokens: int = 0
     _completions: int = 0
 
-    async def run(self, source: _Source) -> AsyncGenerator[BatchItem[R], None]:
+    async def run(self, source: _Source) -> AsyncGenerator[BatchOutcome[R], None]:
         """Yield one `BatchItem` per input started, as each completes."""
         summary = self.summary
         summary.started_at = time.monotonic()
-        pending: set[asyncio.Task[BatchItem[R]]] = set()
+        pending: set[asyncio.Task[BatchOutcome[R]]] = set()
         index = 0
         exhausted = False
         try:
@@ -174,7 +184,7 @@ class _Core(Generic[R]):
             return False
         return True
 
-    async def _one(self, index: int, raw: object) -> BatchItem[R]:
+    async def _one(self, index: int, raw: object) -> BatchOutcome[R]:
         given, image = split_input(raw)
         source = _describe(image)
         ident = given
@@ -184,13 +194,13 @@ class _Core(Generic[R]):
             loaded = await self.load(image)
         except ViewfinderError as exc:
             digest = await asyncio.to_thread(_digest_of, image)
-            return BatchItem(ident, index, source, digest, error=exc)
+            return BatchError(ident, index, source, digest, error=exc)
         try:
             result = await self.call(loaded, self.engine, self.budget)
         except ViewfinderError as exc:
             usage = getattr(exc, "usage", None) or Usage()
             self._learn(usage)
-            return BatchItem(
+            return BatchError(
                 ident,
                 index,
                 source,
@@ -200,7 +210,7 @@ class _Core(Generic[R]):
                 cost=self._cost(usage),
             )
         self._learn(result.usage)
-        return BatchItem(
+        return BatchOk(
             ident,
             index,
             source,
@@ -278,7 +288,7 @@ def _core(
 # --- async front end ----------------------------------------------------------------------
 
 
-class AsyncBatchRun(AsyncIterator[BatchItem[R]]):
+class AsyncBatchRun(AsyncIterator[BatchOutcome[R]]):
     """The items of an `aanalyze_many` batch, as they complete, and its running summary.
 
     Use `async for item in run`; `await run.aclose()` (or `async with`) cancels what is
@@ -298,7 +308,7 @@ class AsyncBatchRun(AsyncIterator[BatchItem[R]]):
     def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> BatchItem[R]:
+    async def __anext__(self) -> BatchOutcome[R]:
         return await anext(self._items)
 
     async def aclose(self) -> None:
@@ -347,7 +357,7 @@ def arun_many(
 # --- sync front end -----------------------------------------------------------------------
 
 
-class BatchRun(Iterator[BatchItem[R]]):
+class BatchRun(Iterator[BatchOutcome[R]]):
     """The items of an `analyze_many` batch, as they complete, and its running summary.
 
     Use `for item in run`. Breaking out and dropping the run, `run.close()`, or leaving a
@@ -361,7 +371,7 @@ class BatchRun(Iterator[BatchItem[R]]):
             `concurrency`, it bounds how far the input is read ahead of what you got.
     """
 
-    def __init__(self, items: Generator[BatchItem[R], None, None], core: _Core[R]) -> None:
+    def __init__(self, items: Generator[BatchOutcome[R], None, None], core: _Core[R]) -> None:
         self.summary = core.summary
         self.rate_limiter = core.gate
         self.concurrency = core.concurrency
@@ -371,7 +381,7 @@ class BatchRun(Iterator[BatchItem[R]]):
     def __iter__(self) -> Self:
         return self
 
-    def __next__(self) -> BatchItem[R]:
+    def __next__(self) -> BatchOutcome[R]:
         return next(self._items)
 
     def close(self) -> None:
@@ -390,7 +400,7 @@ class BatchRun(Iterator[BatchItem[R]]):
         self.close()
 
 
-async def _on_own_loop(core: _Core[R], source: _Source) -> AsyncGenerator[BatchItem[R], None]:
+async def _on_own_loop(core: _Core[R], source: _Source) -> AsyncGenerator[BatchOutcome[R], None]:
     """`core.run` with a private async client, closed when the batch ends."""
     provider = core.engine.provider
     client = with_own_pool(provider.async_client)

@@ -66,7 +66,14 @@ from pydantic import BaseModel, ValidationError
 from viewfinder.analyzers.custom import Analyzer
 from viewfinder.analyzers.image_analysis import FeatureOptions, ImageAnalyzer
 from viewfinder.batch.locks import WriterLock
-from viewfinder.batch.records import BatchInput, BatchInputLike, BatchItem, split_input
+from viewfinder.batch.records import (
+    BatchInput,
+    BatchInputLike,
+    BatchItem,
+    BatchOutcome,
+    batch_item,
+    split_input,
+)
 from viewfinder.build.plan import CallPlan
 from viewfinder.cost.pricing import cost_of
 from viewfinder.engine.engine import (
@@ -145,7 +152,7 @@ BatchResult = ImageAnalysisResult | AnalysisRun[Any]
 `AnalysisRun`, exactly as their online `analyze` / `analyze_detailed`."""
 
 
-_Item: TypeAlias = BatchItem[BatchResult]
+_Item: TypeAlias = BatchOutcome[BatchResult]
 """What a job yields per input."""
 
 
@@ -958,7 +965,7 @@ class BatchJob:
         *,
         batch: bool,
     ) -> _Item:
-        return BatchItem(
+        return batch_item(
             id=entry["base_id"],
             index=entry["index"],
             source=entry["source"],

@@ -1,6 +1,7 @@
 """What a batch takes and gives, online (`analyze_many`) or through the Batch API.
 
-One input type (`BatchInput`), one outcome per input (`BatchItem`), one set of running
+One input type (`BatchInput`), one outcome per input (`BatchItem`: a `BatchOk` or a
+`BatchError`, so that `item.ok` narrows `item.result` for type checkers), one set of running
 totals (`BatchSummary`), and one JSON Lines record: `viewfinder batch` writes
 `BatchItem.to_record()` whichever way the requests went, and resumes from files written
 in any earlier shape (`record_outcome`).
@@ -21,7 +22,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, Protocol, TypeAlias, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Final,
+    Generic,
+    Literal,
+    NamedTuple,
+    Protocol,
+    TypeAlias,
+    TypeVar,
+)
 
 from pydantic import BaseModel
 
@@ -34,11 +45,15 @@ if TYPE_CHECKING:  # the loader imports Pillow and httpx2; the CLI reads records
 
 __all__ = [
     "ID_VERSION",
+    "BatchError",
     "BatchInput",
     "BatchInputLike",
     "BatchItem",
+    "BatchOk",
+    "BatchOutcome",
     "BatchSummary",
     "RecordOutcome",
+    "batch_item",
     "record_outcome",
     "split_input",
 ]
@@ -150,7 +165,7 @@ class BatchItem(Generic[R]):
         cls,
         record: Mapping[str, Any],
         result_type: type[BaseModel] = ImageAnalysisResult,
-    ) -> BatchItem[Any]:
+    ) -> BatchOutcome[Any]:
         """The item a record describes, written now or in an earlier shape.
 
         Args:
@@ -163,18 +178,58 @@ class BatchItem(Generic[R]):
         outcome = record_outcome(record)
         error = record.get("error")
         result = record.get("result")
-        return cls(
+        return batch_item(
             id=record.get("id", outcome.id if outcome else None),
             index=int(record.get("index") or 0),
             source=str(record.get("source", record.get("image", ""))),
             sha256=record.get("sha256"),
-            result=None if result is None else result_type.model_validate(result),  # type: ignore[arg-type]
+            result=None if result is None else result_type.model_validate(result),
             error=None if error is None else ViewfinderError.from_record(error),
             usage=Usage.model_validate(record.get("usage") or {}),
             cost=record.get("cost"),
             batch_priced=bool(record.get("batch_priced", False)),
             custom_id=record.get("custom_id"),
         )
+
+
+class BatchOk(BatchItem[R]):
+    """An input analysed: `ok` is True and `result` is set (`error` is None).
+
+    The same record and fields as every `BatchItem`; the class only tells type checkers
+    that `if item.ok:` makes `item.result` an `R`.
+    """
+
+    if TYPE_CHECKING:
+        result: R
+        error: None
+
+    @property
+    def ok(self) -> Literal[True]:
+        """True: the image was analysed."""
+        return True
+
+
+class BatchError(BatchItem[R]):
+    """An input that failed: `ok` is False and `error` is set (`result` is None)."""
+
+    if TYPE_CHECKING:
+        result: None
+        error: ViewfinderError
+
+    @property
+    def ok(self) -> Literal[False]:
+        """False: the image was not analysed; `error` says why."""
+        return False
+
+
+BatchOutcome: TypeAlias = BatchOk[R] | BatchError[R]
+"""What a run yields for each input: `item.ok` tells which, and narrows `item.result`."""
+
+
+def batch_item(*args: Any, **fields: Any) -> BatchOutcome[Any]:
+    """A `BatchError` when `error` is given, else a `BatchOk` (`BatchItem`'s arguments)."""
+    failed = fields.get("error") is not None
+    return BatchError(*args, **fields) if failed else BatchOk(*args, **fields)
 
 
 class RecordOutcome(NamedTuple):

@@ -20,7 +20,14 @@ from viewfinder.embed.backends import (
 )
 from viewfinder.embed.embedder import Embedder, Embedding, EmbeddingUsage
 from viewfinder.embed.local import LocalBackend
-from viewfinder.embed.many import EmbedItem, EmbedRun, EmbedSummary
+from viewfinder.embed.many import (
+    EmbedError,
+    EmbedItem,
+    EmbedOk,
+    EmbedOutcome,
+    EmbedRun,
+    EmbedSummary,
+)
 from viewfinder.embed.pricing import (
     EmbeddingBudget,
     EmbeddingPrice,
@@ -30,7 +37,10 @@ from viewfinder.embed.pricing import (
 
 __all__ = [
     "CohereBackend",
+    "EmbedError",
     "EmbedItem",
+    "EmbedOk",
+    "EmbedOutcome",
     "EmbedRun",
     "EmbedSummary",
     "Embedder",

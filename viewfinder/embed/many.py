@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterable, Generator, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeAlias
 
 import httpx2
 
@@ -61,7 +61,16 @@ keep their query string, secret values digested): embed runs resume like batch r
 LINGER: Final = 0.05
 """Seconds a partly filled batch waits for one more input before it is sent."""
 
-__all__ = ["EmbedItem", "EmbedRun", "EmbedSummary", "aembed_many", "embed_many"]
+__all__ = [
+    "EmbedError",
+    "EmbedItem",
+    "EmbedOk",
+    "EmbedOutcome",
+    "EmbedRun",
+    "EmbedSummary",
+    "aembed_many",
+    "embed_many",
+]
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,40 @@ class EmbedItem:
         }
 
 
+class EmbedOk(EmbedItem):
+    """An input embedded: `ok` is True and `embedding` is set (`error` is None).
+
+    The same fields and record as every `EmbedItem`; the class only tells type checkers
+    that `if item.ok:` makes `item.embedding` an `Embedding`.
+    """
+
+    if TYPE_CHECKING:
+        embedding: Embedding
+        error: None
+
+    @property
+    def ok(self) -> Literal[True]:
+        """True: the input was embedded."""
+        return True
+
+
+class EmbedError(EmbedItem):
+    """An input that failed: `ok` is False and `error` is set (`embedding` is None)."""
+
+    if TYPE_CHECKING:
+        embedding: None
+        error: ViewfinderError
+
+    @property
+    def ok(self) -> Literal[False]:
+        """False: the input was not embedded; `error` says why."""
+        return False
+
+
+EmbedOutcome: TypeAlias = EmbedOk | EmbedError
+"""What a run yields for each input: `item.ok` tells which, and narrows `item.embedding`."""
+
+
 @dataclass
 class EmbedSummary(RunTally):
     """Running totals of a run, updated as items are yielded.
@@ -160,12 +203,12 @@ class _Core:
     concurrency: int
     summary: EmbedSummary
 
-    async def run(self, source: PullSource) -> AsyncGenerator[EmbedItem, None]:
+    async def run(self, source: PullSource) -> AsyncGenerator[EmbedOutcome, None]:
         """Yield one `EmbedItem` per input started, as each batch completes."""
         summary = self.summary
         summary.started_at = time.monotonic()
         size = self.embedder.backend.max_batch("image")
-        pending: set[asyncio.Task[list[EmbedItem]]] = set()
+        pending: set[asyncio.Task[list[EmbedOutcome]]] = set()
         index = 0
         exhausted = False
         upcoming: asyncio.Future[object] | None = None  # a pull still waiting on the source
@@ -239,7 +282,7 @@ class _Core:
 
     async def _batch(
         self, batch: list[tuple[int, object]], client: httpx2.AsyncClient
-    ) -> list[EmbedItem]:
+    ) -> list[EmbedOutcome]:
         """Read each image (a bad one is its own error item), then embed the rest.
 
         Through the embedder's public `aembed_images`, so cache keys, retries, pacing
@@ -250,7 +293,7 @@ class _Core:
         """
         embedder = self.embedder
         share_client(embedder, client)  # this task's context only: the run's one pool
-        items: list[EmbedItem] = []
+        items: list[EmbedOutcome] = []
         ready: list[tuple[int, Any, str, LoadedImage]] = []
         for index, raw in batch:
             given, image = split_input(raw)
@@ -267,7 +310,7 @@ class _Core:
                     allow_hosts=embedder.allow_hosts,
                 )
             except ViewfinderError as exc:
-                items.append(EmbedItem(ident, index, source, error=exc))
+                items.append(EmbedError(ident, index, source, error=exc))
                 continue
             ready.append((index, ident, source, loaded))
         groups = [ready] if ready else []
@@ -285,14 +328,14 @@ class _Core:
                     groups.extend([group[half:], group[:half]])
                 else:
                     index, ident, source, _ = group[0]
-                    items.append(EmbedItem(ident, index, source, error=exc))
+                    items.append(EmbedError(ident, index, source, error=exc))
             except ViewfinderError as exc:
                 items.extend(
-                    EmbedItem(ident, index, source, error=exc) for index, ident, source, _ in group
+                    EmbedError(ident, index, source, error=exc) for index, ident, source, _ in group
                 )
             else:
                 items.extend(
-                    EmbedItem(ident, index, source, embedding=embedding)
+                    EmbedOk(ident, index, source, embedding=embedding)
                     for (index, ident, source, _), embedding in zip(group, embeddings, strict=True)
                 )
         return items
@@ -331,14 +374,14 @@ class EmbedRun:
         self.summary = core.summary
         self.rate_limiter = core.embedder.rate_limiter
         self._async = None if threaded else core.run(source)
-        self._sync: Generator[EmbedItem, None, None] | None = (
+        self._sync: Generator[EmbedOutcome, None, None] | None = (
             in_thread(lambda: core.run(source), core.concurrency) if threaded else None
         )
 
     def __iter__(self) -> Self:
         return self
 
-    def __next__(self) -> EmbedItem:
+    def __next__(self) -> EmbedOutcome:
         if self._sync is None:
             raise TypeError("this run is async: use `async for`")
         return next(self._sync)
@@ -346,7 +389,7 @@ class EmbedRun:
     def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> EmbedItem:
+    async def __anext__(self) -> EmbedOutcome:
         if self._async is None:
             raise TypeError("this run is sync: use `for`")
         return await anext(self._async)

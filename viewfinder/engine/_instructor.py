@@ -20,17 +20,23 @@ Workarounds, owned here because instructor has no public API for them:
   and neither should happen to a body that was never meant to be sent.
 - instructor cannot validate a completion received some other way: `parse_completion`
   gives it a `create` that returns that completion, and unwraps the retry exception.
+- instructor logs at ERROR, in its own count of attempts, failures viewfinder reports
+  itself: `structured_create` runs instructor with its records demoted to DEBUG
+  (`_Demoted`, a filter on instructor's loggers, active only inside viewfinder's calls).
 
 Nothing else of instructor's is reached: no `instructor.v2` internals, no handler
-registry. `Mode` and the exceptions come from `instructor` and `instructor.core`, the
-packages instructor documents.
+registry; the re-ask's reason comes from its public per-call `hooks=` (`parse:error`), and
+the logger names are the ones its modules log under. `Mode`, `Hooks` and the exceptions
+come from `instructor` and `instructor.core`, the packages instructor documents.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
 import instructor
@@ -39,6 +45,7 @@ from instructor.core import (
     InstructorRetryException,
     ResponseParsingError,
 )
+from instructor.core.hooks import Hooks
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 
@@ -53,10 +60,33 @@ __all__ = [
     "structured_create",
 ]
 
-# instructor logs every failed attempt at ERROR before viewfinder raises its own typed
-# error. A NullHandler keeps Python's last-resort handler from printing those lines to
-# stderr when the application configured no logging; configured logging still sees them.
+# instructor logs at ERROR when the create it wraps raises ("API call failed on attempt
+# 1") and when it gives up ("Max retries exceeded. Total attempts: 2"), counting
+# completions where viewfinder counts HTTP attempts, so its lines contradict viewfinder's
+# own (the engine's DEBUG line per attempt, its INFO retry lines and the typed error it
+# raises). While viewfinder drives instructor, `_Demoted` turns those records into DEBUG
+# records: a handler at INFO or above no longer shows them, a DEBUG handler still can.
+# instructor calls made by the application itself are untouched. A logger's filter sees
+# only records logged on that very logger, so it is put on each logger instructor 1.x
+# logs from on this path (`instructor.v2.core.retry` and `.patch`, the OpenAI handlers).
+# The NullHandler keeps Python's last-resort handler from printing instructor's lines
+# when the application configured no logging.
+_DRIVING: ContextVar[bool] = ContextVar("viewfinder_driving_instructor", default=False)
+_INSTRUCTOR_LOGGERS = ("instructor", "instructor.v2", "instructor.v2.retry")
+
+
+class _Demoted(logging.Filter):
+    """Makes instructor's records DEBUG while viewfinder drives instructor."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _DRIVING.get() and record.levelno > logging.DEBUG:
+            record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return True
+
+
 logging.getLogger("instructor").addHandler(logging.NullHandler())
+for _name in _INSTRUCTOR_LOGGERS:
+    logging.getLogger(_name).addFilter(_Demoted())
 
 Mode = instructor.Mode
 """instructor's structured-output modes (viewfinder supports `providers.MODE_NAMES`)."""
@@ -76,18 +106,50 @@ a batch that cannot re-ask, they become `InvalidAnswerError`."""
 M = TypeVar("M", bound=BaseModel)
 
 
-def structured_create(send: Callable[..., Any], mode: instructor.Mode) -> Callable[..., Any]:
+def structured_create(
+    send: Callable[..., Any],
+    mode: instructor.Mode,
+    *,
+    on_parse_error: Callable[[BaseException], None] | None = None,
+) -> Callable[..., Any]:
     """`send` made structured: takes `response_model=`, `max_retries=` (re-asks), sends
     the mode's body through `send` and returns the validated model.
 
     `send` is called with the body's fields as keyword arguments (once per completion,
     re-asks included) and returns a `ChatCompletion`; it may be a coroutine function, and
-    then so is the result.
+    then so is the result. `on_parse_error` is called with each answer's validation error
+    (instructor's public `parse:error` hook), before the re-ask if one follows. While the
+    result runs, instructor's own log records are DEBUG ones (see `_Demoted`).
     """
-    return cast(
+    patched = cast(
         Callable[..., Any],
         instructor.patch(create=send, mode=mode, provider=instructor.Provider.OPENAI),
     )
+    hooks: dict[str, Any] = {}
+    if on_parse_error is not None:
+        instructor_hooks = Hooks()
+        instructor_hooks.on("parse:error", lambda error, **_: on_parse_error(error))
+        hooks["hooks"] = instructor_hooks
+
+    if inspect.iscoroutinefunction(send):
+
+        async def acreate(*args: Any, **kwargs: Any) -> Any:
+            token = _DRIVING.set(True)
+            try:
+                return await patched(*args, **kwargs, **hooks)
+            finally:
+                _DRIVING.reset(token)
+
+        return acreate
+
+    def create(*args: Any, **kwargs: Any) -> Any:
+        token = _DRIVING.set(True)
+        try:
+            return patched(*args, **kwargs, **hooks)
+        finally:
+            _DRIVING.reset(token)
+
+    return create
 
 
 class _Captured(BaseException):

@@ -14,6 +14,13 @@ The openai SDK's own retries are off on every client (`Provider` guarantees it).
 
 Each request has a `viewfinder.engine.retry.Deadline` (`RetryPolicy.max_total_seconds`): every
 attempt's timeout is cut to the time left, and the rate limiter's wait counts.
+
+Seeing inside: every HTTP attempt and every cache hit logs one DEBUG line on the
+`viewfinder` logger (`model request: model=... attempt=... reask=... status=...
+latency=... input_tokens=... cached_input_tokens=... output_tokens=... cache_hit=...
+endpoint=...`; the endpoint through `viewfinder.prepare.redact.redact_url`, never a key, a
+message or the image), and the engine's `Hooks` (`viewfinder.engine.hooks`) get the same
+moments as typed events: request, response, retry, re-ask, error.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -33,11 +41,20 @@ from viewfinder.engine import _instructor
 from viewfinder.engine.body import DEFAULT_PROMPT_CACHE_SHARDS, BodyPolicy
 from viewfinder.engine.budget import Budget
 from viewfinder.engine.cache import ResponseCache, request_key
+from viewfinder.engine.hooks import (
+    ErrorEvent,
+    Hooks,
+    ReaskEvent,
+    RequestEvent,
+    ResponseEvent,
+    RetryEvent,
+)
 from viewfinder.engine.providers import Provider
 from viewfinder.engine.retry import (
     Deadline,
     RetryPolicy,
     async_retrying,
+    retry_reason,
     sync_retrying,
     to_viewfinder_error,
 )
@@ -50,6 +67,7 @@ from viewfinder.errors import (
     ProviderError,
     ViewfinderError,
 )
+from viewfinder.prepare.redact import redact_text, redact_url
 from viewfinder.schemas.result import ImageMetadata, Usage
 
 __all__ = [
@@ -135,6 +153,12 @@ class Tally:
     request_id: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     deadline: Deadline | None = None
+    reask: int = 0
+    """The request being sent: 0 for the first question, n for the n-th re-ask."""
+    latency: float = 0.0
+    """Seconds the last HTTP attempt took."""
+    parse_error: str = ""
+    """Why the last answer failed validation (log-safe), for the re-ask's event."""
 
     def start_request(self, max_seconds: float) -> Deadline:
         """Start one request (an HTTP call and its retries); returns its deadline."""
@@ -325,6 +349,8 @@ class Engine:
             (`viewfinder.engine.body`); False never does.
         prompt_cache_shards: Routes per prefix for OpenAI's `prompt_cache_key`; 0 sends
             no key.
+        hooks: Handlers told of requests, responses, retries, re-asks and errors; shared
+            (not copied) by copies of this engine, e.g. a batch's.
     """
 
     def __init__(
@@ -339,8 +365,12 @@ class Engine:
         budget: Budget | None = None,
         strict_schema: bool = True,
         prompt_cache_shards: int = DEFAULT_PROMPT_CACHE_SHARDS,
+        hooks: Hooks | None = None,
     ) -> None:
         self.provider = provider
+        self.hooks = Hooks() if hooks is None else hooks
+        """Told of every request, response, retry, re-ask and error (`on`)."""
+        self._endpoint = redact_url(provider.endpoint)
         self.body_policy = BodyPolicy(
             provider.kind,
             provider.mode,
@@ -380,6 +410,7 @@ class Engine:
         except ValueError:
             logger.warning("ignoring a cache entry that no longer validates (key %s)", key[:12])
             return key, None
+        self._cache_hit()
         return key, Completed(answer, Usage(cache_hit=True))
 
     # --- the source cache: answers found from the original bytes, before decoding ---------
@@ -401,6 +432,7 @@ class Engine:
             size = ImageMetadata(width=entry["width"], height=entry["height"])
         except (ValueError, KeyError, TypeError):
             return None
+        self._cache_hit()
         return Completed(answer, Usage(cache_hit=True)), size
 
     def remember_source(self, request: Request[A], done: Completed[A], size: ImageMetadata) -> None:
@@ -442,12 +474,106 @@ class Engine:
             self.gate.observe(status, headers)
 
     def _after_completion(
-        self, budgets: Sequence[Budget], tally: Tally, completion: ChatCompletion, headers: Any
+        self, budgets: Sequence[Budget], tally: Tally, completion: ChatCompletion, raw: Any
     ) -> None:
-        spent = tally.record(completion, dict(headers))
+        spent = tally.record(completion, dict(raw.headers))
         for budget in budgets:
             budget.charge(spent)
+        self._log_attempt(tally, raw.status_code, spent)
+        if self.hooks:
+            self.hooks.emit(
+                "response",
+                ResponseEvent(
+                    self.provider.model,
+                    tally.attempts,
+                    tally.reask,
+                    spent,
+                    tally.latency,
+                    request_id=tally.request_id,
+                ),
+            )
         check_completion(completion, tally)
+
+    # --- seeing inside: the DEBUG line per attempt and the hooks -------------------------
+
+    def _log_attempt(self, tally: Tally | None, status: int | None, spent: Usage) -> None:
+        """The DEBUG line of one HTTP attempt (`tally`), or of a cache hit (None)."""
+        if not logger.isEnabledFor(logging.DEBUG):
+            return
+        logger.debug(
+            "model request: model=%s attempt=%d reask=%d status=%s latency=%.3fs "
+            "input_tokens=%d cached_input_tokens=%d output_tokens=%d cache_hit=%s endpoint=%s",
+            self.provider.model,
+            0 if tally is None else tally.attempts,
+            0 if tally is None else tally.reask,
+            "-" if status is None else status,
+            0.0 if tally is None else tally.latency,
+            spent.input_tokens,
+            spent.cached_input_tokens,
+            spent.output_tokens,
+            tally is None,
+            self._endpoint,
+        )
+
+    def _cache_hit(self) -> None:
+        self._log_attempt(None, None, Usage())
+        if self.hooks:
+            event = ResponseEvent(self.provider.model, 0, 0, Usage(cache_hit=True), 0.0, True)
+            self.hooks.emit("response", event)
+
+    def _before_request(self, tally: Tally) -> None:
+        """One HTTP attempt about to go out (`tally.attempt()` just counted it)."""
+        if self.hooks:
+            event = RequestEvent(self.provider.model, tally.attempts, tally.reask)
+            self.hooks.emit("request", event)
+
+    def _attempt_failed(self, tally: Tally, status: int | None) -> None:
+        self._log_attempt(tally, status, Usage())
+
+    def _on_retry(self, tally: Tally) -> Callable[[Any], None]:
+        """tenacity's `on_retry` for one request: the retry event."""
+
+        def on_retry(state: Any) -> None:
+            if self.hooks:
+                wait = float(state.upcoming_sleep)
+                event = RetryEvent(
+                    self.provider.model, tally.attempts, tally.reask, retry_reason(state), wait
+                )
+                self.hooks.emit("retry", event)
+
+        return on_retry
+
+    def _start_completion(self, tally: Tally) -> None:
+        """instructor asks for a completion: the first, or a re-ask after a failed one."""
+        tally.reask = tally.completions
+        if tally.reask == 0:
+            return
+        logger.debug(
+            "model answer failed validation; re-ask %d of %d (%s)",
+            tally.reask,
+            self.max_reasks,
+            tally.parse_error,
+        )
+        if self.hooks:
+            event = ReaskEvent(self.provider.model, tally.reask, tally.parse_error)
+            self.hooks.emit("reask", event)
+
+    @staticmethod
+    def _parse_failed(tally: Tally) -> Callable[[BaseException], None]:
+        def note(error: BaseException) -> None:
+            tally.parse_error = redact_text(f"{type(error).__name__}: {error}")[:500]
+
+        return note
+
+    def _failed(self, error: BaseException) -> BaseException:
+        """The call ends with `error`: the error event (viewfinder's errors only)."""
+        if self.hooks and isinstance(error, ViewfinderError):
+            usage = getattr(error, "usage", None)
+            event = ErrorEvent(
+                self.provider.model, error, usage if isinstance(usage, Usage) else None
+            )
+            self.hooks.emit("error", event)
+        return error
 
     def _call_kwargs(self, request: Request[A]) -> dict[str, Any]:
         return {
@@ -503,12 +629,19 @@ class Engine:
             try:
                 timeout = deadline.attempt_timeout(client.timeout, attempts=tally.attempts)
                 tally.attempt()
-                raw = raw_create(*args, timeout=timeout, **kwargs)
+                self._before_request(tally)
+                started = time.monotonic()
+                try:
+                    raw = raw_create(*args, timeout=timeout, **kwargs)
+                finally:
+                    tally.latency = time.monotonic() - started
             except openai.APIStatusError as exc:
                 self._after_attempt(exc.status_code, exc.response.headers)
+                self._attempt_failed(tally, exc.status_code)
                 raise
             except BaseException:  # no response: the attempt still ends for the gate
                 self._after_attempt(None, {})
+                self._attempt_failed(tally, None)
                 raise
             self._after_attempt(raw.status_code, raw.headers)
             return raw
@@ -517,19 +650,23 @@ class Engine:
 
         def send(*args: Any, **kwargs: Any) -> ChatCompletion:
             kwargs = shape(kwargs)
+            self._start_completion(tally)
             deadline = tally.start_request(self.retry.max_total_seconds)
-            for attempt in sync_retrying(self.retry, deadline=deadline):
+            retrying = sync_retrying(self.retry, deadline=deadline, on_retry=self._on_retry(tally))
+            for attempt in retrying:
                 with attempt:
                     raw = attempt_once(deadline, *args, **kwargs)
             completion: ChatCompletion = raw.parse()
-            self._after_completion(budgets, tally, completion, raw.headers)
+            self._after_completion(budgets, tally, completion, raw)
             return completion
 
-        create = _instructor.structured_create(send, self.provider.mode)
+        create = _instructor.structured_create(
+            send, self.provider.mode, on_parse_error=self._parse_failed(tally)
+        )
         try:
             answer: A = create(**self._call_kwargs(request))
         except Exception as exc:
-            raise _translate(exc, tally) from exc
+            raise self._failed(_translate(exc, tally)) from exc
         return self._completed(key, request, answer, tally)
 
     async def arun(self, request: Request[A], *, budget: Budget | None = None) -> Completed[A]:
@@ -552,12 +689,19 @@ class Engine:
                     try:
                         timeout = deadline.attempt_timeout(client.timeout, attempts=tally.attempts)
                         tally.attempt()
-                        raw = await raw_create(*args, timeout=timeout, **kwargs)
+                        self._before_request(tally)
+                        started = time.monotonic()
+                        try:
+                            raw = await raw_create(*args, timeout=timeout, **kwargs)
+                        finally:
+                            tally.latency = time.monotonic() - started
                     except openai.APIStatusError as exc:
                         self._after_attempt(exc.status_code, exc.response.headers)
+                        self._attempt_failed(tally, exc.status_code)
                         raise
                     except BaseException:  # cancelled or timed out included: it ended
                         self._after_attempt(None, {})
+                        self._attempt_failed(tally, None)
                         raise
             except TimeoutError:
                 if not scope.expired():
@@ -571,19 +715,21 @@ class Engine:
 
         async def send(*args: Any, **kwargs: Any) -> ChatCompletion:
             kwargs = shape(kwargs)
+            self._start_completion(tally)
             deadline = tally.start_request(self.retry.max_total_seconds)
-            async for attempt in async_retrying(self.retry, deadline=deadline):
+            retrying = async_retrying(self.retry, deadline=deadline, on_retry=self._on_retry(tally))
+            async for attempt in retrying:
                 with attempt:
                     raw = await attempt_once(deadline, *args, **kwargs)
             completion: ChatCompletion = raw.parse()  # the legacy raw response parses sync
-            self._after_completion(budgets, tally, completion, raw.headers)
+            self._after_completion(budgets, tally, completion, raw)
             return completion
 
         create: Callable[..., Awaitable[A]] = _instructor.structured_create(
-            send, self.provider.mode
+            send, self.provider.mode, on_parse_error=self._parse_failed(tally)
         )
         try:
             answer = await create(**self._call_kwargs(request))
         except Exception as exc:
-            raise _translate(exc, tally) from exc
+            raise self._failed(_translate(exc, tally)) from exc
         return self._completed(key, request, answer, tally)

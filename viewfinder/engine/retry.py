@@ -59,6 +59,7 @@ __all__ = [
     "is_retryable",
     "parse_retry_after",
     "retry_after_seconds",
+    "retry_reason",
     "sync_retrying",
     "to_viewfinder_error",
     "wait_seconds",
@@ -504,6 +505,11 @@ def _log_retry(policy: RetryPolicy, state: RetryCallState) -> None:
         state.attempt_number,
         policy.max_attempts,
     )
+
+
+def retry_reason(state: RetryCallState) -> str:
+    """Why the attempt of `state` failed, log-safe (as the INFO retry line says it)."""
+    return _short_reason(_failure(state))
 
 
 def _short_reason(exc: BaseException | None) -> str:
