@@ -133,7 +133,7 @@ class EmbedSummary(RunTally):
     def record(self, item: EmbedItem) -> None:
         """Count one yielded item."""
         if item.embedding is None:
-            self.failed += 1
+            self.note_failure(item.error or ViewfinderError("no embedding"), item.id)
             return
         self.ok += 1
         usage = item.embedding.usage
