@@ -22,6 +22,7 @@ __all__ = [
     "EXIT_IMAGE_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_UNSERVED",
     "EXIT_USAGE",
     "AllowHostOption",
     "AnswerFormatChoice",
@@ -266,6 +267,10 @@ EXIT_IMAGE_FAILED = 1
 """At least one image failed; the others were still analysed."""
 EXIT_USAGE = 2
 """Bad command line, or no model endpoint configured."""
+EXIT_UNSERVED = 3
+"""`analyze`: no image failed, but for some image none of the features asked for was served
+(e.g. `-f caption` with no model endpoint: the local engine cannot caption). When some of the
+asked features are served and some not, the exit status is 0 and stderr names the others."""
 EXIT_INTERRUPTED = 130
 """Stopped by Ctrl-C (128 + SIGINT, the shells' convention); the output is whole lines, and
 re-running the same command resumes."""
