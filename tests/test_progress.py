@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,8 +14,10 @@ from PIL import Image
 from tqdm import tqdm
 
 import viewfinder as vf
+from viewfinder.cli.progress import Interrupts, Snapshot, failure_lines, interrupted_text
 from viewfinder.embed import CohereBackend
-from viewfinder.errors import InvalidOptionError
+from viewfinder.engine.tally import RunTally
+from viewfinder.errors import ImageFormatError, InvalidOptionError, RateLimitError
 from viewfinder.testing.simulator import Reply, Simulator
 
 CAPTION = {"caption": {"text": "a square", "conf": 90}}
@@ -106,3 +110,38 @@ def test_embed_many_feeds_a_tqdm_too(sim: Simulator) -> None:
     ):
         assert len(list(run)) == 5
         assert bar.total == 5 and bar.n == 5 and bar.postfix.startswith("1 failed, $")
+
+
+# --- the command line's pieces ------------------------------------------------------------
+
+
+def test_ctrl_c_inside_held_waits_for_the_block_to_end() -> None:
+    reached = []
+    with Interrupts() as interrupts:
+        with pytest.raises(KeyboardInterrupt), interrupts.held():
+            os.kill(os.getpid(), signal.SIGINT)  # the handler runs in this thread, now
+            reached.append("the rest of the line was written")
+        with pytest.raises(KeyboardInterrupt):  # outside a held block: at once
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("never")
+    assert reached == ["the rest of the line was written"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_snapshot_text_and_failures_by_type() -> None:
+    tally = RunTally(ok=13, dollars=0.5, started_at=0.0, finished_at=60.0)
+    for i in range(5):
+        tally.note_failure(ImageFormatError("bad"), f"img{i}.png")
+    tally.note_failure(RateLimitError("slow down"), "x.png")
+    now = Snapshot.of(tally, total=38, skipped=2)
+    assert now.count_text() == "19 of 38 (50%)"
+    assert now.stats_text() == (
+        "6 failed · 0 cached · 2 skipped · 19 images/min · ETA 1m00s · $0.5000"
+    )
+    assert interrupted_text(now) == (
+        "interrupted after 19 of 38; re-run the same command to resume"
+    )
+    assert failure_lines(tally) == [
+        "ImageFormatError: 5 (img0.png, img1.png, img2.png, ...)",
+        "RateLimitError: 1 (x.png)",
+    ]

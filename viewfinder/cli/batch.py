@@ -553,7 +553,14 @@ def batch(
             lock.release()
         raise typer.Exit(EXIT_IMAGE_FAILED if failed else EXIT_OK)
 
-    listed = count_pending(sources, is_done) if progress else None
+    try:
+        listed = count_pending(sources, is_done) if progress else None
+    except KeyboardInterrupt:
+        writer.close()
+        analyzer.close()
+        lock.release()
+        err.print(Text("interrupted while counting the inputs; nothing was analysed"))
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     total = None if listed is None else listed[0]
     interrupted = False
     try:

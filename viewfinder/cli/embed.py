@@ -439,6 +439,9 @@ def embed(
     except ViewfinderError as exc:  # an input argument that turned out unreadable
         err.print(Text(f"error: {type(exc).__name__}: {exc}"), soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
+    except KeyboardInterrupt:  # while counting the inputs, or a second Ctrl-C on the way out
+        err.print(Text("interrupted; re-run the same command to resume"), soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         writer.close()
         embedder.close()

@@ -34,17 +34,11 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Final
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-)
 from rich.text import Text
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
     from viewfinder.engine.tally import RunTally
 
 __all__ = [
@@ -54,6 +48,7 @@ __all__ = [
     "Snapshot",
     "duration_text",
     "failure_lines",
+    "failure_text",
     "interrupted_text",
 ]
 
@@ -187,6 +182,14 @@ class RunDisplay:
 
     def __enter__(self) -> RunDisplay:
         if self._mode == "bar":
+            from rich.progress import (  # only on a terminal: `--help` stays light
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+            )
+
             self._bar = Progress(
                 TextColumn(self._label),
                 BarColumn(),
