@@ -6,10 +6,12 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -397,3 +399,94 @@ def test_an_old_output_file_resumes_without_analysing_twice(
     )
     assert again.exit_code == 0 and sim.stats.total == 3  # nothing twice
     assert "0 ok, 0 failed, 0 cached, 6 skipped" in again.stderr
+
+
+# --- progress, failures, Ctrl-C ------------------------------------------------------------
+
+
+def test_off_a_terminal_progress_is_plain_lines_counted_less_what_a_resume_skips(
+    runner: CliRunner, app: typer.Typer, sim: Simulator, photos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.jsonl"
+    first = runner.invoke(app, [*args(sim, photos / "sub", out), "--progress-every", "0"])
+    assert first.exit_code == 0, first.output
+    # CliRunner's stderr is not a terminal: a line at the start and (every 0 s) per image
+    progress = [line for line in first.stderr.splitlines() if " of 2 (" in line]
+    assert progress[0].startswith("batch: 0 of 2 (0%) · 0 failed · 0 cached · ")
+    assert len(progress) == 3 and progress[-1].startswith("batch: 2 of 2 (100%) · 0 failed")
+    assert "images/min" in progress[-1] and "$0.00" in progress[-1] and "x 429" in progress[-1]
+    assert "\x1b[" not in first.stderr  # no terminal control codes in a log
+
+    again = runner.invoke(app, [*args(sim, photos, out), "--progress-every", "0"])
+    assert again.exit_code == 0, again.output
+    assert "batch: 0 of 4 (0%) · 0 failed · 0 cached · 2 skipped" in again.stderr
+    assert "batch: 4 of 4 (100%)" in again.stderr
+
+    quiet = runner.invoke(app, [*args(sim, photos, out), "--quiet"])
+    assert quiet.exit_code == 0, quiet.output
+    assert "of 6" not in quiet.stderr and "0 ok, 0 failed, 0 cached, 6 skipped" in quiet.stderr
+    default = runner.invoke(app, args(sim, photos, out))  # a line at the start, by default
+    assert "batch: 0 of 0 (100%)" in default.stderr
+
+
+def test_the_summary_groups_failed_images_by_error_type(
+    runner: CliRunner, app: typer.Typer, sim: Simulator, photos: Path, tmp_path: Path
+) -> None:
+    for i in range(4):
+        (photos / f"broken{i}.png").write_bytes(b"not a png at all")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{photos / 'p0.png'}\n{tmp_path / 'gone.png'}\n")
+    out = tmp_path / "results.jsonl"
+    result = runner.invoke(app, [*args(sim, listing, out), str(photos / "broken*.png")])
+    assert result.exit_code == 1, result.output
+    assert "1 ok, 5 failed" in result.stderr
+    report = result.stderr[result.stderr.index("failed by error type:") :].splitlines()
+    assert report[1].startswith("  ImageFormatError: 4 (") and report[1].endswith(", ...)")
+    assert report[1].count("broken") == 3  # a few ids, not all
+    assert report[2] == f"  ImageFetchError: 1 ({tmp_path / 'gone.png'})"
+
+
+def test_ctrl_c_stops_between_lines_says_how_far_and_exits_130_and_a_rerun_resumes(
+    runner: CliRunner, app: typer.Typer, photos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.jsonl"
+    answered = 0
+
+    def answer(body: dict[str, Any]) -> Reply:
+        nonlocal answered
+        answered += 1  # the first two are answered; the third hangs until the test ends
+        return Reply(
+            CAPTION, prompt_tokens=1000, completion_tokens=100, delay=0 if answered <= 2 else 60
+        )
+
+    with Simulator(default=answer) as sim:
+        batch = subprocess.Popen(
+            [sys.executable, "-m", "viewfinder", *args(sim, photos, out), "--concurrency", "1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=command_env(),
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not (out.exists() and out.read_text().count("\n") == 2):
+                assert batch.poll() is None and time.monotonic() < deadline
+                time.sleep(0.02)  # polling the file, not waiting out a race
+            while answered < 3:  # the third image is in flight
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            batch.send_signal(signal.SIGINT)
+            _, stderr = batch.communicate(timeout=60)
+        finally:
+            batch.kill()
+
+        assert batch.returncode == 130, stderr
+        assert "interrupted after 2 of 6; re-run the same command to resume" in stderr
+        assert "Traceback" not in stderr
+        assert [r["status"] for r in lines(out)] == ["ok", "ok"]  # whole lines only
+
+        answered = -10  # the re-run is answered at once
+        resumed = runner.invoke(app, args(sim, photos, out))
+    assert resumed.exit_code == 0, resumed.output
+    assert "4 ok, 0 failed, 0 cached, 2 skipped (already done)" in resumed.stderr
+    assert len(lines(out)) == 6

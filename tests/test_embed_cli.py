@@ -148,12 +148,15 @@ def test_a_bad_image_is_an_error_line_the_rest_succeed_and_a_rerun_retries_it(
     assert records[str(bad)]["status"] == "error"
     assert records[str(bad)]["error"]["type"] == "ImageFormatError"
     assert "5 ok, 1 failed" in result.output
+    assert "embed: 0 of 6 (0%)" in result.output  # counted before the run: a total at once
+    assert f"failed by error type:\n  ImageFormatError: 1 ({bad})" in result.output
 
     save(bad, 99)  # fixed: the re-run retries only it
     before = len(sim.embed_requests)
     again = runner.invoke(app, cohere(sim, str(photos), "--out", str(out)))
     assert again.exit_code == 0, again.output
     assert "1 ok, 0 failed, 0 cached, 5 skipped" in again.output
+    assert "embed: 0 of 1 (0%) · 0 failed · 0 cached · 5 skipped" in again.output
     assert len(sim.embed_requests) == before + 1
     assert lines(out)[-1]["id"] == str(bad) and lines(out)[-1]["status"] == "ok"
 

@@ -312,6 +312,11 @@ def test_cli_auto_on_a_fresh_machine_prints_a_local_result(square: Path) -> None
     assert record["caption"] is None and record["smart_crops"]
     assert "not served: caption, tags: needs a model endpoint" in as_json.stderr
 
+    # Nothing that was asked for could be served: exit 3, not a silent success.
+    nothing = runner.invoke(app, ["analyze", str(square), "--no-cache", "-f", "caption"])
+    assert nothing.exit_code == 3, nothing.output
+    assert "not served: caption: needs a model endpoint" in nothing.stderr
+
 
 def test_cli_engine_model_on_a_fresh_machine_exits_2(square: Path) -> None:
     result = CliRunner().invoke(app, ["analyze", str(square), "--engine", "model"])

@@ -29,6 +29,7 @@ from viewfinder.build.plan import CallPlan, ImageSize
 from viewfinder.build.templates import PromptTemplate, load_template
 from viewfinder.engine.budget import Budget
 from viewfinder.engine.engine import Completed, Gate, Request
+from viewfinder.engine.progress import ProgressArg
 from viewfinder.errors import SchemaError
 from viewfinder.prepare.load import ImageInput, LoadedImage
 from viewfinder.schemas.result import AnalysisRun, ImageMetadata
@@ -165,14 +166,15 @@ class Analyzer(BaseAnalyzer, Generic[T]):
         rpm: float | None = None,
         tpm: float | None = None,
         budget: Budget | None = None,
+        progress: ProgressArg = None,
         **variables: Any,
     ) -> BatchRun[AnalysisRun[T]]:
         """Fill the schema from a stream of images, yielding `BatchItem`s as they complete.
 
         Each item's `result` is an `AnalysisRun` (output, usage, version, image size).
-        `concurrency`, `rate_limiter`, `rpm`, `tpm` and `budget` are the batch's options
-        (see `ImageAnalyzer.analyze_many`), not template variables; every other keyword
-        is a template variable, the same for every image.
+        `concurrency`, `rate_limiter`, `rpm`, `tpm`, `budget` and `progress` are the
+        batch's options (see `ImageAnalyzer.analyze_many`), not template variables; every
+        other keyword is a template variable, the same for every image.
         """
         return run_many(
             self,
@@ -183,6 +185,7 @@ class Analyzer(BaseAnalyzer, Generic[T]):
             rpm=rpm,
             tpm=tpm,
             budget=budget,
+            progress=progress,
         )
 
     def aanalyze_many(
@@ -194,6 +197,7 @@ class Analyzer(BaseAnalyzer, Generic[T]):
         rpm: float | None = None,
         tpm: float | None = None,
         budget: Budget | None = None,
+        progress: ProgressArg = None,
         **variables: Any,
     ) -> AsyncBatchRun[AnalysisRun[T]]:
         """Async twin of `analyze_many`; `images` may also be an async iterable."""
@@ -206,4 +210,5 @@ class Analyzer(BaseAnalyzer, Generic[T]):
             rpm=rpm,
             tpm=tpm,
             budget=budget,
+            progress=progress,
         )

@@ -88,6 +88,7 @@ from viewfinder.build.templates import PromptTemplate, builtin_template, load_te
 from viewfinder.cost.tokens import prefix_tokens
 from viewfinder.engine.budget import Budget
 from viewfinder.engine.engine import Completed, Gate, Request
+from viewfinder.engine.progress import ProgressArg
 from viewfinder.errors import (
     ConfigurationError,
     InvalidOptionError,
@@ -1114,6 +1115,7 @@ class ImageAnalyzer(BaseAnalyzer):
         rpm: float | None = None,
         tpm: float | None = None,
         budget: Budget | None = None,
+        progress: ProgressArg = None,
     ) -> BatchRun[ImageAnalysisResult]:
         """Analyse a stream of images, `concurrency` at a time, yielding as each completes.
 
@@ -1139,6 +1141,9 @@ class ImageAnalyzer(BaseAnalyzer):
             tpm: Tokens per minute for the default limiter.
             budget: A cap for the whole batch (e.g. `Budget(max_dollars=5, model=...,
                 scope="per batch")`): once reached, no further image starts.
+            progress: A tqdm-like object (`update(n)`; its `total` set from `len(images)`
+                when None; `set_postfix_str` fed failures and dollars; not closed), or
+                True for a default bar on stderr (`viewfinder.engine.progress`).
 
         Returns:
             An iterator of `BatchItem`s with a live `summary`.
@@ -1162,6 +1167,7 @@ class ImageAnalyzer(BaseAnalyzer):
             rpm=rpm,
             tpm=tpm,
             budget=budget,
+            progress=progress,
         )
 
     def aanalyze_many(
@@ -1180,10 +1186,12 @@ class ImageAnalyzer(BaseAnalyzer):
         rpm: float | None = None,
         tpm: float | None = None,
         budget: Budget | None = None,
+        progress: ProgressArg = None,
     ) -> AsyncBatchRun[ImageAnalysisResult]:
         """Async twin of `analyze_many`: `async for item in analyzer.aanalyze_many(...)`.
 
         `images` may also be an async iterable; a sync one is pulled on the event loop.
+        `progress` is fed as `analyze_many`'s, in the event loop.
         """
         plan = self._many_plan(
             features,
@@ -1204,6 +1212,7 @@ class ImageAnalyzer(BaseAnalyzer):
             rpm=rpm,
             tpm=tpm,
             budget=budget,
+            progress=progress,
         )
 
 

@@ -20,6 +20,9 @@ and dropping it) cancels the in-flight work and joins the thread. The sync run u
 copy of the analyzer's async client with its own connection pool, closed at the end,
 because connections belong to the event loop that opened them.
 
+Progress: `progress=` (a tqdm-like object, or True for a default rich bar) is fed in the
+consumer's thread as each item is handed over (`viewfinder.engine.progress`).
+
 Pacing: the batch never changes the analyzer. It sends through a shallow copy of the
 analyzer's engine whose gate is the batch's limiter: `rate_limiter=` if given, else a
 `RateLimiter(rpm, tpm)` when `rpm=` / `tpm=` are given, else the analyzer's own
@@ -64,6 +67,7 @@ from viewfinder.batch.settings import DEFAULT_CONCURRENCY
 from viewfinder.cost.pricing import cost_of
 from viewfinder.engine.budget import Budget
 from viewfinder.engine.engine import Engine, Gate
+from viewfinder.engine.progress import ProgressArg, ProgressFeed, total_of
 from viewfinder.engine.providers import has_own_http_client, with_own_pool
 from viewfinder.engine.ratelimit import RateLimiter
 from viewfinder.engine.stream import END as _END
@@ -299,20 +303,28 @@ class AsyncBatchRun(AsyncIterator[BatchOutcome[R]]):
         rate_limiter: The gate pacing this batch's requests.
     """
 
-    def __init__(self, core: _Core[R], source: _Source) -> None:
+    def __init__(self, core: _Core[R], source: _Source, feed: ProgressFeed) -> None:
         self.summary = core.summary
         self.rate_limiter = core.gate
         self.concurrency = core.concurrency
         self._items = core.run(source)
+        self._feed = feed
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> BatchOutcome[R]:
-        return await anext(self._items)
+        try:
+            item = await anext(self._items)
+        except BaseException:
+            self._feed.close()
+            raise
+        self._feed.item(self.summary)
+        return item
 
     async def aclose(self) -> None:
         """Stop: cancel the in-flight images and wait for them to wind down."""
+        self._feed.close()
         await self._items.aclose()
 
     async def __aenter__(self) -> Self:
@@ -332,8 +344,10 @@ def arun_many(
     rpm: float | None = None,
     tpm: float | None = None,
     budget: Budget | None = None,
+    progress: ProgressArg = None,
 ) -> AsyncBatchRun[R]:
-    """The async batch: see the module docstring. A sync iterable is pulled on the loop.
+    """The async batch: see the module docstring. A sync iterable is pulled on the loop;
+    `progress` is fed as items are handed over (`viewfinder.engine.progress`).
 
     Raises:
         InvalidOptionError: Bad options (checked here, before anything runs).
@@ -351,7 +365,7 @@ def arun_many(
     source: _Source = (
         _AsyncSource(images) if isinstance(images, AsyncIterable) else _InlineSource(images)
     )
-    return AsyncBatchRun(core, source)
+    return AsyncBatchRun(core, source, ProgressFeed(progress, total_of(images)))
 
 
 # --- sync front end -----------------------------------------------------------------------
@@ -371,21 +385,31 @@ class BatchRun(Iterator[BatchOutcome[R]]):
             `concurrency`, it bounds how far the input is read ahead of what you got.
     """
 
-    def __init__(self, items: Generator[BatchOutcome[R], None, None], core: _Core[R]) -> None:
+    def __init__(
+        self, items: Generator[BatchOutcome[R], None, None], core: _Core[R], feed: ProgressFeed
+    ) -> None:
         self.summary = core.summary
         self.rate_limiter = core.gate
         self.concurrency = core.concurrency
         self.queue_size = core.concurrency
         self._items = items
+        self._feed = feed
 
     def __iter__(self) -> Self:
         return self
 
     def __next__(self) -> BatchOutcome[R]:
-        return next(self._items)
+        try:
+            item = next(self._items)
+        except BaseException:  # the end, an error, Ctrl-C: the default bar stops
+            self._feed.close()
+            raise
+        self._feed.item(self.summary)  # in the caller's thread, as tqdm wants
+        return item
 
     def close(self) -> None:
         """Stop: cancel the in-flight images and join the background thread."""
+        self._feed.close()
         self._items.close()
 
     def __enter__(self) -> Self:
@@ -423,8 +447,11 @@ def run_many(
     rpm: float | None = None,
     tpm: float | None = None,
     budget: Budget | None = None,
+    progress: ProgressArg = None,
 ) -> BatchRun[R]:
     """The sync batch: the async core on a background event loop; see the module docstring.
+    `progress` is fed in the caller's thread as items are handed over
+    (`viewfinder.engine.progress`).
 
     Raises:
         InvalidOptionError: Bad options (checked here, before anything runs).
@@ -450,4 +477,5 @@ def run_many(
         budget=budget,
     )
     source = _ThreadedSource(images)
-    return BatchRun(_in_thread(lambda: _on_own_loop(core, source), core.concurrency), core)
+    feed = ProgressFeed(progress, total_of(images))
+    return BatchRun(_in_thread(lambda: _on_own_loop(core, source), core.concurrency), core, feed)

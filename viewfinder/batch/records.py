@@ -287,7 +287,7 @@ class BatchSummary(RunTally):
             self.ok += 1
             self.cached += item.usage.cache_hit
         else:
-            self.failed += 1
+            self.note_failure(item.error or ViewfinderError("failed"), item.id)
         self.usage = self.usage + item.usage
         if item.cost is not None:
             self.dollars += item.cost

@@ -12,10 +12,13 @@ viewfinder --version
 and the local engine otherwise; it says on stderr which requested features were not
 served, and why. `--engine model` insists on the endpoint.
 
-Exit codes: 0 when every image was analysed (features not served locally do not count
-as failures), 1 when any image failed (the others are still analysed and reported), 2
-for usage errors and when `--engine model` finds no model endpoint configured (or a
-half-configured one, with any engine). `serve` exits 2 when it would start without keys (and without
+Exit codes (`viewfinder.cli.options`): 0 when every image was analysed (features not
+served locally do not count as failures while some asked feature is served), 1 when any
+image failed (the others are still analysed and reported), 2 for usage errors and when
+`--engine model` finds no model endpoint configured (or a half-configured one, with any
+engine), 3 when none of the features asked for was served for some image (`analyze -f
+caption` with no model endpoint), 130 when Ctrl-C stopped `batch` or `embed` (re-run to
+resume). `serve` exits 2 when it would start without keys (and without
 `--no-auth`) or without a model endpoint.
 """
 

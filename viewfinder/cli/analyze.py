@@ -20,6 +20,7 @@ from viewfinder.analyzers.features import Feature
 from viewfinder.cli.options import (
     EXIT_IMAGE_FAILED,
     EXIT_OK,
+    EXIT_UNSERVED,
     EXIT_USAGE,
     AllowHostOption,
     AnswerFormatChoice,
@@ -257,7 +258,12 @@ def analyze(
 ) -> None:
     """Analyse images: the 4.0 features (caption, dense captions, tags, objects, people,
     smart crops, read) and the 3.2 ones (categories, description, brands, adult, faces,
-    colour, image type, landmarks)."""
+    colour, image type, landmarks).
+
+    Exit status: 0 when every image was analysed, 1 when any failed, 2 for usage errors, 3
+    when none of the features asked for was served for some image (e.g. -f caption with no
+    model endpoint; when only some are served, stderr names the others and the status is 0).
+    """
     from viewfinder.analyzers.image_analysis import ImageAnalyzer  # the engine: lazily
 
     out = Console(highlight=False)
@@ -306,6 +312,7 @@ def analyze(
     }
     told: set[tuple[str, str]] = set()  # (feature, reason) pairs already on stderr
     failed = 0
+    unserved = 0  # images for which none of the features asked for was served
     total: Usage | None = None
     try:
         for index, source in enumerate(images, 1):
@@ -338,6 +345,7 @@ def analyze(
                     )
                 continue
             total = result.usage if total is None else total + result.usage
+            unserved += set(chosen) <= set(result.unserved or {})
             news = {f: r for f, r in (result.unserved or {}).items() if (f, r) not in told}
             for line in unserved_lines(news):
                 err.print(Text(f"not served: {line}", style="yellow"), soft_wrap=True)
@@ -356,7 +364,7 @@ def analyze(
         if total is not None:
             summary += f"; total {usage_text(total)}"
         out.print(Text(summary, style="bold"))
-    raise typer.Exit(EXIT_IMAGE_FAILED if failed else EXIT_OK)
+    raise typer.Exit(EXIT_IMAGE_FAILED if failed else EXIT_UNSERVED if unserved else EXIT_OK)
 
 
 def _emit(record: dict[str, Any]) -> None:

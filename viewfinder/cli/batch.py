@@ -33,9 +33,18 @@ kernel however the process ends, kill -9 included) and records itself in
 `OUT.lock.json`; a second run on the same `--out` exits at once with code 2, naming the
 first (its pid, host, start time and command).
 
+Progress (`viewfinder.cli.progress`): a live bar on a terminal, plain lines every
+`--progress-every` seconds off one, nothing with `--quiet`; its total is counted by one
+listing of the inputs before the run (not for stdin), less what a resume skips. The
+summary lists the failed images grouped by error type.
+
+Ctrl-C stops the run between two lines: the images in flight are cancelled (answers
+already received are in the cache, so a re-run does not pay for them twice), the file
+keeps whole lines, and the command says how far it got and exits 130.
+
 Exit codes: 0 when every image is analysed (now or before), 1 when any failed or the
 budget stopped the batch before every image was started, 2 for usage and
-configuration errors.
+configuration errors, 130 when Ctrl-C stopped it.
 """
 
 from __future__ import annotations
@@ -46,12 +55,11 @@ import json
 import os
 import re
 import sys
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 from rich.console import Console
@@ -63,6 +71,7 @@ from viewfinder.batch.settings import DEFAULT_CONCURRENCY
 from viewfinder.cli.batch_api import progress_text
 from viewfinder.cli.options import (
     EXIT_IMAGE_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     AllowHostOption,
@@ -73,6 +82,8 @@ from viewfinder.cli.options import (
     FeaturesHelp,
     ModelOption,
     NoCacheOption,
+    ProgressEveryOption,
+    ProgressOption,
     ReadGeometryChoice,
     ReadGeometryOption,
     RpmOption,
@@ -80,18 +91,27 @@ from viewfinder.cli.options import (
     features_callback,
     features_of,
 )
+from viewfinder.cli.progress import (
+    DEFAULT_INTERVAL,
+    Interrupts,
+    RunDisplay,
+    Snapshot,
+    duration_text,
+    failure_text,
+    interrupted_text,
+)
 from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
 from viewfinder.prepare.inputs import has_image_suffix, is_url
 from viewfinder.prepare.redact import legacy_url_id, safe_url
 
 if TYPE_CHECKING:  # the engine (openai, instructor): imported when the command runs
     from viewfinder.analyzers.image_analysis import ImageAnalyzer
-    from viewfinder.batch.online import BatchRun
-    from viewfinder.schemas.result import ImageAnalysisResult
 
 __all__ = [
     "JsonlWriter",
+    "SourceLike",
     "classify_source",
+    "count_pending",
     "duration_text",
     "iter_sources",
     "read_done_ids",
@@ -160,6 +180,17 @@ def _globbed(pattern: str) -> Iterator[tuple[str, str]]:
             yield _entry(match)
 
 
+class SourceLike(Protocol):
+    """An input argument: its `(id, image)` items, and whether it can be read twice."""
+
+    @property
+    def countable(self) -> bool:
+        """True when `items()` may be called twice (to count, then to run)."""
+
+    def items(self) -> Iterator[tuple[str, str]]:
+        """`(id, image)` for every image it names, lazily."""
+
+
 @dataclass(frozen=True)
 class _Source:
     """One command-line argument: what it is, and how many images it holds if cheap."""
@@ -178,13 +209,10 @@ class _Source:
             return _list_file(self.argument)
         return _globbed(self.argument)
 
-    def count(self) -> int | None:
-        """Images in it when that is cheap (a single image, a list file), else None."""
-        if self.kind == "image":
-            return 1
-        if self.kind == "list":
-            return sum(1 for _ in _list_file(self.argument))
-        return None
+    @property
+    def countable(self) -> bool:
+        """True when it can be read twice: once to count, once to run (not stdin)."""
+        return self.kind != "stdin"
 
 
 def classify_source(argument: str) -> _Source:
@@ -284,41 +312,33 @@ class JsonlWriter:
 # --- progress and summary ---------------------------------------------------------------
 
 
-def duration_text(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
-
-
 @dataclass
 class _Counts:
     skipped: int = 0
     legacy: int = 0  # of `skipped`: URLs done according to a version 1 (query-less) id
 
 
-def _status(run: BatchRun[ImageAnalysisResult], counts: _Counts, total: int | None) -> str:
-    """One progress line: done, failed, cached, rate, ETA, spend, limiter."""
-    from viewfinder.engine.ratelimit import RateLimiter
+def count_pending(
+    sources: Sequence[SourceLike], skip: Callable[[str, str], bool] | None = None
+) -> tuple[int, int] | None:
+    """`(to do, skipped)`: the images the sources name that `skip` does not skip (what a
+    resume leaves to do) and those it does, counted by one listing before the run, so
+    the progress has a total from the start; None when a source can only be read once
+    (stdin).
 
-    summary = run.summary
-    parts = [
-        f"{summary.ok} done",
-        f"{summary.failed} failed",
-        f"{summary.cached} cached",
-        f"{counts.skipped} skipped",
-        f"{summary.per_minute:.0f} images/min",
-    ]
-    if total is not None and summary.done and summary.elapsed > 0:
-        left = max(total - counts.skipped - summary.done, 0)
-        parts.append(f"ETA {duration_text(left * summary.elapsed / summary.done)}")
-    parts.append(f"${summary.dollars:.4f}")
-    limiter = run.rate_limiter
-    if isinstance(limiter, RateLimiter):
-        stats = limiter.stats
-        pace = "unpaced" if stats.rpm is None else f"{stats.rpm:.0f} rpm"
-        parts.append(f"{pace}, {stats.rate_limited} x 429")
-    return " · ".join(parts)
+    The listing is a directory walk, a glob or a list file read: seconds for a million
+    files, nothing next to analysing them.
+    """
+    if not all(source.countable for source in sources):
+        return None
+    todo = skipped = 0
+    for source in sources:
+        for ident, image in source.items():
+            if skip is not None and skip(ident, image):
+                skipped += 1
+            else:
+                todo += 1
+    return todo, skipped
 
 
 def _summary_text(summary: BatchSummary, counts: _Counts, torn: bool) -> str:
@@ -342,6 +362,9 @@ def _summary_text(summary: BatchSummary, counts: _Counts, torn: bool) -> str:
         text += "; repaired a torn last line of the output"
     if summary.budget_error is not None and summary.not_started:
         text += f"\nstopped: {summary.budget_error}"
+    failures = failure_text(summary)
+    if failures:
+        text += f"\n{failures}"
     return text
 
 
@@ -429,18 +452,19 @@ def batch(
             case_sensitive=False,
         ),
     ] = Rerun.ONLINE,
-    progress: Annotated[
-        bool,
-        typer.Option("--progress", help="Show progress even when stderr is not a terminal."),
-    ] = False,
+    progress: ProgressOption = True,
+    progress_every: ProgressEveryOption = DEFAULT_INTERVAL,
     allow_host: AllowHostOption = None,
     answer_format: AnswerFormatOption = AnswerFormatChoice.COMPACT,
     box_convention: BoxConventionOption = None,
     read_geometry: ReadGeometryOption = ReadGeometryChoice.MODEL,
 ) -> None:
-    """Analyse many images into a JSON Lines file; re-run to resume or retry failures."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn
+    """Analyse many images into a JSON Lines file; re-run to resume or retry failures.
 
+    Exit status: 0 when every image is analysed (now or before), 1 when any failed or the
+    budget stopped the batch first, 2 for usage errors, 130 when Ctrl-C stopped it (re-run
+    the same command to resume).
+    """
     from viewfinder.analyzers.image_analysis import ImageAnalyzer
     from viewfinder.batch.locks import WriterLock  # filelock, socket: when the command runs
     from viewfinder.engine.budget import Budget
@@ -485,15 +509,19 @@ def batch(
         raise fail(str(exc)) from None
 
     counts = _Counts()
-    counted = [source.count() for source in sources]
-    total = None if None in counted else sum(c for c in counted if c is not None)
+
+    def is_done(ident: str, image: str) -> bool:
+        """Whether an earlier run analysed it (the ids whose latest line is ok)."""
+        return ident in done_ids or bool(
+            legacy and is_url(image) and legacy_url_id(image) in legacy
+        )
 
     def pending() -> Iterator[tuple[str, str]]:
         for source in sources:
             for ident, image in source.items():
                 if ident in done_ids:
                     counts.skipped += 1
-                elif legacy and is_url(image) and legacy_url_id(image) in legacy:
+                elif is_done(ident, image):
                     counts.skipped += 1  # an older run analysed it or a query variant of it
                     counts.legacy += 1
                 else:
@@ -516,13 +544,25 @@ def batch(
         except ViewfinderError as exc:
             err.print(Text(f"error: {type(exc).__name__}: {exc}"), soft_wrap=True)
             failed = -1
+        except KeyboardInterrupt:  # the job's state is in work_dir: a re-run picks it up
+            err.print(Text("interrupted; re-run the same command to resume"), soft_wrap=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         finally:
             writer.close()
             analyzer.close()
             lock.release()
         raise typer.Exit(EXIT_IMAGE_FAILED if failed else EXIT_OK)
 
-    show = progress or err.is_terminal
+    try:
+        listed = count_pending(sources, is_done) if progress else None
+    except KeyboardInterrupt:
+        writer.close()
+        analyzer.close()
+        lock.release()
+        err.print(Text("interrupted while counting the inputs; nothing was analysed"))
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    total = None if listed is None else listed[0]
+    interrupted = False
     try:
         with contextlib.ExitStack() as stack:
             run = stack.enter_context(
@@ -534,22 +574,33 @@ def batch(
                     budget=budget,
                 )
             )
-            bar = Progress(
-                SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
+
+            def snapshot() -> Snapshot:
+                skipped = counts.skipped if listed is None else listed[1]
+                return Snapshot.of(
+                    run.summary, total=total, skipped=skipped, limiter=run.rate_limiter
+                )
+
+            interrupts = stack.enter_context(Interrupts())
+            display = stack.enter_context(
+                RunDisplay(err, "batch", snapshot, interval=progress_every, quiet=not progress)
             )
-            task = stack.enter_context(bar).add_task("starting", total=None) if show else None
-            shown = 0.0
-            for item in run:
-                writer.write(item.to_record())
-                if task is not None and time.monotonic() - shown > 0.1:
-                    shown = time.monotonic()
-                    bar.update(task, description=_status(run, counts, total))
+            try:
+                for item in run:
+                    with interrupts.held():  # Ctrl-C waits for the line to be whole
+                        writer.write(item.to_record())
+                    display.advance()
+            except KeyboardInterrupt:
+                interrupted = True  # leaving the stack cancels what is in flight
             summary = run.summary
     finally:
         writer.close()
         analyzer.close()
         lock.release()
     err.print(Text(_summary_text(summary, counts, torn)), soft_wrap=True)
+    if interrupted:
+        err.print(Text(interrupted_text(snapshot())), soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
     raise typer.Exit(EXIT_OK if summary.complete else EXIT_IMAGE_FAILED)
 
 

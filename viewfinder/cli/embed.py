@@ -29,8 +29,12 @@ left out and counted; columns `id` (string), `vector` (list of float32), `model`
 `--model` / `--dimensions` say otherwise) and prints the `--top` ids by cosine, reading
 the run streaming (a heap of `--top` entries).
 
+Progress, the summary's failures by error type and Ctrl-C are `viewfinder batch`'s
+(`viewfinder.cli.progress`).
+
 Exit codes: 0 when every input is embedded (now or before), 1 when any failed or the
-budget stopped the run first, 2 for usage and configuration errors.
+budget stopped the run first, 2 for usage and configuration errors, 130 when Ctrl-C
+stopped it.
 """
 
 from __future__ import annotations
@@ -40,7 +44,6 @@ import heapq
 import json
 import math
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -51,16 +54,33 @@ from rich.text import Text
 
 from viewfinder.cli.batch import (
     JsonlWriter,
+    SourceLike,
     classify_source,
-    duration_text,
+    count_pending,
     read_done_ids,
 )
-from viewfinder.cli.options import EXIT_IMAGE_FAILED, EXIT_OK, EXIT_USAGE, RpmOption
+from viewfinder.cli.options import (
+    EXIT_IMAGE_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ProgressEveryOption,
+    ProgressOption,
+    RpmOption,
+)
+from viewfinder.cli.progress import (
+    DEFAULT_INTERVAL,
+    Interrupts,
+    RunDisplay,
+    Snapshot,
+    failure_text,
+    interrupted_text,
+)
 from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
 
 if TYPE_CHECKING:  # httpx2, Pillow: imported when the command runs
     from viewfinder.embed.embedder import Embedder
-    from viewfinder.embed.many import EmbedRun, EmbedSummary
+    from viewfinder.embed.many import EmbedSummary
 
 __all__ = ["register"]
 
@@ -87,34 +107,30 @@ def _jsonl_items(path: str) -> Iterator[tuple[str, str]]:
             yield str(ident), image
 
 
-def _sources(arguments: list[str]) -> list[Iterator[tuple[str, str]]]:
-    """The items each argument names (checked now, read lazily)."""
-    sources: list[Any] = []
-    for argument in arguments:
-        if argument.endswith(".jsonl") and os.path.isfile(argument):
-            sources.append(argument)
-        else:
-            sources.append(classify_source(argument))
+class _JsonlSource:
+    """A JSONL file of `{"id", "url" | "path"}` lines, as an input argument."""
+
+    countable = True
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def items(self) -> Iterator[tuple[str, str]]:
+        return _jsonl_items(self.path)
+
+
+def _sources(arguments: list[str]) -> list[SourceLike]:
+    """The input arguments, checked now and read lazily (`items()`), each readable twice
+    (to count them for the progress, then to embed them) unless it is stdin."""
     return [
-        _jsonl_items(source) if isinstance(source, str) else source.items() for source in sources
+        _JsonlSource(argument)
+        if argument.endswith(".jsonl") and os.path.isfile(argument)
+        else classify_source(argument)
+        for argument in arguments
     ]
 
 
 # --- summary ----------------------------------------------------------------------------
-
-
-def _status(run: EmbedRun, skipped: int) -> str:
-    summary = run.summary
-    return " · ".join(
-        [
-            f"{summary.ok} done",
-            f"{summary.failed} failed",
-            f"{skipped} skipped",
-            f"{summary.per_minute:.0f} images/min",
-            f"${summary.dollars:.4f}",
-            f"{duration_text(summary.elapsed)}",
-        ]
-    )
 
 
 def _summary_text(summary: EmbedSummary, skipped: int, torn: bool) -> str:
@@ -132,6 +148,9 @@ def _summary_text(summary: EmbedSummary, skipped: int, torn: bool) -> str:
         text += "; repaired a torn last line of the output"
     if summary.budget_error is not None and summary.not_started:
         text += f"\nstopped: {summary.budget_error}"
+    failures = failure_text(summary)
+    if failures:
+        text += f"\n{failures}"
     return text
 
 
@@ -294,12 +313,15 @@ def embed(
             help="Convert the finished run (the input) to this Parquet file.", dir_okay=False
         ),
     ] = None,
-    progress: Annotated[
-        bool,
-        typer.Option("--progress", help="Show progress even when stderr is not a terminal."),
-    ] = False,
+    progress: ProgressOption = True,
+    progress_every: ProgressEveryOption = DEFAULT_INTERVAL,
 ) -> None:
-    """Embed many images into a JSON Lines file; re-run to resume or retry failures."""
+    """Embed many images into a JSON Lines file; re-run to resume or retry failures.
+
+    Exit status: 0 when every input is embedded (now or before), 1 when any failed or the
+    budget stopped the run first, 2 for usage errors, 130 when Ctrl-C stopped it (re-run
+    the same command to resume).
+    """
     from viewfinder.batch.locks import WriterLock
 
     err = Console(stderr=True, highlight=False)
@@ -380,38 +402,54 @@ def embed(
 
     def pending() -> Iterator[tuple[str, str]]:
         nonlocal skipped
-        for items in sources:
-            for ident, image in items:
+        for source in sources:
+            for ident, image in source.items():
                 if ident in done_ids:
                     skipped += 1
                 else:
                     yield ident, image
 
-    from rich.progress import Progress, SpinnerColumn, TextColumn
-
-    show = progress or err.is_terminal
+    interrupted = False
     try:
+        listed = count_pending(sources, lambda ident, _: ident in done_ids) if progress else None
+        total = None if listed is None else listed[0]
         with contextlib.ExitStack() as stack:
             run = stack.enter_context(embedder.embed_many(pending(), concurrency=concurrency))
-            bar = Progress(
-                SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
+
+            def snapshot() -> Snapshot:
+                return Snapshot.of(
+                    run.summary,
+                    total=total,
+                    skipped=skipped if listed is None else listed[1],
+                    limiter=run.rate_limiter,
+                )
+
+            interrupts = stack.enter_context(Interrupts())
+            display = stack.enter_context(
+                RunDisplay(err, "embed", snapshot, interval=progress_every, quiet=not progress)
             )
-            task = stack.enter_context(bar).add_task("starting", total=None) if show else None
-            shown = 0.0
-            for item in run:
-                writer.write(item.to_record())
-                if task is not None and time.monotonic() - shown > 0.1:
-                    shown = time.monotonic()
-                    bar.update(task, description=_status(run, skipped))
+            try:
+                for item in run:
+                    with interrupts.held():  # Ctrl-C waits for the line to be whole
+                        writer.write(item.to_record())
+                    display.advance()
+            except KeyboardInterrupt:
+                interrupted = True  # leaving the stack cancels what is in flight
             summary = run.summary
     except ViewfinderError as exc:  # an input argument that turned out unreadable
         err.print(Text(f"error: {type(exc).__name__}: {exc}"), soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
+    except KeyboardInterrupt:  # while counting the inputs, or a second Ctrl-C on the way out
+        err.print(Text("interrupted; re-run the same command to resume"), soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         writer.close()
         embedder.close()
         lock.release()
     err.print(Text(_summary_text(summary, skipped, torn)), soft_wrap=True)
+    if interrupted:
+        err.print(Text(interrupted_text(snapshot())), soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
     raise typer.Exit(EXIT_OK if summary.complete else EXIT_IMAGE_FAILED)
 
 

@@ -20,7 +20,9 @@ from viewfinder.prepare import MIN_MAX_SIDE
 
 __all__ = [
     "EXIT_IMAGE_FAILED",
+    "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_UNSERVED",
     "EXIT_USAGE",
     "AllowHostOption",
     "AnswerFormatChoice",
@@ -34,6 +36,8 @@ __all__ = [
     "ModelOption",
     "NoCacheOption",
     "ObjectParentsOption",
+    "ProgressEveryOption",
+    "ProgressOption",
     "RpmOption",
     "TagHintsOption",
     "allow_hosts_of",
@@ -71,6 +75,30 @@ RpmOption: TypeAlias = Annotated[
     typer.Option(help="Requests per minute (default: learned from the headers).", min=1),
 ]
 """`--rpm`, for the commands that pace a run (batch, embed)."""
+
+ProgressOption: TypeAlias = Annotated[
+    bool,
+    typer.Option(
+        "--progress/--quiet",
+        "-q",
+        help="Progress on stderr (the default): a live bar on a terminal, a plain line "
+        "every --progress-every seconds off one (CI logs, nohup). --quiet: only the summary.",
+    ),
+]
+"""`--progress/--quiet`, for the commands that stream a long run (batch, embed).
+
+`--progress` once meant "show progress even when stderr is not a terminal"; progress is now
+shown there by default, as plain lines, so `--progress` is the default and stays accepted."""
+
+ProgressEveryOption: TypeAlias = Annotated[
+    float,
+    typer.Option(
+        help="Seconds between progress lines when stderr is not a terminal (0: one per image).",
+        min=0,
+        metavar="SECONDS",
+    ),
+]
+"""`--progress-every`, with `ProgressOption`."""
 
 DetailOption: TypeAlias = Annotated[
     DetailChoice, typer.Option(help="Image detail sent to the model.", case_sensitive=False)
@@ -239,3 +267,10 @@ EXIT_IMAGE_FAILED = 1
 """At least one image failed; the others were still analysed."""
 EXIT_USAGE = 2
 """Bad command line, or no model endpoint configured."""
+EXIT_UNSERVED = 3
+"""`analyze`: no image failed, but for some image none of the features asked for was served
+(e.g. `-f caption` with no model endpoint: the local engine cannot caption). When some of the
+asked features are served and some not, the exit status is 0 and stderr names the others."""
+EXIT_INTERRUPTED = 130
+"""Stopped by Ctrl-C (128 + SIGINT, the shells' convention); the output is whole lines, and
+re-running the same command resumes."""

@@ -45,6 +45,7 @@ from viewfinder.embed.backends import (
 )
 from viewfinder.embed.pricing import EmbeddingBudget, embedding_cost
 from viewfinder.engine.cache import ResponseCache
+from viewfinder.engine.progress import ProgressArg
 from viewfinder.engine.ratelimit import RateLimiter
 from viewfinder.engine.retry import RetryPolicy, async_retrying, sync_retrying, to_viewfinder_error
 from viewfinder.errors import (
@@ -255,13 +256,17 @@ class Embedder:
         *,
         concurrency: int = 4,
         rate_limiter: RateLimiter | None = None,
+        progress: ProgressArg = None,
     ) -> EmbedRun:
         """Embed a stream of images (or `(id, image)` pairs, `BatchInput`s): one
         `EmbedItem` each as its batch completes, at most `concurrency` batches in flight,
-        a bad image an error item; see `viewfinder.embed.many`."""
+        a bad image an error item; see `viewfinder.embed.many`. `progress`: a tqdm-like
+        object or True, as `ImageAnalyzer.analyze_many`'s (`viewfinder.engine.progress`)."""
         from viewfinder.embed.many import embed_many
 
-        return embed_many(self, images, concurrency=concurrency, rate_limiter=rate_limiter)
+        return embed_many(
+            self, images, concurrency=concurrency, rate_limiter=rate_limiter, progress=progress
+        )
 
     def aembed_many(
         self,
@@ -269,11 +274,14 @@ class Embedder:
         *,
         concurrency: int = 4,
         rate_limiter: RateLimiter | None = None,
+        progress: ProgressArg = None,
     ) -> EmbedRun:
         """`embed_many` in the caller's event loop: `async for item in run`."""
         from viewfinder.embed.many import aembed_many
 
-        return aembed_many(self, images, concurrency=concurrency, rate_limiter=rate_limiter)
+        return aembed_many(
+            self, images, concurrency=concurrency, rate_limiter=rate_limiter, progress=progress
+        )
 
     def close(self) -> None:
         """Close the sync HTTP client (the async methods close theirs per call)."""

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeAlias
 import httpx2
 
 from viewfinder.embed.embedder import Embedding, EmbeddingUsage, share_client
+from viewfinder.engine.progress import ProgressArg, ProgressFeed, total_of
 from viewfinder.engine.ratelimit import RateLimiter
 from viewfinder.engine.stream import (
     END,
@@ -176,7 +177,7 @@ class EmbedSummary(RunTally):
     def record(self, item: EmbedItem) -> None:
         """Count one yielded item."""
         if item.embedding is None:
-            self.failed += 1
+            self.note_failure(item.error or ViewfinderError("no embedding"), item.id)
             return
         self.ok += 1
         usage = item.embedding.usage
@@ -370,13 +371,16 @@ class EmbedRun:
         rate_limiter: The limiter pacing this run's requests.
     """
 
-    def __init__(self, core: _Core, source: PullSource, *, threaded: bool) -> None:
+    def __init__(
+        self, core: _Core, source: PullSource, *, threaded: bool, feed: ProgressFeed
+    ) -> None:
         self.summary = core.summary
         self.rate_limiter = core.embedder.rate_limiter
         self._async = None if threaded else core.run(source)
         self._sync: Generator[EmbedOutcome, None, None] | None = (
             in_thread(lambda: core.run(source), core.concurrency) if threaded else None
         )
+        self._feed = feed
 
     def __iter__(self) -> Self:
         return self
@@ -384,7 +388,13 @@ class EmbedRun:
     def __next__(self) -> EmbedOutcome:
         if self._sync is None:
             raise TypeError("this run is async: use `async for`")
-        return next(self._sync)
+        try:
+            item = next(self._sync)
+        except BaseException:  # the end, an error, Ctrl-C: the default bar stops
+            self._feed.close()
+            raise
+        self._feed.item(self.summary)  # in the caller's thread, as tqdm wants
+        return item
 
     def __aiter__(self) -> Self:
         return self
@@ -392,15 +402,23 @@ class EmbedRun:
     async def __anext__(self) -> EmbedOutcome:
         if self._async is None:
             raise TypeError("this run is sync: use `for`")
-        return await anext(self._async)
+        try:
+            item = await anext(self._async)
+        except BaseException:
+            self._feed.close()
+            raise
+        self._feed.item(self.summary)
+        return item
 
     def close(self) -> None:
         """Stop: cancel the in-flight batches and join the background thread."""
+        self._feed.close()
         if self._sync is not None:
             self._sync.close()
 
     async def aclose(self) -> None:
         """Stop: cancel the in-flight batches."""
+        self._feed.close()
         if self._async is not None:
             await self._async.aclose()
 
@@ -428,9 +446,11 @@ def embed_many(
     *,
     concurrency: int = 4,
     rate_limiter: RateLimiter | None = None,
+    progress: ProgressArg = None,
 ) -> EmbedRun:
     """The sync run: the async core on a background event loop (inputs pulled in a
-    worker thread, so a blocking source such as stdin is fine). See the module docstring.
+    worker thread, so a blocking source such as stdin is fine). See the module docstring;
+    `progress` as in `viewfinder.engine.progress`.
 
     Raises:
         InvalidOptionError: Bad options (checked here, before anything runs).
@@ -438,7 +458,8 @@ def embed_many(
     if isinstance(images, AsyncIterable):
         raise InvalidOptionError("embed_many takes a sync iterable; use aembed_many")
     core = _core(embedder, concurrency, rate_limiter)
-    return EmbedRun(core, ThreadedSource(images), threaded=True)
+    feed = ProgressFeed(progress, total_of(images))
+    return EmbedRun(core, ThreadedSource(images), threaded=True, feed=feed)
 
 
 def aembed_many(
@@ -447,10 +468,12 @@ def aembed_many(
     *,
     concurrency: int = 4,
     rate_limiter: RateLimiter | None = None,
+    progress: ProgressArg = None,
 ) -> EmbedRun:
     """The async run, in the caller's event loop. See the module docstring."""
     core = _core(embedder, concurrency, rate_limiter)
     source: PullSource = (
         AsyncSource(images) if isinstance(images, AsyncIterable) else InlineSource(images)
     )
-    return EmbedRun(core, source, threaded=False)
+    feed = ProgressFeed(progress, total_of(images))
+    return EmbedRun(core, source, threaded=False, feed=feed)

@@ -8,10 +8,27 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Final
 
 from viewfinder.errors import BudgetExceededError
 
-__all__ = ["RunTally"]
+__all__ = ["FAILURE_EXAMPLES", "FailureGroup", "RunTally"]
+
+FAILURE_EXAMPLES: Final = 3
+"""Ids kept per error type: enough to find the images, bounded however many fail."""
+
+
+@dataclass
+class FailureGroup:
+    """The failures of one error type in a run.
+
+    Attributes:
+        count: Inputs that failed with it.
+        examples: The first `FAILURE_EXAMPLES` of their ids, as printable strings.
+    """
+
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -27,6 +44,8 @@ class RunTally:
         unpriced: Items (or requests) that spent on a model with no price.
         not_started: Inputs never started because the budget was reached.
         budget_error: The error that stopped the run, if its budget was reached.
+        failures: Failed inputs by error type name (`note_failure`), in first-seen order,
+            for a summary that says what went wrong, not only how often.
         started_at: `time.monotonic()` when the run started.
         finished_at: `time.monotonic()` when it ended; None while it runs.
     """
@@ -38,8 +57,17 @@ class RunTally:
     unpriced: int = 0
     not_started: int = 0
     budget_error: BudgetExceededError | None = None
+    failures: dict[str, FailureGroup] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)
     finished_at: float | None = None
+
+    def note_failure(self, error: BaseException, ident: object) -> None:
+        """Count one failed input, under its error's type name."""
+        self.failed += 1
+        group = self.failures.setdefault(type(error).__name__, FailureGroup())
+        group.count += 1
+        if len(group.examples) < FAILURE_EXAMPLES:
+            group.examples.append(str(ident))
 
     @property
     def done(self) -> int:
