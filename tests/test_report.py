@@ -451,3 +451,13 @@ def test_names_and_texts_are_escaped(tmp_path: Path) -> None:
     assert_self_contained(page)
     assert parse_page(page).sections == [name]
     assert "&lt;b&gt;bad&lt;/b&gt;" in page
+
+
+def test_a_result_for_another_image_size_is_not_drawn(tmp_path: Path) -> None:
+    """The page says why instead of drawing boxes in the wrong places."""
+    (report,) = _noise_reports(tmp_path, 1)
+    Image.new("RGB", (100, 80)).save(tmp_path / report.image)  # not the sample's 864x576
+    _, html_path = write_report([report], tmp_path / "out", tmp_path)
+    page = html_path.read_text(encoding="utf-8")
+    assert page.count("cannot draw: InvalidOptionError: the result is for a 864x576 image") == 2
+    assert not parse_page(page).pictures

@@ -46,7 +46,12 @@ from viewfinder.compat.rest import from_azure_json
 from viewfinder.compat.results32 import from_cv32_json, is_cv32_json
 from viewfinder.cost.pricing import cost_of
 from viewfinder.draw import draw
-from viewfinder.errors import AzureInputError, ConfigurationError, ViewfinderError
+from viewfinder.errors import (
+    AzureInputError,
+    ConfigurationError,
+    InvalidOptionError,
+    ViewfinderError,
+)
 from viewfinder.evaluate.charts import CHARTS_HINT, ChartRow, chart_data, has_charts, render_svgs
 from viewfinder.evaluate.compare import (
     FeatureScores,
@@ -683,7 +688,17 @@ class Panel(NamedTuple):
 
 def _scaled(result: ImageAnalysisResult, size: tuple[int, int], full: tuple[int, int]) -> Any:
     """`result` with its geometry (every box and point) moved from `full` pixels to `size`,
-    so it is drawn on the thumbnail at a legible line width and font size."""
+    so it is drawn on the thumbnail at a legible line width and font size.
+
+    Raises:
+        InvalidOptionError: The result was made on an image of another size (as `draw`
+            refuses it: its boxes would land in the wrong places).
+    """
+    meta = result.metadata
+    if meta is not None and (meta.width, meta.height) != full:
+        raise InvalidOptionError(
+            f"the result is for a {meta.width}x{meta.height} image, this one is {full[0]}x{full[1]}"
+        )
     fx, fy = size[0] / full[0], size[1] / full[1]
 
     def walk(value: Any) -> Any:
