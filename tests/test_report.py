@@ -227,9 +227,11 @@ def test_cli(
     # reused (no request, nothing paid), the missing image fails, exit 1.
     (azure_dir / "missing.json").write_text(SAMPLE.read_text(encoding="utf-8"), "utf-8")
     sent = len(sim.requests)
-    result = CliRunner().invoke(app, [*args, "--no-cache"])
+    result = CliRunner().invoke(app, [*args, "--no-cache", "--worst", "1"])
     assert result.exit_code == 1, result.output
     assert len(sim.requests) == sent and "2 analyses recorded" in result.output
+    page = parse_page((out / "report.html").read_text(encoding="utf-8"))
+    assert page.sections == ["missing"] and "worst 1 of 3 shown" in page.shown
     doc = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert [r["image"] for r in doc["results"]] == ["bad", "good", "missing"]
     assert doc["results"][0]["badness"] > doc["results"][1]["badness"]
