@@ -35,7 +35,7 @@ from typing import Any, Final, NamedTuple
 
 import jinja2
 from markupsafe import Markup
-from PIL import Image, ImageOps
+from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
 from viewfinder.analyzers.features import Feature
@@ -59,7 +59,7 @@ from viewfinder.evaluate.compare import (
     compare_results,
     summarize,
 )
-from viewfinder.prepare.decode import has_image_suffix
+from viewfinder.prepare.decode import decode_rgb, has_image_suffix
 from viewfinder.schemas.result import ImageAnalysisResult, Usage
 
 __all__ = [
@@ -743,8 +743,7 @@ def overlays(report: ImageReport, image: Path | None) -> list[Panel]:
     if image is None:
         return [Panel(label, None, None, (f"caption: {_caption_of(r)}",)) for label, r in sides]
     try:
-        with Image.open(image) as opened:
-            full = ImageOps.exif_transpose(opened).convert("RGB")
+        full = decode_rgb(image.read_bytes(), str(image))  # the decoder's limits, oriented
     except Exception as exc:  # an unreadable picture must not lose the page
         error = f"{type(exc).__name__}: {exc}"
         return [Panel(label, None, error, (f"caption: {_caption_of(r)}",)) for label, r in sides]
