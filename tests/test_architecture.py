@@ -60,7 +60,7 @@ ALLOWED: dict[str, set[str]] = {
     "batch": {"errors", "schemas", "prepare", "build", "engine", "finish", "cost", "analyzers"},
     "compat": {"errors", "schemas", "prepare", "build", "engine", "analyzers"},
     "azure": {"errors", "schemas", "build", "compat", "analyzers"},
-    "evaluate": {"errors", "schemas", "prepare", "compat", "cost", "analyzers", "draw"},
+    "evaluate": {"errors", "schemas", "prepare", "compat", "cost", "analyzers", "batch", "draw"},
     # batch: its record is what exports read; draw: a result beside its drawn image
     "export": {"errors", "schemas", "batch", "draw"},
     "testing": {"errors", "schemas", "prepare", "engine", "analyzers"},

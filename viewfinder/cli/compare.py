@@ -12,30 +12,112 @@ The stored results may be Image Analysis 4.0 or Computer Vision 3.2 analyze bodi
 as not scored. COCO ground truth scores objects and people boxes as COCO's evaluation
 does (`viewfinder.evaluate.coco`), writing report.json and report.md.
 
+With --azure, the images are analysed on the batch core (`ImageAnalyzer.analyze_many`:
+`--concurrency` at a time, paced by `--rpm`), and each analysis is appended, as it
+completes, to `OUT/analyses.jsonl` as a batch record (`BatchItem.to_record()` with
+`"latency_s"`), flushed and fsynced: a re-run with the same `--out` analyses only what is
+not there yet and pays nothing for the rest; a kill loses nothing already written. One
+run at a time per `--out` (an OS lock, as `viewfinder batch` takes). Progress: a plain
+line on stderr every few seconds (`_ProgressLines`, fed once per image).
+
 Exit codes: 0 when every image was compared, 1 when any image failed (the others are
-still compared and reported), 2 for usage or configuration errors.
+still compared and reported), 2 for usage or configuration errors, 130 when interrupted
+(Ctrl-C; re-run the same command to resume).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from viewfinder.cli.options import EXIT_IMAGE_FAILED, EXIT_OK, EXIT_USAGE
-from viewfinder.errors import AzureInputError, ViewfinderError
+from viewfinder.batch.settings import DEFAULT_CONCURRENCY
+from viewfinder.cli.options import EXIT_IMAGE_FAILED, EXIT_OK, EXIT_USAGE, RpmOption
+from viewfinder.errors import AzureInputError, UserError, ViewfinderError
 
 if TYPE_CHECKING:
     from viewfinder.analyzers.image_analysis import ImageAnalyzer
+    from viewfinder.batch.records import BatchItem
     from viewfinder.evaluate.ground_truth import GroundTruthRun
+    from viewfinder.evaluate.report import ImageReport
+    from viewfinder.schemas.result import ImageAnalysisResult
 
-__all__ = ["register"]
+__all__ = ["ANALYSES_FILE", "register"]
+
+ANALYSES_FILE: Final = "analyses.jsonl"
+"""The file in `--out` that a `--azure` run appends its analyses to, and resumes from."""
+
+EXIT_INTERRUPTED: Final = 130
+"""Ctrl-C: the shell's code for SIGINT; what was recorded is kept for the re-run."""
+
+PROGRESS_EVERY_S: Final = 5.0
+"""Seconds between two plain progress lines."""
+
+
+class _ProgressLines:
+    """Progress of a comparison, fed once per image (`advance`): a plain line on stderr
+    every `every` seconds, readable in a log or a terminal alike.
+
+    The one place compare's progress is shown: a shared progress display can take its
+    place by offering the same `advance(report)` and `close()`.
+    """
+
+    def __init__(
+        self,
+        console: Console,
+        total: int,
+        *,
+        every: float = PROGRESS_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._console = console
+        self._total = total
+        self._every = every
+        self._clock = clock
+        self._start = self._last = clock()
+        self.done = 0
+        self.failed = 0
+        self.dollars = 0.0
+
+    def advance(self, report: ImageReport) -> None:
+        """Count one image's report; print a line when `every` seconds have passed."""
+        self.done += 1
+        self.failed += report.error is not None
+        self.dollars += report.cost or 0.0
+        now = self._clock()
+        if now - self._last >= self._every:
+            self._last = now
+            self._console.print(Text(self.line(now)), soft_wrap=True)
+
+    def line(self, now: float) -> str:
+        """`compare: 40 of 120 images (33%), 2 failed, $0.0123, 12.0 images/min, ETA 3m20s`."""
+        elapsed = now - self._start
+        total = max(self._total, 1)
+        text = (
+            f"compare: {self.done} of {self._total} images ({100 * self.done // total}%), "
+            f"{self.failed} failed, ${self.dollars:.4f}"
+        )
+        if elapsed > 0 and self.done:
+            rate = self.done / elapsed
+            left = max(self._total - self.done, 0) / rate
+            text += f", {rate * 60:.1f} images/min, ETA {_duration(left)}"
+        return text
+
+    def close(self) -> None:
+        """Nothing to tear down for plain lines (a live display would stop here)."""
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(max(0, round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 def _load_synonyms(path: Path) -> dict[str, str]:
@@ -120,10 +202,24 @@ def compare(
             dir_okay=False,
         ),
     ] = None,
+    concurrency: Annotated[
+        int, typer.Option(help="Images analysed at the same time.", min=1)
+    ] = DEFAULT_CONCURRENCY,
+    rpm: RpmOption = None,
+    worst: Annotated[
+        int,
+        typer.Option(
+            "--worst",
+            help="Images drawn in report.html: the worst N (every image is in report.json).",
+            metavar="N",
+            min=0,
+        ),
+    ] = 100,  # viewfinder.evaluate.report.DEFAULT_WORST (not imported: --help stays light)
 ) -> None:
     """Compare viewfinder with stored Azure results or COCO ground truth, and report.
 
-    With --azure: an HTML and JSON report. With --ground-truth: boxes scored as COCO does
+    With --azure: an HTML and JSON report; the analyses are recorded in OUT/analyses.jsonl,
+    so a re-run resumes where a killed one stopped. With --ground-truth: boxes scored as COCO does
     (precision, recall, F1 at IoU 0.5; AP50, AP75, AP over 0.5:0.95), a JSON and
     Markdown report.
     """
@@ -180,12 +276,24 @@ def compare(
     except (ViewfinderError, OSError) as exc:  # AzureInputError is a ViewfinderError
         err.print(Text(f"error: {exc}"), soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
+    progress = _ProgressLines(err, len(items))
     try:
-        reports = list(compare_images(analyzer, items, images, synonyms=synonym_map, stored=stored))
+        if analyzer is None:
+            reports = list(
+                compare_images(
+                    None, items, images, synonyms=synonym_map, stored=stored,
+                    on_report=progress.advance,
+                )
+            )  # fmt: skip
+        else:
+            reports = _analyse_and_compare(
+                analyzer, items, images, out, synonym_map, concurrency, rpm, progress, err
+            )
     finally:
+        progress.close()
         if analyzer is not None:
             analyzer.close()
-    json_path, html_path = write_report(reports, out, images)
+    json_path, html_path = write_report(reports, out, images, worst=worst)
 
     document = json.loads(json_path.read_text(encoding="utf-8"))
     for report in reports:
@@ -226,6 +334,64 @@ def compare(
     )
     out_console.print(Text(f"report: {json_path}\nreport: {html_path}"), soft_wrap=True)
     raise typer.Exit(EXIT_IMAGE_FAILED if document["failed"] else EXIT_OK)
+
+
+def _analyse_and_compare(
+    analyzer: ImageAnalyzer,
+    items: list[tuple[str, ImageAnalysisResult]],
+    images: Path,
+    out: Path,
+    synonyms: dict[str, str] | None,
+    concurrency: int,
+    rpm: int | None,
+    progress: _ProgressLines,
+    err: Console,
+) -> list[ImageReport]:
+    """Analyse what `OUT/analyses.jsonl` does not hold yet, appending each analysis to it
+    as it completes, and score every image (recorded analyses reused)."""
+    from viewfinder.batch.locks import WriterLock  # filelock: when the command runs
+    from viewfinder.cli.batch import JsonlWriter, read_done_ids
+    from viewfinder.evaluate.report import compare_images, load_analyses
+
+    path = out / ANALYSES_FILE
+    lock = WriterLock(
+        path, hint="wait for it or choose another --out", doing="being written by a compare"
+    )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+        read_done_ids(path)  # cuts off a torn last line before anything is appended
+        reuse = load_analyses(path)
+        writer = JsonlWriter(path)
+    except (UserError, OSError) as exc:
+        lock.release()
+        err.print(Text(f"error: {exc}"), soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    if reuse:
+        err.print(Text(f"compare: {len(reuse)} analyses recorded in {path}"), soft_wrap=True)
+
+    def record(item: BatchItem[ImageAnalysisResult], latency: float) -> None:
+        writer.write(item.to_record() | {"latency_s": latency})
+
+    try:
+        return list(
+            compare_images(
+                analyzer, items, images, synonyms=synonyms, reuse=reuse,
+                concurrency=concurrency, rpm=rpm, on_analysis=record, on_report=progress.advance,
+            )
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        err.print(
+            Text(
+                f"interrupted after {progress.done} of {len(items)} images; "
+                "re-run the same command to resume"
+            ),
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        writer.close()
+        lock.release()
 
 
 def _ground_truth_run(

@@ -7,55 +7,89 @@ reports = list(compare_images(analyzer, load_azure("azure/"), "images/"))
 json_path, html_path = write_report(reports, "report/", "images/")
 ```
 
-`report.json` is for CI (the `summarize` summary, per-image scores, costs, latency);
-`report.html` is one self-contained page (images embedded as base64 PNG data URLs, no
-external CSS, scripts or fonts) showing the images worst first, each drawn with
-Azure's and viewfinder's results side by side.
+Images are analysed on the batch core (`ImageAnalyzer.analyze_many`: concurrent, paced);
+`on_analysis` sees each analysis as it completes (`viewfinder compare` records them to
+resume), `on_report` each image's report (for a progress display).
+
+`report.json` is for CI (the `summarize` summary, per-image scores, costs, latency, and
+the charts' data); `report.html` is one self-contained page rendered from the Jinja2
+template `report.html.j2` (autoescaped; no external CSS, scripts or fonts): totals, the
+summary table, charts (inline SVG from `viewfinder.evaluate.charts`, with the `report`
+extra), then the worst `worst` images, each drawn with Azure's and viewfinder's results
+(`overlays`) as JPEG thumbnails of bounded size (`jpeg_data_url`), so the page stays
+small however many images were compared.
 """
 
 from __future__ import annotations
 
 import base64
-import html
+import hashlib
 import io
 import json
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import cache
+from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
+import jinja2
+from markupsafe import Markup
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
 from viewfinder.analyzers.features import Feature
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
+from viewfinder.batch.records import BatchItem
+from viewfinder.batch.settings import DEFAULT_CONCURRENCY
 from viewfinder.compat.rest import from_azure_json
 from viewfinder.compat.results32 import from_cv32_json, is_cv32_json
 from viewfinder.cost.pricing import cost_of
 from viewfinder.draw import draw
-from viewfinder.errors import AzureInputError
+from viewfinder.errors import (
+    AzureInputError,
+    ConfigurationError,
+    InvalidOptionError,
+    ViewfinderError,
+)
+from viewfinder.evaluate.charts import CHARTS_HINT, ChartRow, chart_data, has_charts, render_svgs
 from viewfinder.evaluate.compare import (
     FeatureScores,
     ImageComparison,
     compare_results,
     summarize,
 )
-from viewfinder.prepare.decode import has_image_suffix
+from viewfinder.prepare.decode import decode_rgb, has_image_suffix
 from viewfinder.schemas.result import ImageAnalysisResult, Usage
 
 __all__ = [
-    "MAX_WIDTH",
+    "DEFAULT_WORST",
+    "THUMBNAIL_BYTES",
+    "THUMBNAIL_QUALITY",
+    "THUMBNAIL_SIDE",
     "ImageReport",
+    "Panel",
+    "StoredAnalysis",
     "badness",
     "compare_images",
     "find_image",
+    "jpeg_data_url",
+    "load_analyses",
     "load_azure",
+    "overlays",
     "stored_result",
     "write_report",
 ]
 
-MAX_WIDTH: Final = 640
-"""Widest image, in pixels, embedded in the HTML report."""
+THUMBNAIL_SIDE: Final = 320
+"""Long side, in pixels, of the pictures in the HTML report."""
+THUMBNAIL_QUALITY: Final = 75
+"""JPEG quality of the pictures, lowered for a picture that would exceed `THUMBNAIL_BYTES`."""
+THUMBNAIL_BYTES: Final = 14_000
+"""Most bytes of one picture's JPEG (some 19 KB in base64): with two pictures per image
+and `DEFAULT_WORST` images, the page stays under 5 MB however many images were compared."""
+DEFAULT_WORST: Final = 100
+"""Images drawn in the HTML report unless told otherwise: the worst ones."""
 
 _MIN_RATIO: Final = 0.75
 _MAX_RATIO: Final = 1.8
@@ -240,16 +274,59 @@ def _compare_stored(
     )
 
 
-def _compare_one(
-    analyzer: ImageAnalyzer,
-    name: str,
-    azure: ImageAnalysisResult,
-    images_dir: str | Path,
-    synonyms: Mapping[str, str] | None,
-) -> ImageReport:
-    image = find_image(name, images_dir)
-    if image is None:
-        raise FileNotFoundError(f"no image named {name!r} in {images_dir}")
+class StoredAnalysis(NamedTuple):
+    """An analysis an earlier `compare` run made and recorded (`load_analyses`)."""
+
+    result: ImageAnalysisResult
+    cost: float | None
+    latency_s: float | None
+
+
+def load_analyses(path: str | Path) -> dict[str, StoredAnalysis]:
+    """The successful analyses of a `compare` run's JSONL, by record id (the image's name).
+
+    The file holds batch records (`viewfinder.batch.records.BatchItem.to_record`) with a
+    `"latency_s"` added; the latest line of an id wins, so a failure after a success
+    forgets it. Unreadable lines (a torn last line) are skipped; a missing file is empty.
+    """
+    found: dict[str, StoredAnalysis] = {}
+    source = Path(path)
+    if not source.exists():
+        return found
+    with source.open(encoding="utf-8") as lines:
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(record, dict) or "id" not in record:
+                continue
+            ident = str(record["id"])
+            if record.get("status") != "ok" or "result" not in record:
+                found.pop(ident, None)
+                continue
+            latency = record.get("latency_s")
+            found[ident] = StoredAnalysis(
+                ImageAnalysisResult.model_validate(record["result"]),
+                record.get("cost"),
+                latency if isinstance(latency, int | float) else None,
+            )
+    return found
+
+
+class _Ask(NamedTuple):
+    """What one image is analysed for: its Azure result's features, asked as they were."""
+
+    features: tuple[Feature, ...]
+    ratios: tuple[float, ...]
+    max_candidates: int
+    tag_hints: bool
+    object_parents: bool
+
+
+def _ask_of(azure: ImageAnalysisResult) -> _Ask:
+    """Exactly the features the Azure result has (smart crops at Azure's aspect ratios; a
+    stored 3.2 result asked as it was: its caption count, tag hints, object parents)."""
     features = _features_of(azure)
     if not features:
         held = [name for name in _REFERENCE_FIELDS if getattr(azure, name) is not None]
@@ -265,26 +342,136 @@ def _compare_one(
         }
     )
     candidates = len(azure.description.captions) if azure.description is not None else 1
-    start = time.perf_counter()
-    result = analyzer.analyze(
-        image,
-        features=features,
-        smart_crops_aspect_ratios=ratios or None,
-        # a stored 3.2 result is asked for as it was: its caption count, hints, parents
-        max_candidates=min(max(candidates, 1), 10),
-        tag_hints=any(tag.hint for tag in azure.tags or ()),
-        object_parents=any(obj.parent for obj in azure.objects or ()),
+    return _Ask(
+        features,
+        tuple(ratios),
+        min(max(candidates, 1), 10),
+        any(tag.hint for tag in azure.tags or ()),
+        any(obj.parent for obj in azure.objects or ()),
     )
-    latency = time.perf_counter() - start
-    return ImageReport(
-        image=name,
-        scores=compare_results(result, azure, synonyms=synonyms),
-        latency_s=latency,
-        cost=cost_of(result.usage, analyzer.model),
-        usage=result.usage,
-        azure=azure,
-        viewfinder=result,
-    )
+
+
+def _covers(result: ImageAnalysisResult, ask: _Ask) -> bool:
+    """Whether a recorded result holds every feature asked now (else it is analysed again)."""
+    return all(getattr(result, f.value, None) is not None for f in ask.features)
+
+
+class _Pending(NamedTuple):
+    position: int
+    name: str
+    image: Path
+    azure: ImageAnalysisResult
+
+
+def _batch_items(
+    analyzer: ImageAnalyzer,
+    ask: _Ask,
+    group: Sequence[_Pending],
+    concurrency: int,
+    rpm: float | None,
+) -> Iterator[tuple[BatchItem[ImageAnalysisResult], float]]:
+    """The images asked the same through one `analyze_many` run: each batch item and its
+    latency, as it completes. Latency: from the moment the run pulls the image (a slot is
+    free, so its work starts: pacing waits included, as a lone `analyze` waits) to its
+    result. An analyzer whose async client has an `http_client` of its own cannot be run
+    on the batch's event loop: its images are analysed one at a time instead."""
+    started: dict[int, float] = {}
+
+    def inputs() -> Iterator[tuple[str, Path]]:
+        for index, pending in enumerate(group):
+            started[index] = time.perf_counter()
+            yield pending.name, pending.image
+
+    try:
+        run = analyzer.analyze_many(
+            inputs(),
+            ask.features,
+            smart_crops_aspect_ratios=ask.ratios or None,
+            max_candidates=ask.max_candidates,
+            tag_hints=ask.tag_hints,
+            object_parents=ask.object_parents,
+            concurrency=concurrency,
+            rpm=rpm,
+        )
+    except ConfigurationError:
+        yield from _one_by_one(analyzer, ask, group)
+        return
+    with run:
+        for item in run:
+            yield item, time.perf_counter() - started[item.index]
+
+
+def _one_by_one(
+    analyzer: ImageAnalyzer, ask: _Ask, group: Sequence[_Pending]
+) -> Iterator[tuple[BatchItem[ImageAnalysisResult], float]]:
+    """`_batch_items` for an analyzer the batch core cannot run: `analyze`, in order."""
+    for index, pending in enumerate(group):
+        with pending.image.open("rb") as stream:
+            digest = hashlib.file_digest(stream, "sha256").hexdigest()
+        start = time.perf_counter()
+        try:
+            result = analyzer.analyze(
+                pending.image,
+                features=ask.features,
+                smart_crops_aspect_ratios=ask.ratios or None,
+                max_candidates=ask.max_candidates,
+                tag_hints=ask.tag_hints,
+                object_parents=ask.object_parents,
+            )
+        except ViewfinderError as exc:
+            usage = getattr(exc, "usage", None) or Usage()
+            cost = cost_of(usage, analyzer.model)
+            item: BatchItem[ImageAnalysisResult] = BatchItem(
+                pending.name, index, str(pending.image), digest, error=exc, usage=usage, cost=cost
+            )
+        else:
+            cost = cost_of(result.usage, analyzer.model)
+            item = BatchItem(
+                pending.name,
+                index,
+                str(pending.image),
+                digest,
+                result,
+                usage=result.usage,
+                cost=cost,
+            )
+        yield item, time.perf_counter() - start
+
+
+def _analyse_group(
+    analyzer: ImageAnalyzer,
+    ask: _Ask,
+    group: Sequence[_Pending],
+    synonyms: Mapping[str, str] | None,
+    concurrency: int,
+    rpm: float | None,
+    on_analysis: Callable[[BatchItem[ImageAnalysisResult], float], None] | None,
+) -> Iterator[tuple[int, ImageReport]]:
+    """`(position, report)` of each image of the group, as its analysis completes."""
+    for item, latency in _batch_items(analyzer, ask, group, concurrency, rpm):
+        if on_analysis is not None:
+            on_analysis(item, latency)
+        pending = group[item.index]
+        if item.result is None:
+            error = item.error
+            report = ImageReport(
+                image=pending.name,
+                error=f"{type(error).__name__}: {error}",
+                usage=item.usage,
+                cost=item.cost,
+                azure=pending.azure,
+            )
+        else:
+            report = ImageReport(
+                image=pending.name,
+                scores=compare_results(item.result, pending.azure, synonyms=synonyms),
+                latency_s=latency,
+                cost=item.cost,
+                usage=item.usage,
+                azure=pending.azure,
+                viewfinder=item.result,
+            )
+        yield pending.position, report
 
 
 def compare_images(
@@ -294,12 +481,18 @@ def compare_images(
     *,
     synonyms: Mapping[str, str] | None = None,
     stored: Mapping[str, tuple[ImageAnalysisResult, float | None]] | None = None,
+    reuse: Mapping[str, StoredAnalysis] | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    rpm: float | None = None,
+    on_analysis: Callable[[BatchItem[ImageAnalysisResult], float], None] | None = None,
+    on_report: Callable[[ImageReport], None] | None = None,
 ) -> Iterator[ImageReport]:
-    """Analyse each image with viewfinder and score it against Azure's result.
+    """Analyse the images with viewfinder, on the batch core, and score each against Azure.
 
     Each image is analysed for exactly the features its Azure result has (smart crops
-    at Azure's aspect ratios). A failure (missing image, analysis error) becomes an
-    entry with `error` set; the run goes on.
+    at Azure's aspect ratios); images asked the same go through one
+    `ImageAnalyzer.analyze_many` run: `concurrency` at a time, paced. A failure (missing
+    image, analysis error) becomes an entry with `error` set; the run goes on.
 
     Args:
         analyzer: The analyzer to evaluate.
@@ -309,20 +502,66 @@ def compare_images(
             `compare_results`).
         stored: viewfinder results already made (`load_viewfinder_batch`): used instead
             of analysing, so `analyzer` may be `None`. Latency is then unknown.
+        reuse: Analyses an earlier run recorded (`load_analyses`), by image name: an image
+            whose recorded result holds every feature asked is not analysed again.
+        concurrency: Images analysed at the same time.
+        rpm: Requests per minute (default: the analyzer's limiter, else learned).
+        on_analysis: Called with each analysis made (a batch item) and its latency in
+            seconds, as it completes: the place to record it (`viewfinder compare` appends
+            `item.to_record()` to its JSONL).
+        on_report: Called with each image's report as it is made (reused, failed or
+            analysed): the place to feed a progress display.
 
     Yields:
-        One report per Azure item, in order.
+        One report per Azure item, in input order, once all are made.
     """
-    for name, azure in azure_items:
+    items = list(azure_items)
+    reports: list[ImageReport | None] = [None] * len(items)
+
+    def done(position: int, report: ImageReport) -> None:
+        reports[position] = report
+        if on_report is not None:
+            on_report(report)
+
+    groups: dict[_Ask, list[_Pending]] = {}
+    for position, (name, azure) in enumerate(items):
         try:
             if stored is not None:
-                yield _compare_stored(name, azure, stored, synonyms)
-            elif analyzer is None:
+                done(position, _compare_stored(name, azure, stored, synonyms))
+                continue
+            if analyzer is None:
                 raise ValueError("compare_images needs an analyzer or stored results")
-            else:
-                yield _compare_one(analyzer, name, azure, images_dir, synonyms)
+            image = find_image(name, images_dir)
+            if image is None:
+                raise FileNotFoundError(f"no image named {name!r} in {images_dir}")
+            ask = _ask_of(azure)
+            earlier = None if reuse is None else reuse.get(name)
+            if earlier is not None and _covers(earlier.result, ask):
+                report = ImageReport(
+                    image=name,
+                    scores=compare_results(earlier.result, azure, synonyms=synonyms),
+                    latency_s=earlier.latency_s,
+                    cost=earlier.cost,
+                    usage=earlier.result.usage,
+                    azure=azure,
+                    viewfinder=earlier.result,
+                )
+                done(position, report)
+                continue
+            groups.setdefault(ask, []).append(_Pending(position, name, image, azure))
         except Exception as exc:  # an entry, never a stop
-            yield ImageReport(image=name, error=f"{type(exc).__name__}: {exc}", azure=azure)
+            done(
+                position, ImageReport(image=name, error=f"{type(exc).__name__}: {exc}", azure=azure)
+            )
+    if analyzer is not None:
+        for ask, group in groups.items():
+            for position, report in _analyse_group(
+                analyzer, ask, group, synonyms, concurrency, rpm, on_analysis
+            ):
+                done(position, report)
+    for made in reports:
+        assert made is not None  # every position is filled above
+        yield made
 
 
 # --- scoring for the order -----------------------------------------------------------------
@@ -382,7 +621,32 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _document(reports: Sequence[ImageReport]) -> dict[str, Any]:
+def _chart_row(report: ImageReport) -> ChartRow:
+    """What the charts read of one image: headline scores, IoU of matches, cost, latency."""
+    if report.scores is None:
+        return ChartRow(cost=report.cost, latency_s=report.latency_s)
+    s = report.scores.scores
+    ious: dict[str, float] = {}
+    for name in _IOU_FIELDS:
+        score = getattr(s, name)
+        value = None if score is None else score.mean_iou
+        if value is not None and (name == "smart_crops" or score.matched):
+            ious[name] = value
+    if s.read is not None and s.read.line_mean_iou is not None and s.read.predicted_lines:
+        ious["read lines"] = s.read.line_mean_iou
+    return ChartRow(
+        headlines=_headlines(report.scores),
+        ious=ious,
+        cost=report.cost,
+        latency_s=report.latency_s,
+    )
+
+
+_IOU_FIELDS: Final = ("objects", "people", "dense_captions", "brands", "faces", "smart_crops")
+"""Scores with a `mean_iou`: of matched boxes (of crops, for smart crops)."""
+
+
+def _document(reports: Sequence[ImageReport], worst: int) -> dict[str, Any]:
     comparisons = [r.scores for r in reports if r.scores is not None]
     costs = [r.cost for r in reports if r.cost is not None]
     latencies = [r.latency_s for r in reports if r.latency_s is not None]
@@ -393,6 +657,8 @@ def _document(reports: Sequence[ImageReport]) -> dict[str, Any]:
         "total_cost": sum(costs) if costs else None,
         "mean_latency_s": _mean(latencies),
         "unscored": sorted({name for c in comparisons for name in c.unscored}),
+        "shown_in_html": min(worst, len(reports)),
+        "charts": chart_data([_chart_row(r) for r in reports]),
         "results": [
             {
                 "image": r.image,
@@ -408,17 +674,124 @@ def _document(reports: Sequence[ImageReport]) -> dict[str, Any]:
     }
 
 
-def _data_url(image: Image.Image) -> str:
-    if image.width > MAX_WIDTH:
-        height = max(1, round(image.height * MAX_WIDTH / image.width))
-        image = image.resize((MAX_WIDTH, height), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+# --- pictures ------------------------------------------------------------------------------
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+class Panel(NamedTuple):
+    """One picture of an image in the page: a label, the JPEG thumbnail, text below it."""
+
+    label: str
+    thumbnail: Image.Image | None
+    error: str | None = None
+    lines: tuple[str, ...] = ()
+
+
+def _scaled(result: ImageAnalysisResult, size: tuple[int, int], full: tuple[int, int]) -> Any:
+    """`result` with its geometry (every box and point) moved from `full` pixels to `size`,
+    so it is drawn on the thumbnail at a legible line width and font size.
+
+    Raises:
+        InvalidOptionError: The result was made on an image of another size (as `draw`
+            refuses it: its boxes would land in the wrong places).
+    """
+    meta = result.metadata
+    if meta is not None and (meta.width, meta.height) != full:
+        raise InvalidOptionError(
+            f"the result is for a {meta.width}x{meta.height} image, this one is {full[0]}x{full[1]}"
+        )
+    fx, fy = size[0] / full[0], size[1] / full[1]
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            keys = set(value)
+            if keys == {"x", "y", "width", "height"} or keys == {"x", "y"}:
+                out = {"x": round(value["x"] * fx), "y": round(value["y"] * fy)}
+                if "width" in value:
+                    out["width"] = round(value["width"] * fx)
+                    out["height"] = round(value["height"] * fy)
+                return out
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    data = walk(result.model_dump(mode="json", exclude={"metadata"}))
+    data["metadata"] = {"width": size[0], "height": size[1]}
+    return ImageAnalysisResult.model_validate(data)
+
+
+def _caption_of(result: ImageAnalysisResult | None) -> str:
+    if result is None:
+        return "-"
+    if result.caption is not None:
+        return result.caption.text
+    if result.description is not None and result.description.captions:
+        return result.description.captions[0].text  # 3.2's best
+    return "-"
+
+
+def overlays(report: ImageReport, image: Path | None) -> list[Panel]:
+    """The pictures of one image in the page: the one place an image's overlay is made.
+
+    Today: the image shrunk to a thumbnail (`THUMBNAIL_SIDE`), then Azure's and viewfinder's
+    results each drawn on it by `vf.draw`, geometry scaled to the thumbnail so lines and
+    labels keep a legible size (drawing at full size and shrinking would shrink the text
+    with the picture). A picture that cannot be made becomes a panel with its error: it
+    must not lose the page.
+    """
+    sides = (("Azure", report.azure), ("viewfinder", report.viewfinder))
+    if image is None:
+        return [Panel(label, None, None, (f"caption: {_caption_of(r)}",)) for label, r in sides]
+    try:
+        full = decode_rgb(image.read_bytes(), str(image))  # the decoder's limits, oriented
+    except Exception as exc:  # an unreadable picture must not lose the page
+        error = f"{type(exc).__name__}: {exc}"
+        return [Panel(label, None, error, (f"caption: {_caption_of(r)}",)) for label, r in sides]
+    thumb = full.copy()
+    thumb.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
+    panels = []
+    for label, result in sides:
+        lines = (f"caption: {_caption_of(result)}",)
+        if result is None:
+            panels.append(Panel(label, None, None, lines))
+            continue
+        try:
+            drawn = draw(_scaled(result, thumb.size, full.size), thumb)
+        except Exception as exc:  # a picture that cannot be drawn must not lose the page
+            panels.append(Panel(label, None, f"{type(exc).__name__}: {exc}", lines))
+        else:
+            panels.append(Panel(label, drawn, None, lines))
+    return panels
+
+
+def jpeg_data_url(picture: Image.Image) -> tuple[str, tuple[int, int]]:
+    """A JPEG data URL of `picture` of at most `THUMBNAIL_BYTES` bytes, and its size.
+
+    Quality `THUMBNAIL_QUALITY` first; a picture whose JPEG is larger (fine detail,
+    noise) is written at lower qualities, then smaller, so every picture has a bound.
+    """
+    image = picture.convert("RGB")
+    image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
+    data = b""
+    for quality, scale in _THUMBNAIL_STEPS:
+        candidate = image
+        if scale < 1:
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            candidate = image.resize(size, Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        candidate.save(buffer, format="JPEG", quality=quality, optimize=True)
+        data = buffer.getvalue()
+        if len(data) <= THUMBNAIL_BYTES:
+            break
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii"), candidate.size
+
+
+_THUMBNAIL_STEPS: Final = ((THUMBNAIL_QUALITY, 1.0), (60, 1.0), (45, 1.0), (45, 0.75), (35, 0.5))
+"""(JPEG quality, scale) tried in turn until the picture fits `THUMBNAIL_BYTES`; a 160 px
+picture at quality 35 fits however noisy it is."""
+
+
+# --- the page ------------------------------------------------------------------------------
 
 
 def _fmt(value: Any) -> str:
@@ -427,86 +800,88 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _panel(label: str, result: ImageAnalysisResult | None, image: Path | None) -> str:
-    parts = [f"<figure><figcaption><b>{_e(label)}</b></figcaption>"]
-    if result is not None and image is not None:
-        try:
-            parts.append(f'<img alt="{_e(label)}" src="{_data_url(draw(result, image))}">')
-        except Exception as exc:  # a picture that cannot be drawn must not lose the page
-            parts.append(f'<p class="err">cannot draw: {_e(type(exc).__name__)}: {_e(exc)}</p>')
-    caption = None if result is None or result.caption is None else result.caption.text
-    if caption is None and result is not None and result.description is not None:
-        caption = next((c.text for c in result.description.captions), None)  # 3.2's best
-    parts.append(f"<p>caption: {_e(caption if caption is not None else '-')}</p></figure>")
-    return "".join(parts)
+def _metrics(score: BaseModel) -> list[tuple[str, str]]:
+    return [
+        (k, _fmt(v))
+        for k, v in score.model_dump().items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    ]
 
 
-def _scores_html(comparison: ImageComparison) -> str:
-    rows = []
-    for feature in comparison.features:
-        score = getattr(comparison.scores, feature)
-        metrics = ", ".join(
-            f"{_e(k)} {_e(_fmt(v))}"
-            for k, v in score.model_dump().items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        )
-        rows.append(f"<tr><td>{_e(feature)}</td><td>{metrics}</td></tr>")
-    for feature in comparison.unscored:
-        rows.append(f"<tr><td>{_e(feature)}</td><td>not scored: viewfinder has none</td></tr>")
-    return "<table><tr><th>feature</th><th>scores</th></tr>" + "".join(rows) + "</table>"
+def _image_view(report: ImageReport, images_dir: Path) -> dict[str, Any]:
+    panels = []
+    for panel in overlays(report, find_image(report.image, images_dir)):
+        view: dict[str, Any] = {"label": panel.label, "error": panel.error, "lines": panel.lines}
+        view["src"] = view["width"] = view["height"] = None
+        if panel.thumbnail is not None:
+            view["src"], (view["width"], view["height"]) = jpeg_data_url(panel.thumbnail)
+        panels.append(view)
+    scores: list[dict[str, Any]] = []
+    if report.scores is not None:
+        comparison = report.scores
+        scores = [
+            {"name": f, "metrics": _metrics(getattr(comparison.scores, f))}
+            for f in comparison.features
+        ]
+        scores += [{"name": f, "metrics": []} for f in comparison.unscored]
+    return {
+        "name": report.image,
+        "badness": _fmt(badness(report)),
+        "latency": None if report.latency_s is None else f"{report.latency_s:.2f} s",
+        "cost": None if report.cost is None else f"${report.cost:.5f}",
+        "error": report.error,
+        "panels": panels,
+        "scores": scores,
+    }
 
 
-_STYLE: Final = (
-    "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;margin:.5em 0}"
-    "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;font-size:90%}"
-    ".pair{display:flex;gap:1em;flex-wrap:wrap}figure{margin:0;max-width:640px}"
-    "img{max-width:100%}.err{color:#b00}section{border-top:2px solid #888;margin-top:1em}"
-)
+@cache
+def _template() -> jinja2.Template:
+    source = (resources.files("viewfinder.evaluate") / "report.html.j2").read_text("utf-8")
+    env = jinja2.Environment(
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
+    )
+    return env.from_string(source)
 
 
-def _html(reports: Sequence[ImageReport], document: Mapping[str, Any], images_dir: Path) -> str:
-    summary = document["summary"]
+def _html(
+    reports: Sequence[ImageReport], document: Mapping[str, Any], images_dir: Path, worst: int
+) -> str:
     total = document["total_cost"]
     latency = document["mean_latency_s"]
-    out = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        "<title>viewfinder vs Azure</title>",
-        f"<style>{_STYLE}</style></head><body>",
-        "<h1>viewfinder vs Azure</h1>",
-        f"<p>images: {_e(document['images'])}, failed: {_e(document['failed'])}, "
-        f"total cost: {_e('unknown' if total is None else f'${total:.4f}')}, "
-        f"mean latency: {_e('-' if latency is None else f'{latency:.2f} s')}</p>",
-        "<table><tr><th>feature</th><th>images</th><th>mean per metric</th></tr>",
+    features = [
+        {
+            "name": name,
+            "images": metrics["images"],
+            "metrics": [(k, _fmt(v)) for k, v in metrics.items() if k != "images"],
+        }
+        for name, metrics in document["summary"]["features"].items()
     ]
-    for feature, metrics in summary["features"].items():
-        means = ", ".join(f"{_e(k)} {_e(_fmt(v))}" for k, v in metrics.items() if k != "images")
-        out.append(
-            f"<tr><td>{_e(feature)}</td><td>{_e(metrics['images'])}</td><td>{means}</td></tr>"
-        )
-    out.append("</table><h2>Images, worst first</h2>")
-    for report in sorted(reports, key=badness, reverse=True):
-        image = find_image(report.image, images_dir)
-        out.append(
-            f"<section><h3>{_e(report.image)}</h3><p>badness {_e(_fmt(badness(report)))}"
-            + ("" if report.latency_s is None else f", latency {report.latency_s:.2f} s")
-            + ("" if report.cost is None else f", cost ${report.cost:.5f}")
-            + "</p>"
-        )
-        if report.error is not None:
-            out.append(f'<p class="err">{_e(report.error)}</p>')
-        out.append('<div class="pair">')
-        out.append(_panel("Azure", report.azure, image))
-        out.append(_panel("viewfinder", report.viewfinder, image))
-        out.append("</div>")
-        if report.scores is not None:
-            out.append(_scores_html(report.scores))
-        out.append("</section>")
-    out.append("</body></html>")
-    return "\n".join(out)
+    shown = sorted(reports, key=badness, reverse=True)[:worst]
+    svgs = render_svgs(document["charts"])
+    return _template().render(
+        side=THUMBNAIL_SIDE,
+        totals={
+            "images": document["images"],
+            "failed": document["failed"],
+            "cost": "unknown" if total is None else f"${total:.4f}",
+            "latency": "-" if latency is None else f"{latency:.2f} s",
+        },
+        features=features,
+        unscored=document["unscored"],
+        charts=[{"name": name, "svg": Markup(svg)} for name, svg in svgs.items()],
+        charts_missing=not has_charts(),
+        charts_hint=CHARTS_HINT,
+        shown=[_image_view(r, images_dir) for r in shown],
+    )
 
 
 def write_report(
-    reports: Iterable[ImageReport], out_dir: str | Path, images_dir: str | Path
+    reports: Iterable[ImageReport],
+    out_dir: str | Path,
+    images_dir: str | Path,
+    *,
+    worst: int = DEFAULT_WORST,
 ) -> tuple[Path, Path]:
     """Write `report.json` and a self-contained `report.html` into `out_dir`.
 
@@ -514,6 +889,7 @@ def write_report(
         reports: The per-image reports (e.g. from `compare_images`).
         out_dir: Directory to write into (created if missing).
         images_dir: The directory of images, to draw them in the HTML page.
+        worst: Images drawn in the page: the worst `worst` (every image is in the JSON).
 
     Returns:
         The paths of `report.json` and `report.html`.
@@ -521,9 +897,9 @@ def write_report(
     items = list(reports)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    document = _document(items)
+    document = _document(items, worst)
     json_path = folder / "report.json"
     json_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     html_path = folder / "report.html"
-    html_path.write_text(_html(items, document, Path(images_dir)), encoding="utf-8")
+    html_path.write_text(_html(items, document, Path(images_dir), worst), encoding="utf-8")
     return json_path, html_path
