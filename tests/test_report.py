@@ -17,7 +17,14 @@ from typer.testing import CliRunner
 from viewfinder import ImageAnalyzer
 from viewfinder.cli.compare import register
 from viewfinder.compat.rest import from_azure_json
-from viewfinder.evaluate.report import THUMBNAIL_SIDE, compare_images, load_azure, write_report
+from viewfinder.evaluate.report import (
+    COMPARISON_LABEL,
+    THUMBNAIL_SIDE,
+    ImageReport,
+    compare_images,
+    load_azure,
+    write_report,
+)
 from viewfinder.testing import compact_answer
 from viewfinder.testing.simulator import Simulator
 
@@ -165,7 +172,7 @@ def test_directory_report_orders_worst_first(
     assert "a bowl of soup on a stove" in page
     assert page.index("<h3>bad</h3>") < page.index("<h3>good</h3>")
     parsed = parse_page(page)
-    assert parsed.sections == ["bad", "good"] and parsed.labels == ["Azure", "viewfinder"] * 2
+    assert parsed.sections == ["bad", "good"] and parsed.labels == [COMPARISON_LABEL] * 2
     assert "worst 2 of 2 shown" in page
     for picture in parsed.pictures:  # JPEG thumbnails, each side within THUMBNAIL_SIDE
         assert max(picture.size) <= THUMBNAIL_SIDE and picture.format == "JPEG"
@@ -323,34 +330,42 @@ def test_a_killed_run_resumes_paying_only_for_what_was_not_recorded(
     assert good["cost"] == 0.001 and good["latency_s"] == 1.5  # as recorded
 
 
-def test_progress_lines_every_few_seconds() -> None:
-    """Fed once per image; a plain line only when `every` seconds have passed."""
+def test_progress_is_the_shared_display_fed_once_per_report() -> None:
+    """compare's progress is batch's and embed's display: off a terminal, a plain line per
+    report with `--progress-every 0`, counting failures and dollars from the reports."""
     from io import StringIO
 
     from rich.console import Console
 
-    from viewfinder.cli.compare import _ProgressLines
+    from viewfinder.cli.compare import _CompareProgress
     from viewfinder.evaluate.report import ImageReport
 
     now = [100.0]
     stream = StringIO()
-    progress = _ProgressLines(Console(file=stream, width=200), 4, every=5.0, clock=lambda: now[0])
-    for step, report in zip(
-        (1.0, 5.0, 1.0, 10.0),
-        (
+    progress = _CompareProgress(
+        Console(file=stream, width=200), 4, interval=0, quiet=False, clock=lambda: now[0]
+    )
+    with progress.display:
+        for report in (
             ImageReport(image="a", cost=0.01),
             ImageReport(image="b", error="ImageError: bad"),
             ImageReport(image="c"),
             ImageReport(image="d", cost=0.02),
-        ),
-        strict=True,
-    ):
-        now[0] += step
-        progress.advance(report)
-    assert stream.getvalue().splitlines() == [
-        "compare: 2 of 4 images (50%), 1 failed, $0.0100, 20.0 images/min, ETA 0m06s",
-        "compare: 4 of 4 images (100%), 1 failed, $0.0300, 14.1 images/min, ETA 0m00s",
-    ]
+        ):
+            now[0] += 15.0
+            progress.advance(report)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("compare: 0 of 4 (0%) · 0 failed")
+    assert lines[2] == (
+        "compare: 2 of 4 (50%) · 1 failed · 0 cached · 4 images/min · ETA 0m30s · $0.0100"
+    )
+    assert lines[-1].startswith("compare: 4 of 4 (100%) · 1 failed")
+    assert lines[-1].endswith("$0.0300")
+    quiet = StringIO()
+    hushed = _CompareProgress(Console(file=quiet), 1, interval=0, quiet=True)
+    with hushed.display:
+        hushed.advance(ImageReport(image="a"))
+    assert quiet.getvalue() == ""
 
 
 # --- the page: bounded, charted, escaped --------------------------------------------------
@@ -394,11 +409,11 @@ def test_the_page_is_bounded_per_image_and_shows_the_worst_n(tmp_path: Path) -> 
     assert len(parsed.sections) == 4 and parsed.shown.strip() == (
         "worst 4 of 6 shown, all in report.json"
     )
-    assert len(parsed.pictures) == 8
+    assert len(parsed.pictures) == 4  # one comparison picture per image
     assert all(size <= THUMBNAIL_BYTES for size in parsed.picture_bytes)
     assert all(max(p.size) <= THUMBNAIL_SIDE for p in parsed.pictures)
     head, *sections = page.split('<section class="image"')
-    section_bound = 2 * (THUMBNAIL_BYTES * 4 // 3 + 400) + 4_000  # two pictures, the text
+    section_bound = THUMBNAIL_BYTES * 4 // 3 + 400 + 4_000  # one picture, the text
     assert all(len(s.encode()) <= section_bound for s in sections)
     assert len(head.encode()) + DEFAULT_WORST * section_bound < 5_000_000
     doc = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
@@ -461,5 +476,31 @@ def test_a_result_for_another_image_size_is_not_drawn(tmp_path: Path) -> None:
     Image.new("RGB", (100, 80)).save(tmp_path / report.image)  # not the sample's 864x576
     _, html_path = write_report([report], tmp_path / "out", tmp_path)
     page = html_path.read_text(encoding="utf-8")
-    assert page.count("cannot draw: InvalidOptionError: the result is for a 864x576 image") == 2
+    assert page.count("cannot draw: InvalidOptionError: the result is for a 864x576 image") == 1
     assert not parse_page(page).pictures
+
+
+def test_both_results_make_one_comparison_picture_missed_boxes_in_their_colour(
+    tmp_path: Path,
+) -> None:
+    """Where both results exist the page draws one picture (`vf.draw_comparison`): an
+    object only Azure found shows in the missed colour."""
+    from viewfinder.draw import OUTCOME_COLOURS
+    from viewfinder.evaluate.report import overlays
+
+    azure = from_azure_json(json.loads(SAMPLE.read_text(encoding="utf-8")))
+    assert azure.objects
+    Image.new("RGB", (W, H), "white").save(tmp_path / "white.png")
+
+    def missed_pixels(ours: Any) -> tuple[int, Any]:
+        report = ImageReport(image="white.png", azure=azure, viewfinder=ours)
+        (panel,) = overlays(report, tmp_path / "white.png")
+        assert panel.label == COMPARISON_LABEL and panel.error is None
+        assert panel.thumbnail is not None and max(panel.thumbnail.size) <= THUMBNAIL_SIDE
+        counts = {rgb: n for n, rgb in panel.thumbnail.getcolors(1 << 20) or []}
+        return counts.get(OUTCOME_COLOURS["missed"], 0), panel
+
+    agreed, _ = missed_pixels(azure)  # the legend's swatch only
+    missed, panel = missed_pixels(azure.model_copy(update={"objects": azure.objects[1:]}))
+    assert missed > agreed + 50  # the missed object's dashed box and label
+    assert any("Azure caption" in line for line in panel.lines)

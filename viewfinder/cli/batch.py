@@ -79,6 +79,7 @@ from viewfinder.cli.options import (
     AnswerFormatOption,
     BaseUrlOption,
     BoxConventionOption,
+    ConcurrencyOption,
     FeaturesHelp,
     ModelOption,
     NoCacheOption,
@@ -390,9 +391,7 @@ def batch(
             show_default=False,
         ),
     ],
-    concurrency: Annotated[
-        int, typer.Option(help="Images analysed at the same time.", min=1)
-    ] = DEFAULT_CONCURRENCY,
+    concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
     features: Annotated[
         list[str] | None,
         typer.Option(

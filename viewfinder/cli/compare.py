@@ -17,8 +17,9 @@ With --azure, the images are analysed on the batch core (`ImageAnalyzer.analyze_
 completes, to `OUT/analyses.jsonl` as a batch record (`BatchItem.to_record()` with
 `"latency_s"`), flushed and fsynced: a re-run with the same `--out` analyses only what is
 not there yet and pays nothing for the rest; a kill loses nothing already written. One
-run at a time per `--out` (an OS lock, as `viewfinder batch` takes). Progress: a plain
-line on stderr every few seconds (`_ProgressLines`, fed once per image).
+run at a time per `--out` (an OS lock, as `viewfinder batch` takes). Progress: a live
+bar on a terminal, a plain line every `--progress-every` seconds off one (the display
+`batch` and `embed` share, `viewfinder.cli.progress`).
 
 Exit codes: 0 when every image was compared, 1 when any image failed (the others are
 still compared and reported), 2 for usage or configuration errors, 130 when interrupted
@@ -39,7 +40,23 @@ from rich.table import Table
 from rich.text import Text
 
 from viewfinder.batch.settings import DEFAULT_CONCURRENCY
-from viewfinder.cli.options import EXIT_IMAGE_FAILED, EXIT_OK, EXIT_USAGE, RpmOption
+from viewfinder.cli.options import (
+    EXIT_IMAGE_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ConcurrencyOption,
+    ProgressEveryOption,
+    ProgressOption,
+    RpmOption,
+)
+from viewfinder.cli.progress import (
+    DEFAULT_INTERVAL,
+    Interrupts,
+    RunDisplay,
+    Snapshot,
+    interrupted_text,
+)
 from viewfinder.errors import AzureInputError, UserError, ViewfinderError
 
 if TYPE_CHECKING:
@@ -54,70 +71,46 @@ __all__ = ["ANALYSES_FILE", "register"]
 ANALYSES_FILE: Final = "analyses.jsonl"
 """The file in `--out` that a `--azure` run appends its analyses to, and resumes from."""
 
-EXIT_INTERRUPTED: Final = 130
-"""Ctrl-C: the shell's code for SIGINT; what was recorded is kept for the re-run."""
 
-PROGRESS_EVERY_S: Final = 5.0
-"""Seconds between two plain progress lines."""
-
-
-class _ProgressLines:
-    """Progress of a comparison, fed once per image (`advance`): a plain line on stderr
-    every `every` seconds, readable in a log or a terminal alike.
-
-    The one place compare's progress is shown: a shared progress display can take its
-    place by offering the same `advance(report)` and `close()`.
-    """
+class _CompareProgress:
+    """Progress of a comparison, fed once per image report (`advance`), shown by the
+    shared display (`viewfinder.cli.progress.RunDisplay`): a bar on a terminal, a plain
+    line every `--progress-every` seconds off one, as `batch` and `embed` show theirs."""
 
     def __init__(
         self,
         console: Console,
         total: int,
         *,
-        every: float = PROGRESS_EVERY_S,
+        interval: float,
+        quiet: bool,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._console = console
         self._total = total
-        self._every = every
         self._clock = clock
-        self._start = self._last = clock()
+        self._start = clock()
         self.done = 0
         self.failed = 0
         self.dollars = 0.0
+        self.display = RunDisplay(console, "compare", self.snapshot, interval=interval, quiet=quiet)
+
+    def snapshot(self) -> Snapshot:
+        """Where the comparison stands (read from the display's ticker thread too)."""
+        return Snapshot(
+            done=self.done,
+            failed=self.failed,
+            cached=0,
+            total=self._total,
+            elapsed=self._clock() - self._start,
+            dollars=self.dollars,
+        )
 
     def advance(self, report: ImageReport) -> None:
-        """Count one image's report; print a line when `every` seconds have passed."""
+        """Count one image's report and move the display."""
         self.done += 1
         self.failed += report.error is not None
         self.dollars += report.cost or 0.0
-        now = self._clock()
-        if now - self._last >= self._every:
-            self._last = now
-            self._console.print(Text(self.line(now)), soft_wrap=True)
-
-    def line(self, now: float) -> str:
-        """`compare: 40 of 120 images (33%), 2 failed, $0.0123, 12.0 images/min, ETA 3m20s`."""
-        elapsed = now - self._start
-        total = max(self._total, 1)
-        text = (
-            f"compare: {self.done} of {self._total} images ({100 * self.done // total}%), "
-            f"{self.failed} failed, ${self.dollars:.4f}"
-        )
-        if elapsed > 0 and self.done:
-            rate = self.done / elapsed
-            left = max(self._total - self.done, 0) / rate
-            text += f", {rate * 60:.1f} images/min, ETA {_duration(left)}"
-        return text
-
-    def close(self) -> None:
-        """Nothing to tear down for plain lines (a live display would stop here)."""
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(max(0, round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+        self.display.advance()
 
 
 def _load_synonyms(path: Path) -> dict[str, str]:
@@ -202,10 +195,10 @@ def compare(
             dir_okay=False,
         ),
     ] = None,
-    concurrency: Annotated[
-        int, typer.Option(help="Images analysed at the same time.", min=1)
-    ] = DEFAULT_CONCURRENCY,
+    concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
     rpm: RpmOption = None,
+    progress: ProgressOption = True,
+    progress_every: ProgressEveryOption = DEFAULT_INTERVAL,
     worst: Annotated[
         int,
         typer.Option(
@@ -276,21 +269,21 @@ def compare(
     except (ViewfinderError, OSError) as exc:  # AzureInputError is a ViewfinderError
         err.print(Text(f"error: {exc}"), soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
-    progress = _ProgressLines(err, len(items))
+    tracker = _CompareProgress(err, len(items), interval=progress_every, quiet=not progress)
     try:
         if analyzer is None:
-            reports = list(
-                compare_images(
-                    None, items, images, synonyms=synonym_map, stored=stored,
-                    on_report=progress.advance,
-                )
-            )  # fmt: skip
+            with tracker.display:
+                reports = list(
+                    compare_images(
+                        None, items, images, synonyms=synonym_map, stored=stored,
+                        on_report=tracker.advance,
+                    )
+                )  # fmt: skip
         else:
             reports = _analyse_and_compare(
-                analyzer, items, images, out, synonym_map, concurrency, rpm, progress, err
+                analyzer, items, images, out, synonym_map, concurrency, rpm, tracker, err
             )
     finally:
-        progress.close()
         if analyzer is not None:
             analyzer.close()
     json_path, html_path = write_report(reports, out, images, worst=worst)
@@ -344,7 +337,7 @@ def _analyse_and_compare(
     synonyms: dict[str, str] | None,
     concurrency: int,
     rpm: int | None,
-    progress: _ProgressLines,
+    progress: _CompareProgress,
     err: Console,
 ) -> list[ImageReport]:
     """Analyse what `OUT/analyses.jsonl` does not hold yet, appending each analysis to it
@@ -370,24 +363,23 @@ def _analyse_and_compare(
     if reuse:
         err.print(Text(f"compare: {len(reuse)} analyses recorded in {path}"), soft_wrap=True)
 
+    interrupts = Interrupts()
+
     def record(item: BatchItem[ImageAnalysisResult], latency: float) -> None:
-        writer.write(item.to_record() | {"latency_s": latency})
+        with interrupts.held():  # Ctrl-C waits for the whole line
+            writer.write(item.to_record() | {"latency_s": latency})
 
     try:
-        return list(
-            compare_images(
-                analyzer, items, images, synonyms=synonyms, reuse=reuse,
-                concurrency=concurrency, rpm=rpm, on_analysis=record, on_report=progress.advance,
-            )
-        )  # fmt: skip
+        with interrupts, progress.display:
+            return list(
+                compare_images(
+                    analyzer, items, images, synonyms=synonyms, reuse=reuse,
+                    concurrency=concurrency, rpm=rpm, on_analysis=record,
+                    on_report=progress.advance,
+                )
+            )  # fmt: skip
     except KeyboardInterrupt:
-        err.print(
-            Text(
-                f"interrupted after {progress.done} of {len(items)} images; "
-                "re-run the same command to resume"
-            ),
-            soft_wrap=True,
-        )
+        err.print(Text(interrupted_text(progress.snapshot())), soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         writer.close()

@@ -28,6 +28,7 @@ __all__ = [
     "AnswerFormatChoice",
     "AnswerFormatOption",
     "BaseUrlOption",
+    "ConcurrencyOption",
     "DetailChoice",
     "DetailOption",
     "FeaturesHelp",
@@ -75,6 +76,11 @@ RpmOption: TypeAlias = Annotated[
     typer.Option(help="Requests per minute (default: learned from the headers).", min=1),
 ]
 """`--rpm`, for the commands that pace a run (batch, embed)."""
+
+ConcurrencyOption: TypeAlias = Annotated[
+    int, typer.Option(help="Images analysed at the same time.", min=1)
+]
+"""`--concurrency` of `batch` and `compare` (default: `batch.settings.DEFAULT_CONCURRENCY`)."""
 
 ProgressOption: TypeAlias = Annotated[
     bool,

@@ -45,7 +45,7 @@ from viewfinder.batch.settings import DEFAULT_CONCURRENCY
 from viewfinder.compat.rest import from_azure_json
 from viewfinder.compat.results32 import from_cv32_json, is_cv32_json
 from viewfinder.cost.pricing import cost_of
-from viewfinder.draw import draw
+from viewfinder.draw import draw, draw_comparison
 from viewfinder.errors import (
     AzureInputError,
     ConfigurationError,
@@ -730,38 +730,46 @@ def _caption_of(result: ImageAnalysisResult | None) -> str:
     return "-"
 
 
+COMPARISON_LABEL: Final = "viewfinder against Azure"
+"""The label of the one picture drawn where both results exist."""
+
+
 def overlays(report: ImageReport, image: Path | None) -> list[Panel]:
     """The pictures of one image in the page: the one place an image's overlay is made.
 
-    Today: the image shrunk to a thumbnail (`THUMBNAIL_SIDE`), then Azure's and viewfinder's
-    results each drawn on it by `vf.draw`, geometry scaled to the thumbnail so lines and
-    labels keep a legible size (drawing at full size and shrinking would shrink the text
-    with the picture). A picture that cannot be made becomes a panel with its error: it
-    must not lose the page.
+    The image is shrunk to a thumbnail (`THUMBNAIL_SIDE`) and the results' geometry scaled
+    to it, so lines and labels keep a legible size (drawing at full size and shrinking
+    would shrink the text with the picture). Where both results exist, ONE picture:
+    `vf.draw_comparison`, matched, missed (Azure's only) and extra (viewfinder's only)
+    boxes of objects, people, dense captions and read lines in their colours and line
+    styles with a legend, paired as the scores pair them; where one side is missing, that
+    side's result drawn by `vf.draw`. A picture that cannot be made becomes a panel with
+    its error: it must not lose the page.
     """
-    sides = (("Azure", report.azure), ("viewfinder", report.viewfinder))
+    captions = (
+        f"Azure caption: {_caption_of(report.azure)}",
+        f"viewfinder caption: {_caption_of(report.viewfinder)}",
+    )
+    both = report.azure is not None and report.viewfinder is not None
+    label = COMPARISON_LABEL if both else "Azure" if report.azure is not None else "viewfinder"
     if image is None:
-        return [Panel(label, None, None, (f"caption: {_caption_of(r)}",)) for label, r in sides]
+        return [Panel(label, None, None, captions)]
     try:
         full = decode_rgb(image.read_bytes(), str(image))  # the decoder's limits, oriented
-    except Exception as exc:  # an unreadable picture must not lose the page
-        error = f"{type(exc).__name__}: {exc}"
-        return [Panel(label, None, error, (f"caption: {_caption_of(r)}",)) for label, r in sides]
-    thumb = full.copy()
-    thumb.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
-    panels = []
-    for label, result in sides:
-        lines = (f"caption: {_caption_of(result)}",)
-        if result is None:
-            panels.append(Panel(label, None, None, lines))
-            continue
-        try:
-            drawn = draw(_scaled(result, thumb.size, full.size), thumb)
-        except Exception as exc:  # a picture that cannot be drawn must not lose the page
-            panels.append(Panel(label, None, f"{type(exc).__name__}: {exc}", lines))
+        thumb = full.copy()
+        thumb.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
+        if report.azure is not None and report.viewfinder is not None:
+            drawn = draw_comparison(
+                thumb,
+                _scaled(report.viewfinder, thumb.size, full.size),
+                _scaled(report.azure, thumb.size, full.size),
+            )
         else:
-            panels.append(Panel(label, drawn, None, lines))
-    return panels
+            only = report.azure if report.azure is not None else report.viewfinder
+            drawn = thumb if only is None else draw(_scaled(only, thumb.size, full.size), thumb)
+    except Exception as exc:  # an unreadable or undrawable picture must not lose the page
+        return [Panel(label, None, f"{type(exc).__name__}: {exc}", captions)]
+    return [Panel(label, drawn, None, captions)]
 
 
 def jpeg_data_url(picture: Image.Image) -> tuple[str, tuple[int, int]]:
