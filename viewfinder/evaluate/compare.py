@@ -41,6 +41,7 @@ from viewfinder.schemas.color import ColorInfo, ImageType
 from viewfinder.schemas.cv32 import AdultContent, Category, Description
 from viewfinder.schemas.features import CropRegion, ReadResult
 from viewfinder.schemas.geometry import BoundingBox
+from viewfinder.schemas.matching import iou, match_boxes
 from viewfinder.schemas.result import ImageAnalysisResult
 
 __all__ = [
@@ -348,26 +349,6 @@ def _f1(precision: float, recall: float) -> float:
     return 0.0 if total == 0 else 2 * precision * recall / total
 
 
-def iou(a: BoundingBox, b: BoundingBox) -> float:
-    """Intersection over union of two boxes.
-
-    Args:
-        a: One box.
-        b: The other box.
-
-    Returns:
-        Area of the intersection over area of the union, 0-1; 1.0 for two equal empty
-        boxes and 0.0 when the union is otherwise empty.
-    """
-    ax0, ay0, ax1, ay1 = a.xyxy
-    bx0, by0, bx1, by1 = b.xyxy
-    inter = max(0, min(ax1, bx1) - max(ax0, bx0)) * max(0, min(ay1, by1) - max(ay0, by0))
-    union = a.area + b.area - inter
-    if union == 0:
-        return 1.0 if a == b else 0.0
-    return inter / union
-
-
 def levenshtein(a: Sequence[_H], b: Sequence[_H]) -> int:
     """Edit distance (insertions, deletions, substitutions, each costing 1).
 
@@ -492,47 +473,26 @@ def _match_ranked(
     reference: Sequence[tuple[BoundingBox, str]],
     threshold: float,
 ) -> tuple[list[bool], list[tuple[int, int, float]]]:
-    """Greedy by confidence: (hits in rank order, [(pred index, ref index, iou)])."""
+    """Greedy by confidence (`schemas.matching.match_boxes`, the matcher
+    `vf.draw_comparison` draws with): (hits in rank order, [(pred index, ref index, iou)])."""
+    pairs = match_boxes(
+        [box for box, _, _ in predicted],
+        [box for box, _ in reference],
+        threshold,
+        confidences=[confidence for _, confidence, _ in predicted],
+        predicted_labels=[label for _, _, label in predicted],
+        reference_labels=[label for _, label in reference],
+    )
+    matched = {i for i, _, _ in pairs}
     order = sorted(range(len(predicted)), key=lambda i: -predicted[i][1])
-    taken: set[int] = set()
-    hits: list[bool] = []
-    pairs: list[tuple[int, int, float]] = []
-    for i in order:
-        box, _, label = predicted[i]
-        best, best_iou = -1, threshold
-        for j, (ref_box, ref_label) in enumerate(reference):
-            if j in taken or ref_label != label:
-                continue
-            overlap = iou(box, ref_box)
-            if overlap >= best_iou and (best < 0 or overlap > best_iou):
-                best, best_iou = j, overlap
-        hits.append(best >= 0)
-        if best >= 0:
-            taken.add(best)
-            pairs.append((i, best, best_iou))
-    return hits, pairs
+    return [i in matched for i in order], pairs
 
 
 def _match_by_iou(
     predicted: Sequence[BoundingBox], reference: Sequence[BoundingBox], threshold: float
 ) -> list[tuple[int, int, float]]:
     """Greedy by IoU over all pairs (for items without confidences)."""
-    candidates = sorted(
-        ((iou(p, r), i, j) for i, p in enumerate(predicted) for j, r in enumerate(reference)),
-        key=lambda c: (-c[0], c[1], c[2]),
-    )
-    used_p: set[int] = set()
-    used_r: set[int] = set()
-    pairs: list[tuple[int, int, float]] = []
-    for overlap, i, j in candidates:
-        if overlap < threshold:
-            break
-        if i in used_p or j in used_r:
-            continue
-        used_p.add(i)
-        used_r.add(j)
-        pairs.append((i, j, overlap))
-    return pairs
+    return match_boxes(predicted, reference, threshold)
 
 
 def _detection_fields(

@@ -63,6 +63,7 @@ from viewfinder.prepare.decode import decode_rgb, has_image_suffix
 from viewfinder.schemas.result import ImageAnalysisResult, Usage
 
 __all__ = [
+    "COMPARISON_LABEL",
     "DEFAULT_WORST",
     "THUMBNAIL_BYTES",
     "THUMBNAIL_QUALITY",
