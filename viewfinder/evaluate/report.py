@@ -82,13 +82,14 @@ __all__ = [
     "write_report",
 ]
 
-THUMBNAIL_SIDE: Final = 320
+THUMBNAIL_SIDE: Final = 480
 """Long side, in pixels, of the pictures in the HTML report."""
 THUMBNAIL_QUALITY: Final = 75
 """JPEG quality of the pictures, lowered for a picture that would exceed `THUMBNAIL_BYTES`."""
-THUMBNAIL_BYTES: Final = 14_000
-"""Most bytes of one picture's JPEG (some 19 KB in base64): with two pictures per image
-and `DEFAULT_WORST` images, the page stays under 5 MB however many images were compared."""
+THUMBNAIL_BYTES: Final = 28_000
+"""Most bytes of one picture's JPEG (some 37 KB in base64): with one picture per image
+(the comparison) and `DEFAULT_WORST` images, the page stays under 5 MB however many images
+were compared."""
 DEFAULT_WORST: Final = 100
 """Images drawn in the HTML report unless told otherwise: the worst ones."""
 
@@ -796,7 +797,7 @@ def jpeg_data_url(picture: Image.Image) -> tuple[str, tuple[int, int]]:
 
 
 _THUMBNAIL_STEPS: Final = ((THUMBNAIL_QUALITY, 1.0), (60, 1.0), (45, 1.0), (45, 0.75), (35, 0.5))
-"""(JPEG quality, scale) tried in turn until the picture fits `THUMBNAIL_BYTES`; a 160 px
+"""(JPEG quality, scale) tried in turn until the picture fits `THUMBNAIL_BYTES`; a 240 px
 picture at quality 35 fits however noisy it is."""
 
 
