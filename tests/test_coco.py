@@ -340,13 +340,21 @@ def test_cli_analyses_the_images_and_scores_them(
     out = tmp_path / "out"
     args = ["compare", "--ground-truth", str(truth), "--label-map", str(label_map)]
     args += ["--model", "gpt-4.1-mini", "--base-url", sim.base_url, "--out", str(out)]
-    result = CliRunner().invoke(_app(), [*args, "--no-cache"])  # images: the JSON's folder
+    args += ["--no-cache", "--concurrency", "1"]  # one at a time: the script's order
+    result = CliRunner().invoke(_app(), args)  # images: the JSON's folder
     assert result.exit_code == 0, result.output
     assert "AP50" in result.output and "report.md" in result.output
     document = _check_report(out)
     assert document["failed"] == 0 and document["mean_latency_s"] is not None
     # each image asked for objects and people (the dataset has a person category)
     assert len(sim.requests) == 2
+    # on the batch core: each analysis recorded as it came, so a re-run pays nothing
+    recorded = (out / "analyses.jsonl").read_text(encoding="utf-8").splitlines()
+    assert sorted(json.loads(line)["id"] for line in recorded) == ["a.png", "b.png"]
+    again = CliRunner().invoke(_app(), args)
+    assert again.exit_code == 0, again.output
+    assert len(sim.requests) == 2  # nothing sent: the recorded analyses were reused
+    assert _check_report(out)["failed"] == 0
 
 
 def test_cli_scores_a_batch_output_with_no_model_call(tmp_path: Path) -> None:

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final
 
@@ -62,8 +63,8 @@ from viewfinder.errors import AzureInputError, UserError, ViewfinderError
 if TYPE_CHECKING:
     from viewfinder.analyzers.image_analysis import ImageAnalyzer
     from viewfinder.batch.records import BatchItem
-    from viewfinder.evaluate.ground_truth import GroundTruthRun
-    from viewfinder.evaluate.report import ImageReport
+    from viewfinder.evaluate.ground_truth import GroundTruthRun, ImageOutcome
+    from viewfinder.evaluate.report import ImageReport, StoredAnalysis
     from viewfinder.schemas.result import ImageAnalysisResult
 
 __all__ = ["ANALYSES_FILE", "register"]
@@ -105,8 +106,8 @@ class _CompareProgress:
             dollars=self.dollars,
         )
 
-    def advance(self, report: ImageReport) -> None:
-        """Count one image's report and move the display."""
+    def advance(self, report: ImageReport | ImageOutcome) -> None:
+        """Count one image's report (or ground-truth outcome) and move the display."""
         self.done += 1
         self.failed += report.error is not None
         self.dollars += report.cost or 0.0
@@ -243,10 +244,15 @@ def compare(
         run = _ground_truth_run(
             ground_truth,
             folder,
+            out,
             label_map,
             viewfinder_results,
             lambda: ImageAnalyzer(model=model, base_url=base_url, cache=not no_cache),
             err,
+            concurrency=concurrency,
+            rpm=rpm,
+            interval=progress_every,
+            quiet=not progress,
         )
         _print_ground_truth(run, out, out_console, err)
         raise typer.Exit(EXIT_IMAGE_FAILED if run.failed else EXIT_OK)
@@ -329,22 +335,18 @@ def compare(
     raise typer.Exit(EXIT_IMAGE_FAILED if document["failed"] else EXIT_OK)
 
 
-def _analyse_and_compare(
-    analyzer: ImageAnalyzer,
-    items: list[tuple[str, ImageAnalysisResult]],
-    images: Path,
-    out: Path,
-    synonyms: dict[str, str] | None,
-    concurrency: int,
-    rpm: int | None,
-    progress: _CompareProgress,
-    err: Console,
-) -> list[ImageReport]:
-    """Analyse what `OUT/analyses.jsonl` does not hold yet, appending each analysis to it
-    as it completes, and score every image (recorded analyses reused)."""
+@contextmanager
+def _recorded(
+    out: Path, progress: _CompareProgress, err: Console
+) -> Iterator[
+    tuple[dict[str, StoredAnalysis], Callable[[BatchItem[ImageAnalysisResult], float], None]]
+]:
+    """`OUT/analyses.jsonl` under its lock: the analyses an earlier run recorded, and the
+    function appending each new one (a whole line: Ctrl-C waits for it), with the progress
+    display shown meanwhile. Ctrl-C ends the command with 130 and how far it got."""
     from viewfinder.batch.locks import WriterLock  # filelock: when the command runs
     from viewfinder.cli.batch import JsonlWriter, read_done_ids
-    from viewfinder.evaluate.report import compare_images, load_analyses
+    from viewfinder.evaluate.report import load_analyses
 
     path = out / ANALYSES_FILE
     lock = WriterLock(
@@ -371,13 +373,7 @@ def _analyse_and_compare(
 
     try:
         with interrupts, progress.display:
-            return list(
-                compare_images(
-                    analyzer, items, images, synonyms=synonyms, reuse=reuse,
-                    concurrency=concurrency, rpm=rpm, on_analysis=record,
-                    on_report=progress.advance,
-                )
-            )  # fmt: skip
+            yield reuse, record
     except KeyboardInterrupt:
         err.print(Text(interrupted_text(progress.snapshot())), soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -386,15 +382,47 @@ def _analyse_and_compare(
         lock.release()
 
 
+def _analyse_and_compare(
+    analyzer: ImageAnalyzer,
+    items: list[tuple[str, ImageAnalysisResult]],
+    images: Path,
+    out: Path,
+    synonyms: dict[str, str] | None,
+    concurrency: int,
+    rpm: int | None,
+    progress: _CompareProgress,
+    err: Console,
+) -> list[ImageReport]:
+    """Analyse what `OUT/analyses.jsonl` does not hold yet, appending each analysis to it
+    as it completes, and score every image (recorded analyses reused)."""
+    from viewfinder.evaluate.report import compare_images
+
+    with _recorded(out, progress, err) as (reuse, record):
+        return list(
+            compare_images(
+                analyzer, items, images, synonyms=synonyms, reuse=reuse,
+                concurrency=concurrency, rpm=rpm, on_analysis=record,
+                on_report=progress.advance,
+            )
+        )  # fmt: skip
+
+
 def _ground_truth_run(
     ground_truth: Path,
     images: Path,
+    out: Path,
     label_map: Path | None,
     results: Path | None,
     make_analyzer: Callable[[], ImageAnalyzer],
     err: Console,
+    *,
+    concurrency: int,
+    rpm: int | None,
+    interval: float,
+    quiet: bool,
 ) -> GroundTruthRun:
-    """Read the dataset and viewfinder's results (stored, or analysed now), and score."""
+    """Read the dataset and viewfinder's results (stored, or analysed now on the batch
+    core, recorded in `OUT/analyses.jsonl` as `--azure` records them), and score."""
     from viewfinder.evaluate.coco import load_coco
     from viewfinder.evaluate.ground_truth import run_ground_truth
     from viewfinder.evaluate.report import load_viewfinder_batch
@@ -408,8 +436,19 @@ def _ground_truth_run(
     except (ViewfinderError, OSError) as exc:
         err.print(Text(f"error: {exc}"), soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
+    progress = _CompareProgress(err, len(truth.images), interval=interval, quiet=quiet)
     try:
-        return run_ground_truth(truth, images, analyzer=analyzer, stored=stored, label_map=mapping)
+        if analyzer is None:
+            with progress.display:
+                return run_ground_truth(
+                    truth, images, stored=stored, label_map=mapping, on_outcome=progress.advance
+                )
+        with _recorded(out, progress, err) as (reuse, record):
+            return run_ground_truth(
+                truth, images, analyzer=analyzer, label_map=mapping, reuse=reuse,
+                concurrency=concurrency, rpm=rpm, on_analysis=record,
+                on_outcome=progress.advance,
+            )  # fmt: skip
     finally:
         if analyzer is not None:
             analyzer.close()

@@ -2,7 +2,7 @@
 
 ```
 truth = load_coco("labels.json")
-run = run_ground_truth(truth, "images/", analyzer=analyzer)      # analyse each image
+run = run_ground_truth(truth, "images/", analyzer=analyzer, concurrency=8)  # analyse
 run = run_ground_truth(truth, None, stored=load_viewfinder_batch("out.jsonl"))  # no call
 json_path, md_path = write_ground_truth_report(run, "report/")
 ```
@@ -17,8 +17,7 @@ its boxes count neither as found nor as missed.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,8 @@ from pydantic import BaseModel, ConfigDict
 
 from viewfinder.analyzers.features import Feature
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
-from viewfinder.cost.pricing import cost_of
+from viewfinder.batch.records import BatchItem
+from viewfinder.batch.settings import DEFAULT_CONCURRENCY
 from viewfinder.evaluate.coco import (
     PERSON,
     CocoGroundTruth,
@@ -36,7 +36,14 @@ from viewfinder.evaluate.coco import (
     detections_of,
     score_coco,
 )
-from viewfinder.evaluate.report import find_image, stored_result
+from viewfinder.evaluate.report import (
+    Ask,
+    StoredAnalysis,
+    analyse_timed,
+    covers,
+    find_image,
+    stored_result,
+)
 from viewfinder.schemas.result import ImageAnalysisResult
 
 __all__ = [
@@ -104,8 +111,16 @@ def run_ground_truth(
     analyzer: ImageAnalyzer | None = None,
     stored: Mapping[str, tuple[ImageAnalysisResult, float | None]] | None = None,
     label_map: Mapping[str, str] | None = None,
+    reuse: Mapping[str, StoredAnalysis] | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    rpm: float | None = None,
+    on_analysis: Callable[[BatchItem[ImageAnalysisResult], float], None] | None = None,
+    on_outcome: Callable[[ImageOutcome], None] | None = None,
 ) -> GroundTruthRun:
     """Obtain viewfinder's result for every image of the dataset and score the boxes.
+
+    Analysis runs on the batch core (`evaluate.report.analyse_timed`: one `analyze_many`
+    run, `concurrency` at a time, paced), as `compare --azure` does.
 
     Args:
         truth: The dataset (`load_coco`).
@@ -115,9 +130,17 @@ def run_ground_truth(
         stored: Results of a `viewfinder batch` run (`load_viewfinder_batch`), matched by
             the file name or stem of `file_name`: scored with no model call.
         label_map: The model's names -> the dataset's names (case-insensitive).
+        reuse: Analyses an earlier run recorded (`load_analyses`), by `file_name`: an
+            image whose recorded result holds every feature asked is not analysed again.
+        concurrency: Images analysed at the same time.
+        rpm: Requests per minute (default: the analyzer's limiter, else learned).
+        on_analysis: Called with each analysis made (a batch item, its id the
+            `file_name`) and its latency, as it completes: the place to record it.
+        on_outcome: Called with each image's outcome as it is known: the place to feed
+            a progress display.
 
     Returns:
-        The scores and each image's outcome.
+        The scores and each image's outcome, in the dataset's order.
 
     Raises:
         ValueError: Neither `analyzer` nor `stored` is given, or `images_dir` is missing
@@ -125,36 +148,60 @@ def run_ground_truth(
     """
     if stored is None and (analyzer is None or images_dir is None):
         raise ValueError("run_ground_truth needs stored results, or an analyzer and images")
+    ask = Ask(_features(truth), (), 1, False, False)
     detections: dict[int, list[Detection]] = {}
-    outcomes: list[ImageOutcome] = []
-    for image in truth.images:
-        latency: float | None = None
-        try:
-            if stored is not None:
-                result, cost = stored_result(Path(image.file_name).name, stored)
-            elif analyzer is not None and images_dir is not None:
-                path = _image_path(image, Path(images_dir))
-                start = time.perf_counter()
-                result = analyzer.analyze(path, features=_features(truth))
-                latency = time.perf_counter() - start
-                cost = cost_of(result.usage, analyzer.model)
-            else:  # pragma: no cover - refused above
-                raise ValueError("no analyzer")
-            if result.objects is None and result.people is None:
-                raise LookupError("the result holds neither objects nor people")
-        except Exception as exc:  # an entry, never a stop
-            outcomes.append(ImageOutcome(image=image.file_name, error=_error(exc)))
-            continue
-        detections[image.id] = detections_of(result, truth.categories, label_map)
-        outcomes.append(
-            ImageOutcome(
+    outcomes: dict[int, ImageOutcome] = {}
+
+    def settle(
+        image: CocoImage,
+        result: ImageAnalysisResult | None,
+        error: str | None,
+        cost: float | None = None,
+        latency: float | None = None,
+    ) -> None:
+        if result is not None and result.objects is None and result.people is None:
+            result, error = None, "LookupError: the result holds neither objects nor people"
+        if result is None:
+            outcome = ImageOutcome(image=image.file_name, error=error or "no result")
+        else:
+            detections[image.id] = detections_of(result, truth.categories, label_map)
+            outcome = ImageOutcome(
                 image=image.file_name,
                 latency_s=latency,
                 cost=cost,
                 model_version=result.model_version,
             )
-        )
-    return GroundTruthRun(scores=score_coco(truth, detections), outcomes=tuple(outcomes))
+        outcomes[image.id] = outcome
+        if on_outcome is not None:
+            on_outcome(outcome)
+
+    pending: list[tuple[CocoImage, Path]] = []
+    for image in truth.images:
+        try:
+            if stored is not None:
+                result, cost = stored_result(Path(image.file_name).name, stored)
+                settle(image, result, None, cost)
+                continue
+            earlier = None if reuse is None else reuse.get(image.file_name)
+            if earlier is not None and covers(earlier.result, ask):
+                settle(image, earlier.result, None, earlier.cost, earlier.latency_s)
+                continue
+            assert images_dir is not None  # checked above
+            pending.append((image, _image_path(image, Path(images_dir))))
+        except Exception as exc:  # an entry, never a stop
+            settle(image, None, _error(exc))
+    if analyzer is not None and pending:
+        names = [(image.file_name, path) for image, path in pending]
+        for item, latency in analyse_timed(analyzer, ask, names, concurrency, rpm):
+            if on_analysis is not None:
+                on_analysis(item, latency)
+            image = pending[item.index][0]
+            if item.result is None:
+                settle(image, None, _error(item.error) if item.error else None)
+            else:
+                settle(image, item.result, None, item.cost, latency)
+    ordered = tuple(outcomes[image.id] for image in truth.images)
+    return GroundTruthRun(scores=score_coco(truth, detections), outcomes=ordered)
 
 
 def _error(exc: Exception) -> str:

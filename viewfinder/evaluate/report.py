@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict
 
 from viewfinder.analyzers.features import Feature
 from viewfinder.analyzers.image_analysis import ImageAnalyzer
-from viewfinder.batch.records import BatchItem
+from viewfinder.batch.records import BatchItem, batch_item
 from viewfinder.batch.settings import DEFAULT_CONCURRENCY
 from viewfinder.compat.rest import from_azure_json
 from viewfinder.compat.results32 import from_cv32_json, is_cv32_json
@@ -71,8 +71,10 @@ __all__ = [
     "ImageReport",
     "Panel",
     "StoredAnalysis",
+    "analyse_timed",
     "badness",
     "compare_images",
+    "covers",
     "find_image",
     "jpeg_data_url",
     "load_analyses",
@@ -316,8 +318,9 @@ def load_analyses(path: str | Path) -> dict[str, StoredAnalysis]:
     return found
 
 
-class _Ask(NamedTuple):
-    """What one image is analysed for: its Azure result's features, asked as they were."""
+class Ask(NamedTuple):
+    """What an image is analysed for: its Azure result's features, asked as they were (or,
+    for COCO ground truth, objects and perhaps people)."""
 
     features: tuple[Feature, ...]
     ratios: tuple[float, ...]
@@ -326,7 +329,7 @@ class _Ask(NamedTuple):
     object_parents: bool
 
 
-def _ask_of(azure: ImageAnalysisResult) -> _Ask:
+def _ask_of(azure: ImageAnalysisResult) -> Ask:
     """Exactly the features the Azure result has (smart crops at Azure's aspect ratios; a
     stored 3.2 result asked as it was: its caption count, tag hints, object parents)."""
     features = _features_of(azure)
@@ -344,7 +347,7 @@ def _ask_of(azure: ImageAnalysisResult) -> _Ask:
         }
     )
     candidates = len(azure.description.captions) if azure.description is not None else 1
-    return _Ask(
+    return Ask(
         features,
         tuple(ratios),
         min(max(candidates, 1), 10),
@@ -353,7 +356,7 @@ def _ask_of(azure: ImageAnalysisResult) -> _Ask:
     )
 
 
-def _covers(result: ImageAnalysisResult, ask: _Ask) -> bool:
+def covers(result: ImageAnalysisResult, ask: Ask) -> bool:
     """Whether a recorded result holds every feature asked now (else it is analysed again)."""
     return all(getattr(result, f.value, None) is not None for f in ask.features)
 
@@ -365,24 +368,26 @@ class _Pending(NamedTuple):
     azure: ImageAnalysisResult
 
 
-def _batch_items(
+def analyse_timed(
     analyzer: ImageAnalyzer,
-    ask: _Ask,
-    group: Sequence[_Pending],
-    concurrency: int,
-    rpm: float | None,
+    ask: Ask,
+    images: Sequence[tuple[str, Path]],
+    concurrency: int = DEFAULT_CONCURRENCY,
+    rpm: float | None = None,
 ) -> Iterator[tuple[BatchItem[ImageAnalysisResult], float]]:
-    """The images asked the same through one `analyze_many` run: each batch item and its
-    latency, as it completes. Latency: from the moment the run pulls the image (a slot is
-    free, so its work starts: pacing waits included, as a lone `analyze` waits) to its
-    result. An analyzer whose async client has an `http_client` of its own cannot be run
-    on the batch's event loop: its images are analysed one at a time instead."""
+    """`(name, path)` images asked the same, through one `analyze_many` run: each batch
+    item (its `index` is the image's position in `images`) and its latency, as it
+    completes. Latency: from the moment the run pulls the image (a slot is free, so its
+    work starts: pacing waits included, as a lone `analyze` waits) to its result. An
+    analyzer whose async client has an `http_client` of its own cannot be run on the
+    batch's event loop: its images are analysed one at a time instead. Shared by
+    `compare --azure` and `compare --ground-truth`."""
     started: dict[int, float] = {}
 
     def inputs() -> Iterator[tuple[str, Path]]:
-        for index, pending in enumerate(group):
+        for index, (name, path) in enumerate(images):
             started[index] = time.perf_counter()
-            yield pending.name, pending.image
+            yield name, path
 
     try:
         run = analyzer.analyze_many(
@@ -396,7 +401,7 @@ def _batch_items(
             rpm=rpm,
         )
     except ConfigurationError:
-        yield from _one_by_one(analyzer, ask, group)
+        yield from _one_by_one(analyzer, ask, images)
         return
     with run:
         for item in run:
@@ -404,16 +409,16 @@ def _batch_items(
 
 
 def _one_by_one(
-    analyzer: ImageAnalyzer, ask: _Ask, group: Sequence[_Pending]
+    analyzer: ImageAnalyzer, ask: Ask, images: Sequence[tuple[str, Path]]
 ) -> Iterator[tuple[BatchItem[ImageAnalysisResult], float]]:
-    """`_batch_items` for an analyzer the batch core cannot run: `analyze`, in order."""
-    for index, pending in enumerate(group):
-        with pending.image.open("rb") as stream:
+    """`analyse_timed` for an analyzer the batch core cannot run: `analyze`, in order."""
+    for index, (name, path) in enumerate(images):
+        with path.open("rb") as stream:
             digest = hashlib.file_digest(stream, "sha256").hexdigest()
         start = time.perf_counter()
         try:
             result = analyzer.analyze(
-                pending.image,
+                path,
                 features=ask.features,
                 smart_crops_aspect_ratios=ask.ratios or None,
                 max_candidates=ask.max_candidates,
@@ -423,26 +428,18 @@ def _one_by_one(
         except ViewfinderError as exc:
             usage = getattr(exc, "usage", None) or Usage()
             cost = cost_of(usage, analyzer.model)
-            item: BatchItem[ImageAnalysisResult] = BatchItem(
-                pending.name, index, str(pending.image), digest, error=exc, usage=usage, cost=cost
+            item: BatchItem[ImageAnalysisResult] = batch_item(
+                name, index, str(path), digest, error=exc, usage=usage, cost=cost
             )
         else:
             cost = cost_of(result.usage, analyzer.model)
-            item = BatchItem(
-                pending.name,
-                index,
-                str(pending.image),
-                digest,
-                result,
-                usage=result.usage,
-                cost=cost,
-            )
+            item = batch_item(name, index, str(path), digest, result, usage=result.usage, cost=cost)
         yield item, time.perf_counter() - start
 
 
 def _analyse_group(
     analyzer: ImageAnalyzer,
-    ask: _Ask,
+    ask: Ask,
     group: Sequence[_Pending],
     synonyms: Mapping[str, str] | None,
     concurrency: int,
@@ -450,7 +447,8 @@ def _analyse_group(
     on_analysis: Callable[[BatchItem[ImageAnalysisResult], float], None] | None,
 ) -> Iterator[tuple[int, ImageReport]]:
     """`(position, report)` of each image of the group, as its analysis completes."""
-    for item, latency in _batch_items(analyzer, ask, group, concurrency, rpm):
+    images = [(pending.name, pending.image) for pending in group]
+    for item, latency in analyse_timed(analyzer, ask, images, concurrency, rpm):
         if on_analysis is not None:
             on_analysis(item, latency)
         pending = group[item.index]
@@ -525,7 +523,7 @@ def compare_images(
         if on_report is not None:
             on_report(report)
 
-    groups: dict[_Ask, list[_Pending]] = {}
+    groups: dict[Ask, list[_Pending]] = {}
     for position, (name, azure) in enumerate(items):
         try:
             if stored is not None:
@@ -538,7 +536,7 @@ def compare_images(
                 raise FileNotFoundError(f"no image named {name!r} in {images_dir}")
             ask = _ask_of(azure)
             earlier = None if reuse is None else reuse.get(name)
-            if earlier is not None and _covers(earlier.result, ask):
+            if earlier is not None and covers(earlier.result, ask):
                 report = ImageReport(
                     image=name,
                     scores=compare_results(earlier.result, azure, synonyms=synonyms),
