@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import importlib
 import logging
-from importlib import metadata
 import os
 from collections.abc import Collection, Sequence
+from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from viewfinder.analyzers.features import ALL_FEATURES, Feature
