@@ -56,7 +56,7 @@ from viewfinder.cli.batch import (
     read_done_ids,
 )
 from viewfinder.cli.options import EXIT_IMAGE_FAILED, EXIT_OK, EXIT_USAGE, RpmOption
-from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
+from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError, import_failure
 
 if TYPE_CHECKING:  # httpx2, Pillow: imported when the command runs
     from viewfinder.embed.embedder import Embedder
@@ -199,9 +199,9 @@ def _to_parquet(run: Path, out: Path) -> tuple[int, int]:
     try:
         import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
         import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
-    except ImportError:
+    except ImportError as missing:
         raise InvalidOptionError(
-            "--to-parquet needs pyarrow: pip install 'viewfinder[parquet]'"
+            f"--to-parquet needs pyarrow, which is {import_failure('parquet', missing)}"
         ) from None
     latest: dict[str, dict[str, Any] | None] = {}
     for record in _records(run):
