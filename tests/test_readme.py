@@ -278,16 +278,17 @@ def _make_inputs(workdir: Path, blocks: list[Block]) -> None:
         for name in named:
             path = workdir / name
             inside = path.resolve().is_relative_to(workdir.resolve())  # never in the repo
-            if inside and "*" not in name and not path.exists() and "out" not in path.stem:
+            output = "out" in path.stem  # `--draw out.png`: written by the block, not read
+            if inside and "*" not in name and not path.exists() and not output:
                 _image(path)
 
 
 @dataclass
 class Reader:
-    """A reader following one README: a working directory, an environment, a server."""
+    """A reader following one README: a working directory, and a server when a block
+    needs one."""
 
     workdir: Path
-    env: dict[str, str]
     stack: ExitStack
     sim_url: str
     server: str | None = None
@@ -339,7 +340,7 @@ def readers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[Path, Rea
             for top in ("tests", "examples"):  # the checkout's paths the blocks name
                 (workdir / top).symlink_to(ROOT / top, target_is_directory=True)
             _make_inputs(workdir, [b for b in BLOCKS if b.readme == readme])
-            made[readme] = Reader(workdir, env, stack, sim.base_url)
+            made[readme] = Reader(workdir, stack, sim.base_url)
         patch.setattr("viewfinder.prepare.load.fetch_image", _example_com(made))
         yield made
 
