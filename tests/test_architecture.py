@@ -87,6 +87,7 @@ ALLOWED: dict[str, set[str]] = {
 NOT_EXPORTED = {
     "BaseAnalyzer": "the shared base of Analyzer and ImageAnalyzer; users subclass those",
     "KEPT_RESPONSE_HEADERS": "a detail of ProviderError.headers, documented there",
+    "import_failure": "the wording of viewfinder's own optional-dependency errors",
 }
 """Public names of the public modules that `viewfinder` deliberately does not export."""
 

@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 from collections.abc import Collection, Sequence
+from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from viewfinder.analyzers.features import ALL_FEATURES, Feature, FeatureName
@@ -88,7 +89,18 @@ if TYPE_CHECKING:
     from viewfinder.engine.retry import RetryPolicy
     from viewfinder.prepare.load import ImageInput
 
-__version__ = "0.1.0"
+
+def _installed_version() -> str:
+    """This distribution's version, from its installed metadata: pyproject.toml is the one
+    place it is written (`--version` and anything else printing it read it here). A source
+    tree on `sys.path` without an install has no metadata: `0+unknown`, PEP 440's local form."""
+    try:
+        return metadata.version("viewfinder")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _installed_version()
 
 logging.getLogger("viewfinder").addHandler(logging.NullHandler())
 

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -84,6 +85,7 @@ __all__ = [
     "TransportError",
     "UserError",
     "ViewfinderError",
+    "import_failure",
 ]
 
 
@@ -518,3 +520,20 @@ class BatchTimeoutError(ViewfinderError, TimeoutError):
     def __init__(self, message: str, *, statuses: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.statuses = dict(statuses or {})
+
+
+def import_failure(extra: str, error: ImportError) -> str:
+    """What an optional dependency's failed import means, to finish "X needs Y, which is ...".
+
+    A module that is not there (`ModuleNotFoundError`) is what `pip install
+    'viewfinder[<extra>]'` fixes: "not installed: pip install ...". Any other import
+    failure means the package is installed but does not load here (no build of it for
+    this Python or platform, a missing system library, a version without the API used, two
+    OpenCV distributions overwriting each other's `cv2`): telling that user to install an
+    extra they have sends them in a circle, so the import's own reason and this Python's
+    version are given instead.
+    """
+    if isinstance(error, ModuleNotFoundError):
+        return f"not installed: pip install 'viewfinder[{extra}]'"
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return f"installed but failed to import on Python {python}: {error}"

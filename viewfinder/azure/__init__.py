@@ -74,9 +74,11 @@ try:
     from azure.ai.vision.imageanalysis import __version__ as VERSION
     from azure.ai.vision.imageanalysis.models import VisualFeatures as _VisualFeatures
 except ImportError as _missing:
+    from viewfinder.errors import import_failure
+
     raise ImportError(
-        "viewfinder.azure needs azure-core and azure-ai-vision-imageanalysis: "
-        "pip install 'viewfinder[azure]'"
+        "viewfinder.azure needs azure-core and azure-ai-vision-imageanalysis, and "
+        f"{_missing.name or 'one'} is {import_failure('azure', _missing)}"
     ) from _missing
 
 from typing import TYPE_CHECKING, Any

@@ -51,7 +51,7 @@ from viewfinder.compat.handler import (
     error_response,
 )
 from viewfinder.compat.service import ServiceError
-from viewfinder.errors import ConfigurationError, ImageFetchError
+from viewfinder.errors import ConfigurationError, ImageFetchError, import_failure
 
 __all__ = [
     "ANONYMOUS_KEY",
@@ -462,10 +462,10 @@ def _entra_check() -> TokenValidator:
         raise ConfigurationError("VIEWFINDER_ENTRA_TENANT is not set")
     try:
         import jwt  # noqa: F401 - PyJWT, of the server extra
-    except ImportError:
+    except ImportError as missing:
         raise ConfigurationError(
-            "checking Entra ID tokens (VIEWFINDER_ENTRA_TENANT is set) needs PyJWT: "
-            "pip install 'viewfinder[server]'"
+            "checking Entra ID tokens (VIEWFINDER_ENTRA_TENANT is set) needs PyJWT, which is "
+            + import_failure("server", missing)
         ) from None
     return token_check(settings)
 

@@ -76,7 +76,7 @@ from viewfinder.cli.progress import (
     failure_text,
     interrupted_text,
 )
-from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
+from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError, import_failure
 
 if TYPE_CHECKING:  # httpx2, Pillow: imported when the command runs
     from viewfinder.embed.embedder import Embedder
@@ -218,9 +218,9 @@ def _to_parquet(run: Path, out: Path) -> tuple[int, int]:
     try:
         import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
         import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
-    except ImportError:
+    except ImportError as missing:
         raise InvalidOptionError(
-            "--to-parquet needs pyarrow: pip install 'viewfinder[parquet]'"
+            f"--to-parquet needs pyarrow, which is {import_failure('parquet', missing)}"
         ) from None
     latest: dict[str, dict[str, Any] | None] = {}
     for record in _records(run):

@@ -30,12 +30,15 @@ Needs the `server` extra (`pyjwt[crypto]`).
 
 from __future__ import annotations
 
+from viewfinder.errors import import_failure
+
 try:
     import jwt
     from jwt import PyJWKClient, PyJWKClientConnectionError, PyJWKClientError
 except ImportError as _missing:
     raise ImportError(
-        "Entra ID tokens need PyJWT with cryptography: pip install 'viewfinder[server]'"
+        f"Entra ID tokens need PyJWT with cryptography, and {_missing.name or 'it'} is "
+        + import_failure("server", _missing)
     ) from _missing
 
 import asyncio

@@ -33,7 +33,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from viewfinder.compat.service import ServiceError
-from viewfinder.errors import DecompressionBombError, ImageError, ImageFormatError, ImageSizeError
+from viewfinder.errors import (
+    DecompressionBombError,
+    ImageError,
+    ImageFormatError,
+    ImageSizeError,
+    import_failure,
+)
 from viewfinder.prepare.decode import (
     PIL_ERRORS,
     ImageLimits,
@@ -226,10 +232,11 @@ def _dimension(page: int | None = None) -> ServiceError:
 def _open_pdf(data: bytes, select: Callable[[int], Sequence[int]], max_pixels: int) -> Document:
     try:
         import pypdfium2 as pdfium
-    except ImportError:
+    except ImportError as missing:
         raise _bad(
             "UnsupportedImageFormat",
-            "This server reads no PDF: it needs pypdfium2 (pip install 'viewfinder[server]').",
+            "This server reads no PDF: it needs pypdfium2, which is "
+            f"{import_failure('server', missing)}.",
         ) from None
     with _PDFIUM:
         try:

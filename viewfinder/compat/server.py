@@ -85,8 +85,11 @@ try:
     from starlette.exceptions import HTTPException as StarletteHTTPException
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 except ImportError as _missing:
+    from viewfinder.errors import import_failure
+
     raise ImportError(
-        "viewfinder's server needs FastAPI and uvicorn: pip install 'viewfinder[server]'"
+        f"viewfinder's server needs FastAPI and uvicorn, and {_missing.name or 'one'} is "
+        + import_failure("server", _missing)
     ) from _missing
 
 import asyncio

@@ -93,7 +93,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from viewfinder.embed.backends import Dimensions, Kind, Parsed, model_dimensions
-from viewfinder.errors import ConfigurationError, InvalidOptionError
+from viewfinder.errors import ConfigurationError, InvalidOptionError, import_failure
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -208,8 +208,8 @@ def _require_extra() -> None:
         import tokenizers  # noqa: F401
     except ImportError as exc:
         raise ConfigurationError(
-            f"the local embedding backend needs onnxruntime, tokenizers and numpy "
-            f"({exc.name or exc} is missing): {EXTRA_HINT}"
+            "the local embedding backend needs onnxruntime, tokenizers and numpy, and "
+            f"{exc.name or 'one'} is {import_failure('embed-local', exc)}"
         ) from exc
 
 

@@ -38,6 +38,7 @@ from PIL import Image
 
 from viewfinder.analyzers.base import version_hash
 from viewfinder.analyzers.features import Feature
+from viewfinder.errors import import_failure
 from viewfinder.prepare.decode import decode_rgb
 from viewfinder.prepare.load import ImageInput, LoadedImage, load_image
 from viewfinder.schemas.features import CropRegion, DetectedPerson, ReadResult
@@ -108,8 +109,8 @@ def decode_full(image: ImageInput | LoadedImage) -> Image.Image:
 
 
 def _missing(exc: ImportError) -> str:
-    name = exc.name or str(exc)
-    return f"needs {name}, which is not installed: {INSTALL_HINT}"
+    name = exc.name or "a package of the local extra"
+    return f"needs {name}, which is {import_failure('local', exc)}"
 
 
 class LocalEngine:

@@ -163,8 +163,9 @@ class _Engine:
             import numpy  # noqa: F401
             import onnxruntime  # noqa: F401  (rapidocr does not require its engine)
             import rapidocr
-        except ImportError as exc:
-            raise ImportError(_INSTALL_HINT, name="rapidocr") from exc
+        except ModuleNotFoundError as exc:  # what `pip install` fixes: the engine names it
+            raise ModuleNotFoundError(_INSTALL_HINT, name="rapidocr") from exc
+        # any other ImportError: installed but not loading here, raised with its own reason
         models = Path(rapidocr.__file__).parent / "models"
         # every model named by its file in the wheel: RapidOCR downloads a model it
         # cannot find (or whose checksum differs), and this engine must never do that;

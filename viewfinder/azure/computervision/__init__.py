@@ -78,9 +78,11 @@ try:
 
     from viewfinder.compat.server import ServerSettings, create_app
 except ImportError as _missing:
+    from viewfinder.errors import import_failure
+
     raise ImportError(
         "viewfinder.azure.computervision needs Microsoft's 3.2 SDK and the server's "
-        "FastAPI: pip install 'viewfinder[computervision]'"
+        f"FastAPI, and {_missing.name or 'one'} is " + import_failure("computervision", _missing)
     ) from _missing
 
 import os
