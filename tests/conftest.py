@@ -29,6 +29,7 @@ from viewfinder.compat.server import ServerSettings, create_app
 if TYPE_CHECKING:
     # Not imported here at run time: importing anything under viewfinder.testing before
     # pytest registers the plugin below would stop pytest from rewriting its asserts.
+    from viewfinder.testing.fakes import FakeOpenAI
     from viewfinder.testing.simulator import Simulator
 
 pytest_plugins = ["viewfinder.testing"]
@@ -36,6 +37,8 @@ pytest_plugins = ["viewfinder.testing"]
 ASSETS = Path(__file__).parent / "assets"
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.05)
 """Retries for stack tests: real waits, but short unless the server says otherwise."""
+NO_WAIT_RETRY = RetryPolicy(max_attempts=3, initial_backoff=0.0, max_backoff=0.0)
+"""Retries for the in-process fake: three attempts, no waiting."""
 
 
 @pytest.fixture(autouse=True)
@@ -75,6 +78,30 @@ def make_analyzer(sim: Simulator, tmp_path: Path) -> Iterator[Callable[..., Imag
         return analyzer
 
     yield make
+    for analyzer in made:
+        analyzer.close()
+
+
+@pytest.fixture
+def fake() -> FakeOpenAI:
+    """An in-process OpenAI double answering from its script (`fake.script(...)`)."""
+    from viewfinder.testing.fakes import FakeOpenAI
+
+    return FakeOpenAI()
+
+
+@pytest.fixture
+def make(fake: FakeOpenAI) -> Iterator[Callable[..., ImageAnalyzer]]:
+    """Analyzers answered by `fake`: no cache, quick retries unless told otherwise."""
+    made: list[ImageAnalyzer] = []
+
+    def build(**options: Any) -> ImageAnalyzer:
+        settings: dict[str, Any] = {"cache": False, "retry": NO_WAIT_RETRY, **options}
+        analyzer = ImageAnalyzer(**fake.clients(), **settings)
+        made.append(analyzer)
+        return analyzer
+
+    yield build
     for analyzer in made:
         analyzer.close()
 

@@ -9,7 +9,7 @@ model), rendered in the same JSON as the HTTP simulator's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,30 +24,8 @@ GOOD = {"caption": {"text": "a cat", "conf": 90}}
 BAD = {"caption": {"text": "a cat", "conf": 300}}  # conf above 100: re-asked
 NOW = {"retry-after": "0"}
 """Retry at once: the tests wait for nothing."""
-QUICK = vf.RetryPolicy(max_attempts=3, initial_backoff=0.0, max_backoff=0.0)
 
 Ask = Callable[..., vf.ImageAnalysisResult]
-
-
-@pytest.fixture
-def fake() -> FakeOpenAI:
-    return FakeOpenAI()
-
-
-@pytest.fixture
-def make(fake: FakeOpenAI) -> Iterator[Callable[..., vf.ImageAnalyzer]]:
-    """Analyzers answered by `fake`: no cache, quick retries unless told otherwise."""
-    made: list[vf.ImageAnalyzer] = []
-
-    def build(**options: Any) -> vf.ImageAnalyzer:
-        settings: dict[str, Any] = {"cache": False, "retry": QUICK, **options}
-        analyzer = vf.ImageAnalyzer(**fake.clients(), **settings)
-        made.append(analyzer)
-        return analyzer
-
-    yield build
-    for analyzer in made:
-        analyzer.close()
 
 
 @pytest.fixture(params=["sync", "async"])

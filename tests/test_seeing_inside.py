@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,32 +32,12 @@ CAT = Path(__file__).parent / "assets" / "chelsea.png"
 GOOD = {"caption": {"text": "a cat", "conf": 90}}
 BAD = {"caption": {"text": "a cat", "conf": 300}}  # conf above 100: re-asked
 NOW = {"retry-after": "0"}
-QUICK = vf.RetryPolicy(max_attempts=3, initial_backoff=0.0, max_backoff=0.0)
 SCRIPT = (
     Reply(status=503, headers=NOW),  # attempt 1, retried
     Reply(BAD, prompt_tokens=100, completion_tokens=10),  # attempt 2: re-asked
     Reply(status=429, headers=NOW),  # the re-ask's attempt 1, retried
     Reply(GOOD, prompt_tokens=150, completion_tokens=12),  # the re-ask's attempt 2
 )
-
-
-@pytest.fixture
-def fake() -> FakeOpenAI:
-    return FakeOpenAI()
-
-
-@pytest.fixture
-def make(fake: FakeOpenAI) -> Iterator[Callable[..., vf.ImageAnalyzer]]:
-    made: list[vf.ImageAnalyzer] = []
-
-    def build(**options: Any) -> vf.ImageAnalyzer:
-        analyzer = vf.ImageAnalyzer(**fake.clients(), **{"cache": False, "retry": QUICK, **options})
-        made.append(analyzer)
-        return analyzer
-
-    yield build
-    for analyzer in made:
-        analyzer.close()
 
 
 @pytest.fixture(params=["sync", "async"])

@@ -100,6 +100,7 @@ from viewfinder.cli.progress import (
     duration_text,
     failure_text,
     interrupted_text,
+    write_all,
 )
 from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError
 from viewfinder.prepare.inputs import has_image_suffix, is_url
@@ -584,13 +585,9 @@ def batch(
             display = stack.enter_context(
                 RunDisplay(err, "batch", snapshot, interval=progress_every, quiet=not progress)
             )
-            try:
-                for item in run:
-                    with interrupts.held():  # Ctrl-C waits for the line to be whole
-                        writer.write(item.to_record())
-                    display.advance()
-            except KeyboardInterrupt:
-                interrupted = True  # leaving the stack cancels what is in flight
+            interrupted = write_all(
+                run, lambda item: writer.write(item.to_record()), display, interrupts
+            )  # on Ctrl-C, leaving the stack cancels what is in flight
             summary = run.summary
     finally:
         writer.close()

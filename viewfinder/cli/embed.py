@@ -75,6 +75,7 @@ from viewfinder.cli.progress import (
     Snapshot,
     failure_text,
     interrupted_text,
+    write_all,
 )
 from viewfinder.errors import InvalidOptionError, UserError, ViewfinderError, import_failure
 
@@ -428,13 +429,9 @@ def embed(
             display = stack.enter_context(
                 RunDisplay(err, "embed", snapshot, interval=progress_every, quiet=not progress)
             )
-            try:
-                for item in run:
-                    with interrupts.held():  # Ctrl-C waits for the line to be whole
-                        writer.write(item.to_record())
-                    display.advance()
-            except KeyboardInterrupt:
-                interrupted = True  # leaving the stack cancels what is in flight
+            interrupted = write_all(
+                run, lambda item: writer.write(item.to_record()), display, interrupts
+            )  # on Ctrl-C, leaving the stack cancels what is in flight
             summary = run.summary
     except ViewfinderError as exc:  # an input argument that turned out unreadable
         err.print(Text(f"error: {type(exc).__name__}: {exc}"), soft_wrap=True)

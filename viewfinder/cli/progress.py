@@ -27,11 +27,11 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from rich.console import Console
 from rich.text import Text
@@ -50,6 +50,7 @@ __all__ = [
     "failure_lines",
     "failure_text",
     "interrupted_text",
+    "write_all",
 ]
 
 DEFAULT_INTERVAL: Final = 10.0
@@ -314,3 +315,26 @@ class Interrupts:
         if self._pending:
             self._pending = False
             raise KeyboardInterrupt
+
+
+T = TypeVar("T")
+
+
+def write_all(
+    items: Iterable[T], write: Callable[[T], None], display: RunDisplay, interrupts: Interrupts
+) -> bool:
+    """Write each item as it comes, whole (Ctrl-C waits for the line), moving the display:
+    the loop `batch` and `embed` share.
+
+    Returns:
+        True when Ctrl-C stopped it (the caller's exit stack then cancels what is in
+        flight), False when every item was written.
+    """
+    try:
+        for item in items:
+            with interrupts.held():
+                write(item)
+            display.advance()
+    except KeyboardInterrupt:
+        return True
+    return False
