@@ -67,8 +67,9 @@ __all__ = [
 # raises). While viewfinder drives instructor, `_Demoted` turns those records into DEBUG
 # records: a handler at INFO or above no longer shows them, a DEBUG handler still can.
 # instructor calls made by the application itself are untouched. A logger's filter sees
-# only records logged on that very logger, so it is put on each logger instructor 1.x
-# logs from on this path (`instructor.v2.core.retry` and `.patch`, the OpenAI handlers).
+# only records logged on that very logger, so it is put on each logger instructor 1.17
+# logs to on this path: "instructor" (the OpenAI handlers, response, usage), "instructor.v2"
+# (core/patch.py) and "instructor.v2.retry" (core/retry.py).
 # The NullHandler keeps Python's last-resort handler from printing instructor's lines
 # when the application configured no logging.
 _DRIVING: ContextVar[bool] = ContextVar("viewfinder_driving_instructor", default=False)
