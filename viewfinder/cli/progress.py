@@ -279,7 +279,10 @@ def interrupted_text(now: Snapshot) -> str:
 class Interrupts:
     """Ctrl-C (SIGINT) as `KeyboardInterrupt`, but never inside a `held()` block (an
     output line being written): there it waits for the block's end, so the file keeps
-    whole lines. Only the main thread can install it; elsewhere it changes nothing."""
+    whole lines. Only the main thread can install it; elsewhere it changes nothing. It is
+    installed even where SIGINT was ignored (a job started in the background by a
+    non-interactive shell): an explicit `kill -INT` then stops the run as Ctrl-C does, and
+    the previous disposition comes back on exit."""
 
     def __init__(self) -> None:
         self._holding = False
