@@ -1,5 +1,5 @@
 """A job split across hosts: `batch --shard I/N` and `embed --shard I/N` against the
-scripted simulator (NOT a model)."""
+scripted simulator (NOT a model), and `viewfinder merge` joining their outputs."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from typer.testing import CliRunner
 from viewfinder.batch.shard import Shard, shard_of
 from viewfinder.cli import batch as batch_command
 from viewfinder.cli import embed as embed_command
+from viewfinder.cli import merge as merge_command
+from viewfinder.cli.merge import merge_outputs
 from viewfinder.testing.simulator import Reply, Simulator
 
 CAPTION = {"caption": {"text": "a square", "conf": 90}}
@@ -74,7 +76,7 @@ def app() -> typer.Typer:
     def main() -> None:
         """A root, so that the commands stay sub-commands as in `viewfinder.cli`."""
 
-    for command in (batch_command, embed_command):
+    for command in (batch_command, embed_command, merge_command):
         command.register(application)
     return application
 
@@ -183,3 +185,80 @@ def test_embed_takes_the_same_share_of_the_same_ids(
     assert shares[0].isdisjoint(shares[1])
     assert shares[0] | shares[1] == all_ids(photos / "sub")
     assert shares[0] == {ident for ident in shares[0] | shares[1] if shard_of(ident, 2) == 1}
+
+
+# --- merge ----------------------------------------------------------------------------------
+
+
+def test_merge_gives_every_id_once_and_checks_the_shards(
+    runner: CliRunner, app: typer.Typer, photos: Path, shard_outputs: list[Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "merged.jsonl"
+    inputs = [str(path) for path in shard_outputs]
+    result = runner.invoke(app, ["merge", str(out), *inputs, "--expect-shards", str(N)])
+    assert result.exit_code == 0, result.output
+    merged = records(out)
+    assert sorted(r["id"] for r in merged) == sorted(all_ids(photos))
+    assert all(r["status"] == "ok" for r in merged)
+    assert "merge: 20 ids (20 ok, 0 failed) from 3 inputs (20 lines)" in result.stderr
+    assert "warning" not in result.stderr
+
+    missing = runner.invoke(app, ["merge", str(out), *inputs[:2], "--expect-shards", str(N)])
+    assert missing.exit_code == 1 and "no input holds shard 3/3" in missing.stderr
+
+    twice = runner.invoke(app, ["merge", str(out), *inputs, inputs[0]])
+    assert twice.exit_code == 1, twice.output
+    assert f"{len(records(shard_outputs[0]))} ids are in more than one input" in twice.stderr
+    assert len(records(out)) == 20  # still once each
+
+    mixed = tmp_path / "mixed.jsonl"  # shard 1's file with one line of shard 2
+    first_line = shard_outputs[1].read_text().splitlines(keepends=True)[0]
+    mixed.write_text(shard_outputs[0].read_text() + first_line)
+    wrong = runner.invoke(
+        app, ["merge", str(out), str(mixed), *inputs[1:], "--expect-shards", str(N)]
+    )
+    assert wrong.exit_code == 1
+    assert f"{mixed} holds shard 1/3, but 1 of its lines belong to other shards" in wrong.stderr
+
+    into_input = runner.invoke(app, ["merge", inputs[0], *inputs])
+    assert into_input.exit_code == 2 and "is one of the inputs" in into_input.stderr
+    nowhere = runner.invoke(app, ["merge", str(out), str(tmp_path / "nowhere.jsonl")])
+    assert nowhere.exit_code == 2
+
+
+def line(ident: str, status: str, mark: int) -> str:
+    body = {"result": {"mark": mark}} if status == "ok" else {"error": {"type": "X"}}
+    return json.dumps({"id": ident, "status": status, **body, "id_version": 2}) + "\n"
+
+
+def test_ok_beats_error_the_last_ok_wins_and_torn_or_foreign_lines_are_said(
+    tmp_path: Path,
+) -> None:
+    a, b, out = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "out.jsonl"
+    a.write_text(
+        line("x", "error", 1)
+        + line("y", "ok", 2)
+        + line("z", "error", 3)
+        + "not json\n\n"
+        + line("w", "ok", 4)
+        + line("w", "ok", 5)  # a resume's later line in the same file
+    )
+    b.write_text(line("x", "ok", 6) + line("y", "ok", 7) + line("z", "error", 8) + '{"id": "t"')
+    report = merge_outputs(out, [a, b])
+    by_id = {r["id"]: r for r in records(out)}
+    assert len(records(out)) == 4 == report.ids
+    assert by_id["x"]["result"] == {"mark": 6}  # ok wins over an error, wherever it is
+    assert by_id["y"]["result"] == {"mark": 7}  # among ok lines the last wins
+    assert by_id["z"]["status"] == "error" and by_id["z"]["error"] == {"type": "X"}  # kept
+    assert by_id["w"]["result"] == {"mark": 5}
+    assert (report.ok, report.failed, report.lines) == (3, 1, 8)
+    assert report.duplicates == 3 and report.duplicate_examples == ["x", "y", "z"]
+    assert report.torn == [b] and report.unreadable == {a: 1}
+    problems = report.problems()
+    assert len(problems) == 4
+    assert "3 ids are in more than one input" in problems[0]
+    assert "1 ids failed in every input" in problems[1]
+    assert f"{b}: a torn last line" in problems[2]
+    assert f"{a}: 1 lines that are not records" in problems[3]
+    assert b.read_text().endswith('{"id": "t"')  # inputs are only read
+    assert not list(tmp_path.glob(".out.jsonl.*"))  # no temporary file left behind
