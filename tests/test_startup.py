@@ -65,7 +65,7 @@ def test_the_lazy_exports_are_the_real_objects() -> None:
     assert _modules_after(code) == list(HEAVY)
 
 
-COMMANDS = ("analyze", "batch", "compare", "cost", "embed", "export", "serve")
+COMMANDS = ("analyze", "batch", "compare", "cost", "embed", "export", "merge", "serve")
 """Every sub-command of `viewfinder`: each one's `--help` stays light."""
 
 

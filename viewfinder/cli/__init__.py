@@ -38,6 +38,7 @@ from viewfinder.cli import compare as compare_command
 from viewfinder.cli import cost as cost_command
 from viewfinder.cli import embed as embed_command
 from viewfinder.cli import export as export_command
+from viewfinder.cli import merge as merge_command
 from viewfinder.cli import serve as serve_command
 
 __all__ = ["app", "main"]
@@ -81,6 +82,7 @@ compare_command.register(app)
 cost_command.register(app)
 embed_command.register(app)
 export_command.register(app)
+merge_command.register(app)
 
 
 class _CacheWarnings(logging.Handler):

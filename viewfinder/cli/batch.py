@@ -28,6 +28,14 @@ when URL ids had no query string at all; on resuming such a file, a URL whose qu
 "ok" there counts as done (that run could not tell its query variants apart), and the
 summary says how many were skipped that way.
 
+Across hosts: `--shard I/N` takes only the inputs whose id hashes to shard I of N
+(`viewfinder.batch.shard`: SHA-256 of the id, never Python's salted `hash()`), so N hosts
+given the same input arguments split one job with no coordination, each writing its own
+`--out`; the progress total, the run and its resume see only that shard's ids.
+`viewfinder merge` joins the outputs (`viewfinder.cli.merge`). The ids are the paths as
+given, so every host must name the inputs the same way (`photos/` on one and
+`/data/photos/` on another are different ids, and a different split).
+
 One run at a time per output file: the run holds an OS lock on `OUT.lock` (dropped by the
 kernel however the process ends, kill -9 included) and records itself in
 `OUT.lock.json`; a second run on the same `--out` exits at once with code 2, naming the
@@ -59,7 +67,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeAlias
 
 import typer
 from rich.console import Console
@@ -68,6 +76,7 @@ from rich.text import Text
 from viewfinder.analyzers.features import Feature
 from viewfinder.batch.records import BatchInput, BatchSummary, record_outcome
 from viewfinder.batch.settings import DEFAULT_CONCURRENCY
+from viewfinder.batch.shard import Shard
 from viewfinder.cli.batch_api import progress_text
 from viewfinder.cli.options import (
     EXIT_IMAGE_FAILED,
@@ -111,6 +120,7 @@ if TYPE_CHECKING:  # the engine (openai, instructor): imported when the command 
 
 __all__ = [
     "JsonlWriter",
+    "ShardOption",
     "SourceLike",
     "classify_source",
     "count_pending",
@@ -118,6 +128,7 @@ __all__ = [
     "iter_sources",
     "read_done_ids",
     "register",
+    "sharded",
 ]
 
 # The same codes as `viewfinder.cli` (not imported from there: cli imports this module).
@@ -230,6 +241,55 @@ def classify_source(argument: str) -> _Source:
     if _GLOB_CHARS.search(argument):
         return _Source(argument, "glob")
     raise InvalidOptionError(f"{argument}: no such file, directory or list")
+
+
+@dataclass(frozen=True)
+class _ShardOf:
+    """The items of `source` that `shard` takes (by the hash of their id), as a source."""
+
+    source: SourceLike
+    shard: Shard
+
+    @property
+    def countable(self) -> bool:
+        return self.source.countable
+
+    def items(self) -> Iterator[tuple[str, str]]:
+        return (item for item in self.source.items() if self.shard.takes(item[0]))
+
+
+def sharded(sources: Sequence[SourceLike], shard: Shard | None) -> list[SourceLike]:
+    """`sources` with only `shard`'s items (`viewfinder.batch.shard`); all of them for None.
+
+    Everything after reads the filtered sources (the progress count, the run, what a
+    resume skips), so a shard counts, runs and resumes only its own ids.
+    """
+    if shard is None or shard.count == 1:
+        return list(sources)
+    return [_ShardOf(source, shard) for source in sources]
+
+
+def _parse_shard(value: str | None) -> Shard | None:
+    if value is None:
+        return None
+    try:
+        return Shard.parse(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+ShardOption: TypeAlias = Annotated[
+    Shard | None,
+    typer.Option(
+        help="Take only shard I of N (e.g. 2/8), chosen by a stable hash of each input's id: "
+        "N hosts given the same inputs split the job, each with its own --out; join the "
+        "outputs with `viewfinder merge`.",
+        metavar="I/N",
+        parser=_parse_shard,
+        show_default=False,
+    ),
+]
+"""`--shard I/N` of `batch` and `embed`."""
 
 
 def iter_sources(arguments: Sequence[str]) -> Iterator[tuple[str, str]]:
@@ -458,6 +518,7 @@ def batch(
     answer_format: AnswerFormatOption = AnswerFormatChoice.COMPACT,
     box_convention: BoxConventionOption = None,
     read_geometry: ReadGeometryOption = ReadGeometryChoice.MODEL,
+    shard: ShardOption = None,
 ) -> None:
     """Analyse many images into a JSON Lines file; re-run to resume or retry failures.
 
@@ -477,7 +538,7 @@ def batch(
         return typer.Exit(EXIT_USAGE)
 
     try:
-        sources = [classify_source(argument) for argument in inputs]
+        sources = sharded([classify_source(argument) for argument in inputs], shard)
         analyzer = ImageAnalyzer(
             model=model,
             base_url=base_url,

@@ -29,6 +29,9 @@ left out and counted; columns `id` (string), `vector` (list of float32), `model`
 `--model` / `--dimensions` say otherwise) and prints the `--top` ids by cosine, reading
 the run streaming (a heap of `--top` entries).
 
+`--shard I/N` and `viewfinder merge` split a run across hosts as `viewfinder batch`'s do
+(the JSONL inputs' `"id"` is what is hashed).
+
 Progress, the summary's failures by error type and Ctrl-C are `viewfinder batch`'s
 (`viewfinder.cli.progress`).
 
@@ -52,12 +55,15 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from viewfinder.batch.shard import Shard
 from viewfinder.cli.batch import (
     JsonlWriter,
+    ShardOption,
     SourceLike,
     classify_source,
     count_pending,
     read_done_ids,
+    sharded,
 )
 from viewfinder.cli.options import (
     EXIT_IMAGE_FAILED,
@@ -120,15 +126,17 @@ class _JsonlSource:
         return _jsonl_items(self.path)
 
 
-def _sources(arguments: list[str]) -> list[SourceLike]:
+def _sources(arguments: list[str], shard: Shard | None = None) -> list[SourceLike]:
     """The input arguments, checked now and read lazily (`items()`), each readable twice
-    (to count them for the progress, then to embed them) unless it is stdin."""
-    return [
+    (to count them for the progress, then to embed them) unless it is stdin; only
+    `shard`'s ids when one is given (`--shard`, as `viewfinder batch`'s)."""
+    sources: list[SourceLike] = [
         _JsonlSource(argument)
         if argument.endswith(".jsonl") and os.path.isfile(argument)
         else classify_source(argument)
         for argument in arguments
     ]
+    return sharded(sources, shard)
 
 
 # --- summary ----------------------------------------------------------------------------
@@ -316,6 +324,7 @@ def embed(
     ] = None,
     progress: ProgressOption = True,
     progress_every: ProgressEveryOption = DEFAULT_INTERVAL,
+    shard: ShardOption = None,
 ) -> None:
     """Embed many images into a JSON Lines file; re-run to resume or retry failures.
 
@@ -381,7 +390,7 @@ def embed(
     if out is None:
         raise fail("--out is required to embed (or give --query / --to-parquet)")
     try:
-        sources = _sources(inputs)
+        sources = _sources(inputs, shard)
         embedder = _embedder(
             backend, model, base_url, api_key_env, dimensions, cache, max_dollars, rpm
         )
