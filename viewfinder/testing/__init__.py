@@ -306,8 +306,10 @@ def _viewfinder_isolated_cache(
     tmp_path_factory: pytest.TempPathFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Tests marked `vcr` get a fresh `VIEWFINDER_CACHE_DIR`; other tests are untouched."""
+    """Tests marked `vcr` get a fresh `VIEWFINDER_CACHE_DIR` (and no `VIEWFINDER_CACHE`,
+    which would win over it); other tests are untouched."""
     if request.node.get_closest_marker("vcr") is not None:
+        monkeypatch.delenv("VIEWFINDER_CACHE", raising=False)
         monkeypatch.setenv("VIEWFINDER_CACHE_DIR", str(tmp_path_factory.mktemp("viewfinder-cache")))
 
 
