@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import redis
+from endpoint_env import clear_endpoint_env
 from local_server import post_analyze
 from PIL import Image
-from redis_server import RedisServer
+from redis_server import RedisServer, free_port
 
 from viewfinder import ImageAnalyzer
 from viewfinder.compat.server import ServerSettings
@@ -171,8 +173,6 @@ def test_an_outage_degrades_with_one_warning_and_recovers(
 
 def test_unreachable_redis_is_skipped_between_retries(caplog: pytest.LogCaptureFixture) -> None:
     """After a failure Redis is left alone for `retry_interval`: no connect per call."""
-    from redis_server import free_port
-
     cache = RedisCache(f"redis://:{SECRET}@127.0.0.1:{free_port()}/0", retry_interval=3600)
     calls: list[str] = []
     real_get = cache._client.get
@@ -189,3 +189,28 @@ def test_unreachable_redis_is_skipped_between_retries(caplog: pytest.LogCaptureF
     assert len(calls) == 1 and len(caplog.records) == 1
     assert SECRET not in caplog.text
     cache.close()
+
+
+def test_the_console_script_shows_an_unreachable_redis_as_one_warning_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`viewfinder analyze` with VIEWFINDER_CACHE naming a Redis nobody runs: it answers."""
+    from viewfinder.cli import main
+
+    clear_endpoint_env(monkeypatch)
+    monkeypatch.setenv("VIEWFINDER_CACHE", f"redis://:{SECRET}@127.0.0.1:{free_port()}/0")
+    photo = tmp_path / "x.png"
+    photo.write_bytes(_png(140))
+    with Simulator(default=lambda body: CAPTION) as sim:
+        arguments = ["viewfinder", "analyze", str(photo), "-f", "caption", "--base-url"]
+        monkeypatch.setattr(sys, "argv", [*arguments, sim.base_url])
+        with pytest.raises(SystemExit) as exited:
+            main()
+    assert exited.value.code == 0
+    captured = capsys.readouterr()
+    assert "a coloured rectangle" in captured.out
+    (line,) = captured.err.splitlines()
+    assert (
+        line.startswith("warning: the answer cache at redis://127.0.0.1:") and "unreachable" in line
+    )
+    assert SECRET not in captured.err + captured.out
