@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from local_server import Serving
+from redis_server import RedisServer
 from typer.testing import CliRunner
 
 from viewfinder import ImageAnalyzer, RetryPolicy
@@ -126,6 +127,27 @@ def serve() -> Iterator[Callable[[ServerSettings], str]]:
             return serving.start()
 
         yield start
+
+
+# --- a real Redis ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One `redis-server` for the session (skipped without one, failed under CI=true)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied for this test: `redis://127.0.0.1:<port>/0`."""
+    import redis
+
+    with redis.Redis.from_url(redis_server.url()) as client:
+        client.flushdb()
+    return redis_server.url()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from viewfinder.embed import (
     OpenAICompatibleBackend,
     resolve_backend,
 )
-from viewfinder.engine.cache import ResponseCache
+from viewfinder.engine.cache import AnswerCache, ResponseCache, open_cache
 from viewfinder.engine.retry import RetryPolicy
 from viewfinder.testing.simulator import EmbedFault, Simulator, fake_vector
 
@@ -212,8 +212,15 @@ def test_a_text_only_server_refusing_images_says_so(sim: Simulator) -> None:
     assert len(sim.embed_requests) == 1  # a 400 is never retried
 
 
-def test_a_cache_hit_sends_nothing(sim: Simulator, tmp_path: Path) -> None:
-    cache = ResponseCache(tmp_path / "cache")
+@pytest.mark.parametrize("where", ["disk", "redis"])
+def test_a_cache_hit_sends_nothing(
+    sim: Simulator, tmp_path: Path, where: str, request: pytest.FixtureRequest
+) -> None:
+    cache: AnswerCache = (
+        ResponseCache(tmp_path / "cache")
+        if where == "disk"
+        else open_cache(request.getfixturevalue("redis_url"))  # one Redis, as disk
+    )
     with _cohere(sim, cache=cache) as embedder:
         first = embedder.embed_images([RED]) + embedder.embed_texts(["a cat"])
         sent = len(sim.embed_requests)

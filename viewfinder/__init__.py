@@ -216,6 +216,7 @@ def __dir__() -> list[str]:
 _ENV_KEYS = (
     "VIEWFINDER_MODEL",
     "VIEWFINDER_MODE",
+    "VIEWFINDER_CACHE",
     "VIEWFINDER_CACHE_DIR",
     "OPENAI_BASE_URL",
     "OPENAI_API_KEY",

@@ -27,7 +27,7 @@ from viewfinder.build.plan import CallPlan, ImagePart, ImageSize, SourceRef
 from viewfinder.build.templates import PromptTemplate, builtin_template, load_template
 from viewfinder.engine.body import DEFAULT_PROMPT_CACHE_SHARDS
 from viewfinder.engine.budget import Budget
-from viewfinder.engine.cache import DEFAULT_SIZE_LIMIT, ResponseCache
+from viewfinder.engine.cache import DEFAULT_SIZE_LIMIT, AnswerCache, open_cache
 from viewfinder.engine.engine import Engine, Gate
 from viewfinder.engine.hooks import Hooks
 from viewfinder.engine.providers import Mode, Provider, resolve_provider, sampling_params
@@ -62,7 +62,7 @@ DEFAULT_MAX_OUTPUT_TOKENS = 4096
 _DETAILS = ("low", "high", "auto")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
 
-CacheSetting = bool | str | os.PathLike[str] | ResponseCache | None
+CacheSetting = bool | str | os.PathLike[str] | AnswerCache | None
 
 ENDPOINT_ENV_VARS = (
     "OPENAI_API_KEY",
@@ -110,14 +110,15 @@ def endpoint_configured(options: Mapping[str, Any], env: Mapping[str, str] | Non
     return any(environ.get(name, "").strip() for name in ENDPOINT_ENV_VARS)
 
 
-def _make_cache(cache: CacheSetting, ttl: float | None, size_limit: int) -> ResponseCache | None:
+def _make_cache(cache: CacheSetting, ttl: float | None, size_limit: int) -> AnswerCache | None:
+    """`cache=`: off, a cache given, `VIEWFINDER_CACHE` or the default (`True`), or where."""
     if cache is None or cache is False:
         return None
-    if isinstance(cache, ResponseCache):
-        return cache
     if cache is True:
-        return ResponseCache(ttl=ttl, size_limit=size_limit)
-    return ResponseCache(cache, ttl=ttl, size_limit=size_limit)
+        return open_cache(ttl=ttl, size_limit=size_limit)
+    if isinstance(cache, str | os.PathLike):
+        return open_cache(cache, ttl=ttl, size_limit=size_limit)
+    return cache
 
 
 def check_language(language: str) -> str:
@@ -186,12 +187,13 @@ class AnalyzerOptions(TypedDict, total=False):
     mode: Mode | str | None
     """instructor structured-output mode; default per provider."""
     cache: CacheSetting
-    """`True` (per-user cache dir, the default), `False`, a directory, or a
-    `ResponseCache`."""
+    """`True` (the default: `VIEWFINDER_CACHE`, else the per-user cache dir), `False`, a
+    directory, a `redis://host:6379/0` URL (a cache shared by every process naming it;
+    the `redis` extra), or a cache (`ResponseCache`, `RedisCache`)."""
     cache_ttl: float | None
     """Seconds a cached answer lives (default: until evicted)."""
     cache_size_limit: int
-    """Bytes on disk for the cache."""
+    """Bytes on disk for the cache (a Redis cache is bounded by Redis' `maxmemory`)."""
     detail: Detail
     """OpenAI image `detail`: `high` (default), `low` or `auto`."""
     max_side: int | None

@@ -44,7 +44,7 @@ from viewfinder.embed.backends import (
     resolve_backend,
 )
 from viewfinder.embed.pricing import EmbeddingBudget, embedding_cost
-from viewfinder.engine.cache import ResponseCache
+from viewfinder.engine.cache import AnswerCache
 from viewfinder.engine.progress import ProgressArg
 from viewfinder.engine.ratelimit import RateLimiter
 from viewfinder.engine.retry import RetryPolicy, async_retrying, sync_retrying, to_viewfinder_error
@@ -155,7 +155,8 @@ class Embedder:
         dimensions: Vector length; None: 1,024 where the model allows it, else its own.
             Matryoshka models are truncated and re-normalised; others refuse a length
             they do not give (`InvalidOptionError`, at once where it is known).
-        cache: A `ResponseCache` (e.g. `ResponseCache(path)`), or None for no cache.
+        cache: A cache (`open_cache(path)` or `open_cache("redis://host:6379/0")`, a
+            `ResponseCache` or `RedisCache`), or None for no cache.
             Keyed by backend, model, dimensions and the input's sha256 (or text).
         retry: The engine's retry policy for each request.
         rate_limiter: Paces every HTTP attempt (share one per endpoint and key).
@@ -180,7 +181,7 @@ class Embedder:
         base_url: str | None = None,
         api_key: str | None = None,
         dimensions: int | None = None,
-        cache: ResponseCache | None = None,
+        cache: AnswerCache | None = None,
         retry: RetryPolicy | None = None,
         rate_limiter: RateLimiter | None = None,
         timeout: float = 60.0,

@@ -13,6 +13,11 @@ move happens under a lock file beside the directory (`<dir>.lock`, not inside it
 the directory moves), so processes sharing one directory heal it once and all carry on
 with the same fresh store. If even that fails, the cache turns itself off. Each of these
 is a record on the `viewfinder.engine.cache` logger, never an exception.
+
+Where answers are kept is chosen by `open_cache`: a directory (this module's
+`ResponseCache`, the default), or a `redis://` URL (`redis_cache.RedisCache`, shared by
+every process and replica naming that server; the `redis` extra, imported only then).
+`VIEWFINDER_CACHE` chooses it for `cache=True`. Both satisfy `AnswerCache`.
 """
 
 from __future__ import annotations
@@ -27,15 +32,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import diskcache
 import platformdirs
 from filelock import FileLock
 
+from viewfinder.errors import ConfigurationError, import_failure
 from viewfinder.prepare.redact import redact_image_payloads
 
-__all__ = ["DEFAULT_SIZE_LIMIT", "KEY_VERSION", "ResponseCache", "default_cache_dir", "request_key"]
+__all__ = [
+    "CACHE_ENV",
+    "DEFAULT_SIZE_LIMIT",
+    "KEY_VERSION",
+    "AnswerCache",
+    "ResponseCache",
+    "default_cache_dir",
+    "open_cache",
+    "request_key",
+]
 
 logger = logging.getLogger("viewfinder.cache")
 
@@ -47,11 +62,66 @@ KEY_VERSION = 1
 DEFAULT_SIZE_LIMIT = 1 << 30
 """1 GiB; least recently stored entries are evicted beyond it."""
 
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+"""As `redis_link.REDIS_SCHEMES` (not imported from there: that imports redis-py)."""
+
 HEAL_LOCK_TIMEOUT = 10.0
 """Seconds to wait for another process's repair of a damaged store before going uncached."""
 
 _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 _DAMAGE_MESSAGES = ("database disk image is malformed", "file is not a database")
+
+
+CACHE_ENV = "VIEWFINDER_CACHE"
+"""Where `cache=True` keeps answers: a `redis://` URL or a directory (beats
+`VIEWFINDER_CACHE_DIR`); unset or empty, `default_cache_dir()`."""
+
+
+@runtime_checkable
+class AnswerCache(Protocol):
+    """What the engine and the embedder need of a cache: `ResponseCache` or `RedisCache`.
+
+    Every method is guarded by the cache itself: `get` gives `None` rather than raise and
+    `set` is skipped rather than raise, so a cache can never fail an analysis.
+    """
+
+    def get(self, key: str) -> str | None: ...
+
+    def set(self, key: str, answer_json: str) -> None: ...
+
+    def clear(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def __len__(self) -> int: ...
+
+
+def open_cache(
+    location: str | os.PathLike[str] | None = None,
+    *,
+    ttl: float | None = None,
+    size_limit: int = DEFAULT_SIZE_LIMIT,
+) -> AnswerCache:
+    """The cache at `location`: a `redis://`, `rediss://` or `unix://` URL, or a directory.
+
+    `None` reads `VIEWFINDER_CACHE`, else uses `default_cache_dir()`. `size_limit` bounds
+    the disk cache; Redis is bounded by its own `maxmemory` (see `redis_cache`).
+
+    Raises:
+        ConfigurationError: A Redis URL without the `redis` extra installed.
+        InvalidOptionError: A Redis URL redis-py cannot read.
+    """
+    if location is None:
+        location = os.environ.get(CACHE_ENV, "").strip() or None
+    if isinstance(location, str) and location.strip().lower().startswith(_REDIS_SCHEMES):
+        try:
+            from viewfinder.engine.redis_cache import RedisCache
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"a Redis cache needs redis-py, which is {import_failure('redis', exc)}"
+            ) from exc
+        return RedisCache(location.strip(), ttl=ttl)
+    return ResponseCache(location, ttl=ttl, size_limit=size_limit)
 
 
 def default_cache_dir() -> Path:

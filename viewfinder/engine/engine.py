@@ -40,7 +40,7 @@ from pydantic import BaseModel
 from viewfinder.engine import _instructor
 from viewfinder.engine.body import DEFAULT_PROMPT_CACHE_SHARDS, BodyPolicy
 from viewfinder.engine.budget import Budget
-from viewfinder.engine.cache import ResponseCache, request_key
+from viewfinder.engine.cache import AnswerCache, request_key
 from viewfinder.engine.hooks import (
     ErrorEvent,
     Hooks,
@@ -357,7 +357,7 @@ class Engine:
         self,
         provider: Provider,
         *,
-        cache: ResponseCache | None,
+        cache: AnswerCache | None,
         retry: RetryPolicy,
         max_reasks: int,
         sampling: dict[str, Any],

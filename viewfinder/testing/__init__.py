@@ -13,8 +13,8 @@ It provides:
   image digest, schema or sampling;
 - `viewfinder_analyzer`, a factory fixture of analyzers wired for replay (one attempt,
   a throwaway key when none is set, the cache in a temp dir);
-- for every test marked `vcr`, `VIEWFINDER_CACHE_DIR` pointed at a fresh temp dir, so
-  no test hits another's cache or writes to your real one;
+- for every test marked `vcr`, `VIEWFINDER_CACHE_DIR` pointed at a fresh temp dir (and
+  `VIEWFINDER_CACHE` unset), so no test hits another's cache or writes to your real one;
 - `find_secrets(paths)`, to fail CI when a cassette holds something key-shaped.
 
 Record once with a key (`pytest --record-mode=once`), commit the cassettes, and run CI
@@ -306,8 +306,10 @@ def _viewfinder_isolated_cache(
     tmp_path_factory: pytest.TempPathFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Tests marked `vcr` get a fresh `VIEWFINDER_CACHE_DIR`; other tests are untouched."""
+    """Tests marked `vcr` get a fresh `VIEWFINDER_CACHE_DIR` (and no `VIEWFINDER_CACHE`,
+    which would win over it); other tests are untouched."""
     if request.node.get_closest_marker("vcr") is not None:
+        monkeypatch.delenv("VIEWFINDER_CACHE", raising=False)
         monkeypatch.setenv("VIEWFINDER_CACHE_DIR", str(tmp_path_factory.mktemp("viewfinder-cache")))
 
 
