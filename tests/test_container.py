@@ -22,10 +22,11 @@ from typing import Any
 
 import httpx2
 import pytest
+import uvicorn
 from local_server import Serving
 from typer.testing import CliRunner
 
-from viewfinder import ImageAnalyzer
+from viewfinder import ConfigurationError, ImageAnalyzer
 from viewfinder.cli import app as cli_app
 from viewfinder.cli.serve import WORKER_ARGS_ENV, worker_app
 from viewfinder.compat import server as server_module
@@ -248,3 +249,17 @@ def test_the_probes_need_no_key_and_the_old_health_path_stays(
     endpoint = serve(ServerSettings(api_keys=(KEY,), analyzer=ImageAnalyzer(engine="local")))
     assert httpx2.get(endpoint + "/health").json() == {"status": "ok"}  # the old name
     assert httpx2.get(endpoint + "/readyz").status_code == 200
+
+
+def test_run_hands_several_workers_the_factory(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options, app=app))
+    monkeypatch.setattr(server_module, "configure_logging", lambda: None)
+    settings = ServerSettings(api_keys=(KEY,), analyzer_options={})
+    server_module.run(settings, workers=2, app_factory="pkg.mod:factory", graceful_timeout=7)
+    assert seen["app"] == "pkg.mod:factory" and seen["factory"] is True
+    assert (seen["workers"], seen["timeout_graceful_shutdown"]) == (2, 7)
+    with pytest.raises(ConfigurationError, match="app_factory"):
+        server_module.run(settings, workers=2)
+    with pytest.raises(ConfigurationError, match="open server"):
+        server_module.run(ServerSettings(), workers=2, app_factory="pkg.mod:factory")

@@ -299,7 +299,8 @@ def serve(
 
     if workers > 1:
         # Each worker builds its own settings (clients cannot cross processes) from the
-        # same arguments; the environment (keys included) is inherited, never written.
+        # same arguments, in its inherited environment: key files are named, not copied;
+        # --api-key values are (they are in `ps` already).
         os.environ[WORKER_ARGS_ENV] = json.dumps(
             {key: str(value) if isinstance(value, Path) else value for key, value in args.items()}
         )

@@ -895,7 +895,8 @@ def run(
             cache, the Read store).
         app_factory: With `workers` > 1: `"module:function"` that each worker calls to
             build its app (`settings` cannot cross into a new process: it holds clients);
-            `settings` are then only checked here.
+            `settings` are then only checked here, and their analyzer and embedder
+            closed.
         graceful_timeout: Seconds requests in flight may take to finish after a stop
             signal before they are cut.
 
@@ -907,6 +908,10 @@ def run(
         if app_factory is None:
             raise ConfigurationError("several workers need an app_factory")
         settings.validate()
+        if settings.analyzer is not None:  # each worker builds its own: free this one
+            settings.analyzer.close()
+        if settings.embedder is not None:
+            settings.embedder.close()
         app = app_factory
     else:
         app = create_app(settings)
