@@ -685,7 +685,7 @@ def test_an_open_server_is_refused() -> None:
 def test_run_turns_uvicorns_access_log_off(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options))
-    monkeypatch.setattr(server_module, "_configure_logging", lambda: None)
+    monkeypatch.setattr(server_module, "configure_logging", lambda: None)
     server_module.run(ServerSettings(api_keys=(KEY,), analyzer_options={}), port=9999)
     assert seen["access_log"] is False and seen["host"] == "127.0.0.1" and seen["port"] == 9999
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,14 +24,25 @@ from viewfinder.cli.render import plural
 from viewfinder.errors import ConfigurationError, UserError
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from viewfinder.compat.entra import EntraSettings
+    from viewfinder.compat.server import ServerSettings
     from viewfinder.embed import Embedder
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 READ_STORE_NAME = "read-operations"
 """`--read-store`'s default: this folder of the answer cache's directory."""
 
-__all__ = ["register", "serve"]
+WORKER_ARGS_ENV = "VIEWFINDER_SERVE_ARGS"
+"""Where `serve` leaves its arguments (JSON) for `worker_app` in each worker process."""
+
+SECRET_FILE_NAMES = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "COHERE_API_KEY")
+"""Model keys also read from a file named by `<NAME>_FILE` (a mounted secret)."""
+
+_PATH_ARGS = ("api_key_file", "ssl_certfile", "ssl_keyfile", "read_store")
+
+__all__ = ["register", "serve", "worker_app"]
 
 
 def serve(
@@ -54,10 +67,14 @@ def serve(
         Path | None,
         typer.Option(
             "--api-key-file",
-            help="File of accepted keys, one per line (blank and # lines ignored).",
+            help=(
+                "File of accepted keys, one per line (blank and # lines ignored), e.g. a "
+                "mounted secret. Default: VIEWFINDER_API_KEYS_FILE."
+            ),
             metavar="FILE",
             dir_okay=False,
             show_default=False,
+            envvar="VIEWFINDER_API_KEYS_FILE",
         ),
     ] = None,
     no_auth: Annotated[
@@ -230,6 +247,42 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help=(
+                "Processes sharing the port. Each has its own rate limiter; they share the "
+                "disk cache and the Read store. Default: VIEWFINDER_WORKERS, else 1."
+            ),
+            min=1,
+            envvar="VIEWFINDER_WORKERS",
+            metavar="N",
+        ),
+    ] = 1,
+    graceful_timeout: Annotated[
+        int,
+        typer.Option(
+            help=(
+                "Seconds requests in flight may take to finish after SIGTERM. "
+                "Default: VIEWFINDER_GRACEFUL_TIMEOUT, else 30."
+            ),
+            min=0,
+            envvar="VIEWFINDER_GRACEFUL_TIMEOUT",
+            metavar="SECONDS",
+        ),
+    ] = 30,
+    shutdown_delay: Annotated[
+        float,
+        typer.Option(
+            help=(
+                "Seconds between SIGTERM and closing the port, with /readyz answering 503 "
+                "(a load balancer's probe interval). Default: VIEWFINDER_SHUTDOWN_DELAY, else 0."
+            ),
+            min=0.0,
+            envvar="VIEWFINDER_SHUTDOWN_DELAY",
+            metavar="SECONDS",
+        ),
+    ] = 0.0,
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
 ) -> None:
@@ -239,11 +292,66 @@ def serve(
     only point at public addresses, plus the --allow-host hosts. Give keys in
     VIEWFINDER_API_KEYS or --api-key-file: other users can read --api-key in `ps`.
     """
+    args = dict(locals())
+    err = Console(stderr=True, highlight=False)
+    settings = _settings(args, err)
+    from viewfinder.compat import server
+
+    if workers > 1:
+        # Each worker builds its own settings (clients cannot cross processes) from the
+        # same arguments, in its inherited environment: key files are named, not copied;
+        # --api-key values are (they are in `ps` already).
+        os.environ[WORKER_ARGS_ENV] = json.dumps(
+            {key: str(value) if isinstance(value, Path) else value for key, value in args.items()}
+        )
+    server.run(
+        settings,
+        host=host,
+        port=port,
+        ssl_certfile=None if ssl_certfile is None else str(ssl_certfile),
+        ssl_keyfile=None if ssl_keyfile is None else str(ssl_keyfile),
+        workers=workers,
+        app_factory=f"{__name__}:worker_app",
+        graceful_timeout=graceful_timeout,
+    )
+
+
+def worker_app() -> FastAPI:
+    """The app of one `serve --workers N` worker, built from the arguments `serve` left in
+    `VIEWFINDER_SERVE_ARGS` (its warnings were printed once, by `serve`)."""
+    from viewfinder.compat import server
+
+    args: dict[str, Any] = json.loads(os.environ[WORKER_ARGS_ENV])
+    for name in _PATH_ARGS:
+        if args.get(name) is not None:
+            args[name] = Path(args[name])
+    settings = _settings(args, Console(file=io.StringIO()))
+    server.configure_logging()
+    return server.create_app(settings)
+
+
+def _settings(args: dict[str, Any], err: Console) -> ServerSettings:
+    """The server's settings from `serve`'s arguments (and the environment), its
+    warnings and startup lines printed on `err`.
+
+    Raises:
+        typer.Exit: A usage error, printed.
+    """
     from viewfinder.analyzers.image_analysis import ImageAnalyzer  # the engine: lazily
     from viewfinder.engine.cache import default_cache_dir
     from viewfinder.prepare.fetch import trusted_hosts  # httpx2 and asyncio: lazily
 
-    err = Console(stderr=True, highlight=False)
+    api_key: list[str] | None = args["api_key"]
+    api_key_file: Path | None = args["api_key_file"]
+    no_auth: bool = args["no_auth"]
+    allow_host: list[str] | None = args["allow_host"]
+    ssl_certfile: Path | None = args["ssl_certfile"]
+    ssl_keyfile: Path | None = args["ssl_keyfile"]
+    host: str = args["host"]
+    port: int = args["port"]
+    read_store: Path | None = args["read_store"]
+    model: str | None = args["model"]
+    base_url: str | None = args["base_url"]
 
     def fail(message: str) -> typer.Exit:
         err.print(Text(f"error: {message}"), soft_wrap=True)
@@ -276,10 +384,15 @@ def serve(
     if ssl_keyfile is not None and ssl_certfile is None:
         raise fail("--ssl-keyfile needs --ssl-certfile")
     try:
+        _read_secret_files()
         entra = _entra_settings(
-            entra_tenant, entra_allow, entra_audience, entra_issuer, entra_jwks_url
+            args["entra_tenant"],
+            args["entra_allow"],
+            args["entra_audience"],
+            args["entra_issuer"],
+            args["entra_jwks_url"],
         )
-    except ImportError as exc:
+    except (ImportError, UserError) as exc:
         raise fail(str(exc)) from None
     if entra is not None and ssl_certfile is None:
         raise fail(
@@ -291,18 +404,24 @@ def serve(
         no_auth=no_auth,
         entra=entra,
         allow_hosts=trusted_hosts(allow_hosts_of(allow_host)),
-        model_version=report_model_version
+        model_version=args["report_model_version"]
         or os.environ.get(REPORT_MODEL_VERSION_ENV, "").strip()
         or None,
         read_store=read_store or default_cache_dir() / READ_STORE_NAME,
         skill=SkillSettings(
-            batch_size=skill_batch_size or SkillSettings.batch_size,
-            timeout=skill_timeout or SkillSettings.timeout,
+            batch_size=args["skill_batch_size"] or SkillSettings.batch_size,
+            timeout=args["skill_timeout"] or SkillSettings.timeout,
         ),
+        shutdown_delay=args["shutdown_delay"],
     )
     try:
         settings.validate()  # before the analyzer: an open server is refused first
-        embedder = _embedder(embed_backend, embed_model, embed_base_url, embed_dimensions)
+        embedder = _embedder(
+            args["embed_backend"],
+            args["embed_model"],
+            args["embed_base_url"],
+            args["embed_dimensions"],
+        )
         try:
             analyzer = ImageAnalyzer(model=model, base_url=base_url)
         except ConfigurationError:
@@ -348,13 +467,29 @@ def serve(
         from viewfinder.compat.vectorize import model_version
 
         err.print(Text(f"embeddings: on, modelVersion {model_version(embedder)}"), soft_wrap=True)
-    server.run(
-        settings,
-        host=host,
-        port=port,
-        ssl_certfile=None if ssl_certfile is None else str(ssl_certfile),
-        ssl_keyfile=None if ssl_keyfile is None else str(ssl_keyfile),
-    )
+    return settings
+
+
+def _read_secret_files() -> None:
+    """Set each model key of `SECRET_FILE_NAMES` that is unset from the file `<NAME>_FILE`
+    names (the Docker / Kubernetes secret-file convention), so the provider reads it as
+    usual and worker processes inherit it.
+
+    Raises:
+        ConfigurationError: The file cannot be read or is empty (its content never quoted).
+    """
+    for name in SECRET_FILE_NAMES:
+        path = os.environ.get(f"{name}_FILE", "").strip()
+        if not path or os.environ.get(name, "").strip():
+            continue
+        try:
+            value = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8"
+            raise ConfigurationError(f"cannot read {name}_FILE {path}: {reason}") from None
+        if not value:
+            raise ConfigurationError(f"{name}_FILE {path} is empty")
+        os.environ[name] = value
 
 
 def _embedder(

@@ -26,7 +26,15 @@ What it serves:
   `POST /vectorizers/multimodal` and `POST /skills/vectorize` (`viewfinder.compat.vectorize`):
   multimodal embeddings, when `ServerSettings.embedder` is set, with the same keys, limits
   and URL policy.
-- `GET /health`: `{"status": "ok"}`, without a key.
+- `GET /healthz` (liveness: the process answers; `/health` is the same) and `GET /readyz`
+  (readiness: started, the model endpoint configured, and not stopping), without a key;
+  their bodies hold a status word and nothing else.
+
+Stopping (`run`): on SIGTERM (or Ctrl-C) `/readyz` turns 503 at once; after
+`shutdown_delay` seconds (0 by default: a load balancer's probe interval, so it stops
+sending before the port closes) the server stops accepting connections, finishes the
+requests in flight within `graceful_timeout` seconds, then stops (Read operations still
+running are marked failed) and the process exits 0.
 
 Throttling: all requests share one `viewfinder.engine.ratelimit.RateLimiter`, so a 429 from
 the model endpoint pauses every request of the process. The server does not sit in
@@ -99,13 +107,16 @@ import email.policy
 import json
 import logging
 import math
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
@@ -154,11 +165,15 @@ if TYPE_CHECKING:  # PyJWT is needed only when Entra ID is configured
 __all__ = [
     "ANALYZE_PATH",
     "DECODE_WAIT_SECONDS",
+    "GRACEFUL_TIMEOUT",
+    "HEALTH_PATH",
     "MAX_DECODE_PIXELS",
     "MAX_QUEUE_SECONDS",
     "MODEL_VERSION_HEADER",
+    "READY_PATH",
     "SERVER_RETRY",
     "ServerSettings",
+    "configure_logging",
     "create_app",
     "run",
 ]
@@ -181,6 +196,16 @@ PNGs, or about forty 12-megapixel PNGs (a 12-megapixel JPEG decodes at half scal
 
 DECODE_WAIT_SECONDS: Final = 2.0
 """Default longest wait for the pixel budget before a request is answered 429."""
+
+GRACEFUL_TIMEOUT: Final = 30
+"""Default seconds `run` lets requests in flight finish after a stop signal, Kubernetes'
+default `terminationGracePeriodSeconds`; the rest are cut."""
+
+HEALTH_PATH: Final = "/healthz"
+"""Liveness probe: 200 while the process answers (no key)."""
+
+READY_PATH: Final = "/readyz"
+"""Readiness probe: 200 once started, 503 from the stop signal on (no key)."""
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("viewfinder.server.access")
@@ -257,6 +282,10 @@ class ServerSettings:
             server sets its `retry` policy, its image `limits` (the retrieval ones, A.3 of
             the reference) and, when it has none, a `RateLimiter`, and closes it when it
             stops.
+        shutdown_delay: Seconds between a stop signal and the port closing, during which
+            `/readyz` answers 503 and requests are still served (so a load balancer stops
+            sending first); 0 (the default) stops at once. Only where the app runs in the
+            main thread, as `run` runs it.
     """
 
     api_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -275,6 +304,7 @@ class ServerSettings:
     read_store: Path | None = None
     skill: SkillSettings = field(default_factory=SkillSettings)
     embedder: Embedder | None = None
+    shutdown_delay: float = 0.0
 
     def validate(self) -> None:
         """Refuse settings that would serve unsafely or cannot work.
@@ -298,6 +328,8 @@ class ServerSettings:
             raise ConfigurationError("max_body_bytes and fetch_timeout must be positive")
         if not (math.isfinite(self.max_queue_seconds) and self.max_queue_seconds >= 0):
             raise ConfigurationError("max_queue_seconds must be a number >= 0")
+        if not (math.isfinite(self.shutdown_delay) and self.shutdown_delay >= 0):
+            raise ConfigurationError("shutdown_delay must be a number >= 0")
         _check_pixel_budget(self.max_decode_pixels, self.decode_wait_seconds)
         self.skill.validate()
 
@@ -564,10 +596,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
     pixels = PixelBudget(settings.max_decode_pixels)
     operations = read32.ReadOperations(read32.OperationStore(settings.read_store))
     embedder = _adopt_embedder(settings)
+    stopping = _Stopping(settings.shutdown_delay)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         analyzers.get()  # a misconfigured model endpoint fails the startup
+        stopping.watch_signals()
         try:
             yield
         finally:
@@ -757,16 +791,69 @@ def create_app(settings: ServerSettings) -> FastAPI:
         max_image_bytes=settings.max_body_bytes,
     )
 
-    @app.get("/health", response_model=None)
+    @app.get(HEALTH_PATH, response_model=None)
+    @app.get("/health", response_model=None)  # the name before issue 19, kept
     async def health() -> Response:
         """Liveness: no key needed, touches nothing."""
         return _ServiceJSON({"status": "ok"})
 
+    @app.get(READY_PATH, response_model=None)
+    async def ready() -> Response:
+        """Readiness: no key needed. Serving means the lifespan started (the analyzer is
+        built); 503 once a stop signal came, so load balancers stop sending first."""
+        if stopping.is_set():
+            return _ServiceJSON({"status": "stopping"}, status_code=503)
+        return _ServiceJSON({"status": "ready"})
+
     return app
 
 
-def _configure_logging() -> None:
-    """Print the server's logs on stderr, unless the process already set handlers."""
+class _Stopping:
+    """Whether a stop signal came, and the signal handling that delays the stop.
+
+    uvicorn installs its SIGTERM / SIGINT handlers before the app's lifespan starts, so
+    `watch_signals` (called there) wraps them: the first signal marks the app stopping
+    (`/readyz` answers 503) and hands the signal to uvicorn `delay` seconds later (a timer
+    thread: uvicorn's handler only sets a flag its loop polls); a second one at once.
+    Outside the main thread (an app served from a thread, as tests do) signals cannot be
+    handled and nothing is wrapped.
+    """
+
+    def __init__(self, delay: float) -> None:
+        self._delay = delay
+        self._event = threading.Event()
+
+    def is_set(self) -> bool:
+        """True once a stop signal came."""
+        return self._event.is_set()
+
+    def watch_signals(self) -> None:
+        """Wrap the current SIGTERM and SIGINT handlers (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(sig)
+            if callable(previous):
+                signal.signal(sig, self._handler(previous))
+
+    def _handler(self, previous: Any) -> Any:
+        def handle(sig: int, frame: FrameType | None) -> None:
+            first = not self._event.is_set()
+            self._event.set()
+            if first and self._delay > 0:
+                logger.info("stop signal: not ready; stopping in %g s", self._delay)
+                timer = threading.Timer(self._delay, previous, args=(sig, None))
+                timer.daemon = True
+                timer.start()
+            else:
+                previous(sig, frame)
+
+        return handle
+
+
+def configure_logging() -> None:
+    """Print the server's logs on stderr, unless the process already set handlers (`run`
+    calls it; a worker's app factory too, as each worker is a new process)."""
     root = logging.getLogger()
     mine = logging.getLogger("viewfinder")
     if root.handlers or any(not isinstance(h, logging.NullHandler) for h in mine.handlers):
@@ -787,8 +874,12 @@ def run(
     port: int = 8080,
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
+    *,
+    workers: int = 1,
+    app_factory: str | None = None,
+    graceful_timeout: int = GRACEFUL_TIMEOUT,
 ) -> None:
-    """Serve `create_app(settings)` with uvicorn until interrupted.
+    """Serve `create_app(settings)` with uvicorn until a stop signal (see "Stopping").
 
     uvicorn's access log is turned off (it prints full query strings); the server's
     own JSON access log goes to stderr unless logging is already configured.
@@ -799,19 +890,55 @@ def run(
         port: TCP port.
         ssl_certfile: PEM certificate (chain) to serve HTTPS.
         ssl_keyfile: PEM private key for `ssl_certfile`.
+        workers: Processes sharing the port (uvicorn's workers). Each has its own
+            analyzer and rate limiter; they share only what lives on disk (the answer
+            cache, the Read store).
+        app_factory: With `workers` > 1: `"module:function"` that each worker calls to
+            build its app (`settings` cannot cross into a new process: it holds clients);
+            `settings` are then only checked here, and their analyzer and embedder
+            closed.
+        graceful_timeout: Seconds requests in flight may take to finish after a stop
+            signal before they are cut.
 
     Raises:
-        ConfigurationError: See `create_app`.
+        ConfigurationError: See `create_app`; or several workers without `app_factory`.
     """
-    app = create_app(settings)
-    _configure_logging()
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        ssl_certfile=ssl_certfile,
-        ssl_keyfile=ssl_keyfile,
-        access_log=False,
-        ws="none",
-        lifespan="on",
-    )
+    app: FastAPI | str
+    if workers > 1:
+        if app_factory is None:
+            raise ConfigurationError("several workers need an app_factory")
+        settings.validate()
+        if settings.analyzer is not None:  # each worker builds its own: free this one
+            settings.analyzer.close()
+        if settings.embedder is not None:
+            settings.embedder.close()
+        app = app_factory
+    else:
+        app = create_app(settings)
+    configure_logging()
+    exit_quietly = threading.current_thread() is threading.main_thread()
+    if exit_quietly:
+        # uvicorn re-raises the stop signal once it has stopped gracefully; answered by
+        # this handler instead of the default one, the process exits 0, not 143.
+        previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            access_log=False,
+            ws="none",
+            lifespan="on",
+            workers=workers,
+            factory=workers > 1,
+            timeout_graceful_shutdown=graceful_timeout,
+        )
+    finally:
+        if exit_quietly:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(sig: int, frame: FrameType | None) -> None:
+    """SIGTERM after uvicorn's graceful stop: nothing left to do."""
