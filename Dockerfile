@@ -4,14 +4,16 @@
 #   docker run -p 8080:8080 -e OPENAI_API_KEY_FILE=/run/secrets/openai \
 #     -e VIEWFINDER_API_KEYS_FILE=/run/secrets/keys -v ./secrets:/run/secrets:ro viewfinder
 #
-# The server extra only: the local engine (`local`: ONNX Runtime, RapidOCR, OpenCV) adds
-# some 300 MB and is needed only for answers computed on the machine (read_geometry=
-# "detector", faces, people without a model). Add it with --build-arg EXTRAS=server,local.
+# The server extra and redis-py (`redis`: VIEWFINDER_CACHE=redis://... shares the answer
+# cache between replicas; a few hundred kB): the local engine (`local`: ONNX Runtime,
+# RapidOCR, OpenCV) adds some 300 MB and is needed only for answers computed on the
+# machine (read_geometry="detector", faces, people without a model). Add it with
+# --build-arg EXTRAS=server,redis,local.
 # tests/test_container.py runs this file's ENTRYPOINT + CMD as a plain command (CI has
 # no container runtime); `docker build` itself is not run there.
 FROM python:3.11-slim-bookworm
 
-ARG EXTRAS=server
+ARG EXTRAS=server,redis
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

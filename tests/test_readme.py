@@ -66,6 +66,8 @@ CANNOT_RUN: dict[tuple[str, str], str] = {
     "tests/test_server.py, test_cli.py and test_server_entra.py start it",
     ("shell", r"curl\b"): "calls a running `viewfinder serve` with an image URL on the public "
     "internet; tests/test_vectorize.py sends these requests",
+    ("shell", r"docker\b"): "needs a container engine, which CI does not have; "
+    "tests/test_container.py runs the Dockerfile's entry point as a plain command",
     ("shell", r"openssl\b"): "makes a certificate for `serve --ssl-certfile`; tests make "
     "theirs with viewfinder.testing.entra.write_tls_certificate",
     # ("python", a regex searched in the block)
