@@ -19,6 +19,8 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from viewfinder.build.grid import GRID
 from viewfinder.testing import compact_answer
 
@@ -50,11 +52,19 @@ def sdist() -> Path:
             (not skip) when they cannot run.
     """
     folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    # One download at a time: pytest-xdist workers (or two checkouts sharing the cache)
+    # would otherwise see each other's half-written archive and delete or re-fetch it.
+    with FileLock(folder / f"{SDIST}.lock", timeout=600):
+        return _cached_or_downloaded(folder)
+
+
+def _cached_or_downloaded(folder: Path) -> Path:
+    """The sdist in `folder`, downloaded first unless a good copy is there (lock held)."""
     archive = folder / SDIST
     if archive.is_file() and _digest(archive) == SHA256:
         return archive
     archive.unlink(missing_ok=True)
-    folder.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
         "--disable-pip-version-check", "--timeout", "30", "--retries", "2",

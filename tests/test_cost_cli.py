@@ -51,9 +51,10 @@ def images(tmp_path: Path) -> Path:
 
 
 def test_states_that_it_estimates_before_any_figure(
-    app: typer.Typer, runner: CliRunner, images: Path
+    app: typer.Typer, runner: CliRunner, images: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    result = runner.invoke(app, ["cost", str(images / "chelsea.png"), "--model", "gpt-4.1-mini"])
+    monkeypatch.chdir(images)  # a short name: a long temp path is cut short in the table
+    result = runner.invoke(app, ["cost", "chelsea.png", "--model", "gpt-4.1-mini"])
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert out.startswith("Estimates only: no request is sent to a model.")
@@ -68,8 +69,11 @@ def test_states_that_it_estimates_before_any_figure(
     assert result.stderr == ""
 
 
-def test_a_directory_gives_its_images(app: typer.Typer, runner: CliRunner, images: Path) -> None:
-    result = runner.invoke(app, ["cost", str(images), "-m", "gpt-4.1-mini", "-f", "caption,tags"])
+def test_a_directory_gives_its_images(
+    app: typer.Typer, runner: CliRunner, images: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(images.parent)  # short names: a long temp path is cut short in the table
+    result = runner.invoke(app, ["cost", "images", "-m", "gpt-4.1-mini", "-f", "caption,tags"])
     assert result.exit_code == 0, result.output
     for name in ("chelsea.png", "page.png", "rocket.jpg"):
         assert name in result.stdout
