@@ -314,13 +314,7 @@ class AsyncBatchRun(AsyncIterator[BatchOutcome[R]]):
         return self
 
     async def __anext__(self) -> BatchOutcome[R]:
-        try:
-            item = await anext(self._items)
-        except BaseException:
-            self._feed.close()
-            raise
-        self._feed.item(self.summary)
-        return item
+        return await self._feed.anext_of(self._items, self.summary)
 
     async def aclose(self) -> None:
         """Stop: cancel the in-flight images and wait for them to wind down."""
@@ -399,13 +393,7 @@ class BatchRun(Iterator[BatchOutcome[R]]):
         return self
 
     def __next__(self) -> BatchOutcome[R]:
-        try:
-            item = next(self._items)
-        except BaseException:  # the end, an error, Ctrl-C: the default bar stops
-            self._feed.close()
-            raise
-        self._feed.item(self.summary)  # in the caller's thread, as tqdm wants
-        return item
+        return self._feed.next_of(self._items, self.summary)
 
     def close(self) -> None:
         """Stop: cancel the in-flight images and join the background thread."""

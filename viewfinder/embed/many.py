@@ -388,13 +388,7 @@ class EmbedRun:
     def __next__(self) -> EmbedOutcome:
         if self._sync is None:
             raise TypeError("this run is async: use `async for`")
-        try:
-            item = next(self._sync)
-        except BaseException:  # the end, an error, Ctrl-C: the default bar stops
-            self._feed.close()
-            raise
-        self._feed.item(self.summary)  # in the caller's thread, as tqdm wants
-        return item
+        return self._feed.next_of(self._sync, self.summary)
 
     def __aiter__(self) -> Self:
         return self
@@ -402,13 +396,7 @@ class EmbedRun:
     async def __anext__(self) -> EmbedOutcome:
         if self._async is None:
             raise TypeError("this run is sync: use `for`")
-        try:
-            item = await anext(self._async)
-        except BaseException:
-            self._feed.close()
-            raise
-        self._feed.item(self.summary)
-        return item
+        return await self._feed.anext_of(self._async, self.summary)
 
     def close(self) -> None:
         """Stop: cancel the in-flight batches and join the background thread."""

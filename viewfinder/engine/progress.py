@@ -18,8 +18,8 @@ Light: rich is imported only for `progress=True`.
 
 from __future__ import annotations
 
-from collections.abc import Sized
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
+from collections.abc import AsyncIterator, Iterator, Sized
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from viewfinder.errors import InvalidOptionError
 
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from viewfinder.engine.tally import RunTally
 
 __all__ = ["ProgressArg", "ProgressFeed", "ProgressLike", "total_of"]
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -123,6 +125,27 @@ class ProgressFeed:
             bar.set_postfix_str(postfix)
         elif callable(getattr(bar, "set_postfix", None)):
             bar.set_postfix(failed=tally.failed, dollars=round(tally.dollars, 4))
+
+    def next_of(self, items: Iterator[T], tally: RunTally) -> T:
+        """The run's next item, fed to the progress object in the caller's thread (as tqdm
+        wants); the end, an error or Ctrl-C closes the feed."""
+        try:
+            item = next(items)
+        except BaseException:
+            self.close()
+            raise
+        self.item(tally)
+        return item
+
+    async def anext_of(self, items: AsyncIterator[T], tally: RunTally) -> T:
+        """`next_of` for an async run."""
+        try:
+            item = await anext(items)
+        except BaseException:
+            self.close()
+            raise
+        self.item(tally)
+        return item
 
     def close(self) -> None:
         """The run ended (or was closed): stop the default bar; idempotent."""
