@@ -57,7 +57,6 @@ configuration errors, 130 when Ctrl-C stopped it.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import json
 import os
@@ -103,8 +102,6 @@ from viewfinder.cli.options import (
 )
 from viewfinder.cli.progress import (
     DEFAULT_INTERVAL,
-    Interrupts,
-    RunDisplay,
     Snapshot,
     duration_text,
     failure_text,
@@ -625,16 +622,13 @@ def batch(
     total = None if listed is None else listed[0]
     interrupted = False
     try:
-        with contextlib.ExitStack() as stack:
-            run = stack.enter_context(
-                analyzer.analyze_many(
-                    pending(),
-                    features_of(features),
-                    concurrency=concurrency,
-                    rate_limiter=RateLimiter(rpm, tpm),
-                    budget=budget,
-                )
-            )
+        with analyzer.analyze_many(
+            pending(),
+            features_of(features),
+            concurrency=concurrency,
+            rate_limiter=RateLimiter(rpm, tpm),
+            budget=budget,
+        ) as run:
 
             def snapshot() -> Snapshot:
                 skipped = counts.skipped if listed is None else listed[1]
@@ -642,13 +636,15 @@ def batch(
                     run.summary, total=total, skipped=skipped, limiter=run.rate_limiter
                 )
 
-            interrupts = stack.enter_context(Interrupts())
-            display = stack.enter_context(
-                RunDisplay(err, "batch", snapshot, interval=progress_every, quiet=not progress)
-            )
             interrupted = write_all(
-                run, lambda item: writer.write(item.to_record()), display, interrupts
-            )  # on Ctrl-C, leaving the stack cancels what is in flight
+                run,
+                lambda item: writer.write(item.to_record()),
+                err,
+                "batch",
+                snapshot,
+                interval=progress_every,
+                quiet=not progress,
+            )  # on Ctrl-C, leaving the run cancels what is in flight
             summary = run.summary
     finally:
         writer.close()

@@ -42,7 +42,6 @@ stopped it.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import json
 import math
@@ -76,8 +75,6 @@ from viewfinder.cli.options import (
 )
 from viewfinder.cli.progress import (
     DEFAULT_INTERVAL,
-    Interrupts,
-    RunDisplay,
     Snapshot,
     failure_text,
     interrupted_text,
@@ -423,8 +420,7 @@ def embed(
     try:
         listed = count_pending(sources, lambda ident, _: ident in done_ids) if progress else None
         total = None if listed is None else listed[0]
-        with contextlib.ExitStack() as stack:
-            run = stack.enter_context(embedder.embed_many(pending(), concurrency=concurrency))
+        with embedder.embed_many(pending(), concurrency=concurrency) as run:
 
             def snapshot() -> Snapshot:
                 return Snapshot.of(
@@ -434,13 +430,15 @@ def embed(
                     limiter=run.rate_limiter,
                 )
 
-            interrupts = stack.enter_context(Interrupts())
-            display = stack.enter_context(
-                RunDisplay(err, "embed", snapshot, interval=progress_every, quiet=not progress)
-            )
             interrupted = write_all(
-                run, lambda item: writer.write(item.to_record()), display, interrupts
-            )  # on Ctrl-C, leaving the stack cancels what is in flight
+                run,
+                lambda item: writer.write(item.to_record()),
+                err,
+                "embed",
+                snapshot,
+                interval=progress_every,
+                quiet=not progress,
+            )  # on Ctrl-C, leaving the run cancels what is in flight
             summary = run.summary
     except ViewfinderError as exc:  # an input argument that turned out unreadable
         err.print(Text(f"error: {type(exc).__name__}: {exc}"), soft_wrap=True)

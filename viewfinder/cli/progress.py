@@ -2,13 +2,13 @@
 (and by any command that streams items and keeps a `viewfinder.engine.tally.RunTally`).
 
 ```
-display = RunDisplay(err, "batch", lambda: Snapshot.of(run.summary, total=120), interval=10)
-with display:                    # a live bar on a terminal; plain lines off one
-    for item in run:
-        write(item)
-        display.advance()        # after each item: the bar moves, a line is due or not
-err.print(failure_text(run.summary))
+snapshot = lambda: Snapshot.of(run.summary, total=120)
+interrupted = write_all(run, write, err, "batch", snapshot, interval=10, quiet=False)
+err.print(failure_text(run.summary))   # and interrupted_text(snapshot()) after a Ctrl-C
 ```
+
+(`write_all` shows a `RunDisplay` and holds Ctrl-C off each line; `compare`, which writes
+from a callback, uses `RunDisplay` and `Interrupts` itself.)
 
 - On a terminal: a live rich bar (transient: the summary replaces it): n of N,
   percentage, images/min, ETA, dollars so far, failures, the limiter's pace and 429s.
@@ -324,20 +324,29 @@ T = TypeVar("T")
 
 
 def write_all(
-    items: Iterable[T], write: Callable[[T], None], display: RunDisplay, interrupts: Interrupts
+    items: Iterable[T],
+    write: Callable[[T], None],
+    console: Console,
+    label: str,
+    snapshot: Callable[[], Snapshot],
+    *,
+    interval: float,
+    quiet: bool,
 ) -> bool:
-    """Write each item as it comes, whole (Ctrl-C waits for the line), moving the display:
-    the loop `batch` and `embed` share.
+    """Write each item as it comes, whole (Ctrl-C waits for the line), with the run's
+    progress on `console` (`RunDisplay`): the loop `batch` and `embed` share.
 
     Returns:
-        True when Ctrl-C stopped it (the caller's exit stack then cancels what is in
-        flight), False when every item was written.
+        True when Ctrl-C stopped it (the caller then cancels what is in flight), False
+        when every item was written.
     """
-    try:
-        for item in items:
-            with interrupts.held():
-                write(item)
-            display.advance()
-    except KeyboardInterrupt:
-        return True
+    display = RunDisplay(console, label, snapshot, interval=interval, quiet=quiet)
+    with Interrupts() as interrupts, display:
+        try:
+            for item in items:
+                with interrupts.held():
+                    write(item)
+                display.advance()
+        except KeyboardInterrupt:
+            return True
     return False
