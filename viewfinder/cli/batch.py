@@ -81,7 +81,6 @@ from viewfinder.cli.options import (
     EXIT_IMAGE_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    EXIT_USAGE,
     AllowHostOption,
     AnswerFormatChoice,
     AnswerFormatOption,
@@ -99,6 +98,7 @@ from viewfinder.cli.options import (
     allow_hosts_of,
     features_callback,
     features_of,
+    usage_exit,
 )
 from viewfinder.cli.progress import (
     DEFAULT_INTERVAL,
@@ -530,10 +530,6 @@ def batch(
 
     err = Console(stderr=True, highlight=False)
 
-    def fail(message: str) -> typer.Exit:
-        err.print(Text(f"error: {message}"), soft_wrap=True)
-        return typer.Exit(EXIT_USAGE)
-
     try:
         sources = sharded([classify_source(argument) for argument in inputs], shard)
         analyzer = ImageAnalyzer(
@@ -546,7 +542,7 @@ def batch(
             read_geometry=read_geometry.value,
         )
     except UserError as exc:
-        raise fail(str(exc)) from None
+        raise usage_exit(err, str(exc)) from None
     lock = WriterLock(out, hint="wait for it or choose another --out")
     legacy: set[str] = set()
     try:
@@ -564,7 +560,7 @@ def batch(
     except (UserError, OSError) as exc:
         lock.release()
         analyzer.close()
-        raise fail(str(exc)) from None
+        raise usage_exit(err, str(exc)) from None
 
     counts = _Counts()
 

@@ -50,6 +50,7 @@ from viewfinder.cli.options import (
     ProgressEveryOption,
     ProgressOption,
     RpmOption,
+    usage_exit,
 )
 from viewfinder.cli.progress import (
     DEFAULT_INTERVAL,
@@ -229,18 +230,14 @@ def compare(
     out_console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
 
-    def usage(message: str) -> typer.Exit:
-        err.print(Text(f"error: {message}"), soft_wrap=True)
-        return typer.Exit(EXIT_USAGE)
-
     if (azure is None) == (ground_truth is None):
-        raise usage("give exactly one reference: --azure or --ground-truth")
+        raise usage_exit(err, "give exactly one reference: --azure or --ground-truth")
     if ground_truth is not None:
         if synonyms is not None:
-            raise usage("--synonyms is for --azure; with --ground-truth use --label-map")
+            raise usage_exit(err, "--synonyms is for --azure; with --ground-truth use --label-map")
         folder = ground_truth.parent if images is None else images
         if viewfinder_results is None and not folder.is_dir():
-            raise usage(f"{folder}: not a directory")
+            raise usage_exit(err, f"{folder}: not a directory")
         run = _ground_truth_run(
             ground_truth,
             folder,
@@ -257,12 +254,12 @@ def compare(
         _print_ground_truth(run, out, out_console, err)
         raise typer.Exit(EXIT_IMAGE_FAILED if run.failed else EXIT_OK)
     if label_map is not None:
-        raise usage("--label-map is for --ground-truth; with --azure use --synonyms")
+        raise usage_exit(err, "--label-map is for --ground-truth; with --azure use --synonyms")
     if images is None:
-        raise usage("--azure needs --images")
+        raise usage_exit(err, "--azure needs --images")
     assert azure is not None  # exactly one reference, checked above
     if not images.is_dir():
-        raise usage(f"{images}: not a directory")
+        raise usage_exit(err, f"{images}: not a directory")
     try:
         synonym_map = None if synonyms is None else _load_synonyms(synonyms)
         items = list(load_azure(azure))

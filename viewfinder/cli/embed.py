@@ -72,6 +72,7 @@ from viewfinder.cli.options import (
     ProgressEveryOption,
     ProgressOption,
     RpmOption,
+    usage_exit,
 )
 from viewfinder.cli.progress import (
     DEFAULT_INTERVAL,
@@ -333,16 +334,12 @@ def embed(
 
     err = Console(stderr=True, highlight=False)
 
-    def fail(message: str) -> typer.Exit:
-        err.print(Text(f"error: {message}"), soft_wrap=True)
-        return typer.Exit(EXIT_USAGE)
-
     if query is not None or to_parquet is not None:
         if len(inputs) != 1 or out is not None or (query is not None and to_parquet is not None):
-            raise fail("--query and --to-parquet take one run JSONL, and no --out")
+            raise usage_exit(err, "--query and --to-parquet take one run JSONL, and no --out")
         run_path = Path(inputs[0])
         if not run_path.is_file():
-            raise fail(f"{run_path}: no such file")
+            raise usage_exit(err, f"{run_path}: no such file")
         if to_parquet is not None:
             lock = WriterLock(
                 run_path, hint="let it finish first", doing="being written by viewfinder embed"
@@ -354,7 +351,7 @@ def embed(
                 finally:
                     lock.release()
             except UserError as exc:
-                raise fail(str(exc)) from None
+                raise usage_exit(err, str(exc)) from None
             err.print(
                 Text(
                     f"parquet: {rows} rows to {to_parquet}; {failed} ids left out (their "
@@ -379,20 +376,20 @@ def embed(
             with embedder:
                 ranked = _query(embedder, query, run_path, top)
         except ViewfinderError as exc:
-            raise fail(f"{type(exc).__name__}: {exc}") from None
+            raise usage_exit(err, f"{type(exc).__name__}: {exc}") from None
         for score, ident in ranked:
             typer.echo(f"{score:.6f}\t{ident}")
         raise typer.Exit(EXIT_OK)
 
     if out is None:
-        raise fail("--out is required to embed (or give --query / --to-parquet)")
+        raise usage_exit(err, "--out is required to embed (or give --query / --to-parquet)")
     try:
         sources = _sources(inputs, shard)
         embedder = _embedder(
             backend, model, base_url, api_key_env, dimensions, cache, max_dollars, rpm
         )
     except UserError as exc:
-        raise fail(str(exc)) from None
+        raise usage_exit(err, str(exc)) from None
     lock = WriterLock(
         out, hint="wait for it or choose another --out", doing="being written by viewfinder embed"
     )
@@ -403,7 +400,7 @@ def embed(
     except (UserError, OSError) as exc:
         lock.release()
         embedder.close()
-        raise fail(str(exc)) from None
+        raise usage_exit(err, str(exc)) from None
 
     skipped = 0
 

@@ -52,7 +52,7 @@ from rich.text import Text
 
 from viewfinder.batch.records import record_outcome
 from viewfinder.batch.shard import MAX_SHARDS, shard_of
-from viewfinder.cli.options import EXIT_IMAGE_FAILED, EXIT_OK, EXIT_USAGE
+from viewfinder.cli.options import EXIT_IMAGE_FAILED, EXIT_OK, usage_exit
 from viewfinder.errors import UserError
 
 __all__ = ["MergeReport", "merge_outputs", "register"]
@@ -293,12 +293,8 @@ def merge(
 
     err = Console(stderr=True, highlight=False)
 
-    def fail(message: str) -> typer.Exit:
-        err.print(Text(f"error: {message}"), soft_wrap=True)
-        return typer.Exit(EXIT_USAGE)
-
     if out.exists() and any(out.samefile(path) for path in inputs):
-        raise fail(f"{out} is one of the inputs: merge into a new file")
+        raise usage_exit(err, f"{out} is one of the inputs: merge into a new file")
     lock = WriterLock(out, hint="wait for it or choose another OUT")
     try:
         lock.acquire()
@@ -307,7 +303,7 @@ def merge(
         finally:
             lock.release()
     except (UserError, OSError, ValueError) as exc:
-        raise fail(str(exc)) from None
+        raise usage_exit(err, str(exc)) from None
     err.print(
         Text(
             f"merge: {report.ids} ids ({report.ok} ok, {report.failed} failed) from "

@@ -13,6 +13,8 @@ from enum import StrEnum
 from typing import Annotated, TypeAlias
 
 import typer
+from rich.console import Console
+from rich.text import Text
 
 from viewfinder.analyzers.features import ALL_FEATURES, Feature
 from viewfinder.errors import InvalidOptionError
@@ -45,6 +47,7 @@ __all__ = [
     "features_callback",
     "features_of",
     "split_commas",
+    "usage_exit",
 ]
 
 
@@ -280,3 +283,10 @@ asked features are served and some not, the exit status is 0 and stderr names th
 EXIT_INTERRUPTED = 130
 """Stopped by Ctrl-C (128 + SIGINT, the shells' convention); the output is whole lines, and
 re-running the same command resumes."""
+
+
+def usage_exit(console: Console, message: str) -> typer.Exit:
+    """Print `error: <message>` on `console` (stderr) and return the usage exit to raise:
+    `raise usage_exit(err, "...") from None`."""
+    console.print(Text(f"error: {message}"), soft_wrap=True)
+    return typer.Exit(EXIT_USAGE)

@@ -14,11 +14,11 @@ from rich.console import Console
 from rich.text import Text
 
 from viewfinder.cli.options import (
-    EXIT_USAGE,
     BaseUrlOption,
     ModelOption,
     allow_hosts_of,
     split_commas,
+    usage_exit,
 )
 from viewfinder.cli.render import plural
 from viewfinder.errors import ConfigurationError, UserError
@@ -353,16 +353,12 @@ def _settings(args: dict[str, Any], err: Console) -> ServerSettings:
     model: str | None = args["model"]
     base_url: str | None = args["base_url"]
 
-    def fail(message: str) -> typer.Exit:
-        err.print(Text(f"error: {message}"), soft_wrap=True)
-        return typer.Exit(EXIT_USAGE)
-
     try:
         from viewfinder.compat import server
         from viewfinder.compat.handler import REPORT_MODEL_VERSION_ENV
         from viewfinder.compat.skill import SkillSettings
     except ImportError as exc:
-        raise fail(str(exc)) from None
+        raise usage_exit(err, str(exc)) from None
 
     keys = [key.strip() for key in api_key or () if key.strip()]
     if api_key:
@@ -378,11 +374,11 @@ def _settings(args: dict[str, Any], err: Console) -> ServerSettings:
         try:
             keys += _read_key_file(api_key_file)
         except UserError as exc:
-            raise fail(str(exc)) from None
+            raise usage_exit(err, str(exc)) from None
     if not api_key and api_key_file is None:
         keys = split_commas([os.environ.get("VIEWFINDER_API_KEYS", "")])
     if ssl_keyfile is not None and ssl_certfile is None:
-        raise fail("--ssl-keyfile needs --ssl-certfile")
+        raise usage_exit(err, "--ssl-keyfile needs --ssl-certfile")
     try:
         _read_secret_files()
         entra = _entra_settings(
@@ -393,11 +389,12 @@ def _settings(args: dict[str, Any], err: Console) -> ServerSettings:
             args["entra_jwks_url"],
         )
     except (ImportError, UserError) as exc:
-        raise fail(str(exc)) from None
+        raise usage_exit(err, str(exc)) from None
     if entra is not None and ssl_certfile is None:
-        raise fail(
+        raise usage_exit(
+            err,
             "Entra ID needs TLS (--ssl-certfile/--ssl-keyfile): azure-core sends tokens "
-            "over HTTPS only"
+            "over HTTPS only",
         )
     settings = server.ServerSettings(
         api_keys=tuple(keys),
@@ -432,7 +429,7 @@ def _settings(args: dict[str, Any], err: Console) -> ServerSettings:
             # features are left out of the answers), and the startup line says so.
             analyzer = ImageAnalyzer(engine="local")
     except UserError as exc:
-        raise fail(str(exc)) from None
+        raise usage_exit(err, str(exc)) from None
     settings = dataclasses.replace(settings, analyzer=analyzer, embedder=embedder)
 
     scheme = "https" if ssl_certfile else "http"
