@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import typer
+from cli_app import sub_commands
 from endpoint_env import ENDPOINT_ENV_VARS, clear_endpoint_env
 from local_images import serve_images, trust_local_images
 from PIL import Image
@@ -37,14 +38,7 @@ def _no_endpoint_configured(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def app() -> typer.Typer:
-    application = typer.Typer()
-
-    @application.callback()
-    def main() -> None:
-        """A root, so that `batch` stays a sub-command as in `viewfinder.cli`."""
-
-    register(application)
-    return application
+    return sub_commands(register)
 
 
 @pytest.fixture

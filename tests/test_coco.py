@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_app import sub_commands
 
 from viewfinder.errors import AzureInputError
 from viewfinder.evaluate.coco import (
@@ -304,14 +305,9 @@ SCRIPTED = (
 
 
 def _app() -> Any:
-    import typer
-
     from viewfinder.cli.compare import register
 
-    app = typer.Typer()
-    register(app)
-    app.command("noop")(lambda: None)  # two commands: `compare` stays a subcommand
-    return app
+    return sub_commands(register)
 
 
 def _check_report(out: Path) -> dict[str, Any]:

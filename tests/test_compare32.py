@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
+from cli_app import sub_commands
 from typer.testing import CliRunner
 
 from viewfinder.cli.compare import register
@@ -343,9 +343,7 @@ def test_the_command_shows_3_2_scores_and_what_it_did_not_score(
     stored: tuple[Path, Path], tmp_path: Path
 ) -> None:
     azure, batch = stored
-    app = typer.Typer()
-    register(app)
-    app.command("noop")(lambda: None)  # two commands: `compare` stays a subcommand
+    app = sub_commands(register)
     args = ["compare", "--azure", str(azure), "--images", str(tmp_path)]
     result = CliRunner().invoke(
         app, [*args, "--viewfinder", str(batch), "--out", str(tmp_path / "out")]

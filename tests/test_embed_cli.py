@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import typer
+from cli_app import sub_commands
 from endpoint_env import ENDPOINT_ENV_VARS, clear_endpoint_env
 from PIL import Image
 from typer.testing import CliRunner
@@ -46,14 +47,7 @@ def sim(server: Simulator, monkeypatch: pytest.MonkeyPatch) -> Simulator:
 
 @pytest.fixture(scope="module")
 def app() -> typer.Typer:
-    application = typer.Typer()
-
-    @application.callback()
-    def main() -> None:
-        """A root, so that `embed` stays a sub-command as in `viewfinder.cli`."""
-
-    register(application)
-    return application
+    return sub_commands(register)
 
 
 def save(path: Path, shade: int) -> Path:

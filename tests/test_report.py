@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
+from cli_app import sub_commands
 from PIL import Image
 from report_page import assert_self_contained, parse_page
 from typer.testing import CliRunner
@@ -215,9 +215,7 @@ def test_cli(
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "test-key-placeholder")
     sim.script(BAD_ANSWER, _good_answer())
-    app = typer.Typer()
-    register(app)
-    app.command("noop")(lambda: None)  # two commands: `compare` stays a subcommand
+    app = sub_commands(register)
     out = tmp_path / "out"
     args = ["compare", "--azure", str(azure_dir), "--images", str(images_dir)]
     args += ["--model", "gpt-4.1-mini", "--base-url", sim.base_url, "--out", str(out)]
@@ -313,9 +311,7 @@ def test_a_killed_run_resumes_paying_only_for_what_was_not_recorded(
 
     monkeypatch.setattr(ImageAnalyzer, "analyze_many", spy)
     sim.script(BAD_ANSWER)
-    app = typer.Typer()
-    register(app)
-    app.command("noop")(lambda: None)
+    app = sub_commands(register)
     args = ["compare", "--azure", str(azure_dir), "--images", str(images_dir), "--out", str(out)]
     args += ["--model", "gpt-4.1-mini", "--base-url", sim.base_url, "--no-cache"]
     result = CliRunner().invoke(app, [*args, "--concurrency", "3", "--rpm", "600"])

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import typer
+from cli_app import sub_commands
 from endpoint_env import clear_endpoint_env
 from PIL import Image
 from typer.testing import CliRunner
@@ -70,15 +71,7 @@ def sim() -> Iterator[Simulator]:
 
 @pytest.fixture(scope="module")
 def app() -> typer.Typer:
-    application = typer.Typer()
-
-    @application.callback()
-    def main() -> None:
-        """A root, so that the commands stay sub-commands as in `viewfinder.cli`."""
-
-    for command in (batch_command, embed_command, merge_command):
-        command.register(application)
-    return application
+    return sub_commands(batch_command.register, embed_command.register, merge_command.register)
 
 
 @pytest.fixture(scope="module")
