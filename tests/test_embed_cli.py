@@ -295,10 +295,18 @@ def test_kill_9_mid_run_then_a_second_writer_is_refused_and_a_rerun_completes(
     assert len(ids) == len(set(ids)) == 5
 
 
-def test_a_cache_directory_makes_a_second_collection_free(
-    runner: CliRunner, app: typer.Typer, sim: Simulator, photos: Path, tmp_path: Path
+@pytest.mark.parametrize("where", ["directory", "redis"])
+def test_a_cache_makes_a_second_collection_free(
+    runner: CliRunner,
+    app: typer.Typer,
+    sim: Simulator,
+    photos: Path,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    where: str,
 ) -> None:
-    cache = tmp_path / "cache"
+    """`--cache DIR` or `--cache redis://...` (the one a job's hosts share)."""
+    cache = tmp_path / "cache" if where == "directory" else request.getfixturevalue("redis_url")
     first = runner.invoke(
         app, cohere(sim, str(photos), "--out", str(tmp_path / "a.jsonl"), "--cache", str(cache))
     )

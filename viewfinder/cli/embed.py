@@ -306,8 +306,14 @@ def embed(
         typer.Option(help="Stop starting requests once this many dollars are spent."),
     ] = None,
     cache: Annotated[
-        Path | None,
-        typer.Option(help="Cache directory: inputs embedded before cost nothing.", file_okay=False),
+        str | None,
+        typer.Option(
+            help=(
+                "Cache: a directory, or a Redis URL (redis://host:6379/0) shared by every "
+                "host of the job. Inputs embedded before cost nothing."
+            ),
+            metavar="DIR|URL",
+        ),
     ] = None,
     query: Annotated[
         str | None,
@@ -373,8 +379,10 @@ def embed(
                 None,
                 None,
             )
-            with embedder:
+            try:
                 ranked = _query(embedder, query, run_path, top)
+            finally:
+                _close(embedder)
         except ViewfinderError as exc:
             raise usage_exit(err, f"{type(exc).__name__}: {exc}") from None
         for score, ident in ranked:
@@ -399,7 +407,7 @@ def embed(
         writer = JsonlWriter(out)
     except (UserError, OSError) as exc:
         lock.release()
-        embedder.close()
+        _close(embedder)
         raise usage_exit(err, str(exc)) from None
 
     skipped = 0
@@ -445,7 +453,7 @@ def embed(
         raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         writer.close()
-        embedder.close()
+        _close(embedder)
         lock.release()
     err.print(Text(_summary_text(summary, skipped, torn)), soft_wrap=True)
     if interrupted:
@@ -460,14 +468,14 @@ def _embedder(
     base_url: str | None,
     api_key_env: str | None,
     dimensions: int | None,
-    cache: Path | None,
+    cache: str | None,
     max_dollars: float | None,
     rpm: int | None,
 ) -> Embedder:
     """The `Embedder` the options describe (the environment fills the rest)."""
     from viewfinder.embed.embedder import Embedder
     from viewfinder.embed.pricing import EmbeddingBudget
-    from viewfinder.engine.cache import ResponseCache
+    from viewfinder.engine.cache import open_cache
     from viewfinder.engine.ratelimit import RateLimiter
 
     api_key = None
@@ -481,10 +489,17 @@ def _embedder(
         base_url=base_url,
         api_key=api_key,
         dimensions=dimensions,
-        cache=ResponseCache(cache) if cache is not None else None,
+        cache=open_cache(cache) if cache is not None else None,
         rate_limiter=RateLimiter(rpm) if rpm is not None else None,
         budget=EmbeddingBudget(max_dollars=max_dollars) if max_dollars is not None else None,
     )
+
+
+def _close(embedder: Embedder) -> None:
+    """Close the embedder and the cache `_embedder` opened for it (a Redis connection)."""
+    embedder.close()
+    if embedder.cache is not None:
+        embedder.cache.close()
 
 
 def register(app: typer.Typer) -> None:
