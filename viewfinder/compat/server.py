@@ -286,6 +286,9 @@ class ServerSettings:
             `/readyz` answers 503 and requests are still served (so a load balancer stops
             sending first); 0 (the default) stops at once. Only where the app runs in the
             main thread, as `run` runs it.
+        redis: A Redis URL (`redis://host:6379/0`) for the state replicas share: the
+            Read operation store and the rate limiters (one budget per model
+            deployment). `None` (the default): each process keeps its own.
     """
 
     api_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -305,6 +308,7 @@ class ServerSettings:
     skill: SkillSettings = field(default_factory=SkillSettings)
     embedder: Embedder | None = None
     shutdown_delay: float = 0.0
+    redis: str | None = field(default=None, repr=False)
 
     def validate(self) -> None:
         """Refuse settings that would serve unsafely or cannot work.
