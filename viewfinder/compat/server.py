@@ -592,13 +592,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     Raises:
         ConfigurationError: The settings would serve without keys without `no_auth`,
-            or are otherwise invalid (see `ServerSettings.validate`).
+            or are otherwise invalid (see `ServerSettings.validate`); or `redis` is set
+            without redis-py installed.
+        InvalidOptionError: `redis` is not a URL redis-py can open.
     """
     settings.validate()
     auth = _Auth(settings)
     analyzers = _Analyzers(settings)
     pixels = PixelBudget(settings.max_decode_pixels)
-    operations = read32.ReadOperations(read32.OperationStore(settings.read_store))
+    operations = read32.ReadOperations(read32.open_store(settings.read_store, settings.redis))
     embedder = _adopt_embedder(settings)
     stopping = _Stopping(settings.shutdown_delay)
 
@@ -731,7 +733,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                     return await read32.read_document(document, query, analyze)
 
             try:
-                operation_id = operations.submit(work)
+                operation_id = await operations.submit(work)
             except BaseException:
                 await asyncio.to_thread(document.close)
                 raise
@@ -749,7 +751,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         record["api_version"] = "3.2"
         try:
             await auth.check(request, record)
-            found = operations.result(operation_id)
+            found = await operations.result(operation_id)
             if found is None:
                 raise RESOURCE_NOT_FOUND
         except Exception as exc:
