@@ -281,12 +281,15 @@ async def test_a_slow_store_never_stalls_the_event_loop() -> None:
     assert operation_id
 
 
-def test_a_redis_setting_without_redis_py_is_a_configuration_error(
+def test_without_redis_py_the_disk_store_serves_and_a_redis_setting_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setitem(sys.modules, "viewfinder.compat.read_redis", None)  # import fails
+    monkeypatch.setitem(sys.modules, "redis", None)  # `import redis` fails, as uninstalled
+    for module in ("viewfinder.compat.read_redis", "viewfinder.engine.redis_link"):
+        monkeypatch.delitem(sys.modules, module)  # imported afresh, so they fail too
+    create_app(ServerSettings(no_auth=True))  # the disk store: redis-py never needed
     settings = ServerSettings(no_auth=True, redis=f"redis://:{SECRET}@127.0.0.1:6379/0")
     with pytest.raises(ConfigurationError) as refused:
         create_app(settings)
-    assert "redis" in str(refused.value) and SECRET not in str(refused.value)
-    assert SECRET not in repr(settings)
+    assert "pip install 'viewfinder[redis]'" in str(refused.value)
+    assert SECRET not in str(refused.value) and SECRET not in repr(settings)
