@@ -275,6 +275,7 @@ class ServerSettings:
             temp directory of this app, removed when it stops (`viewfinder serve`
             passes `--read-store`, by default `read-operations` under the cache
             directory, so finished results outlive a restart; those in flight do not).
+            Unused when `redis` is set: the operations then live in Redis.
         skill: Batch size and timeout of the AI Search skills (`viewfinder.compat.skill`,
             `viewfinder.compat.vectorize`).
         embedder: The embedder of the vectorize routes (`viewfinder.compat.vectorize`);
