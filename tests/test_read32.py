@@ -339,9 +339,9 @@ async def test_a_stop_fails_the_operations_in_flight(tmp_path: Path) -> None:
         started.set()
         await never.wait()
 
-    operation_id = operations.submit(analyze)
+    operation_id = await operations.submit(analyze)
     await started.wait()
-    running = operations.result(operation_id)
+    running = await operations.result(operation_id)
     assert running is not None and running["status"] == "running"
     assert "analyzeResult" not in running
     await operations.aclose()
@@ -361,7 +361,7 @@ async def test_a_long_operation_renews_its_record_while_it_runs(tmp_path: Path) 
         started.set()
         await never.wait()
 
-    operation_id = operations.submit(analyze)
+    operation_id = await operations.submit(analyze)
     await started.wait()
     _, first = store._open().get(operation_id, expire_time=True)
     deadline = time.monotonic() + 10
@@ -378,9 +378,9 @@ async def test_too_many_operations_in_flight_are_the_services_429(tmp_path: Path
     async def analyze() -> Any:
         await never.wait()
 
-    operations.submit(analyze)
+    await operations.submit(analyze)
     with pytest.raises(ServiceError) as busy:
-        operations.submit(analyze)
+        await operations.submit(analyze)
     assert (busy.value.status, busy.value.retry_after) == (429, 1)
     await operations.aclose()
 

@@ -41,14 +41,26 @@ operation at once. Any page failing fails the whole operation and stops its othe
 the service has one status per operation and the 3.2 result no error field, so a result
 without a page's text would pass for a page without text (the reason is logged).
 
-Operations live in `OperationStore`, a diskcache directory that every worker given the
-same directory shares. A record holds the status and, once done, the JSON result: never
+Operations live in a store (`OperationRecords`, chosen by `open_store`): `OperationStore`,
+a diskcache directory that every worker given the same directory shares, or, when the
+server is given a Redis URL (`ServerSettings.redis`), `read_redis.RedisOperationStore`,
+shared by every replica naming that Redis, so a Read submitted on one is polled on any
+other. A record holds the status and, once done, the JSON result: never
 the image, which only the running task holds. Finished records expire after 48 hours
 (the Read specification: "The operation ID will expire in 48 hours", section 7);
 records in flight after `IN_FLIGHT_SECONDS`, renewed while they run (a long document
 lives on), so an operation whose process died is forgotten (404) instead of running
 forever. A restart loses the operations in flight: a graceful stop marks them `failed`,
 a crash leaves them to expire.
+
+A store that cannot be reached (Redis down) loses nothing and never blocks the event loop
+(its calls run in a worker thread): a submit it cannot record is answered 503
+(`StorageException`, `Retry-After`) and starts nothing; a poll it cannot answer is a 503
+too, not a 404 (the operation may well exist); a record it refuses while the operation
+runs or once it finished is kept in memory by the process that ran it, answered to polls
+reaching that process, and written again every `PENDING_RETRY_SECONDS` until the store
+takes it (for up to `IN_FLIGHT_SECONDS`); a graceful stop tries once more and logs the ids
+of what is lost.
 """
 
 from __future__ import annotations
@@ -59,12 +71,13 @@ import logging
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import diskcache
 
@@ -72,7 +85,13 @@ from viewfinder.compat.read_pages import Document, Page
 from viewfinder.compat.rest import MAX_CONFIDENCE, MIN_CONFIDENCE
 from viewfinder.compat.rest32 import OCR_ERROR_CODES
 from viewfinder.compat.service import DEFAULT_RETRY_AFTER, ServiceError, check_options
-from viewfinder.errors import ImageFetchError, ImageSizeError, ViewfinderError
+from viewfinder.errors import (
+    ConfigurationError,
+    ImageFetchError,
+    ImageSizeError,
+    ViewfinderError,
+    import_failure,
+)
 from viewfinder.prepare.pixel_budget import run_holding
 
 if TYPE_CHECKING:
@@ -86,12 +105,16 @@ __all__ = [
     "MAX_IN_FLIGHT",
     "OPERATION_SECONDS",
     "PAGE_CONCURRENCY",
+    "PENDING_RETRY_SECONDS",
     "READ_PATH",
     "RESULTS_PATH",
+    "OperationRecords",
     "OperationStore",
     "ReadOperations",
     "ReadQuery",
+    "StoreUnavailable",
     "ocr_error",
+    "open_store",
     "read_document",
     "read_error_for",
     "read_page",
@@ -113,6 +136,9 @@ answered 429 with `Retry-After`, as a busy 4.0 route is."""
 PAGE_CONCURRENCY: Final = 4
 """Pages of one operation analysed at once (each a model request and a decoded page);
 the server's rate limiter and pixel budget bound all operations together."""
+PENDING_RETRY_SECONDS: Final = 5.0
+"""How often a record the store refused (Redis down) is written again; also the
+`Retry-After` of the 503 answered meanwhile."""
 MODEL_VERSIONS: Final = frozenset(
     ("latest", "latest-preview", "2021-04-12", "2021-09-30", "2022-01-30", "2022-04-30")
 )
@@ -126,6 +152,12 @@ _BUSY: Final = ServiceError(
     "429",
     "Too many requests: the server is running as many Read operations as it allows.",
     retry_after=DEFAULT_RETRY_AFTER,
+)
+_STORE_DOWN: Final = ServiceError(
+    503,
+    "StorageException",
+    "The Read operation store is temporarily unavailable; try again.",
+    retry_after=round(PENDING_RETRY_SECONDS),
 )
 
 logger = logging.getLogger(__name__)
@@ -357,6 +389,49 @@ def ocr_error(error: ServiceError, request_id: str | None) -> dict[str, Any]:
 # --- the store ----------------------------------------------------------------------------
 
 
+class StoreUnavailable(Exception):
+    """The operation store could not be reached (or refused a write): not "unknown"."""
+
+
+class OperationRecords(Protocol):
+    """Where operation records live: `OperationStore` (a directory) or
+    `viewfinder.compat.read_redis.RedisOperationStore` (Redis, shared by replicas).
+
+    Calls may block (disk, network): `ReadOperations` makes them in a worker thread.
+    """
+
+    def put(self, operation_id: str, record: dict[str, Any], seconds: float) -> None:
+        """Keep `record` (JSON-able) for `seconds`; raises `StoreUnavailable` if not kept."""
+
+    def get(self, operation_id: str) -> dict[str, Any] | None:
+        """The record, `None` when unknown or expired; raises `StoreUnavailable` when the
+        store cannot tell."""
+
+    def retry_now(self) -> None:
+        """Forget a recent failure, so that the next call tries (a last attempt)."""
+
+    def close(self) -> None:
+        """Release what the store holds."""
+
+
+def open_store(directory: Path | None, redis_url: str | None) -> OperationRecords:
+    """The Redis store when `redis_url` is given, else the disk store at `directory`.
+
+    Raises:
+        ConfigurationError: A Redis URL without the `redis` extra installed.
+        InvalidOptionError: A Redis URL redis-py cannot read.
+    """
+    if redis_url is None:
+        return OperationStore(directory)
+    try:
+        from viewfinder.compat.read_redis import RedisOperationStore
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"a Read store in Redis needs redis-py, which is {import_failure('redis', exc)}"
+        ) from exc
+    return RedisOperationStore(redis_url.strip())
+
+
 class OperationStore:
     """Operation records in a diskcache directory, shared by every process given it.
 
@@ -386,6 +461,9 @@ class OperationStore:
         record = self._open().get(operation_id)
         return record if isinstance(record, dict) else None
 
+    def retry_now(self) -> None:
+        """Nothing to forget: a directory does not fail and recover."""
+
     def close(self) -> None:
         """Close the directory (a temp one is removed)."""
         if self._cache is not None:
@@ -397,69 +475,120 @@ class OperationStore:
 
 
 class ReadOperations:
-    """Read operations run as tasks of the server's event loop, recorded in a store."""
+    """Read operations run as tasks of the server's event loop, recorded in a store.
+
+    Every store call runs in a worker thread: a store that blocks (a Redis that is down
+    costs a connect timeout) never stalls the event loop. Writes are made one at a time,
+    so a late write never replaces a newer status.
+
+    A write the store refuses (`StoreUnavailable`) is not lost: this process keeps the
+    record in memory, answers polls reaching it from there, and writes it again every
+    `retry_seconds` until the store takes it, for at most `IN_FLIGHT_SECONDS`. Only a
+    submit's first record must be stored before the 202 (else 503, nothing started).
+
+    Args:
+        store: Where records live (`open_store`).
+        max_in_flight: Operations run at once; one more is a 429.
+        renew_seconds: How often a running record is written again.
+        retry_seconds: How often records the store refused are written again.
+    """
 
     def __init__(
         self,
-        store: OperationStore,
+        store: OperationRecords,
         max_in_flight: int = MAX_IN_FLIGHT,
         renew_seconds: float = IN_FLIGHT_SECONDS / 3,
+        retry_seconds: float = PENDING_RETRY_SECONDS,
     ) -> None:
         self.store = store
         self._max = max_in_flight
         self._renew = renew_seconds
+        self._retry = retry_seconds
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._created: dict[str, str] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._writing = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
 
-    def submit(self, work: Callable[[], Awaitable[dict[str, Any]]]) -> str:
+    async def submit(self, work: Callable[[], Awaitable[dict[str, Any]]]) -> str:
         """Record a `notStarted` operation, start `work` (which returns the `analyzeResult`,
         `read_document`) in the background, return its id.
 
         Raises:
-            ServiceError: 429 when `max_in_flight` operations are running.
+            ServiceError: 429 when `max_in_flight` operations are running; 503
+                (`StorageException`, `Retry-After`) when the store cannot record it:
+                nothing is started.
         """
         if len(self._tasks) >= self._max:
             raise _BUSY
         operation_id = str(uuid.uuid4())
         created = _now()
-        self._write(operation_id, "notStarted", created)
+        if not await self._write(operation_id, "notStarted", created, keep=False):
+            raise _STORE_DOWN
         task = asyncio.get_running_loop().create_task(self._run(operation_id, created, work))
         self._tasks[operation_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(operation_id, None))
+        self._created[operation_id] = created
+        task.add_done_callback(lambda _: self._forget(operation_id))
         return operation_id
 
-    def result(self, operation_id: str) -> dict[str, Any] | None:
-        """The `ReadOperationResult` JSON, or `None` for an id the store does not hold."""
-        return self.store.get(operation_id)
+    async def result(self, operation_id: str) -> dict[str, Any] | None:
+        """The `ReadOperationResult` JSON, or `None` for an id the store does not hold.
+
+        A record the store has not taken yet is answered from this process's memory.
+
+        Raises:
+            ServiceError: 503 (`StorageException`, `Retry-After`) when the store cannot be
+                read: the operation may well exist.
+        """
+        pending = self._pending.get(operation_id)
+        if pending is not None:
+            return pending.record
+        try:
+            return await asyncio.to_thread(self.store.get, operation_id)
+        except StoreUnavailable:
+            raise _STORE_DOWN from None
+
+    def _forget(self, operation_id: str) -> None:
+        self._tasks.pop(operation_id, None)
+        self._created.pop(operation_id, None)
 
     async def _run(
         self, operation_id: str, created: str, work: Callable[[], Awaitable[dict[str, Any]]]
     ) -> None:
-        self._write(operation_id, "running", created)
+        await self._write(operation_id, "running", created)
         renewing = asyncio.get_running_loop().create_task(self._keep(operation_id, created))
         try:
             analyzed = await work()
         except ViewfinderError as exc:
             logger.warning("read %s failed: %s: %s", operation_id, type(exc).__name__, exc)
-            self._write(operation_id, "failed", created)
+            await self._write(operation_id, "failed", created)
             return
         except Exception:
             logger.exception("read %s: unexpected error", operation_id)
-            self._write(operation_id, "failed", created)
+            await self._write(operation_id, "failed", created)
             return
         finally:
             renewing.cancel()
-        self._write(operation_id, "succeeded", created, analyzed)
+        await self._write(operation_id, "succeeded", created, analyzed)
 
     async def _keep(self, operation_id: str, created: str) -> None:
         """Renew a running record every `renew_seconds`: a long document outlives
         `IN_FLIGHT_SECONDS`, while the record of a process that died still expires."""
         while True:
             await asyncio.sleep(self._renew)
-            self._write(operation_id, "running", created)
+            await self._write(operation_id, "running", created)
 
-    def _write(
-        self, operation_id: str, status: str, created: str, analyzed: dict[str, Any] | None = None
-    ) -> None:
+    async def _write(
+        self,
+        operation_id: str,
+        status: str,
+        created: str,
+        analyzed: dict[str, Any] | None = None,
+        *,
+        keep: bool = True,
+    ) -> bool:
+        """Store the operation's record; whether the store took it. Refused, the record is
+        kept in memory and retried (`keep`), except a submit's first: that one is refused."""
         record: dict[str, Any] = {
             "status": status,
             "createdDateTime": created,
@@ -468,18 +597,103 @@ class ReadOperations:
         if analyzed is not None:
             record["analyzeResult"] = analyzed
         done = status in ("succeeded", "failed")
-        self.store.put(operation_id, record, OPERATION_SECONDS if done else IN_FLIGHT_SECONDS)
+        seconds = OPERATION_SECONDS if done else IN_FLIGHT_SECONDS
+        async with self._writing:
+            try:
+                await asyncio.to_thread(self.store.put, operation_id, record, seconds)
+            except StoreUnavailable:
+                if keep:
+                    self._hold(operation_id, record, seconds, done)
+                return False
+            self._pending.pop(operation_id, None)
+            return True
+
+    def _hold(self, operation_id: str, record: dict[str, Any], seconds: float, done: bool) -> None:
+        """Keep a record the store refused, and make sure something retries it."""
+        held = self._pending.get(operation_id)
+        since = held.since if held is not None else time.monotonic()
+        self._pending[operation_id] = _Pending(record, seconds, since)
+        if done:
+            logger.warning(
+                "read %s %s while the Read operation store is unavailable: this process "
+                "keeps the record, answers polls reaching it, and writes it again every "
+                "%g s until the store takes it (for up to %d s)",
+                operation_id,
+                record["status"],
+                self._retry,
+                IN_FLIGHT_SECONDS,
+            )
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_pending())
+
+    async def _flush_pending(self) -> None:
+        """Write the held records again every `retry_seconds` until none is left; a record
+        held longer than `IN_FLIGHT_SECONDS` is given up (elsewhere it is 404 by then)."""
+        while self._pending:
+            await asyncio.sleep(self._retry)
+            for operation_id in list(self._pending):
+                async with self._writing:
+                    held = self._pending.get(operation_id)
+                    if held is None:
+                        continue
+                    if time.monotonic() - held.since > IN_FLIGHT_SECONDS:
+                        del self._pending[operation_id]
+                        logger.error(
+                            "read %s: the store did not take its record for %d s; it is lost",
+                            operation_id,
+                            IN_FLIGHT_SECONDS,
+                        )
+                        continue
+                    try:
+                        await asyncio.to_thread(
+                            self.store.put, operation_id, held.record, held.seconds
+                        )
+                    except StoreUnavailable:
+                        break  # still unavailable: wait before trying the others
+                    del self._pending[operation_id]
+                    logger.info("read %s: its record is now in the store", operation_id)
 
     async def aclose(self) -> None:
-        """Stop the operations in flight, recorded `failed` (a restart loses them), and
+        """Stop the operations in flight, recorded `failed` (a restart loses them), try
+        once more to store the records the store refused, log what is lost (ids only), and
         close the store."""
         tasks = dict(self._tasks)
+        created = dict(self._created)
         for task in tasks.values():
             task.cancel()
         for operation_id, task in tasks.items():
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            record = self.store.get(operation_id)
-            if record is not None and record["status"] in ("notStarted", "running"):
-                self._write(operation_id, "failed", record["createdDateTime"])
-        self.store.close()
+            if task.cancelled():  # stopped before it finished: its record is not final
+                await self._write(operation_id, "failed", created[operation_id])
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        if self._pending:
+            await asyncio.to_thread(self.store.retry_now)
+            lost: list[str] = []
+            for operation_id, held in self._pending.items():
+                try:
+                    await asyncio.to_thread(self.store.put, operation_id, held.record, held.seconds)
+                except StoreUnavailable:
+                    lost.append(operation_id)
+            self._pending.clear()
+            if lost:
+                logger.error(
+                    "stopping: the Read operation store is unavailable; %d operation "
+                    "record(s) are lost: %s",
+                    len(lost),
+                    ", ".join(lost),
+                )
+        await asyncio.to_thread(self.store.close)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A record the store refused, held by the process that ran the operation."""
+
+    record: dict[str, Any]
+    seconds: float
+    since: float
+    """When the store first refused this operation's record (monotonic seconds)."""

@@ -275,6 +275,7 @@ class ServerSettings:
             temp directory of this app, removed when it stops (`viewfinder serve`
             passes `--read-store`, by default `read-operations` under the cache
             directory, so finished results outlive a restart; those in flight do not).
+            Unused when `redis` is set: the operations then live in Redis.
         skill: Batch size and timeout of the AI Search skills (`viewfinder.compat.skill`,
             `viewfinder.compat.vectorize`).
         embedder: The embedder of the vectorize routes (`viewfinder.compat.vectorize`);
@@ -286,6 +287,9 @@ class ServerSettings:
             `/readyz` answers 503 and requests are still served (so a load balancer stops
             sending first); 0 (the default) stops at once. Only where the app runs in the
             main thread, as `run` runs it.
+        redis: A Redis URL (`redis://host:6379/0`) for the state replicas share: the
+            Read operation store and the rate limiters (one budget per model
+            deployment). `None` (the default): each process keeps its own.
     """
 
     api_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -305,6 +309,7 @@ class ServerSettings:
     skill: SkillSettings = field(default_factory=SkillSettings)
     embedder: Embedder | None = None
     shutdown_delay: float = 0.0
+    redis: str | None = field(default=None, repr=False)
 
     def validate(self) -> None:
         """Refuse settings that would serve unsafely or cannot work.
@@ -588,13 +593,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     Raises:
         ConfigurationError: The settings would serve without keys without `no_auth`,
-            or are otherwise invalid (see `ServerSettings.validate`).
+            or are otherwise invalid (see `ServerSettings.validate`); or `redis` is set
+            without redis-py installed.
+        InvalidOptionError: `redis` is not a URL redis-py can open.
     """
     settings.validate()
     auth = _Auth(settings)
     analyzers = _Analyzers(settings)
     pixels = PixelBudget(settings.max_decode_pixels)
-    operations = read32.ReadOperations(read32.OperationStore(settings.read_store))
+    operations = read32.ReadOperations(read32.open_store(settings.read_store, settings.redis))
     embedder = _adopt_embedder(settings)
     stopping = _Stopping(settings.shutdown_delay)
 
@@ -727,7 +734,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                     return await read32.read_document(document, query, analyze)
 
             try:
-                operation_id = operations.submit(work)
+                operation_id = await operations.submit(work)
             except BaseException:
                 await asyncio.to_thread(document.close)
                 raise
@@ -745,7 +752,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         record["api_version"] = "3.2"
         try:
             await auth.check(request, record)
-            found = operations.result(operation_id)
+            found = await operations.result(operation_id)
             if found is None:
                 raise RESOURCE_NOT_FOUND
         except Exception as exc:

@@ -124,6 +124,12 @@ class Outage:
         """Whether the last attempt failed to reach Redis (and no later one succeeded)."""
         return self._down
 
+    def retry_now(self) -> None:
+        """Let the next `run` try Redis even inside the retry interval: a last attempt
+        (before a process stops) must not be skipped because of an earlier failure."""
+        with self._lock:
+            self._retry_at = 0.0
+
     def run(self, what: str, operation: Callable[[], T], default: T) -> T:
         """`operation()`, or `default` while Redis is down or when it fails."""
         with self._lock:
