@@ -365,9 +365,10 @@ def test_a_redis_that_is_not_one_is_refused_redacted(
 
 def test_redis_without_redis_py_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     import viewfinder.engine
+    import viewfinder.engine.redis_link  # loaded, so that removing it below is never a no-op
 
     monkeypatch.setitem(sys.modules, "redis", None)  # what an install without the extra sees
-    monkeypatch.delitem(sys.modules, "viewfinder.engine.redis_link", raising=False)
-    monkeypatch.delattr(viewfinder.engine, "redis_link", raising=False)
+    monkeypatch.delitem(sys.modules, "viewfinder.engine.redis_link")
+    monkeypatch.delattr(viewfinder.engine, "redis_link")
     with pytest.raises(ConfigurationError, match=r"pip install 'viewfinder\[redis\]'"):
         ServerSettings(no_auth=True, redis=SHARED).validate()
