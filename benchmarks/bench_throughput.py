@@ -94,6 +94,7 @@ class ServerConfig:
     inject_every: int | None
     retry_after_ms: int
     concurrency_retry_after: bool = True
+    limits_per_minute: bool = False  # the simulator's: see Simulator(limits_per_minute=)
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,7 @@ def _start(config: ServerConfig) -> tuple[Simulator, list[int]]:
         rpm_limit=config.rpm_limit,
         rate_window=config.window,
         default=answer,
+        limits_per_minute=config.limits_per_minute,
     )
     return sim.start(), injected
 

@@ -263,3 +263,112 @@ def test_run_hands_several_workers_the_factory(monkeypatch: pytest.MonkeyPatch) 
         server_module.run(settings, workers=2)
     with pytest.raises(ConfigurationError, match="open server"):
         server_module.run(ServerSettings(), workers=2, app_factory="pkg.mod:factory")
+
+
+# --- --redis: one variable shares the server state (and the cache) ----------------------
+
+SHARED = "redis://:pw-7f3a@127.0.0.1:9/2"  # nothing listens: settings only, nothing sent
+
+
+def _cache_of(settings: ServerSettings) -> Any:
+    assert settings.analyzer is not None
+    return settings.analyzer._engine.cache if settings.analyzer._engine else None
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "redis", "cache"),
+    [
+        (None, {}, None, "disk"),
+        (SHARED, {}, SHARED, "redis://127.0.0.1:9/2"),
+        (None, {"VIEWFINDER_REDIS": SHARED}, SHARED, "redis://127.0.0.1:9/2"),
+        (None, {"VIEWFINDER_CACHE": SHARED}, SHARED, "redis://127.0.0.1:9/2"),
+        (SHARED, {"VIEWFINDER_CACHE": "redis://127.0.0.1:9/5"}, SHARED, "redis://127.0.0.1:9/5"),
+        (SHARED, {"VIEWFINDER_CACHE": "DIR"}, SHARED, "disk"),
+        (None, {"VIEWFINDER_CACHE": "DIR"}, None, "disk"),
+    ],
+    ids=["none", "flag", "env", "cache-env", "cache-apart", "cache-dir", "dir-only"],
+)
+def test_redis_and_the_answer_cache_follow_one_variable(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    flag: str | None,
+    env: dict[str, str],
+    redis: str | None,
+    cache: str,
+) -> None:
+    from viewfinder.engine.redis_cache import RedisCache
+
+    monkeypatch.delenv("VIEWFINDER_REDIS", raising=False)
+    monkeypatch.delenv("VIEWFINDER_CACHE", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, str(tmp_path / "dir") if value == "DIR" else value)
+    result, seen = _serve_cli(
+        monkeypatch, tmp_path, "--no-auth", *(["--redis", flag] if flag else [])
+    )
+    assert result.exit_code == 0, result.output
+    assert seen["settings"].redis == redis
+    answers = _cache_of(seen["settings"])
+    if cache == "disk":
+        assert not isinstance(answers, RedisCache)
+    else:
+        assert isinstance(answers, RedisCache) and answers.url == cache
+    assert "pw-7f3a" not in result.output and "pw-7f3a" not in repr(seen["settings"])
+    if redis is not None:
+        assert "through Redis at redis://127.0.0.1:9/2" in result.output
+
+
+def test_redis_reaches_the_workers_and_the_embedder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from viewfinder.engine.redis_cache import RedisCache
+
+    monkeypatch.delenv("VIEWFINDER_CACHE", raising=False)
+    monkeypatch.setenv("VIEWFINDER_REDIS", SHARED)
+    monkeypatch.setenv("VIEWFINDER_WORKERS", "2")
+    result, seen = _serve_cli(
+        monkeypatch,
+        tmp_path,
+        "--no-auth",
+        "--embed-backend",
+        "infinity",
+        "--embed-base-url",
+        "http://127.0.0.1:9",
+        "--embed-model",
+        "some-model",
+    )
+    assert result.exit_code == 0, result.output
+    embedder = seen["settings"].embedder
+    assert isinstance(embedder.cache, RedisCache) and embedder.cache.url == "redis://127.0.0.1:9/2"
+    embedder.cache.close()
+    embedder.close()
+    # What each worker process rebuilds its settings from:
+    assert json.loads(os.environ[WORKER_ARGS_ENV])["redis"] == SHARED
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("http://user:pw-7f3a@127.0.0.1:9/0", "must be a redis://, rediss:// or unix:// URL"),
+        ("redis://:pw-7f3a@127.0.0.1:port/0", "not a Redis URL redis-py can open"),
+    ],
+)
+def test_a_redis_that_is_not_one_is_refused_redacted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str, error: str
+) -> None:
+    monkeypatch.delenv("VIEWFINDER_CACHE", raising=False)
+    result, seen = _serve_cli(monkeypatch, tmp_path, "--no-auth", "--redis", url)
+    assert result.exit_code == 2 and not seen
+    assert error in result.output and "pw-7f3a" not in result.output
+    with pytest.raises(ConfigurationError, match=error):
+        ServerSettings(no_auth=True, redis=url).validate()
+
+
+def test_redis_without_redis_py_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import viewfinder.engine
+    import viewfinder.engine.redis_link  # loaded, so that removing it below is never a no-op
+
+    monkeypatch.setitem(sys.modules, "redis", None)  # what an install without the extra sees
+    monkeypatch.delitem(sys.modules, "viewfinder.engine.redis_link")
+    monkeypatch.delattr(viewfinder.engine, "redis_link")
+    with pytest.raises(ConfigurationError, match=r"pip install 'viewfinder\[redis\]'"):
+        ServerSettings(no_auth=True, redis=SHARED).validate()

@@ -322,6 +322,22 @@ def test_rpm_limit_rejects_the_third_request_in_the_window() -> None:
     assert sim.pending == 1
 
 
+def test_limits_can_be_stated_per_minute_while_counted_per_window() -> None:
+    with (
+        Simulator(rpm_limit=2, tpm_limit=500, rate_window=6, limits_per_minute=True) as sim,
+        openai.OpenAI(api_key="sk-test", base_url=sim.base_url, max_retries=0) as client,
+    ):
+        sim.script("a", "b", "c")
+        first = client.chat.completions.with_raw_response.create(model="m", messages=MESSAGES)
+        ask(client)
+        with pytest.raises(openai.RateLimitError):
+            ask(client)  # counted per window: 2 in 6 s
+
+    assert first.headers["x-ratelimit-limit-requests"] == "20"  # stated per minute
+    assert first.headers["x-ratelimit-limit-tokens"] == "5000"
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"  # the window's
+
+
 def test_rate_window_frees_slots() -> None:
     with (
         Simulator(rpm_limit=1, rate_window=0.1) as sim,

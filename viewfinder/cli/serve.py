@@ -251,8 +251,9 @@ def serve(
         int,
         typer.Option(
             help=(
-                "Processes sharing the port. Each has its own rate limiter; they share the "
-                "disk cache and the Read store. Default: VIEWFINDER_WORKERS, else 1."
+                "Processes sharing the port. They share the answer cache and the Read "
+                "store; each has its own rate limiter unless --redis shares one (with "
+                "replicas on other hosts too). Default: VIEWFINDER_WORKERS, else 1."
             ),
             min=1,
             envvar="VIEWFINDER_WORKERS",
@@ -283,6 +284,23 @@ def serve(
             metavar="SECONDS",
         ),
     ] = 0.0,
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            "--redis",
+            help=(
+                "Redis URL (redis://[:PASSWORD@]HOST:6379/0) of the state replicas share: "
+                "the Read operations and the rate limit of each model deployment, and the "
+                "answer cache unless VIEWFINDER_CACHE names another. Visible in ps with a "
+                "password: prefer VIEWFINDER_REDIS. Default: VIEWFINDER_REDIS, else "
+                "VIEWFINDER_CACHE when it is a Redis URL."
+            ),
+            envvar="VIEWFINDER_REDIS",
+            metavar="URL",
+            show_default=False,
+            show_envvar=False,
+        ),
+    ] = None,
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
 ) -> None:
@@ -338,7 +356,7 @@ def _settings(args: dict[str, Any], err: Console) -> ServerSettings:
         typer.Exit: A usage error, printed.
     """
     from viewfinder.analyzers.image_analysis import ImageAnalyzer  # the engine: lazily
-    from viewfinder.engine.cache import default_cache_dir
+    from viewfinder.engine.cache import CACHE_ENV, default_cache_dir, is_redis_location
     from viewfinder.prepare.fetch import trusted_hosts  # httpx2 and asyncio: lazily
 
     api_key: list[str] | None = args["api_key"]
@@ -352,6 +370,12 @@ def _settings(args: dict[str, Any], err: Console) -> ServerSettings:
     read_store: Path | None = args["read_store"]
     model: str | None = args["model"]
     base_url: str | None = args["base_url"]
+    # One variable is enough: VIEWFINDER_CACHE=redis://... shares the server state too, and
+    # --redis alone puts the answer cache there as well (a cache named apart stays apart).
+    cache_env = os.environ.get(CACHE_ENV, "").strip()
+    redis = (args["redis"] or "").strip() or (cache_env if is_redis_location(cache_env) else None)
+    cache: str | None = None if cache_env or redis is None else redis
+    redis_cache = cache or (cache_env if is_redis_location(cache_env) else None)
 
     try:
         from viewfinder.compat import server
@@ -410,6 +434,7 @@ def _settings(args: dict[str, Any], err: Console) -> ServerSettings:
             timeout=args["skill_timeout"] or SkillSettings.timeout,
         ),
         shutdown_delay=args["shutdown_delay"],
+        redis=redis,
     )
     try:
         settings.validate()  # before the analyzer: an open server is refused first
@@ -418,16 +443,18 @@ def _settings(args: dict[str, Any], err: Console) -> ServerSettings:
             args["embed_model"],
             args["embed_base_url"],
             args["embed_dimensions"],
+            redis_cache,
         )
+        cached: dict[str, Any] = {} if cache is None else {"cache": cache}
         try:
-            analyzer = ImageAnalyzer(model=model, base_url=base_url)
+            analyzer = ImageAnalyzer(model=model, base_url=base_url, **cached)
         except ConfigurationError:
             if embedder is None or model or base_url:
                 raise
             # Embeddings only (a vectorize-only migration): no model endpoint is needed;
             # the analysis routes get the local engine (what it serves, it serves; other
             # features are left out of the answers), and the startup line says so.
-            analyzer = ImageAnalyzer(engine="local")
+            analyzer = ImageAnalyzer(engine="local", **cached)
     except UserError as exc:
         raise usage_exit(err, str(exc)) from None
     settings = dataclasses.replace(settings, analyzer=analyzer, embedder=embedder)
@@ -452,6 +479,17 @@ def _settings(args: dict[str, Any], err: Console) -> ServerSettings:
         "read with the local extra; the other features are left out of the answers)"
     )
     err.print(Text(f"viewfinder serve: {scheme}://{host}:{port}, {auth}, {models}"), soft_wrap=True)
+    if redis is not None:
+        from viewfinder.prepare.redact import redact_url
+
+        shared = "the answer cache, " if redis_cache == redis else ""
+        err.print(
+            Text(
+                f"shared with other replicas through Redis at {redact_url(redis)}: {shared}"
+                "the Read operations and the rate limits"
+            ),
+            soft_wrap=True,
+        )
     if embedder is None:
         err.print(
             Text(
@@ -490,10 +528,15 @@ def _read_secret_files() -> None:
 
 
 def _embedder(
-    backend: str | None, model: str | None, base_url: str | None, dimensions: int | None
+    backend: str | None,
+    model: str | None,
+    base_url: str | None,
+    dimensions: int | None,
+    redis_cache: str | None = None,
 ) -> Embedder | None:
     """The vectorize routes' embedder from the flags, else `VIEWFINDER_EMBED_*` (read by
-    `resolve_backend`); `None` when neither names a backend (embeddings off).
+    `resolve_backend`); `None` when neither names a backend (embeddings off). It caches
+    vectors only in a Redis answer cache (`redis_cache`), shared like the answers.
 
     Raises:
         UserError: A backend is named but cannot be configured.
@@ -503,8 +546,10 @@ def _embedder(
     if not named and model is None and base_url is None and dimensions is None:
         return None
     from viewfinder.embed import Embedder  # httpx2 and the engine: lazily
+    from viewfinder.engine.cache import open_cache
 
-    return Embedder(backend, model=model, base_url=base_url, dimensions=dimensions)
+    cache = None if redis_cache is None else open_cache(redis_cache)
+    return Embedder(backend, model=model, base_url=base_url, dimensions=dimensions, cache=cache)
 
 
 def _entra_settings(

@@ -151,11 +151,14 @@ from viewfinder.errors import (
     ConfigurationError,
     ImageFetchError,
     ImageSizeError,
+    InvalidOptionError,
     RateLimitError,
     ViewfinderError,
+    import_failure,
 )
 from viewfinder.prepare.fetch import afetch_image
 from viewfinder.prepare.pixel_budget import PixelBudget, budget_scope
+from viewfinder.prepare.redact import redact_url
 from viewfinder.schemas.result import ImageAnalysisResult
 
 if TYPE_CHECKING:  # PyJWT is needed only when Entra ID is configured
@@ -317,7 +320,8 @@ class ServerSettings:
         Raises:
             ConfigurationError: No key, no Entra ID and no `no_auth`; keys or Entra ID
                 with `no_auth`; an empty key; Entra settings that `EntraSettings.validate`
-                refuses; or a non-positive limit.
+                refuses; a non-positive limit; or a `redis` that is not a Redis URL
+                redis-py can read, or without redis-py installed.
         """
         if any(not key.strip() for key in self.api_keys):
             raise ConfigurationError("an API key is empty")
@@ -337,6 +341,29 @@ class ServerSettings:
             raise ConfigurationError("shutdown_delay must be a number >= 0")
         _check_pixel_budget(self.max_decode_pixels, self.decode_wait_seconds)
         self.skill.validate()
+        if self.redis is not None:
+            _check_redis(self.redis)
+
+
+def _check_redis(url: str) -> None:
+    """Refuse a `redis` that is no Redis URL, or when redis-py is missing (before startup,
+    not at the first request); the URL is shown redacted."""
+    try:
+        from viewfinder.engine import redis_link  # redis-py: only when Redis is asked for
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"redis (--redis, VIEWFINDER_REDIS) needs redis-py, which is "
+            f"{import_failure('redis', exc)}"
+        ) from None
+    if not redis_link.is_redis_url(url):
+        raise ConfigurationError(
+            f"redis (--redis, VIEWFINDER_REDIS) must be a redis://, rediss:// or unix:// URL, "
+            f"not {redact_url(url)!r}"
+        )
+    try:
+        redis_link.connect(url).close()  # an unreadable URL is refused now (nothing is sent)
+    except InvalidOptionError as exc:
+        raise ConfigurationError(f"redis (--redis, VIEWFINDER_REDIS): {exc}") from None
 
 
 # --- the pixel budget -----------------------------------------------------------------

@@ -48,6 +48,7 @@ __all__ = [
     "AnswerCache",
     "ResponseCache",
     "default_cache_dir",
+    "is_redis_location",
     "open_cache",
     "request_key",
 ]
@@ -113,7 +114,7 @@ def open_cache(
     """
     if location is None:
         location = os.environ.get(CACHE_ENV, "").strip() or None
-    if isinstance(location, str) and location.strip().lower().startswith(_REDIS_SCHEMES):
+    if isinstance(location, str) and is_redis_location(location):
         try:
             from viewfinder.engine.redis_cache import RedisCache
         except ImportError as exc:
@@ -122,6 +123,12 @@ def open_cache(
             ) from exc
         return RedisCache(location.strip(), ttl=ttl)
     return ResponseCache(location, ttl=ttl, size_limit=size_limit)
+
+
+def is_redis_location(location: str) -> bool:
+    """Whether `open_cache(location)` opens Redis rather than a directory (no redis-py
+    needed to ask: `viewfinder serve` decides its defaults with it)."""
+    return location.strip().lower().startswith(_REDIS_SCHEMES)
 
 
 def default_cache_dir() -> Path:

@@ -57,6 +57,11 @@ def _format_reset(seconds: float) -> str:
     return f"{int(minutes)}m{rest_text}s" if minutes else f"{rest_text}s"
 
 
+def _stated(limit: float) -> str:
+    """A limit as a header states it: a whole number without a decimal point."""
+    return str(int(limit)) if limit == int(limit) else str(limit)
+
+
 class ChatCompletions:
     """Mixin: answers chat completions through the script, behind the rate limiter.
 
@@ -71,6 +76,7 @@ class ChatCompletions:
     default: Callable[[dict[str, Any]], ReplyLike] | None
     model_name: str | None
     rate_window: float
+    limits_per_minute: bool
     requests: list[dict[str, Any]]
     headers_seen: list[dict[str, str]]
     _lock: threading.Lock
@@ -110,17 +116,22 @@ class ChatCompletions:
             self._window_tokens -= self._window.popleft()[1]
 
     def _ratelimit_headers(self, now: float) -> dict[str, str]:
-        """``x-ratelimit-*`` headers for the current window; caller holds the lock."""
+        """``x-ratelimit-*`` headers for the current window; caller holds the lock.
+
+        The limits are stated per window, or per minute with ``limits_per_minute``; what
+        remains and when it resets are always the window's.
+        """
         headers: dict[str, str] = {}
         reset = _format_reset(self._window[-1][0] + self.rate_window - now if self._window else 0)
+        scale = 60.0 / self.rate_window if self.limits_per_minute else 1.0
         if self.rpm_limit is not None:
-            headers["x-ratelimit-limit-requests"] = str(self.rpm_limit)
+            headers["x-ratelimit-limit-requests"] = _stated(self.rpm_limit * scale)
             headers["x-ratelimit-remaining-requests"] = str(
                 max(0, self.rpm_limit - len(self._window))
             )
             headers["x-ratelimit-reset-requests"] = reset
         if self.tpm_limit is not None:
-            headers["x-ratelimit-limit-tokens"] = str(self.tpm_limit)
+            headers["x-ratelimit-limit-tokens"] = _stated(self.tpm_limit * scale)
             headers["x-ratelimit-remaining-tokens"] = str(
                 max(0, self.tpm_limit - self._window_tokens)
             )

@@ -196,6 +196,14 @@ class Simulator(ChatCompletions, FilesAndBatches, Embeddings):
             ``model`` (or the Azure deployment name).
         rate_window: Length in seconds of the rate-limit window (60 like the
             real service; shorter values let tests watch slots free up).
+        limits_per_minute: State the limits in ``x-ratelimit-limit-*`` per minute
+            (``rpm_limit x 60 / rate_window``), as real services do, while counting them
+            per ``rate_window``: a client that learns its pace from the header then
+            paces at the window's rate, so a window scaled down for speed needs no
+            scaling on the client's side (a process of its own, such as
+            ``viewfinder serve``, cannot be given one). This is the scripted server's
+            choice, not a real service's behaviour; the ``remaining`` and ``reset``
+            headers stay the window's. Off (the default): stated per window.
         batch_polls: Retrieves of a batch before it reaches its final status
             (the first one moves it to ``in_progress``); at least 1.
 
@@ -224,6 +232,7 @@ class Simulator(ChatCompletions, FilesAndBatches, Embeddings):
         model_name: str | None = None,
         rate_window: float = 60.0,
         batch_polls: int = 2,
+        limits_per_minute: bool = False,
     ) -> None:
         for name, limit in (
             ("max_concurrency", max_concurrency),
@@ -245,6 +254,7 @@ class Simulator(ChatCompletions, FilesAndBatches, Embeddings):
         self.default = default
         self.model_name = model_name
         self.rate_window = rate_window
+        self.limits_per_minute = limits_per_minute
         self.batch_polls = batch_polls
         self.requests: list[dict[str, Any]] = []
         self.headers_seen: list[dict[str, str]] = []
