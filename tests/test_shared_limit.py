@@ -115,6 +115,26 @@ def test_a_429_seen_by_one_pauses_the_other(redis_url: str) -> None:
         limiter.close()
 
 
+def test_with_no_limit_known_the_rate_cut_is_of_the_rate_both_sent(redis_url: str) -> None:
+    """The first 429 with no limit known halves the rate measured over all holders, then
+    quiet periods bring it back."""
+    time = FakeTime()
+    first, second = (_limiter(redis_url, time) for _ in range(2))
+    for limiter in (first, second, first, second):  # one request a second, two processes
+        limiter.acquire()
+        limiter.observe(200, {})
+        time.now += 1
+    time.now -= 1
+    second.observe(429, {"retry-after": "0"})
+    stats = first.stats
+    assert stats.rpm_limit == pytest.approx(80)  # 4 grants over 3 s, whoever sent them
+    assert stats.factor == 0.5 and stats.rpm == pytest.approx(40)
+    time.now += 10  # one quiet recovery period
+    assert first.stats.factor == pytest.approx(0.6)
+    for limiter in (first, second):
+        limiter.close()
+
+
 def test_a_pause_during_the_wait_makes_the_sleeper_queue_again(redis_url: str) -> None:
     """A caller sleeping toward its slot while another process sees a 429 books again."""
     time = FakeTime()

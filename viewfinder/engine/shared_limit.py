@@ -70,6 +70,7 @@ TTL_SECONDS = 3600.0
 """A deployment's state expires this long after its last use."""
 
 _PRELUDE = """
+if redis.replicate_commands then redis.replicate_commands() end -- TIME, then writes (Redis < 5)
 local function num(v)
   if v == nil or v == '' or v == false then return nil end
   return tonumber(v)
@@ -259,7 +260,10 @@ class SharedRateLimiter(RateLimiter):
     """A `RateLimiter` whose budget lives in Redis, shared by every holder of one deployment.
 
     Same settings, `Gate` protocol, `stats` and `paused_for` as `RateLimiter` (module
-    docstring: what is shared and what stays per process).
+    docstring: what is shared and what stays per process). Each booking, report and
+    `stats` is one round trip to Redis in the caller's thread, from `aacquire` too (as the
+    Redis answer cache's are): microseconds on a nearby Redis, at most the connect
+    timeout once per retry interval when it is down.
 
     Args:
         url: The Redis URL (`redis://host:6379/0`); its password is never shown.
