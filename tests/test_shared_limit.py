@@ -33,6 +33,7 @@ from viewfinder.engine.shared_limit import (
     deployment_id,
     shared_limiter,
 )
+from viewfinder.errors import InvalidOptionError
 from viewfinder.testing.simulator import Reply, Simulator
 
 SECRET = "s3cret-Pa55"
@@ -288,6 +289,11 @@ def test_shared_limiter_names_the_deployment(redis_url: str) -> None:
     limiter = shared_limiter(redis_url, "http://127.0.0.1:1/v1/", "m", rpm=60)
     assert limiter.key == KEY_PREFIX + deployment_id("http://127.0.0.1:1/v1", "m")
     limiter.close()
+    with pytest.raises(InvalidOptionError, match="ttl"):
+        shared_limiter(redis_url, "http://127.0.0.1:1/v1", "m", ttl=0)
+    with pytest.raises(InvalidOptionError) as caught:
+        shared_limiter(f"redis://:{SECRET}@127.0.0.1:port/0", "http://127.0.0.1:1/v1", "m")
+    assert SECRET not in str(caught.value)
 
 
 def test_two_serve_replicas_share_one_pause(

@@ -58,6 +58,7 @@ from viewfinder.engine.ratelimit import (
 )
 from viewfinder.engine.redis_link import RETRY_INTERVAL, Outage, connect
 from viewfinder.engine.retry import parse_retry_after
+from viewfinder.errors import InvalidOptionError
 
 __all__ = ["KEY_PREFIX", "SharedRateLimiter", "deployment_id", "shared_limiter"]
 
@@ -293,6 +294,8 @@ class SharedRateLimiter(RateLimiter):
         **options: Any,
     ) -> None:
         super().__init__(rpm, tpm, **options)
+        if not (math.isfinite(ttl) and ttl > 0):
+            raise InvalidOptionError(f"ttl must be a positive number, not {ttl!r}")
         self._client = connect(url)
         self._key = KEY_PREFIX + deployment
         self._keys = [self._key, self._key + ":recent"]
