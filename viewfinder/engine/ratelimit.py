@@ -63,7 +63,7 @@ from dataclasses import dataclass
 from viewfinder.engine.retry import parse_retry_after
 from viewfinder.errors import InvalidOptionError, RateLimitError
 
-__all__ = ["RateLimiter", "RateLimiterStats", "parse_duration"]
+__all__ = ["RateLimiter", "RateLimiterStats", "budget_left", "header_number", "parse_duration"]
 
 _MINUTE = 60.0
 _RECENT = 4096
@@ -90,7 +90,8 @@ def parse_duration(text: str | None) -> float | None:
     return value if math.isfinite(value) and value >= 0 else None
 
 
-def _number(headers: Mapping[str, str], name: str) -> float | None:
+def header_number(headers: Mapping[str, str], name: str) -> float | None:
+    """The finite, non-negative number in header `name` (lower-cased names), else None."""
     raw = headers.get(name)
     if raw is None:
         return None
@@ -503,18 +504,18 @@ class RateLimiter:
 
     def _learn(self, headers: Mapping[str, str], now: float) -> None:
         """Limits and exhausted budgets from `x-ratelimit-*` headers (lock held)."""
-        limit_requests = _number(headers, "x-ratelimit-limit-requests")
-        limit_tokens = _number(headers, "x-ratelimit-limit-tokens")
+        limit_requests = header_number(headers, "x-ratelimit-limit-requests")
+        limit_tokens = header_number(headers, "x-ratelimit-limit-tokens")
         if limit_requests:
             self._learned_rpm, self._measured_rpm = limit_requests, None
         if limit_tokens:
             self._learned_tpm, self._measured_rpm = limit_tokens, None
         rpm_limit, tpm_limit = self._limits()
-        remaining = _number(headers, "x-ratelimit-remaining-requests")
+        remaining = header_number(headers, "x-ratelimit-remaining-requests")
         if remaining is not None and remaining < 1:
             slot = None if rpm_limit is None else _MINUTE / rpm_limit
             self._hold(now, parse_duration(headers.get("x-ratelimit-reset-requests")), slot)
-        remaining = _number(headers, "x-ratelimit-remaining-tokens")
+        remaining = header_number(headers, "x-ratelimit-remaining-tokens")
         if remaining is not None and remaining < max(1.0, self._mean_tokens()):
             needed = max(1.0, self._mean_tokens())
             slot = None if tpm_limit is None else needed * _MINUTE / tpm_limit
@@ -534,7 +535,7 @@ class RateLimiter:
             delay = self._backoff
             self._backoff = min(self._backoff * 2, self._max_pause)
         self._pause(now + min(delay, self._max_pause))
-        if _budget_left(headers):
+        if budget_left(headers):
             return  # refused for another reason than our pace: pause, but keep the rate
         self._quiet_since = now
         if now - self._last_cut < self._cooldown:
@@ -591,11 +592,11 @@ def _scaled(value: float | None, factor: float) -> float | None:
     return None if value is None else value * factor
 
 
-def _budget_left(headers: Mapping[str, str]) -> bool:
+def budget_left(headers: Mapping[str, str]) -> bool:
     """Whether a 429's headers say both budgets still had room (absent: unknown, no)."""
     left = [
-        _number(headers, "x-ratelimit-remaining-requests"),
-        _number(headers, "x-ratelimit-remaining-tokens"),
+        header_number(headers, "x-ratelimit-remaining-requests"),
+        header_number(headers, "x-ratelimit-remaining-tokens"),
     ]
     known = [value for value in left if value is not None]
     return bool(known) and all(value >= 1 for value in known)

@@ -52,8 +52,8 @@ from urllib.parse import urlsplit
 from viewfinder.engine.ratelimit import (
     RateLimiter,
     RateLimiterStats,
-    _budget_left,
-    _number,
+    budget_left,
+    header_number,
     parse_duration,
 )
 from viewfinder.engine.redis_link import RETRY_INTERVAL, Outage, connect
@@ -373,15 +373,15 @@ class SharedRateLimiter(RateLimiter):
         args = [
             *self._common(),
             kind,
-            _arg(_number(headers, "x-ratelimit-limit-requests")),
-            _arg(_number(headers, "x-ratelimit-limit-tokens")),
-            _arg(_number(headers, "x-ratelimit-remaining-requests")),
+            _arg(header_number(headers, "x-ratelimit-limit-requests")),
+            _arg(header_number(headers, "x-ratelimit-limit-tokens")),
+            _arg(header_number(headers, "x-ratelimit-remaining-requests")),
             _arg(parse_duration(headers.get("x-ratelimit-reset-requests"))),
-            _arg(_number(headers, "x-ratelimit-remaining-tokens")),
+            _arg(header_number(headers, "x-ratelimit-remaining-tokens")),
             _arg(parse_duration(headers.get("x-ratelimit-reset-tokens"))),
             repr(mean),
             _arg(parse_retry_after(headers)),
-            "1" if _budget_left(headers) else "",
+            "1" if budget_left(headers) else "",
             repr(self._decrease),
             repr(self._min_factor),
             repr(self._cooldown),
