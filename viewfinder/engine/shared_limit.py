@@ -263,8 +263,8 @@ class SharedRateLimiter(RateLimiter):
     Same settings, `Gate` protocol, `stats` and `paused_for` as `RateLimiter` (module
     docstring: what is shared and what stays per process). Each booking, report and
     `stats` is one round trip to Redis in the caller's thread, from `aacquire` too (as the
-    Redis answer cache's are): microseconds on a nearby Redis, at most the connect
-    timeout once per retry interval when it is down.
+    Redis answer cache's are): a fraction of a millisecond on a nearby Redis, at most the
+    connect timeout once per retry interval when it is down.
 
     Args:
         url: The Redis URL (`redis://host:6379/0`); its password is never shown.
