@@ -37,7 +37,9 @@ requests in flight within `graceful_timeout` seconds, then stops (Read operation
 running are marked failed) and the process exits 0.
 
 Throttling: all requests share one `viewfinder.engine.ratelimit.RateLimiter`, so a 429 from
-the model endpoint pauses every request of the process. The server does not sit in
+the model endpoint pauses every request of the process; with `ServerSettings.redis`, one
+`viewfinder.engine.shared_limit.SharedRateLimiter` budget per model deployment is shared by
+every replica and worker, so a 429 seen by one pauses all. The server does not sit in
 retries: each model request gets one attempt (`SERVER_RETRY`), a throttled endpoint
 is answered 429 and an unavailable one 503, both with `Retry-After`, and a request
 that would wait longer than `ServerSettings.max_queue_seconds` for the limiter is
@@ -559,6 +561,7 @@ class _Analyzers:
         self._options = dict(settings.analyzer_options)
         self._retry = settings.retry
         self._max_wait = settings.max_queue_seconds
+        self._redis = settings.redis
         self.limiter: RateLimiter | None = None
         """The analyzer's rate limiter, when it is a `RateLimiter` (for `Retry-After`)."""
         self._analyzer = None if settings.analyzer is None else self._adopt(settings.analyzer)
@@ -569,14 +572,16 @@ class _Analyzers:
         return self._analyzer
 
     def _adopt(self, analyzer: ImageAnalyzer) -> ImageAnalyzer:
-        """Set the retry policy, and a shared `RateLimiter` unless it has a gate."""
+        """Set the retry policy, and a shared `RateLimiter` unless it has a gate (shared
+        with the other replicas through Redis when `ServerSettings.redis` is set)."""
         if not analyzer.has_endpoint:
             return analyzer  # the local engine: no model calls to pace
         engine = analyzer.engine
         if self._retry is not None:
             engine.retry = self._retry
         if engine.gate is None:
-            engine.gate = RateLimiter(max_wait=self._max_wait)
+            provider = engine.provider
+            engine.gate = _limiter(self._redis, provider.endpoint, provider.model, self._max_wait)
         if isinstance(engine.gate, RateLimiter):
             self.limiter = engine.gate
         return analyzer
@@ -604,8 +609,21 @@ def _adopt_embedder(settings: ServerSettings) -> Embedder | None:
         embedder.retry = settings.retry
     embedder.limits = vectorize.retrieval_limits(settings.max_body_bytes)
     if embedder.rate_limiter is None:
-        embedder.rate_limiter = RateLimiter(max_wait=settings.max_queue_seconds)
+        backend = embedder.backend
+        embedder.rate_limiter = _limiter(
+            settings.redis, backend.base_url, backend.model, settings.max_queue_seconds
+        )
     return embedder
+
+
+def _limiter(redis: str | None, endpoint: str, model: str, max_wait: float) -> RateLimiter:
+    """The rate limiter the server gives a deployment: this process's own, or with `redis`
+    one budget shared by every replica (`viewfinder.engine.shared_limit`)."""
+    if redis is None:
+        return RateLimiter(max_wait=max_wait)
+    from viewfinder.engine.shared_limit import shared_limiter
+
+    return shared_limiter(redis, endpoint, model, max_wait=max_wait)
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
@@ -926,7 +944,7 @@ def run(
         ssl_keyfile: PEM private key for `ssl_certfile`.
         workers: Processes sharing the port (uvicorn's workers). Each has its own
             analyzer and rate limiter; they share only what lives on disk (the answer
-            cache, the Read store).
+            cache, the Read store), or in Redis (`ServerSettings.redis`: the rate budget).
         app_factory: With `workers` > 1: `"module:function"` that each worker calls to
             build its app (`settings` cannot cross into a new process: it holds clients);
             `settings` are then only checked here, and their analyzer and embedder

@@ -63,7 +63,7 @@ from dataclasses import dataclass
 from viewfinder.engine.retry import parse_retry_after
 from viewfinder.errors import InvalidOptionError, RateLimitError
 
-__all__ = ["RateLimiter", "RateLimiterStats", "parse_duration"]
+__all__ = ["RateLimiter", "RateLimiterStats", "budget_left", "header_number", "parse_duration"]
 
 _MINUTE = 60.0
 _RECENT = 4096
@@ -90,7 +90,8 @@ def parse_duration(text: str | None) -> float | None:
     return value if math.isfinite(value) and value >= 0 else None
 
 
-def _number(headers: Mapping[str, str], name: str) -> float | None:
+def header_number(headers: Mapping[str, str], name: str) -> float | None:
+    """The finite, non-negative number in header `name` (lower-cased names), else None."""
     raw = headers.get(name)
     if raw is None:
         return None
@@ -282,15 +283,8 @@ class RateLimiter:
         lowered = {name.lower(): value for name, value in headers.items()}
         with self._lock:
             now = self._clock()
-            in_flight = self._in_flight  # this attempt included
-            self._in_flight = max(0, self._in_flight - 1)
-            self._learn(lowered, now)
-            if status == 429 and self._concurrency_signal(lowered, in_flight):
-                self._on_concurrency_limited(in_flight, now)
-            elif status == 429:
-                self._on_rate_limited(lowered, now)
-            elif status is not None and status < 400:
-                self._backoff = self._initial_backoff
+            if not self._end_attempt(status, lowered, now):
+                self._adapt(status, lowered, now)
             self._recover(now)
             self._wake()
 
@@ -335,7 +329,7 @@ class RateLimiter:
 
     def __repr__(self) -> str:
         s = self.stats
-        return f"RateLimiter(rpm={s.rpm}, tpm={s.tpm}, factor={s.factor:.2f})"
+        return f"{type(self).__name__}(rpm={s.rpm}, tpm={s.tpm}, factor={s.factor:.2f})"
 
     # --- internals (callers hold the lock where noted) -------------------------------------
 
@@ -343,7 +337,7 @@ class RateLimiter:
         """The clock time past which a caller entering now is refused (`max_wait`)."""
         return None if self._max_wait is None else self._clock() + self._max_wait
 
-    def _reserve(self, tokens: int, deadline: float | None) -> tuple[float, int]:
+    def _reserve(self, tokens: int, deadline: float | None) -> tuple[float, object]:
         """Book the earliest slot for one request; returns its time and the pause epoch.
 
         Raises:
@@ -361,13 +355,7 @@ class RateLimiter:
             if paced_tokens:
                 at = max(at, self._next_tokens)
             if deadline is not None and at > deadline:
-                self._refused += 1
-                raise RateLimitError(
-                    f"the rate limiter would hold this request {at - now:.2f} s, longer than "
-                    f"max_wait ({self._max_wait} s): not sent",
-                    attempts=0,
-                    retry_after=at - now,
-                )
+                raise self._refuse(at - now)
             if tokens > 0:
                 self._token_total += tokens
                 self._token_count += 1
@@ -377,11 +365,27 @@ class RateLimiter:
                 self._next_tokens = at + cost * _MINUTE / (tpm_limit * self._factor)
             return at, self._epoch
 
-    def _granted(self, epoch: int, slept: float) -> bool:
+    def _refuse(self, wait: float) -> RateLimitError:
+        """The error for a caller whose slot is `wait` s away, past `max_wait` (lock held)."""
+        self._refused += 1
+        return RateLimitError(
+            f"the rate limiter would hold this request {wait:.2f} s, longer than "
+            f"max_wait ({self._max_wait} s): not sent",
+            attempts=0,
+            retry_after=wait,
+        )
+
+    def _pause_began(self, epoch: object) -> bool:
+        """Whether a pause began since `_reserve` handed out `epoch` (it erased the booking)."""
+        with self._lock:
+            return self._epoch != epoch
+
+    def _granted(self, epoch: object, slept: float) -> bool:
         """After waiting: go, unless a pause began meanwhile (it erased the booking)."""
+        paused = self._pause_began(epoch)
         with self._lock:
             self._waited += max(slept, 0.0)
-            if self._epoch != epoch:
+            if paused:
                 return False
             if not self._has_room():
                 return False  # another caller took the last slot: wait for the next
@@ -446,6 +450,24 @@ class RateLimiter:
             loop.call_soon_threadsafe(_resolve, woken)
         self._room_futures.clear()
 
+    def _end_attempt(self, status: int | None, headers: Mapping[str, str], now: float) -> bool:
+        """One attempt in flight ended; True if its 429 was a concurrency signal, handled
+        here (lock held). `headers` are lower-cased."""
+        in_flight = self._in_flight  # this attempt included
+        self._in_flight = max(0, self._in_flight - 1)
+        if status == 429 and self._concurrency_signal(headers, in_flight):
+            self._on_concurrency_limited(in_flight, now)
+            return True
+        return False
+
+    def _adapt(self, status: int | None, headers: Mapping[str, str], now: float) -> None:
+        """The budget learns from a response: limits, exhausted budgets, a 429 (lock held)."""
+        self._learn(headers, now)
+        if status == 429:
+            self._on_rate_limited(headers, now)
+        elif status is not None and status < 400:
+            self._backoff = self._initial_backoff
+
     def _concurrency_signal(self, headers: Mapping[str, str], in_flight: int) -> bool:
         """Whether a 429 says "too many at once" rather than "too fast" (lock held).
 
@@ -482,18 +504,18 @@ class RateLimiter:
 
     def _learn(self, headers: Mapping[str, str], now: float) -> None:
         """Limits and exhausted budgets from `x-ratelimit-*` headers (lock held)."""
-        limit_requests = _number(headers, "x-ratelimit-limit-requests")
-        limit_tokens = _number(headers, "x-ratelimit-limit-tokens")
+        limit_requests = header_number(headers, "x-ratelimit-limit-requests")
+        limit_tokens = header_number(headers, "x-ratelimit-limit-tokens")
         if limit_requests:
             self._learned_rpm, self._measured_rpm = limit_requests, None
         if limit_tokens:
             self._learned_tpm, self._measured_rpm = limit_tokens, None
         rpm_limit, tpm_limit = self._limits()
-        remaining = _number(headers, "x-ratelimit-remaining-requests")
+        remaining = header_number(headers, "x-ratelimit-remaining-requests")
         if remaining is not None and remaining < 1:
             slot = None if rpm_limit is None else _MINUTE / rpm_limit
             self._hold(now, parse_duration(headers.get("x-ratelimit-reset-requests")), slot)
-        remaining = _number(headers, "x-ratelimit-remaining-tokens")
+        remaining = header_number(headers, "x-ratelimit-remaining-tokens")
         if remaining is not None and remaining < max(1.0, self._mean_tokens()):
             needed = max(1.0, self._mean_tokens())
             slot = None if tpm_limit is None else needed * _MINUTE / tpm_limit
@@ -513,7 +535,7 @@ class RateLimiter:
             delay = self._backoff
             self._backoff = min(self._backoff * 2, self._max_pause)
         self._pause(now + min(delay, self._max_pause))
-        if _budget_left(headers):
+        if budget_left(headers):
             return  # refused for another reason than our pace: pause, but keep the rate
         self._quiet_since = now
         if now - self._last_cut < self._cooldown:
@@ -570,11 +592,11 @@ def _scaled(value: float | None, factor: float) -> float | None:
     return None if value is None else value * factor
 
 
-def _budget_left(headers: Mapping[str, str]) -> bool:
+def budget_left(headers: Mapping[str, str]) -> bool:
     """Whether a 429's headers say both budgets still had room (absent: unknown, no)."""
     left = [
-        _number(headers, "x-ratelimit-remaining-requests"),
-        _number(headers, "x-ratelimit-remaining-tokens"),
+        header_number(headers, "x-ratelimit-remaining-requests"),
+        header_number(headers, "x-ratelimit-remaining-tokens"),
     ]
     known = [value for value in left if value is not None]
     return bool(known) and all(value >= 1 for value in known)
