@@ -484,3 +484,51 @@ def test_ctrl_c_stops_between_lines_says_how_far_and_exits_130_and_a_rerun_resum
     assert resumed.exit_code == 0, resumed.output
     assert "4 ok, 0 failed, 0 cached, 2 skipped (already done)" in resumed.stderr
     assert len(lines(out)) == 6
+
+
+def test_hosts_sharing_a_redis_share_the_answer_cache_and_one_rate_limit(
+    runner: CliRunner,
+    app: typer.Typer,
+    sim: Simulator,
+    photos: Path,
+    tmp_path: Path,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`--redis URL` (no VIEWFINDER_CACHE): the answers go to that Redis, so a host re-running
+    what another host's shard did pays nothing, and the run is paced by the deployment's
+    shared budget (its hash is in Redis), as `viewfinder serve --redis` replicas are."""
+    import redis
+
+    from viewfinder.engine.shared_limit import KEY_PREFIX
+
+    monkeypatch.delenv("VIEWFINDER_CACHE", raising=False)
+    monkeypatch.delenv("VIEWFINDER_REDIS", raising=False)
+    common = ["-f", "caption", "--base-url", sim.base_url, "--redis", redis_url]
+    first = ["batch", str(photos), "--out", str(tmp_path / "host-1.jsonl"), "--shard", "1/2"]
+    result = runner.invoke(app, [*first, *common])
+    assert result.exit_code == 0, result.output
+    done_on_host_1 = sim.stats.total
+    assert len(lines(tmp_path / "host-1.jsonl")) == done_on_host_1
+
+    whole = ["batch", str(photos), "--out", str(tmp_path / "host-2.jsonl")]
+    monkeypatch.setenv("VIEWFINDER_CACHE_DIR", str(tmp_path / "host-2-cache"))  # another disk
+    result = runner.invoke(app, [*whole, *common])
+    assert result.exit_code == 0, result.output
+    assert sim.stats.total == 6  # only the images shard 1 did not have were sent
+    assert f"6 ok, 0 failed, {done_on_host_1} cached" in result.stderr
+    with redis.Redis.from_url(redis_url) as client:
+        assert client.keys("viewfinder:answer:*")  # in Redis, not in either host's directory
+        budgets = {key for key in client.keys(KEY_PREFIX + "*") if not key.endswith(b":recent")}
+        assert len(budgets) == 1  # both hosts paced by one deployment's budget
+
+
+def test_a_bad_redis_url_is_a_usage_error_without_its_password(
+    runner: CliRunner, app: typer.Typer, sim: Simulator, photos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    bad = "http://:s3cret-pass@127.0.0.1:1/0"
+    result = runner.invoke(app, [*args(sim, photos, out), "--redis", bad])
+    assert result.exit_code == 2, result.output
+    assert "Redis URL" in result.stderr and "s3cret-pass" not in result.output
+    assert sim.stats.total == 0 and not out.exists()

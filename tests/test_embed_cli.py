@@ -347,3 +347,30 @@ def test_the_local_backend_embeds_a_collection_and_answers_a_query(
     rows = [line.split("\t") for line in ranked.stdout.splitlines()]
     assert len(rows) == 3 and all(-1.0 <= float(score) <= 1.0 for score, _ in rows)
     assert [float(score) for score, _ in rows] == sorted((float(s) for s, _ in rows), reverse=True)
+
+
+def test_redis_gives_the_hosts_of_a_job_one_cache_and_one_rate_limit(
+    runner: CliRunner,
+    app: typer.Typer,
+    sim: Simulator,
+    photos: Path,
+    tmp_path: Path,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`--redis URL` without `--cache`: vectors cached in that Redis, paced by the
+    deployment's shared budget, as `viewfinder batch --redis` does for analyses."""
+    import redis
+
+    from viewfinder.engine.shared_limit import KEY_PREFIX
+
+    monkeypatch.delenv("VIEWFINDER_CACHE", raising=False)
+    monkeypatch.delenv("VIEWFINDER_REDIS", raising=False)
+    for host in ("a", "b"):
+        out = str(tmp_path / f"{host}.jsonl")
+        result = runner.invoke(app, cohere(sim, str(photos), "--out", out, "--redis", redis_url))
+        assert result.exit_code == 0, result.output
+    assert "5 ok, 0 failed, 5 cached" in result.output  # the second host paid nothing
+    with redis.Redis.from_url(redis_url) as client:
+        budgets = {key for key in client.keys(KEY_PREFIX + "*") if not key.endswith(b":recent")}
+        assert len(budgets) == 1

@@ -94,10 +94,13 @@ from viewfinder.cli.options import (
     ProgressOption,
     ReadGeometryChoice,
     ReadGeometryOption,
+    RedisOption,
     RpmOption,
     allow_hosts_of,
     features_callback,
     features_of,
+    rate_limiter,
+    shared_redis,
     usage_exit,
 )
 from viewfinder.cli.progress import (
@@ -516,6 +519,7 @@ def batch(
     box_convention: BoxConventionOption = None,
     read_geometry: ReadGeometryOption = ReadGeometryChoice.MODEL,
     shard: ShardOption = None,
+    redis: RedisOption = None,
 ) -> None:
     """Analyse many images into a JSON Lines file; re-run to resume or retry failures.
 
@@ -526,21 +530,23 @@ def batch(
     from viewfinder.analyzers.image_analysis import ImageAnalyzer
     from viewfinder.batch.locks import WriterLock  # filelock, socket: when the command runs
     from viewfinder.engine.budget import Budget
-    from viewfinder.engine.ratelimit import RateLimiter
 
     err = Console(stderr=True, highlight=False)
 
     try:
         sources = sharded([classify_source(argument) for argument in inputs], shard)
+        shared, shared_cache = shared_redis(redis)
         analyzer = ImageAnalyzer(
             model=model,
             base_url=base_url,
-            cache=not no_cache,
+            cache=False if no_cache else shared_cache or True,
             allow_hosts=allow_hosts_of(allow_host),
             answer_format=answer_format.value,
             box_convention=box_convention,
             read_geometry=read_geometry.value,
         )
+        endpoint = analyzer.engine.provider.endpoint if analyzer.has_endpoint else None
+        limiter = rate_limiter(shared, endpoint, analyzer.model, rpm, tpm)
     except UserError as exc:
         raise usage_exit(err, str(exc)) from None
     lock = WriterLock(out, hint="wait for it or choose another --out")
@@ -560,6 +566,7 @@ def batch(
     except (UserError, OSError) as exc:
         lock.release()
         analyzer.close()
+        limiter.close()
         raise usage_exit(err, str(exc)) from None
 
     counts = _Counts()
@@ -604,6 +611,7 @@ def batch(
         finally:
             writer.close()
             analyzer.close()
+            limiter.close()
             lock.release()
         raise typer.Exit(EXIT_IMAGE_FAILED if failed else EXIT_OK)
 
@@ -612,6 +620,7 @@ def batch(
     except KeyboardInterrupt:
         writer.close()
         analyzer.close()
+        limiter.close()
         lock.release()
         err.print(Text("interrupted while counting the inputs; nothing was analysed"))
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -622,7 +631,7 @@ def batch(
             pending(),
             features_of(features),
             concurrency=concurrency,
-            rate_limiter=RateLimiter(rpm, tpm),
+            rate_limiter=limiter,
             budget=budget,
         ) as run:
 
@@ -645,6 +654,7 @@ def batch(
     finally:
         writer.close()
         analyzer.close()
+        limiter.close()
         lock.release()
     err.print(Text(_summary_text(summary, counts, torn)), soft_wrap=True)
     if interrupted:

@@ -71,7 +71,11 @@ from viewfinder.cli.options import (
     EXIT_USAGE,
     ProgressEveryOption,
     ProgressOption,
+    RedisOption,
     RpmOption,
+    rate_limiter,
+    redis_answer_cache,
+    shared_redis,
     usage_exit,
 )
 from viewfinder.cli.progress import (
@@ -329,6 +333,7 @@ def embed(
     progress: ProgressOption = True,
     progress_every: ProgressEveryOption = DEFAULT_INTERVAL,
     shard: ShardOption = None,
+    redis: RedisOption = None,
 ) -> None:
     """Embed many images into a JSON Lines file; re-run to resume or retry failures.
 
@@ -394,7 +399,7 @@ def embed(
     try:
         sources = _sources(inputs, shard)
         embedder = _embedder(
-            backend, model, base_url, api_key_env, dimensions, cache, max_dollars, rpm
+            backend, model, base_url, api_key_env, dimensions, cache, max_dollars, rpm, redis
         )
     except UserError as exc:
         raise usage_exit(err, str(exc)) from None
@@ -471,35 +476,50 @@ def _embedder(
     cache: str | None,
     max_dollars: float | None,
     rpm: int | None,
+    redis: str | None = None,
 ) -> Embedder:
-    """The `Embedder` the options describe (the environment fills the rest)."""
+    """The `Embedder` the options describe (the environment fills the rest). With a shared
+    Redis (`--redis`, see `shared_redis`) its rate limit is the deployment's shared one,
+    and without `--cache` it caches in the Redis answer cache, as `serve` does.
+
+    Raises:
+        UserError: An option that cannot work (an unset key variable, a bad Redis URL...).
+    """
     from viewfinder.embed.embedder import Embedder
     from viewfinder.embed.pricing import EmbeddingBudget
     from viewfinder.engine.cache import open_cache
-    from viewfinder.engine.ratelimit import RateLimiter
 
     api_key = None
     if api_key_env is not None:
         api_key = os.environ.get(api_key_env)
         if not api_key:
             raise InvalidOptionError(f"--api-key-env: {api_key_env} is not set")
-    return Embedder(
+    shared, shared_cache = shared_redis(redis)
+    if cache is None and shared is not None:
+        cache = redis_answer_cache(shared_cache)
+    embedder = Embedder(
         backend,
         model=model,
         base_url=base_url,
         api_key=api_key,
         dimensions=dimensions,
         cache=open_cache(cache) if cache is not None else None,
-        rate_limiter=RateLimiter(rpm) if rpm is not None else None,
         budget=EmbeddingBudget(max_dollars=max_dollars) if max_dollars is not None else None,
     )
+    if rpm is not None or shared is not None:
+        backend_ = embedder.backend
+        embedder.rate_limiter = rate_limiter(shared, backend_.base_url, backend_.model, rpm)
+    return embedder
 
 
 def _close(embedder: Embedder) -> None:
-    """Close the embedder and the cache `_embedder` opened for it (a Redis connection)."""
+    """Close the embedder, and the cache and rate limiter `_embedder` made for it (Redis
+    connections)."""
     embedder.close()
     if embedder.cache is not None:
         embedder.cache.close()
+    if embedder.rate_limiter is not None:
+        embedder.rate_limiter.close()
 
 
 def register(app: typer.Typer) -> None:

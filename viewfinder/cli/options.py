@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Annotated, TypeAlias
+from typing import TYPE_CHECKING, Annotated, TypeAlias
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from viewfinder.analyzers.features import ALL_FEATURES, Feature
-from viewfinder.errors import InvalidOptionError
+from viewfinder.errors import ConfigurationError, InvalidOptionError, import_failure
 from viewfinder.prepare import MIN_MAX_SIDE
+
+if TYPE_CHECKING:
+    from viewfinder.engine.ratelimit import RateLimiter
 
 __all__ = [
     "EXIT_IMAGE_FAILED",
@@ -290,3 +293,78 @@ def usage_exit(console: Console, message: str) -> typer.Exit:
     `raise usage_exit(err, "...") from None`."""
     console.print(Text(f"error: {message}"), soft_wrap=True)
     return typer.Exit(EXIT_USAGE)
+
+
+RedisOption: TypeAlias = Annotated[
+    str | None,
+    typer.Option(
+        "--redis",
+        help=(
+            "Redis URL (redis://[:PASSWORD@]HOST:6379/0) of what the hosts of a job share: one "
+            "rate limit per model deployment, and the answer cache unless VIEWFINDER_CACHE "
+            "names another. Visible in ps with a password: prefer VIEWFINDER_REDIS. Default: "
+            "VIEWFINDER_REDIS, else VIEWFINDER_CACHE when it is a Redis URL."
+        ),
+        envvar="VIEWFINDER_REDIS",
+        metavar="URL",
+        show_default=False,
+    ),
+]
+"""`--redis URL` of `batch` and `embed` (`serve` has its own help: it shares Read too)."""
+
+
+def shared_redis(given: str | None) -> tuple[str | None, str | None]:
+    """`(redis, cache)`: the Redis URL of the state hosts share, and where the answer cache
+    must go instead of its default (`None`: leave it to `VIEWFINDER_CACHE` / the default).
+
+    One variable is enough: `--redis` / `VIEWFINDER_REDIS`, else a Redis `VIEWFINDER_CACHE`,
+    is the shared state's Redis; `--redis` with no `VIEWFINDER_CACHE` puts the answer cache
+    there as well (a cache named apart, Redis or directory, stays where it says).
+    """
+    import os
+
+    from viewfinder.engine.cache import CACHE_ENV, is_redis_location  # no redis-py needed
+
+    cache_env = os.environ.get(CACHE_ENV, "").strip()
+    redis = (given or "").strip() or (cache_env if is_redis_location(cache_env) else None)
+    return redis, None if cache_env or redis is None else redis
+
+
+def rate_limiter(
+    redis: str | None,
+    endpoint: str | None,
+    model: str,
+    rpm: float | None = None,
+    tpm: float | None = None,
+) -> RateLimiter:
+    """This process's own `RateLimiter(rpm, tpm)`, or with `redis` (and a model `endpoint`
+    to pace) one budget per deployment shared by every host and replica on that Redis
+    (`viewfinder.engine.shared_limit`).
+
+    Raises:
+        ConfigurationError: `redis` without redis-py installed.
+        InvalidOptionError: `redis` is not a URL redis-py can open (shown redacted).
+    """
+    if redis is None or endpoint is None:
+        from viewfinder.engine.ratelimit import RateLimiter
+
+        return RateLimiter(rpm, tpm)
+    try:
+        from viewfinder.engine.shared_limit import shared_limiter
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"--redis needs redis-py, which is {import_failure('redis', exc)}"
+        ) from None
+    return shared_limiter(redis, endpoint, model, rpm, tpm)
+
+
+def redis_answer_cache(cache: str | None) -> str | None:
+    """The Redis URL of the answer cache, when it is in Redis: `cache` (`shared_redis`'s
+    second value), else a Redis `VIEWFINDER_CACHE`; `None` for a disk cache. Vectors are
+    cached there too (`serve`'s vectorize routes, `embed` without `--cache`)."""
+    import os
+
+    from viewfinder.engine.cache import CACHE_ENV, is_redis_location
+
+    cache_env = os.environ.get(CACHE_ENV, "").strip()
+    return cache or (cache_env if is_redis_location(cache_env) else None)

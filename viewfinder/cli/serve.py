@@ -17,6 +17,8 @@ from viewfinder.cli.options import (
     BaseUrlOption,
     ModelOption,
     allow_hosts_of,
+    redis_answer_cache,
+    shared_redis,
     split_commas,
     usage_exit,
 )
@@ -356,7 +358,7 @@ def _settings(args: dict[str, Any], err: Console) -> ServerSettings:
         typer.Exit: A usage error, printed.
     """
     from viewfinder.analyzers.image_analysis import ImageAnalyzer  # the engine: lazily
-    from viewfinder.engine.cache import CACHE_ENV, default_cache_dir, is_redis_location
+    from viewfinder.engine.cache import default_cache_dir
     from viewfinder.prepare.fetch import trusted_hosts  # httpx2 and asyncio: lazily
 
     api_key: list[str] | None = args["api_key"]
@@ -370,12 +372,8 @@ def _settings(args: dict[str, Any], err: Console) -> ServerSettings:
     read_store: Path | None = args["read_store"]
     model: str | None = args["model"]
     base_url: str | None = args["base_url"]
-    # One variable is enough: VIEWFINDER_CACHE=redis://... shares the server state too, and
-    # --redis alone puts the answer cache there as well (a cache named apart stays apart).
-    cache_env = os.environ.get(CACHE_ENV, "").strip()
-    redis = (args["redis"] or "").strip() or (cache_env if is_redis_location(cache_env) else None)
-    cache: str | None = None if cache_env or redis is None else redis
-    redis_cache = cache or (cache_env if is_redis_location(cache_env) else None)
+    redis, cache = shared_redis(args["redis"])  # one variable is enough: see shared_redis
+    redis_cache = redis_answer_cache(cache)
 
     try:
         from viewfinder.compat import server

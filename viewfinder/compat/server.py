@@ -597,6 +597,8 @@ class _Analyzers:
     async def aclose(self) -> None:
         if self._analyzer is not None:
             await self._analyzer.aclose()
+        if self.limiter is not None:
+            self.limiter.close()  # a shared limiter's Redis connections
 
 
 def _adopt_embedder(settings: ServerSettings) -> Embedder | None:
@@ -661,6 +663,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
             await analyzers.aclose()
             if embedder is not None:
                 embedder.close()
+                if embedder.rate_limiter is not None:
+                    embedder.rate_limiter.close()
 
     app = FastAPI(
         title="viewfinder",

@@ -327,6 +327,10 @@ class RateLimiter:
                 in_flight=self._in_flight,
             )
 
+    def close(self) -> None:
+        """Release what the limiter holds: nothing here (a `SharedRateLimiter` closes its
+        Redis connections), so callers close any limiter the same way."""
+
     def __repr__(self) -> str:
         s = self.stats
         return f"{type(self).__name__}(rpm={s.rpm}, tpm={s.tpm}, factor={s.factor:.2f})"
