@@ -178,7 +178,8 @@ def serve(
                 "Directory of the Computer Vision 3.2 Read operations (read/analyze), shared "
                 "by every server given it; finished results are kept 48 hours. A restart "
                 "loses the operations in flight (a clean stop marks them failed), not the "
-                "finished ones. Default: read-operations under the cache directory."
+                "finished ones. Unused with --redis (the operations live in Redis). "
+                "Default: read-operations under the cache directory."
             ),
             metavar="DIR",
             file_okay=False,

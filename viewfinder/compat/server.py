@@ -947,8 +947,9 @@ def run(
         ssl_certfile: PEM certificate (chain) to serve HTTPS.
         ssl_keyfile: PEM private key for `ssl_certfile`.
         workers: Processes sharing the port (uvicorn's workers). Each has its own
-            analyzer and rate limiter; they share only what lives on disk (the answer
-            cache, the Read store), or in Redis (`ServerSettings.redis`: the rate budget).
+            analyzer and rate limiter; they share what lives on disk (the answer cache,
+            the Read store) or, with `ServerSettings.redis`, in Redis (the Read store and
+            each deployment's rate budget; the answer cache when it is a Redis URL).
         app_factory: With `workers` > 1: `"module:function"` that each worker calls to
             build its app (`settings` cannot cross into a new process: it holds clients);
             `settings` are then only checked here, and their analyzer and embedder
