@@ -1,7 +1,9 @@
 """The Read (3.2) operation store over a REAL Redis (tests/redis_server.py).
 
-Two `viewfinder serve` processes sharing one redis-server answer as one service (submit on
-one, poll the other, with Microsoft's 3.2 SDK); a redis-server stopped mid-run (then
+Two `viewfinder serve` processes (the real command, `VIEWFINDER_REDIS` set) sharing one
+redis-server answer as one service: a Read submitted on one is polled on the other (with
+Microsoft's 3.2 SDK), an image analysed on one is a cache hit on the other, and a 429 on
+one pauses the other; a redis-server stopped mid-run (then
 restarted on its port) refuses submits and polls with 503 rather than losing or denying an
 operation, and a result finished meanwhile is served by its process and written when Redis
 returns. Model answers come from the simulator (scripted, not a model).
@@ -26,6 +28,8 @@ from typing import Any
 import httpx2
 import pytest
 import redis
+from local_server import post_analyze
+from PIL import Image
 from redis_server import RedisServer, free_port
 from test_read32 import CAT, KEY, TEXT_ANSWER, _analyzer, _check_text, _client, _operation_id, _poll
 
@@ -33,19 +37,18 @@ from viewfinder import ConfigurationError
 from viewfinder.compat import read32
 from viewfinder.compat.read_redis import KEY_PREFIX, RedisOperationStore
 from viewfinder.compat.server import ServerSettings, create_app
-from viewfinder.testing.simulator import Simulator
+from viewfinder.testing.simulator import Reply, Simulator
 
 SECRET = "r3ad-St0re-Pa55"
-SERVE = """
-import sys
-from viewfinder.compat.server import ServerSettings, run
-port, model, redis_url = sys.argv[1:4]
-options = {"base_url": model, "api_key": "test-key-placeholder", "model": "gpt-4.1-mini",
-           "cache": False}
-run(ServerSettings(api_keys=(sys.argv[4],), analyzer_options=options, redis=redis_url),
-    port=int(port))
-"""
-"""One replica: `run` with `ServerSettings.redis` (the CLI's `--redis` is not on this branch)."""
+
+
+def _serve_command(port: int, model: str) -> list[str]:
+    """One replica: the real command line, `viewfinder serve --redis` given by the
+    environment (`VIEWFINDER_REDIS`), so the answer cache is that Redis too."""
+    return [
+        *(sys.executable, "-m", "viewfinder", "serve", "--host", "127.0.0.1"),
+        *("--port", str(port), "--base-url", model, "--model", "gpt-4.1-mini"),
+    ]
 
 
 def _wait_for(check: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
@@ -67,13 +70,17 @@ async def _until(check: Callable[[], bool], what: str, seconds: float = 10.0) ->
 def replicas(sim: Simulator, redis_url: str, tmp_path: Path) -> Iterator[list[str]]:
     """Two server processes sharing the session's Redis; their endpoints."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIEWFINDER_", "OPENAI_"))}
-    env["VIEWFINDER_CACHE_DIR"] = str(tmp_path / "cache")
+    env |= {
+        "VIEWFINDER_REDIS": redis_url,
+        "VIEWFINDER_API_KEYS": KEY,
+        "OPENAI_API_KEY": "test-key-placeholder",
+    }
     ports = [free_port(), free_port()]
     logs = [(tmp_path / f"replica-{i}.log").open("wb") for i in range(2)]
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", SERVE, str(port), sim.base_url, redis_url, KEY],
-            env=env,
+            _serve_command(port, sim.base_url),
+            env=env | {"VIEWFINDER_CACHE_DIR": str(tmp_path / f"cache-{port}")},
             stdin=subprocess.DEVNULL,
             stderr=log,
         )
@@ -104,9 +111,12 @@ def replicas(sim: Simulator, redis_url: str, tmp_path: Path) -> Iterator[list[st
             log.close()
 
 
-def test_a_read_submitted_on_one_replica_is_polled_on_the_other(
+def test_two_serve_processes_behave_as_one_service(
     replicas: list[str], sim: Simulator, redis_url: str
 ) -> None:
+    """Two `viewfinder serve` processes given one Redis (`VIEWFINDER_REDIS`): a Read
+    submitted on one is polled on the other, an image analysed on one is a cache hit on the
+    other, and a 429 answered to one pauses the other (one rate budget)."""
     sim.script(TEXT_ANSWER)
     first, second = replicas
     raw = _client(first).read_in_stream(io.BytesIO(CAT), raw=True)
@@ -122,6 +132,25 @@ def test_a_read_submitted_on_one_replica_is_polled_on_the_other(
     assert record["status"] == "succeeded"
     assert read32.OPERATION_SECONDS - 60 < expires_in <= read32.OPERATION_SECONDS
     assert sim.stats.total == 1
+
+    # one answer cache: the second replica answers from what the first one paid for
+    query = "api-version=2024-02-01&features=caption"
+    sim.script(Reply({"caption": {"text": "a cat", "conf": 90}}))
+    first_answer = post_analyze(first, query, key=KEY, image=CAT)
+    second_answer = post_analyze(second, query, key=KEY, image=CAT)
+    assert first_answer.status_code == second_answer.status_code == 200, second_answer.text
+    assert second_answer.json()["captionResult"] == first_answer.json()["captionResult"]
+    assert sim.stats.total == 2
+
+    # one rate budget: the model's 429 to the first replica holds the second one too
+    sim.script(Reply(status=429, headers={"retry-after": "30"}, error_message="slow down"))
+    other = io.BytesIO()
+    Image.new("RGB", (200, 150), (200, 30, 30)).save(other, "PNG")  # no cache answers it
+    refused = post_analyze(first, query, key=KEY, image=other.getvalue())
+    held = post_analyze(second, query, key=KEY, image=other.getvalue())
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "30"
+    assert held.status_code == 429 and held.headers["Retry-After"] in ("29", "30")
+    assert sim.stats.total == 3  # the second replica did not call the model
 
 
 @pytest.fixture
