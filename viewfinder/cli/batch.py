@@ -535,18 +535,18 @@ def batch(
 
     try:
         sources = sharded([classify_source(argument) for argument in inputs], shard)
-        shared, shared_cache = shared_redis(redis)
+        shared = shared_redis(redis)
         analyzer = ImageAnalyzer(
             model=model,
             base_url=base_url,
-            cache=False if no_cache else shared_cache or True,
+            cache=False if no_cache else shared.cache or True,
             allow_hosts=allow_hosts_of(allow_host),
             answer_format=answer_format.value,
             box_convention=box_convention,
             read_geometry=read_geometry.value,
         )
         endpoint = analyzer.engine.provider.endpoint if analyzer.has_endpoint else None
-        limiter = rate_limiter(shared, endpoint, analyzer.model, rpm, tpm)
+        limiter = rate_limiter(shared.url, endpoint, analyzer.model, rpm, tpm)
     except UserError as exc:
         raise usage_exit(err, str(exc)) from None
     lock = WriterLock(out, hint="wait for it or choose another --out")

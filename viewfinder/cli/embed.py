@@ -74,7 +74,6 @@ from viewfinder.cli.options import (
     RedisOption,
     RpmOption,
     rate_limiter,
-    redis_answer_cache,
     shared_redis,
     usage_exit,
 )
@@ -494,9 +493,8 @@ def _embedder(
         api_key = os.environ.get(api_key_env)
         if not api_key:
             raise InvalidOptionError(f"--api-key-env: {api_key_env} is not set")
-    shared, shared_cache = shared_redis(redis)
-    if cache is None and shared is not None:
-        cache = redis_answer_cache(shared_cache)
+    shared = shared_redis(redis)
+    cache = cache or shared.answer_cache
     embedder = Embedder(
         backend,
         model=model,
@@ -506,9 +504,9 @@ def _embedder(
         cache=open_cache(cache) if cache is not None else None,
         budget=EmbeddingBudget(max_dollars=max_dollars) if max_dollars is not None else None,
     )
-    if rpm is not None or shared is not None:
+    if rpm is not None or shared.url is not None:
         backend_ = embedder.backend
-        embedder.rate_limiter = rate_limiter(shared, backend_.base_url, backend_.model, rpm)
+        embedder.rate_limiter = rate_limiter(shared.url, backend_.base_url, backend_.model, rpm)
     return embedder
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, TypeAlias
+from typing import TYPE_CHECKING, Annotated, NamedTuple, TypeAlias
 
 import typer
 from rich.console import Console
@@ -313,9 +313,24 @@ RedisOption: TypeAlias = Annotated[
 """`--redis URL` of `batch` and `embed` (`serve` has its own help: it shares Read too)."""
 
 
-def shared_redis(given: str | None) -> tuple[str | None, str | None]:
-    """`(redis, cache)`: the Redis URL of the state hosts share, and where the answer cache
-    must go instead of its default (`None`: leave it to `VIEWFINDER_CACHE` / the default).
+class SharedRedis(NamedTuple):
+    """What `--redis` / `VIEWFINDER_REDIS` / `VIEWFINDER_CACHE` mean together
+    (`shared_redis`)."""
+
+    url: str | None
+    """The Redis of the state hosts share (Read store, rate limits); `None`: none."""
+    cache: str | None
+    """Where the answer cache goes instead of its default; `None`: leave it to
+    `VIEWFINDER_CACHE` / the default directory."""
+    answer_cache: str | None
+    """The Redis URL the answer cache is in (`cache`, else a Redis `VIEWFINDER_CACHE`);
+    `None` for a disk cache. Vectors are cached there too (`serve`'s vectorize routes,
+    `embed` without `--cache`)."""
+
+
+def shared_redis(given: str | None) -> SharedRedis:
+    """The shared Redis and the answer cache's place, from `--redis` (`given`) and the
+    environment.
 
     One variable is enough: `--redis` / `VIEWFINDER_REDIS`, else a Redis `VIEWFINDER_CACHE`,
     is the shared state's Redis; `--redis` with no `VIEWFINDER_CACHE` puts the answer cache
@@ -326,8 +341,10 @@ def shared_redis(given: str | None) -> tuple[str | None, str | None]:
     from viewfinder.engine.cache import CACHE_ENV, is_redis_location  # no redis-py needed
 
     cache_env = os.environ.get(CACHE_ENV, "").strip()
-    redis = (given or "").strip() or (cache_env if is_redis_location(cache_env) else None)
-    return redis, None if cache_env or redis is None else redis
+    env_redis = cache_env if is_redis_location(cache_env) else None
+    url = (given or "").strip() or env_redis
+    cache = None if cache_env or url is None else url
+    return SharedRedis(url, cache, cache or env_redis)
 
 
 def rate_limiter(
@@ -356,15 +373,3 @@ def rate_limiter(
             f"--redis needs redis-py, which is {import_failure('redis', exc)}"
         ) from None
     return shared_limiter(redis, endpoint, model, rpm, tpm)
-
-
-def redis_answer_cache(cache: str | None) -> str | None:
-    """The Redis URL of the answer cache, when it is in Redis: `cache` (`shared_redis`'s
-    second value), else a Redis `VIEWFINDER_CACHE`; `None` for a disk cache. Vectors are
-    cached there too (`serve`'s vectorize routes, `embed` without `--cache`)."""
-    import os
-
-    from viewfinder.engine.cache import CACHE_ENV, is_redis_location
-
-    cache_env = os.environ.get(CACHE_ENV, "").strip()
-    return cache or (cache_env if is_redis_location(cache_env) else None)

@@ -17,7 +17,6 @@ from viewfinder.cli.options import (
     BaseUrlOption,
     ModelOption,
     allow_hosts_of,
-    redis_answer_cache,
     shared_redis,
     split_commas,
     usage_exit,
@@ -373,8 +372,7 @@ def _settings(args: dict[str, Any], err: Console) -> ServerSettings:
     read_store: Path | None = args["read_store"]
     model: str | None = args["model"]
     base_url: str | None = args["base_url"]
-    redis, cache = shared_redis(args["redis"])  # one variable is enough: see shared_redis
-    redis_cache = redis_answer_cache(cache)
+    redis, cache, redis_cache = shared_redis(args["redis"])  # one variable is enough
 
     try:
         from viewfinder.compat import server
