@@ -454,6 +454,31 @@ def _open_together(directory: str, name: str, other: str, together: Any, results
         results.put((name, f"failed: {exc!r}", said))
 
 
+def test_an_open_that_lost_the_directory_to_another_repair_is_tried_again_under_the_lock(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process's repair renames the directory while this one opens it: sqlite says
+    "unable to open database file" (not damage). Tried again holding the repair lock, the
+    open finds the fresh store, and the cache stays on, silently. (The race itself is rare:
+    the two-process test below met it once in nine clean-clone CI runs, and it turned
+    that process's cache off.)"""
+    real = viewfinder.engine.cache.diskcache.Cache
+    calls: list[str] = []
+
+    def open_once_lost(directory: str, **options: Any) -> Any:
+        calls.append(directory)
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("unable to open database file")
+        return real(directory, **options)
+
+    monkeypatch.setattr(viewfinder.engine.cache.diskcache, "Cache", open_once_lost)
+    cache = ResponseCache(tmp_path / "answers")
+    cache.set("k", "v")
+    assert cache.get("k") == "v" and len(calls) == 2
+    cache.close()
+    assert not _warnings(caplog)
+
+
 def test_two_processes_repairing_at_once_move_it_aside_once_and_share_the_fresh_store(
     tmp_path: Path,
 ) -> None:

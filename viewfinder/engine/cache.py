@@ -236,10 +236,12 @@ class ResponseCache:
         try:
             self._store = self._open()
         except Exception as exc:  # anything at all: the cache must not stop an analysis
-            if _is_damage(exc):
-                self._recover(None, exc)
-            else:
-                self._turn_off(exc)
+            # Damage is repaired; any other failure is tried once more under the lock
+            # beside the directory, since another process repairing the store may have
+            # renamed the directory while this open ran (sqlite: "unable to open database
+            # file"). Holding the lock nobody moves it: a second failure is real and turns
+            # the cache off.
+            self._recover(None, exc if _is_damage(exc) else None)
 
     # --- the guarded operations ------------------------------------------------------
 
